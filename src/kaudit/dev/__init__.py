@@ -1,0 +1,1 @@
+"""Developer tooling: a real local Apache Kafka for the demo and the tests."""

@@ -1,0 +1,92 @@
+"""The one exception tree of kaudit.
+
+Every error says whether retrying can help (`retryable`), so callers and exporters can
+decide between backing off and giving up without parsing messages. Foreign exceptions are
+wrapped at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class KauditError(Exception):
+    """Base of every error kaudit raises on purpose."""
+
+    retryable: bool = False
+
+
+class ConfigError(KauditError):
+    """The configuration is invalid; `issues` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue], source: str = "<config>") -> None:
+        self.issues = issues
+        self.source = source
+        lines = "\n".join(f"  {issue}" for issue in issues)
+        super().__init__(f"{source}: {len(issues)} error(s) in configuration\n{lines}")
+
+
+class ConfigIssue:
+    """One problem in a configuration: where (dotted path) and what, with what is accepted."""
+
+    __slots__ = ("message", "path")
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    def __repr__(self) -> str:
+        return f"ConfigIssue({self.path!r}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ConfigIssue)
+            and (self.path, self.message) == (other.path, other.message)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.message))
+
+
+class UnknownEventTypeError(KauditError, ValueError):
+    """An event type that is neither in the catalog nor declared in the configuration."""
+
+
+class EventDecodeError(KauditError, ValueError):
+    """Bytes that are not a valid audit event."""
+
+
+class AuditUnavailableError(KauditError):
+    """The audit log cannot accept the event within the fail_closed bound.
+
+    Retrying can help: the log may recover (disk space freed, broker back).
+    """
+
+    retryable = True
+
+
+class LogError(KauditError):
+    """The audit log cannot be opened, read or written."""
+
+
+class LogWriteError(LogError):
+    """Writing to the audit log failed (unwritable directory, disk full, broker down)."""
+
+    retryable = True
+
+
+class LogLockedError(LogError):
+    """Another process already writes this log directory."""
+
+
+class ExporterError(KauditError):
+    """A destination failed; `retryable` says whether a retry can deliver the batch."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PluginError(KauditError):
+    """A plugin (auditor, exporter) named in the configuration cannot be loaded."""

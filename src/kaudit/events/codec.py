@@ -1,0 +1,199 @@
+"""The one serialiser: canonical bytes of an event, used for hashing, the log and output.
+
+Canonical means: UTF-8, compact (no spaces), keys of the fixed model in model order,
+keys of free-form mappings (`details`, RBAC policies) sorted, every model key present.
+Decoding then encoding gives back the same bytes, which is what signatures rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import orjson
+
+from kaudit.errors import EventDecodeError
+from kaudit.events.model import (
+    RESULTS,
+    Action,
+    Actor,
+    ApiRef,
+    AuditEvent,
+    AuthCheck,
+    Authorization,
+    Context,
+    Integrity,
+    Resource,
+    Result,
+)
+
+_OPTIONS = orjson.OPT_SORT_KEYS
+
+
+def encode(event: AuditEvent) -> bytes:
+    """Canonical bytes of `event`, without a trailing newline."""
+    return orjson.dumps(event, option=_OPTIONS)
+
+
+def encode_line(event: AuditEvent) -> bytes:
+    """Canonical bytes of `event` as one JSON Lines line."""
+    return orjson.dumps(event, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
+
+
+def to_dict(event: AuditEvent) -> dict[str, Any]:
+    """The event as plain JSON types, keys in canonical order."""
+    return cast(dict[str, Any], orjson.loads(encode(event)))
+
+
+def decode(data: bytes | str) -> AuditEvent:
+    """Parse canonical (or any equivalent) JSON bytes back into an event."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from exc
+    return from_dict(obj)
+
+
+def from_dict(obj: object) -> AuditEvent:
+    """Build an event from plain JSON types, checking every field's type."""
+    try:
+        return _event(_mapping(obj, "event"))
+    except (KeyError, TypeError) as exc:
+        raise EventDecodeError(f"not an audit event: {exc}") from exc
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: object, where: str) -> str | None:
+    return None if value is None else _str(value, where)
+
+
+def _int(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{where} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{where} must be true or false, got {type(value).__name__}")
+    return value
+
+
+def _event(o: Mapping[str, Any]) -> AuditEvent:
+    authorization = o.get("authorization")
+    integrity = o.get("integrity")
+    details = o.get("details")
+    context = o.get("context")
+    return AuditEvent(
+        timestamp=_str(o["timestamp"], "timestamp"),
+        event_type=_str(o["event_type"], "event_type"),
+        event_id=_str(o["event_id"], "event_id"),
+        version=_str(o.get("version", "1.0"), "version"),
+        actor=_actor(_mapping(o["actor"], "actor")),
+        resource=_resource(_mapping(o["resource"], "resource")),
+        action=_action(_mapping(o["action"], "action")),
+        authorization=None
+        if authorization is None
+        else _authorization(_mapping(authorization, "authorization")),
+        context=Context() if context is None else _context(_mapping(context, "context")),
+        details={} if details is None else dict(_mapping(details, "details")),
+        integrity=None if integrity is None else _integrity(_mapping(integrity, "integrity")),
+    )
+
+
+def _actor(o: Mapping[str, Any]) -> Actor:
+    roles = o.get("roles") or ()
+    if not isinstance(roles, list | tuple):
+        raise TypeError("actor.roles must be a list")
+    return Actor(
+        type=_str(o["type"], "actor.type"),
+        id=_str(o["id"], "actor.id"),
+        roles=tuple(_str(r, "actor.roles[]") for r in roles),
+        ip_address=_opt_str(o.get("ip_address"), "actor.ip_address"),
+        user_agent=_opt_str(o.get("user_agent"), "actor.user_agent"),
+        client_id=_opt_str(o.get("client_id"), "actor.client_id"),
+        auth=_opt_str(o.get("auth"), "actor.auth"),
+    )
+
+
+def _resource(o: Mapping[str, Any]) -> Resource:
+    return Resource(
+        type=_str(o["type"], "resource.type"),
+        id=_str(o["id"], "resource.id"),
+        path=_opt_str(o.get("path"), "resource.path"),
+    )
+
+
+def _action(o: Mapping[str, Any]) -> Action:
+    result = _str(o.get("result", "success"), "action.result")
+    if result not in RESULTS:
+        raise TypeError(f"action.result must be one of {', '.join(RESULTS)}, got {result!r}")
+    duration = o.get("duration_ms")
+    if duration is not None and (
+        not isinstance(duration, int | float) or isinstance(duration, bool)
+    ):
+        raise TypeError("action.duration_ms must be a number")
+    return Action(
+        operation=_str(o["operation"], "action.operation"),
+        result=cast(Result, result),
+        duration_ms=duration,
+        error=_opt_str(o.get("error"), "action.error"),
+    )
+
+
+def _authorization(o: Mapping[str, Any]) -> Authorization:
+    checks = o.get("checks") or ()
+    policies = o.get("policies") or ()
+    return Authorization(
+        allowed=_bool(o["allowed"], "authorization.allowed"),
+        action=_opt_str(o.get("action"), "authorization.action"),
+        checks=tuple(
+            AuthCheck(
+                operation=_str(c["operation"], "authorization.checks[].operation"),
+                resource=_str(c["resource"], "authorization.checks[].resource"),
+                allowed=_bool(c["allowed"], "authorization.checks[].allowed"),
+                error_code=_int(c.get("error_code", 0), "authorization.checks[].error_code"),
+            )
+            for c in (_mapping(c, "authorization.checks[]") for c in checks)
+        ),
+        policies=tuple(dict(_mapping(p, "authorization.policies[]")) for p in policies),
+    )
+
+
+def _context(o: Mapping[str, Any]) -> Context:
+    api = o.get("api")
+    api_ref = None
+    if api is not None:
+        a = _mapping(api, "context.api")
+        api_ref = ApiRef(
+            key=_int(a["key"], "context.api.key"),
+            name=_str(a["name"], "context.api.name"),
+            version=_int(a["version"], "context.api.version"),
+        )
+    return Context(
+        cluster_id=_opt_str(o.get("cluster_id"), "context.cluster_id"),
+        environment=_opt_str(o.get("environment"), "context.environment"),
+        correlation_id=_opt_str(o.get("correlation_id"), "context.correlation_id"),
+        source=_opt_str(o.get("source"), "context.source"),
+        host=_opt_str(o.get("host"), "context.host"),
+        api=api_ref,
+    )
+
+
+def _integrity(o: Mapping[str, Any]) -> Integrity:
+    return Integrity(
+        sequence_number=_int(o["sequence_number"], "integrity.sequence_number"),
+        signature=_opt_str(o.get("signature"), "integrity.signature"),
+        previous_signature=_opt_str(o.get("previous_signature"), "integrity.previous_signature"),
+    )
