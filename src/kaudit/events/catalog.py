@@ -27,6 +27,47 @@ class EventType:
     def category(self) -> str:
         return self.name.partition(".")[0]
 
+    @property
+    def operation(self) -> str:
+        """The default `action.operation` for this type (`topic.created` → `create`)."""
+        category, _, verb = self.name.partition(".")
+        return _OPERATIONS.get(self.name) or _OPERATIONS.get(verb) or verb or category
+
+
+_OPERATIONS = {
+    "created": "create",
+    "deleted": "delete",
+    "partitions_changed": "create_partitions",
+    "config_changed": "alter_configs",
+    "changed": "alter",
+    "viewed": "describe",
+    "described": "describe",
+    "offsets_reset": "reset_offsets",
+    "offsets_deleted": "delete_offsets",
+    "produced": "produce",
+    "consumed": "consume",
+    "inspected": "inspect",
+    "credentials_changed": "alter_credentials",
+    "token_created": "create_token",
+    "partitions_reassigned": "reassign_partitions",
+    "leaders_elected": "elect_leaders",
+    "license_applied": "apply_license",
+    "feature_enabled": "enable_feature",
+    "auth.login": "login",
+    "auth.logout": "logout",
+    "auth.failed": "authenticate",
+    "auth.token_refresh": "refresh_token",
+    "access.granted": "access",
+    "access.denied": "access",
+    "kafka.request": "request",
+    "audit.degraded": "record",
+    **{
+        f"{c}.{v}": c
+        for c in ("backup", "restore", "validate")
+        for v in ("started", "completed", "failed", "cancelled", "checkpoint")
+    },
+}
+
 
 def _types(mutations: Mapping[str, str], queries: Mapping[str, str]) -> list[EventType]:
     return [EventType(n, d, True) for n, d in mutations.items()] + [
