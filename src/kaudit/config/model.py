@@ -1,0 +1,428 @@
+"""The typed configuration of kaudit: every key, its type, default and accepted values.
+
+This module owns the shape of the configuration and the rules that span several keys
+(event selectors checked against the catalog, `destination` versus `destinations`).
+Reading YAML, substituting environment variables and turning validation errors into
+messages belong to `kaudit.config.load`.
+
+Models are frozen and refuse unknown keys, so a typo is an error instead of a setting
+that silently does nothing. Unions chosen by a `type:` key (the audit log, destinations)
+are tagged unions carrying a `TypeSwitch` marker: adding a kind means writing its model
+and adding one `Annotated[Model, Tag("name")]` member to the union.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ModelWrapValidatorHandler,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
+
+from kaudit.events.catalog import EventCatalog, is_glob
+
+__all__ = [
+    "AuditConfig",
+    "AuditorEntry",
+    "AuditorSpec",
+    "ClusterConfig",
+    "Config",
+    "Destination",
+    "DestinationBase",
+    "FileDestination",
+    "LocalLog",
+    "LogConfig",
+    "Rotation",
+    "TypeSwitch",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSwitch:
+    """Marks a union chosen by its `type:` key; `kind` names it in error messages.
+
+    Pydantic ignores this metadata; the loader reads it to say
+    "unknown destination type 's3'; accepted: file".
+    """
+
+    kind: str
+
+
+def _type_tag(default: str | None) -> Callable[[Any], str | None]:
+    """A discriminator reading `type`, falling back to `default` when the key is absent."""
+
+    def tag(value: Any) -> str | None:
+        if isinstance(value, Mapping):
+            chosen = value.get("type")
+            if chosen is None:
+                return default
+            return chosen if isinstance(chosen, str) else repr(chosen)
+        found = getattr(value, "type", None)
+        return found if isinstance(found, str) else None
+
+    return tag
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    # The message travels as context so braces in it are never read as placeholders.
+    return PydanticCustomError(f"kaudit_{kind}", "{message}", {"message": message})
+
+
+# ---------------------------------------------------------------------------- names
+
+_PLUGIN_NAME = re.compile(
+    r"[A-Za-z_][\w.-]*"  # entry-point name
+    r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"  # module:Class
+)
+_CUSTOM_EVENT_TYPE = re.compile(r"[a-z0-9_]+\.[a-z0-9_]+")
+
+
+def _plugin_name(name: str) -> str:
+    if not _PLUGIN_NAME.fullmatch(name):
+        raise _error(
+            "plugin_name",
+            "must be an entry-point name like 'recorder' or an import path like "
+            f"'package.module:Class', got {name!r}",
+        )
+    return name
+
+
+def _custom_event_type(name: str) -> str:
+    if not _CUSTOM_EVENT_TYPE.fullmatch(name):
+        raise _error(
+            "event_type_name",
+            "must be category.verb in lowercase letters, digits and _ "
+            f"(like 'billing.invoice_sent'), got {name!r}",
+        )
+    return name
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise _error("regex", f"must be a regular expression, got {pattern!r} ({exc})") from None
+    return pattern
+
+
+PluginName = Annotated[str, AfterValidator(_plugin_name)]
+CustomEventType = Annotated[str, AfterValidator(_custom_event_type)]
+KeyPattern = Annotated[str, AfterValidator(_regex)]
+
+
+# ---------------------------------------------------------------------------- auditors
+
+
+class AuditorSpec(_Model):
+    """An auditor to load, with the mapping passed to its `configure()`."""
+
+    name: PluginName
+    """An entry-point name in the `kaudit.auditors` group, or a `module:Class` import path."""
+    config: dict[str, Any] = {}
+
+
+def _auditor_tag(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, Mapping | AuditorSpec):
+        return "spec"
+    return None
+
+
+AuditorEntry = Annotated[
+    Annotated[PluginName, Tag("name")] | Annotated[AuditorSpec, Tag("spec")],
+    Discriminator(
+        _auditor_tag,
+        custom_error_type="kaudit_auditor_entry",
+        custom_error_message=(
+            "must be a plugin name (like recorder or package.module:Class) "
+            "or a mapping with keys name, config"
+        ),
+    ),
+]
+"""An entry of `auditors:`: a bare plugin name, or a name with configuration."""
+
+
+# ---------------------------------------------------------------------------- audit log
+
+
+class LocalLog(_Model):
+    """The embedded audit log: JSON Lines segment files under `<data_dir>/log`."""
+
+    type: Literal["local"] = "local"
+    segment_max_mb: int = Field(default=64, gt=0)
+    fsync: Literal["never", "batch", "always"] = "batch"
+    """When appended records reach the disk: never (the OS decides), per batch, per event."""
+
+
+LogConfig = Annotated[
+    # Add log kinds here as `Annotated[Model, Tag("type")]` members of a union.
+    Annotated[LocalLog, Tag("local")],
+    Discriminator(_type_tag(default="local")),
+    TypeSwitch("log"),
+]
+"""The audit log's backend, chosen by `type` (default `local`)."""
+
+
+# ---------------------------------------------------------------------------- destinations
+
+EventSelector = list[str]
+"""Event type names or globs (`topic.*`), checked against the catalog by `AuditConfig`."""
+
+
+class DestinationBase(_Model):
+    """What every destination has: its type, an optional name, format and event filter."""
+
+    type: str
+    name: str | None = None
+    format: Literal["native", "cloudevents", "ocsf"] = "native"
+    events: EventSelector = ["*"]
+    exclude_events: EventSelector = []
+
+    @property
+    @abstractmethod
+    def target(self) -> str:
+        """Where the events go, in the destination's own terms (a path, a URL, a topic)."""
+
+    @property
+    def display_name(self) -> str:
+        """The name, or `type:target` when the destination has none."""
+        return self.name or f"{self.type}:{self.target}"
+
+
+class Rotation(_Model):
+    """When a file destination starts a new file and how many old ones it keeps."""
+
+    max_size_mb: int = Field(default=100, gt=0)
+    max_files: int = Field(default=10, ge=1)
+    compress: bool = True
+
+
+class FileDestination(DestinationBase):
+    """Events appended to a local file, rotated by size."""
+
+    type: Literal["file"] = "file"
+    path: str = Field(min_length=1)
+    rotation: Rotation = Rotation()
+
+    @property
+    def target(self) -> str:
+        return self.path
+
+
+Destination = Annotated[
+    # Add destination kinds here as `Annotated[Model, Tag("type")]` members of a union.
+    Annotated[FileDestination, Tag("file")],
+    Discriminator(_type_tag(default=None)),
+    TypeSwitch("destination"),
+]
+"""One place the audit log is exported to, chosen by `type`."""
+
+
+# ---------------------------------------------------------------------------- audit
+
+_Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """A problem spanning several keys: where (relative to `audit`), what, and the value."""
+
+    loc: _Loc
+    message: str
+    value: object
+
+
+def _pattern_message(catalog: EventCatalog, pattern: str) -> str | None:
+    """Why `pattern` selects nothing, or None when it selects at least one type."""
+    if not is_glob(pattern):
+        return None if pattern in catalog else catalog.unknown_message(pattern)
+    if catalog.matching(pattern):
+        return None
+    categories = sorted({name.partition(".")[0] for name in catalog.names})
+    hint = ""
+    category, dot, rest = pattern.partition(".")
+    if dot and not is_glob(category) and category not in categories:
+        close = difflib.get_close_matches(category, categories, n=1, cutoff=0.6)
+        if close:
+            hint = f"; did you mean {close[0]}.{rest}?"
+    return (
+        f"pattern {pattern!r} matches no event type{hint} "
+        f"(known categories: {', '.join(categories)})"
+    )
+
+
+def _selector_problems(catalog: EventCatalog, raw: Mapping[str, Any], loc: _Loc) -> list[_Problem]:
+    problems = []
+    for key in ("events", "exclude_events"):
+        patterns = raw.get(key)
+        if not isinstance(patterns, list):
+            continue  # a wrong type is reported by pydantic itself
+        for index, pattern in enumerate(patterns):
+            if isinstance(pattern, str):
+                message = _pattern_message(catalog, pattern)
+                if message:
+                    problems.append(_Problem((*loc, key, index), message, pattern))
+    return problems
+
+
+def _audit_problems(raw: Mapping[str, Any]) -> list[_Problem]:
+    """Rules spanning several keys of `audit`, checked on the raw input.
+
+    Working on the raw mapping rather than the validated model lets these problems be
+    reported together with pydantic's own, instead of only once everything else is fixed.
+    """
+    custom = raw.get("custom_event_types")
+    declared = (
+        [n for n in custom if isinstance(n, str) and _CUSTOM_EVENT_TYPE.fullmatch(n)]
+        if isinstance(custom, list)
+        else []
+    )
+    catalog = EventCatalog(declared)
+    problems = _selector_problems(catalog, raw, ())
+
+    destination = raw.get("destination")
+    if isinstance(destination, Mapping):
+        problems += _selector_problems(catalog, destination, ("destination",))
+    destinations = raw.get("destinations")
+    if isinstance(destinations, list):
+        for index, item in enumerate(destinations):
+            if isinstance(item, Mapping):
+                problems += _selector_problems(catalog, item, ("destinations", index))
+
+    if destination is not None and isinstance(destinations, list) and destinations:
+        problems.append(
+            _Problem(
+                (),
+                "destination and destinations are both set; use destination for one "
+                "destination or destinations for a list, not both",
+                dict(raw),
+            )
+        )
+    return problems
+
+
+_PYDANTIC_ERROR_TYPES: frozenset[str] = frozenset(get_args(ErrorType))
+
+
+def _reraisable(exc: ValidationError) -> list[InitErrorDetails]:
+    """`exc`'s errors in the form `ValidationError.from_exception_data` takes back."""
+    details: list[InitErrorDetails] = []
+    for error in exc.errors():
+        kind = error["type"]
+        if kind in _PYDANTIC_ERROR_TYPES:
+            detail = InitErrorDetails(type=kind, loc=error["loc"], input=error["input"])
+            if "ctx" in error:
+                detail["ctx"] = error["ctx"]
+        else:
+            custom = PydanticCustomError(kind, "{message}", {"message": error["msg"]})
+            detail = InitErrorDetails(type=custom, loc=error["loc"], input=error["input"])
+        details.append(detail)
+    return details
+
+
+class AuditConfig(_Model):
+    """What is audited, how the recorder behaves under pressure, and where events go."""
+
+    enabled: bool = True
+    log: LogConfig = LocalLog()
+    failure_policy: Literal["fail_open", "fail_closed"] = "fail_open"
+    """fail_open drops (and counts) events when the log cannot keep up; fail_closed
+    makes callers wait up to `block_timeout_ms`, then refuses their request."""
+    queue_max_events: int = Field(default=100_000, gt=0)
+    block_timeout_ms: int = Field(default=5000, ge=0)
+    batch_max_events: int = Field(default=4096, gt=0)
+    events: EventSelector = ["*"]
+    exclude_events: EventSelector = []
+    custom_event_types: list[CustomEventType] = []
+    redact_keys: list[KeyPattern] = []
+    """Regular expressions for key names to redact, on top of the built-in ones."""
+    destination: Destination | None = None
+    destinations: list[Destination] = []
+
+    @property
+    def all_destinations(self) -> list[Destination]:
+        """`destination` and `destinations` as one list."""
+        single = [self.destination] if self.destination is not None else []
+        return [*single, *self.destinations]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_across_keys(
+        cls, data: Any, handler: ModelWrapValidatorHandler[AuditConfig]
+    ) -> AuditConfig:
+        problems = _audit_problems(data) if isinstance(data, Mapping) else []
+        if not problems:
+            return handler(data)
+        extra = [
+            InitErrorDetails(type=_error("cross_field", p.message), loc=p.loc, input=p.value)
+            for p in problems
+        ]
+        try:
+            handler(data)
+        except ValidationError as exc:
+            # Raise one error listing pydantic's problems and ours, so a reader fixes
+            # everything in one pass.
+            raise ValidationError.from_exception_data(
+                exc.title, [*_reraisable(exc), *extra]
+            ) from None
+        raise ValidationError.from_exception_data(cls.__name__, extra)
+
+
+# ---------------------------------------------------------------------------- top level
+
+
+class ClusterConfig(_Model):
+    """The Kafka cluster audited here; both values are added to every event's context."""
+
+    id: str | None = None
+    environment: str | None = None
+
+
+class Config(_Model):
+    """The whole kaudit configuration file."""
+
+    data_dir: str = Field(default="./kaudit-data", min_length=1)
+    cluster: ClusterConfig = ClusterConfig()
+    auditors: list[AuditorEntry] = ["recorder"]
+    audit: AuditConfig = AuditConfig()
+
+    def catalog(self) -> EventCatalog:
+        """The built-in event types plus `audit.custom_event_types`."""
+        return EventCatalog(self.audit.custom_event_types)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the local audit log keeps its segments."""
+        return self.data_path / "log"
+
+    @property
+    def auditor_specs(self) -> list[AuditorSpec]:
+        """`auditors` with bare names turned into specs with an empty config."""
+        return [
+            AuditorSpec(name=entry) if isinstance(entry, str) else entry for entry in self.auditors
+        ]
