@@ -40,9 +40,9 @@ class ConfigIssue:
         return f"ConfigIssue({self.path!r}, {self.message!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ConfigIssue)
-            and (self.path, self.message) == (other.path, other.message)
+        return isinstance(other, ConfigIssue) and (self.path, self.message) == (
+            other.path,
+            other.message,
         )
 
     def __hash__(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from kaudit.errors import UnknownEventTypeError
@@ -145,7 +145,7 @@ class EventCatalog:
     def __contains__(self, name: object) -> bool:
         return name in self._types
 
-    def __iter__(self) -> Iterable[EventType]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[EventType]:
         return iter(self._types.values())
 
     @property

@@ -24,7 +24,6 @@ from kaudit.events.model import (
     Context,
     Integrity,
     Resource,
-    Result,
 )
 
 _OPTIONS = orjson.OPT_SORT_KEYS
@@ -146,7 +145,7 @@ def _action(o: Mapping[str, Any]) -> Action:
         raise TypeError("action.duration_ms must be a number")
     return Action(
         operation=_str(o["operation"], "action.operation"),
-        result=cast(Result, result),
+        result=result,
         duration_ms=duration,
         error=_opt_str(o.get("error"), "action.error"),
     )

@@ -1,0 +1,228 @@
+"""The exporter contract and the runner that drives one exporter from the log.
+
+An `Exporter` only knows how to deliver a batch of rendered events to its destination.
+The `ExporterRunner` owns everything around it: reading from the cursor, selecting by
+`events` / `exclude_events`, rendering in the destination's `format`, retrying with
+exponential backoff and jitter when retrying can help, writing what the destination
+refuses as invalid to a dead-letter file, and saving the cursor only after delivery —
+so delivery is at-least-once and the cursor never passes an undelivered event.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from kaudit.config import Config
+from kaudit.config.model import Destination, FileDestination
+from kaudit.errors import EventDecodeError, ExporterError
+from kaudit.events.codec import from_dict
+from kaudit.events.formats import render_bytes
+from kaudit.log.cursor import Cursor
+from kaudit.log.segments import LogReader
+from kaudit.recorder.filter import EventFilter
+
+log = logging.getLogger("kaudit.exporters")
+
+
+class Exporter(Protocol):
+    """Delivers rendered events (one JSON document each, no newline) to a destination."""
+
+    name: str
+
+    def send(self, records: list[bytes]) -> None:
+        """Deliver all of `records` or raise ExporterError (retryable or not)."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class ExporterMetrics:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    last_error: str | None = None
+    last_sequence: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ExporterRunner:
+    """Moves events from the log to one exporter, batch by batch, behind a durable cursor."""
+
+    def __init__(
+        self,
+        exporter: Exporter,
+        *,
+        log_dir: Path,
+        cursor: Cursor,
+        fmt: str = "native",
+        events: tuple[str, ...] = ("*",),
+        exclude_events: tuple[str, ...] = (),
+        batch_max: int = 1000,
+        interval_s: float = 1.0,
+        dead_letter: Path | None = None,
+        max_backoff_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.exporter = exporter
+        self.reader = LogReader(log_dir)
+        self.cursor = cursor
+        self.fmt = fmt
+        self.filter = EventFilter(events, exclude_events)
+        self.batch_max = batch_max
+        self.interval_s = interval_s
+        self.dead_letter = dead_letter
+        self.max_backoff_s = max_backoff_s
+        self.metrics = ExporterMetrics(last_sequence=cursor.sequence())
+        self._sleep = sleep
+
+    @property
+    def name(self) -> str:
+        return self.exporter.name
+
+    def _render(self, line: bytes) -> tuple[bytes | None, int | None]:
+        """(rendered record or None when not selected, the event's sequence number)."""
+        obj = orjson.loads(line)
+        seq = obj.get("integrity", {}).get("sequence_number") if isinstance(obj, dict) else None
+        if not isinstance(obj, dict) or not self.filter(str(obj.get("event_type"))):
+            return None, seq
+        if self.fmt == "native":
+            return line.rstrip(b"\n"), seq
+        return render_bytes(from_dict(obj), self.fmt), seq
+
+    def run_once(self) -> int:
+        """Deliver the next batch; the number of log lines consumed (0: caught up)."""
+        position = self.cursor.load()
+        lines, after = self.reader.read(position, self.batch_max)
+        if not lines:
+            return 0
+        records: list[bytes] = []
+        last_seq = self.metrics.last_sequence
+        for line in lines:
+            try:
+                record, seq = self._render(line)
+            except (orjson.JSONDecodeError, EventDecodeError) as exc:
+                self._dead_letter([line.rstrip(b"\n")], f"unreadable log line: {exc}")
+                continue
+            if seq is not None:
+                last_seq = seq
+            if record is None:
+                self.metrics.skipped += 1
+            else:
+                records.append(record)
+        if records:
+            self._deliver(records)
+        self.cursor.save(after, sequence=last_seq)
+        self.metrics.last_sequence = last_seq
+        return len(lines)
+
+    def _deliver(self, records: list[bytes]) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                self.exporter.send(records)
+            except ExporterError as exc:
+                self.metrics.failed += 1
+                self.metrics.last_error = str(exc)
+                if not exc.retryable:
+                    log.error("%s refused a batch of %d: %s", self.name, len(records), exc)
+                    self._dead_letter(records, str(exc))
+                    return
+                self.metrics.retried += 1
+                log.warning("%s failed, retrying in %.1fs: %s", self.name, backoff, exc)
+                # Full jitter keeps many exporters from retrying in lockstep.
+                self._sleep(random.uniform(backoff / 2, backoff))
+                backoff = min(backoff * 2, self.max_backoff_s)
+                if self._stop.is_set():
+                    raise
+                continue
+            self.metrics.sent += len(records)
+            self.metrics.last_error = None
+            return
+
+    def _dead_letter(self, records: list[bytes], reason: str) -> None:
+        self.metrics.dead_lettered += len(records)
+        if self.dead_letter is None:
+            log.error(
+                "%s dropped %d records with no dead-letter file: %s",
+                self.name,
+                len(records),
+                reason,
+            )
+            return
+        self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.dead_letter, "ab") as f:
+            for record in records:
+                f.write(orjson.dumps({"reason": reason, "record": orjson.Fragment(record)}))
+                f.write(b"\n")
+
+    _stop = threading.Event()
+
+    def drain(self) -> int:
+        """Deliver until caught up with the log; the number of log lines consumed."""
+        total = 0
+        while n := self.run_once():
+            total += n
+        return total
+
+    def run(self, stop: threading.Event) -> None:
+        """Deliver until `stop` is set, polling the log every `interval_s` when idle."""
+        self._stop = stop
+        while not stop.is_set():
+            try:
+                if self.run_once() == 0:
+                    stop.wait(self.interval_s)
+            except ExporterError:
+                # Retryable failure while stopping: the cursor has not moved, nothing lost.
+                return
+
+    def lag(self) -> int:
+        """Log lines not yet consumed by this exporter."""
+        position = self.cursor.load()
+        return sum(1 for _ in self.reader.iter_lines(position))
+
+    def close(self) -> None:
+        self.exporter.close()
+
+
+def build_exporter(destination: Destination) -> Exporter:
+    """The exporter for one configured destination."""
+    if isinstance(destination, FileDestination):
+        from kaudit.exporters.file import FileExporter
+
+        return FileExporter(destination)
+    raise ExporterError(f"no exporter for destination type {destination.type!r}", retryable=False)
+
+
+def runners_for(config: Config) -> list[ExporterRunner]:
+    """One runner per configured destination, each with its own cursor and dead letters."""
+    runners = []
+    for destination in config.audit.all_destinations:
+        exporter = build_exporter(destination)
+        name = destination.display_name
+        runners.append(
+            ExporterRunner(
+                exporter,
+                log_dir=config.log_dir,
+                cursor=Cursor.named(config.data_path, name),
+                fmt=destination.format,
+                events=tuple(destination.events),
+                exclude_events=tuple(destination.exclude_events),
+                dead_letter=config.data_path / "dead-letter" / f"{_safe(name)}.jsonl",
+            )
+        )
+    return runners
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
