@@ -94,6 +94,7 @@ class AuditSession:
         correlation_id: str | None = None,
         duration_ms: float | None = None,
         error: str | None = None,
+        time_ns: int | None = None,
         durable: bool = False,
     ) -> None:
         """Record one event (see `Recorder.emit`)."""
@@ -108,6 +109,7 @@ class AuditSession:
             correlation_id=correlation_id,
             duration_ms=duration_ms,
             error=error,
+            time_ns=time_ns,
             durable=durable,
         )
 

@@ -132,10 +132,10 @@ class Recorder:
         self._context = Context(
             cluster_id=s.cluster_id, environment=s.environment, source=s.source, host=self._host
         )
-        self._contexts: dict[tuple[str | None, str | None], Context] = {}
         self._resources: dict[tuple[str, str], Resource] = {}
         self._middles: dict[tuple[Any, ...], bytes] = {}
         self._type_bytes: dict[str, bytes] = {}
+        self._context_bytes: dict[str | None, tuple[bytes, bytes]] = {}
         self._fail_closed = s.failure_policy == "fail_closed"
         self._max = s.queue_max_events
         self._block_timeout = s.block_timeout_ms / 1000
@@ -183,13 +183,16 @@ class Recorder:
         duration_ms: float | None = None,
         error: str | None = None,
         source: str | None = None,
+        time_ns: int | None = None,
         durable: bool = False,
     ) -> None:
         """Record one event. Returns at once unless `durable` (then waits until written).
 
         `actor` may be an Actor, a principal string or a mapping of Actor fields;
         `resource` a Resource, `"type:id"` or a mapping; `action` an Action, an operation
-        name or a mapping (default: the event type's verb).
+        name or a mapping (default: the event type's operation). `time_ns` sets when it
+        happened (nanoseconds since the epoch; default: now), for importing past events.
+        The caller must not change `details` after the call: it is read by the writer.
         """
         if not self._is_selected(event_type):
             self._filtered += 1
@@ -208,7 +211,7 @@ class Recorder:
         if action is not None and type(action) is not str and type(action) is not Action:
             action = _coerce(Action, action, "action")
         item = (
-            time.time_ns(),
+            time.time_ns() if time_ns is None else time_ns,
             event_type,
             actor,
             resource,
@@ -462,17 +465,7 @@ class Recorder:
             error,
             source,
         ) = item
-        key = (
-            event_type,
-            actor,
-            resource,
-            action,
-            result,
-            duration_ms,
-            error,
-            source,
-            correlation_id,
-        )
+        key = (event_type, actor, resource, action, result, duration_ms, error)
         middle = self._middles.get(key) if authorization is None else None
         if middle is None:
             middle = self._middle(item)
@@ -480,6 +473,7 @@ class Recorder:
                 if len(self._middles) >= 10_000:
                     self._middles.clear()
                 self._middles[key] = middle
+        context_head, context_tail = self._context_parts(source)
         stamper = self._stamper
         return b"".join(
             (
@@ -491,12 +485,29 @@ class Recorder:
                 stamper.event_id(t_ns).encode(),
                 b'",',
                 middle,
+                context_head,
+                b"null" if correlation_id is None else orjson.dumps(correlation_id),
+                context_tail,
                 orjson.dumps(self._redactor.details(details), option=_SORTED) if details else b"{}",
                 b',"integrity":{"sequence_number":',
                 str(seq).encode(),
                 b',"signature":null,"previous_signature":null}}\n',
             )
         )
+
+    def _context_parts(self, source: str | None) -> tuple[bytes, bytes]:
+        """The context's bytes before and after the correlation id, for one source."""
+        parts = self._context_bytes.get(source)
+        if parts is None:
+            marker = "\x00correlation\x00"
+            ctx = replace(
+                self._context, source=source or self._context.source, correlation_id=marker
+            )
+            encoded = orjson.dumps(ctx)
+            head, _, tail = encoded.partition(orjson.dumps(marker))
+            parts = (b',"context":' + head, tail + b',"details":')
+            self._context_bytes[source] = parts
+        return parts
 
     def _type_json(self, event_type: str) -> bytes:
         encoded = self._type_bytes.get(event_type)
@@ -505,7 +516,7 @@ class Recorder:
         return encoded
 
     def _middle(self, item: _Item) -> bytes:
-        """`"version":…,"actor":…,…,"context":…,"details":` for one queued item."""
+        """`"version":…,"actor":…,"resource":…,"action":…,"authorization":…` of an item."""
         (
             _,
             event_type,
@@ -515,10 +526,10 @@ class Recorder:
             result,
             _,
             authorization,
-            correlation_id,
+            _correlation_id,
             duration_ms,
             error,
-            source,
+            _source,
         ) = item
         if type(actor) is str:
             actor = Actor(type="user", id=actor)
@@ -538,30 +549,13 @@ class Recorder:
                 "resource": resource,
                 "action": action,
                 "authorization": authorization,
-                "context": self._context_for(source, correlation_id),
             },
             option=_SORTED,
         )
         # orjson sorted the keys of this dict; put them back in model order.
         parts = orjson.loads(part)
-        ordered = {
-            k: parts[k]
-            for k in ("version", "actor", "resource", "action", "authorization", "context")
-        }
-        return orjson.dumps(ordered)[1:-1] + b',"details":'
-
-    def _context_for(self, source: str | None, correlation_id: str | None) -> Context:
-        if source is None and correlation_id is None:
-            return self._context
-        key = (source, correlation_id)
-        ctx = self._contexts.get(key)
-        if ctx is None:
-            ctx = replace(
-                self._context, source=source or self._context.source, correlation_id=correlation_id
-            )
-            if correlation_id is None and len(self._contexts) < 1000:
-                self._contexts[key] = ctx
-        return ctx
+        ordered = {k: parts[k] for k in ("version", "actor", "resource", "action", "authorization")}
+        return orjson.dumps(ordered)[1:-1]
 
     def _with_path(self, rtype: str, rid: str) -> Resource:
         """The resource with its `kafka://cluster/type/id` path (cached: resources repeat)."""
