@@ -1,0 +1,130 @@
+"""Fixtures for tests against a real Apache Kafka broker (KRaft, SASL, ACLs).
+
+One broker serves the whole test run: it is started once through `kaudit.dev.kafka`
+in a temporary directory and stopped when the run ends. To skip the start-up while
+iterating, run ``kaudit local-kafka start --dir D`` once and set
+``KAUDIT_TEST_KAFKA_DIR=D``: a broker running there is reused and left running.
+
+Tests that use these fixtures are marked ``@pytest.mark.kafka``. They need java (17+)
+and, for the first run on a machine, mvn and Maven Central; without them the
+`kafka` fixture errors with what to install rather than skipping, so a run that did
+not exercise Kafka cannot look green.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pytest
+
+from kaudit.dev.kafka import KafkaInfo, LocalKafka, run_kafka_tool
+
+SaslConfig = Callable[..., dict[str, str]]
+KafkaTool = Callable[..., CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaInfo]:
+    """The run's broker: connection details, users and the jars of its Java tools."""
+    reuse_dir = os.environ.get("KAUDIT_TEST_KAFKA_DIR")
+    if reuse_dir:
+        info = LocalKafka(reuse_dir).status()
+        if info is not None and info.ready:
+            yield info
+            return
+    local = LocalKafka(tmp_path_factory.mktemp("kafka"))
+    info = local.start()
+    try:
+        yield info
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def unique_topic(request: pytest.FixtureRequest) -> str:
+    """A topic name no other test (or earlier run against a reused broker) uses."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-")[:80]
+    return f"kaudit-test-{stem}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def admin_config(kafka: KafkaInfo) -> dict[str, str]:
+    """confluent-kafka settings for the harness's super user over PLAINTEXT."""
+    return kafka.client_config()
+
+
+@pytest.fixture
+def sasl_config(kafka: KafkaInfo) -> SaslConfig:
+    """Factory: confluent-kafka settings for a user over SASL_PLAINTEXT.
+
+    ``sasl_config("alice")`` uses SCRAM-SHA-512; ``mechanism=`` picks SCRAM-SHA-256 or
+    PLAIN, ``password=`` overrides the user's real one (for failure tests).
+    """
+
+    def make(
+        user: str, mechanism: str = "SCRAM-SHA-512", password: str | None = None
+    ) -> dict[str, str]:
+        config = kafka.client_config(user, mechanism)
+        if password is not None:
+            config["sasl.password"] = password
+        return config
+
+    return make
+
+
+@pytest.fixture
+def admin_sasl_config(sasl_config: SaslConfig) -> dict[str, str]:
+    """confluent-kafka settings for ``admin`` (super user) over SASL with SCRAM-SHA-512."""
+    return sasl_config("admin")
+
+
+@pytest.fixture
+def alice_config(sasl_config: SaslConfig) -> dict[str, str]:
+    """confluent-kafka settings for ``alice`` (no ACLs unless a test adds them), SCRAM-SHA-512."""
+    return sasl_config("alice")
+
+
+@pytest.fixture
+def bob_config(sasl_config: SaslConfig) -> dict[str, str]:
+    """confluent-kafka settings for ``bob`` (no ACLs unless a test adds them), SCRAM-SHA-512."""
+    return sasl_config("bob")
+
+
+@pytest.fixture
+def kafka_tool(kafka: KafkaInfo) -> KafkaTool:
+    """Run one of Kafka's Java CLI tools from the broker's jars against the broker.
+
+    ``kafka_tool("org.apache.kafka.tools.AclCommand", "--add", ...)`` gets
+    ``--bootstrap-server`` (PLAINTEXT, super user) prepended; pass ``bootstrap=False``
+    for tools that take no such option, or ``bootstrap=`` with ``sasl_bootstrap_servers``
+    and a ``--command-config`` file to act as a SASL user.
+    """
+
+    def run(
+        main_class: str, *args: str, bootstrap: str | bool = True, check: bool = True
+    ) -> CompletedProcess[str]:
+        prefix: Sequence[str] = ()
+        if bootstrap is True:
+            prefix = ("--bootstrap-server", kafka.bootstrap_servers)
+        elif isinstance(bootstrap, str):
+            prefix = ("--bootstrap-server", bootstrap)
+        return run_kafka_tool(main_class, [*prefix, *args], dist=kafka.dist, check=check)
+
+    return run
+
+
+@pytest.fixture
+def client_properties(kafka: KafkaInfo, tmp_path: Path) -> Callable[..., Path]:
+    """Factory: a Java ``--command-config`` file for a user over SASL (SCRAM-SHA-512)."""
+
+    def make(user: str, mechanism: str = "SCRAM-SHA-512") -> Path:
+        return kafka.write_client_properties(
+            tmp_path / f"{user}-{mechanism}.properties", user, mechanism
+        )
+
+    return make
