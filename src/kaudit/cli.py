@@ -1,0 +1,358 @@
+"""The `kaudit` command line.
+
+Exit codes: 0 success; 1 a runtime failure (log unwritable, destination down…) or, for
+`check-config`-like checks, a negative answer; 2 bad usage or an invalid configuration.
+Errors are one clear message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import collections
+import fnmatch
+import functools
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import click
+import orjson
+
+from kaudit.config import Config, load_config
+from kaudit.dev.cli import local_kafka
+from kaudit.errors import ConfigError, KauditError
+from kaudit.events.codec import decode
+from kaudit.events.formats import FORMATS, render_bytes
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_EXIT_FAILED = 1
+_EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = _EXIT_FAILED) -> NoReturn:
+    click.echo(f"kaudit: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn kaudit's errors into a message and an exit code instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"{exc.source}: invalid configuration", err=True)
+            for issue in exc.issues:
+                click.echo(f"  {issue}", err=True)
+            sys.exit(_EXIT_USAGE)
+        except KauditError as exc:
+            _fail(str(exc))
+        except BrokenPipeError:
+            sys.stderr.close()  # the reader (head, jq) went away: not an error
+            sys.exit(0)
+
+    return wrapper
+
+
+def _load(config_path: str | None) -> Config:
+    return load_config(config_path) if config_path else Config()
+
+
+_config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="kaudit YAML configuration file (default: built-in defaults).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kaudit")
+def main() -> None:
+    """kaudit: a tamper-evident audit trail for Apache Kafka."""
+
+
+main.add_command(local_kafka)
+
+
+@main.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_handle_errors
+def check_config(file: str) -> None:
+    """Validate a configuration file: exit 0 when valid, 2 listing every error when not."""
+    config = load_config(file)
+    destinations = config.audit.all_destinations
+    click.echo(f"{file}: valid")
+    click.echo(
+        f"  data_dir: {config.data_dir} (log: {config.audit.log.type}, "
+        f"failure_policy: {config.audit.failure_policy})"
+    )
+    for d in destinations:
+        click.echo(f"  destination: {d.display_name} (format {d.format})")
+
+
+@main.command()
+@_config_option
+@click.option("--count", "-n", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--spread",
+    default="0s",
+    show_default=True,
+    help="Spread event times over this window ending now (e.g. 7d, 24h, 30m, 0s).",
+)
+@_handle_errors
+def generate(config_path: str | None, count: int, seed: int, spread: str) -> None:
+    """Write COUNT realistic synthetic events through the recorder."""
+    from kaudit.generate import generate as run_generate
+    from kaudit.session import open as open_session
+
+    spread_s = _parse_duration(spread)
+    config = _load(config_path)
+    started = time.perf_counter()
+    with (
+        open_session(config) as session,
+        click.progressbar(length=count, label="recording", file=sys.stderr) as bar,
+    ):
+        run_generate(session, count, seed=seed, spread_seconds=spread_s, progress=bar.update)
+        session.flush()
+        dropped = session.recorder.metrics()["kaudit_events_dropped_total"]
+    elapsed = time.perf_counter() - started
+    click.echo(
+        f"recorded {count} events in {elapsed:.2f}s into {config.log_dir}"
+        + (f" ({dropped} dropped)" if dropped else ""),
+        err=True,
+    )
+
+
+def _parse_duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip()
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a duration; use a number with s, m, h, d or w (e.g. 7d)"
+        ) from None
+
+
+def _selected(lines: Iterator[bytes], type_glob: str | None) -> Iterator[bytes]:
+    for line in lines:
+        if type_glob is not None and line:
+            try:
+                event_type = orjson.loads(line).get("event_type", "")
+            except orjson.JSONDecodeError:
+                continue
+            if not fnmatch.fnmatchcase(str(event_type), type_glob):
+                continue
+        yield line
+
+
+@main.command()
+@click.argument("source", required=False)
+@_config_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they come.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="native", show_default=True)
+@click.option("--type", "type_glob", help="Only event types matching this glob (e.g. 'acl.*').")
+@click.option("--lines", "-n", type=click.IntRange(min=0), help="Only the last N events.")
+@_handle_errors
+def tail(
+    source: str | None,
+    config_path: str | None,
+    follow: bool,
+    fmt: str,
+    type_glob: str | None,
+    lines: int | None,
+) -> None:
+    """Print audit events as JSON Lines (jq-friendly).
+
+    SOURCE is a log directory, a data directory, a JSON Lines file (.gz too) or - for
+    stdin; without it, the log of the configuration given with -c (or ./kaudit-data).
+    """
+    from kaudit.reading import iter_lines
+
+    if source is None:
+        source = str(_load(config_path).log_dir)
+    stream = _selected(iter_lines(source, follow=follow), type_glob)
+    if lines is not None:
+        stream = _last(stream, lines)
+    out = sys.stdout.buffer
+    for line in stream:
+        if not line:  # caught up while following: show what we have
+            out.flush()
+            continue
+        if fmt == "native":
+            out.write(line if line.endswith(b"\n") else line + b"\n")
+        else:
+            out.write(render_bytes(decode(line), fmt) + b"\n")
+    out.flush()
+
+
+def _last(stream: Iterator[bytes], n: int) -> Iterator[bytes]:
+    """The last `n` lines of the backlog (up to the first catch-up marker), then the rest."""
+    backlog: collections.deque[bytes] = collections.deque(maxlen=n)
+    for line in stream:
+        if not line:
+            yield from backlog
+            backlog.clear()
+            yield line
+            yield from stream
+            return
+        backlog.append(line)
+    yield from backlog
+
+
+@main.command()
+@click.argument("event_type")
+@_config_option
+@click.option("--actor", required=True, help="Who: a principal or user id.")
+@click.option("--resource", required=True, help="What: TYPE:ID, e.g. backup:nightly-42.")
+@click.option(
+    "--result",
+    type=click.Choice(["success", "failure", "denied"]),
+    default="success",
+    show_default=True,
+)
+@click.option("--operation", help="The action's operation (default: from the event type).")
+@click.option("--details", help="Details as a JSON object.")
+@_handle_errors
+def emit(
+    event_type: str,
+    config_path: str | None,
+    actor: str,
+    resource: str,
+    result: str,
+    operation: str | None,
+    details: str | None,
+) -> None:
+    """Record one event (for shell scripts, e.g. a backup job)."""
+    from kaudit.session import open as open_session
+
+    parsed: Any = None
+    if details:
+        try:
+            parsed = orjson.loads(details)
+        except orjson.JSONDecodeError as exc:
+            raise click.BadParameter(f"--details is not JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise click.BadParameter("--details must be a JSON object")
+    try:
+        with open_session(_load(config_path), source="cli") as session:
+            session.emit(
+                event_type,
+                actor=actor,
+                resource=resource,
+                result=result,
+                action=operation,
+                details=parsed,
+                durable=True,
+            )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _run_exporters(config: Config, once: bool) -> dict[str, int]:
+    from kaudit.exporters import runners_for
+
+    runners = runners_for(config)
+    if not runners:
+        return {}
+    if once:
+        counts = {r.name: r.drain() for r in runners}
+        for r in runners:
+            r.close()
+        return counts
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    threads = [
+        threading.Thread(target=r.run, args=(stop,), name=f"exporter-{r.name}") for r in runners
+    ]
+    for t in threads:
+        t.start()
+    click.echo(
+        f"kaudit: exporting to {', '.join(r.name for r in runners)} (Ctrl-C to stop)", err=True
+    )
+    while not stop.wait(0.5):
+        pass
+    for t in threads:
+        t.join()
+    for r in runners:
+        r.close()
+    return {r.name: r.metrics.sent for r in runners}
+
+
+@main.command()
+@_config_option
+@click.option("--once", is_flag=True, help="Deliver what is in the log now, then exit.")
+@_handle_errors
+def run(config_path: str | None, once: bool) -> None:
+    """Run the configured exporters (each destination with its own cursor)."""
+    config = _load(config_path)
+    counts = _run_exporters(config, once)
+    if not counts:
+        _fail("no destination configured (audit.destination or audit.destinations)", _EXIT_USAGE)
+    for name, n in counts.items():
+        click.echo(f"{name}: {n} events", err=True)
+
+
+@main.group()
+def exporters() -> None:
+    """Inspect exporters."""
+
+
+@exporters.command("status")
+@_config_option
+@_handle_errors
+def exporters_status(config_path: str | None) -> None:
+    """Each destination's cursor and how many events it is behind (JSON)."""
+    from kaudit.exporters import runners_for
+
+    config = _load(config_path)
+    rows = []
+    for r in runners_for(config):
+        position = r.cursor.load()
+        rows.append(
+            {
+                "destination": r.name,
+                "format": r.fmt,
+                "cursor": None
+                if position is None
+                else {"segment": position.segment, "offset": position.offset},
+                "last_sequence": r.cursor.sequence(),
+                "lag_events": r.lag(),
+            }
+        )
+        r.close()
+    click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("kaudit-demo"),
+    show_default=True,
+)
+@click.option("--count", type=click.IntRange(min=1), default=5000, show_default=True)
+@_handle_errors
+def demo(directory: Path, count: int) -> None:
+    """Record a realistic week of Kafka audit events into a local log and show how to
+    look at them."""
+    from kaudit.demo import run_demo
+
+    run_demo(directory, count)
+
+
+if __name__ == "__main__":
+    main()
