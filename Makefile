@@ -1,0 +1,48 @@
+# kaudit: the two commands of a fresh machine are `make demo` and `make test`.
+# Each creates the virtualenv and installs what it needs; nothing is installed by hand.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall when the package metadata changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+# Java 17+ and Maven assemble and run Apache Kafka (from Maven Central) for the tests
+# and the demo; they come from Debian's packages when the machine lacks them.
+system-deps:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  echo "installing Java and Maven from Debian packages"; \
+	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; }
+
+demo: $(VENV)/.installed
+	$(BIN)/kaudit demo
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy src
+
+unit: $(VENV)/.installed-test system-deps
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/recorder.py
+
+clean:
+	rm -rf $(VENV) kaudit-data kaudit-demo .pytest_cache .mypy_cache .ruff_cache
