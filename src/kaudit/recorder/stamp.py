@@ -8,6 +8,7 @@ milliseconds (`2026-11-22T10:15:30.123Z`), as in the OSO seed.
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import UTC, datetime
 
@@ -50,7 +51,9 @@ class Stamper:
     __slots__ = ("_ms", "_ms_prefix", "_random", "_rng", "_second", "_second_prefix")
 
     def __init__(self) -> None:
-        self._rng = random.SystemRandom()
+        # Ids need uniqueness, not secrecy: a seeded PRNG avoids a getrandom() syscall
+        # per millisecond on the writer thread.
+        self._rng = random.Random(os.urandom(16))
         self._second = -1
         self._second_prefix = ""
         self._ms = -1
