@@ -57,6 +57,10 @@ class EventDecodeError(KauditError, ValueError):
     """Bytes that are not a valid audit event."""
 
 
+class EventEncodeError(KauditError, ValueError):
+    """An event that cannot be serialised (details that are not plain JSON types)."""
+
+
 class AuditUnavailableError(KauditError):
     """The audit log cannot accept the event within the fail_closed bound.
 

@@ -3,6 +3,10 @@
 Canonical means: UTF-8, compact (no spaces), keys of the fixed model in model order,
 keys of free-form mappings (`details`, RBAC policies) sorted, every model key present.
 Decoding then encoding gives back the same bytes, which is what signatures rely on.
+
+`details` must hold plain JSON types (dict, list, str, int within 64 bits, float, bool,
+None): tuples come back as lists, and JSON has no NaN or infinity, so non-finite floats
+are written as null.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any, cast
 
 import orjson
 
-from kaudit.errors import EventDecodeError
+from kaudit.errors import EventDecodeError, EventEncodeError
 from kaudit.events.model import (
     RESULTS,
     Action,
@@ -31,12 +35,18 @@ _OPTIONS = orjson.OPT_SORT_KEYS
 
 def encode(event: AuditEvent) -> bytes:
     """Canonical bytes of `event`, without a trailing newline."""
-    return orjson.dumps(event, option=_OPTIONS)
+    try:
+        return orjson.dumps(event, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        raise EventEncodeError(f"event {event.event_id!r} cannot be serialised: {exc}") from exc
 
 
 def encode_line(event: AuditEvent) -> bytes:
     """Canonical bytes of `event` as one JSON Lines line."""
-    return orjson.dumps(event, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
+    try:
+        return orjson.dumps(event, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError as exc:
+        raise EventEncodeError(f"event {event.event_id!r} cannot be serialised: {exc}") from exc
 
 
 def to_dict(event: AuditEvent) -> dict[str, Any]:
@@ -59,6 +69,16 @@ def from_dict(obj: object) -> AuditEvent:
         return _event(_mapping(obj, "event"))
     except (KeyError, TypeError) as exc:
         raise EventDecodeError(f"not an audit event: {exc}") from exc
+
+
+_MISSING = object()
+
+
+def _req(o: Mapping[str, Any], key: str, where: str) -> Any:
+    value = o.get(key, _MISSING)
+    if value is _MISSING:
+        raise TypeError(f"{where} is missing")
+    return value
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:
@@ -95,13 +115,13 @@ def _event(o: Mapping[str, Any]) -> AuditEvent:
     details = o.get("details")
     context = o.get("context")
     return AuditEvent(
-        timestamp=_str(o["timestamp"], "timestamp"),
-        event_type=_str(o["event_type"], "event_type"),
-        event_id=_str(o["event_id"], "event_id"),
+        timestamp=_str(_req(o, "timestamp", "timestamp"), "timestamp"),
+        event_type=_str(_req(o, "event_type", "event_type"), "event_type"),
+        event_id=_str(_req(o, "event_id", "event_id"), "event_id"),
         version=_str(o.get("version", "1.0"), "version"),
-        actor=_actor(_mapping(o["actor"], "actor")),
-        resource=_resource(_mapping(o["resource"], "resource")),
-        action=_action(_mapping(o["action"], "action")),
+        actor=_actor(_mapping(_req(o, "actor", "actor"), "actor")),
+        resource=_resource(_mapping(_req(o, "resource", "resource"), "resource")),
+        action=_action(_mapping(_req(o, "action", "action"), "action")),
         authorization=None
         if authorization is None
         else _authorization(_mapping(authorization, "authorization")),
@@ -116,8 +136,8 @@ def _actor(o: Mapping[str, Any]) -> Actor:
     if not isinstance(roles, list | tuple):
         raise TypeError("actor.roles must be a list")
     return Actor(
-        type=_str(o["type"], "actor.type"),
-        id=_str(o["id"], "actor.id"),
+        type=_str(_req(o, "type", "actor.type"), "actor.type"),
+        id=_str(_req(o, "id", "actor.id"), "actor.id"),
         roles=tuple(_str(r, "actor.roles[]") for r in roles),
         ip_address=_opt_str(o.get("ip_address"), "actor.ip_address"),
         user_agent=_opt_str(o.get("user_agent"), "actor.user_agent"),
@@ -128,8 +148,8 @@ def _actor(o: Mapping[str, Any]) -> Actor:
 
 def _resource(o: Mapping[str, Any]) -> Resource:
     return Resource(
-        type=_str(o["type"], "resource.type"),
-        id=_str(o["id"], "resource.id"),
+        type=_str(_req(o, "type", "resource.type"), "resource.type"),
+        id=_str(_req(o, "id", "resource.id"), "resource.id"),
         path=_opt_str(o.get("path"), "resource.path"),
     )
 
@@ -144,7 +164,7 @@ def _action(o: Mapping[str, Any]) -> Action:
     ):
         raise TypeError("action.duration_ms must be a number")
     return Action(
-        operation=_str(o["operation"], "action.operation"),
+        operation=_str(_req(o, "operation", "action.operation"), "action.operation"),
         result=result,
         duration_ms=duration,
         error=_opt_str(o.get("error"), "action.error"),
@@ -155,13 +175,22 @@ def _authorization(o: Mapping[str, Any]) -> Authorization:
     checks = o.get("checks") or ()
     policies = o.get("policies") or ()
     return Authorization(
-        allowed=_bool(o["allowed"], "authorization.allowed"),
+        allowed=_bool(_req(o, "allowed", "authorization.allowed"), "authorization.allowed"),
         action=_opt_str(o.get("action"), "authorization.action"),
         checks=tuple(
             AuthCheck(
-                operation=_str(c["operation"], "authorization.checks[].operation"),
-                resource=_str(c["resource"], "authorization.checks[].resource"),
-                allowed=_bool(c["allowed"], "authorization.checks[].allowed"),
+                operation=_str(
+                    _req(c, "operation", "authorization.checks[].operation"),
+                    "authorization.checks[].operation",
+                ),
+                resource=_str(
+                    _req(c, "resource", "authorization.checks[].resource"),
+                    "authorization.checks[].resource",
+                ),
+                allowed=_bool(
+                    _req(c, "allowed", "authorization.checks[].allowed"),
+                    "authorization.checks[].allowed",
+                ),
                 error_code=_int(c.get("error_code", 0), "authorization.checks[].error_code"),
             )
             for c in (_mapping(c, "authorization.checks[]") for c in checks)
@@ -176,9 +205,9 @@ def _context(o: Mapping[str, Any]) -> Context:
     if api is not None:
         a = _mapping(api, "context.api")
         api_ref = ApiRef(
-            key=_int(a["key"], "context.api.key"),
-            name=_str(a["name"], "context.api.name"),
-            version=_int(a["version"], "context.api.version"),
+            key=_int(_req(a, "key", "context.api.key"), "context.api.key"),
+            name=_str(_req(a, "name", "context.api.name"), "context.api.name"),
+            version=_int(_req(a, "version", "context.api.version"), "context.api.version"),
         )
     return Context(
         cluster_id=_opt_str(o.get("cluster_id"), "context.cluster_id"),
@@ -192,7 +221,9 @@ def _context(o: Mapping[str, Any]) -> Context:
 
 def _integrity(o: Mapping[str, Any]) -> Integrity:
     return Integrity(
-        sequence_number=_int(o["sequence_number"], "integrity.sequence_number"),
+        sequence_number=_int(
+            _req(o, "sequence_number", "integrity.sequence_number"), "integrity.sequence_number"
+        ),
         signature=_opt_str(o.get("signature"), "integrity.signature"),
         previous_signature=_opt_str(o.get("previous_signature"), "integrity.previous_signature"),
     )
