@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from kaudit.dev.cli import local_kafka
 from kaudit.dev.dist import cached_dist, ensure_kafka, is_complete
-from kaudit.dev.kafka import SASL_MECHANISMS, KafkaInfo, LocalKafka
+from kaudit.dev.errors import KafkaStartError
+from kaudit.dev.kafka import SASL_MECHANISMS, KafkaInfo, KafkaPorts, LocalKafka
 from kaudit.dev.probe import ProbeError, probe_metadata
 
 STATUS_KEYS = {
@@ -355,6 +357,72 @@ def test_second_broker_stops_and_restarts_with_its_storage(
         LocalKafka(directory).stop()
     # Stopping again finds nothing of ours to stop.
     assert LocalKafka(directory).stop() is False
+
+
+@pytest.mark.kafka
+def test_broker_not_ready_in_time_is_killed_and_its_log_shown(tmp_path: Path) -> None:
+    # No JVM answers within 0.2 s, so this exercises the timeout path for real.
+    local = LocalKafka(tmp_path / "slow", ready_timeout=0.2)
+    with pytest.raises(KafkaStartError, match=r"not ready within") as raised:
+        local.start()
+    assert f"Last lines of {local.log_file}" in str(raised.value)
+    status = local.status()
+    assert status is not None
+    assert status.running is False
+    owner = f"-Dkaudit.local.kafka.dir={local.dir}".encode()
+    leftovers = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if owner in cmdline.read_bytes().split(b"\0"):
+                leftovers.append(cmdline.parent.name)
+        except OSError:
+            continue
+    assert leftovers == []
+
+
+@pytest.mark.kafka
+def test_chosen_port_taken_before_the_broker_binds_it_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Simulate the race between choosing a free port and the JVM binding it: the first
+    # choice includes a port another socket is listening on.
+    thief = socket.socket()
+    thief.bind(("127.0.0.1", 0))
+    thief.listen()
+    taken = thief.getsockname()[1]
+    choose = LocalKafka._choose_ports
+    choices: list[KafkaPorts] = []
+
+    def choose_once_taken(self: LocalKafka) -> KafkaPorts:
+        ports = choose(self)
+        choices.append(ports if choices else replace(ports, plaintext=taken))
+        return choices[-1]
+
+    monkeypatch.setattr(LocalKafka, "_choose_ports", choose_once_taken)
+    messages: list[str] = []
+    local = LocalKafka(tmp_path / "race", progress=messages.append)
+    try:
+        info = local.start()
+        assert len(choices) == 2
+        assert info.ports == choices[1]
+        assert info.ports.plaintext != taken
+        assert any("retrying on other ports" in m for m in messages)
+        assert "Address already in use" in (local.dir / "kafka.log.1").read_text()
+    finally:
+        local.stop()
+        thief.close()
+
+
+@pytest.mark.kafka
+def test_port_base_in_use_is_refused_before_starting(kafka: KafkaInfo, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        local_kafka,
+        ["start", "--dir", str(tmp_path / "k"), "--port-base", str(kafka.ports.plaintext)],
+    )
+    assert result.exit_code == 1, result.output
+    assert f"{kafka.ports.plaintext}" in result.stderr
+    assert "in use" in result.stderr
+    assert not (tmp_path / "k" / "state.json").exists()
 
 
 @pytest.mark.kafka

@@ -46,6 +46,7 @@ def local_kafka() -> None:
     "--port-base",
     type=click.IntRange(1024, 65533),
     default=None,
+    metavar="PORT",
     help="Use PORT, PORT+1, PORT+2 for PLAINTEXT, SASL_PLAINTEXT and the controller "
     "(default: free ports chosen now).",
 )

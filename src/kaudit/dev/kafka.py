@@ -80,6 +80,9 @@ DEFAULT_HOST = "127.0.0.1"
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 _KILL_WAIT_S = 10.0
+_PORT_ATTEMPTS = 3
+# What the JVM's bind error says (java.net.BindException) when a port is taken.
+_BIND_FAILURE = "Address already in use"
 
 SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 _SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -295,6 +298,10 @@ class KafkaInfo:
         )
 
 
+class _PortTakenError(KafkaStartError):
+    """The broker exited because one of its listener ports was taken."""
+
+
 # Brokers this Python process started, kept so they are reaped (no zombie that still
 # "exists" to kill(pid, 0)) and so Popen does not warn about a child it forgot.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -368,59 +375,84 @@ class LocalKafka:
         """
         java = require_java()
         self.dir.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.dir / ".lock"):
-            current = self.status(probe=False)
-            if current is not None and current.running:
-                raise KafkaAlreadyRunningError(self.status() or current)
-            dist = ensure_kafka(
-                self.kafka_version, cache_dir=self.cache_dir, progress=self._progress
-            )
-            previous = None if fresh else self._reusable_state()
-            if previous is not None:
-                ports, cluster_id = previous.ports, previous.cluster_id
-                for port in ports.as_tuple():
-                    if not _port_free(self.host, port):
-                        raise LocalKafkaError(
-                            f"port {port} on {self.host}, which the storage in {self.dir} was "
-                            "formatted with, is in use; start with --fresh to re-create the "
-                            "broker on new ports"
-                        )
-            else:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
-                ports = self._choose_ports()
-                cluster_id = new_cluster_id()
-            write_atomic(self.config_file, self._server_properties(ports))
-            write_atomic(self._log4j_file, BROKER_LOG4J2)
-            if previous is None:
-                self._format(dist, cluster_id)
-            started = time.monotonic()
-            proc = self._spawn(java, dist)
-            info = KafkaInfo(
-                dir=self.dir,
-                kafka_version=self.kafka_version,
-                cluster_id=cluster_id,
-                host=self.host,
-                ports=ports,
-                lib_dir=dist.lib_dir,
-                log_file=self.log_file,
-                config_file=self.config_file,
-                pid=proc.pid,
-                running=True,
-                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            )
-            # Recorded before waiting, so `stop` from another shell can end a broker
-            # that hangs during start-up.
-            self._write_state(info)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            with file_lock(self.dir / ".lock"):
+                current = self.status(probe=False)
+                if current is not None and current.running:
+                    raise KafkaAlreadyRunningError(self.status() or current)
+                dist = ensure_kafka(
+                    self.kafka_version, cache_dir=self.cache_dir, progress=self._progress
+                )
+                previous = None if fresh else self._reusable_state()
+                proc, info, started = self._launch(java, dist, previous)
+            # The lock is not held while waiting, so `stop` from another shell can end a
+            # broker that hangs during start-up (its pid is already in state.json).
             try:
-                self._wait_ready(proc, info, started)
-            except BaseException:
-                # It never became usable: do not leave a half-started JVM behind.
-                _terminate(proc.pid, _KILL_WAIT_S)
-                self._write_state(replace(info, pid=None, running=False))
-                raise
-            info = replace(info, ready=True, ready_seconds=round(time.monotonic() - started, 2))
-            self._write_state(info)
-            return info
+                return self._await_ready(proc, info, started)
+            except _PortTakenError:
+                # Free ports are chosen before the JVM binds them, and another process
+                # can take one in between. Only ports chosen here can be chosen again.
+                if previous is not None or self.port_base is not None:
+                    raise
+                if attempt == _PORT_ATTEMPTS:
+                    raise
+                if self._progress is not None:
+                    self._progress("A chosen port was taken meanwhile; retrying on other ports")
+                # The failed attempt formatted storage with the taken controller port.
+                fresh = True
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _launch(
+        self, java: str, dist: KafkaDist, previous: KafkaInfo | None
+    ) -> tuple[subprocess.Popen[bytes], KafkaInfo, float]:
+        if previous is not None:
+            ports, cluster_id = previous.ports, previous.cluster_id
+            for port in ports.as_tuple():
+                if not _port_free(self.host, port):
+                    raise LocalKafkaError(
+                        f"port {port} on {self.host}, which the storage in {self.dir} was "
+                        "formatted with, is in use; start with --fresh to re-create the "
+                        "broker on new ports"
+                    )
+        else:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            ports = self._choose_ports()
+            cluster_id = new_cluster_id()
+        write_atomic(self.config_file, self._server_properties(ports))
+        write_atomic(self._log4j_file, BROKER_LOG4J2)
+        if previous is None:
+            self._format(dist, cluster_id)
+        started = time.monotonic()
+        proc = self._spawn(java, dist)
+        info = KafkaInfo(
+            dir=self.dir,
+            kafka_version=self.kafka_version,
+            cluster_id=cluster_id,
+            host=self.host,
+            ports=ports,
+            lib_dir=dist.lib_dir,
+            log_file=self.log_file,
+            config_file=self.config_file,
+            pid=proc.pid,
+            running=True,
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        self._write_state(info)
+        return proc, info, started
+
+    def _await_ready(
+        self, proc: subprocess.Popen[bytes], info: KafkaInfo, started: float
+    ) -> KafkaInfo:
+        try:
+            self._wait_ready(proc, info, started)
+        except BaseException:
+            # It never became usable: do not leave a half-started JVM behind.
+            _terminate(proc.pid, _KILL_WAIT_S)
+            self._write_state(replace(info, pid=None, running=False))
+            raise
+        info = replace(info, ready=True, ready_seconds=round(time.monotonic() - started, 2))
+        self._write_state(info)
+        return info
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
         """Stop the broker this directory started (SIGTERM, SIGKILL after `timeout`).
@@ -594,6 +626,11 @@ class LocalKafka:
         while True:
             code = proc.poll()
             if code is not None:
+                if _BIND_FAILURE in _log_tail(self.log_file, lines=400):
+                    raise _PortTakenError(
+                        f"Kafka could not bind its ports {info.ports.as_tuple()}.\n"
+                        f"Last lines of {self.log_file}:\n{_log_tail(self.log_file)}"
+                    )
                 raise KafkaStartError(
                     f"Kafka exited with code {code} before it was ready.\n"
                     f"Last lines of {self.log_file}:\n{_log_tail(self.log_file)}"
