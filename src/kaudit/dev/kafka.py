@@ -375,7 +375,8 @@ class LocalKafka:
         """
         java = require_java()
         self.dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             with file_lock(self.dir / ".lock"):
                 current = self.status(probe=False)
                 if current is not None and current.running:
@@ -394,13 +395,13 @@ class LocalKafka:
                 # can take one in between. Only ports chosen here can be chosen again.
                 if previous is not None or self.port_base is not None:
                     raise
-                if attempt == _PORT_ATTEMPTS:
+                if attempt >= _PORT_ATTEMPTS:
                     raise
                 if self._progress is not None:
                     self._progress("A chosen port was taken meanwhile; retrying on other ports")
+                attempt += 1
                 # The failed attempt formatted storage with the taken controller port.
                 fresh = True
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _launch(
         self, java: str, dist: KafkaDist, previous: KafkaInfo | None
