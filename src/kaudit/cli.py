@@ -22,6 +22,7 @@ import click
 import orjson
 
 from kaudit.config import Config, load_config
+from kaudit.config.model import KafkaLog
 from kaudit.dev.cli import local_kafka
 from kaudit.errors import ConfigError, KauditError
 from kaudit.events.codec import decode
@@ -112,6 +113,7 @@ def check_config(file: str) -> None:
 def generate(config_path: str | None, count: int, seed: int, spread: str) -> None:
     """Write COUNT realistic synthetic events through the recorder."""
     from kaudit.generate import generate as run_generate
+    from kaudit.session import describe_log
     from kaudit.session import open as open_session
 
     spread_s = _parse_duration(spread)
@@ -126,7 +128,7 @@ def generate(config_path: str | None, count: int, seed: int, spread: str) -> Non
         dropped = session.recorder.metrics()["kaudit_events_dropped_total"]
     elapsed = time.perf_counter() - started
     click.echo(
-        f"recorded {count} events in {elapsed:.2f}s into {config.log_dir}"
+        f"recorded {count} events in {elapsed:.2f}s into {describe_log(config)}"
         + (f" ({dropped} dropped)" if dropped else ""),
         err=True,
     )
@@ -175,14 +177,25 @@ def tail(
 ) -> None:
     """Print audit events as JSON Lines (jq-friendly).
 
-    SOURCE is a log directory, a data directory, a JSON Lines file (.gz too) or - for
-    stdin; without it, the log of the configuration given with -c (or ./kaudit-data).
+    SOURCE is a log directory, a data directory, a JSON Lines file (.gz too), - for
+    stdin, or kafka://[user[:password]@]host:port/topic[?mechanism=M&protocol=P] (events
+    repeated by at-least-once delivery are shown once); without it, the log of the
+    configuration given with -c (or ./kaudit-data).
     """
     from kaudit.reading import iter_lines
 
+    config = _load(config_path) if config_path or source is None else None
+    kafka_log = (
+        config.audit.log if config is not None and isinstance(config.audit.log, KafkaLog) else None
+    )
     if source is None:
-        source = str(_load(config_path).log_dir)
-    stream = _selected(iter_lines(source, follow=follow), type_glob)
+        assert config is not None
+        source = (
+            f"kafka://{','.join(kafka_log.bootstrap_servers)}/{kafka_log.topic}"
+            if kafka_log is not None
+            else str(config.log_dir)
+        )
+    stream = _selected(iter_lines(source, follow=follow, kafka_base=kafka_log), type_glob)
     if lines is not None:
         stream = _last(stream, lines)
     out = sys.stdout.buffer

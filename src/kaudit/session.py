@@ -14,6 +14,7 @@ from typing import Any
 
 from kaudit.auditor import Auditor, AuthInfo, RequestContext, RequestEvent
 from kaudit.config import Config, load_config
+from kaudit.config.model import KafkaLog
 from kaudit.errors import AuditUnavailableError
 from kaudit.events.model import Action, Actor, AuditEvent, Authorization, Resource
 from kaudit.log.segments import SegmentLog
@@ -26,8 +27,9 @@ class _DisabledSink:
     recorder selects no event type."""
 
     next_sequence = 0
+    keyed = False
 
-    def append(self, lines: Sequence[bytes]) -> None:
+    def append(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
         raise AssertionError("audit is disabled: nothing should be written")
 
     def close(self) -> None:
@@ -54,7 +56,19 @@ def recorder_settings(config: Config, source: str = "sdk") -> RecorderSettings:
 def open_sink(config: Config) -> LogSink:
     """The audit log the configuration names, opened for writing."""
     log = config.audit.log
+    if isinstance(log, KafkaLog):
+        from kaudit.log.kafka import KafkaLogSink
+
+        return KafkaLogSink(log, config.data_path / "kafka-log")
     return SegmentLog(config.log_dir, segment_max_bytes=log.segment_max_mb << 20, fsync=log.fsync)
+
+
+def describe_log(config: Config) -> str:
+    """Where the configured audit log is, in words for messages."""
+    log = config.audit.log
+    if isinstance(log, KafkaLog):
+        return f"kafka topic {log.topic} on {','.join(log.bootstrap_servers)}"
+    return str(config.log_dir)
 
 
 class AuditSession:

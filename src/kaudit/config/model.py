@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -46,6 +47,10 @@ __all__ = [
     "Destination",
     "DestinationBase",
     "FileDestination",
+    "KafkaConnection",
+    "KafkaDestination",
+    "KafkaLog",
+    "KafkaSecurity",
     "LocalLog",
     "LogConfig",
     "Rotation",
@@ -175,9 +180,114 @@ class LocalLog(_Model):
     """When appended records reach the disk: never (the OS decides), per batch, per event."""
 
 
+# ---------------------------------------------------------------------------- kafka
+
+
+def _servers(value: Any) -> Any:
+    # The seed writes a YAML list; "host1:9092,host2:9092" is accepted as well.
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    return value
+
+
+def _server(address: str) -> str:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _error("server", f"must be host:port (like kafka:9092), got {address!r}")
+    return address
+
+
+BootstrapServers = Annotated[
+    list[Annotated[str, AfterValidator(_server)]],
+    BeforeValidator(_servers),
+    Field(min_length=1),
+]
+
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+
+
+class KafkaSecurity(_Model):
+    """How kaudit authenticates to Kafka (the OSO seed's `security:` block)."""
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = None
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSecurity:
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism is None:
+                raise _error(
+                    "sasl",
+                    f"security_protocol {self.security_protocol} needs sasl_mechanism "
+                    f"(one of {', '.join(SASL_MECHANISMS)})",
+                )
+            if self.sasl_mechanism != "OAUTHBEARER" and (
+                not self.sasl_username or self.sasl_password is None
+            ):
+                raise _error(
+                    "sasl",
+                    f"sasl_mechanism {self.sasl_mechanism} needs sasl_username and sasl_password",
+                )
+        return self
+
+    def client_settings(self) -> dict[str, str]:
+        """librdkafka settings for this block."""
+        out: dict[str, str] = {"security.protocol": self.security_protocol}
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        return out
+
+
+class KafkaConnection(_Model):
+    """Where a Kafka cluster is and how to log in to it."""
+
+    bootstrap_servers: BootstrapServers
+    security: KafkaSecurity = KafkaSecurity()
+    client_config: dict[str, str | int | float | bool] = {}
+    """Extra librdkafka settings, applied last."""
+
+    def client_settings(self) -> dict[str, Any]:
+        """confluent-kafka settings: bootstrap servers, security, then `client_config`."""
+        return {
+            "bootstrap.servers": ",".join(self.bootstrap_servers),
+            **self.security.client_settings(),
+            **self.client_config,
+        }
+
+
+class KafkaLog(KafkaConnection):
+    """The audit log on a Kafka topic, partitioned and replicated (Kpow's
+    `__oprtr_audit_log`): keyed by resource so each resource's events stay in order."""
+
+    type: Literal["kafka"] = "kafka"
+    topic: str = Field(default="__oprtr_audit_log", min_length=1, max_length=249)
+    partitions: int = Field(default=6, gt=0)
+    replication_factor: int = Field(default=-1, ge=-1)
+    """-1: the broker's default.replication.factor."""
+    retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    """How long Kafka keeps the log; 7 days as Kpow keeps it; -1 forever."""
+    create_topic: bool = True
+    write_timeout_ms: int = Field(default=30_000, gt=0)
+    """How long one batch may wait for the broker's acks=all before the write has failed."""
+
+
 LogConfig = Annotated[
     # Add log kinds here as `Annotated[Model, Tag("type")]` members of a union.
-    Annotated[LocalLog, Tag("local")],
+    Annotated[LocalLog, Tag("local")] | Annotated[KafkaLog, Tag("kafka")],
     Discriminator(_type_tag(default="local")),
     TypeSwitch("log"),
 ]
@@ -230,9 +340,23 @@ class FileDestination(DestinationBase):
         return self.path
 
 
+class KafkaDestination(DestinationBase, KafkaConnection):
+    """Events copied to a Kafka topic (the OSO seed's `kafka` destination)."""
+
+    type: Literal["kafka"] = "kafka"
+    topic: str = Field(min_length=1, max_length=249)
+    cloudevents_mode: Literal["structured", "binary"] = "structured"
+    """With format cloudevents: one JSON document per record, or ce_ headers + data."""
+    create_topic: bool = True
+
+    @property
+    def target(self) -> str:
+        return self.topic
+
+
 Destination = Annotated[
     # Add destination kinds here as `Annotated[Model, Tag("type")]` members of a union.
-    Annotated[FileDestination, Tag("file")],
+    Annotated[FileDestination, Tag("file")] | Annotated[KafkaDestination, Tag("kafka")],
     Discriminator(_type_tag(default=None)),
     TypeSwitch("destination"),
 ]

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from kaudit.config import Config
-from kaudit.config.model import Destination, FileDestination
+from kaudit.config.model import Destination, FileDestination, KafkaDestination
 from kaudit.errors import EventDecodeError, ExporterError
 from kaudit.events.codec import from_dict
 from kaudit.events.formats import render_bytes
@@ -34,7 +34,12 @@ log = logging.getLogger("kaudit.exporters")
 
 
 class Exporter(Protocol):
-    """Delivers rendered events (one JSON document each, no newline) to a destination."""
+    """Delivers rendered events (one JSON document each, no newline) to a destination.
+
+    An exporter that renders by itself (e.g. CloudEvents binary mode, where attributes
+    become Kafka headers) sets `native_input = True` and is given the native canonical
+    lines instead.
+    """
 
     name: str
 
@@ -84,6 +89,7 @@ class ExporterRunner:
         self.dead_letter = dead_letter
         self.max_backoff_s = max_backoff_s
         self.metrics = ExporterMetrics(last_sequence=cursor.sequence())
+        self._native_input = bool(getattr(exporter, "native_input", False))
         self._sleep = sleep
 
     @property
@@ -96,7 +102,7 @@ class ExporterRunner:
         seq = obj.get("integrity", {}).get("sequence_number") if isinstance(obj, dict) else None
         if not isinstance(obj, dict) or not self.filter(str(obj.get("event_type"))):
             return None, seq
-        if self.fmt == "native":
+        if self.fmt == "native" or self._native_input:
             return line.rstrip(b"\n"), seq
         return render_bytes(from_dict(obj), self.fmt), seq
 
@@ -201,6 +207,10 @@ def build_exporter(destination: Destination) -> Exporter:
         from kaudit.exporters.file import FileExporter
 
         return FileExporter(destination)
+    if isinstance(destination, KafkaDestination):
+        from kaudit.exporters.kafka import KafkaExporter
+
+        return KafkaExporter(destination)
     raise ExporterError(f"no exporter for destination type {destination.type!r}", retryable=False)
 
 

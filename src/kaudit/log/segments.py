@@ -213,7 +213,9 @@ class SegmentLog:
     def segment(self) -> int:
         return self._segment
 
-    def append(self, lines: Sequence[bytes]) -> None:
+    keyed = False  # one ordered stream: no partitioning keys needed
+
+    def append(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
         """Append complete lines (each ending in a newline) holding consecutive sequences.
 
         `lines[i]` must carry sequence number `next_sequence + i`. On error nothing of the

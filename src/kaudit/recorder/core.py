@@ -72,11 +72,16 @@ _SORTED = orjson.OPT_SORT_KEYS
 
 
 class LogSink(Protocol):
-    """What the recorder needs of an audit log: sequenced, all-or-nothing batch appends."""
+    """What the recorder needs of an audit log: sequenced, all-or-nothing batch appends.
+
+    A sink that partitions by resource (the Kafka log) sets `keyed = True` and is given
+    one key (`type:id` of the event's resource) per line.
+    """
 
     next_sequence: int
+    keyed: bool
 
-    def append(self, lines: Sequence[bytes]) -> None: ...
+    def append(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -123,6 +128,7 @@ class Recorder:
                 f"failure_policy must be fail_open or fail_closed, got {s.failure_policy!r}"
             )
         self.sink = sink
+        self._keyed = bool(getattr(sink, "keyed", False))
         self.catalog = EventCatalog(s.custom_event_types)
         self._filter = EventFilter(s.events, s.exclude_events)
         self._selected: dict[str, bool] = {}
@@ -365,8 +371,9 @@ class Recorder:
     def _write(self, items: list[Any]) -> None:
         seq = self.sink.next_sequence
         lines = [self._line(item, seq + i) for i, item in enumerate(items)]
+        keys = [_key_of(item) for item in items] if self._keyed else None
         try:
-            self._append_with_retry(lines)
+            self._append_with_retry(lines, keys)
         except LogWriteError:
             with self._counts_lock:
                 self._dropped_total += len(lines)
@@ -390,11 +397,11 @@ class Recorder:
                 item = replace(item, details=details)
             return self._encode_item(item, seq)
 
-    def _append_with_retry(self, lines: list[bytes]) -> None:
+    def _append_with_retry(self, lines: list[bytes], keys: list[bytes] | None = None) -> None:
         backoff = 0.05
         while True:
             try:
-                self.sink.append(lines)
+                self.sink.append(lines, keys)
             except KauditError as exc:
                 self._write_errors += 1
                 if self._healthy:
@@ -440,7 +447,8 @@ class Recorder:
     def report(self, event: AuditEvent) -> None:
         """Write a recorder-made event (degradation, recovery) now, from the writer side."""
         seq = self.sink.next_sequence
-        self._append_with_retry([encode_line(self._finish(event, seq))])
+        keys = [_key_of(event)] if self._keyed else None
+        self._append_with_retry([encode_line(self._finish(event, seq))], keys)
         self._written += 1
 
     def _encode_item(self, item: Any, seq: int) -> bytes:
@@ -659,6 +667,14 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _key_of(item: Any) -> bytes:
+    """The partitioning key of a queued item: its resource as `type:id`."""
+    resource = item[3] if type(item) is tuple else item.resource
+    if type(resource) is str:
+        return resource.encode()
+    return f"{resource.type}:{resource.id}".encode()
 
 
 def _coerce(cls: type[Any], value: Any, name: str) -> Any:

@@ -1,0 +1,553 @@
+"""The audit log on a Kafka topic (default `__oprtr_audit_log`, as Kpow keeps it).
+
+Writing (`KafkaLogSink`): an idempotent producer with acks=all; each event is keyed by
+its resource so one resource's events stay in order in one partition, and carries the
+writer's stream id in a `kaudit_stream` header. A batch is appended when every record of
+it is acknowledged; records acknowledged before a failure are not produced again when
+the recorder retries the batch (they are tracked by sequence number), while records that
+were in flight when a write timed out may reach the topic twice — delivery is
+at-least-once and readers drop duplicates by `event_id`.
+
+Each writer is one log stream with its own sequence numbers. Its stream id and next
+sequence number are kept in `<data_dir>/kafka-log/<topic>.json`, written after every
+acknowledged batch together with the partition end offsets seen then; after an unclean
+stop the writer reads its own records past those offsets to continue the sequence
+without reusing a number.
+
+Reading (`KafkaLogReader`): a consumer that either follows a consumer group, whose
+committed offsets are the durable cursor (exporters), or reads every partition from the
+start without a group (`kaudit tail kafka://…`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from kaudit.config.model import KafkaConnection, KafkaLog
+from kaudit.errors import LogError, LogWriteError
+
+log = logging.getLogger("kaudit.log.kafka")
+
+STREAM_HEADER = "kaudit_stream"
+_DENIED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTHENTICATION,
+}
+
+
+def describe(connection: KafkaConnection) -> str:
+    return ",".join(connection.bootstrap_servers)
+
+
+def _error_text(err: KafkaError | Any) -> str:
+    if isinstance(err, KafkaError):
+        return f"{err.name()}: {err.str()}"
+    return str(err)
+
+
+class _ErrorTracker:
+    """Remembers the client's last connection-level error, to explain a timeout."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+        self.fatal = False
+        self.all_down_since: float | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        self.last = _error_text(err)
+        code = err.code()
+        # Wrong credentials will not get better by waiting: fail at once.
+        if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+            self.fatal = True
+        if code == KafkaError._ALL_BROKERS_DOWN and self.all_down_since is None:
+            self.all_down_since = time.monotonic()
+
+
+# librdkafka logs through Python's logging instead of printing to stderr; its connection
+# errors are repeated every retry and our own errors already carry the cause, so they are
+# shown only when KAUDIT_KAFKA_CLIENT_LOG is set.
+_CLIENT_LOGGER = logging.getLogger("kaudit.kafka.client")
+if not os.environ.get("KAUDIT_KAFKA_CLIENT_LOG"):
+    _CLIENT_LOGGER.addHandler(logging.NullHandler())
+    _CLIENT_LOGGER.propagate = False
+_ALL_DOWN_GRACE_S = 3.0
+
+
+def client_base(connection: KafkaConnection, tracker: _ErrorTracker) -> dict[str, Any]:
+    return {**connection.client_settings(), "error_cb": tracker, "logger": _CLIENT_LOGGER}
+
+
+def cluster_metadata(client: Any, tracker: _ErrorTracker, what: str, timeout: float = 15.0) -> Any:
+    """The cluster's metadata, asked in short rounds so a login failure ends the wait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+        except KafkaException as exc:
+            if hasattr(client, "poll"):
+                client.poll(0)  # run error callbacks: they say why
+            all_down = tracker.all_down_since is not None and (
+                time.monotonic() - tracker.all_down_since > _ALL_DOWN_GRACE_S
+            )
+            if tracker.fatal or all_down or time.monotonic() >= deadline:
+                cause = tracker.last or _error_text(exc.args[0])
+                raise LogError(f"{what}: cannot reach the cluster: {cause}") from exc
+
+
+def ensure_topic(config: KafkaLog, timeout: float = 15.0) -> None:
+    """Create the log topic with its partitions, replication and retention if missing."""
+    tracker = _ErrorTracker()
+    admin = AdminClient(client_base(config, tracker))
+    where = describe(config)
+    # All topics, not just ours: a metadata request naming a missing topic makes a
+    # broker with auto.create.topics.enable create it with default settings.
+    metadata = cluster_metadata(
+        admin, tracker, f"kafka audit log {config.topic} ({where})", timeout
+    )
+    existing = metadata.topics.get(config.topic)
+    if existing is not None and existing.error is None:
+        return
+    if (
+        existing is not None
+        and existing.error is not None
+        and existing.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    ):
+        raise LogError(
+            f"kafka audit log {config.topic} ({where}): not authorized to describe the topic "
+            "(grant DESCRIBE, WRITE and CREATE on it, or create it beforehand)"
+        )
+    if not config.create_topic:
+        raise LogError(
+            f"kafka audit log {config.topic} ({where}): the topic does not exist and "
+            "create_topic is false"
+        )
+    topic = NewTopic(
+        config.topic,
+        num_partitions=config.partitions,
+        replication_factor=config.replication_factor,
+        config={"retention.ms": str(config.retention_ms), "cleanup.policy": "delete"},
+    )
+    future = admin.create_topics([topic], request_timeout=timeout)[config.topic]
+    try:
+        future.result(timeout)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return
+        raise LogError(
+            f"kafka audit log {config.topic} ({where}): cannot create the topic: {_error_text(err)}"
+        ) from exc
+    log.info("created kafka audit log topic %s on %s", config.topic, where)
+
+
+class KafkaLogSink:
+    """The single writer of one log stream on a Kafka topic."""
+
+    keyed = True
+
+    def __init__(
+        self,
+        config: KafkaLog,
+        state_dir: Path,
+        *,
+        stream: str | None = None,
+        ensure: bool = True,
+    ) -> None:
+        self.config = config
+        self.topic = config.topic
+        self._where = describe(config)
+        if ensure:
+            ensure_topic(config)
+        self._state_path = state_dir / f"{config.topic}.json"
+        self._errors = _ErrorTracker()
+        timeout_ms = config.write_timeout_ms
+        self._producer = Producer(
+            {
+                **client_base(config, self._errors),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 1_048_576,
+                # A record not acknowledged within this long is reported as failed; the
+                # recorder then retries it (and the failure policy applies meanwhile).
+                "message.timeout.ms": max(timeout_ms, 1000),
+            }
+        )
+        self._acked: set[int] = set()
+        self._inflight: set[int] = set()
+        self._failure: str | None = None
+        self._failure_code: int | None = None
+        self._lock = threading.Lock()
+        # Partition end offsets as far as this writer knows: saved with the state so that
+        # recovery after an unclean stop reads only what came after.
+        self._last_offsets: dict[int, int] = {}
+        self.stream, self.next_sequence = self._load_state(stream)
+        self._stream_header: list[tuple[str, str | bytes | None]] = [
+            (STREAM_HEADER, self.stream.encode())
+        ]
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _load_state(self, stream: str | None) -> tuple[str, int]:
+        try:
+            state = orjson.loads(self._state_path.read_bytes())
+        except FileNotFoundError:
+            new_stream = stream or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+            self._last_offsets = self._current_ends()
+            return new_stream, 0
+        except orjson.JSONDecodeError as exc:
+            raise LogError(f"kafka log state {self._state_path} is damaged: {exc}") from exc
+        saved_stream = str(state["stream"])
+        if stream is not None and stream != saved_stream:
+            raise LogError(
+                f"kafka log state {self._state_path} belongs to stream {saved_stream!r}, "
+                f"not {stream!r}"
+            )
+        next_sequence = int(state["next_sequence"])
+        offsets = {int(p): int(o) for p, o in state.get("offsets", {}).items()}
+        return saved_stream, self._recover(saved_stream, next_sequence, offsets)
+
+    def _current_ends(self) -> dict[int, int]:
+        reader = KafkaLogReader(self.config, group=None)
+        try:
+            return reader.end_offsets()
+        finally:
+            reader.close()
+
+    def _recover(self, stream: str, next_sequence: int, offsets: dict[int, int]) -> int:
+        """Continue after our own records written since the state was saved."""
+        reader = KafkaLogReader(self.config, group=None)
+        try:
+            highest = next_sequence - 1
+            self._last_offsets = reader.end_offsets()
+            for record in reader.records_from(offsets):
+                if record.stream != stream:
+                    continue
+                seq = record.sequence
+                if seq is not None and seq > highest:
+                    highest = seq
+        finally:
+            reader.close()
+        if highest + 1 != next_sequence:
+            log.warning(
+                "kafka log stream %s: %d events were written after the last saved state; "
+                "continuing at sequence %d",
+                stream,
+                highest + 1 - next_sequence,
+                highest + 1,
+            )
+        return highest + 1
+
+    def _save_state(self) -> None:
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        offsets = self._end_offsets()
+        body = {
+            "stream": self.stream,
+            "topic": self.topic,
+            "next_sequence": self.next_sequence,
+            "offsets": {str(p): o for p, o in offsets.items()},
+        }
+        tmp = self._state_path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps(body))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._state_path)
+
+    def _end_offsets(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self._last_offsets)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _delivered(self, err: KafkaError | None, msg: Any, *, seq: int) -> None:
+        with self._lock:
+            self._inflight.discard(seq)
+            if err is None:
+                self._acked.add(seq)
+                partition, offset = msg.partition(), msg.offset()
+                if offset >= self._last_offsets.get(partition, -1):
+                    self._last_offsets[partition] = offset + 1
+            else:
+                self._failure = _error_text(err)
+                self._failure_code = err.code()
+
+    def append(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
+        """Produce the batch and wait for every acknowledgement (acks=all)."""
+        produce = self._producer.produce
+        topic = self.topic
+        headers = self._stream_header
+        base = self.next_sequence
+        self._failure = None
+        for i, line in enumerate(lines):
+            seq = base + i
+            if seq in self._acked or seq in self._inflight:
+                continue
+            value = line[:-1] if line.endswith(b"\n") else line
+            key = keys[i] if keys is not None else None
+            self._inflight.add(seq)
+            while True:
+                try:
+                    produce(
+                        topic,
+                        value,
+                        key,
+                        headers=headers,
+                        on_delivery=functools.partial(self._delivered, seq=seq),
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)  # local queue full: let deliveries drain
+        deadline = time.monotonic() + self.config.write_timeout_ms / 1000
+        while self._inflight:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._producer.flush(min(remaining, 1.0))
+        missing = [base + i for i in range(len(lines)) if base + i not in self._acked]
+        if missing:
+            raise LogWriteError(self._explain(len(missing), len(lines)))
+        self.next_sequence = base + len(lines)
+        self._acked.clear()
+        self._save_state()
+
+    def _explain(self, missing: int, total: int) -> str:
+        cause = self._failure or self._errors.last or "no acknowledgement in time"
+        hint = ""
+        if self._failure_code in _DENIED:
+            hint = " (grant WRITE on the topic to this principal)"
+        return (
+            f"kafka audit log {self.topic} ({self._where}): {missing} of {total} events not "
+            f"acknowledged within {self.config.write_timeout_ms} ms: {cause}{hint}"
+        )
+
+    def close(self) -> None:
+        remaining = self._producer.flush(self.config.write_timeout_ms / 1000)
+        if remaining:
+            log.error(
+                "kafka audit log %s: %d events not acknowledged at close", self.topic, remaining
+            )
+
+
+class LogRecord:
+    """One record of the Kafka log: the event line and where it is."""
+
+    __slots__ = ("line", "offset", "partition", "stream")
+
+    def __init__(self, line: bytes, partition: int, offset: int, stream: str | None) -> None:
+        self.line = line
+        self.partition = partition
+        self.offset = offset
+        self.stream = stream
+
+    @property
+    def sequence(self) -> int | None:
+        try:
+            seq = orjson.loads(self.line)["integrity"]["sequence_number"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+        return seq if isinstance(seq, int) else None
+
+
+class KafkaLogReader:
+    """Reads the Kafka log: with a consumer group (committed offsets are the cursor) or,
+    with `group=None`, every partition from the beginning without committing."""
+
+    def __init__(
+        self,
+        config: KafkaConnection,
+        *,
+        group: str | None,
+        topic: str | None = None,
+        dedupe: int = 100_000,
+    ) -> None:
+        self.topic: str = topic or str(getattr(config, "topic", "__oprtr_audit_log"))
+        self._where = describe(config)
+        self._errors = _ErrorTracker()
+        self.group = group
+        settings: dict[str, Any] = {
+            **client_base(config, self._errors),
+            "group.id": group or f"kaudit-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+        self._consumer = Consumer(settings)
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._dedupe = dedupe
+        self._assigned = False
+
+    def _partitions(self, timeout: float = 15.0) -> list[int]:
+        what = f"kafka audit log {self.topic} ({self._where})"
+        metadata = cluster_metadata(self._consumer, self._errors, what, timeout)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            reason = _error_text(topic.error) if topic is not None else "unknown topic"
+            raise LogError(f"kafka audit log {self.topic} ({self._where}): {reason}")
+        return sorted(topic.partitions)
+
+    def end_offsets(self) -> dict[int, int]:
+        """Each partition's high watermark now."""
+        return {
+            p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+            for p in self._partitions()
+        }
+
+    def records_from(self, offsets: dict[int, int]) -> Iterator[LogRecord]:
+        """Every record from the given partition offsets (others: from the start) to the
+        current end, without a group."""
+        ends = self.end_offsets()
+        partitions = sorted(ends)
+        start = {p: offsets.get(p, 0) for p in partitions}
+        todo = {p for p in partitions if start[p] < ends[p]}
+        if not todo:
+            return
+        self._consumer.assign([TopicPartition(self.topic, p, start[p]) for p in todo])
+        yield from self._until_end(todo, ends)
+
+    def _until_end(self, todo: set[int], ends: dict[int, int]) -> Iterator[LogRecord]:
+        idle_since = time.monotonic()
+        while todo:
+            messages = self._consumer.consume(1000, 1.0)
+            if not messages and time.monotonic() - idle_since > 30:
+                raise LogError(
+                    f"kafka audit log {self.topic} ({self._where}): no data for 30 s while "
+                    f"reading to the end: {self._errors.last or 'broker unreachable'}"
+                )
+            for msg in messages:
+                idle_since = time.monotonic()
+                err = msg.error()
+                partition = msg.partition() or 0
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        todo.discard(partition)
+                        continue
+                    raise LogError(
+                        f"kafka audit log {self.topic} ({self._where}): {_error_text(err)}"
+                    )
+                record = self._record(msg)
+                if (msg.offset() or 0) + 1 >= ends.get(partition, 0):
+                    todo.discard(partition)
+                yield record
+
+    def _record(self, msg: Any) -> LogRecord:
+        stream = None
+        for key, value in msg.headers() or ():
+            if key == STREAM_HEADER and value is not None:
+                stream = value.decode()
+        return LogRecord(msg.value() or b"", msg.partition(), msg.offset(), stream)
+
+    def lines(self, *, follow: bool = False) -> Iterator[bytes]:
+        """Every event line from the start (no group), duplicates dropped by event_id;
+        with `follow`, then new ones as they come (an empty line marks each catch-up)."""
+        ends = self.end_offsets()
+        partitions = sorted(ends)
+        todo = {p for p in partitions if ends[p] > 0}
+        self._consumer.assign([TopicPartition(self.topic, p, 0) for p in partitions])
+        for record in self._until_end(todo, ends):
+            if self._first_time(record.line):
+                yield record.line
+        if not follow:
+            return
+        while True:
+            yield b""
+            for msg in self._consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    record = self._record(msg)
+                    if self._first_time(record.line):
+                        yield record.line
+
+    def _first_time(self, line: bytes) -> bool:
+        """False for an event id already seen (at-least-once delivery can repeat one)."""
+        start = line.find(b'"event_id":"')
+        if start < 0:
+            return True
+        start += 12
+        event_id = line[start : line.find(b'"', start)]
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > self._dedupe:
+            self._seen.popitem(last=False)
+        return True
+
+    # -- the group cursor (exporters) ------------------------------------------------------
+
+    def subscribe(self) -> None:
+        if not self._assigned:
+            self._consumer.subscribe([self.topic])
+            self._assigned = True
+
+    def poll_batch(self, max_records: int, timeout: float) -> list[LogRecord]:
+        """The next records for this group (not yet committed)."""
+        self.subscribe()
+        out = []
+        for msg in self._consumer.consume(max_records, timeout):
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise LogError(f"kafka audit log {self.topic} ({self._where}): {_error_text(err)}")
+            out.append(self._record(msg))
+        return out
+
+    def commit(self, records: Sequence[LogRecord]) -> None:
+        """Save the group's cursor past `records` (synchronously: it is the cursor)."""
+        last: dict[int, int] = {}
+        for r in records:
+            last[r.partition] = max(last.get(r.partition, -1), r.offset)
+        if last:
+            offsets = [TopicPartition(self.topic, p, o + 1) for p, o in last.items()]
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+
+    def rewind(self, records: Sequence[LogRecord]) -> None:
+        """Go back to the first of `records` per partition (a delivery failed)."""
+        first: dict[int, int] = {}
+        for r in records:
+            first[r.partition] = min(first.get(r.partition, r.offset), r.offset)
+        for p, o in first.items():
+            self._consumer.seek(TopicPartition(self.topic, p, o))
+
+    def lag(self) -> int:
+        """Records of the topic past this group's committed offsets."""
+        partitions = self._partitions()
+        committed = self._consumer.committed(
+            [TopicPartition(self.topic, p) for p in partitions], timeout=10
+        )
+        total = 0
+        for tp in committed:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+            position = tp.offset if tp.offset >= 0 else low
+            total += max(0, high - position)
+        return total
+
+    def close(self) -> None:
+        self._consumer.close()
