@@ -333,15 +333,12 @@ def exporters_status(config_path: str | None) -> None:
     config = _load(config_path)
     rows = []
     for r in runners_for(config):
-        position = r.cursor.load()
         rows.append(
             {
                 "destination": r.name,
                 "format": r.fmt,
-                "cursor": None
-                if position is None
-                else {"segment": position.segment, "offset": position.offset},
-                "last_sequence": r.cursor.sequence(),
+                "cursor": r.feed.position(),
+                "last_sequence": r.feed.last_sequence(),
                 "lag_events": r.lag(),
             }
         )

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from kaudit.config import Config
-from kaudit.config.model import Destination, FileDestination, KafkaDestination
+from kaudit.config.model import Destination, FileDestination, KafkaDestination, KafkaLog
 from kaudit.errors import EventDecodeError, ExporterError
 from kaudit.events.codec import from_dict
 from kaudit.events.formats import render_bytes
@@ -61,6 +61,82 @@ class ExporterMetrics:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Feed(Protocol):
+    """Where a runner reads the log from, and how it saves its cursor."""
+
+    def read(self, max_lines: int) -> tuple[list[bytes], Any]:
+        """The next lines and a token that `commit` takes to move the cursor past them."""
+
+    def commit(self, token: Any, sequence: int | None) -> None: ...
+
+    def lag(self) -> int: ...
+
+    def position(self) -> dict[str, Any] | None: ...
+
+    def last_sequence(self) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalFeed:
+    """The local segment log, with a cursor file."""
+
+    def __init__(self, log_dir: Path, cursor: Cursor) -> None:
+        self.reader = LogReader(log_dir)
+        self.cursor = cursor
+
+    def read(self, max_lines: int) -> tuple[list[bytes], Any]:
+        return self.reader.read(self.cursor.load(), max_lines)
+
+    def commit(self, token: Any, sequence: int | None) -> None:
+        self.cursor.save(token, sequence=sequence)
+
+    def lag(self) -> int:
+        return sum(1 for _ in self.reader.iter_lines(self.cursor.load()))
+
+    def position(self) -> dict[str, Any] | None:
+        at = self.cursor.load()
+        return None if at is None else {"segment": at.segment, "offset": at.offset}
+
+    def last_sequence(self) -> int | None:
+        return self.cursor.sequence()
+
+    def close(self) -> None:
+        pass
+
+
+class KafkaFeed:
+    """The Kafka log topic, with a consumer group whose committed offsets are the cursor."""
+
+    def __init__(self, config: KafkaLog, group: str, poll_s: float = 1.0) -> None:
+        from kaudit.log.kafka import KafkaLogReader
+
+        self.reader = KafkaLogReader(config, group=group)
+        self.group = group
+        self.poll_s = poll_s
+        self._last_sequence: int | None = None
+
+    def read(self, max_lines: int) -> tuple[list[bytes], Any]:
+        records = self.reader.poll_batch(max_lines, self.poll_s)
+        return [r.line for r in records], records
+
+    def commit(self, token: Any, sequence: int | None) -> None:
+        self.reader.commit(token)
+        self._last_sequence = sequence
+
+    def lag(self) -> int:
+        return self.reader.lag()
+
+    def position(self) -> dict[str, Any] | None:
+        return {"consumer_group": self.group}
+
+    def last_sequence(self) -> int | None:
+        return self._last_sequence
+
+    def close(self) -> None:
+        self.reader.close()
+
+
 class ExporterRunner:
     """Moves events from the log to one exporter, batch by batch, behind a durable cursor."""
 
@@ -68,8 +144,9 @@ class ExporterRunner:
         self,
         exporter: Exporter,
         *,
-        log_dir: Path,
-        cursor: Cursor,
+        log_dir: Path | None = None,
+        cursor: Cursor | None = None,
+        feed: Feed | None = None,
         fmt: str = "native",
         events: tuple[str, ...] = ("*",),
         exclude_events: tuple[str, ...] = (),
@@ -80,15 +157,18 @@ class ExporterRunner:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.exporter = exporter
-        self.reader = LogReader(log_dir)
-        self.cursor = cursor
+        if feed is None:
+            if log_dir is None or cursor is None:
+                raise ValueError("ExporterRunner needs a feed, or log_dir and cursor")
+            feed = LocalFeed(log_dir, cursor)
+        self.feed = feed
         self.fmt = fmt
         self.filter = EventFilter(events, exclude_events)
         self.batch_max = batch_max
         self.interval_s = interval_s
         self.dead_letter = dead_letter
         self.max_backoff_s = max_backoff_s
-        self.metrics = ExporterMetrics(last_sequence=cursor.sequence())
+        self.metrics = ExporterMetrics(last_sequence=feed.last_sequence())
         self._native_input = bool(getattr(exporter, "native_input", False))
         self._sleep = sleep
 
@@ -108,8 +188,7 @@ class ExporterRunner:
 
     def run_once(self) -> int:
         """Deliver the next batch; the number of log lines consumed (0: caught up)."""
-        position = self.cursor.load()
-        lines, after = self.reader.read(position, self.batch_max)
+        lines, token = self.feed.read(self.batch_max)
         if not lines:
             return 0
         records: list[bytes] = []
@@ -128,7 +207,7 @@ class ExporterRunner:
                 records.append(record)
         if records:
             self._deliver(records)
-        self.cursor.save(after, sequence=last_seq)
+        self.feed.commit(token, last_seq)
         self.metrics.last_sequence = last_seq
         return len(lines)
 
@@ -194,11 +273,11 @@ class ExporterRunner:
 
     def lag(self) -> int:
         """Log lines not yet consumed by this exporter."""
-        position = self.cursor.load()
-        return sum(1 for _ in self.reader.iter_lines(position))
+        return self.feed.lag()
 
     def close(self) -> None:
         self.exporter.close()
+        self.feed.close()
 
 
 def build_exporter(destination: Destination) -> Exporter:
@@ -217,14 +296,19 @@ def build_exporter(destination: Destination) -> Exporter:
 def runners_for(config: Config) -> list[ExporterRunner]:
     """One runner per configured destination, each with its own cursor and dead letters."""
     runners = []
+    log_config = config.audit.log
     for destination in config.audit.all_destinations:
         exporter = build_exporter(destination)
         name = destination.display_name
+        feed: Feed = (
+            KafkaFeed(log_config, group=f"kaudit-exporter-{_safe(name)}")
+            if isinstance(log_config, KafkaLog)
+            else LocalFeed(config.log_dir, Cursor.named(config.data_path, name))
+        )
         runners.append(
             ExporterRunner(
                 exporter,
-                log_dir=config.log_dir,
-                cursor=Cursor.named(config.data_path, name),
+                feed=feed,
                 fmt=destination.format,
                 events=tuple(destination.events),
                 exclude_events=tuple(destination.exclude_events),
