@@ -25,7 +25,6 @@ import functools
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -76,11 +75,14 @@ class _ErrorTracker:
     def __init__(self) -> None:
         self.last: str | None = None
         self.fatal = False
+        self.producer_fatal = False
         self.all_down_since: float | None = None
 
     def __call__(self, err: KafkaError) -> None:
         self.last = _error_text(err)
         code = err.code()
+        if err.fatal():
+            self.producer_fatal = True
         # Wrong credentials will not get better by waiting: fail at once.
         if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
             self.fatal = True
@@ -185,10 +187,24 @@ class KafkaLogSink:
             ensure_topic(config)
         self._state_path = state_dir / f"{config.topic}.json"
         self._errors = _ErrorTracker()
-        timeout_ms = config.write_timeout_ms
-        self._producer = Producer(
+        self._producer = self._new_producer()
+        self._acked: set[int] = set()
+        self._inflight: set[int] = set()
+        self._failure: str | None = None
+        self._failure_code: int | None = None
+        self._generation = 0
+        # Partition end offsets as far as this writer knows: saved with the state so that
+        # recovery after an unclean stop reads only what came after.
+        self._last_offsets: dict[int, int] = {}
+        self.stream, self.next_sequence = self._load_state(stream)
+        self._stream_header: list[tuple[str, str | bytes | None]] = [
+            (STREAM_HEADER, self.stream.encode())
+        ]
+
+    def _new_producer(self) -> Producer:
+        return Producer(
             {
-                **client_base(config, self._errors),
+                **client_base(self.config, self._errors),
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
@@ -198,21 +214,23 @@ class KafkaLogSink:
                 "queue.buffering.max.kbytes": 1_048_576,
                 # A record not acknowledged within this long is reported as failed; the
                 # recorder then retries it (and the failure policy applies meanwhile).
-                "message.timeout.ms": max(timeout_ms, 1000),
+                "message.timeout.ms": max(self.config.write_timeout_ms, 1000),
             }
         )
-        self._acked: set[int] = set()
-        self._inflight: set[int] = set()
-        self._failure: str | None = None
-        self._failure_code: int | None = None
-        self._lock = threading.Lock()
-        # Partition end offsets as far as this writer knows: saved with the state so that
-        # recovery after an unclean stop reads only what came after.
-        self._last_offsets: dict[int, int] = {}
-        self.stream, self.next_sequence = self._load_state(stream)
-        self._stream_header: list[tuple[str, str | bytes | None]] = [
-            (STREAM_HEADER, self.stream.encode())
-        ]
+
+    def _replace_fatal_producer(self) -> None:
+        """An idempotent producer that hit a fatal error (e.g. no rights to get a producer
+        id) never works again: the retry gets a new one, which works once the cause is
+        fixed (an ACL granted)."""
+        if not self._errors.producer_fatal:
+            return
+        self._errors.producer_fatal = False
+        old = self._producer
+        self._generation += 1
+        self._producer = self._new_producer()
+        old.purge()
+        old.poll(0)
+        self._inflight.clear()
 
     # -- state -----------------------------------------------------------------------------
 
@@ -283,30 +301,37 @@ class KafkaLogSink:
         os.replace(tmp, self._state_path)
 
     def _end_offsets(self) -> dict[int, int]:
-        with self._lock:
-            return dict(self._last_offsets)
+        return dict(self._last_offsets)
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _delivered(self, err: KafkaError | None, msg: Any, *, seq: int) -> None:
-        with self._lock:
-            self._inflight.discard(seq)
-            if err is None:
-                self._acked.add(seq)
-                partition, offset = msg.partition(), msg.offset()
-                if offset >= self._last_offsets.get(partition, -1):
-                    self._last_offsets[partition] = offset + 1
-            else:
-                self._failure = _error_text(err)
-                self._failure_code = err.code()
+    def _delivered(self, err: KafkaError | None, msg: Any, *, seq: int, generation: int) -> None:
+        # Delivery reports run on the writer thread (inside produce/poll/flush, or when a
+        # replaced producer is destroyed), so no lock: a lock here could even deadlock when
+        # a garbage-collected old producer reports while the writer holds it.
+        if generation != self._generation:
+            return  # a report of a replaced producer: its records are produced again
+        self._inflight.discard(seq)
+        if err is None:
+            self._acked.add(seq)
+            partition, offset = msg.partition(), msg.offset()
+            if offset >= self._last_offsets.get(partition, -1):
+                self._last_offsets[partition] = offset + 1
+        else:
+            self._failure = _error_text(err)
+            self._failure_code = err.code()
 
     def append(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
         """Produce the batch and wait for every acknowledgement (acks=all)."""
-        produce = self._producer.produce
         topic = self.topic
         headers = self._stream_header
+        self._producer.poll(0)  # serve error callbacks: a fatal error replaces the producer
+        self._replace_fatal_producer()
+        produce = self._producer.produce
+        generation = self._generation
         base = self.next_sequence
         self._failure = None
+        error: KafkaException | None = None
         for i, line in enumerate(lines):
             seq = base + i
             if seq in self._acked or seq in self._inflight:
@@ -321,17 +346,36 @@ class KafkaLogSink:
                         value,
                         key,
                         headers=headers,
-                        on_delivery=functools.partial(self._delivered, seq=seq),
+                        on_delivery=functools.partial(
+                            self._delivered, seq=seq, generation=generation
+                        ),
                     )
                     break
                 except BufferError:
                     self._producer.poll(0.05)  # local queue full: let deliveries drain
+                except KafkaException as exc:
+                    # The producer hit a fatal error: the next attempt gets a new one.
+                    self._errors.producer_fatal = True
+                    error = exc
+                    break
+            if error is not None:
+                self._inflight.discard(seq)
+                raise LogWriteError(self._explain(len(lines), len(lines))) from error
         deadline = time.monotonic() + self.config.write_timeout_ms / 1000
         while self._inflight:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._errors.producer_fatal:
                 break
-            self._producer.flush(min(remaining, 1.0))
+            try:
+                self._producer.flush(min(remaining, 1.0))
+            except (KafkaException, SystemError) as exc:
+                # flush() raises once the producer is fatally failed (and confluent-kafka
+                # may then surface it as SystemError from inside a delivery callback).
+                self._errors.producer_fatal = True
+                cause = exc.__cause__ if isinstance(exc, SystemError) else exc
+                if isinstance(cause, KafkaException):
+                    self._errors.last = _error_text(cause.args[0])
+                break
         missing = [base + i for i in range(len(lines)) if base + i not in self._acked]
         if missing:
             raise LogWriteError(self._explain(len(missing), len(lines)))
@@ -341,8 +385,10 @@ class KafkaLogSink:
 
     def _explain(self, missing: int, total: int) -> str:
         cause = self._failure or self._errors.last or "no acknowledgement in time"
+        if self._errors.producer_fatal and self._errors.last:
+            cause = self._errors.last
         hint = ""
-        if self._failure_code in _DENIED:
+        if self._failure_code in _DENIED or "uthorization" in cause:
             hint = " (grant WRITE on the topic to this principal)"
         return (
             f"kafka audit log {self.topic} ({self._where}): {missing} of {total} events not "
@@ -350,7 +396,11 @@ class KafkaLogSink:
         )
 
     def close(self) -> None:
-        remaining = self._producer.flush(self.config.write_timeout_ms / 1000)
+        try:
+            remaining = self._producer.flush(self.config.write_timeout_ms / 1000)
+        except KafkaException as exc:
+            log.error("kafka audit log %s: producer failed at close: %s", self.topic, exc)
+            return
         if remaining:
             log.error(
                 "kafka audit log %s: %d events not acknowledged at close", self.topic, remaining

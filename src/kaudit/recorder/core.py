@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from kaudit.errors import AuditUnavailableError, KauditError, LogWriteError
+from kaudit.errors import AuditUnavailableError, LogWriteError
 from kaudit.events.catalog import EventCatalog
 from kaudit.events.codec import encode_line
 from kaudit.events.model import (
@@ -159,6 +159,7 @@ class Recorder:
         self._filtered = 0
         self._written = 0
         self._write_errors = 0
+        self._unwritten = 0  # events given up on at close because the log never took them
         self._closing = False
         self._closed = False
         self._writer = threading.Thread(target=self._run, name="kaudit-writer", daemon=True)
@@ -377,6 +378,7 @@ class Recorder:
         except LogWriteError:
             with self._counts_lock:
                 self._dropped_total += len(lines)
+                self._unwritten += len(lines)
             raise
         self._written += len(lines)
         if self._dropped_unreported:
@@ -402,7 +404,7 @@ class Recorder:
         while True:
             try:
                 self.sink.append(lines, keys)
-            except KauditError as exc:
+            except Exception as exc:  # any failure keeps the batch for a retry: never lose it
                 self._write_errors += 1
                 if self._healthy:
                     log.error("audit log write failed, retrying: %s", exc)
@@ -647,15 +649,17 @@ class Recorder:
         self._close_deadline = time.monotonic() + timeout
         self._closing = True
         self._wake.set()
-        self._writer.join(timeout + 1)
+        # The writer may be inside one append, which the sink bounds by its own write
+        # timeout; wait for it so that what it gives up on is counted below.
+        self._writer.join(timeout + 120)
         self._closed = True
-        left = sum(1 for i in self._queue if type(i) is not _Barrier)
+        left = sum(1 for i in self._queue if type(i) is not _Barrier) + self._unwritten
         if left:
             log.error(
                 "audit recorder closed with %d events not written: %s", left, self._last_error
             )
             with self._counts_lock:
-                self._dropped_total += left
+                self._dropped_total += left - self._unwritten
         self.sink.close()
         if left:
             raise AuditUnavailableError(
