@@ -381,11 +381,6 @@ def test_an_auditor_that_fails_to_start_is_a_plugin_error(tmp_path: Path) -> Non
         kaudit.open(_config(tmp_path, ["recorder", "logging"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_auditor calls cls() unguarded; a plugin class that needs "
-    "constructor arguments escapes as a bare TypeError instead of a PluginError",
-)
 def test_an_auditor_class_that_cannot_be_built_is_a_plugin_error(tmp_path: Path) -> None:
     with pytest.raises(PluginError, match="NeedsArguments"):
         kaudit.open(_config(tmp_path, ["kaudit_probe_auditors:NeedsArguments"]))

@@ -159,11 +159,6 @@ def test_close_is_idempotent_and_refuses_later_events(tmp_path: Path) -> None:
     assert len(events_in(session.log_dir)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: AuditSession reports a recovery through Recorder.note_recovery, which uses "
-    "record() and so the event filter: with `events: [backup.*]` the report is dropped",
-)
 def test_recovery_is_reported_even_when_the_selection_leaves_out_audit_degraded(
     tmp_path: Path,
 ) -> None:

@@ -58,7 +58,12 @@ def load_auditor(name: str, config: Mapping[str, Any], recorder: Recorder) -> Au
     built with no arguments and configured with `config`.
     """
     cls = load_class(AUDITORS_GROUP, name)
-    auditor: Any = RecorderAuditor(recorder) if cls is RecorderAuditor else cls()
+    try:
+        auditor: Any = RecorderAuditor(recorder) if cls is RecorderAuditor else cls()
+    except Exception as exc:
+        raise PluginError(
+            f"auditor {name!r} could not be built (it must take no arguments): {exc}"
+        ) from exc
     if not isinstance(auditor, Auditor):
         raise PluginError(
             f"plugin {name!r} is not an Auditor: it needs configure, start, audit and close"

@@ -90,26 +90,38 @@ def test_missing_required_key() -> None:
 
 def test_unknown_destination_type_lists_the_accepted_types() -> None:
     assert issues("audit:\n  destination:\n    type: s3\n    bucket: audit-logs\n") == [
-        "audit.destination.type: unknown destination type 's3'; accepted: file"
+        "audit.destination.type: unknown destination type 's3'; accepted: file, kafka"
     ]
 
 
 def test_destination_without_type_asks_for_it() -> None:
     assert issues("audit:\n  destinations:\n    - path: /var/log/a.log\n") == [
-        "audit.destinations[0].type: missing required key (accepted destination types: file)"
+        "audit.destinations[0].type: missing required key "
+        "(accepted destination types: file, kafka)"
     ]
 
 
 def test_destination_that_is_not_a_mapping() -> None:
     assert issues("audit:\n  destination: /var/log/a.log\n") == [
-        "audit.destination: must be a mapping with a type key (destination types: file), "
+        "audit.destination: must be a mapping with a type key (destination types: file, kafka), "
         "got '/var/log/a.log'"
     ]
 
 
 def test_unknown_log_type_lists_the_accepted_types() -> None:
-    assert issues("audit:\n  log: {type: kafka}\n") == [
-        "audit.log.type: unknown log type 'kafka'; accepted: local"
+    assert issues("audit:\n  log: {type: s3}\n") == [
+        "audit.log.type: unknown log type 's3'; accepted: kafka, local"
+    ]
+
+
+def test_kafka_log_needs_bootstrap_servers_and_complete_sasl() -> None:
+    text = (
+        "audit:\n  log:\n    type: kafka\n    bootstrap_servers: kafka\n"
+        "    security: {security_protocol: SASL_SSL, sasl_mechanism: SCRAM-SHA-256}\n"
+    )
+    assert issues(text) == [
+        "audit.log.bootstrap_servers[0]: must be host:port (like kafka:9092), got 'kafka'",
+        "audit.log.security: sasl_mechanism SCRAM-SHA-256 needs sasl_username and sasl_password",
     ]
 
 

@@ -217,11 +217,6 @@ def test_each_destination_selects_its_own_events(tmp_path: Path) -> None:
     assert [r.lag() for r in runners_for(config)] == [0, 0, 0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: FileExporter writes audit.log as 0640 but creates rotated .gz files with "
-    "gzip.open(), i.e. 0666 & ~umask, so rotated audit data becomes world-readable",
-)
 def test_rotated_files_are_no_more_readable_than_the_live_file(tmp_path: Path) -> None:
     out = tmp_path / "out" / "audit.log"
     config = make_config(

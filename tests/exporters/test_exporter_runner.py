@@ -208,11 +208,6 @@ def test_an_unreadable_log_line_is_dead_lettered_and_skipped(tmp_path: Path) -> 
     assert b"garbage" in dead.read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ExporterRunner._dead_letter embeds an unreadable log line as a raw "
-    "orjson.Fragment, so the dead-letter file itself stops being JSON Lines",
-)
 def test_the_dead_letter_file_stays_json_lines_for_unreadable_log_lines(
     tmp_path: Path,
 ) -> None:

@@ -55,7 +55,8 @@ def test_a_saved_position_loads_back_exactly(tmp_path: Path) -> None:
 def test_named_cursors_live_under_data_dir_with_a_safe_file_name(tmp_path: Path) -> None:
     cursor = Cursor.named(tmp_path, "file:/var/log/kafka backup/audit.log")
     assert cursor.path.parent == tmp_path / "cursors"
-    assert cursor.path.name == "file__var_log_kafka_backup_audit.log.json"
+    assert cursor.path.name.startswith("file__var_log_kafka_backup_audit.log-")
+    assert cursor.path.name.endswith(".json")
     cursor.save(Position(0, 10))
     assert Cursor.named(tmp_path, "file:/var/log/kafka backup/audit.log").load() == Position(0, 10)
     # Different destinations get different cursors.
@@ -135,11 +136,6 @@ def test_a_cursor_killed_mid_save_holds_a_whole_position(tmp_path: Path) -> None
         assert json.loads(path.read_bytes())["segment"] == position.segment
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Cursor.named maps every character outside [A-Za-z0-9-_.] to '_', so two "
-    "destinations whose names differ only there share one cursor file",
-)
 def test_different_names_never_share_a_cursor(tmp_path: Path) -> None:
     a = Cursor.named(tmp_path, "file:/var/log/audit log.jsonl")
     b = Cursor.named(tmp_path, "file:/var/log/audit_log.jsonl")

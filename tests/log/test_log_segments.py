@@ -461,11 +461,6 @@ def test_a_last_segment_holding_only_garbage_restarts_at_its_base(tmp_path: Path
 # -- failed writes ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SegmentLog.append keeps the part of a batch written before a failed roll "
-    "and advances next_sequence, so a retry of the batch duplicates those events",
-)
 def test_a_failed_roll_leaves_nothing_of_the_batch_and_next_sequence_unchanged(
     tmp_path: Path,
 ) -> None:

@@ -159,11 +159,6 @@ def test_mappings_are_coerced_into_the_model(make_recorder: MakeRecorder) -> Non
     assert event["context"]["source"] == "console"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an actor mapping with a roles list makes an Actor holding a list; the "
-    "writer hashes it for its cache, gets TypeError, and loses the whole batch uncounted",
-)
 def test_an_actor_mapping_with_roles_is_recorded(make_recorder: MakeRecorder) -> None:
     recorder = make_recorder()
     recorder.emit(
@@ -441,11 +436,6 @@ def test_details_that_cannot_be_serialised_are_replaced_not_lost(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: emit() does not check correlation_id; an int (Kafka correlation ids are "
-    "ints) is written as a JSON number and the line no longer decodes",
-)
 def test_every_line_decodes_even_with_an_int_correlation_id(make_recorder: MakeRecorder) -> None:
     recorder = make_recorder()
     try:

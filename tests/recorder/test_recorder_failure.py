@@ -275,11 +275,6 @@ def test_fail_closed_with_a_log_the_kernel_refuses_to_grow(tmp_path: Path) -> No
     assert_contiguous(events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SegmentLog.append is not all-or-nothing across a failed roll; the "
-    "recorder then retries the whole batch and writes its first part twice",
-)
 def test_a_log_failing_at_a_roll_neither_duplicates_nor_skips_sequences(
     tmp_path: Path,
 ) -> None:

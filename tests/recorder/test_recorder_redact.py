@@ -147,11 +147,6 @@ def test_details_without_secrets_are_written_as_given(recorder: Recorder, log_di
     assert written_details(recorder, log_dir) == [details]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Redactor._mapping only looks at the first of field/name/key/config/"
-    "config_name; a sensitive config named by a later key leaks its value",
-)
 def test_a_sensitive_name_in_any_naming_key_redacts_its_value(
     recorder: Recorder, log_dir: Path
 ) -> None:

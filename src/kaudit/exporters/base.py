@@ -26,7 +26,7 @@ from kaudit.config.model import Destination, FileDestination, KafkaDestination, 
 from kaudit.errors import EventDecodeError, ExporterError
 from kaudit.events.codec import from_dict
 from kaudit.events.formats import render_bytes
-from kaudit.log.cursor import Cursor
+from kaudit.log.cursor import Cursor, safe_name
 from kaudit.log.segments import LogReader
 from kaudit.recorder.filter import EventFilter
 
@@ -197,7 +197,9 @@ class ExporterRunner:
             try:
                 record, seq = self._render(line)
             except (orjson.JSONDecodeError, EventDecodeError) as exc:
-                self._dead_letter([line.rstrip(b"\n")], f"unreadable log line: {exc}")
+                # Kept as a JSON string, so the dead-letter file stays valid JSON Lines.
+                raw = orjson.dumps(line.rstrip(b"\n").decode("utf-8", "backslashreplace"))
+                self._dead_letter([raw], f"unreadable log line: {exc}")
                 continue
             if seq is not None:
                 last_seq = seq
@@ -319,4 +321,4 @@ def runners_for(config: Config) -> list[ExporterRunner]:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return safe_name(name)

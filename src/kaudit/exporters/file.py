@@ -95,8 +95,17 @@ class FileExporter:
             self.path.rename(plain)
             if self.compress:
                 tmp = self._rotated(1).with_suffix(".gz.tmp")
-                with open(plain, "rb") as src_f, gzip.open(tmp, "wb") as dst_f:
+                # Same mode as the live file (0640): audit data is not for every user.
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+                with (
+                    open(plain, "rb") as src_f,
+                    open(fd, "wb") as raw,
+                    gzip.GzipFile(fileobj=raw, mode="wb") as dst_f,
+                ):
                     shutil.copyfileobj(src_f, dst_f)
+                    dst_f.close()
+                    raw.flush()
+                    os.fsync(raw.fileno())
                 os.replace(tmp, self._rotated(1))
                 plain.unlink()
         except OSError as exc:

@@ -8,6 +8,7 @@ makes delivery at-least-once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,6 +16,15 @@ import orjson
 
 from kaudit.errors import LogError
 from kaudit.log.segments import Position
+
+
+def safe_name(name: str) -> str:
+    """`name` as a file name; when characters had to be replaced, a hash of the original
+    keeps two names that differ only in those characters apart."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    if safe != name:
+        safe = f"{safe[:80]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+    return safe
 
 
 class Cursor:
@@ -25,8 +35,7 @@ class Cursor:
 
     @classmethod
     def named(cls, data_dir: str | os.PathLike[str], name: str) -> Cursor:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        return cls(Path(data_dir) / "cursors" / f"{safe}.json")
+        return cls(Path(data_dir) / "cursors" / f"{safe_name(name)}.json")
 
     def load(self) -> Position | None:
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,8 @@ from typing import NamedTuple
 import orjson
 
 from kaudit.errors import LogError, LogLockedError, LogWriteError
+
+log = logging.getLogger("kaudit.log")
 
 SEGMENT_SUFFIX = ".jsonl"
 _SEGMENT_RE = re.compile(r"^(\d{20})\.jsonl$")
@@ -126,6 +129,7 @@ class SegmentLog:
         self.fsync = fsync
         self._lock_fd = -1
         self._fd = -1
+        self._created: list[int] = []  # segments the current append rolled into
         self._segment = 0
         self._size = 0
         try:
@@ -223,6 +227,15 @@ class SegmentLog:
         """
         if self._fd < 0:
             raise LogWriteError("audit log is closed")
+        entry_segment, entry_size, entry_sequence = self._segment, self._size, self.next_sequence
+        self._created = []
+        try:
+            self._append(lines)
+        except LogWriteError:
+            self._undo(entry_segment, entry_size, entry_sequence)
+            raise
+
+    def _append(self, lines: Sequence[bytes]) -> None:
         start = 0
         seq = self.next_sequence
         while start < len(lines):
@@ -242,6 +255,20 @@ class SegmentLog:
             seq += end - start
             self.next_sequence = seq
             start = end
+
+    def _undo(self, segment: int, size: int, sequence: int) -> None:
+        """Take back a batch that failed part way (e.g. after a roll): cut the segment it
+        started in back to its size, remove the segments it created, continue there."""
+        try:
+            for base in self._created:
+                (self.dir / segment_name(base)).unlink(missing_ok=True)
+            if self._segment != segment:
+                self._open_segment(segment)
+            self._rollback(size)
+        except (OSError, LogWriteError):
+            # Could not undo now; reopening the log repairs the tail.
+            log.exception("could not take back a failed batch in %s", self.dir)
+        self.next_sequence = sequence
 
     def _write(self, lines: Sequence[bytes]) -> None:
         before = self._size
@@ -276,7 +303,10 @@ class SegmentLog:
             self._size = os.fstat(self._fd).st_size
 
     def _roll(self, base: int) -> None:
+        existed = (self.dir / segment_name(base)).exists()
         self._open_segment(base)
+        if not existed:
+            self._created.append(base)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -204,6 +204,8 @@ class Recorder:
         if not self._is_selected(event_type):
             self._filtered += 1
             return
+        if correlation_id is not None and type(correlation_id) is not str:
+            correlation_id = str(correlation_id)  # Kafka's correlation ids are ints
         if result not in RESULTS:
             raise ValueError(f"result must be one of {', '.join(RESULTS)}, got {result!r}")
         if type(actor) is not str and type(actor) is not Actor:
@@ -364,6 +366,9 @@ class Recorder:
                     self._write(items)
             except BaseException as exc:  # the writer must outlive any bug in one batch
                 log.exception("audit writer failed on a batch of %d events", len(items))
+                if not isinstance(exc, LogWriteError):  # those are counted where raised
+                    with self._counts_lock:
+                        self._dropped_total += len(items)
                 for b in barriers:
                     b.error = f"audit writer failed: {exc!r}"
             for b in barriers:
@@ -476,10 +481,14 @@ class Recorder:
             source,
         ) = item
         key = (event_type, actor, resource, action, result, duration_ms, error)
-        middle = self._middles.get(key) if authorization is None else None
+        cacheable = authorization is None
+        try:
+            middle = self._middles.get(key) if cacheable else None
+        except TypeError:  # an unhashable part (e.g. an Actor subclass with list fields)
+            middle, cacheable = None, False
         if middle is None:
             middle = self._middle(item)
-            if authorization is None:
+            if cacheable:
                 if len(self._middles) >= 10_000:
                     self._middles.clear()
                 self._middles[key] = middle
@@ -617,12 +626,12 @@ class Recorder:
 
     def note_recovery(self, torn_lines: int, bytes_cut: int, where: str) -> None:
         """Record that opening the log cut a torn tail (after a crash) as `audit.degraded`."""
-        now = time.time_ns()
-        self.record(
+        # Straight to the queue: a crash repair is recorded whatever `events` selects.
+        self._admit(
             AuditEvent(
-                timestamp=self._stamper.timestamp(now),
+                timestamp="",  # id and time are given by the writer
                 event_type="audit.degraded",
-                event_id=self._stamper.event_id(now),
+                event_id="",
                 actor=Actor(type="system", id="kaudit"),
                 resource=Resource(type="audit_log", id=where),
                 action=Action(
@@ -686,8 +695,12 @@ def _coerce(cls: type[Any], value: Any, name: str) -> Any:
         raise TypeError(
             f"{name} must be a {cls.__name__}, a string or a mapping, got {type(value).__name__}"
         )
+    # Lists become tuples: parts of an event are immutable (and hashable, for caching).
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
     try:
-        return cls(**value)
+        return cls(**fields)
     except TypeError as exc:
-        fields = ", ".join(cls.__dataclass_fields__)
-        raise ValueError(f"invalid {name} {dict(value)!r}: {exc}; accepted keys: {fields}") from exc
+        accepted = ", ".join(cls.__dataclass_fields__)
+        raise ValueError(
+            f"invalid {name} {dict(value)!r}: {exc}; accepted keys: {accepted}"
+        ) from exc

@@ -96,8 +96,9 @@ class Redactor:
         return True
 
     def _mapping(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        named = next((obj[k] for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
-        sibling_secret = named is not None and self.is_sensitive(named)
+        sibling_secret = any(
+            isinstance(obj.get(k), str) and self.is_sensitive(obj[k]) for k in _NAME_KEYS
+        )
         out: dict[str, Any] = {}
         for key, value in obj.items():
             if (isinstance(key, str) and self.is_sensitive(key) and value is not None) or (

@@ -1,0 +1,396 @@
+"""The audit log on a Kafka topic, against a real broker with SASL and ACLs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+import kaudit
+from kaudit.config import Config
+from kaudit.dev.kafka import KafkaInfo, LocalKafka
+from kaudit.errors import AuditUnavailableError, LogError
+from kaudit.log.kafka import KafkaLogReader, KafkaLogSink
+from kaudit.reading import iter_lines
+
+pytestmark = pytest.mark.kafka
+
+ACL = "org.apache.kafka.tools.AclCommand"
+
+
+def _log_config(
+    data_dir: Path,
+    servers: str,
+    topic: str,
+    user: str | None = "admin",
+    policy: str = "fail_open",
+    **log: Any,
+) -> Config:
+    security: dict[str, Any] = {"security_protocol": "PLAINTEXT"}
+    if user is not None:
+        security = {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": user,
+            "sasl_password": f"{user}-secret",
+        }
+    return Config.model_validate(
+        {
+            "data_dir": str(data_dir),
+            "cluster": {"id": "it"},
+            "audit": {
+                "failure_policy": policy,
+                "block_timeout_ms": 3000,
+                "log": {
+                    "type": "kafka",
+                    "bootstrap_servers": [servers],
+                    "topic": topic,
+                    "partitions": 3,
+                    "replication_factor": 1,
+                    "security": security,
+                    **log,
+                },
+            },
+        }
+    )
+
+
+def _read_all(servers: str, topic: str) -> list[dict[str, Any]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": f"check-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        done: set[int] = set()
+        out = []
+        deadline = time.monotonic() + 30
+        while len(done) < len(parts) and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 1.0):
+                if msg.error():
+                    done.add(msg.partition())
+                    continue
+                event = orjson.loads(msg.value())
+                event["_key"] = msg.key()
+                event["_partition"] = msg.partition()
+                event["_headers"] = dict(msg.headers() or [])
+                out.append(event)
+        return out
+    finally:
+        consumer.close()
+
+
+def test_events_written_over_scram_are_read_back_keyed_by_resource(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    """Events go to the topic with acks=all, one resource's events in one partition."""
+    config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic)
+    with kaudit.open(config) as session:
+        for i in range(300):
+            session.emit(
+                "topic.created",
+                actor="User:alice",
+                resource=f"topic:t{i % 7}",
+                details={"n": i},
+                correlation_id=f"c{i}",
+            )
+        session.flush()
+    events = _read_all(kafka.bootstrap_servers, unique_topic)
+    assert sorted(e["details"]["n"] for e in events) == list(range(300))
+    assert sorted(e["integrity"]["sequence_number"] for e in events) == list(range(300))
+    partitions_of: dict[str, set[int]] = {}
+    for e in events:
+        assert e["_key"] == f"topic:{e['resource']['id']}".encode()
+        partitions_of.setdefault(e["resource"]["id"], set()).add(e["_partition"])
+        assert e["_headers"]["kaudit_stream"]
+    assert all(len(p) == 1 for p in partitions_of.values())
+    # Per resource, events are in the order they were emitted.
+    by_resource: dict[str, list[int]] = {}
+    for e in sorted(events, key=lambda e: (e["_partition"], e["integrity"]["sequence_number"])):
+        by_resource.setdefault(e["resource"]["id"], []).append(e["details"]["n"])
+    assert all(ns == sorted(ns) for ns in by_resource.values())
+
+
+def test_topic_is_created_with_partitions_and_retention(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    config = _log_config(
+        tmp_path, kafka.sasl_bootstrap_servers, unique_topic, retention_ms=3 * 24 * 3600 * 1000
+    )
+    with kaudit.open(config) as session:
+        session.emit("auth.login", actor="User:bob", resource="cluster:c", durable=True)
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    meta = admin.list_topics(unique_topic, timeout=10)
+    assert len(meta.topics[unique_topic].partitions) == 3
+    resource = ConfigResource("TOPIC", unique_topic)
+    configs = admin.describe_configs([resource])[resource].result(10)
+    assert configs["retention.ms"].value == str(3 * 24 * 3600 * 1000)
+
+
+def test_default_retention_is_seven_days(tmp_path: Path) -> None:
+    config = _log_config(tmp_path, "127.0.0.1:9", "t")
+    assert config.audit.log.retention_ms == 7 * 24 * 3600 * 1000  # type: ignore[union-attr]
+
+
+def test_kaudit_tail_reads_the_kafka_log_with_duplicates_removed(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic)
+    with kaudit.open(config) as session:
+        for i in range(50):
+            session.emit("acl.created", actor="User:admin", resource=f"acl:TOPIC:t{i}")
+        session.flush()
+    # Produce a duplicate of one record, as an at-least-once retry would.
+    first = _read_all(kafka.bootstrap_servers, unique_topic)[0]
+    del first["_key"], first["_partition"], first["_headers"]
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    producer.produce(unique_topic, orjson.dumps(first))
+    producer.flush(10)
+    url = f"kafka://alice:alice-secret@{kafka.sasl_bootstrap_servers}/{unique_topic}"
+    # alice may read the log once granted READ on it and on her groups.
+    from kaudit.dev.dist import run_kafka_tool
+
+    run_kafka_tool(
+        ACL,
+        [
+            "--bootstrap-server",
+            kafka.bootstrap_servers,
+            "--add",
+            "--allow-principal",
+            "User:alice",
+            "--operation",
+            "Read",
+            "--operation",
+            "Describe",
+            "--topic",
+            unique_topic,
+            "--group",
+            "*",
+        ],
+        dist=kafka.dist,
+    )
+    lines = list(iter_lines(url))
+    ids = [orjson.loads(line)["event_id"] for line in lines]
+    assert len(ids) == 50 and len(set(ids)) == 50
+
+
+def test_write_denied_by_acls_is_a_clear_error_under_fail_closed(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    """bob may describe the topic but not write it: emit waits, then says why."""
+    from kaudit.dev.dist import run_kafka_tool
+
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    from confluent_kafka.cimpl import NewTopic
+
+    admin.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(10)
+    run_kafka_tool(
+        ACL,
+        [
+            "--bootstrap-server",
+            kafka.bootstrap_servers,
+            "--add",
+            "--allow-principal",
+            "User:bob",
+            "--operation",
+            "Describe",
+            "--topic",
+            unique_topic,
+        ],
+        dist=kafka.dist,
+    )
+    config = _log_config(
+        tmp_path,
+        kafka.sasl_bootstrap_servers,
+        unique_topic,
+        user="bob",
+        policy="fail_closed",
+        write_timeout_ms=3000,
+    )
+    session = kaudit.open(config)
+    try:
+        session.emit("topic.deleted", actor="User:bob", resource="topic:x")
+        with pytest.raises(AuditUnavailableError) as failure:
+            for _ in range(3):
+                session.emit("topic.deleted", actor="User:bob", resource="topic:x", durable=True)
+        message = str(failure.value)
+        assert "TOPIC_AUTHORIZATION_FAILED" in message
+        assert unique_topic in message and kafka.sasl_bootstrap_servers in message
+        assert not session.recorder.healthy
+    finally:
+        with pytest.raises(AuditUnavailableError):
+            session.recorder.close(timeout=1)
+    assert _read_all(kafka.bootstrap_servers, unique_topic) == []
+
+
+def test_write_denied_under_fail_open_counts_drops(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    from confluent_kafka.cimpl import NewTopic
+
+    from kaudit.dev.dist import run_kafka_tool
+
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    admin.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(10)
+    run_kafka_tool(
+        ACL,
+        [
+            "--bootstrap-server",
+            kafka.bootstrap_servers,
+            "--add",
+            "--allow-principal",
+            "User:bob",
+            "--operation",
+            "Describe",
+            "--topic",
+            unique_topic,
+        ],
+        dist=kafka.dist,
+    )
+    config = _log_config(
+        tmp_path, kafka.sasl_bootstrap_servers, unique_topic, user="bob", write_timeout_ms=2000
+    )
+    config = config.model_copy(
+        update={"audit": config.audit.model_copy(update={"queue_max_events": 10})}
+    )
+    session = kaudit.open(config)
+    started = time.monotonic()
+    for _ in range(200):
+        session.emit("topic.deleted", actor="User:bob", resource="topic:x")
+    assert time.monotonic() - started < 1.0  # fail_open never makes the caller wait
+    deadline = time.monotonic() + 10
+    while session.recorder.metrics()["kaudit_events_dropped_total"] < 150:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert "TOPIC_AUTHORIZATION_FAILED" in (session.recorder.last_error or "")
+    with pytest.raises(AuditUnavailableError):
+        session.recorder.close(timeout=1)
+
+
+def test_missing_topic_without_create_rights_names_the_broker_and_cause(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic, user="bob")
+    with pytest.raises(LogError) as failure:
+        kaudit.open(config)
+    message = str(failure.value)
+    assert unique_topic in message and kafka.sasl_bootstrap_servers in message
+    assert "not authorized" in message or "AUTHORIZATION" in message
+
+
+def test_wrong_password_is_a_clear_error(kafka: KafkaInfo, tmp_path: Path) -> None:
+    config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, "t")
+    security = config.audit.log.security.model_copy(  # type: ignore[union-attr]
+        update={"sasl_password": "wrong"}
+    )
+    log = config.audit.log.model_copy(update={"security": security})
+    config = config.model_copy(update={"audit": config.audit.model_copy(update={"log": log})})
+    started = time.monotonic()
+    with pytest.raises(LogError, match=r"(?i)authentication"):
+        kaudit.open(config)
+    assert time.monotonic() - started < 10
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A broker of this test's own, since the test stops and restarts it."""
+    broker = LocalKafka(tmp_path_factory.mktemp("restart-kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_broker_restart_mid_stream_loses_nothing(own_broker: LocalKafka, tmp_path: Path) -> None:
+    """At-least-once: every emitted event is in the topic after the broker comes back;
+    reading with duplicates removed by event_id gives each sequence number once."""
+    info = own_broker.status()
+    assert info is not None
+    config = _log_config(
+        tmp_path,
+        info.bootstrap_servers,
+        "__oprtr_audit_log",
+        user=None,
+        policy="fail_closed",
+        write_timeout_ms=60_000,
+    )
+    config = config.model_copy(
+        update={"audit": config.audit.model_copy(update={"block_timeout_ms": 120_000})}
+    )
+    emitted = 0
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer(session: kaudit.AuditSession) -> None:
+        nonlocal emitted
+        try:
+            while not stop.is_set():
+                session.emit(
+                    "records.produced",
+                    actor="User:svc",
+                    resource="topic:orders",
+                    correlation_id=f"c{emitted}",
+                )
+                emitted += 1
+                if emitted % 200 == 0:
+                    time.sleep(0.01)
+        except BaseException as exc:
+            failures.append(exc)
+
+    with kaudit.open(config) as session:
+        thread = threading.Thread(target=writer, args=(session,))
+        thread.start()
+        time.sleep(1.0)
+        own_broker.stop()
+        time.sleep(2.0)
+        own_broker.start()
+        time.sleep(2.0)
+        stop.set()
+        thread.join()
+        session.flush(timeout=120)
+    assert not failures
+    reader = KafkaLogReader(config.audit.log, group=None)  # type: ignore[arg-type]
+    try:
+        lines = list(reader.lines())
+    finally:
+        reader.close()
+    events = [orjson.loads(line) for line in lines]
+    correlations = {e["context"]["correlation_id"] for e in events}
+    assert correlations == {f"c{i}" for i in range(emitted)}
+    sequences = sorted(e["integrity"]["sequence_number"] for e in events)
+    assert sequences == list(range(emitted))
+
+
+def test_writer_continues_its_sequence_after_restart(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic)
+    for _ in range(2):
+        with kaudit.open(config) as session:
+            for i in range(20):
+                session.emit("auth.login", actor=f"User:u{i}", resource="cluster:c")
+    state = orjson.loads((tmp_path / "kafka-log" / f"{unique_topic}.json").read_bytes())
+    assert state["next_sequence"] == 40
+    sink = KafkaLogSink(config.audit.log, tmp_path / "kafka-log")  # type: ignore[arg-type]
+    try:
+        assert sink.next_sequence == 40
+    finally:
+        sink.close()
+    events = _read_all(kafka.bootstrap_servers, unique_topic)
+    assert sorted(e["integrity"]["sequence_number"] for e in events) == list(range(40))
+    assert len({e["_headers"]["kaudit_stream"] for e in events}) == 1
