@@ -228,7 +228,7 @@ def test_write_denied_by_acls_is_a_clear_error_under_fail_closed(
             for _ in range(3):
                 session.emit("topic.deleted", actor="User:bob", resource="topic:x", durable=True)
         message = str(failure.value)
-        assert "TOPIC_AUTHORIZATION_FAILED" in message
+        assert "AUTHORIZATION_FAILED" in message and "grant WRITE" in message
         assert unique_topic in message and kafka.sasl_bootstrap_servers in message
         assert not session.recorder.healthy
     finally:
@@ -273,10 +273,14 @@ def test_write_denied_under_fail_open_counts_drops(
         session.emit("topic.deleted", actor="User:bob", resource="topic:x")
     assert time.monotonic() - started < 1.0  # fail_open never makes the caller wait
     deadline = time.monotonic() + 10
-    while session.recorder.metrics()["kaudit_events_dropped_total"] < 150:
+    while (
+        session.recorder.metrics()["kaudit_events_dropped_total"] < 150
+        or session.recorder.last_error is None
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert "TOPIC_AUTHORIZATION_FAILED" in (session.recorder.last_error or "")
+    # Without WRITE on any topic the broker refuses even the idempotent producer id.
+    assert "AUTHORIZATION_FAILED" in (session.recorder.last_error or "")
     with pytest.raises(AuditUnavailableError):
         session.recorder.close(timeout=1)
 
@@ -394,3 +398,48 @@ def test_writer_continues_its_sequence_after_restart(
     events = _read_all(kafka.bootstrap_servers, unique_topic)
     assert sorted(e["integrity"]["sequence_number"] for e in events) == list(range(40))
     assert len({e["_headers"]["kaudit_stream"] for e in events}) == 1
+
+
+def test_writing_resumes_once_the_acl_is_granted(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    """A denied writer keeps its events; granting WRITE lets them through, with the drops
+    of the meantime reported as audit.degraded."""
+    from confluent_kafka.cimpl import NewTopic
+
+    from kaudit.dev.dist import run_kafka_tool
+
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    admin.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(10)
+
+    def acl(*operations: str) -> None:
+        args = ["--bootstrap-server", kafka.bootstrap_servers, "--add",
+                "--allow-principal", "User:bob", "--topic", unique_topic]
+        for op in operations:
+            args += ["--operation", op]
+        run_kafka_tool(ACL, args, dist=kafka.dist)
+
+    acl("Describe")
+    config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic, user="bob",
+                         write_timeout_ms=2000)
+    config = config.model_copy(
+        update={"audit": config.audit.model_copy(update={"queue_max_events": 5})}
+    )
+    with kaudit.open(config) as session:
+        for i in range(20):
+            session.emit("topic.deleted", actor="User:bob", resource=f"topic:t{i}")
+        deadline = time.monotonic() + 15
+        while session.recorder.last_error is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        dropped = session.recorder.metrics()["kaudit_events_dropped_total"]
+        assert dropped > 0
+        acl("Write")
+        session.emit("topic.created", actor="User:bob", resource="topic:after", durable=True)
+        assert session.recorder.healthy
+    events = _read_all(kafka.bootstrap_servers, unique_topic)
+    types = [e["event_type"] for e in events]
+    assert "topic.created" in types
+    degraded = [e for e in events if e["event_type"] == "audit.degraded"]
+    assert degraded and degraded[0]["details"]["dropped_events"] == dropped
+    assert types.count("topic.deleted") == 20 - dropped
