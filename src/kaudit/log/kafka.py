@@ -21,7 +21,7 @@ start without a group (`kaudit tail kafka://…`).
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import os
 import socket
@@ -98,6 +98,8 @@ if not os.environ.get("KAUDIT_KAFKA_CLIENT_LOG"):
     _CLIENT_LOGGER.addHandler(logging.NullHandler())
     _CLIENT_LOGGER.propagate = False
 _ALL_DOWN_GRACE_S = 3.0
+_OFFSETS_REFRESH_S = 30.0
+_REPORT_GRACE_S = 2.0
 
 
 def client_base(connection: KafkaConnection, tracker: _ErrorTracker) -> dict[str, Any]:
@@ -186,13 +188,17 @@ class KafkaLogSink:
         if ensure:
             ensure_topic(config)
         self._state_path = state_dir / f"{config.topic}.json"
-        self._errors = _ErrorTracker()
         self._producer = self._new_producer()
-        self._acked: set[int] = set()
-        self._inflight: set[int] = set()
+        # The batch being appended: sequences handed to the producer, and those it
+        # reported failed. Only failures are reported (delivery.report.only.error), so a
+        # batch is acknowledged once the producer's queue is empty: everything produced
+        # and not failed has been acked (acks=all).
+        self._produced: set[int] = set()
+        self._failed: set[int] = set()
         self._failure: str | None = None
         self._failure_code: int | None = None
-        self._generation = 0
+        self._offsets_at = time.monotonic()
+        self._watermarks: KafkaLogReader | None = None
         # Partition end offsets as far as this writer knows: saved with the state so that
         # recovery after an unclean stop reads only what came after.
         self._last_offsets: dict[int, int] = {}
@@ -202,6 +208,9 @@ class KafkaLogSink:
         ]
 
     def _new_producer(self) -> Producer:
+        # Each producer reports to a tracker of its own: a replaced producer that reports
+        # its fatal error again while being destroyed must not fail the new one.
+        self._errors = _ErrorTracker()
         return Producer(
             {
                 **client_base(self.config, self._errors),
@@ -215,22 +224,26 @@ class KafkaLogSink:
                 # A record not acknowledged within this long is reported as failed; the
                 # recorder then retries it (and the failure policy applies meanwhile).
                 "message.timeout.ms": max(self.config.write_timeout_ms, 1000),
+                # One Python callback per failure instead of one per record: at 100k
+                # events/s the per-record callback was the writer's largest cost.
+                "delivery.report.only.error": True,
+                "on_delivery": self._on_failure,
             }
         )
 
     def _replace_fatal_producer(self) -> None:
         """An idempotent producer that hit a fatal error (e.g. no rights to get a producer
         id) never works again: the retry gets a new one, which works once the cause is
-        fixed (an ACL granted)."""
+        fixed (an ACL granted). Purging the old one reports its records as failed, so
+        they are produced again."""
         if not self._errors.producer_fatal:
             return
-        self._errors.producer_fatal = False
-        old = self._producer
-        self._generation += 1
+        old, last = self._producer, self._errors.last
         self._producer = self._new_producer()
         old.purge()
-        old.poll(0)
-        self._inflight.clear()
+        with contextlib.suppress(KafkaException, SystemError):
+            old.poll(0)
+        self._errors.last = last
 
     # -- state -----------------------------------------------------------------------------
 
@@ -301,92 +314,127 @@ class KafkaLogSink:
         os.replace(tmp, self._state_path)
 
     def _end_offsets(self) -> dict[int, int]:
+        """Partition ends no later than our last acknowledged record, refreshed every
+        30 s: when the state is saved, all our records so far are acknowledged, so the
+        ends read now bound where recovery has to start reading."""
+        now = time.monotonic()
+        if now - self._offsets_at > _OFFSETS_REFRESH_S:
+            if self._watermarks is None:
+                self._watermarks = KafkaLogReader(self.config, group=None)
+            try:
+                self._last_offsets = self._watermarks.end_offsets()
+                self._offsets_at = now
+            except LogError as exc:
+                log.warning("kafka audit log %s: cannot read partition ends: %s", self.topic, exc)
         return dict(self._last_offsets)
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _delivered(self, err: KafkaError | None, msg: Any, *, seq: int, generation: int) -> None:
-        # Delivery reports run on the writer thread (inside produce/poll/flush, or when a
-        # replaced producer is destroyed), so no lock: a lock here could even deadlock when
-        # a garbage-collected old producer reports while the writer holds it.
-        if generation != self._generation:
-            return  # a report of a replaced producer: its records are produced again
-        self._inflight.discard(seq)
+    def _on_failure(self, err: KafkaError | None, msg: Any) -> None:
+        # Runs on the writer thread, inside produce/poll/flush. The failed record's
+        # sequence number is read from its value: failures are rare, records many.
         if err is None:
-            self._acked.add(seq)
-            partition, offset = msg.partition(), msg.offset()
-            if offset >= self._last_offsets.get(partition, -1):
-                self._last_offsets[partition] = offset + 1
-        else:
+            return
+        if err.code() != KafkaError._PURGE_QUEUE:  # purging is ours, not the cause
             self._failure = _error_text(err)
             self._failure_code = err.code()
+        value = msg.value() or b""
+        at = value.rfind(b'"sequence_number":')
+        if at >= 0:
+            digits = value[at + 18 : at + 40].split(b",")[0].split(b"}")[0]
+            if digits.isdigit():
+                self._failed.add(int(digits))
+
+    def _drain(self, deadline: float) -> bool:
+        """Wait until the producer has reported on every record; False at the deadline."""
+        while len(self._producer):
+            remaining = deadline - time.monotonic()
+            if self._errors.producer_fatal:
+                # Nothing more will be delivered: have the queued records reported (with
+                # their own errors, the cause worth showing) and give up this attempt.
+                self._producer.purge()
+                with contextlib.suppress(KafkaException, SystemError):
+                    self._producer.poll(0)
+                return False
+            if remaining <= 0:
+                return False
+            try:
+                self._producer.flush(min(remaining, 1.0))
+            except (KafkaException, SystemError) as exc:
+                # flush() raises once the producer is fatally failed (confluent-kafka
+                # may surface that as SystemError from inside a delivery callback).
+                self._errors.producer_fatal = True
+                cause = exc.__cause__ if isinstance(exc, SystemError) else exc
+                if isinstance(cause, KafkaException):
+                    self._errors.last = _error_text(cause.args[0])
+                return False
+        return True
 
     def append(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
         """Produce the batch and wait for every acknowledgement (acks=all)."""
-        topic = self.topic
-        headers = self._stream_header
+        # message.timeout.ms is the write timeout: a little grace past it lets the
+        # producer report each record's own failure (the cause) rather than nothing.
+        deadline = time.monotonic() + self.config.write_timeout_ms / 1000 + _REPORT_GRACE_S
+        base = self.next_sequence
+        if self._produced and min(self._produced) != base:
+            self._produced.clear()  # a different batch than the failed one: start afresh
+            self._failed.clear()
+        # Records of an earlier attempt still queued are waited for, not produced again.
+        self._drain(deadline)
         self._producer.poll(0)  # serve error callbacks: a fatal error replaces the producer
         self._replace_fatal_producer()
-        produce = self._producer.produce
-        generation = self._generation
-        base = self.next_sequence
+        if len(self._producer) == 0:
+            # Everything produced before is reported: what did not fail is acknowledged.
+            retry = self._failed & self._produced
+            done = self._produced - retry
+        else:
+            done, retry = self._produced, set()
         self._failure = None
+        todo = [i for i in range(len(lines)) if base + i not in done or base + i in retry]
+        self._failed.clear()
+        produce = self._producer.produce
+        topic = self.topic
+        headers = self._stream_header
         error: KafkaException | None = None
-        for i, line in enumerate(lines):
-            seq = base + i
-            if seq in self._acked or seq in self._inflight:
-                continue
-            value = line[:-1] if line.endswith(b"\n") else line
-            key = keys[i] if keys is not None else None
-            self._inflight.add(seq)
+        replaced = False
+        for i in todo:
+            line = lines[i]
+            self._produced.add(base + i)
             while True:
                 try:
                     produce(
                         topic,
-                        value,
-                        key,
+                        line[:-1] if line[-1:] == b"\n" else line,
+                        keys[i] if keys is not None else None,
                         headers=headers,
-                        on_delivery=functools.partial(
-                            self._delivered, seq=seq, generation=generation
-                        ),
                     )
                     break
                 except BufferError:
                     self._producer.poll(0.05)  # local queue full: let deliveries drain
                 except KafkaException as exc:
-                    # The producer hit a fatal error: the next attempt gets a new one.
+                    # The producer failed fatally (its error callback may not have run
+                    # yet): replace it once and go on; a second failure ends the attempt.
                     self._errors.producer_fatal = True
+                    if not replaced:
+                        replaced = True
+                        self._replace_fatal_producer()
+                        produce = self._producer.produce
+                        continue
+                    self._produced.discard(base + i)
                     error = exc
                     break
             if error is not None:
-                self._inflight.discard(seq)
                 raise LogWriteError(self._explain(len(lines), len(lines))) from error
-        deadline = time.monotonic() + self.config.write_timeout_ms / 1000
-        while self._inflight:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._errors.producer_fatal:
-                break
-            try:
-                self._producer.flush(min(remaining, 1.0))
-            except (KafkaException, SystemError) as exc:
-                # flush() raises once the producer is fatally failed (and confluent-kafka
-                # may then surface it as SystemError from inside a delivery callback).
-                self._errors.producer_fatal = True
-                cause = exc.__cause__ if isinstance(exc, SystemError) else exc
-                if isinstance(cause, KafkaException):
-                    self._errors.last = _error_text(cause.args[0])
-                break
-        missing = [base + i for i in range(len(lines)) if base + i not in self._acked]
-        if missing:
-            raise LogWriteError(self._explain(len(missing), len(lines)))
+        drained = self._drain(deadline)
+        if not drained or self._failed:
+            missing = len(self._failed) if drained else len(self._producer)
+            raise LogWriteError(self._explain(missing or len(todo), len(lines)))
         self.next_sequence = base + len(lines)
-        self._acked.clear()
+        self._produced.clear()
         self._save_state()
 
     def _explain(self, missing: int, total: int) -> str:
         cause = self._failure or self._errors.last or "no acknowledgement in time"
-        if self._errors.producer_fatal and self._errors.last:
-            cause = self._errors.last
         hint = ""
         if self._failure_code in _DENIED or "uthorization" in cause:
             hint = " (grant WRITE on the topic to this principal)"
@@ -396,6 +444,8 @@ class KafkaLogSink:
         )
 
     def close(self) -> None:
+        if self._watermarks is not None:
+            self._watermarks.close()
         try:
             remaining = self._producer.flush(self.config.write_timeout_ms / 1000)
         except KafkaException as exc:
