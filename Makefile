@@ -27,7 +27,7 @@ system-deps:
 	  echo "installing Java and Maven from Debian packages"; \
 	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; }
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed system-deps
 	$(BIN)/kaudit demo
 
 lint: $(VENV)/.installed-test

@@ -355,13 +355,19 @@ def exporters_status(config_path: str | None) -> None:
     show_default=True,
 )
 @click.option("--count", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option(
+    "--kafka/--no-kafka",
+    default=True,
+    show_default=True,
+    help="Also record into a local Apache Kafka's __oprtr_audit_log topic.",
+)
 @_handle_errors
-def demo(directory: Path, count: int) -> None:
+def demo(directory: Path, count: int, kafka: bool) -> None:
     """Record a realistic week of Kafka audit events into a local log and show how to
     look at them."""
     from kaudit.demo import run_demo
 
-    run_demo(directory, count)
+    run_demo(directory, count, kafka=kafka)
 
 
 if __name__ == "__main__":

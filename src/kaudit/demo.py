@@ -1,8 +1,12 @@
-"""`kaudit demo`: the embedded default end to end, with nothing but local files.
+"""`kaudit demo`: kaudit end to end on this machine.
 
-Writes a demo configuration, records a realistic week of Kafka audit traffic through
-the recorder into the local log, runs the file exporters (native JSON Lines and an OCSF
-feed of security events), then tells the user what is where and how to look at it.
+1. The embedded default, nothing but local files: writes a demo configuration, records a
+   realistic week of Kafka audit traffic through the recorder into the local log, runs
+   the file exporters (native JSON Lines and an OCSF feed of security events).
+2. The distributed log: starts a local Apache Kafka (KRaft, SASL, ACLs), records events
+   into the `__oprtr_audit_log` topic over SCRAM and copies them to a topic in
+   CloudEvents form.
+Then it tells the user what is where and how to look at it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import click
 import orjson
 
 from kaudit.config import load_config
+from kaudit.dev.errors import KafkaAlreadyRunningError
+from kaudit.dev.kafka import LocalKafka
 from kaudit.exporters import runners_for
 from kaudit.generate import generate
 from kaudit.log.segments import LogReader, list_segments
@@ -48,7 +54,41 @@ audit:
 """
 
 
-def run_demo(directory: Path, count: int) -> None:
+_KAFKA_CONFIG = """\
+# kaudit demo configuration: the audit log on a Kafka topic (the local broker).
+data_dir: {data}
+cluster:
+  id: local-kafka
+  environment: demo
+audit:
+  failure_policy: fail_closed    # a write the broker does not acknowledge is an error
+  log:
+    type: kafka
+    bootstrap_servers: [{servers}]
+    topic: __oprtr_audit_log
+    partitions: 6
+    replication_factor: 1
+    security:
+      security_protocol: SASL_PLAINTEXT
+      sasl_mechanism: SCRAM-SHA-512
+      sasl_username: admin
+      sasl_password: ${{KAUDIT_DEMO_KAFKA_PASSWORD:-admin-secret}}
+  destinations:
+    - type: kafka                # the seed's kafka destination, CloudEvents binary mode
+      bootstrap_servers: [{servers}]
+      topic: audit-events
+      format: cloudevents
+      cloudevents_mode: binary
+      events: ["acl.*", "topic.*", "access.denied", "config.changed"]
+      security:
+        security_protocol: SASL_PLAINTEXT
+        sasl_mechanism: SCRAM-SHA-512
+        sasl_username: admin
+        sasl_password: ${{KAUDIT_DEMO_KAFKA_PASSWORD:-admin-secret}}
+"""
+
+
+def run_demo(directory: Path, count: int, *, kafka: bool = True) -> None:
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "kaudit.yaml"
@@ -106,4 +146,53 @@ Look at them:
   .venv/bin/kaudit tail {log_dir} | jq -r '.event_type' | sort | uniq -c | sort -rn
   .venv/bin/kaudit tail {log_dir} | grep -c hunter2     # 0: passwords never reach the log
   .venv/bin/kaudit exporters status -c {config_path}
+""")
+    if kafka:
+        _kafka_demo(directory, count)
+
+
+def _kafka_demo(directory: Path, count: int) -> None:
+    echo = click.echo
+    echo(
+        "kaudit demo: starting a local Apache Kafka (fetched from Maven Central once)...", err=True
+    )
+    broker = LocalKafka(directory / "kafka", progress=lambda m: echo(f"  {m}", err=True))
+    try:
+        info = broker.start()
+    except KafkaAlreadyRunningError as exc:
+        info = exc.info
+    config_path = directory / "kaudit-kafka.yaml"
+    config_path.write_text(
+        _KAFKA_CONFIG.format(data=directory / "data-kafka", servers=info.sasl_bootstrap_servers),
+        encoding="utf-8",
+    )
+    config = load_config(config_path)
+    started = time.perf_counter()
+    with (
+        open_session(config, source="demo") as session,
+        click.progressbar(length=count, label="  recording into Kafka", file=sys.stderr) as bar,
+    ):
+        generate(
+            session, count, seed=int(time.time()) + 1, spread_seconds=86400, progress=bar.update
+        )
+        session.flush()
+    elapsed = time.perf_counter() - started
+    exported = {r.name: r.drain() for r in runners_for(config)}
+    copied = sum(exported.values())
+    url = f"kafka://admin:admin-secret@{info.sasl_bootstrap_servers}/__oprtr_audit_log"
+    echo(f"""
+Recorded {count} events into the Kafka topic __oprtr_audit_log in {elapsed:.2f}s (over
+SCRAM-SHA-512, acks=all, keyed by resource), and the exporter read {copied} of them and
+copied the ACL, topic and config changes to the topic audit-events as CloudEvents.
+
+  broker         {info.sasl_bootstrap_servers} (SASL) / {info.bootstrap_servers} (plain)
+  configuration  {config_path}
+
+Look at them:
+  .venv/bin/kaudit tail '{url}' -n 5
+  .venv/bin/kaudit tail -c {config_path} --type 'access.*' | jq -c '[.actor.id, .resource.id]'
+  .venv/bin/kaudit exporters status -c {config_path}
+
+Stop the broker when done:
+  .venv/bin/kaudit local-kafka stop --dir {directory / "kafka"}
 """)
