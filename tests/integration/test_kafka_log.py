@@ -10,11 +10,13 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.cimpl import NewTopic
 
 import kaudit
 from kaudit.config import Config
+from kaudit.dev.dist import run_kafka_tool
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.errors import AuditUnavailableError, LogError
 from kaudit.log.kafka import KafkaLogReader, KafkaLogSink
@@ -60,6 +62,27 @@ def _log_config(
             },
         }
     )
+
+
+def _create_topic(kafka: KafkaInfo, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+
+
+def _grant_bob(kafka: KafkaInfo, topic: str, *operations: str) -> None:
+    """Add ALLOW ACLs for User:bob on `topic` with Kafka's own AclCommand."""
+    args = [
+        "--bootstrap-server",
+        kafka.bootstrap_servers,
+        "--add",
+        "--allow-principal",
+        "User:bob",
+        "--topic",
+        topic,
+    ]
+    for operation in operations:
+        args += ["--operation", operation]
+    run_kafka_tool(ACL, args, dist=kafka.dist)
 
 
 def _read_all(servers: str, topic: str) -> list[dict[str, Any]]:
@@ -155,15 +178,11 @@ def test_kaudit_tail_reads_the_kafka_log_with_duplicates_removed(
     # Produce a duplicate of one record, as an at-least-once retry would.
     first = _read_all(kafka.bootstrap_servers, unique_topic)[0]
     del first["_key"], first["_partition"], first["_headers"]
-    from confluent_kafka import Producer
-
     producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
     producer.produce(unique_topic, orjson.dumps(first))
     producer.flush(10)
     url = f"kafka://alice:alice-secret@{kafka.sasl_bootstrap_servers}/{unique_topic}"
     # alice may read the log once granted READ on it and on her groups.
-    from kaudit.dev.dist import run_kafka_tool
-
     run_kafka_tool(
         ACL,
         [
@@ -192,27 +211,8 @@ def test_write_denied_by_acls_is_a_clear_error_under_fail_closed(
     kafka: KafkaInfo, unique_topic: str, tmp_path: Path
 ) -> None:
     """bob may describe the topic but not write it: emit waits, then says why."""
-    from kaudit.dev.dist import run_kafka_tool
-
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    from confluent_kafka.cimpl import NewTopic
-
-    admin.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(10)
-    run_kafka_tool(
-        ACL,
-        [
-            "--bootstrap-server",
-            kafka.bootstrap_servers,
-            "--add",
-            "--allow-principal",
-            "User:bob",
-            "--operation",
-            "Describe",
-            "--topic",
-            unique_topic,
-        ],
-        dist=kafka.dist,
-    )
+    _create_topic(kafka, unique_topic)
+    _grant_bob(kafka, unique_topic, "Describe")
     config = _log_config(
         tmp_path,
         kafka.sasl_bootstrap_servers,
@@ -240,27 +240,8 @@ def test_write_denied_by_acls_is_a_clear_error_under_fail_closed(
 def test_write_denied_under_fail_open_counts_drops(
     kafka: KafkaInfo, unique_topic: str, tmp_path: Path
 ) -> None:
-    from confluent_kafka.cimpl import NewTopic
-
-    from kaudit.dev.dist import run_kafka_tool
-
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    admin.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(10)
-    run_kafka_tool(
-        ACL,
-        [
-            "--bootstrap-server",
-            kafka.bootstrap_servers,
-            "--add",
-            "--allow-principal",
-            "User:bob",
-            "--operation",
-            "Describe",
-            "--topic",
-            unique_topic,
-        ],
-        dist=kafka.dist,
-    )
+    _create_topic(kafka, unique_topic)
+    _grant_bob(kafka, unique_topic, "Describe")
     config = _log_config(
         tmp_path, kafka.sasl_bootstrap_servers, unique_topic, user="bob", write_timeout_ms=2000
     )
@@ -405,23 +386,11 @@ def test_writing_resumes_once_the_acl_is_granted(
 ) -> None:
     """A denied writer keeps its events; granting WRITE lets them through, with the drops
     of the meantime reported as audit.degraded."""
-    from confluent_kafka.cimpl import NewTopic
-
-    from kaudit.dev.dist import run_kafka_tool
-
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    admin.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(10)
-
-    def acl(*operations: str) -> None:
-        args = ["--bootstrap-server", kafka.bootstrap_servers, "--add",
-                "--allow-principal", "User:bob", "--topic", unique_topic]
-        for op in operations:
-            args += ["--operation", op]
-        run_kafka_tool(ACL, args, dist=kafka.dist)
-
-    acl("Describe")
-    config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic, user="bob",
-                         write_timeout_ms=2000)
+    _create_topic(kafka, unique_topic)
+    _grant_bob(kafka, unique_topic, "Describe")
+    config = _log_config(
+        tmp_path, kafka.sasl_bootstrap_servers, unique_topic, user="bob", write_timeout_ms=2000
+    )
     config = config.model_copy(
         update={"audit": config.audit.model_copy(update={"queue_max_events": 5})}
     )
@@ -434,7 +403,7 @@ def test_writing_resumes_once_the_acl_is_granted(
             time.sleep(0.1)
         dropped = session.recorder.metrics()["kaudit_events_dropped_total"]
         assert dropped > 0
-        acl("Write")
+        _grant_bob(kafka, unique_topic, "Write")
         session.emit("topic.created", actor="User:bob", resource="topic:after", durable=True)
         assert session.recorder.healthy
     events = _read_all(kafka.bootstrap_servers, unique_topic)
