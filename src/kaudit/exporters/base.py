@@ -105,6 +105,9 @@ class LocalFeed:
         pass
 
 
+_EMPTY_POLLS_BEFORE_IDLE = 30
+
+
 class KafkaFeed:
     """The Kafka log topic, with a consumer group whose committed offsets are the cursor."""
 
@@ -118,6 +121,12 @@ class KafkaFeed:
 
     def read(self, max_lines: int) -> tuple[list[bytes], Any]:
         records = self.reader.poll_batch(max_lines, self.poll_s)
+        # An empty poll can mean a rebalance in progress rather than the end: say
+        # "caught up" only when the group has nothing left to read.
+        for _ in range(_EMPTY_POLLS_BEFORE_IDLE):
+            if records or self.reader.lag() == 0:
+                break
+            records = self.reader.poll_batch(max_lines, self.poll_s)
         return [r.line for r in records], records
 
     def commit(self, token: Any, sequence: int | None) -> None:

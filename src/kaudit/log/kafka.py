@@ -243,6 +243,10 @@ class KafkaLogSink:
         old.purge()
         with contextlib.suppress(KafkaException, SystemError):
             old.poll(0)
+        # Which of the old producer's records were acknowledged is unknown (only failures
+        # are reported, and maybe not all of them now): produce them all again. At least
+        # once: a record may reach the topic twice, and readers drop it by event_id.
+        self._failed |= self._produced
         self._errors.last = last
 
     # -- state -----------------------------------------------------------------------------

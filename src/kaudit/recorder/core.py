@@ -301,11 +301,14 @@ class Recorder:
             self._dropped_unreported += 1
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every event accepted before this call is durable in the log."""
+        """Wait until every event accepted before this call is durable in the log, at most
+        `timeout` seconds (default: block_timeout_ms), else AuditUnavailableError."""
         barrier = _Barrier()
         self._queue.append(barrier)
         self._wake.set()
-        limit = self._block_timeout if timeout is None and self._fail_closed else timeout
+        # Bounded under both policies: a caller asking for durability must not hang
+        # forever on a log that is down.
+        limit = self._block_timeout if timeout is None else timeout
         if not barrier.done.wait(limit):
             raise AuditUnavailableError(
                 f"events not durable after {limit:g}s: {self._last_error or 'writer is behind'}"
