@@ -252,8 +252,9 @@ def test_write_denied_under_fail_open_counts_drops(
     started = time.monotonic()
     for _ in range(200):
         session.emit("topic.deleted", actor="User:bob", resource="topic:x")
-    assert time.monotonic() - started < 1.0  # fail_open never makes the caller wait
-    deadline = time.monotonic() + 10
+    # fail_open never makes the caller wait (a write attempt lasts 2 s + grace here).
+    assert time.monotonic() - started < 1.0
+    deadline = time.monotonic() + 20
     while (
         session.recorder.metrics()["kaudit_events_dropped_total"] < 150
         or session.recorder.last_error is None
