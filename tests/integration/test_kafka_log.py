@@ -257,12 +257,13 @@ def test_write_denied_under_fail_open_counts_drops(
     deadline = time.monotonic() + 20
     while (
         session.recorder.metrics()["kaudit_events_dropped_total"] < 150
-        or session.recorder.last_error is None
+        or "WRITE" not in (session.recorder.last_error or "")
     ):
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    # Without WRITE on any topic the broker refuses even the idempotent producer id.
-    assert "AUTHORIZATION_FAILED" in (session.recorder.last_error or "")
+    # Without WRITE on any topic the broker refuses even the idempotent producer id;
+    # either way the error says what is missing.
+    assert "WRITE" in (session.recorder.last_error or "")
     with pytest.raises(AuditUnavailableError):
         session.recorder.close(timeout=1)
 

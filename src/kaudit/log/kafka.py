@@ -368,9 +368,16 @@ class KafkaLogSink:
                 # flush() raises once the producer is fatally failed (confluent-kafka
                 # may surface that as SystemError from inside a delivery callback).
                 self._errors.producer_fatal = True
-                cause = exc.__cause__ if isinstance(exc, SystemError) else exc
+                cause = (exc.__cause__ or exc.__context__) if isinstance(exc, SystemError) else exc
+                with contextlib.suppress(KafkaException, SystemError):
+                    self._producer.poll(0)  # the error callback may still say why
                 if isinstance(cause, KafkaException):
                     self._errors.last = _error_text(cause.args[0])
+                elif self._errors.last is None:
+                    self._errors.last = (
+                        "the producer failed fatally (an idempotent producer needs WRITE on "
+                        "the topic to get a producer id)"
+                    )
                 return False
         return True
 
@@ -444,7 +451,8 @@ class KafkaLogSink:
             hint = " (grant WRITE on the topic to this principal)"
         return (
             f"kafka audit log {self.topic} ({self._where}): {missing} of {total} events not "
-            f"acknowledged within {self.config.write_timeout_ms} ms: {cause}{hint}"
+            f"acknowledged (acks=all, write timeout {self.config.write_timeout_ms} ms): "
+            f"{cause}{hint}"
         )
 
     def close(self) -> None:
