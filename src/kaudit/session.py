@@ -17,6 +17,7 @@ from kaudit.config import Config, load_config
 from kaudit.config.model import KafkaLog
 from kaudit.errors import AuditUnavailableError
 from kaudit.events.model import Action, Actor, AuditEvent, Authorization, Resource
+from kaudit.integrity.sealer import build_sealer
 from kaudit.log.segments import SegmentLog
 from kaudit.plugins import load_auditor
 from kaudit.recorder.core import LogSink, Recorder, RecorderSettings
@@ -77,7 +78,12 @@ class AuditSession:
     def __init__(self, config: Config, *, source: str = "sdk") -> None:
         self.config = config
         sink: LogSink = open_sink(config) if config.audit.enabled else _DisabledSink()
-        self.recorder = Recorder(sink, recorder_settings(config, source))
+        try:
+            sealer = build_sealer(config.audit.integrity, getattr(sink, "last_line", None))
+        except BaseException:
+            sink.close()
+            raise
+        self.recorder = Recorder(sink, recorder_settings(config, source), sealer=sealer)
         recovery = getattr(sink, "recovery", None)
         if recovery is not None and recovery.torn_lines:
             self.recorder.note_recovery(

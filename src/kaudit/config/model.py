@@ -42,11 +42,13 @@ __all__ = [
     "AuditConfig",
     "AuditorEntry",
     "AuditorSpec",
+    "Checkpoints",
     "ClusterConfig",
     "Config",
     "Destination",
     "DestinationBase",
     "FileDestination",
+    "Integrity",
     "KafkaConnection",
     "KafkaDestination",
     "KafkaLog",
@@ -54,6 +56,7 @@ __all__ = [
     "LocalLog",
     "LogConfig",
     "Rotation",
+    "Signing",
     "TypeSwitch",
 ]
 
@@ -465,6 +468,58 @@ def _reraisable(exc: ValidationError) -> list[InitErrorDetails]:
     return details
 
 
+# ---------------------------------------------------------------------------- integrity
+
+
+class Signing(_Model):
+    """The OSO seed's HMAC signing of each event; the key comes from the environment."""
+
+    enabled: bool = False
+    algorithm: Literal["HMAC-SHA256"] = "HMAC-SHA256"
+    key_env_var: str = Field(default="AUDIT_SIGNING_KEY", min_length=1)
+
+
+class Chain(_Model):
+    """Chain each signature to the previous event's (needs signing)."""
+
+    enabled: bool = False
+
+
+class Checkpoints(_Model):
+    """Signed Merkle checkpoints (RFC 6962 tree, Ed25519 signed notes)."""
+
+    enabled: bool = False
+    key_file: str | None = None
+    """The Ed25519 private key written by `kaudit keys generate` (PATH.key)."""
+    every_events: int = Field(default=10_000, gt=0)
+    every_seconds: float = Field(default=60.0, gt=0)
+    origin: str | None = None
+    """The log's name in checkpoints; default: kaudit/<cluster id or host>/<log>."""
+
+    @model_validator(mode="after")
+    def _needs_key(self) -> Checkpoints:
+        if self.enabled and not self.key_file:
+            raise _error(
+                "checkpoint_key",
+                "checkpoints need key_file: the private key from `kaudit keys generate`",
+            )
+        return self
+
+
+class Integrity(_Model):
+    """Tamper evidence applied once, at the writer."""
+
+    signing: Signing = Signing()
+    chain: Chain = Chain()
+    checkpoints: Checkpoints = Checkpoints()
+
+    @model_validator(mode="after")
+    def _chain_needs_signing(self) -> Integrity:
+        if self.chain.enabled and not self.signing.enabled:
+            raise _error("chain", "chain.enabled needs signing.enabled: the chain links signatures")
+        return self
+
+
 class AuditConfig(_Model):
     """What is audited, how the recorder behaves under pressure, and where events go."""
 
@@ -483,6 +538,7 @@ class AuditConfig(_Model):
     """Regular expressions for key names to redact, on top of the built-in ones."""
     destination: Destination | None = None
     destinations: list[Destination] = []
+    integrity: Integrity = Integrity()
 
     @property
     def all_destinations(self) -> list[Destination]:

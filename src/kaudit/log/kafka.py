@@ -202,6 +202,7 @@ class KafkaLogSink:
         # Partition end offsets as far as this writer knows: saved with the state so that
         # recovery after an unclean stop reads only what came after.
         self._last_offsets: dict[int, int] = {}
+        self.last_line: bytes | None = None
         self.stream, self.next_sequence = self._load_state(stream)
         self._stream_header: list[tuple[str, str | bytes | None]] = [
             (STREAM_HEADER, self.stream.encode())
@@ -267,6 +268,8 @@ class KafkaLogSink:
                 f"not {stream!r}"
             )
         next_sequence = int(state["next_sequence"])
+        last = state.get("last_line")
+        self.last_line = last.encode() if isinstance(last, str) else None
         offsets = {int(p): int(o) for p, o in state.get("offsets", {}).items()}
         return saved_stream, self._recover(saved_stream, next_sequence, offsets)
 
@@ -289,6 +292,7 @@ class KafkaLogSink:
                 seq = record.sequence
                 if seq is not None and seq > highest:
                     highest = seq
+                    self.last_line = record.line
         finally:
             reader.close()
         if highest + 1 != next_sequence:
@@ -308,6 +312,8 @@ class KafkaLogSink:
             "stream": self.stream,
             "topic": self.topic,
             "next_sequence": self.next_sequence,
+            # The chain of signatures continues from this event after a restart.
+            "last_line": None if self.last_line is None else self.last_line.decode(),
             "offsets": {str(p): o for p, o in offsets.items()},
         }
         tmp = self._state_path.with_suffix(".tmp")
@@ -441,6 +447,8 @@ class KafkaLogSink:
             missing = len(self._failed) if drained else len(self._producer)
             raise LogWriteError(self._explain(missing or len(todo), len(lines)))
         self.next_sequence = base + len(lines)
+        if lines:
+            self.last_line = lines[-1].rstrip(b"\n")
         self._produced.clear()
         self._save_state()
 

@@ -81,8 +81,9 @@ def _sequence_of(line: bytes) -> int | None:
     return None
 
 
-def _scan_tail(path: Path) -> tuple[int, int | None, int]:
-    """(end of the last complete event line, its sequence number, lines cut after it)."""
+def _scan_tail(path: Path) -> tuple[int, int | None, int, bytes | None]:
+    """(end of the last complete event line, its sequence number, lines cut after it,
+    that line)."""
     size = path.stat().st_size
     window = min(size, _READ_CHUNK)
     with open(path, "rb") as f:
@@ -102,11 +103,11 @@ def _scan_tail(path: Path) -> tuple[int, int | None, int]:
                     break  # this line may begin before the window: widen it
                 seq = _sequence_of(data[start : end - 1])
                 if seq is not None:
-                    return base + end, seq, cut
+                    return base + end, seq, cut, data[start : end - 1]
                 cut += 1
                 end = start
             if base == 0 and end == 0:
-                return 0, None, cut
+                return 0, None, cut, None
             window = min(size, window * 4)
 
 
@@ -130,6 +131,8 @@ class SegmentLog:
         self._lock_fd = -1
         self._fd = -1
         self._created: list[int] = []  # segments the current append rolled into
+        self.last_line: bytes | None = None
+        """The last event line in the log (the chain continues from its signature)."""
         self._segment = 0
         self._size = 0
         try:
@@ -178,7 +181,7 @@ class SegmentLog:
             return RecoveryReport(0, 0, None), 0
         last = segments[-1]
         path = self.dir / segment_name(last)
-        good_end, last_seq, lines_cut = _scan_tail(path)
+        good_end, last_seq, lines_cut, self.last_line = _scan_tail(path)
         size = path.stat().st_size
         if good_end < size:
             with open(path, "r+b") as f:
@@ -188,6 +191,9 @@ class SegmentLog:
         # A segment is created at the roll with the next sequence as its name, so an
         # empty last segment means the next event is its base.
         next_sequence = last if last_seq is None else last_seq + 1
+        if self.last_line is None and len(segments) > 1:
+            # The chain continues from the last event of the segment before.
+            self.last_line = _scan_tail(self.dir / segment_name(segments[-2]))[3]
         report = RecoveryReport(lines_cut, size - good_end, last if good_end < size else None)
         return report, next_sequence
 
@@ -234,6 +240,8 @@ class SegmentLog:
         except LogWriteError:
             self._undo(entry_segment, entry_size, entry_sequence)
             raise
+        if lines:
+            self.last_line = lines[-1].rstrip(b"\n")
 
     def _append(self, lines: Sequence[bytes]) -> None:
         start = 0

@@ -86,6 +86,22 @@ class LogSink(Protocol):
     def close(self) -> None: ...
 
 
+class Sealer(Protocol):
+    """Integrity applied once, at the writer (kaudit.integrity): seals each line in
+    sequence order, learns what became durable, and keeps time for checkpoints."""
+
+    def seal(self, line: bytes) -> bytes:
+        """The line with its integrity fields filled in."""
+
+    def appended(self, lines: Sequence[bytes]) -> None:
+        """These sealed lines are durable in the log, in this order."""
+
+    def tick(self) -> None:
+        """Called about twice a second by the writer, also while idle."""
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RecorderSettings:
     failure_policy: FailurePolicy = "fail_open"
@@ -121,13 +137,20 @@ _Item = tuple[Any, ...]
 class Recorder:
     """Filters, redacts, enriches, sequences and writes audit events to one log stream."""
 
-    def __init__(self, sink: LogSink, settings: RecorderSettings | None = None) -> None:
+    def __init__(
+        self,
+        sink: LogSink,
+        settings: RecorderSettings | None = None,
+        *,
+        sealer: Sealer | None = None,
+    ) -> None:
         self.settings = s = settings or RecorderSettings()
         if s.failure_policy not in ("fail_open", "fail_closed"):
             raise ValueError(
                 f"failure_policy must be fail_open or fail_closed, got {s.failure_policy!r}"
             )
         self.sink = sink
+        self.sealer = sealer
         self._keyed = bool(getattr(sink, "keyed", False))
         self.catalog = EventCatalog(s.custom_event_types)
         self._filter = EventFilter(s.events, s.exclude_events)
@@ -351,6 +374,7 @@ class Recorder:
                     self._wake.wait(0.5)
                 self._wake.clear()
                 self._writer_idle = False
+                self._tick()
                 continue
             items: list[Any] = []
             barriers: list[_Barrier] = []
@@ -374,12 +398,29 @@ class Recorder:
                         self._dropped_total += len(items)
                 for b in barriers:
                     b.error = f"audit writer failed: {exc!r}"
+            self._tick()
             for b in barriers:
                 b.done.set()
+
+    def _tick(self) -> None:
+        if self.sealer is None:
+            return
+        now = time.monotonic()
+        if now - self._last_tick >= 0.5:
+            self._last_tick = now
+            try:
+                self.sealer.tick()
+            except Exception:  # a checkpoint that fails is retried at the next tick
+                log.exception("integrity checkpoint failed")
+
+    _last_tick = 0.0
 
     def _write(self, items: list[Any]) -> None:
         seq = self.sink.next_sequence
         lines = [self._line(item, seq + i) for i, item in enumerate(items)]
+        sealer = self.sealer
+        if sealer is not None:
+            lines = [sealer.seal(line) for line in lines]
         keys = [_key_of(item) for item in items] if self._keyed else None
         try:
             self._append_with_retry(lines, keys)
@@ -389,6 +430,8 @@ class Recorder:
                 self._unwritten += len(lines)
             raise
         self._written += len(lines)
+        if sealer is not None:
+            sealer.appended(lines)
         if self._dropped_unreported:
             self._report_drops()
 
@@ -458,8 +501,13 @@ class Recorder:
         """Write a recorder-made event (degradation, recovery) now, from the writer side."""
         seq = self.sink.next_sequence
         keys = [_key_of(event)] if self._keyed else None
-        self._append_with_retry([encode_line(self._finish(event, seq))], keys)
+        line = encode_line(self._finish(event, seq))
+        if self.sealer is not None:
+            line = self.sealer.seal(line)
+        self._append_with_retry([line], keys)
         self._written += 1
+        if self.sealer is not None:
+            self.sealer.appended([line])
 
     def _encode_item(self, item: Any, seq: int) -> bytes:
         if type(item) is not tuple:
@@ -672,6 +720,11 @@ class Recorder:
             )
             with self._counts_lock:
                 self._dropped_total += left - self._unwritten
+        if self.sealer is not None and self._healthy:
+            try:
+                self.sealer.close()  # the final checkpoint
+            except Exception:
+                log.exception("final integrity checkpoint failed")
         self.sink.close()
         if left:
             raise AuditUnavailableError(
