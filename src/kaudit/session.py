@@ -79,7 +79,7 @@ class AuditSession:
         self.config = config
         sink: LogSink = open_sink(config) if config.audit.enabled else _DisabledSink()
         try:
-            sealer = build_sealer(config.audit.integrity, getattr(sink, "last_line", None))
+            sealer = build_sealer(config.audit.integrity, sink, config.cluster.id)
         except BaseException:
             sink.close()
             raise

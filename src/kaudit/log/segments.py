@@ -223,6 +223,11 @@ class SegmentLog:
     def segment(self) -> int:
         return self._segment
 
+    @property
+    def position(self) -> Position:
+        """Where the next line will go: the current segment and its size."""
+        return Position(self._segment, self._size)
+
     keyed = False  # one ordered stream: no partitioning keys needed
 
     def append(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
