@@ -346,6 +346,118 @@ def exporters_status(config_path: str | None) -> None:
     click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
 
 
+@main.group()
+def keys() -> None:
+    """Manage the Ed25519 keys that sign Merkle checkpoints."""
+
+
+@keys.command("generate")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Writes OUT.key (private, mode 0600) and OUT.pub (public, share it).",
+)
+@click.option("--name", help="The key's name in signed checkpoints (default: kaudit/<host>).")
+@click.option("--force", is_flag=True, help="Replace existing key files.")
+@_handle_errors
+def keys_generate(out: Path, name: str | None, force: bool) -> None:
+    """Generate a signing key pair for integrity.checkpoints."""
+    import socket
+
+    from kaudit.integrity.keys import generate as generate_keys
+
+    files = generate_keys(out, name or f"kaudit/{socket.gethostname()}", force=force)
+    click.echo(f"private key: {files.private} (keep it secret; integrity.checkpoints.key_file)")
+    click.echo(
+        f"public key:  {files.public} (give it to verifiers: kaudit verify "
+        f"--public-key {files.public})"
+    )
+    click.echo(f"verifier:    {files.verifier.text()}")
+
+
+def _log_dir(log: Path | None, config_path: str | None) -> Path:
+    if log is not None:
+        from kaudit.reading import resolve_log_dir
+
+        resolved = resolve_log_dir(log)
+        if resolved is None:
+            raise click.BadParameter(f"{log} holds no audit log segments")
+        return resolved
+    return _load(config_path).log_dir
+
+
+@main.command()
+@click.argument("event_id", required=False)
+@_config_option
+@click.option(
+    "--log",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The local log (or data) directory (default: the configured log).",
+)
+@click.option(
+    "--consistency-from",
+    "old_size",
+    type=click.IntRange(min=1),
+    help="Instead: prove the log grew from its checkpoint of this size.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the proof here instead of stdout.",
+)
+@_handle_errors
+def prove(
+    event_id: str | None,
+    config_path: str | None,
+    log: Path | None,
+    old_size: int | None,
+    out: Path | None,
+) -> None:
+    """Print an inclusion proof of EVENT_ID against the latest signed checkpoint (or a
+    consistency proof between two checkpoints), checkable with the public key alone."""
+    from kaudit.integrity.proof import prove_consistency, prove_inclusion
+
+    log_dir = _log_dir(log, config_path)
+    if (event_id is None) == (old_size is None):
+        raise click.UsageError("give an EVENT_ID or --consistency-from SIZE (one of them)")
+    proof = (
+        prove_inclusion(log_dir, event_id)
+        if event_id is not None
+        else prove_consistency(log_dir, old_size or 0)
+    )
+    data = orjson.dumps(proof, option=orjson.OPT_INDENT_2) + b"\n"
+    if out is not None:
+        out.write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+
+
+@main.command("verify-proof")
+@click.argument("proof_file", type=click.File("rb"))
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A .pub file (repeat for rotated keys).",
+)
+@_handle_errors
+def verify_proof_command(proof_file: Any, public_keys: tuple[str, ...]) -> None:
+    """Check a proof from `kaudit prove` with public keys only (exit 0 holds, 1 not)."""
+    from kaudit.integrity.keys import load_verifiers
+    from kaudit.integrity.proof import ProofError, verify_proof
+
+    ring = load_verifiers([Path(k) for k in public_keys])
+    try:
+        click.echo(f"OK: {verify_proof(proof_file.read(), ring)}")
+    except ProofError as exc:
+        click.echo(f"FAILED: {exc}")
+        sys.exit(_EXIT_FAILED)
+
+
 @main.command()
 @click.option(
     "--dir",
