@@ -123,3 +123,33 @@ def test_prove_and_verify_proof_on_the_command_line(
     assert result.exit_code == 0 and result.output.startswith("OK:")
     result = runner.invoke(main, ["prove", "evt_nope", "--log", str(log_dir)])
     assert result.exit_code == 1 and "no event 'evt_nope'" in result.output
+
+
+def test_checkpoints_are_also_written_to_the_external_anchor(tmp_path: Path) -> None:
+    keys = generate(tmp_path / "audit", "kaudit/test")
+    anchor = tmp_path / "worm" / "anchor.jsonl"
+    config = Config.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "audit": {
+                "integrity": {
+                    "checkpoints": {
+                        "enabled": True,
+                        "key_file": str(keys.private),
+                        "every_events": 10,
+                        "anchor_path": str(anchor),
+                    }
+                }
+            },
+        }
+    )
+    with kaudit.open(config) as session:
+        for i in range(30):
+            session.emit("auth.login", actor=f"User:u{i}", resource="cluster:c", durable=True)
+    in_log = [
+        c.note
+        for _, _, c in read_checkpoints(tmp_path / "data" / "log")
+        if isinstance(c, StoredCheckpoint)
+    ]
+    in_anchor = [orjson.loads(line)["note"].encode() for line in anchor.read_bytes().splitlines()]
+    assert in_anchor == in_log and len(in_log) >= 3

@@ -494,7 +494,10 @@ class Checkpoints(_Model):
     every_events: int = Field(default=10_000, gt=0)
     every_seconds: float = Field(default=60.0, gt=0)
     origin: str | None = None
-    """The log's name in checkpoints; default: kaudit/<cluster id or host>/<log>."""
+    """The log's name in checkpoints; default: kaudit/<cluster id or host>."""
+    anchor_path: str | None = None
+    """Also append every signed checkpoint to this file, kept apart from the log (another
+    volume, WORM storage), as an external anchor a log rewrite cannot reach."""
 
     @model_validator(mode="after")
     def _needs_key(self) -> Checkpoints:

@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from kaudit.config.model import Integrity
 from kaudit.errors import LogError
@@ -36,6 +37,7 @@ class Checkpointer:
         *,
         every_events: int,
         every_seconds: float,
+        anchor: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.log = log
@@ -45,6 +47,7 @@ class Checkpointer:
         self.every_seconds = every_seconds
         self.heartbeat = max(1, math.ceil(every_seconds))
         self.store = LocalCheckpointStore(log.dir)
+        self.anchor = None if anchor is None else LocalCheckpointStore(anchor.parent, anchor)
         self._clock = clock
         self.tree = self._resume()
         self._since = 0
@@ -110,6 +113,8 @@ class Checkpointer:
             note=sign(head, self.signer),
         )
         self.store.write(stored)
+        if self.anchor is not None:
+            self.anchor.write(stored)
         self._since = 0
         self._last_time = now
         return stored
@@ -172,6 +177,7 @@ def build_sealer(
             settings.origin or default_origin(cluster_id),
             every_events=settings.every_events,
             every_seconds=settings.every_seconds,
+            anchor=Path(settings.anchor_path).expanduser() if settings.anchor_path else None,
         )
     if chain is None and checkpointer is None:
         return None

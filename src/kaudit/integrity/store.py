@@ -54,12 +54,16 @@ def read_checkpoints(log_dir: Path) -> Iterator[tuple[Path, int, StoredCheckpoin
                     continue
                 try:
                     obj = orjson.loads(raw)
-                    yield path, number, StoredCheckpoint(
-                        size=int(obj["size"]),
-                        segment=int(obj["segment"]),
-                        offset=int(obj["offset"]),
-                        frontier=tuple(bytes.fromhex(h) for h in obj["frontier"]),
-                        note=str(obj["note"]).encode(),
+                    yield (
+                        path,
+                        number,
+                        StoredCheckpoint(
+                            size=int(obj["size"]),
+                            segment=int(obj["segment"]),
+                            offset=int(obj["offset"]),
+                            frontier=tuple(bytes.fromhex(h) for h in obj["frontier"]),
+                            note=str(obj["note"]).encode(),
+                        ),
                     )
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                     yield path, number, f"unreadable checkpoint record: {exc}"
@@ -76,11 +80,14 @@ def last_checkpoint(log_dir: Path) -> StoredCheckpoint | None:
 class LocalCheckpointStore:
     """Appends checkpoints to the current segment's checkpoint file, durably."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, single_file: Path | None = None) -> None:
         self.log_dir = log_dir
+        self.single_file = single_file  # an external anchor: every checkpoint in one file
 
     def write(self, stored: StoredCheckpoint) -> None:
-        path = self.log_dir / (segment_name(stored.segment).removesuffix(".jsonl") + SUFFIX)
+        path = self.single_file or self.log_dir / (
+            segment_name(stored.segment).removesuffix(".jsonl") + SUFFIX
+        )
         record = orjson.dumps(
             {
                 "size": stored.size,
@@ -91,6 +98,7 @@ class LocalCheckpointStore:
             }
         )
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, record + b"\n")
