@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -432,6 +433,126 @@ def prove(
         out.write_bytes(data)
     else:
         sys.stdout.buffer.write(data)
+
+
+def _parse_when(text: str | None) -> datetime | None:
+    """An ISO 8601 time, or a duration back from now (7d, 24h, 30m)."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.now(UTC) - timedelta(seconds=_parse_duration(text))
+
+
+@main.command()
+@click.argument("source")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A .pub file that checkpoints must be signed with (repeat for rotated keys).",
+)
+@click.option(
+    "--hmac-key-env",
+    help="Environment variable holding the HMAC key: also check "
+    "every event's signature and the chain.",
+)
+@click.option("--since", help="Report coverage from this time (ISO 8601, or 7d, 24h…).")
+@click.option("--until", help="Report coverage to this time (ISO 8601, or 1h…).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_handle_errors
+def verify(
+    source: str,
+    public_keys: tuple[str, ...],
+    hmac_key_env: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+) -> None:
+    """Check an audit log for tampering: exit 0 intact, 1 not, 2 usage error.
+
+    SOURCE is a local log (or data) directory, or a JSON Lines file (an export). With
+    --public-key the signed Merkle checkpoints are checked (modified, missing, inserted,
+    reordered and truncated events, bad or unknown signatures); with --hmac-key-env also
+    each event's HMAC and the chain.
+    """
+    import os
+
+    from kaudit.integrity.keys import load_verifiers
+    from kaudit.integrity.verify import verify_jsonl, verify_log
+    from kaudit.reading import open_source
+
+    if not public_keys and not hmac_key_env:
+        raise click.UsageError("give --public-key (checkpoints) and/or --hmac-key-env (chain)")
+    ring = load_verifiers([Path(k) for k in public_keys]) if public_keys else None
+    hmac_key = None
+    if hmac_key_env:
+        value = os.environ.get(hmac_key_env)
+        if not value:
+            raise click.UsageError(f"the environment variable {hmac_key_env} is not set")
+        hmac_key = value.encode()
+    try:
+        kind, path = open_source(source)
+    except KauditError as exc:
+        raise click.UsageError(str(exc)) from None
+    if kind not in ("dir", "file") or path is None:
+        raise click.UsageError(
+            f"cannot verify {source!r}: give a local log directory or a JSON Lines file"
+        )
+    shown = [0]
+
+    def progress(events: int) -> None:
+        shown[0] = events
+        if sys.stderr.isatty():
+            click.echo(f"\rverifying… {events:,} events", nl=False, err=True)
+
+    verifier = verify_log if kind == "dir" else verify_jsonl
+    report = verifier(
+        path,
+        verifiers=ring,
+        hmac_key=hmac_key,
+        since=_parse_when(since),
+        until=_parse_when(until),
+        progress=progress,
+    )
+    if shown[0] and sys.stderr.isatty():
+        click.echo(err=True)
+    if as_json:
+        click.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        _print_report(report)
+    if not report.ok:
+        sys.exit(_EXIT_FAILED)
+
+
+def _print_report(report: Any) -> None:
+    status = "INTACT" if report.ok else "TAMPERED"
+    click.echo(
+        f"{report.source}: {status} — {report.events:,} events "
+        f"(sequence {report.first_sequence}–{report.last_sequence}), "
+        f"{report.checkpoints_checked} checkpoints checked, "
+        f"checks: {', '.join(report.checks)}"
+    )
+    covered = report.covered.to_dict()
+    requested = report.requested.to_dict()
+    click.echo(f"  requested: {requested['start'] or '(start)'} to {requested['end'] or '(now)'}")
+    click.echo(
+        f"  covered:   events {covered['first_event']} to {covered['last_event']}, "
+        f"checkpoints {covered['first_checkpoint']} to {covered['last_checkpoint']}"
+    )
+    for finding in report.findings:
+        where = ""
+        if finding.sequence_from is not None:
+            where = f" [seq {finding.sequence_from}"
+            if finding.sequence_to not in (None, finding.sequence_from):
+                where += f"–{finding.sequence_to}"
+            where += "]"
+        click.echo(f"  {finding.kind}{where}: {finding.message}")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
 
 
 @main.command("verify-proof")
