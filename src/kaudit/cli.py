@@ -463,6 +463,14 @@ def _parse_when(text: str | None) -> datetime | None:
 @click.option("--since", help="Report coverage from this time (ISO 8601, or 7d, 24h…).")
 @click.option("--until", help="Report coverage to this time (ISO 8601, or 1h…).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A checkpoint file kept apart from the log (integrity.checkpoints."
+    "anchor_path): catches a log cut back together with its own checkpoints.",
+)
 @_handle_errors
 def verify(
     source: str,
@@ -471,6 +479,7 @@ def verify(
     since: str | None,
     until: str | None,
     as_json: bool,
+    anchors: tuple[str, ...],
 ) -> None:
     """Check an audit log for tampering: exit 0 intact, 1 not, 2 usage error.
 
@@ -509,15 +518,23 @@ def verify(
         if sys.stderr.isatty():
             click.echo(f"\rverifying… {events:,} events", nl=False, err=True)
 
-    verifier = verify_log if kind == "dir" else verify_jsonl
-    report = verifier(
-        path,
-        verifiers=ring,
-        hmac_key=hmac_key,
-        since=_parse_when(since),
-        until=_parse_when(until),
-        progress=progress,
-    )
+    start, end = _parse_when(since), _parse_when(until)
+    if kind == "dir":
+        report = verify_log(
+            path,
+            verifiers=ring,
+            hmac_key=hmac_key,
+            since=start,
+            until=end,
+            progress=progress,
+            anchors=[Path(a) for a in anchors],
+        )
+    else:
+        if anchors:
+            raise click.UsageError("--anchor applies to a log directory, not a JSONL file")
+        report = verify_jsonl(
+            path, verifiers=ring, hmac_key=hmac_key, since=start, until=end, progress=progress
+        )
     if shown[0] and sys.stderr.isatty():
         click.echo(err=True)
     if as_json:

@@ -12,6 +12,7 @@ Sealing works on the bytes the writer already made: an unsealed line ends with
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import re
@@ -49,26 +50,50 @@ def _sign(key: bytes, unsigned: bytes) -> bytes:
     return b'"' + PREFIX.encode() + hmac.digest(key, unsigned, "sha256").hex().encode() + b'"'
 
 
+class _FastHmac:
+    """HMAC-SHA256 (RFC 2104) from copies of hashes already fed the padded key: the same
+    digest as `hmac.digest` at about half its cost for messages this short, where its
+    per-call set-up dominates (measured on the writer's hot path)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def sign(self, *parts: bytes | memoryview) -> bytes:
+        inner = self._inner.copy()
+        for part in parts:
+            inner.update(part)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return b'"sha256:' + outer.hexdigest().encode() + b'"'
+
+
 class HmacChain:
     """Seals lines in stream order; one per log stream, used by its writer only."""
 
     def __init__(self, key: bytes, *, chained: bool, previous: str | None = None) -> None:
-        self._key = key
+        self._hmac = _FastHmac(key)
         self._chained = chained
         self._previous = b"null" if previous is None or not chained else f'"{previous}"'.encode()
 
     def seal(self, line: bytes) -> bytes:
         """The sealed form of an unsealed line (with or without its newline)."""
         newline = line.endswith(b"\n")
-        body = line[:-1] if newline else line
-        if not body.endswith(UNSEALED_TAIL):
+        end = len(line) - 1 if newline else len(line)
+        start = end - len(UNSEALED_TAIL)
+        if line[start:end] != UNSEALED_TAIL:
             raise ValueError("not an unsealed kaudit event line")
-        head = body[: -len(UNSEALED_TAIL)] + b'"signature":'
+        head = memoryview(line)[: start + 12]  # up to and including '"signature":'
         tail = b',"previous_signature":' + self._previous + b"}}"
-        signature = _sign(self._key, head + b"null" + tail)
+        signature = self._hmac.sign(head, b"null", tail)
         if self._chained:
             self._previous = signature
-        return head + signature + tail + (b"\n" if newline else b"")
+        return b"".join((head, signature, tail, b"\n" if newline else b""))
 
 
 def split_sealed(line: bytes) -> tuple[bytes, str | None, str | None]:
