@@ -43,30 +43,35 @@ def checkpoint_files(log_dir: Path) -> list[Path]:
     return sorted(log_dir / n for n in names if _FILE_RE.match(n))
 
 
+def read_checkpoint_file(path: Path) -> Iterator[tuple[Path, int, StoredCheckpoint | str]]:
+    """The checkpoint records of one file (beside a segment, or an external anchor):
+    (file, line number, checkpoint or why the line could not be read)."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n"):
+                yield path, number, "torn line (unclean stop while writing)"
+                continue
+            try:
+                obj = orjson.loads(raw)
+                yield (
+                    path,
+                    number,
+                    StoredCheckpoint(
+                        size=int(obj["size"]),
+                        segment=int(obj["segment"]),
+                        offset=int(obj["offset"]),
+                        frontier=tuple(bytes.fromhex(h) for h in obj["frontier"]),
+                        note=str(obj["note"]).encode(),
+                    ),
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                yield path, number, f"unreadable checkpoint record: {exc}"
+
+
 def read_checkpoints(log_dir: Path) -> Iterator[tuple[Path, int, StoredCheckpoint | str]]:
-    """Every stored checkpoint in log order: (file, line number, checkpoint or why the
-    line could not be read)."""
+    """Every checkpoint record beside the log's segments, in log order."""
     for path in checkpoint_files(log_dir):
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, 1):
-                if not raw.endswith(b"\n"):
-                    yield path, number, "torn line (unclean stop while writing)"
-                    continue
-                try:
-                    obj = orjson.loads(raw)
-                    yield (
-                        path,
-                        number,
-                        StoredCheckpoint(
-                            size=int(obj["size"]),
-                            segment=int(obj["segment"]),
-                            offset=int(obj["offset"]),
-                            frontier=tuple(bytes.fromhex(h) for h in obj["frontier"]),
-                            note=str(obj["note"]).encode(),
-                        ),
-                    )
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    yield path, number, f"unreadable checkpoint record: {exc}"
+        yield from read_checkpoint_file(path)
 
 
 def last_checkpoint(log_dir: Path) -> StoredCheckpoint | None:

@@ -67,7 +67,7 @@ from kaudit.errors import KauditError
 from kaudit.integrity.checkpoint import CheckpointFormatError, parse_signed
 from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.merkle import MerkleTree
-from kaudit.integrity.store import StoredCheckpoint, read_checkpoints
+from kaudit.integrity.store import StoredCheckpoint, read_checkpoint_file, read_checkpoints
 from kaudit.log.segments import list_segments, segment_name
 
 __all__ = [
@@ -250,29 +250,9 @@ def _read_anchor(path: Path) -> Iterator[tuple[Path, int, StoredCheckpoint | str
     """The checkpoint records of an external anchor file (`integrity.checkpoints.
     anchor_path`): the same records as beside the log, all in one file."""
     try:
-        data = path.read_bytes()
+        yield from read_checkpoint_file(path)
     except OSError as exc:
         yield path, 0, f"cannot read the anchor file: {exc.strerror}"
-        return
-    for number, raw in enumerate(data.splitlines(keepends=True), 1):
-        if not raw.endswith(b"\n"):
-            yield path, number, "torn line (unclean stop while writing)"
-            continue
-        try:
-            obj = orjson.loads(raw)
-            yield (
-                path,
-                number,
-                StoredCheckpoint(
-                    size=int(obj["size"]),
-                    segment=int(obj["segment"]),
-                    offset=int(obj["offset"]),
-                    frontier=tuple(bytes.fromhex(h) for h in obj["frontier"]),
-                    note=str(obj["note"]).encode(),
-                ),
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            yield path, number, f"unreadable checkpoint record: {exc}"
 
 
 def _load_checkpoints(
