@@ -153,3 +153,24 @@ def test_checkpoints_are_also_written_to_the_external_anchor(tmp_path: Path) -> 
     ]
     in_anchor = [orjson.loads(line)["note"].encode() for line in anchor.read_bytes().splitlines()]
     assert in_anchor == in_log and len(in_log) >= 3
+
+
+def test_a_torn_checkpoint_record_is_cut_before_the_next_one(tmp_path: Path) -> None:
+    keys = generate(tmp_path / "audit", "kaudit/test")
+    config = Config.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "audit": {
+                "integrity": {"checkpoints": {"enabled": True, "key_file": str(keys.private)}}
+            },
+        }
+    )
+    with kaudit.open(config) as session:
+        session.emit("auth.login", actor="User:a", resource="cluster:c")
+    (ckpt,) = (tmp_path / "data" / "log").glob("*.checkpoints.jsonl")
+    with open(ckpt, "ab") as f:
+        f.write(b'{"size": 1, "segm')  # a power cut in the middle of a record
+    with kaudit.open(config) as session:
+        session.emit("auth.login", actor="User:b", resource="cluster:c")
+    items = [c for _, _, c in read_checkpoints(tmp_path / "data" / "log")]
+    assert all(isinstance(c, StoredCheckpoint) for c in items), items

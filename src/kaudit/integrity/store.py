@@ -88,6 +88,19 @@ class LocalCheckpointStore:
     def __init__(self, log_dir: Path, single_file: Path | None = None) -> None:
         self.log_dir = log_dir
         self.single_file = single_file  # an external anchor: every checkpoint in one file
+        self._checked: set[Path] = set()
+
+    def _cut_torn_tail(self, path: Path) -> None:
+        """A record torn by an unclean stop is cut before appending, once per file, so
+        the next record does not run on from it (the log's segments get the same)."""
+        self._checked.add(path)
+        try:
+            with open(path, "r+b") as f:
+                data = f.read()
+                if data and not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
+        except FileNotFoundError:
+            pass
 
     def write(self, stored: StoredCheckpoint) -> None:
         path = self.single_file or self.log_dir / (
@@ -102,6 +115,8 @@ class LocalCheckpointStore:
                 "note": stored.note.decode(),
             }
         )
+        if path not in self._checked:
+            self._cut_torn_tail(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
