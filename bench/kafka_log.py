@@ -19,13 +19,12 @@ import uuid
 from pathlib import Path
 
 import kaudit
+from common import emit_until_durable
 from kaudit.config import Config
 from kaudit.config.model import KafkaLog
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.errors import KauditError
 from kaudit.log.kafka import KafkaLogReader
-
-DETAILS = {"partitions": 6, "replication_factor": 3, "configs": {"retention.ms": "604800000"}}
 
 
 def _config(data_dir: str, servers: str, topic: str) -> Config:
@@ -54,19 +53,7 @@ def one_run(info: KafkaInfo, events: int) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory() as d:
         config = _config(d, info.bootstrap_servers, topic)
         with kaudit.open(config) as session:
-            emit = session.emit
-            started = time.perf_counter()
-            for i in range(events):
-                emit(
-                    "topic.created",
-                    actor="User:alice",
-                    resource=f"topic:t{i % 100}",
-                    details=DETAILS,
-                    correlation_id=f"req_{i}",
-                )
-            session.flush()
-            append_s = time.perf_counter() - started
-            assert session.recorder.metrics()["kaudit_events_dropped_total"] == 0
+            append_s = emit_until_durable(session, events, resources=100)
         log = config.audit.log
         assert isinstance(log, KafkaLog)
         reader = KafkaLogReader(log, group=None)

@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import kaudit
+from common import DETAILS, emit_until_durable
 from kaudit.config import Config
 from kaudit.log.segments import LogReader
 
@@ -36,26 +37,11 @@ def _config(data_dir: str, policy: str, queue: int) -> Config:
     )
 
 
-DETAILS = {"partitions": 6, "replication_factor": 3, "configs": {"retention.ms": "604800000"}}
-
-
 def throughput(events: int) -> tuple[float, int]:
     """events/s from the first emit() until flush() returns (everything durable)."""
     with tempfile.TemporaryDirectory(dir=os.getcwd()) as d:
         with kaudit.open(_config(d, "fail_closed", 100_000)) as session:
-            emit = session.emit
-            started = time.perf_counter()
-            for i in range(events):
-                emit(
-                    "topic.created",
-                    actor="User:alice",
-                    resource="topic:orders",
-                    details=DETAILS,
-                    correlation_id=f"req_{i}",
-                )
-            session.flush()
-            elapsed = time.perf_counter() - started
-            assert session.recorder.metrics()["kaudit_events_dropped_total"] == 0
+            elapsed = emit_until_durable(session, events)
         lines, _ = LogReader(os.path.join(d, "log")).read(None, 1000)
         size = sum(len(x) for x in lines) // len(lines)
         written = sum(1 for _ in LogReader(os.path.join(d, "log")).iter_lines())

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import kaudit
+from common import emit_until_durable
 from kaudit.config import Config
 from kaudit.integrity.keys import KeyRing, generate, load_verifiers
 from kaudit.integrity.verify import verify_log
@@ -62,19 +63,7 @@ def _config(data_dir: Path, key_file: Path | None, *, chain: bool = True) -> Con
 def record(data_dir: Path, events: int, key_file: Path | None, *, chain: bool = True) -> float:
     """events/s from the first emit() until flush() returns (everything durable)."""
     with kaudit.open(_config(data_dir, key_file, chain=chain)) as session:
-        emit = session.emit
-        started = time.perf_counter()
-        for i in range(events):
-            emit(
-                "topic.created",
-                actor="User:alice",
-                resource="topic:orders",
-                details=DETAILS,
-                correlation_id=f"req_{i}",
-            )
-        session.flush()
-        elapsed = time.perf_counter() - started
-        assert session.recorder.metrics()["kaudit_events_dropped_total"] == 0
+        elapsed = emit_until_durable(session, events, details=DETAILS)
     return events / elapsed
 
 

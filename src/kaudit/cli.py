@@ -275,16 +275,13 @@ def emit(
 
 
 def _run_exporters(config: Config, once: bool) -> dict[str, int]:
-    from kaudit.exporters import runners_for
+    from kaudit.exporters import drain_all, runners_for
 
+    if once:
+        return drain_all(config)
     runners = runners_for(config)
     if not runners:
         return {}
-    if once:
-        counts = {r.name: r.drain() for r in runners}
-        for r in runners:
-            r.close()
-        return counts
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

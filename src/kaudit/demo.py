@@ -22,7 +22,7 @@ import orjson
 from kaudit.config import load_config
 from kaudit.dev.errors import KafkaAlreadyRunningError
 from kaudit.dev.kafka import LocalKafka
-from kaudit.exporters import runners_for
+from kaudit.exporters import drain_all
 from kaudit.generate import generate
 from kaudit.log.segments import LogReader, list_segments
 from kaudit.session import open as open_session
@@ -110,7 +110,8 @@ def run_demo(directory: Path, count: int, *, kafka: bool = True) -> None:
         )
         session.flush()
     elapsed = time.perf_counter() - started
-    exported = {r.name: r.drain() for r in runners_for(config)}
+    exported = drain_all(config)
+    file_export = config.audit.all_destinations[0].display_name
 
     by_type: collections.Counter[str] = collections.Counter()
     by_result: collections.Counter[str] = collections.Counter()
@@ -133,7 +134,7 @@ Where things are:
   configuration  {config_path}
   audit log      {log_dir}/  (append-only JSON Lines segments)
   file export    {directory}/export/audit.log  ({
-        exported.get(next(iter(exported), ""), 0)
+        exported.get(file_export, 0)
     } lines this run, rotated .gz files beside it)
   OCSF export    {directory}/export/security.ocsf.jsonl
 
@@ -177,8 +178,7 @@ def _kafka_demo(directory: Path, count: int) -> None:
         )
         session.flush()
     elapsed = time.perf_counter() - started
-    exported = {r.name: r.drain() for r in runners_for(config)}
-    copied = sum(exported.values())
+    copied = sum(drain_all(config).values())
     url = f"kafka://admin:admin-secret@{info.sasl_bootstrap_servers}/__oprtr_audit_log"
     echo(f"""
 Recorded {count} events into the Kafka topic __oprtr_audit_log in {elapsed:.2f}s (over

@@ -79,27 +79,31 @@ class Feed(Protocol):
 
 
 class LocalFeed:
-    """The local segment log, with a cursor file."""
+    """The local segment log, with a cursor file (read once; this feed is its only
+    writer, so the position is kept in memory and the file is only written)."""
 
     def __init__(self, log_dir: Path, cursor: Cursor) -> None:
         self.reader = LogReader(log_dir)
         self.cursor = cursor
+        self._position = cursor.load()
+        self._sequence = cursor.sequence()
 
     def read(self, max_lines: int) -> tuple[list[bytes], Any]:
-        return self.reader.read(self.cursor.load(), max_lines)
+        return self.reader.read(self._position, max_lines)
 
     def commit(self, token: Any, sequence: int | None) -> None:
         self.cursor.save(token, sequence=sequence)
+        self._position, self._sequence = token, sequence
 
     def lag(self) -> int:
-        return sum(1 for _ in self.reader.iter_lines(self.cursor.load()))
+        return sum(1 for _ in self.reader.iter_lines(self._position))
 
     def position(self) -> dict[str, Any] | None:
-        at = self.cursor.load()
+        at = self._position
         return None if at is None else {"segment": at.segment, "offset": at.offset}
 
     def last_sequence(self) -> int | None:
-        return self.cursor.sequence()
+        return self._sequence
 
     def close(self) -> None:
         pass
@@ -331,3 +335,15 @@ def runners_for(config: Config) -> list[ExporterRunner]:
 
 def _safe(name: str) -> str:
     return safe_name(name)
+
+
+def drain_all(config: Config) -> dict[str, int]:
+    """Deliver what is in the log now to every configured destination, then close them;
+    the log lines each one consumed, by destination name."""
+    counts: dict[str, int] = {}
+    for runner in runners_for(config):
+        try:
+            counts[runner.name] = runner.drain()
+        finally:
+            runner.close()
+    return counts

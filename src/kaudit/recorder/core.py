@@ -659,16 +659,12 @@ class Recorder:
         if resource.path is None:
             resource = self._with_path(resource.type, resource.id)
         details = self._redactor.details(event.details) if event.details else {}
-        if not event.event_id or not event.timestamp:
-            # Sources that build events (the auditor path) leave id and time to the writer.
-            now = time.time_ns()
-            event = replace(
-                event,
-                timestamp=event.timestamp or self._stamper.timestamp(now),
-                event_id=event.event_id or self._stamper.event_id(now),
-            )
+        # Sources that build events (the auditor path) leave id and time to the writer.
+        now = time.time_ns()
         return replace(
             event,
+            timestamp=event.timestamp or self._stamper.timestamp(now),
+            event_id=event.event_id or self._stamper.event_id(now),
             context=context,
             resource=resource,
             details=details,
