@@ -352,3 +352,17 @@ def test_any_positive_max_size_mb_is_accepted(size: int) -> None:
     destination = load_config_text(text, env={}).audit.destination
     assert destination is not None
     assert destination.rotation.max_size_mb == size
+
+
+def test_retention_with_max_days_below_min_days_is_refused_naming_max_days() -> None:
+    text = "audit:\n  retention:\n    min_days: 365\n    max_days: 30\n"
+    [problem] = issues(text)
+    assert problem.startswith("audit.retention.max_days: max_days (30) is below min_days (365)")
+    assert "accepted: max_days >= min_days" in problem
+
+
+def test_retention_lifecycle_storage_class_lists_the_accepted_classes() -> None:
+    text = "audit:\n  retention:\n    lifecycle:\n      - days: 90\n        storage_class: COLD\n"
+    [problem] = issues(text)
+    assert problem.startswith("audit.retention.lifecycle.0.storage_class")
+    assert "GLACIER" in problem and "STANDARD_IA" in problem

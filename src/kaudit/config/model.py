@@ -31,6 +31,8 @@ from pydantic import (
     ModelWrapValidatorHandler,
     Tag,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -366,6 +368,42 @@ Destination = Annotated[
 """One place the audit log is exported to, chosen by `type`."""
 
 
+# ---------------------------------------------------------------------------- retention
+
+
+class LifecycleRule(_Model):
+    """Move exported objects to a cheaper storage class after `days` (S3 lifecycle)."""
+
+    days: int = Field(gt=0)
+    storage_class: Literal[
+        "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"
+    ]
+
+
+class Retention(_Model):
+    """How long audit data is kept: never removed before `min_days`, removed after
+    `max_days` (the local log, the search index and exported files)."""
+
+    min_days: int = Field(default=365, ge=0)
+    """Data younger than this is never removed (the compliance minimum)."""
+    max_days: int | None = Field(default=None, gt=0)
+    """Data older than this is removed; unset keeps everything."""
+    lifecycle: list[LifecycleRule] = []
+    """The seed's S3 lifecycle rules, applied to the bucket of each S3 destination."""
+
+    @field_validator("max_days")
+    @classmethod
+    def _not_below_min(cls, max_days: int | None, info: ValidationInfo) -> int | None:
+        min_days = info.data.get("min_days")
+        if max_days is not None and isinstance(min_days, int) and max_days < min_days:
+            raise _error(
+                "retention_range",
+                f"max_days ({max_days}) is below min_days ({min_days}): data would have to "
+                "be removed before it may be; accepted: max_days >= min_days, or unset",
+            )
+        return max_days
+
+
 # ---------------------------------------------------------------------------- audit
 
 _Loc = tuple[str | int, ...]
@@ -542,6 +580,7 @@ class AuditConfig(_Model):
     destination: Destination | None = None
     destinations: list[Destination] = []
     integrity: Integrity = Integrity()
+    retention: Retention = Retention()
 
     @property
     def all_destinations(self) -> list[Destination]:
