@@ -364,5 +364,5 @@ def test_retention_with_max_days_below_min_days_is_refused_naming_max_days() -> 
 def test_retention_lifecycle_storage_class_lists_the_accepted_classes() -> None:
     text = "audit:\n  retention:\n    lifecycle:\n      - days: 90\n        storage_class: COLD\n"
     [problem] = issues(text)
-    assert problem.startswith("audit.retention.lifecycle.0.storage_class")
+    assert problem.startswith("audit.retention.lifecycle[0].storage_class")
     assert "GLACIER" in problem and "STANDARD_IA" in problem
