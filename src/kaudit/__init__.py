@@ -7,6 +7,8 @@ and `kaudit.emit(event_type, actor=..., resource=..., ...)` records an event thr
 from kaudit.auditor import (
     AclBindingInfo,
     AclEvent,
+    ActionEvent,
+    ActionTarget,
     Auditor,
     AuthInfo,
     ConfigChange,
@@ -32,6 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AclBindingInfo",
     "AclEvent",
+    "ActionEvent",
+    "ActionTarget",
     "Action",
     "Actor",
     "AuditEvent",
