@@ -34,9 +34,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AclBindingInfo",
     "AclEvent",
+    "Action",
     "ActionEvent",
     "ActionTarget",
-    "Action",
     "Actor",
     "AuditEvent",
     "AuditSession",

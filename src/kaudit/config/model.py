@@ -613,9 +613,10 @@ class AuditConfig(_Model):
 
 # ---------------------------------------------------------------------------- gateway
 
-# Heartbeats and metadata refreshes are constant background chatter: not recorded as
-# `kafka.request` unless asked for.
+# Heartbeats, metadata refreshes and each connection's ApiVersions are constant
+# background chatter: not recorded as `kafka.request` unless asked for.
 DEFAULT_QUIET_APIS = (
+    "ApiVersions",
     "Heartbeat",
     "ConsumerGroupHeartbeat",
     "ShareGroupHeartbeat",

@@ -305,7 +305,11 @@ class Gateway:
     async def serve(self) -> None:
         """Start, then run until `request_stop()`."""
         await self.start()
-        assert self._stopping is not None
+        await self.serve_until_stopped()
+
+    async def serve_until_stopped(self) -> None:
+        """Run a started gateway until `request_stop()`, then stop it."""
+        assert self._stopping is not None, "start() first"
         try:
             await self._stopping.wait()
         finally:
@@ -361,9 +365,7 @@ class GatewayThread:
             self._started.set()
             return
         self._started.set()
-        assert self.gateway._stopping is not None
-        await self.gateway._stopping.wait()
-        await self.gateway.stop()
+        await self.gateway.serve_until_stopped()
 
     def start(self, timeout: float = 10.0) -> GatewayThread:
         self._thread.start()
