@@ -128,3 +128,7 @@ def client_properties(kafka: KafkaInfo, tmp_path: Path) -> Callable[..., Path]:
         )
 
     return make
+
+
+# The gateway in front of this broker (kept in its own module; re-exported as fixtures).
+from gateway_fixtures import gateway, gateway_factory  # noqa: E402, F401

@@ -49,8 +49,6 @@ PRODUCE, FETCH, METADATA, FIND_COORDINATOR = 0, 1, 3, 10
 SASL_HANDSHAKE, API_VERSIONS, SASL_AUTHENTICATE, DESCRIBE_CLUSTER = 17, 18, 36, 60
 # The client never sees a response to these from us without decoding and re-encoding.
 _REWRITTEN = frozenset({API_VERSIONS, METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER})
-# Raw SASL tokens after SaslHandshake v0: client→broker exchanges until authenticated.
-_RAW_SASL_EXCHANGES = {"PLAIN": 1, "OAUTHBEARER": 1, "SCRAM-SHA-256": 2, "SCRAM-SHA-512": 2}
 # Error used when a fail_closed audit record cannot be made durable: the request may
 # have been applied, but the client must not take it as audited.
 AUDIT_UNAVAILABLE_ERROR = -1  # UNKNOWN_SERVER_ERROR
@@ -493,7 +491,7 @@ class ClientConnection(asyncio.Protocol):
             and self.sasl.mechanism
             and self.handshake_version == 0  # raw SASL tokens follow, without headers
         ):
-            self.raw_sasl_left = _RAW_SASL_EXCHANGES.get(self.sasl.mechanism, 1)
+            self.raw_sasl_left = self.sasl.exchanges_needed
         return None
 
     # -- audit ------------------------------------------------------------------------------
@@ -536,6 +534,8 @@ class ClientConnection(asyncio.Protocol):
                 return False
             code = int(response.error_code)
             if code == 0:
+                if not self.sasl.complete():
+                    return False  # SCRAM's server-first message: not authenticated yet
                 self.sasl.accepted()
                 return gw.audit_auth(self, pending, "auth.login", 0, None)
             return self._auth_failed(pending, code, response.error_message)

@@ -90,21 +90,34 @@ def oauthbearer_identity(token: bytes) -> ClaimedIdentity:
 class SaslObserver:
     """Per connection: the mechanism chosen, the identity claimed, the principal trusted."""
 
-    __slots__ = ("claimed", "mechanism", "principal", "token_auth")
+    __slots__ = ("claimed", "exchanges", "mechanism", "principal", "token_auth")
 
     def __init__(self) -> None:
         self.mechanism: str | None = None
         self.claimed: str | None = None
         self.principal: str = ANONYMOUS
         self.token_auth = False
+        self.exchanges = 0
 
     def handshake(self, mechanism: str) -> None:
         """A SaslHandshake request: (re-)authentication starts with this mechanism."""
         self.mechanism = mechanism.upper()
         self.claimed = None
+        self.exchanges = 0
+
+    @property
+    def exchanges_needed(self) -> int:
+        """Client tokens until the broker has authenticated the client: SCRAM sends the
+        client-first then the client-final message; PLAIN and OAUTHBEARER send one."""
+        return 2 if (self.mechanism or "").startswith("SCRAM-") else 1
+
+    def complete(self) -> bool:
+        """Whether the exchange answered last was the final one of the mechanism."""
+        return self.exchanges >= self.exchanges_needed
 
     def client_token(self, token: bytes) -> None:
         """A SaslAuthenticate request's auth_bytes (or a raw v0 token)."""
+        self.exchanges += 1
         mechanism = self.mechanism or ""
         identity: ClaimedIdentity | None
         if mechanism == "PLAIN":
