@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from kaudit.auditor import AUTHORIZATION_ERRORS, AuthInfo, RequestContext, RequestEvent
+from kaudit.errors import AuditRefused
 from kaudit.gateway import rewrite
 from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.audit_map import generic_auth, map_exchange
@@ -411,7 +412,11 @@ class ClientConnection(asyncio.Protocol):
                 if rewritten is not None:
                     response = rewritten
                     out = encode_response(key, pending.api_version, header, response)
-        audited = self._audit(pending, response)
+        refused: str | None = None
+        try:
+            audited = self._audit(pending, response)
+        except AuditRefused as exc:
+            audited, refused = True, str(exc)
         if self.client_gone:
             if not self.pending:
                 self.close("client went away; in-flight requests audited", quiet=True)
@@ -419,11 +424,11 @@ class ClientConnection(asyncio.Protocol):
         if gw.fail_closed and (audited or self.held):
             held = _Held(out, pending, response=response, header=header)
             self.held.append(held)
-            if audited:
-                gw.when_durable(self, held)
-            else:
-                held.ready = True
+            if refused is not None or not audited:
+                held.ready, held.failed = True, refused
                 self.release_ready()
+            else:
+                gw.when_durable(self, held)
             return
         self._send(out)
 
@@ -549,13 +554,11 @@ class ClientConnection(asyncio.Protocol):
                 call = None
                 decoded = False
             if call is not None and (call.event is not None or gw.records_generic(key)):
-                gw.audit(call.event, self.context(pending), call.auth)
-                return True
+                return gw.audit(call.event, self.context(pending), call.auth)
         if not gw.records_generic(key):
             return False
         auth = generic_auth(api_name(key), pending.request, response) if decoded else ()
-        gw.audit(None, self.context(pending, decoded), auth)
-        return True
+        return gw.audit(None, self.context(pending, decoded), auth)
 
     def _auth_failed(self, pending: _Pending, code: int, message: str | None) -> bool:
         return self.gateway.audit_auth(self, pending, "auth.failed", code, message)
@@ -572,8 +575,10 @@ class ClientConnection(asyncio.Protocol):
                     (int(p.error_code) for p in topic.partition_responses if int(p.error_code)),
                     0,
                 )
-        ctx = self.context(pending)
         gw = self.gateway
+        if not gw.records("records.produced"):
+            return False
+        ctx = self.context(pending)
         for topic in request.topic_data:
             ident = topic.name if hasattr(topic, "name") else topic.topic_id
             name = str(ident) if hasattr(topic, "name") else gw.topic_name(ident)
@@ -584,7 +589,7 @@ class ClientConnection(asyncio.Protocol):
                     nbytes += len(records)
                     count += count_records(records)
             gw.aggregator.add("records.produced", ctx, name, count, nbytes, codes.get(ident, 0))
-        return gw.fail_closed
+        return True
 
     def _audit_fetch(self, pending: _Pending, response: Any) -> bool:
         gw = self.gateway
@@ -596,6 +601,8 @@ class ClientConnection(asyncio.Protocol):
             replica = getattr(getattr(request, "replica_state", None), "replica_id", -1)
         if int(replica) >= 0:
             return False  # a follower replicating, not a client reading
+        if not gw.records("records.consumed"):
+            return False
         ctx = self.context(pending)
         top_code = int(getattr(response, "error_code", 0))
         for topic in response.responses:
@@ -612,11 +619,10 @@ class ClientConnection(asyncio.Protocol):
                     code = int(part.error_code)
             if count or code:
                 gw.aggregator.add("records.consumed", ctx, name, count, nbytes, code)
-        return gw.fail_closed
+        return True
 
     def _generic(self, pending: _Pending) -> bool:
-        self.gateway.audit(None, self.context(pending, decoded=False), ())
-        return True
+        return self.gateway.audit(None, self.context(pending, decoded=False), ())
 
     def _raw_sasl_response(self, pending: _Pending, frame: bytes) -> None:
         self.raw_sasl_left -= 1
@@ -624,12 +630,22 @@ class ClientConnection(asyncio.Protocol):
             # The broker closes the connection on failure, so an answer to the last
             # exchange means it accepted the client.
             self.sasl.accepted()
-            self.gateway.audit_auth(self, pending, "auth.login", 0, None)
+            try:
+                self.gateway.audit_auth(self, pending, "auth.login", 0, None)
+            except AuditRefused as exc:
+                self.close(f"audit log unavailable (fail_closed): {exc}")
+                return
         self._send(frame)
 
     def _audit_unanswered(self, reason: str) -> None:
         """Requests the broker never answered are recorded as failed, not forgotten."""
         pending, self.pending = self.pending, deque()
+        try:
+            self._audit_each_unanswered(pending, reason)
+        except AuditRefused as exc:
+            log.error("%s: unanswered requests not recorded: %s", self.peer, exc)
+
+    def _audit_each_unanswered(self, pending: deque[_Pending], reason: str) -> None:
         gw = self.gateway
         for p in pending:
             if p.raw_sasl or p.api_key in (PRODUCE, FETCH, SASL_HANDSHAKE):
