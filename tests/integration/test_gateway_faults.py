@@ -163,7 +163,7 @@ def test_a_client_that_vanishes_mid_request_still_gets_its_request_audited(
             request_api_version=i16(5),
             correlation_id=i32(7),
             client_id="vanishing",
-        ),  # fmt: skip
+        ),
         body,
     )
     conn = raw_connection(gw)
