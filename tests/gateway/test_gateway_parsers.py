@@ -42,7 +42,7 @@ def test_frames_come_out_whole_however_the_stream_is_cut(
         out.extend(framer.feed(stream[last:cut]))
         last = cut
     assert out == [frame(p) for p in payloads]
-    assert framer.buffer == bytearray()
+    assert framer.buffered == 0
 
 
 @given(st.binary(max_size=200))

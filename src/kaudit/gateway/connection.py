@@ -21,7 +21,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from kaudit.auditor import AUTHORIZATION_ERRORS, AuthInfo, RequestContext, RequestEvent
@@ -88,38 +88,59 @@ class _Held:
     header: Any = None
 
 
-@dataclass(slots=True)
 class _Frames:
-    """Cuts a byte stream into Kafka frames (4-byte big-endian size, then the frame)."""
+    """Cuts a byte stream into Kafka frames (4-byte big-endian size, then the frame).
 
-    max_bytes: int
-    buffer: bytearray = field(default_factory=bytearray)
+    A frame that arrives in pieces is kept as a list of chunks and joined once when
+    complete, so a 1 MiB produce request is copied once, not once per read.
+    """
+
+    __slots__ = ("chunks", "have", "max_bytes", "need")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.chunks: list[bytes] = []
+        self.have = 0
+        self.need = 0  # bytes of the frame being collected (prefix included); 0: unknown
+
+    @property
+    def buffered(self) -> int:
+        return self.have
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self.buffer
-        if not buf and len(data) >= 4:
-            size = _INT32.unpack_from(data, 0)[0]
-            if 0 <= size <= self.max_bytes and len(data) == size + 4:
-                return [data]  # the common case: exactly one whole frame
-        buf += data
+        if self.chunks:
+            self.chunks.append(data)
+            self.have += len(data)
+            if not self.need and self.have >= 4:
+                head = b"".join(self.chunks)
+                self.chunks = [head]
+                self.need = 4 + self._size(head, 0)
+            if not self.need or self.have < self.need:
+                return []
+            data = b"".join(self.chunks)
+            self.chunks, self.have, self.need = [], 0, 0
         frames: list[bytes] = []
-        pos, end = 0, len(buf)
+        pos, end = 0, len(data)
         while end - pos >= 4:
-            size = _INT32.unpack_from(buf, pos)[0]
-            if size < 0 or size > self.max_bytes:
-                raise ProtocolViolation(
-                    f"frame of {size} bytes; accepted: 0..{self.max_bytes} "
-                    "(gateway.max_frame_bytes)"
-                )
-            stop = pos + 4 + size
+            stop = pos + 4 + self._size(data, pos)
             if stop > end:
+                self.need = stop - pos
                 break
-            with memoryview(buf) as view:
-                frames.append(bytes(view[pos:stop]))
+            frames.append(data if pos == 0 and stop == end else data[pos:stop])
             pos = stop
-        if pos:
-            del buf[:pos]
+        if pos < end:
+            rest = data[pos:] if pos else data
+            self.chunks, self.have = [rest], len(rest)
         return frames
+
+    def _size(self, data: bytes, pos: int) -> int:
+        size: int = _INT32.unpack_from(data, pos)[0]
+        if size < 0 or size > self.max_bytes:
+            raise ProtocolViolation(
+                f"frame of {size} bytes; accepted: 0..{self.max_bytes} "
+                "(gateway.max_frame_bytes)"
+            )
+        return size
 
 
 def _client_id(frame: bytes) -> str | None:
