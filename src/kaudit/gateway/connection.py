@@ -36,6 +36,8 @@ from kaudit.gateway.codec import (
     decode_response,
     encode_response,
 )
+from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
+from kaudit.gateway.fetch import FetchSummary, TopicFetched, summarize_fetch_response
 from kaudit.gateway.sasl import SaslObserver
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ PRODUCE, FETCH, METADATA, FIND_COORDINATOR = 0, 1, 3, 10
 SASL_HANDSHAKE, API_VERSIONS, SASL_AUTHENTICATE, DESCRIBE_CLUSTER = 17, 18, 36, 60
 # The client never sees a response to these from us without decoding and re-encoding.
 _REWRITTEN = frozenset({API_VERSIONS, METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER})
+# Fetch responses at least this much larger than what has arrived are cut through.
+_STREAM_AT_LEAST = 64 * 1024
 # Error used when a fail_closed audit record cannot be made durable: the request may
 # have been applied, but the client must not take it as audited.
 AUDIT_UNAVAILABLE_ERROR = -1  # UNKNOWN_SERVER_ERROR
@@ -137,8 +141,7 @@ class _Frames:
         size: int = _INT32.unpack_from(data, pos)[0]
         if size < 0 or size > self.max_bytes:
             raise ProtocolViolation(
-                f"frame of {size} bytes; accepted: 0..{self.max_bytes} "
-                "(gateway.max_frame_bytes)"
+                f"frame of {size} bytes; accepted: 0..{self.max_bytes} (gateway.max_frame_bytes)"
             )
         return size
 
@@ -179,6 +182,10 @@ class UpstreamSide(asyncio.Protocol):
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.frames = _Frames(conn.gateway.max_frame_bytes)
+        # A large fetch response is cut through: sent on as it arrives and audited once
+        # complete. These track the one in flight.
+        self.streaming_left = 0
+        self.streamed: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -187,13 +194,38 @@ class UpstreamSide(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self.conn
         try:
-            for frame in self.frames.feed(data):
-                conn.on_response(frame)
+            while data:
+                if self.streaming_left:
+                    data = self._stream(data)
+                    continue
+                if (
+                    self.frames.buffered == 0
+                    and len(data) >= 4
+                    and conn.can_stream_next()
+                    and 4 + self.frames._size(data, 0) - len(data) >= _STREAM_AT_LEAST
+                ):
+                    self.streaming_left = 4 + self.frames._size(data, 0)
+                    continue
+                for frame in self.frames.feed(data):
+                    conn.on_response(frame)
+                data = b""
         except ProtocolViolation as exc:
             conn.close(f"broker broke framing: {exc}")
         except Exception as exc:  # a bug in one response must not take the gateway down
             log.exception("response handling failed")
             conn.close(f"gateway error on a response: {exc!r}")
+
+    def _stream(self, data: bytes) -> bytes:
+        """Send on the next piece of a cut-through response; audit it when complete."""
+        n = min(len(data), self.streaming_left)
+        piece = data if n == len(data) else data[:n]
+        self.conn.send(piece)
+        self.streamed.append(piece)
+        self.streaming_left -= n
+        if self.streaming_left == 0:
+            pieces, self.streamed = self.streamed, []
+            self.conn.on_response(pieces[0], sent=True, pieces=pieces)
+        return data[n:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn.upstream_lost(exc)
@@ -402,7 +434,25 @@ class ClientConnection(asyncio.Protocol):
 
     # -- responses --------------------------------------------------------------------------
 
-    def on_response(self, frame: bytes) -> None:
+    def can_stream_next(self) -> bool:
+        """Whether the next response may be cut through: a fetch response (the big ones;
+        the gateway never rewrites them, see rewrite.PARSE_CAPS) with nothing held before
+        it, under fail_open (fail_closed holds every response until audited)."""
+        head = self.pending[0] if self.pending else None
+        return (
+            head is not None
+            and head.api_key == FETCH
+            and head.api_version <= FETCH_SUMMARY_MAX
+            and not self.held
+            and not self.gateway.fail_closed
+            and not self.client_gone
+        )
+
+    def on_response(
+        self, frame: bytes, sent: bool = False, pieces: list[bytes] | None = None
+    ) -> None:
+        """A whole response from the broker (`frame`, or the `pieces` it arrived in, the
+        first starting with the header); `sent` when it was cut through already."""
         if not self.pending:
             raise ProtocolViolation("response with no request outstanding")
         pending = self.pending.popleft()
@@ -418,7 +468,14 @@ class ClientConnection(asyncio.Protocol):
         key = pending.api_key
         header = response = None
         out = frame
-        if pending.decoded and gw.decodes_response(key):
+        if key == FETCH and pending.decoded and pending.api_version <= FETCH_SUMMARY_MAX:
+            # Fetch responses are summarised in place, records skipped, never re-encoded.
+            try:
+                response = summarize_fetch_response(pieces or [frame], pending.api_version)
+            except FrameDecodeError as exc:
+                log.debug("%s: fetch response not summarised: %s", self.peer, exc)
+                pending.decoded = False
+        elif pending.decoded and gw.decodes_response(key):
             try:
                 header, response = decode_response(
                     key,
@@ -429,7 +486,7 @@ class ClientConnection(asyncio.Protocol):
                 log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
                 pending.decoded = False
             else:
-                rewritten = self._rewrite(key, response)
+                rewritten = None if sent else self._rewrite(key, response)
                 if rewritten is not None:
                     response = rewritten
                     out = encode_response(key, pending.api_version, header, response)
@@ -442,6 +499,8 @@ class ClientConnection(asyncio.Protocol):
             if not self.pending:
                 self.close("client went away; in-flight requests audited", quiet=True)
             return
+        if sent:
+            return
         if gw.fail_closed and (audited or self.held):
             held = _Held(out, pending, response=response, header=header)
             self.held.append(held)
@@ -451,9 +510,9 @@ class ClientConnection(asyncio.Protocol):
             else:
                 gw.when_durable(self, held)
             return
-        self._send(out)
+        self.send(out)
 
-    def _send(self, frame: bytes) -> None:
+    def send(self, frame: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
 
@@ -467,7 +526,7 @@ class ClientConnection(asyncio.Protocol):
         while self.held and self.held[0].ready:
             held = self.held.popleft()
             if held.failed is None:
-                self._send(held.frame)
+                self.send(held.frame)
                 continue
             self.gateway.metrics.refused += 1
             log.error("%s: audit record not durable, answering with an error: %s",
@@ -476,7 +535,7 @@ class ClientConnection(asyncio.Protocol):
             if answer is None:
                 self.close(f"audit record not durable ({held.failed}); cannot build an error")
                 return
-            self._send(answer)
+            self.send(answer)
 
     def _error_answer(self, held: _Held) -> bytes | None:
         pending = held.pending
@@ -624,22 +683,16 @@ class ClientConnection(asyncio.Protocol):
             return False  # a follower replicating, not a client reading
         if not gw.records("records.consumed"):
             return False
+        if not isinstance(response, FetchSummary):  # v16+: decoded by kio
+            response = _summary_of(response)
         ctx = self.context(pending)
-        top_code = int(getattr(response, "error_code", 0))
-        for topic in response.responses:
-            ident = topic.topic if hasattr(topic, "topic") else topic.topic_id
-            name = str(ident) if hasattr(topic, "topic") else gw.topic_name(ident)
-            count = nbytes = 0
-            code = top_code
-            for part in topic.partitions:
-                records = part.records
-                if records:
-                    nbytes += len(records)
-                    count += count_records(records)
-                if int(part.error_code) in AUTHORIZATION_ERRORS:
-                    code = int(part.error_code)
-            if count or code:
-                gw.aggregator.add("records.consumed", ctx, name, count, nbytes, code)
+        for topic in response.topics:
+            ident = topic.topic
+            name = ident if isinstance(ident, str) else gw.topic_name(ident)
+            denied = [c for c in topic.error_codes if c in AUTHORIZATION_ERRORS]
+            code = denied[0] if denied else response.error_code
+            if topic.records or code:
+                gw.aggregator.add("records.consumed", ctx, name, topic.records, topic.nbytes, code)
         return True
 
     def _generic(self, pending: _Pending) -> bool:
@@ -656,7 +709,7 @@ class ClientConnection(asyncio.Protocol):
             except AuditRefused as exc:
                 self.close(f"audit log unavailable (fail_closed): {exc}")
                 return
-        self._send(frame)
+        self.send(frame)
 
     def _audit_unanswered(self, reason: str) -> None:
         """Requests the broker never answered are recorded as failed, not forgotten."""
@@ -678,6 +731,21 @@ class ClientConnection(asyncio.Protocol):
                 AuthInfo("REQUEST", "CLUSTER", "kafka-cluster", error_code=NETWORK_EXCEPTION),
             )
             gw.audit(None, self.context(p, decoded=p.decoded), auth)
+
+
+def _summary_of(response: Any) -> FetchSummary:
+    """A kio-decoded Fetch response (v16+) as the summary the audit reads."""
+    topics = []
+    for topic in response.responses:
+        ident = topic.topic if hasattr(topic, "topic") else topic.topic_id
+        fetched = TopicFetched(ident)
+        for part in topic.partitions:
+            fetched.error_codes.append(int(part.error_code))
+            if part.records:
+                fetched.nbytes += len(part.records)
+                fetched.records += count_records(part.records)
+        topics.append(fetched)
+    return FetchSummary(int(getattr(response, "error_code", 0)), topics)
 
 
 def _certificate_principal(ssl_object: Any) -> str | None:
