@@ -15,6 +15,7 @@ Everything here runs on the event loop; nothing blocks or awaits on the request 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import struct
@@ -52,6 +53,8 @@ PRODUCE, FETCH, METADATA, FIND_COORDINATOR = 0, 1, 3, 10
 SASL_HANDSHAKE, API_VERSIONS, SASL_AUTHENTICATE, DESCRIBE_CLUSTER = 17, 18, 36, 60
 # The client never sees a response to these from us without decoding and re-encoding.
 _REWRITTEN = frozenset({API_VERSIONS, METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER})
+# Responses naming brokers: never passed on unrewritten.
+_ADDRESSES = _REWRITTEN - {API_VERSIONS}
 # Fetch responses at least this much larger than what has arrived are cut through.
 _STREAM_AT_LEAST = 64 * 1024
 # Error used when a fail_closed audit record cannot be made durable: the request may
@@ -483,6 +486,13 @@ class ClientConnection(asyncio.Protocol):
                     memoryview(frame)[4:],  # type: ignore[arg-type]
                 )
             except FrameDecodeError as exc:
+                if key in _ADDRESSES:
+                    # Passing it on would send the client to the brokers directly, past
+                    # the audit: refuse the connection instead.
+                    with contextlib.suppress(AuditRefused):
+                        self._audit(pending, None)
+                    self.close(f"cannot rewrite the broker addresses of a response: {exc}")
+                    return
                 log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
                 pending.decoded = False
             else:
