@@ -27,6 +27,7 @@ import orjson
 from kaudit.config import load_config
 from kaudit.dev.errors import KafkaAlreadyRunningError
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
+from kaudit.dev.ports import free_port_block
 from kaudit.exporters import drain_all
 from kaudit.generate import generate
 from kaudit.log.segments import LogReader, list_segments
@@ -239,7 +240,7 @@ def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
     from kaudit.gateway import GatewayThread, build_gateway
 
     echo = click.echo
-    port = _free_port_pair()
+    port = free_port_block(3)
     config_path = directory / "kaudit-gateway.yaml"
     config_path.write_text(
         _GATEWAY_CONFIG.format(
@@ -310,21 +311,3 @@ Run it yourself in front of any Kafka (clients connect to the gateway instead):
   .venv/bin/kaudit gateway --upstream {info.sasl_bootstrap_servers} --listen 127.0.0.1:9192
   .venv/bin/kaudit tail {config.log_dir} --type 'access.*'
 """)
-
-
-def _free_port_pair() -> int:
-    """A port P with P+1 free too (the gateway's bootstrap and broker 0's port)."""
-    import socket
-
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for candidate in (port + 1, port + 2):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", candidate))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free ports for the demo gateway")
