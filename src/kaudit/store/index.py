@@ -284,9 +284,7 @@ class EventIndex:
 
     def terms(self, kind: str) -> list[str]:
         """The distinct values of one filtered column (`TERM_KINDS`)."""
-        return [
-            r[0] for r in self.conn.execute("SELECT value FROM terms WHERE kind = ?", (kind,))
-        ]
+        return [r[0] for r in self.conn.execute("SELECT value FROM terms WHERE kind = ?", (kind,))]
 
     def lines(self, ids: Sequence[int]) -> dict[int, bytes]:
         """The native lines of the events with these row ids."""

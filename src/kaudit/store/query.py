@@ -145,17 +145,14 @@ class Filter:
 
     def __post_init__(self) -> None:
         if self.result is not None and self.result not in RESULTS:
-            raise SearchError(
-                f"result {self.result!r} is not one of {', '.join(RESULTS)}"
-            )
+            raise SearchError(f"result {self.result!r} is not one of {', '.join(RESULTS)}")
         for name in ("since", "until"):
             when = getattr(self, name)
             if when is not None and when.tzinfo is None:
                 raise SearchError(f"{name} must carry a timezone, got {when.isoformat()}")
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise SearchError(
-                f"since ({self.since.isoformat()}) is not before until "
-                f"({self.until.isoformat()})"
+                f"since ({self.since.isoformat()}) is not before until ({self.until.isoformat()})"
             )
         if self.query is not None:
             TextQuery.parse(self.query)  # refuse a query without words up front
@@ -441,9 +438,7 @@ def is_index_file(path: Path) -> bool:
 
 def store_destination(config: Config) -> StoreDestination | None:
     """The configured `store` destination (the first, if several)."""
-    return next(
-        (d for d in config.audit.all_destinations if isinstance(d, StoreDestination)), None
-    )
+    return next((d for d in config.audit.all_destinations if isinstance(d, StoreDestination)), None)
 
 
 def open_search(source: str | None, config: Config) -> Search:
