@@ -771,7 +771,7 @@ def report(
 
     period = period or previous_month()
     try:
-        start, end = parse_period(period)
+        start, _ = parse_period(period)
     except SearchError as exc:
         raise click.UsageError(str(exc)) from None
     config = _load(config_path)
@@ -781,7 +781,7 @@ def report(
             build_report(
                 searcher,
                 period,
-                integrity=integrity_status(config, start, end),
+                integrity=integrity_status(config, start),
                 max_rows=max_rows,
             ),
             fmt,
