@@ -23,7 +23,7 @@ import fnmatch
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -371,7 +371,6 @@ def _in(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
 class _Scanned:
     fields: Fields
     line: bytes
-    obj: dict[str, Any] = field(repr=False)
 
 
 class ScanSearch:
@@ -406,7 +405,7 @@ class ScanSearch:
                 continue
             if text is not None and not text.matches(search_text(obj)):
                 continue
-            yield _Scanned(f, line, obj)
+            yield _Scanned(f, line)
 
     def search(self, flt: Filter, limit: int | None) -> list[Hit]:
         ranked = ((s.fields.ts, position, s) for position, s in enumerate(self._matching(flt)))
