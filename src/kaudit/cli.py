@@ -818,14 +818,18 @@ def report(
         start, _ = parse_period(period)
     except SearchError as exc:
         raise click.UsageError(str(exc)) from None
+    from kaudit.reading import resolve_log_dir
+
     config = _load(config_path)
     searcher = open_search(source, config)
+    # A log directory given as SOURCE is the one verified; otherwise the configured log.
+    log_dir = resolve_log_dir(Path(source)) if source and Path(source).is_dir() else None
     try:
         data = render(
             build_report(
                 searcher,
                 period,
-                integrity=integrity_status(config, start),
+                integrity=integrity_status(config, start, log_dir),
                 max_rows=max_rows,
             ),
             fmt,

@@ -103,8 +103,8 @@ def test_destination_without_type_asks_for_it() -> None:
 
 def test_destination_that_is_not_a_mapping() -> None:
     assert issues("audit:\n  destination: /var/log/a.log\n") == [
-        "audit.destination: must be a mapping with a type key (destination types: file, kafka, store), "
-        "got '/var/log/a.log'"
+        "audit.destination: must be a mapping with a type key "
+        "(destination types: file, kafka, store), got '/var/log/a.log'"
     ]
 
 

@@ -83,8 +83,11 @@ class IntegrityStatus:
         }
 
 
-def integrity_status(config: Config, start: datetime) -> IntegrityStatus:
-    """Verify the configured local log from `start` on with the configured keys."""
+def integrity_status(
+    config: Config, start: datetime, log_dir: Path | None = None
+) -> IntegrityStatus:
+    """Verify the local log (`log_dir`, default the configured one) from `start` on with
+    the configured keys."""
     integrity = config.audit.integrity
     checkpoints = integrity.checkpoints.enabled and integrity.checkpoints.key_file
     signing = integrity.signing.enabled
@@ -94,7 +97,7 @@ def integrity_status(config: Config, start: datetime) -> IntegrityStatus:
             "neither signed checkpoints nor HMAC signing is enabled "
             "(audit.integrity): the log cannot be shown to be unaltered",
         )
-    if not isinstance(config.audit.log, LocalLog):
+    if log_dir is None and not isinstance(config.audit.log, LocalLog):
         return IntegrityStatus(
             "not available",
             "the log is a Kafka topic; verify an export of it with `kaudit verify FILE`",
@@ -118,11 +121,12 @@ def integrity_status(config: Config, start: datetime) -> IntegrityStatus:
             )
     # From the period's start to the end of the log: later checkpoints are what show
     # that the period's events were not cut off or rewritten afterwards.
-    report = verify_log(config.log_dir, verifiers=ring, hmac_key=hmac_key, since=start)
+    log_dir = log_dir or config.log_dir
+    report = verify_log(log_dir, verifiers=ring, hmac_key=hmac_key, since=start)
     findings = [f"{f.kind}: {f.message}" for f in report.findings]
     return IntegrityStatus(
         "intact" if report.ok else "tampered",
-        f"{report.events:,} events checked (sequence {report.first_sequence} to "
+        f"{log_dir}: {report.events:,} events checked (sequence {report.first_sequence} to "
         f"{report.last_sequence}), {report.checkpoints_checked} checkpoints",
         checks=list(report.checks),
         findings=findings,
