@@ -252,3 +252,37 @@ def test_kaudit_report_on_the_command_line(
     assert orjson.loads(as_json.stdout_bytes)["total_events"] == 2400
     bad = CliRunner().invoke(main, ["report", "-c", str(config_file), "--period", "10/2026"])
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
+
+
+def test_a_log_directory_given_as_source_is_the_one_verified(
+    recorded: tuple[Config, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    config, _ = recorded
+    key_file = config.audit.integrity.checkpoints.key_file
+    config_file = tmp_path / "k.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "elsewhere"),
+                "audit": {"integrity": {"checkpoints": {"enabled": True, "key_file": key_file}}},
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(config.data_path),
+            "-c",
+            str(config_file),
+            "--period",
+            "2026-10",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout_bytes)
+    assert report["total_events"] == 2400
+    assert report["integrity"]["status"] == "intact"
+    assert report["integrity"]["detail"].startswith(str(config.log_dir))
