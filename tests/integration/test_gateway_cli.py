@@ -12,9 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
-from gateway_fixtures import free_port_block, one
+from gateway_fixtures import one
 
 from kaudit.dev.kafka import KafkaInfo
+from kaudit.dev.ports import free_port_block
 from kaudit.log.segments import LogReader
 
 pytestmark = pytest.mark.kafka
