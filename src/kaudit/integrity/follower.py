@@ -47,7 +47,7 @@ log = logging.getLogger("kaudit.integrity")
 _START_TIMEOUT_S = 300.0  # resuming rereads the log after the last checkpoint
 _CLOSE_TIMEOUT_S = 300.0  # the follower may be behind the writer at close
 _RESTART_INTERVAL_S = 5.0
-_NICENESS = 10
+_NICENESS = 19
 # Not `-m`: the kaudit package imports this module, and runpy warns about running it twice.
 _ENTRY = "import sys; from kaudit.integrity.follower import main; sys.exit(main())"
 
