@@ -18,6 +18,7 @@ from kaudit.config.model import Integrity
 from kaudit.errors import LogError
 from kaudit.integrity.chain import HmacChain, key_from_env, split_sealed
 from kaudit.integrity.follower import FollowerProcess
+from kaudit.integrity.keys import load_signer
 from kaudit.log.segments import SegmentLog
 
 
@@ -99,12 +100,21 @@ def build_sealer(
     checkpoints: StreamCheckpoints | None = None
     settings = integrity.checkpoints
     if settings.enabled:
-        if not isinstance(sink, SegmentLog):
-            raise LogError(
-                "integrity.checkpoints are kept beside the local log; with the Kafka log "
-                "use the HMAC chain (checkpoints on a companion topic are not available yet)"
-            )
         assert settings.key_file is not None  # the config model requires it
+        if not isinstance(sink, SegmentLog):
+            from kaudit.integrity.kafka_checkpoints import KafkaCheckpoints
+            from kaudit.log.kafka import KafkaLogSink
+
+            if not isinstance(sink, KafkaLogSink):
+                raise LogError(f"integrity.checkpoints cannot be kept for {type(sink).__name__}")
+            checkpoints = KafkaCheckpoints(
+                sink,
+                load_signer(Path(settings.key_file).expanduser()),
+                settings.origin or default_origin(cluster_id),
+                every_events=settings.every_events,
+                every_seconds=settings.every_seconds,
+            )
+            return IntegritySealer(chain, checkpoints)
         checkpoints = LocalCheckpoints(
             FollowerProcess(
                 sink,

@@ -102,6 +102,11 @@ _OFFSETS_REFRESH_S = 30.0
 _REPORT_GRACE_S = 2.0
 
 
+# Public names for the Kafka log's other users (its checkpoints on the companion topic).
+ErrorTracker = _ErrorTracker
+error_text = _error_text
+
+
 def client_base(connection: KafkaConnection, tracker: _ErrorTracker) -> dict[str, Any]:
     return {**connection.client_settings(), "error_cb": tracker, "logger": _CLIENT_LOGGER}
 
@@ -187,6 +192,7 @@ class KafkaLogSink:
         self._where = describe(config)
         if ensure:
             ensure_topic(config)
+        self.state_dir = state_dir
         self._state_path = state_dir / f"{config.topic}.json"
         self._producer = self._new_producer()
         # The batch being appended: sequences handed to the producer, and those it
@@ -322,6 +328,10 @@ class KafkaLogSink:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._state_path)
+
+    def durable_ends(self) -> dict[int, int]:
+        """Partition ends no later than the first record this writer has yet to write."""
+        return self._end_offsets()
 
     def _end_offsets(self) -> dict[int, int]:
         """Partition ends no later than our last acknowledged record, refreshed every
