@@ -6,7 +6,11 @@ Merkle checkpoints (every 10,000 events) on, in a temporary directory, then time
 HMAC key. The same run measures the recorder's durable throughput (fail_closed, from
 the first emit() until flush() returns, fsync batch, as bench/recorder.py does) with
 integrity off, with the HMAC chain and checkpoints (`recorder_ratio_with_integrity`),
-and with checkpoints alone, interleaved so all see the same machine state.
+and with checkpoints alone, interleaved so all see the same machine state. The HMAC
+is computed by the writer; the Merkle tree by the checkpoint follower process, at the
+lowest CPU priority, which may lag while the writer is flat out: `close_seconds_*` is
+how long close() takes after the last flush (with integrity: until that follower has
+caught up and written the final checkpoint).
 
 The log was just written, so verification reads it from the page cache: the figures are
 the verifier's CPU cost, not the disk's.
@@ -60,11 +64,19 @@ def _config(data_dir: Path, key_file: Path | None, *, chain: bool = True) -> Con
     )
 
 
-def record(data_dir: Path, events: int, key_file: Path | None, *, chain: bool = True) -> float:
-    """events/s from the first emit() until flush() returns (everything durable)."""
-    with kaudit.open(_config(data_dir, key_file, chain=chain)) as session:
+def record(
+    data_dir: Path, events: int, key_file: Path | None, *, chain: bool = True
+) -> tuple[float, float]:
+    """events/s from the first emit() until flush() returns (everything durable), and
+    the seconds close() then takes: with checkpoints, until the follower process has
+    caught up and written the final checkpoint."""
+    session = kaudit.open(_config(data_dir, key_file, chain=chain))
+    try:
         elapsed = emit_until_durable(session, events, details=DETAILS)
-    return events / elapsed
+    finally:
+        closing = time.perf_counter()
+        session.close()
+    return events / elapsed, time.perf_counter() - closing
 
 
 def timed_verify(log_dir: Path, ring: KeyRing, hmac_key: bytes | None) -> tuple[float, int]:
@@ -89,14 +101,21 @@ def main() -> None:
         rates_off: list[float] = []
         rates_on: list[float] = []
         rates_cp: list[float] = []
+        closes_off: list[float] = []
+        closes_on: list[float] = []
         for run in range(args.repeat):
-            rates_off.append(record(root / f"off{run}", n, None))
-            rates_on.append(record(root / f"on{run}", n, key_file))
-            rates_cp.append(record(root / f"cp{run}", n, key_file, chain=False))
+            rate, close_s = record(root / f"off{run}", n, None)
+            rates_off.append(rate)
+            closes_off.append(close_s)
+            rate, close_s = record(root / f"on{run}", n, key_file)
+            rates_on.append(rate)
+            closes_on.append(close_s)
+            rates_cp.append(record(root / f"cp{run}", n, key_file, chain=False)[0])
             print(
                 f"recorder run {run + 1}: integrity off {rates_off[-1]:,.0f} events/s, "
                 f"HMAC chain + checkpoints {rates_on[-1]:,.0f} events/s, "
-                f"checkpoints only {rates_cp[-1]:,.0f} events/s",
+                f"checkpoints only {rates_cp[-1]:,.0f} events/s; close {closes_off[-1]:.2f} s "
+                f"off, {closes_on[-1]:.2f} s on (final checkpoint)",
                 flush=True,
             )
         log_dir = root / "on0" / "log"
@@ -131,6 +150,8 @@ def main() -> None:
                 "recorder_ratio_with_integrity": round(on / off, 3),
                 "recorder_events_per_s_checkpoints_only": round(cp),
                 "recorder_ratio_checkpoints_only": round(cp / off, 3),
+                "close_seconds_integrity_off": round(statistics.median(closes_off), 3),
+                "close_seconds_integrity_on": round(statistics.median(closes_on), 3),
                 "runs": args.repeat,
             }
         )
