@@ -19,6 +19,7 @@ import kaudit
 from kaudit.cli import main
 from kaudit.config import Config
 from kaudit.dev.kafka import KafkaInfo
+from kaudit.errors import LogError
 from kaudit.integrity.kafka_checkpoints import checkpoint_topic, verify_kafka
 from kaudit.integrity.keys import KeyFiles, KeyRing, generate
 from kaudit.integrity.verify import VerifyReport
@@ -232,3 +233,12 @@ def test_a_damaged_tree_file_is_rebuilt_from_the_topic(
     # Built on the damaged frontier, the new checkpoints' roots would not match the topic.
     assert report.ok, _show(report)
     assert report.events == 230 and report.covered.verified_through == 229
+
+
+def test_an_anchor_file_with_the_kafka_log_is_refused_with_where_checkpoints_go(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path, keys: KeyFiles
+) -> None:
+    settings = _config(tmp_path / "data", kafka, unique_topic, keys.private).model_dump(mode="json")
+    settings["audit"]["integrity"]["checkpoints"]["anchor_path"] = str(tmp_path / "anchor")
+    with pytest.raises(LogError, match="companion topic"):
+        kaudit.open(Config.model_validate(settings))

@@ -107,6 +107,11 @@ def build_sealer(
 
             if not isinstance(sink, KafkaLogSink):
                 raise LogError(f"integrity.checkpoints cannot be kept for {type(sink).__name__}")
+            if settings.anchor_path:
+                raise LogError(
+                    "integrity.checkpoints.anchor_path is for the local log; the Kafka log "
+                    "keeps its checkpoints on its companion topic <topic>.checkpoints"
+                )
             checkpoints = KafkaCheckpoints(
                 sink,
                 load_signer(Path(settings.key_file).expanduser()),
