@@ -24,6 +24,7 @@ covers are fsynced before it is written, so no signed checkpoint outlives its ev
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -311,19 +312,25 @@ class FollowerProcess:
     def tick(self) -> None:
         self._send(b"T\n")
 
-    def close(self) -> None:
-        """Write the final checkpoint once the follower has caught up; waits for it."""
-        self._send(b"C\n")
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Stop the follower; with `checkpoint`, once it has caught up and written the
+        final checkpoint (waits for it). Without, it signs nothing more."""
+        if checkpoint:
+            self._send(b"C\n")
         proc, self._proc = self._proc, None
         if proc is None:
-            raise LogError(f"no final checkpoint for {self.log.dir}: its checkpointer stopped")
-        reply = self._reply(proc, _CLOSE_TIMEOUT_S)
-        assert proc.stdin is not None
-        proc.stdin.close()
+            if checkpoint:
+                raise LogError(f"no final checkpoint for {self.log.dir}: its checkpointer stopped")
+            return
+        reply = self._reply(proc, _CLOSE_TIMEOUT_S) if checkpoint else b""
+        assert proc.stdin is not None and proc.stdout is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if not reply.startswith(b"closed "):
+        proc.stdout.close()
+        if checkpoint and not reply.startswith(b"closed "):
             raise LogError(f"no final checkpoint for {self.log.dir}: its checkpointer failed")

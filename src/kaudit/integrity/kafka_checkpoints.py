@@ -185,8 +185,12 @@ class KafkaCheckpoints:
     def tick(self) -> None:
         self.checkpointer.tick()
 
-    def close(self) -> None:
-        self.checkpointer.checkpoint(closed=True)
+    def close(self, *, checkpoint: bool) -> None:
+        try:
+            if checkpoint:
+                self.checkpointer.checkpoint(closed=True)
+        finally:
+            self._producer.flush(_PUBLISH_TIMEOUT_S)
 
 
 # ------------------------------------------------------------------------------ reading

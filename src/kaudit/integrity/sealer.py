@@ -29,7 +29,8 @@ class StreamCheckpoints(Protocol):
 
     def tick(self) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, *, checkpoint: bool) -> None:
+        """Stop; with `checkpoint`, after the final (closed) checkpoint."""
 
 
 class LocalCheckpoints:
@@ -44,8 +45,8 @@ class LocalCheckpoints:
     def tick(self) -> None:
         self.follower.tick()
 
-    def close(self) -> None:
-        self.follower.close()
+    def close(self, *, checkpoint: bool) -> None:
+        self.follower.close(checkpoint=checkpoint)
 
 
 class IntegritySealer:
@@ -74,8 +75,8 @@ class IntegritySealer:
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Stop; with `checkpoint`, after the final (closed) checkpoint."""
-        if checkpoint and self.checkpoints is not None:
-            self.checkpoints.close()
+        if self.checkpoints is not None:
+            self.checkpoints.close(checkpoint=checkpoint)
 
 
 def default_origin(cluster_id: str | None) -> str:
