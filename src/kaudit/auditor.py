@@ -188,7 +188,26 @@ class ConfigEvent:
     changes: tuple[ConfigChange, ...]
 
 
-RequestEvent = TopicEvent | AclEvent | ConfigEvent
+@dataclass(frozen=True)
+class ActionTarget:
+    """One resource a request acted on, with the record type it yields and its details."""
+
+    event_type: str
+    resource_type: str
+    resource_name: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    """Any other audited request (group deletions, offset resets, DeleteRecords, SCRAM
+    credentials, several configs at once...): the source names each record's type."""
+
+    operation: str
+    targets: tuple[ActionTarget, ...]
+
+
+RequestEvent = TopicEvent | AclEvent | ConfigEvent | ActionEvent
 
 
 @runtime_checkable
@@ -328,6 +347,19 @@ def to_audit_events(
                 {"config_type": rtype, "changes": changes},
             )
         )
+    elif isinstance(event, ActionEvent):
+        for target in event.targets:
+            infos = _infos_for(auth, target.resource_type.upper(), target.resource_name)
+            out.append(
+                _event(
+                    target.event_type,
+                    ctx,
+                    Resource(target.resource_type.lower(), target.resource_name),
+                    event.operation,
+                    infos,
+                    target.details,
+                )
+            )
     else:
         groups: dict[tuple[str, str], list[AuthInfo]] = {}
         for info in auth:
@@ -349,6 +381,25 @@ def to_audit_events(
         if record.action.result == "denied":
             out.append(_denied(record))
     return out
+
+
+def record_types(event: RequestEvent | None, auth: Sequence[AuthInfo]) -> set[str]:
+    """The record types `to_audit_events` makes of one audit call (without building them)."""
+    if isinstance(event, TopicEvent):
+        types = {_TOPIC_TYPES[event.kind]}
+    elif isinstance(event, AclEvent):
+        types = {_ACL_TYPES[event.kind]}
+    elif isinstance(event, ConfigEvent):
+        types = {
+            "topic.config_changed" if event.resource_type.lower() == "topic" else "config.changed"
+        }
+    elif isinstance(event, ActionEvent):
+        types = {target.event_type for target in event.targets}
+    else:
+        types = {"kafka.request"}
+    if any(not info.allowed for info in auth):
+        types.add("access.denied")
+    return types
 
 
 def _denied(record: AuditEvent) -> AuditEvent:

@@ -94,3 +94,12 @@ class ExporterError(KauditError):
 
 class PluginError(KauditError):
     """A plugin (auditor, exporter) named in the configuration cannot be loaded."""
+
+
+class GatewayError(KauditError):
+    """The gateway cannot start: a port is taken, a TLS file cannot be read."""
+
+
+class AuditRefused(AuditUnavailableError):
+    """fail_closed: the audit log cannot take a request's record now, so the client gets
+    an error instead of the broker's answer."""
