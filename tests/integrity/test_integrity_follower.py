@@ -206,3 +206,23 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.split(") ", 1)[1][0] != "Z"
+
+
+def test_the_writer_never_waits_for_a_follower_that_is_behind(
+    tmp_path: Path, keys: KeyFiles
+) -> None:
+    with kaudit.open(_config(tmp_path / "data", keys.private, every_events=500)) as session:
+        handle = session.recorder.sealer.checkpoints.follower  # type: ignore[union-attr]
+        assert handle._proc is not None
+        os.kill(handle._proc.pid, signal.SIGSTOP)  # a follower that reads nothing
+        try:
+            started = time.monotonic()
+            # One durable batch per event: far more messages than the pipe holds.
+            for i in range(5000):
+                session.emit("auth.login", actor=f"User:u{i}", resource="cluster:c", durable=True)
+            assert time.monotonic() - started < 60
+        finally:
+            os.kill(handle._proc.pid, signal.SIGCONT)
+    stored = _stored(tmp_path / "data" / "log")
+    assert stored[-1].size == 5000  # the final checkpoint caught up with everything
+    _assert_clean(tmp_path / "data" / "log", keys, 5000)

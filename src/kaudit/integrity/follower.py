@@ -11,8 +11,10 @@ was durable.
 
 Protocol, one ASCII line per message. Writer to follower (stdin): `A <size> <segment>
 <offset>` the log holds `size` durable events and ends at that position; `T` the
-writer's tick (heartbeats are written only while the writer is alive and ticking); `C`
-close: write the final checkpoint. Follower to writer (stdout): `ready <size>` after
+writer's tick (heartbeats are written only while the writer is alive and ticking); `C
+<size> <segment> <offset>` close: catch up to there and write the final checkpoint.
+The writer never waits for a follower that is behind: when the pipe is full it drops
+`A` and `T` (the next `A` supersedes them). Follower to writer (stdout): `ready <size>` after
 resuming and writing the start checkpoint, `closed <size>` after the final one, `error
 <message>` when it cannot start. End of input without `C` means the writer is gone
 (killed): the follower signs nothing more and exits.
@@ -212,6 +214,8 @@ def _serve(settings: dict[str, Any], commands: IO[bytes], replies: IO[bytes]) ->
             elif kind == b"T":
                 follower.tick()
             elif kind == b"C":
+                size, segment, offset = (int(x) for x in raw[1:].split())
+                follower.follow(size, Position(segment, offset))
                 size = follower.close()
                 replies.write(b"closed %d\n" % size)
                 replies.flush()
@@ -281,6 +285,10 @@ class FollowerProcess:
                 f"the checkpointer of {self.log.dir} did not start: "
                 f"{reason or f'it exited with code {proc.returncode}'}"
             )
+        assert proc.stdin is not None
+        # Never wait on a follower that is behind: a message that does not fit is
+        # dropped, as the next `A` says more (see `_send`).
+        os.set_blocking(proc.stdin.fileno(), False)
         self._proc = proc
 
     @staticmethod
@@ -289,7 +297,10 @@ class FollowerProcess:
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         return proc.stdout.readline() if ready else b""
 
-    def _send(self, message: bytes) -> None:
+    def _send(self, message: bytes, *, wait: bool = False) -> None:
+        """Send one message. A follower that has fallen behind (the pipe is full) gets
+        no more `A` or `T` until it has read what it has: each `A` supersedes the ones
+        before, and `C` carries the final position. With `wait`, wait for room."""
         proc = self._proc
         if proc is None:
             if time.monotonic() - self._last_start < _RESTART_INTERVAL_S:
@@ -300,14 +311,23 @@ class FollowerProcess:
             assert proc is not None
         assert proc.stdin is not None
         try:
-            proc.stdin.write(message)
+            # Shorter than PIPE_BUF: written whole or not at all.
+            while proc.stdin.write(message) is None:
+                if not wait:
+                    return
+                select.select([], [proc.stdin], [], 1.0)
+        except BlockingIOError:
+            return  # the same: no room
         except (BrokenPipeError, ValueError):
             log.error("the checkpointer of %s stopped (exit code %s)", self.log.dir, proc.poll())
             self._proc = None
 
-    def appended(self) -> None:
+    def _where(self) -> bytes:
         position = self.log.position
-        self._send(b"A %d %d %d\n" % (self.log.next_sequence, position.segment, position.offset))
+        return b"%d %d %d" % (self.log.next_sequence, position.segment, position.offset)
+
+    def appended(self) -> None:
+        self._send(b"A " + self._where() + b"\n")
 
     def tick(self) -> None:
         self._send(b"T\n")
@@ -316,7 +336,7 @@ class FollowerProcess:
         """Stop the follower; with `checkpoint`, once it has caught up and written the
         final checkpoint (waits for it). Without, it signs nothing more."""
         if checkpoint:
-            self._send(b"C\n")
+            self._send(b"C " + self._where() + b"\n", wait=True)
         proc, self._proc = self._proc, None
         if proc is None:
             if checkpoint:
