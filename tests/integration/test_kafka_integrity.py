@@ -242,3 +242,26 @@ def test_an_anchor_file_with_the_kafka_log_is_refused_with_where_checkpoints_go(
     settings["audit"]["integrity"]["checkpoints"]["anchor_path"] = str(tmp_path / "anchor")
     with pytest.raises(LogError, match="companion topic"):
         kaudit.open(Config.model_validate(settings))
+
+
+def test_each_writer_stream_is_verified_and_a_record_without_a_stream_is_caught(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path, keys: KeyFiles
+) -> None:
+    for writer in ("a", "b"):
+        with kaudit.open(_config(tmp_path / writer, kafka, unique_topic, keys.private)) as session:
+            _emit(session, 0, 60)
+    connection, name = kafka_source(_url(kafka, unique_topic))
+    reports = verify_kafka(connection, name, verifiers=KeyRing([keys.verifier]))
+    assert [(r.ok, r.events) for r in reports] == [(True, 60), (True, 60)], [
+        _show(r) for r in reports
+    ]
+    genuine = _records(kafka, unique_topic)[0]
+    producer = Producer(kafka.client_config())
+    producer.produce(unique_topic, genuine.value().replace(b"User:alice", b"User:eve"))
+    producer.flush(10)  # no stream header: forged by hand
+    reports = verify_kafka(connection, name, verifiers=KeyRing([keys.verifier]))
+    assert [r.ok for r in reports].count(True) == 2
+    stray = [r for r in reports if not r.ok]
+    assert len(stray) == 1 and stray[0].source.endswith("(no stream header)"), [
+        _show(r) for r in reports
+    ]

@@ -220,7 +220,7 @@ def _serve(settings: dict[str, Any], commands: IO[bytes], replies: IO[bytes]) ->
                 replies.write(b"closed %d\n" % size)
                 replies.flush()
                 return 0
-        except LogError as exc:  # a checkpoint that could not be written is retried later
+        except (LogError, OSError) as exc:  # read or written again at the next message
             log.error("checkpoint follower of %s: %s", follower.dir, exc)
     return 0  # the writer is gone without closing: nothing more is signed
 
