@@ -76,7 +76,7 @@ class LogFollower:
         self.anchor = None if anchor is None else LocalCheckpointStore(anchor.parent, anchor)
         self.fsync_segments = fsync_segments
         self._unsynced: set[int] = set()
-        tree, self.position = self._resume(signer, log_size)
+        tree, self.position = self._resume(log_size)
         self.checkpointer = Checkpointer(
             tree,
             signer,
@@ -88,7 +88,7 @@ class LogFollower:
         # A checkpoint at start says where this run begins (also after an unclean stop).
         self.checkpointer.checkpoint()
 
-    def _resume(self, signer: Signer, log_size: int) -> tuple[MerkleTree, Position]:
+    def _resume(self, log_size: int) -> tuple[MerkleTree, Position]:
         """The tree at the log's end: from the last checkpoint's frontier plus the lines
         written after it; from the whole log when there is no checkpoint or its frontier
         does not fold to the root it signed."""
