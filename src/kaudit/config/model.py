@@ -59,6 +59,7 @@ __all__ = [
     "LogConfig",
     "Rotation",
     "Signing",
+    "StoreDestination",
     "TypeSwitch",
 ]
 
@@ -359,9 +360,30 @@ class KafkaDestination(DestinationBase, KafkaConnection):
         return self.topic
 
 
+class StoreDestination(DestinationBase):
+    """The embedded search index (`kaudit search`, `kaudit report`): one SQLite file,
+    fed from the log like any destination, idempotent on `event_id`."""
+
+    type: Literal["store"] = "store"
+    path: str | None = Field(default=None, min_length=1)
+    """The SQLite file; default `<data_dir>/index.sqlite`."""
+    format: Literal["native"] = "native"
+    """The index keeps the native event (what `kaudit search` prints)."""
+
+    @property
+    def target(self) -> str:
+        return self.path or "<data_dir>/index.sqlite"
+
+    def index_path(self, data_path: Path) -> Path:
+        """The SQLite file, with the default resolved under `data_path`."""
+        return Path(self.path).expanduser() if self.path else data_path / "index.sqlite"
+
+
 Destination = Annotated[
     # Add destination kinds here as `Annotated[Model, Tag("type")]` members of a union.
-    Annotated[FileDestination, Tag("file")] | Annotated[KafkaDestination, Tag("kafka")],
+    Annotated[FileDestination, Tag("file")]
+    | Annotated[KafkaDestination, Tag("kafka")]
+    | Annotated[StoreDestination, Tag("store")],
     Discriminator(_type_tag(default=None)),
     TypeSwitch("destination"),
 ]

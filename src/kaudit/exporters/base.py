@@ -22,7 +22,13 @@ from typing import Any, Protocol
 import orjson
 
 from kaudit.config import Config
-from kaudit.config.model import Destination, FileDestination, KafkaDestination, KafkaLog
+from kaudit.config.model import (
+    Destination,
+    FileDestination,
+    KafkaDestination,
+    KafkaLog,
+    StoreDestination,
+)
 from kaudit.errors import EventDecodeError, ExporterError
 from kaudit.events.codec import from_dict
 from kaudit.events.formats import render_bytes
@@ -295,8 +301,9 @@ class ExporterRunner:
         self.feed.close()
 
 
-def build_exporter(destination: Destination) -> Exporter:
-    """The exporter for one configured destination."""
+def build_exporter(destination: Destination, data_path: Path = Path(".")) -> Exporter:
+    """The exporter for one configured destination (`data_path`: where files with no
+    path of their own go)."""
     if isinstance(destination, FileDestination):
         from kaudit.exporters.file import FileExporter
 
@@ -305,6 +312,10 @@ def build_exporter(destination: Destination) -> Exporter:
         from kaudit.exporters.kafka import KafkaExporter
 
         return KafkaExporter(destination)
+    if isinstance(destination, StoreDestination):
+        from kaudit.exporters.store import StoreExporter
+
+        return StoreExporter(destination, data_path)
     raise ExporterError(f"no exporter for destination type {destination.type!r}", retryable=False)
 
 
@@ -313,7 +324,7 @@ def runners_for(config: Config) -> list[ExporterRunner]:
     runners = []
     log_config = config.audit.log
     for destination in config.audit.all_destinations:
-        exporter = build_exporter(destination)
+        exporter = build_exporter(destination, config.data_path)
         name = destination.display_name
         feed: Feed = (
             KafkaFeed(log_config, group=f"kaudit-exporter-{_safe(name)}")
