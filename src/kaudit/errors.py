@@ -94,3 +94,12 @@ class ExporterError(KauditError):
 
 class PluginError(KauditError):
     """A plugin (auditor, exporter) named in the configuration cannot be loaded."""
+
+
+class RecordsRejectedError(ExporterError):
+    """A destination took a batch except some records it refused as invalid (too large,
+    too old): those go to the dead-letter file, the rest count as delivered."""
+
+    def __init__(self, message: str, rejected: list[int]) -> None:
+        super().__init__(message, retryable=False)
+        self.rejected = rejected

@@ -10,6 +10,7 @@ so delivery is at-least-once and the cursor never passes an undelivered event.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import threading
@@ -22,8 +23,8 @@ from typing import Any, Protocol
 import orjson
 
 from kaudit.config import Config
-from kaudit.config.model import Destination, FileDestination, KafkaDestination, KafkaLog
-from kaudit.errors import EventDecodeError, ExporterError
+from kaudit.config.model import Batching, Destination, KafkaLog
+from kaudit.errors import EventDecodeError, ExporterError, RecordsRejectedError
 from kaudit.events.codec import from_dict
 from kaudit.events.formats import render_bytes
 from kaudit.log.cursor import Cursor, safe_name
@@ -165,6 +166,7 @@ class ExporterRunner:
         exclude_events: tuple[str, ...] = (),
         batch_max: int = 1000,
         interval_s: float = 1.0,
+        linger_s: float = 0.0,
         dead_letter: Path | None = None,
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -179,6 +181,7 @@ class ExporterRunner:
         self.filter = EventFilter(events, exclude_events)
         self.batch_max = batch_max
         self.interval_s = interval_s
+        self.linger_s = linger_s
         self.dead_letter = dead_letter
         self.max_backoff_s = max_backoff_s
         self.metrics = ExporterMetrics(last_sequence=feed.last_sequence())
@@ -231,6 +234,20 @@ class ExporterRunner:
         while True:
             try:
                 self.exporter.send(records)
+            except RecordsRejectedError as exc:
+                self.metrics.failed += 1
+                self.metrics.last_error = str(exc)
+                log.error(
+                    "%s refused %d of %d records: %s",
+                    self.name,
+                    len(exc.rejected),
+                    len(records),
+                    exc,
+                )
+                rejected = set(exc.rejected)
+                self._dead_letter([records[i] for i in sorted(rejected)], str(exc))
+                self.metrics.sent += len(records) - len(rejected)
+                return
             except ExporterError as exc:
                 self.metrics.failed += 1
                 self.metrics.last_error = str(exc)
@@ -276,15 +293,41 @@ class ExporterRunner:
         return total
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until `stop` is set, polling the log every `interval_s` when idle."""
+        """Deliver until `stop` is set, polling the log every `interval_s` when idle.
+
+        With `linger_s`, a batch smaller than `batch_max` waits until its first event has
+        waited `linger_s` (the destination's `batch_interval_secs`), so a trickle of
+        events becomes a few large batches (S3 objects) instead of many small ones.
+        """
         self._stop = stop
+        waiting_since: float | None = None
         while not stop.is_set():
             try:
+                if self.linger_s > 0:
+                    waited, waiting_since = self._linger(waiting_since)
+                    if waited:
+                        continue
                 if self.run_once() == 0:
                     stop.wait(self.interval_s)
             except ExporterError:
                 # Retryable failure while stopping: the cursor has not moved, nothing lost.
                 return
+
+    def _linger(self, waiting_since: float | None) -> tuple[bool, float | None]:
+        """(whether it waited instead of sending, when the pending batch started waiting)."""
+        pending = self.feed.lag()
+        if pending == 0:
+            self._stop.wait(self.interval_s)
+            return True, None
+        if pending >= self.batch_max:
+            return False, None
+        now = time.monotonic()
+        since = now if waiting_since is None else waiting_since
+        left = self.linger_s - (now - since)
+        if left <= 0:
+            return False, None
+        self._stop.wait(min(left, self.interval_s))
+        return True, since
 
     def lag(self) -> int:
         """Log lines not yet consumed by this exporter."""
@@ -295,17 +338,43 @@ class ExporterRunner:
         self.feed.close()
 
 
-def build_exporter(destination: Destination) -> Exporter:
-    """The exporter for one configured destination."""
-    if isinstance(destination, FileDestination):
-        from kaudit.exporters.file import FileExporter
+_EXPORTERS: dict[str, str] = {
+    "file": "kaudit.exporters.file:FileExporter",
+    "kafka": "kaudit.exporters.kafka:KafkaExporter",
+    "s3": "kaudit.exporters.s3:S3Exporter",
+    "cloudwatch": "kaudit.exporters.cloudwatch:CloudWatchExporter",
+    "syslog": "kaudit.exporters.syslog:SyslogExporter",
+    "webhook": "kaudit.exporters.webhook:WebhookExporter",
+    "slack": "kaudit.exporters.slack:SlackExporter",
+}
+"""Destination type -> the exporter class, imported only when that type is configured
+(boto3 and confluent-kafka are slow to import)."""
 
-        return FileExporter(destination)
-    if isinstance(destination, KafkaDestination):
-        from kaudit.exporters.kafka import KafkaExporter
 
-        return KafkaExporter(destination)
-    raise ExporterError(f"no exporter for destination type {destination.type!r}", retryable=False)
+def build_exporter(destination: Destination, config: Config | None = None) -> Exporter:
+    """The exporter for one configured destination (`config`: the whole configuration,
+    for destinations that read other sections, like S3's retention rules)."""
+    path = _EXPORTERS.get(destination.type)
+    if path is None:
+        raise ExporterError(
+            f"no exporter for destination type {destination.type!r}; "
+            f"accepted: {', '.join(sorted(_EXPORTERS))}",
+            retryable=False,
+        )
+    module_name, _, class_name = path.partition(":")
+    exporter_class = getattr(importlib.import_module(module_name), class_name)
+    if getattr(exporter_class, "wants_config", False):
+        exporter: Exporter = exporter_class(destination, config or Config())
+    else:
+        exporter = exporter_class(destination)
+    return exporter
+
+
+def batching(destination: Destination) -> tuple[int, float]:
+    """(largest batch, how long a smaller batch may wait) for a destination."""
+    if isinstance(destination, Batching):
+        return destination.batch_size, destination.batch_interval_secs
+    return 1000, 0.0
 
 
 def runners_for(config: Config) -> list[ExporterRunner]:
@@ -313,7 +382,8 @@ def runners_for(config: Config) -> list[ExporterRunner]:
     runners = []
     log_config = config.audit.log
     for destination in config.audit.all_destinations:
-        exporter = build_exporter(destination)
+        exporter = build_exporter(destination, config)
+        batch_max, linger_s = batching(destination)
         name = destination.display_name
         feed: Feed = (
             KafkaFeed(log_config, group=f"kaudit-exporter-{_safe(name)}")
@@ -327,6 +397,10 @@ def runners_for(config: Config) -> list[ExporterRunner]:
                 fmt=destination.format,
                 events=tuple(destination.events),
                 exclude_events=tuple(destination.exclude_events),
+                batch_max=batch_max,
+                linger_s=linger_s,
+                # A short linger is also how quickly new events are noticed.
+                interval_s=min(1.0, linger_s) if linger_s > 0 else 1.0,
                 dead_letter=config.data_path / "dead-letter" / f"{_safe(name)}.jsonl",
             )
         )
