@@ -1,0 +1,227 @@
+"""The seed's `syslog` destination: RFC 5424 messages with structured data, over UDP
+(RFC 5426), TCP with octet counting (RFC 6587) or TLS (RFC 5425).
+
+Each event is one message: PRI from `facility` and a severity from the result (notice
+for success, warning for denied, error for failure), the event's time, this host,
+`app_name`, the event type as MSGID, structured data `[kaudit@32473 ...]` holding the
+event id, type, actor, resource, result and sequence number, and the event rendered in
+the destination's `format` as the message.
+
+TCP and TLS have no application-level acknowledgement. A batch counts as delivered once
+the server's kernel has acknowledged every byte (the socket's send queue is empty), and
+if the connection turns out to be closed when the next batch goes, the previous batch is
+sent again on the new connection: a server that stopped before reading it loses nothing,
+at the price of duplicates from that batch. UDP is fire-and-forget by nature: only what
+the kernel reports (no route, port unreachable) is seen as a failure.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import select
+import socket
+import ssl
+import struct
+import termios
+import time
+
+from kaudit.config.model import SYSLOG_FACILITIES, SyslogDestination
+from kaudit.errors import ExporterError, RecordsRejectedError
+from kaudit.events.model import AuditEvent
+from kaudit.exporters.records import Rendered, render_lines
+
+# 32473 is the enterprise number RFC 5612 reserves for documentation and examples.
+SD_ID = "kaudit@32473"
+NILVALUE = "-"
+MAX_UDP_MESSAGE = 65_507
+_SEVERITY = {"success": 5, "denied": 4, "failure": 3}
+
+
+def _sd_escape(value: str) -> str:
+    # RFC 5424 section 6.3.3: '"', '\' and ']' are escaped inside PARAM-VALUE.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+
+
+def _header_token(value: str | None, limit: int) -> str:
+    """A header field: printable US-ASCII without spaces, at most `limit` characters."""
+    if not value:
+        return NILVALUE
+    token = "".join(c if "!" <= c <= "~" else "_" for c in value)[:limit]
+    return token or NILVALUE
+
+
+def format_message(event: AuditEvent, body: bytes, facility: int, hostname: str, app: str) -> bytes:
+    """One RFC 5424 SYSLOG-MSG for `event`, with `body` as its MSG."""
+    pri = facility * 8 + _SEVERITY.get(event.action.result, 5)
+    params = [
+        ("event_id", event.event_id),
+        ("event_type", event.event_type),
+        ("actor", event.actor.id),
+        ("resource", f"{event.resource.type}:{event.resource.id}"),
+        ("result", event.action.result),
+    ]
+    if event.integrity is not None:
+        params.append(("sequence", str(event.integrity.sequence_number)))
+    if event.context.cluster_id:
+        params.append(("cluster", event.context.cluster_id))
+    data = " ".join(f'{name}="{_sd_escape(value)}"' for name, value in params)
+    header = (
+        f"<{pri}>1 {event.timestamp} {_header_token(hostname, 255)} {_header_token(app, 48)} "
+        f"{NILVALUE} {_header_token(event.event_type, 32)} [{SD_ID} {data}] "
+    )
+    # The BOM marks MSG as UTF-8 (RFC 5424 section 6.4).
+    return header.encode() + b"\xef\xbb\xbf" + body
+
+
+class SyslogExporter:
+    """Sends each event as one syslog message."""
+
+    native_input = True
+
+    def __init__(self, destination: SyslogDestination) -> None:
+        self.destination = destination
+        self.name = destination.display_name
+        self.host, self.port = destination.address
+        self.facility = SYSLOG_FACILITIES[destination.facility]
+        self.hostname = socket.gethostname()
+        self._sock: socket.socket | None = None
+        self._previous: list[bytes] = []
+        """The frames of the last batch sent on the current connection."""
+
+    @property
+    def _where(self) -> str:
+        return f"syslog destination {self.name}"
+
+    def _messages(self, rendered: list[Rendered]) -> list[bytes]:
+        return [
+            format_message(r.event, r.body, self.facility, self.hostname, self.destination.app_name)
+            for r in rendered
+        ]
+
+    def send(self, records: list[bytes]) -> None:
+        if not records:
+            return
+        messages = self._messages(render_lines(records, self.destination.format, self.name))
+        if self.destination.protocol == "udp":
+            self._send_udp(messages)
+            return
+        frames = [b"%d %s" % (len(m), m) for m in messages]
+        if self._sock is not None and self._peer_closed(self._sock):
+            self._drop()
+        resend: list[bytes] = []
+        if self._sock is None:
+            # A new connection: the batch sent on the old one may not have been read.
+            resend, self._previous = self._previous, []
+            self._sock = self._connect()
+        try:
+            self._sock.sendall(b"".join([*resend, *frames]))
+            self._wait_acknowledged(self._sock)
+        except (OSError, ssl.SSLError) as exc:
+            self._previous = resend
+            self._drop()
+            raise ExporterError(
+                f"{self._where}: sending to {self.host}:{self.port} failed: {exc}", retryable=True
+            ) from exc
+        self._previous = frames
+
+    def _send_udp(self, messages: list[bytes]) -> None:
+        too_large = [i for i, m in enumerate(messages) if len(m) > MAX_UDP_MESSAGE]
+        if self._sock is None:
+            self._sock = self._connect()
+        try:
+            for index, message in enumerate(messages):
+                if index not in too_large:
+                    self._sock.send(message)
+        except OSError as exc:
+            self._drop()
+            raise ExporterError(
+                f"{self._where}: sending to {self.host}:{self.port} failed: {exc}", retryable=True
+            ) from exc
+        if too_large:
+            raise RecordsRejectedError(
+                f"{self._where}: {len(too_large)} messages are over the {MAX_UDP_MESSAGE} bytes "
+                "a UDP datagram holds (use protocol tcp or tls for large events)",
+                too_large,
+            )
+
+    def _connect(self) -> socket.socket:
+        timeout = self.destination.timeout_secs
+        try:
+            if self.destination.protocol == "udp":
+                family, kind, proto, _, address = socket.getaddrinfo(
+                    self.host, self.port, type=socket.SOCK_DGRAM
+                )[0]
+                sock = socket.socket(family, kind, proto)
+                sock.connect(address)
+                return sock
+            plain = socket.create_connection((self.host, self.port), timeout=timeout)
+        except OSError as exc:
+            raise ExporterError(
+                f"{self._where}: cannot connect to {self.host}:{self.port}: {exc}", retryable=True
+            ) from exc
+        plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.destination.protocol != "tls":
+            return plain
+        try:
+            return self._tls_context().wrap_socket(
+                plain, server_hostname=self.destination.tls.server_name or self.host
+            )
+        except (OSError, ssl.SSLError) as exc:
+            plain.close()
+            raise ExporterError(
+                f"{self._where}: TLS handshake with {self.host}:{self.port} failed: {exc}",
+                retryable=True,
+            ) from exc
+
+    def _tls_context(self) -> ssl.SSLContext:
+        tls = self.destination.tls
+        try:
+            context = ssl.create_default_context(cafile=tls.ca_file)
+            if not tls.verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if tls.cert_file:
+                context.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ExporterError(
+                f"{self._where}: cannot load the TLS files (ca_file, cert_file, key_file): {exc}",
+                retryable=True,
+            ) from exc
+        return context
+
+    @staticmethod
+    def _peer_closed(sock: socket.socket) -> bool:
+        """Whether the server closed the connection: a syslog server never writes, so a
+        readable socket means end of stream (or, with TLS, its close_notify)."""
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            if isinstance(sock, ssl.SSLSocket):
+                return True
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ssl.SSLError):
+            return True
+
+    def _wait_acknowledged(self, sock: socket.socket) -> None:
+        """Wait until the server's kernel acknowledged every byte sent (Linux SIOCOUTQ)."""
+        deadline = time.monotonic() + self.destination.timeout_secs
+        buf = bytearray(4)
+        while True:
+            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)
+            (unacked,) = struct.unpack("i", buf)
+            if unacked == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{unacked} bytes not acknowledged within {self.destination.timeout_secs:g} s"
+                )
+            time.sleep(0.002)
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        self._drop()
