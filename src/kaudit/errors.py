@@ -103,3 +103,15 @@ class RecordsRejectedError(ExporterError):
     def __init__(self, message: str, rejected: list[int]) -> None:
         super().__init__(message, retryable=False)
         self.rejected = rejected
+
+
+class DestinationHttpError(ExporterError):
+    """An HTTP destination answered with an error status; `retry_after` is the delay in
+    seconds its Retry-After header asked for, if any."""
+
+    def __init__(
+        self, message: str, *, status: int, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after

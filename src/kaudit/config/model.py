@@ -572,7 +572,8 @@ class SlackDestination(DestinationBase, Batching):
 
     @property
     def target(self) -> str:
-        return self.channel or "slack"
+        # Never the URL: its path is the webhook's secret.
+        return self.channel or self.webhook.split("://", 1)[1].split("/", 1)[0]
 
 
 Destination = Annotated[

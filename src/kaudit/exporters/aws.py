@@ -52,7 +52,7 @@ _CREDENTIALS = frozenset(
 
 
 def make_client(service: str, access: AwsAccess) -> Any:
-    """A boto3 client for `service` with short timeouts and few retries of its own: the
+    """A boto3 client for `service` with short timeouts and no retries of its own: the
     runner's backoff does the long waiting, with the cursor held."""
     session = boto3.session.Session(
         aws_access_key_id=access.access_key_id,
@@ -63,7 +63,7 @@ def make_client(service: str, access: AwsAccess) -> Any:
     config = BotoConfig(
         connect_timeout=min(access.timeout_secs, 10.0),
         read_timeout=access.timeout_secs,
-        retries={"max_attempts": 2, "mode": "standard"},
+        retries={"max_attempts": 1, "mode": "standard"},
     )
     region = access.region or session.region_name or _DEFAULT_REGION
     # Typed per service by the stubs; this helper serves two services, so it is untyped.

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from kaudit import __version__
-from kaudit.errors import ExporterError
+from kaudit.errors import DestinationHttpError, ExporterError
 
 # Answers that mean "not now" or "not you yet": the same request can succeed later
 # (after the receiver recovers, or someone fixes the credentials or the URL).
@@ -49,10 +49,19 @@ def post(client: httpx.Client, where: str, url: str, body: bytes, headers: dict[
         hint = " (the receiver refused the content: it goes to the dead-letter file)"
     else:
         hint = ""
-    raise ExporterError(
+    raise DestinationHttpError(
         f"{where}: {url} answered {status} {response.reason_phrase}{hint}: {detail}",
+        status=status,
         retryable=retryable,
+        retry_after=_seconds(response.headers.get("Retry-After")),
     )
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from webhooks; the runner's backoff covers it
 
 
 def post_with_retries(

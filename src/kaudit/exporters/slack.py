@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from kaudit.config.model import SlackDestination
-from kaudit.errors import ExporterError
+from kaudit.errors import DestinationHttpError
 from kaudit.events.catalog import EventCatalog
 from kaudit.events.model import AuditEvent
 from kaudit.exporters.http import make_client, post
@@ -122,24 +122,11 @@ class SlackExporter:
         headers = {"Content-Type": "application/json"}
         try:
             post(self.client, self._where, self.destination.webhook, body, headers)
-        except ExporterError as exc:
-            wait = _retry_after(str(exc))
-            if wait is None:
+        except DestinationHttpError as exc:
+            if exc.status != 429 or exc.retry_after is None:
                 raise
-            time.sleep(wait)
+            time.sleep(min(exc.retry_after, _MAX_RETRY_AFTER_S))
             post(self.client, self._where, self.destination.webhook, body, headers)
 
     def close(self) -> None:
         self.client.close()
-
-
-def _retry_after(error: str) -> float | None:
-    """The Retry-After seconds of a 429 error message, bounded; None for other errors."""
-    marker = "Retry-After "
-    if " 429 " not in error or marker not in error:
-        return None
-    value = error.split(marker, 1)[1].split(")", 1)[0]
-    try:
-        return min(max(float(value), 0.0), _MAX_RETRY_AFTER_S)
-    except ValueError:
-        return 1.0
