@@ -168,6 +168,7 @@ class ExporterRunner:
         interval_s: float = 1.0,
         linger_s: float = 0.0,
         dead_letter: Path | None = None,
+        metrics_path: Path | None = None,
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -183,6 +184,8 @@ class ExporterRunner:
         self.interval_s = interval_s
         self.linger_s = linger_s
         self.dead_letter = dead_letter
+        self.metrics_path = metrics_path
+        self._published = float("-inf")
         self.max_backoff_s = max_backoff_s
         self.metrics = ExporterMetrics(last_sequence=feed.last_sequence())
         self._native_input = bool(getattr(exporter, "native_input", False))
@@ -301,17 +304,45 @@ class ExporterRunner:
         """
         self._stop = stop
         waiting_since: float | None = None
-        while not stop.is_set():
-            try:
+        try:
+            while not stop.is_set():
+                self.publish_metrics()
                 if self.linger_s > 0:
                     waited, waiting_since = self._linger(waiting_since)
                     if waited:
                         continue
                 if self.run_once() == 0:
                     stop.wait(self.interval_s)
-            except ExporterError:
-                # Retryable failure while stopping: the cursor has not moved, nothing lost.
-                return
+        except ExporterError:
+            # Retryable failure while stopping: the cursor has not moved, nothing lost.
+            return
+        finally:
+            self.publish_metrics(force=True)
+
+    def publish_metrics(self, force: bool = False) -> None:
+        """Write the metrics to `metrics_path` (at most once a second unless `force`), for
+        `kaudit exporters status` to show what a running `kaudit run` has done."""
+        now = time.monotonic()
+        if self.metrics_path is None or (not force and now - self._published < 1.0):
+            return
+        self._published = now
+        body = {
+            "sent": self.metrics.sent,
+            "failed": self.metrics.failed,
+            "retried": self.metrics.retried,
+            "dead_lettered": self.metrics.dead_lettered,
+            "skipped": self.metrics.skipped,
+            "last_error": self.metrics.last_error,
+            "last_sequence": self.metrics.last_sequence,
+            "updated": time.time(),
+        }
+        try:
+            self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.metrics_path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(body))
+            tmp.replace(self.metrics_path)
+        except OSError as exc:
+            log.warning("%s: cannot write metrics to %s: %s", self.name, self.metrics_path, exc)
 
     def _linger(self, waiting_since: float | None) -> tuple[bool, float | None]:
         """(whether it waited instead of sending, when the pending batch started waiting)."""
@@ -402,9 +433,15 @@ def runners_for(config: Config) -> list[ExporterRunner]:
                 # A short linger is also how quickly new events are noticed.
                 interval_s=min(1.0, linger_s) if linger_s > 0 else 1.0,
                 dead_letter=config.data_path / "dead-letter" / f"{_safe(name)}.jsonl",
+                metrics_path=metrics_path(config, name),
             )
         )
     return runners
+
+
+def metrics_path(config: Config, name: str) -> Path:
+    """Where `kaudit run` keeps the latest metrics of the destination called `name`."""
+    return config.data_path / "exporters" / f"{_safe(name)}.metrics.json"
 
 
 def _safe(name: str) -> str:
