@@ -28,6 +28,8 @@ EXPECTED = {
     "TopicEvent",
     "TopicInAudit",
     "AclEvent",
+    "ActionEvent",
+    "ActionTarget",
     "AclBindingInfo",
     "ConfigEvent",
     "ConfigChange",

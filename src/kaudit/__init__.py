@@ -7,6 +7,8 @@ and `kaudit.emit(event_type, actor=..., resource=..., ...)` records an event thr
 from kaudit.auditor import (
     AclBindingInfo,
     AclEvent,
+    ActionEvent,
+    ActionTarget,
     Auditor,
     AuthInfo,
     ConfigChange,
@@ -33,6 +35,8 @@ __all__ = [
     "AclBindingInfo",
     "AclEvent",
     "Action",
+    "ActionEvent",
+    "ActionTarget",
     "Actor",
     "AuditEvent",
     "AuditSession",

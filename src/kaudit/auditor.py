@@ -188,7 +188,26 @@ class ConfigEvent:
     changes: tuple[ConfigChange, ...]
 
 
-RequestEvent = TopicEvent | AclEvent | ConfigEvent
+@dataclass(frozen=True)
+class ActionTarget:
+    """One resource a request acted on, with the record type it yields and its details."""
+
+    event_type: str
+    resource_type: str
+    resource_name: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    """Any other audited request (group deletions, offset resets, DeleteRecords, SCRAM
+    credentials, several configs at once...): the source names each record's type."""
+
+    operation: str
+    targets: tuple[ActionTarget, ...]
+
+
+RequestEvent = TopicEvent | AclEvent | ConfigEvent | ActionEvent
 
 
 @runtime_checkable
@@ -328,6 +347,19 @@ def to_audit_events(
                 {"config_type": rtype, "changes": changes},
             )
         )
+    elif isinstance(event, ActionEvent):
+        for target in event.targets:
+            infos = _infos_for(auth, target.resource_type.upper(), target.resource_name)
+            out.append(
+                _event(
+                    target.event_type,
+                    ctx,
+                    Resource(target.resource_type.lower(), target.resource_name),
+                    event.operation,
+                    infos,
+                    target.details,
+                )
+            )
     else:
         groups: dict[tuple[str, str], list[AuthInfo]] = {}
         for info in auth:

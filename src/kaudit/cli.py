@@ -293,13 +293,35 @@ def _run_exporters(config: Config, once: bool) -> dict[str, int]:
     click.echo(
         f"kaudit: exporting to {', '.join(r.name for r in runners)} (Ctrl-C to stop)", err=True
     )
-    while not stop.wait(0.5):
-        pass
-    for t in threads:
-        t.join()
-    for r in runners:
-        r.close()
+    try:
+        if config.gateway is not None:
+            _serve_gateway(config)  # returns on SIGINT/SIGTERM
+            stop.set()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        for r in runners:
+            r.close()
     return {r.name: r.metrics.sent for r in runners}
+
+
+def _serve_gateway(config: Config) -> None:
+    from kaudit.gateway import Gateway, run_gateway
+    from kaudit.session import describe_log
+
+    def ready(gw: Gateway) -> None:
+        click.echo(
+            f"kaudit gateway: listening on {gw.config.listen} for "
+            f"{','.join(gw.config.upstream)}, brokers from port "
+            f"{gw.brokers.broker_ports_start}; recording to {describe_log(config)} "
+            "(Ctrl-C to stop)",
+            err=True,
+        )
+
+    run_gateway(config, ready=ready)
 
 
 @main.command()
@@ -307,13 +329,35 @@ def _run_exporters(config: Config, once: bool) -> dict[str, int]:
 @click.option("--once", is_flag=True, help="Deliver what is in the log now, then exit.")
 @_handle_errors
 def run(config_path: str | None, once: bool) -> None:
-    """Run the configured exporters (each destination with its own cursor)."""
+    """Run what the configuration asks for: the gateway (`gateway:`) and the exporters
+    (each destination with its own cursor)."""
     config = _load(config_path)
     counts = _run_exporters(config, once)
     if not counts:
+        if config.gateway is not None and not once:
+            _serve_gateway(config)
+            return
         _fail("no destination configured (audit.destination or audit.destinations)", _EXIT_USAGE)
     for name, n in counts.items():
         click.echo(f"{name}: {n} events", err=True)
+
+
+@main.command()
+@click.option("--upstream", help="The cluster's bootstrap servers, HOST:PORT[,HOST:PORT...].")
+@click.option("--listen", help="Where clients connect, HOST:PORT (brokers follow on PORT+1+id).")
+@_config_option
+@_handle_errors
+def gateway(upstream: str | None, listen: str | None, config_path: str | None) -> None:
+    """Run the audit gateway: a Kafka proxy that audits every request (KIP-567)."""
+    from kaudit.config.load import with_overrides
+
+    config = _load(config_path)
+    overrides = {key: value for key, value in (("upstream", upstream), ("listen", listen)) if value}
+    if config.gateway is None and not upstream:
+        _fail("no upstream: pass --upstream HOST:PORT or set gateway.upstream", _EXIT_USAGE)
+    if overrides:
+        config = with_overrides(config, "gateway", overrides, "command line")
+    _serve_gateway(config)
 
 
 @main.group()

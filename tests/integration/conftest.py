@@ -106,14 +106,20 @@ def kafka_tool(kafka: KafkaInfo) -> KafkaTool:
     """
 
     def run(
-        main_class: str, *args: str, bootstrap: str | bool = True, check: bool = True
+        main_class: str,
+        *args: str,
+        bootstrap: str | bool = True,
+        check: bool = True,
+        input: str | None = None,
     ) -> CompletedProcess[str]:
         prefix: Sequence[str] = ()
         if bootstrap is True:
             prefix = ("--bootstrap-server", kafka.bootstrap_servers)
         elif isinstance(bootstrap, str):
             prefix = ("--bootstrap-server", bootstrap)
-        return run_kafka_tool(main_class, [*prefix, *args], dist=kafka.dist, check=check)
+        return run_kafka_tool(
+            main_class, [*prefix, *args], dist=kafka.dist, check=check, input=input
+        )
 
     return run
 
@@ -128,3 +134,7 @@ def client_properties(kafka: KafkaInfo, tmp_path: Path) -> Callable[..., Path]:
         )
 
     return make
+
+
+# The gateway in front of this broker (kept in its own module; re-exported as fixtures).
+from gateway_fixtures import gateway, gateway_factory  # noqa: E402, F401

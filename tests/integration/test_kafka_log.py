@@ -255,9 +255,8 @@ def test_write_denied_under_fail_open_counts_drops(
     # fail_open never makes the caller wait (a write attempt lasts 2 s + grace here).
     assert time.monotonic() - started < 1.0
     deadline = time.monotonic() + 20
-    while (
-        session.recorder.metrics()["kaudit_events_dropped_total"] < 150
-        or "WRITE" not in (session.recorder.last_error or "")
+    while session.recorder.metrics()["kaudit_events_dropped_total"] < 150 or "WRITE" not in (
+        session.recorder.last_error or ""
     ):
         assert time.monotonic() < deadline
         time.sleep(0.1)

@@ -90,6 +90,18 @@ def load_config_text(
     raise ConfigError(issues, source)
 
 
+def with_overrides(config: Config, section: str, values: Mapping[str, Any], source: str) -> Config:
+    """`config` with keys of one top-level section replaced (command-line options),
+    validated like a file: errors name `source` and the section's key paths."""
+    data = config.model_dump()
+    current = data.get(section) or {}
+    data[section] = {**current, **values}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_issue(error, ()) for error in exc.errors()], source) from None
+
+
 # ---------------------------------------------------------------------------- YAML
 
 

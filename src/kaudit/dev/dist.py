@@ -233,13 +233,15 @@ def run_kafka_tool(
     check: bool = True,
     timeout: float = 120.0,
     jvm_flags: Sequence[str] = TOOL_JVM_FLAGS,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run one of Kafka's Java command-line tools and capture its output.
 
     `main_class` is what Kafka's bin/ scripts run, e.g. ``org.apache.kafka.tools.AclCommand``,
     ``org.apache.kafka.tools.TopicCommand``, ``kafka.admin.ConfigCommand``,
     ``kafka.tools.StorageTool``. With `check`, a non-zero exit raises `KafkaToolError`
-    carrying both output streams.
+    carrying both output streams. `input` is written to the tool's stdin (e.g. records for
+    the console producer).
     """
     java = require_java()
     if dist is None:
@@ -256,7 +258,8 @@ def run_kafka_tool(
     try:
         done = subprocess.run(
             cmd,
-            stdin=subprocess.DEVNULL,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
@@ -121,11 +121,24 @@ class RecorderSettings:
 class _Barrier:
     """A queue item that is released once everything before it is durable."""
 
-    __slots__ = ("done", "error")
+    __slots__ = ("callback", "done", "error")
 
-    def __init__(self) -> None:
+    def __init__(self, callback: DurableCallback | None = None) -> None:
         self.done = threading.Event()
         self.error: str | None = None
+        self.callback = callback
+
+    def release(self) -> None:
+        self.done.set()
+        if self.callback is not None:
+            try:
+                self.callback(self.error)
+            except Exception:  # a caller's callback must not stop the writer
+                log.exception("durability callback failed")
+
+
+DurableCallback = Callable[[str | None], None]
+"""Called on the writer thread with None once durable, or with why it could not be."""
 
 
 # Queue item made by emit(): everything the writer needs, nothing computed yet.
@@ -339,6 +352,17 @@ class Recorder:
         if barrier.error:
             raise AuditUnavailableError(barrier.error)
 
+    def when_durable(self, callback: DurableCallback) -> None:
+        """Call `callback` (on the writer thread) once every event accepted before this
+        call is durable, with None, or with the reason it is not. Never blocks: sources on
+        an event loop use it to hold a response until its audit record is safe."""
+        if self._closed:
+            callback("the recorder is closed")
+            return
+        self._queue.append(_Barrier(callback))
+        if self._writer_idle:
+            self._wake.set()
+
     # -- observation -------------------------------------------------------------------------
 
     @property
@@ -381,9 +405,10 @@ class Recorder:
             while q and len(items) < batch_max:
                 item = q.popleft()
                 if type(item) is _Barrier:
+                    # Released after this batch is written: everything before it is in
+                    # the batch, and writing a few later events first does no harm.
                     barriers.append(item)
-                    # Everything before a barrier must be written before it is released.
-                    break
+                    continue
                 items.append(item)
             if self._space_waiters:
                 with self._space:
@@ -400,7 +425,7 @@ class Recorder:
                     b.error = f"audit writer failed: {exc!r}"
             self._tick()
             for b in barriers:
-                b.done.set()
+                b.release()
 
     def _tick(self) -> None:
         if self.sealer is None:

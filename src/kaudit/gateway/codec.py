@@ -1,0 +1,139 @@
+"""Kafka frames in and out: header peeks, and kio decoding/encoding with cached readers.
+
+Reading goes through kio's native readers (fast); writing through kio's pure-Python
+writers, so only small responses (ApiVersions, FindCoordinator, DescribeCluster, rare
+node-endpoint rewrites) are ever re-encoded. Every kio failure — an API or version it
+does not know, an unknown tagged field or error code, truncated bytes — becomes a
+`FrameDecodeError`, which the connection answers by forwarding the bytes unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from types import MappingProxyType
+from typing import Any
+
+from kio.index import load_request_schema, load_response_schema
+from kio.schema.index import api_key_map, schema_name_map
+from kio.serial import entity_reader, entity_writer
+
+_HEADER = struct.Struct(">hhi")
+_INT32 = struct.Struct(">i")
+
+
+class FrameDecodeError(Exception):
+    """A frame kio cannot read (unknown API or version, unknown tag, truncated)."""
+
+
+def _camel(snake: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in snake.split("_"))
+
+
+API_NAMES: Mapping[int, str] = MappingProxyType(
+    {key: _camel(name) for key, name in api_key_map.items()}
+)
+"""Kafka API key → its protocol name (`CreateTopics`)."""
+
+API_KEYS: Mapping[str, int] = MappingProxyType({name: key for key, name in API_NAMES.items()})
+
+
+def api_name(key: int) -> str:
+    return API_NAMES.get(key, f"Api{key}")
+
+
+@cache
+def parsable_versions(key: int) -> tuple[int, int] | None:
+    """The (min, max) versions of an API that kio can read, or None if it knows none."""
+    name = api_key_map.get(key)
+    if name is None:
+        return None
+    versions = sorted(schema_name_map[name])
+    return (versions[0], versions[-1]) if versions else None
+
+
+def peek_request(frame: bytes) -> tuple[int, int, int]:
+    """(api_key, api_version, correlation_id) of a request frame (no length prefix)."""
+    if len(frame) < 8:
+        raise FrameDecodeError(f"request of {len(frame)} bytes is shorter than a header")
+    key, version, correlation_id = _HEADER.unpack_from(frame, 0)
+    return key, version, correlation_id
+
+
+def peek_correlation_id(frame: bytes) -> int:
+    if len(frame) < 4:
+        raise FrameDecodeError(f"response of {len(frame)} bytes has no correlation id")
+    return int(_INT32.unpack_from(frame, 0)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedRequest:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    body: Any
+
+
+Reader = Callable[[Any, int], tuple[Any, int]]
+
+
+@cache
+def _request_readers(key: int, version: int) -> tuple[Reader, Reader]:
+    schema = load_request_schema(key, version)
+    return entity_reader(schema.__header_schema__), entity_reader(schema)
+
+
+@cache
+def _response_schema(key: int, version: int) -> tuple[Reader, Reader, type[Any]]:
+    schema = load_response_schema(key, version)
+    return entity_reader(schema.__header_schema__), entity_reader(schema), schema
+
+
+def decode_request(frame: bytes) -> DecodedRequest:
+    """The header and body of a request frame, or FrameDecodeError."""
+    key, version, correlation_id = peek_request(frame)
+    try:
+        read_header, read_body = _request_readers(key, version)
+        header, size = read_header(frame, 0)
+        body, _ = read_body(frame, size)
+    except Exception as exc:  # kio raises KeyError/ValueError/its own errors
+        raise FrameDecodeError(f"{api_name(key)} v{version} request: {exc!r}") from exc
+    return DecodedRequest(key, version, correlation_id, header.client_id, body)
+
+
+def decode_response(key: int, version: int, frame: bytes) -> tuple[Any, Any]:
+    """(header, body) of a response frame to a request of `key` at `version`."""
+    try:
+        read_header, read_body, _ = _response_schema(key, version)
+        header, size = read_header(frame, 0)
+        body, _ = read_body(frame, size)
+    except Exception as exc:
+        raise FrameDecodeError(f"{api_name(key)} v{version} response: {exc!r}") from exc
+    return header, body
+
+
+def encode_response(key: int, version: int, header: Any, body: Any) -> bytes:
+    """A whole response frame, length prefix included."""
+    _, _, schema = _response_schema(key, version)
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    entity_writer(schema.__header_schema__)(out, header)
+    entity_writer(schema)(out, body)
+    data = out.getbuffer()
+    _INT32.pack_into(data, 0, len(data) - 4)
+    return bytes(data)
+
+
+def encode_request(header: Any, body: Any) -> bytes:
+    """A whole request frame, length prefix included (used by tests and benchmarks)."""
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    entity_writer(type(body).__header_schema__)(out, header)
+    entity_writer(type(body))(out, body)
+    data = out.getbuffer()
+    _INT32.pack_into(data, 0, len(data) - 4)
+    return bytes(data)

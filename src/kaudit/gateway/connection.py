@@ -1,0 +1,662 @@
+"""One client connection through the gateway: framing, correlation, audit, hold/release.
+
+Each client connection gets its own broker connection, so correlation ids pass through
+untouched and responses come back in request order. Requests are forwarded as whole
+frames the moment they are complete; on the way, the gateway notes what it needs to
+audit (API, version, correlation id, the decoded request) in a FIFO. Each response is
+matched to the head of that FIFO, rewritten if it carries broker addresses or API
+versions, audited (one call per request, KIP-567), and sent on. Under fail_closed a
+response waits, in order, until the recorder says its audit record is durable; if it
+cannot be, the client gets the API's own error instead.
+
+Everything here runs on the event loop; nothing blocks or awaits on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import TYPE_CHECKING, Any, cast
+
+from kaudit.auditor import AUTHORIZATION_ERRORS, AuthInfo, RequestContext, RequestEvent
+from kaudit.gateway import rewrite
+from kaudit.gateway.aggregate import count_records
+from kaudit.gateway.audit_map import generic_auth, map_exchange
+from kaudit.gateway.codec import (
+    FrameDecodeError,
+    api_name,
+    decode_request,
+    decode_response,
+    encode_response,
+)
+from kaudit.gateway.sasl import SaslObserver
+
+if TYPE_CHECKING:
+    from kaudit.gateway.listener import Gateway
+
+log = logging.getLogger("kaudit.gateway")
+
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+
+PRODUCE, FETCH, METADATA, FIND_COORDINATOR = 0, 1, 3, 10
+SASL_HANDSHAKE, API_VERSIONS, SASL_AUTHENTICATE, DESCRIBE_CLUSTER = 17, 18, 36, 60
+# The client never sees a response to these from us without decoding and re-encoding.
+_REWRITTEN = frozenset({API_VERSIONS, METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER})
+# Error used when a fail_closed audit record cannot be made durable: the request may
+# have been applied, but the client must not take it as audited.
+AUDIT_UNAVAILABLE_ERROR = -1  # UNKNOWN_SERVER_ERROR
+AUDIT_UNAVAILABLE_MESSAGE = "kaudit: the audit log is unavailable (failure_policy: fail_closed)"
+# What the broker answered with when its connection went away before answering.
+NETWORK_EXCEPTION = 13
+
+
+class ProtocolViolation(Exception):
+    """A peer broke Kafka framing; its connection is closed with this reason."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request forwarded to the broker and not yet answered."""
+
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    request: Any  # the kio-decoded body, or None
+    started: float
+    decoded: bool
+    raw_sasl: bool = False
+
+
+@dataclass(slots=True)
+class _Held:
+    """A response waiting (fail_closed) for its audit record to be durable."""
+
+    frame: bytes
+    pending: _Pending
+    ready: bool = False
+    failed: str | None = None
+    response: Any = None
+    header: Any = None
+
+
+@dataclass(slots=True)
+class _Frames:
+    """Cuts a byte stream into Kafka frames (4-byte big-endian size, then the frame)."""
+
+    max_bytes: int
+    buffer: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self.buffer
+        if not buf and len(data) >= 4:
+            size = _INT32.unpack_from(data, 0)[0]
+            if 0 <= size <= self.max_bytes and len(data) == size + 4:
+                return [data]  # the common case: exactly one whole frame
+        buf += data
+        frames: list[bytes] = []
+        pos, end = 0, len(buf)
+        while end - pos >= 4:
+            size = _INT32.unpack_from(buf, pos)[0]
+            if size < 0 or size > self.max_bytes:
+                raise ProtocolViolation(
+                    f"frame of {size} bytes; accepted: 0..{self.max_bytes} "
+                    "(gateway.max_frame_bytes)"
+                )
+            stop = pos + 4 + size
+            if stop > end:
+                break
+            with memoryview(buf) as view:
+                frames.append(bytes(view[pos:stop]))
+            pos = stop
+        if pos:
+            del buf[:pos]
+        return frames
+
+
+def _client_id(frame: bytes) -> str | None:
+    """The client id of a request header (v1 and v2 both start with it)."""
+    if len(frame) < 14:
+        return None
+    size = _INT16.unpack_from(frame, 12)[0]
+    if size < 0 or 14 + size > len(frame):
+        return None
+    return frame[14 : 14 + size].decode("utf-8", "replace")
+
+
+def _with_error(value: Any, code: int, message: str) -> Any:
+    """A copy of a decoded response with every error code set to `code` (and its error
+    messages to `message`), for answering with the API's own error."""
+    if isinstance(value, tuple):
+        return tuple(_with_error(v, code, message) for v in value)
+    if not is_dataclass(value) or isinstance(value, type):
+        return value
+    changes: dict[str, Any] = {}
+    for f in fields(value):
+        current = getattr(value, f.name)
+        if f.name == "error_code":
+            changes[f.name] = type(current)(code)
+        elif f.name == "error_message":
+            changes[f.name] = message
+        elif isinstance(current, tuple) or is_dataclass(current):
+            changes[f.name] = _with_error(current, code, message)
+    return replace(value, **changes)
+
+
+class UpstreamSide(asyncio.Protocol):
+    """The broker end of one client connection."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+        self.frames = _Frames(conn.gateway.max_frame_bytes)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        try:
+            for frame in self.frames.feed(data):
+                conn.on_response(frame)
+        except ProtocolViolation as exc:
+            conn.close(f"broker broke framing: {exc}")
+        except Exception as exc:  # a bug in one response must not take the gateway down
+            log.exception("response handling failed")
+            conn.close(f"gateway error on a response: {exc!r}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_client_reading()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_client_reading()
+
+
+class ClientConnection(asyncio.Protocol):
+    """The client end: frames requests, forwards them, answers with audited responses."""
+
+    def __init__(self, gateway: Gateway, node_id: int | None) -> None:
+        self.gateway = gateway
+        self.node_id = node_id  # None: the bootstrap port
+        self.transport: asyncio.Transport | None = None
+        self.upstream: UpstreamSide | None = None
+        self.frames = _Frames(gateway.max_frame_bytes)
+        self.pending: deque[_Pending] = deque()
+        self.held: deque[_Held] = deque()
+        self.waiting: list[bytes] = []  # requests that arrived before the broker connected
+        self.sasl = SaslObserver()
+        self.peer_host: str | None = None
+        self.peer: str = "?"
+        self.software: tuple[str | None, str | None] = (None, None)
+        self.security_protocol = "PLAINTEXT"
+        self.cert_principal: str | None = None
+        self.raw_sasl_left = 0
+        self.handshake_version = 1
+        self.closed = False
+        self.client_gone = False
+        self._reading_paused = False
+
+    # -- connection lifecycle ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.peer_host = str(peer[0])
+            self.peer = f"{peer[0]}:{peer[1]}"
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.security_protocol = "SSL"
+            self.cert_principal = _certificate_principal(ssl_object)
+            if self.cert_principal:
+                self.sasl.principal = self.cert_principal
+        self.gateway.connections.add(self)
+        self.gateway.spawn(self._connect_upstream())
+
+    async def _connect_upstream(self) -> None:
+        gw = self.gateway
+        try:
+            addresses = gw.upstream_for(self.node_id)
+        except LookupError as exc:
+            self.close(str(exc))
+            return
+        upstream: UpstreamSide | None = None
+        problems: list[str] = []
+        for address in addresses:
+            try:
+                _, upstream = await gw.loop.create_connection(
+                    lambda: UpstreamSide(self),
+                    address.host,
+                    address.port,
+                    ssl=gw.upstream_ssl,
+                    server_hostname=address.host if gw.upstream_ssl else None,
+                )
+                break
+            except (OSError, ssl.SSLError) as exc:
+                problems.append(f"{address}: {exc}")
+        if upstream is None:
+            self.close(f"cannot reach the broker ({'; '.join(problems)})")
+            return
+        if self.closed:
+            if upstream.transport is not None:
+                upstream.transport.close()
+            return
+        self.upstream = upstream
+        waiting, self.waiting = self.waiting, []
+        for frame in waiting:
+            self._forward(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client_gone = True
+        reason = f"client went away ({exc})" if exc else "client closed the connection"
+        if self.pending and self.upstream is not None and not self.closed:
+            # Requests already sent may still be answered: keep the broker connection
+            # until they are, so each is audited, then close it.
+            log.info("%s: %s with %d requests in flight", self.peer, reason, len(self.pending))
+            self.gateway.loop.call_later(
+                self.gateway.drain_timeout, self.close, "in-flight requests not answered"
+            )
+            return
+        self.close(reason, quiet=exc is None)
+
+    def close(self, reason: str, quiet: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not quiet:
+            log.warning("closing connection from %s: %s", self.peer, reason)
+        self.gateway.connections.discard(self)
+        if self.transport is not None:
+            self.transport.close()
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.close()
+        self._audit_unanswered(reason)
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.close(f"broker connection lost ({exc or 'closed by the broker'})", quiet=False)
+
+    def pause_client_reading(self) -> None:
+        if self.transport is not None and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_client_reading(self) -> None:
+        if self.transport is not None and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        up = self.upstream
+        if up is not None and up.transport is not None:
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        up = self.upstream
+        if up is not None and up.transport is not None:
+            up.transport.resume_reading()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for frame in self.frames.feed(data):
+                self.on_request(frame)
+        except ProtocolViolation as exc:
+            self.close(f"client broke framing: {exc}")
+        except Exception as exc:
+            log.exception("request handling failed")
+            self.close(f"gateway error on a request: {exc!r}")
+
+    def on_request(self, frame: bytes) -> None:
+        gw = self.gateway
+        gw.metrics.requests += 1
+        if self.raw_sasl_left:
+            self.sasl.client_token(frame[4:])
+            self.pending.append(_Pending(SASL_AUTHENTICATE, 0, -1, None, None, 0.0, True, True))
+            self._forward(frame)
+            return
+        if len(frame) < 12:
+            raise ProtocolViolation(f"request of {len(frame) - 4} bytes has no header")
+        key, version, correlation_id = struct.unpack_from(">hhi", frame, 4)
+        request: Any = None
+        decoded = True
+        client_id: str | None
+        expect_response = True
+        if gw.decodes_request(key):
+            try:
+                parsed = decode_request(memoryview(frame)[4:])  # type: ignore[arg-type]
+            except FrameDecodeError as exc:
+                decoded = False
+                client_id = _client_id(frame)
+                log.debug("%s: forwarding undecoded request: %s", self.peer, exc)
+            else:
+                client_id = parsed.client_id
+                request = parsed.body
+                if key == PRODUCE:
+                    expect_response = int(request.acks) != 0
+                elif key == SASL_AUTHENTICATE:
+                    self.sasl.client_token(request.auth_bytes)
+                    request = None  # the token may hold a password: never kept
+                elif key == SASL_HANDSHAKE:
+                    self.sasl.handshake(str(request.mechanism))
+                    self.handshake_version = version
+                elif key == API_VERSIONS and version >= 3:
+                    self.software = (
+                        request.client_software_name or None,
+                        request.client_software_version or None,
+                    )
+        else:
+            decoded = False
+            client_id = _client_id(frame)
+        pending = _Pending(
+            key, version, correlation_id, client_id, request, time.perf_counter(), decoded
+        )
+        if expect_response:
+            self.pending.append(pending)
+        else:
+            self._audit_produce(pending, None)
+        self._forward(frame)
+
+    def _forward(self, frame: bytes) -> None:
+        up = self.upstream
+        if up is None or up.transport is None:
+            self.waiting.append(frame)
+            return
+        up.transport.write(frame)
+
+    # -- responses --------------------------------------------------------------------------
+
+    def on_response(self, frame: bytes) -> None:
+        if not self.pending:
+            raise ProtocolViolation("response with no request outstanding")
+        pending = self.pending.popleft()
+        if pending.raw_sasl:
+            self._raw_sasl_response(pending, frame)
+            return
+        correlation_id = _INT32.unpack_from(frame, 4)[0]
+        if correlation_id != pending.correlation_id:
+            raise ProtocolViolation(
+                f"response correlation id {correlation_id}, expected {pending.correlation_id}"
+            )
+        gw = self.gateway
+        key = pending.api_key
+        header = response = None
+        out = frame
+        if pending.decoded and gw.decodes_response(key):
+            try:
+                header, response = decode_response(
+                    key,
+                    pending.api_version,
+                    memoryview(frame)[4:],  # type: ignore[arg-type]
+                )
+            except FrameDecodeError as exc:
+                log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
+                pending.decoded = False
+            else:
+                rewritten = self._rewrite(key, response)
+                if rewritten is not None:
+                    response = rewritten
+                    out = encode_response(key, pending.api_version, header, response)
+        audited = self._audit(pending, response)
+        if self.client_gone:
+            if not self.pending:
+                self.close("client went away; in-flight requests audited", quiet=True)
+            return
+        if gw.fail_closed and (audited or self.held):
+            held = _Held(out, pending, response=response, header=header)
+            self.held.append(held)
+            if audited:
+                gw.when_durable(self, held)
+            else:
+                held.ready = True
+                self.release_ready()
+            return
+        self._send(out)
+
+    def _send(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def durable(self, held: _Held, error: str | None) -> None:
+        """The recorder's answer for a held response (on the event loop)."""
+        held.ready = True
+        held.failed = error
+        self.release_ready()
+
+    def release_ready(self) -> None:
+        while self.held and self.held[0].ready:
+            held = self.held.popleft()
+            if held.failed is None:
+                self._send(held.frame)
+                continue
+            self.gateway.metrics.refused += 1
+            log.error("%s: audit record not durable, answering with an error: %s",
+                      self.peer, held.failed)  # fmt: skip
+            answer = self._error_answer(held)
+            if answer is None:
+                self.close(f"audit record not durable ({held.failed}); cannot build an error")
+                return
+            self._send(answer)
+
+    def _error_answer(self, held: _Held) -> bytes | None:
+        pending = held.pending
+        if held.response is None or held.header is None:
+            try:
+                held.header, held.response = decode_response(
+                    pending.api_key,
+                    pending.api_version,
+                    memoryview(held.frame)[4:],  # type: ignore[arg-type]
+                )
+            except FrameDecodeError:
+                return None
+        failed = _with_error(held.response, AUDIT_UNAVAILABLE_ERROR, AUDIT_UNAVAILABLE_MESSAGE)
+        try:
+            return encode_response(pending.api_key, pending.api_version, held.header, failed)
+        except Exception:  # a value kio cannot write back: the caller closes instead
+            log.exception("cannot encode an error response")
+            return None
+
+    def _rewrite(self, key: int, response: Any) -> Any | None:
+        brokers = self.gateway.brokers
+        if key == METADATA:
+            self.gateway.learn_topics(response)
+            return rewrite.rewrite_metadata(response, brokers)
+        if key == API_VERSIONS:
+            if int(response.error_code) != 0:
+                return None
+            return rewrite.clamp_api_versions(response)
+        if key == FIND_COORDINATOR:
+            return rewrite.rewrite_find_coordinator(response, brokers)
+        if key == DESCRIBE_CLUSTER:
+            return rewrite.rewrite_describe_cluster(response, brokers)
+        if key in (PRODUCE, FETCH):
+            return rewrite.rewrite_node_endpoints(response, brokers)
+        if (
+            key == SASL_HANDSHAKE
+            and int(response.error_code) == 0
+            and self.sasl.mechanism
+            and self.handshake_version == 0  # raw SASL tokens follow, without headers
+        ):
+            self.raw_sasl_left = self.sasl.exchanges_needed
+        return None
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def context(self, pending: _Pending, decoded: bool = True) -> RequestContext:
+        return RequestContext(
+            principal=self.sasl.principal,
+            client_address=self.peer_host,
+            client_id=pending.client_id,
+            client_software_name=self.software[0],
+            client_software_version=self.software[1],
+            listener_name="gateway",
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl.mechanism,
+            api_key=pending.api_key,
+            api_name=api_name(pending.api_key),
+            api_version=pending.api_version,
+            correlation_id=pending.correlation_id,
+            duration_ms=round((time.perf_counter() - pending.started) * 1000, 3)
+            if pending.started
+            else None,
+            source="gateway",
+            decoded=decoded,
+        )
+
+    def _audit(self, pending: _Pending, response: Any) -> bool:
+        """Make the one audit call for this request; True if anything was recorded."""
+        gw = self.gateway
+        key = pending.api_key
+        if key == PRODUCE:
+            return self._audit_produce(pending, response)
+        if key == FETCH:
+            return self._audit_fetch(pending, response)
+        if key == SASL_HANDSHAKE:
+            if response is not None and int(response.error_code) != 0:
+                return self._auth_failed(pending, int(response.error_code), None)
+            return False
+        if key == SASL_AUTHENTICATE:
+            if response is None:
+                return False
+            code = int(response.error_code)
+            if code == 0:
+                if not self.sasl.complete():
+                    return False  # SCRAM's server-first message: not authenticated yet
+                self.sasl.accepted()
+                return gw.audit_auth(self, pending, "auth.login", 0, None)
+            return self._auth_failed(pending, code, response.error_message)
+        decoded = pending.decoded and (response is not None or not gw.decodes_response(key))
+        if decoded and pending.request is not None and response is not None:
+            try:
+                call = map_exchange(key, pending.request, response, gw.topic_name)
+            except (AttributeError, TypeError, ValueError) as exc:
+                log.warning("%s: cannot map %s v%d: %r", self.peer, api_name(key),
+                            pending.api_version, exc)  # fmt: skip
+                call = None
+                decoded = False
+            if call is not None and (call.event is not None or gw.records_generic(key)):
+                gw.audit(call.event, self.context(pending), call.auth)
+                return True
+        if not gw.records_generic(key):
+            return False
+        auth = generic_auth(api_name(key), pending.request, response) if decoded else ()
+        gw.audit(None, self.context(pending, decoded), auth)
+        return True
+
+    def _auth_failed(self, pending: _Pending, code: int, message: str | None) -> bool:
+        return self.gateway.audit_auth(self, pending, "auth.failed", code, message)
+
+    def _audit_produce(self, pending: _Pending, response: Any) -> bool:
+        request = pending.request
+        if request is None:
+            return self.gateway.records_generic(PRODUCE) and self._generic(pending)
+        codes: dict[Any, int] = {}
+        if response is not None:
+            for topic in response.responses:
+                ident = topic.name if hasattr(topic, "name") else topic.topic_id
+                codes[ident] = next(
+                    (int(p.error_code) for p in topic.partition_responses if int(p.error_code)),
+                    0,
+                )
+        ctx = self.context(pending)
+        gw = self.gateway
+        for topic in request.topic_data:
+            ident = topic.name if hasattr(topic, "name") else topic.topic_id
+            name = str(ident) if hasattr(topic, "name") else gw.topic_name(ident)
+            count = nbytes = 0
+            for part in topic.partition_data:
+                records = part.records
+                if records:
+                    nbytes += len(records)
+                    count += count_records(records)
+            gw.aggregator.add("records.produced", ctx, name, count, nbytes, codes.get(ident, 0))
+        return gw.fail_closed
+
+    def _audit_fetch(self, pending: _Pending, response: Any) -> bool:
+        gw = self.gateway
+        if response is None or pending.request is None:
+            return gw.records_generic(FETCH) and self._generic(pending)
+        request = pending.request
+        replica: Any = getattr(request, "replica_id", None)
+        if replica is None:
+            replica = getattr(getattr(request, "replica_state", None), "replica_id", -1)
+        if int(replica) >= 0:
+            return False  # a follower replicating, not a client reading
+        ctx = self.context(pending)
+        top_code = int(getattr(response, "error_code", 0))
+        for topic in response.responses:
+            ident = topic.topic if hasattr(topic, "topic") else topic.topic_id
+            name = str(ident) if hasattr(topic, "topic") else gw.topic_name(ident)
+            count = nbytes = 0
+            code = top_code
+            for part in topic.partitions:
+                records = part.records
+                if records:
+                    nbytes += len(records)
+                    count += count_records(records)
+                if int(part.error_code) in AUTHORIZATION_ERRORS:
+                    code = int(part.error_code)
+            if count or code:
+                gw.aggregator.add("records.consumed", ctx, name, count, nbytes, code)
+        return gw.fail_closed
+
+    def _generic(self, pending: _Pending) -> bool:
+        self.gateway.audit(None, self.context(pending, decoded=False), ())
+        return True
+
+    def _raw_sasl_response(self, pending: _Pending, frame: bytes) -> None:
+        self.raw_sasl_left -= 1
+        if self.raw_sasl_left == 0:
+            # The broker closes the connection on failure, so an answer to the last
+            # exchange means it accepted the client.
+            self.sasl.accepted()
+            self.gateway.audit_auth(self, pending, "auth.login", 0, None)
+        self._send(frame)
+
+    def _audit_unanswered(self, reason: str) -> None:
+        """Requests the broker never answered are recorded as failed, not forgotten."""
+        pending, self.pending = self.pending, deque()
+        gw = self.gateway
+        for p in pending:
+            if p.raw_sasl or p.api_key in (PRODUCE, FETCH, SASL_HANDSHAKE):
+                continue
+            if p.api_key == SASL_AUTHENTICATE:
+                self._auth_failed(p, NETWORK_EXCEPTION, reason)
+                continue
+            auth: Sequence[AuthInfo] = (
+                AuthInfo("REQUEST", "CLUSTER", "kafka-cluster", error_code=NETWORK_EXCEPTION),
+            )
+            gw.audit(None, self.context(p, decoded=p.decoded), auth)
+
+
+def _certificate_principal(ssl_object: Any) -> str | None:
+    """`User:CN=...,O=...` from a verified client certificate, as Kafka's default
+    principal builder names TLS clients."""
+    cert = ssl_object.getpeercert()
+    if not cert:
+        return None
+    parts: list[str] = []
+    for rdn in reversed(cert.get("subject", ())):
+        for name, value in rdn:
+            short = {"commonName": "CN", "organizationName": "O",
+                     "organizationalUnitName": "OU", "countryName": "C",
+                     "localityName": "L", "stateOrProvinceName": "ST"}.get(name, name)  # fmt: skip
+            parts.append(f"{short}={value}")
+    return f"User:{','.join(parts)}" if parts else None
+
+
+AuditFn = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None]

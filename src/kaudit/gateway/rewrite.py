@@ -1,0 +1,121 @@
+"""Broker addresses and API versions as the client must see them.
+
+Clients must talk to every broker through the gateway, so each broker address a response
+carries is replaced by the gateway's address for that node: one port per broker, chosen
+deterministically as `broker_ports_start + node_id`. The real addresses are learned from
+the same responses (Metadata, DescribeCluster, FindCoordinator, and KIP-951's
+`node_endpoints` in Produce/Fetch), so a broker's port opens the moment a client can
+first learn about it. ApiVersions is clamped to the versions the gateway can parse.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from kio.static.primitive import i16, i32
+
+from kaudit.gateway.codec import parsable_versions
+
+NewBroker = Callable[[int, str, int], None]
+
+
+class BrokerPortError(ValueError):
+    """A node id whose gateway port would fall outside 1..65535."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class BrokerMap:
+    """Node id ↔ real broker address ↔ the gateway's port for it (shared by connections)."""
+
+    def __init__(
+        self, advertised_host: str, broker_ports_start: int, on_new_broker: NewBroker
+    ) -> None:
+        self.advertised_host = advertised_host
+        self.broker_ports_start = broker_ports_start
+        self._on_new_broker = on_new_broker
+        self._upstream: dict[int, Address] = {}
+        self._lock = threading.Lock()
+
+    def port_for(self, node_id: int) -> int:
+        port = self.broker_ports_start + node_id
+        if not 0 < port < 65536:
+            raise BrokerPortError(
+                f"broker node id {node_id} maps to port {port}, outside 1..65535; "
+                "set gateway.broker_ports_start so that start + node id is a valid port"
+            )
+        return port
+
+    def upstream_of(self, node_id: int) -> Address | None:
+        return self._upstream.get(node_id)
+
+    def learn(self, node_id: int, host: str, port: int) -> tuple[str, int]:
+        """Note a broker's real address; returns the address the client must use."""
+        if node_id < 0 or port < 0:
+            return host, port  # "no coordinator/leader" placeholders stay as they are
+        address = Address(host, port)
+        if self._upstream.get(node_id) != address:
+            with self._lock:
+                self._upstream[node_id] = address
+            self._on_new_broker(node_id, host, port)
+        return self.advertised_host, self.port_for(node_id)
+
+    def known(self) -> dict[int, Address]:
+        return dict(self._upstream)
+
+
+def _rewrite_nodes(nodes: tuple[Any, ...], id_field: str, brokers: BrokerMap) -> tuple[Any, ...]:
+    out = []
+    for node in nodes:
+        host, port = brokers.learn(int(getattr(node, id_field)), node.host, int(node.port))
+        out.append(replace(node, host=host, port=i32(port)))
+    return tuple(out)
+
+
+def rewrite_metadata(body: Any, brokers: BrokerMap) -> Any:
+    return replace(body, brokers=_rewrite_nodes(body.brokers, "node_id", brokers))
+
+
+def rewrite_describe_cluster(body: Any, brokers: BrokerMap) -> Any:
+    return replace(body, brokers=_rewrite_nodes(body.brokers, "broker_id", brokers))
+
+
+def rewrite_find_coordinator(body: Any, brokers: BrokerMap) -> Any:
+    if hasattr(body, "coordinators"):  # v4+: one entry per key
+        return replace(body, coordinators=_rewrite_nodes(body.coordinators, "node_id", brokers))
+    host, port = brokers.learn(int(body.node_id), body.host, int(body.port))
+    return replace(body, host=host, port=i32(port))
+
+
+def rewrite_node_endpoints(body: Any, brokers: BrokerMap) -> Any | None:
+    """Produce v10+/Fetch v16+ responses naming new leaders; None when there are none."""
+    endpoints = getattr(body, "node_endpoints", ())
+    if not endpoints:
+        return None
+    return replace(body, node_endpoints=_rewrite_nodes(endpoints, "node_id", brokers))
+
+
+def clamp_api_versions(body: Any) -> Any:
+    """Keep only the APIs and versions the gateway can parse, so clients never send a
+    request (or expect a response) the gateway cannot read."""
+    kept = []
+    for entry in body.api_keys:
+        versions = parsable_versions(int(entry.api_key))
+        if versions is None:
+            continue
+        low = max(int(entry.min_version), versions[0])
+        high = min(int(entry.max_version), versions[1])
+        if low > high:
+            continue
+        kept.append(replace(entry, min_version=i16(low), max_version=i16(high)))
+    return replace(body, api_keys=tuple(kept))
