@@ -61,7 +61,7 @@ def wait_for_port(
 class MotoServer:
     """moto in server mode: one process serving every AWS API on one port."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -69,6 +69,7 @@ class MotoServer:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         wait_for_port(self.port, proc=self.proc)
 
@@ -93,15 +94,15 @@ class MotoServer:
             self.proc.wait()
         self._log.close()
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, key_id: str = "testing", secret: str = "testing") -> Any:
         import boto3
 
         return boto3.client(
             service,
             region_name="us-east-1",
             endpoint_url=self.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
         )
 
     def access(self) -> dict[str, Any]:

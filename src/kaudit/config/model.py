@@ -455,7 +455,7 @@ class CloudWatchDestination(DestinationBase, Batching, AwsAccess):
 
     @property
     def target(self) -> str:
-        return f"{self.log_group}:{self.log_stream or '${HOSTNAME}'}"
+        return f"{self.log_group}:{self.log_stream}" if self.log_stream else self.log_group
 
 
 SYSLOG_FACILITIES: dict[str, int] = {

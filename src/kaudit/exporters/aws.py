@@ -4,6 +4,7 @@ retry can help."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import boto3
@@ -92,12 +93,23 @@ def aws_error(where: str, doing: str, exc: Exception) -> ExporterError:
         code = error_code(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = exc.response.get("Error", {}).get("Message") or str(exc)
+        if not code or code.isdigit():
+            # An answer in a protocol other than the service's (an XML error from a JSON
+            # API, as proxies and some emulators give) leaves botocore with only the status.
+            code, message = _embedded_error(message, code)
         if code in _CREDENTIALS:
             hint = "wrong or expired credentials (check access_key_id / secret_access_key)"
             return ExporterError(f"{where}: {doing}: {code}: {hint}: {message}", retryable=True)
-        if code in ("AccessDenied", "AccessDeniedException", "Forbidden") or status == 403:
+        if code in ("AccessDenied", "AccessDeniedException", "Forbidden"):
             hint = "the credentials are not allowed to do this (check the IAM policy)"
             return ExporterError(f"{where}: {doing}: {code}: {hint}", retryable=True)
+        if status == 403:
+            # A HEAD request's answer has no body to tell the two causes apart.
+            hint = (
+                "access denied: the credentials are wrong or not allowed to do this (check "
+                "access_key_id / secret_access_key and the IAM policy)"
+            )
+            return ExporterError(f"{where}: {doing}: 403: {hint}", retryable=True)
         retryable = code not in _REFUSED_CONTENT
         return ExporterError(f"{where}: {doing}: {code or status}: {message}", retryable=retryable)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
@@ -116,3 +128,15 @@ def aws_error(where: str, doing: str, exc: Exception) -> ExporterError:
 
 
 AWS_ERRORS = (ClientError, BotoCoreError)
+
+_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
+
+
+def _embedded_error(message: str, code: str) -> tuple[str, str]:
+    """(code, message) read from an XML error document botocore passed on as the message."""
+    found_code = _XML_CODE.search(message)
+    if found_code is None:
+        return code, message
+    found_message = _XML_MESSAGE.search(message)
+    return found_code.group(1), found_message.group(1) if found_message else ""
