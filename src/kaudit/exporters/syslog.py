@@ -189,17 +189,23 @@ class SyslogExporter:
             ) from exc
         return context
 
-    @staticmethod
-    def _peer_closed(sock: socket.socket) -> bool:
-        """Whether the server closed the connection: a syslog server never writes, so a
-        readable socket means end of stream (or, with TLS, its close_notify)."""
+    def _peer_closed(self, sock: socket.socket) -> bool:
+        """Whether the server closed the connection: a syslog server sends no data, so a
+        readable socket means end of stream (or, with TLS, close_notify; TLS 1.3 session
+        tickets also make it readable, and are consumed here without meaning a close)."""
         try:
             readable, _, _ = select.select([sock], [], [], 0)
             if not readable:
                 return False
-            if isinstance(sock, ssl.SSLSocket):
-                return True
-            return sock.recv(1, socket.MSG_PEEK) == b""
+            if not isinstance(sock, ssl.SSLSocket):
+                return sock.recv(1, socket.MSG_PEEK) == b""
+            sock.setblocking(False)
+            try:
+                return sock.recv(1) == b""
+            except ssl.SSLWantReadError:
+                return False
+            finally:
+                sock.settimeout(self.destination.timeout_secs)
         except (OSError, ssl.SSLError):
             return True
 
