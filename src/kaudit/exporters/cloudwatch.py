@@ -26,7 +26,7 @@ MAX_SPAN_MS = 24 * 3600 * 1000
 
 
 def timestamp_ms(rendered: Rendered) -> int:
-    return int(datetime.fromisoformat(rendered.event.timestamp).timestamp() * 1000)
+    return int(datetime.fromisoformat(rendered.fields.timestamp).timestamp() * 1000)
 
 
 def plan_calls(

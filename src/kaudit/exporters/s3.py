@@ -54,7 +54,7 @@ class S3Exporter:
         if not self._bucket_checked:
             self._check_bucket()
         first, last = rendered[0], rendered[-1]
-        stream = first.event.context.host or first.event.context.cluster_id or "kaudit"
+        stream = first.fields.host or first.fields.cluster_id or "kaudit"
         low = first.sequence if first.sequence is not None else 0
         high = last.sequence if last.sequence is not None else low + len(rendered) - 1
         key = f"{self.prefix}{_safe(stream)}/{low:012d}-{high:012d}-{batch_key(records)}.jsonl.gz"

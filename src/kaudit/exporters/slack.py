@@ -104,13 +104,14 @@ class SlackExporter:
         return f"slack destination {self.name}"
 
     def send(self, records: list[bytes]) -> None:
-        rendered = render_lines(records, "native", self.name)
+        rendered = render_lines(records, "native", self.name, full=True)
         # A retry of the same batch resumes after the messages Slack already took.
         done = self._progress.start(batch_key(records))
         for index, item in enumerate(rendered):
             if index < done:
                 continue
             event = item.event
+            assert event is not None  # full=True decodes every event
             if selected(event.event_type, self.destination.verbosity):
                 payload = message(event, self.destination.channel, self.destination.username)
                 self._post(orjson.dumps(payload))

@@ -9,10 +9,12 @@ the destination's `format` as the message.
 
 TCP and TLS have no application-level acknowledgement. A batch counts as delivered once
 the server's kernel has acknowledged every byte (the socket's send queue is empty), and
-if the connection turns out to be closed when the next batch goes, the previous batch is
-sent again on the new connection: a server that stopped before reading it loses nothing,
-at the price of duplicates from that batch. UDP is fire-and-forget by nature: only what
-the kernel reports (no route, port unreachable) is seen as a failure.
+it stays "in doubt" until the server has been seen connected `IN_DOUBT_SECS` later: if
+the connection turns out to be closed when the next batch goes, the batches still in
+doubt are sent again on the new connection. A server that stopped before reading them
+loses nothing, at the price of duplicates from the last second of batches. UDP is
+fire-and-forget by nature: only what the kernel reports (no route, port unreachable) is
+seen as a failure.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ import time
 
 from kaudit.config.model import SYSLOG_FACILITIES, SyslogDestination
 from kaudit.errors import ExporterError, RecordsRejectedError
-from kaudit.events.model import AuditEvent
-from kaudit.exporters.records import Rendered, render_lines
+from kaudit.exporters.records import EventFields, Rendered, render_lines
 
 # 32473 is the enterprise number RFC 5612 reserves for documentation and examples.
 SD_ID = "kaudit@32473"
 NILVALUE = "-"
 MAX_UDP_MESSAGE = 65_507
+IN_DOUBT_SECS = 1.0
+"""How long after a batch the server must still be connected for the batch to count as
+read (plain TCP and TLS syslog have no acknowledgements of their own)."""
 _SEVERITY = {"success": 5, "denied": 4, "failure": 3}
 
 
@@ -50,21 +54,23 @@ def _header_token(value: str | None, limit: int) -> str:
     return token or NILVALUE
 
 
-def format_message(event: AuditEvent, body: bytes, facility: int, hostname: str, app: str) -> bytes:
+def format_message(
+    event: EventFields, body: bytes, facility: int, hostname: str, app: str
+) -> bytes:
     """One RFC 5424 SYSLOG-MSG for `event`, with `body` as its MSG."""
-    pri = facility * 8 + _SEVERITY.get(event.action.result, 5)
+    pri = facility * 8 + _SEVERITY.get(event.result, 5)
     params = [
         ("event_id", event.event_id),
         ("event_type", event.event_type),
-        ("actor", event.actor.id),
-        ("resource", f"{event.resource.type}:{event.resource.id}"),
-        ("result", event.action.result),
+        ("actor", event.actor_id),
+        ("resource", f"{event.resource_type}:{event.resource_id}"),
+        ("result", event.result),
     ]
-    if event.integrity is not None:
-        params.append(("sequence", str(event.integrity.sequence_number)))
-    if event.context.cluster_id:
-        params.append(("cluster", event.context.cluster_id))
-    data = " ".join(f'{name}="{_sd_escape(value)}"' for name, value in params)
+    if event.sequence is not None:
+        params.append(("sequence", str(event.sequence)))
+    if event.cluster_id:
+        params.append(("cluster", event.cluster_id))
+    data = " ".join(f'{name}="{_sd_escape(str(value))}"' for name, value in params)
     header = (
         f"<{pri}>1 {event.timestamp} {_header_token(hostname, 255)} {_header_token(app, 48)} "
         f"{NILVALUE} {_header_token(event.event_type, 32)} [{SD_ID} {data}] "
@@ -85,8 +91,9 @@ class SyslogExporter:
         self.facility = SYSLOG_FACILITIES[destination.facility]
         self.hostname = socket.gethostname()
         self._sock: socket.socket | None = None
-        self._previous: list[bytes] = []
-        """The frames of the last batch sent on the current connection."""
+        self._in_doubt: list[tuple[float, bytes]] = []
+        """(when, frames) sent lately on the current connection, which the server may not
+        have read if it stops: sent again on the next connection."""
 
     @property
     def _where(self) -> str:
@@ -94,7 +101,9 @@ class SyslogExporter:
 
     def _messages(self, rendered: list[Rendered]) -> list[bytes]:
         return [
-            format_message(r.event, r.body, self.facility, self.hostname, self.destination.app_name)
+            format_message(
+                r.fields, r.body, self.facility, self.hostname, self.destination.app_name
+            )
             for r in rendered
         ]
 
@@ -105,24 +114,30 @@ class SyslogExporter:
         if self.destination.protocol == "udp":
             self._send_udp(messages)
             return
-        frames = [b"%d %s" % (len(m), m) for m in messages]
-        if self._sock is not None and self._peer_closed(self._sock):
-            self._drop()
-        resend: list[bytes] = []
+        frames = b"".join(b"%d %s" % (len(m), m) for m in messages)
+        now = time.monotonic()
+        if self._sock is not None:
+            if self._peer_closed(self._sock):
+                self._drop()
+            else:
+                # Alive now, so what it got over IN_DOUBT_SECS ago it has had time to read.
+                self._in_doubt = [(t, d) for t, d in self._in_doubt if now - t < IN_DOUBT_SECS]
+        resend = b""
         if self._sock is None:
-            # A new connection: the batch sent on the old one may not have been read.
-            resend, self._previous = self._previous, []
+            # A new connection: what the old one carried lately may never have been read.
+            resend = b"".join(data for _, data in self._in_doubt)
             self._sock = self._connect()
         try:
-            self._sock.sendall(b"".join([*resend, *frames]))
+            self._sock.sendall(resend + frames)
             self._wait_acknowledged(self._sock)
         except (OSError, ssl.SSLError) as exc:
-            self._previous = resend
             self._drop()
             raise ExporterError(
                 f"{self._where}: sending to {self.host}:{self.port} failed: {exc}", retryable=True
             ) from exc
-        self._previous = frames
+        if resend:
+            self._in_doubt = [(now, resend)]
+        self._in_doubt.append((now, frames))
 
     def _send_udp(self, messages: list[bytes]) -> None:
         too_large = [i for i, m in enumerate(messages) if len(m) > MAX_UDP_MESSAGE]
