@@ -383,6 +383,25 @@ def to_audit_events(
     return out
 
 
+def record_types(event: RequestEvent | None, auth: Sequence[AuthInfo]) -> set[str]:
+    """The record types `to_audit_events` makes of one audit call (without building them)."""
+    if isinstance(event, TopicEvent):
+        types = {_TOPIC_TYPES[event.kind]}
+    elif isinstance(event, AclEvent):
+        types = {_ACL_TYPES[event.kind]}
+    elif isinstance(event, ConfigEvent):
+        types = {
+            "topic.config_changed" if event.resource_type.lower() == "topic" else "config.changed"
+        }
+    elif isinstance(event, ActionEvent):
+        types = {target.event_type for target in event.targets}
+    else:
+        types = {"kafka.request"}
+    if any(not info.allowed for info in auth):
+        types.add("access.denied")
+    return types
+
+
 def _denied(record: AuditEvent) -> AuditEvent:
     checks = record.authorization.checks if record.authorization else ()
     denied = [c for c in checks if not c.allowed]

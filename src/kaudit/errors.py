@@ -115,3 +115,12 @@ class DestinationHttpError(ExporterError):
         super().__init__(message, retryable=retryable)
         self.status = status
         self.retry_after = retry_after
+
+
+class GatewayError(KauditError):
+    """The gateway cannot start: a port is taken, a TLS file cannot be read."""
+
+
+class AuditRefused(AuditUnavailableError):
+    """fail_closed: the audit log cannot take a request's record now, so the client gets
+    an error instead of the broker's answer."""

@@ -65,7 +65,7 @@ class RunningGateway:
         return {**direct, "bootstrap.servers": self.bootstrap}
 
     def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        self.thread.call(self.gateway.aggregator.flush)
+        self.thread.call(self.gateway.flush_records)
         self.session.flush(10)
         reader = LogReader(self.log_dir)
         events: list[dict[str, Any]] = []
@@ -82,7 +82,12 @@ class RunningGateway:
     def log_bytes(self) -> bytes:
         return b"".join(p.read_bytes() for p in sorted(self.log_dir.iterdir()) if p.is_file())
 
+    closed: bool = False
+
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.thread.stop()
         self.session.close()
 

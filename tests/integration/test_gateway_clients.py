@@ -4,13 +4,15 @@ own Java command-line tools, with SCRAM and PLAIN users; what they did is record
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from gateway_fixtures import RunningGateway, one
 
@@ -263,3 +265,48 @@ def test_java_cli_tools_through_the_gateway(
     assert {p["offset"] for p in reset["details"]["partitions"]} == {0}
     one(events, event_type="group.deleted", resource__id=group)
     one(events, event_type="topic.deleted", resource__id=unique_topic)
+
+
+def test_reassignment_leader_election_and_offset_deletion_are_recorded(
+    gateway: RunningGateway,
+    admin_config: dict[str, str],
+    admin_sasl_config: dict[str, str],
+    kafka_tool: Callable[..., Any],
+    client_properties: Callable[..., Path],
+    tmp_path: Path,
+    unique_topic: str,
+) -> None:
+    from confluent_kafka import ElectionType, TopicPartition
+
+    create_topic(admin_config, unique_topic, partitions=2)
+    admin_props = str(client_properties("admin"))
+    via = {"bootstrap": gateway.bootstrap}
+    plan = tmp_path / "plan.json"
+    move = {"topic": unique_topic, "partition": 0, "replicas": [1]}
+    plan.write_text(json.dumps({"version": 1, "partitions": [move]}))
+    kafka_tool("org.apache.kafka.tools.reassign.ReassignPartitionsCommand",
+               "--reassignment-json-file", str(plan), "--execute",
+               "--command-config", admin_props, **via)  # fmt: skip
+    admin = AdminClient(gateway.client(admin_sasl_config))
+    # Partition 0's preferred leader already leads: the broker answers ELECTION_NOT_NEEDED,
+    # and the election request is recorded with that outcome.
+    election = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(unique_topic, 0)])
+    with contextlib.suppress(KafkaException):
+        election.result(timeout=30)
+    group = f"offsets-{unique_topic}"
+    kafka_tool(CONSOLE_CONSUMER, "--topic", unique_topic, "--from-beginning",
+               "--group", group, "--timeout-ms", "3000",
+               "--command-config", admin_props, check=False, **via)  # fmt: skip
+    kafka_tool(GROUPS, "--delete-offsets", "--group", group, "--topic", unique_topic,
+               "--command-config", admin_props, check=False, **via)  # fmt: skip
+
+    events = gateway.events()
+    reassigned = one(events, event_type="admin.partitions_reassigned", resource__id=unique_topic)
+    assert reassigned["details"]["partitions"] == [
+        {"partition": 0, "replicas": [1], "error_code": 0}
+    ]
+    elected = one(events, event_type="admin.leaders_elected", resource__id=unique_topic)
+    assert elected["details"]["election_type"] == "PREFERRED"
+    assert elected["details"]["partitions"][0]["partition"] == 0
+    deleted = [e for e in events if e["event_type"] == "group.offsets_deleted"]
+    assert deleted and deleted[0]["resource"]["id"] == group

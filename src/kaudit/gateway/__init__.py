@@ -13,7 +13,8 @@ import signal
 from collections.abc import Callable
 
 from kaudit.config import Config
-from kaudit.gateway.listener import Gateway, GatewayError, GatewayThread
+from kaudit.errors import GatewayError
+from kaudit.gateway.listener import Gateway, GatewayThread
 from kaudit.session import AuditSession
 
 __all__ = ["Gateway", "GatewayError", "GatewayThread", "build_gateway", "run_gateway"]
@@ -28,7 +29,9 @@ def build_gateway(config: Config, session: AuditSession) -> Gateway:
         config.gateway,
         session.audit,
         fail_closed=config.audit.failure_policy == "fail_closed",
+        selects=session.recorder.selects,
         when_durable=session.recorder.when_durable,
+        unavailable=lambda: session.recorder.unavailable_reason,
         durable_timeout=config.audit.block_timeout_ms / 1000,
     )
 

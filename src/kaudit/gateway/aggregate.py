@@ -53,7 +53,7 @@ def count_records(records: bytes | None) -> int:
     return total
 
 
-Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None]
+Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], object]
 
 
 @dataclass(slots=True)

@@ -15,16 +15,18 @@ Everything here runs on the event loop; nothing blocks or awaits on the request 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from kaudit.auditor import AUTHORIZATION_ERRORS, AuthInfo, RequestContext, RequestEvent
+from kaudit.errors import AuditRefused
 from kaudit.gateway import rewrite
 from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.audit_map import generic_auth, map_exchange
@@ -35,6 +37,8 @@ from kaudit.gateway.codec import (
     decode_response,
     encode_response,
 )
+from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
+from kaudit.gateway.fetch import FetchSummary, TopicFetched, summarize_fetch_response
 from kaudit.gateway.sasl import SaslObserver
 
 if TYPE_CHECKING:
@@ -49,6 +53,10 @@ PRODUCE, FETCH, METADATA, FIND_COORDINATOR = 0, 1, 3, 10
 SASL_HANDSHAKE, API_VERSIONS, SASL_AUTHENTICATE, DESCRIBE_CLUSTER = 17, 18, 36, 60
 # The client never sees a response to these from us without decoding and re-encoding.
 _REWRITTEN = frozenset({API_VERSIONS, METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER})
+# Responses naming brokers: never passed on unrewritten.
+_ADDRESSES = _REWRITTEN - {API_VERSIONS}
+# Fetch responses at least this much larger than what has arrived are cut through.
+_STREAM_AT_LEAST = 64 * 1024
 # Error used when a fail_closed audit record cannot be made durable: the request may
 # have been applied, but the client must not take it as audited.
 AUDIT_UNAVAILABLE_ERROR = -1  # UNKNOWN_SERVER_ERROR
@@ -87,38 +95,58 @@ class _Held:
     header: Any = None
 
 
-@dataclass(slots=True)
 class _Frames:
-    """Cuts a byte stream into Kafka frames (4-byte big-endian size, then the frame)."""
+    """Cuts a byte stream into Kafka frames (4-byte big-endian size, then the frame).
 
-    max_bytes: int
-    buffer: bytearray = field(default_factory=bytearray)
+    A frame that arrives in pieces is kept as a list of chunks and joined once when
+    complete, so a 1 MiB produce request is copied once, not once per read.
+    """
+
+    __slots__ = ("chunks", "have", "max_bytes", "need")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.chunks: list[bytes] = []
+        self.have = 0
+        self.need = 0  # bytes of the frame being collected (prefix included); 0: unknown
+
+    @property
+    def buffered(self) -> int:
+        return self.have
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self.buffer
-        if not buf and len(data) >= 4:
-            size = _INT32.unpack_from(data, 0)[0]
-            if 0 <= size <= self.max_bytes and len(data) == size + 4:
-                return [data]  # the common case: exactly one whole frame
-        buf += data
+        if self.chunks:
+            self.chunks.append(data)
+            self.have += len(data)
+            if not self.need and self.have >= 4:
+                head = b"".join(self.chunks)
+                self.chunks = [head]
+                self.need = 4 + self._size(head, 0)
+            if not self.need or self.have < self.need:
+                return []
+            data = b"".join(self.chunks)
+            self.chunks, self.have, self.need = [], 0, 0
         frames: list[bytes] = []
-        pos, end = 0, len(buf)
+        pos, end = 0, len(data)
         while end - pos >= 4:
-            size = _INT32.unpack_from(buf, pos)[0]
-            if size < 0 or size > self.max_bytes:
-                raise ProtocolViolation(
-                    f"frame of {size} bytes; accepted: 0..{self.max_bytes} "
-                    "(gateway.max_frame_bytes)"
-                )
-            stop = pos + 4 + size
+            stop = pos + 4 + self._size(data, pos)
             if stop > end:
+                self.need = stop - pos
                 break
-            with memoryview(buf) as view:
-                frames.append(bytes(view[pos:stop]))
+            frames.append(data if pos == 0 and stop == end else data[pos:stop])
             pos = stop
-        if pos:
-            del buf[:pos]
+        if pos < end:
+            rest = data[pos:] if pos else data
+            self.chunks, self.have = [rest], len(rest)
         return frames
+
+    def _size(self, data: bytes, pos: int) -> int:
+        size: int = _INT32.unpack_from(data, pos)[0]
+        if size < 0 or size > self.max_bytes:
+            raise ProtocolViolation(
+                f"frame of {size} bytes; accepted: 0..{self.max_bytes} (gateway.max_frame_bytes)"
+            )
+        return size
 
 
 def _client_id(frame: bytes) -> str | None:
@@ -157,6 +185,10 @@ class UpstreamSide(asyncio.Protocol):
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.frames = _Frames(conn.gateway.max_frame_bytes)
+        # A large fetch response is cut through: sent on as it arrives and audited once
+        # complete. These track the one in flight.
+        self.streaming_left = 0
+        self.streamed: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -165,13 +197,38 @@ class UpstreamSide(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         conn = self.conn
         try:
-            for frame in self.frames.feed(data):
-                conn.on_response(frame)
+            while data:
+                if self.streaming_left:
+                    data = self._stream(data)
+                    continue
+                if (
+                    self.frames.buffered == 0
+                    and len(data) >= 4
+                    and conn.can_stream_next()
+                    and 4 + self.frames._size(data, 0) - len(data) >= _STREAM_AT_LEAST
+                ):
+                    self.streaming_left = 4 + self.frames._size(data, 0)
+                    continue
+                for frame in self.frames.feed(data):
+                    conn.on_response(frame)
+                data = b""
         except ProtocolViolation as exc:
             conn.close(f"broker broke framing: {exc}")
         except Exception as exc:  # a bug in one response must not take the gateway down
             log.exception("response handling failed")
             conn.close(f"gateway error on a response: {exc!r}")
+
+    def _stream(self, data: bytes) -> bytes:
+        """Send on the next piece of a cut-through response; audit it when complete."""
+        n = min(len(data), self.streaming_left)
+        piece = data if n == len(data) else data[:n]
+        self.conn.send(piece)
+        self.streamed.append(piece)
+        self.streaming_left -= n
+        if self.streaming_left == 0:
+            pieces, self.streamed = self.streamed, []
+            self.conn.on_response(pieces[0], sent=True, pieces=pieces)
+        return data[n:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn.upstream_lost(exc)
@@ -380,7 +437,25 @@ class ClientConnection(asyncio.Protocol):
 
     # -- responses --------------------------------------------------------------------------
 
-    def on_response(self, frame: bytes) -> None:
+    def can_stream_next(self) -> bool:
+        """Whether the next response may be cut through: a fetch response (the big ones;
+        the gateway never rewrites them, see rewrite.PARSE_CAPS) with nothing held before
+        it, under fail_open (fail_closed holds every response until audited)."""
+        head = self.pending[0] if self.pending else None
+        return (
+            head is not None
+            and head.api_key == FETCH
+            and head.api_version <= FETCH_SUMMARY_MAX
+            and not self.held
+            and not self.gateway.fail_closed
+            and not self.client_gone
+        )
+
+    def on_response(
+        self, frame: bytes, sent: bool = False, pieces: list[bytes] | None = None
+    ) -> None:
+        """A whole response from the broker (`frame`, or the `pieces` it arrived in, the
+        first starting with the header); `sent` when it was cut through already."""
         if not self.pending:
             raise ProtocolViolation("response with no request outstanding")
         pending = self.pending.popleft()
@@ -396,7 +471,14 @@ class ClientConnection(asyncio.Protocol):
         key = pending.api_key
         header = response = None
         out = frame
-        if pending.decoded and gw.decodes_response(key):
+        if key == FETCH and pending.decoded and pending.api_version <= FETCH_SUMMARY_MAX:
+            # Fetch responses are summarised in place, records skipped, never re-encoded.
+            try:
+                response = summarize_fetch_response(pieces or [frame], pending.api_version)
+            except FrameDecodeError as exc:
+                log.debug("%s: fetch response not summarised: %s", self.peer, exc)
+                pending.decoded = False
+        elif pending.decoded and gw.decodes_response(key):
             try:
                 header, response = decode_response(
                     key,
@@ -404,30 +486,43 @@ class ClientConnection(asyncio.Protocol):
                     memoryview(frame)[4:],  # type: ignore[arg-type]
                 )
             except FrameDecodeError as exc:
+                if key in _ADDRESSES:
+                    # Passing it on would send the client to the brokers directly, past
+                    # the audit: refuse the connection instead.
+                    with contextlib.suppress(AuditRefused):
+                        self._audit(pending, None)
+                    self.close(f"cannot rewrite the broker addresses of a response: {exc}")
+                    return
                 log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
                 pending.decoded = False
             else:
-                rewritten = self._rewrite(key, response)
+                rewritten = None if sent else self._rewrite(key, response)
                 if rewritten is not None:
                     response = rewritten
                     out = encode_response(key, pending.api_version, header, response)
-        audited = self._audit(pending, response)
+        refused: str | None = None
+        try:
+            audited = self._audit(pending, response)
+        except AuditRefused as exc:
+            audited, refused = True, str(exc)
         if self.client_gone:
             if not self.pending:
                 self.close("client went away; in-flight requests audited", quiet=True)
             return
+        if sent:
+            return
         if gw.fail_closed and (audited or self.held):
             held = _Held(out, pending, response=response, header=header)
             self.held.append(held)
-            if audited:
-                gw.when_durable(self, held)
-            else:
-                held.ready = True
+            if refused is not None or not audited:
+                held.ready, held.failed = True, refused
                 self.release_ready()
+            else:
+                gw.when_durable(self, held)
             return
-        self._send(out)
+        self.send(out)
 
-    def _send(self, frame: bytes) -> None:
+    def send(self, frame: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
 
@@ -441,7 +536,7 @@ class ClientConnection(asyncio.Protocol):
         while self.held and self.held[0].ready:
             held = self.held.popleft()
             if held.failed is None:
-                self._send(held.frame)
+                self.send(held.frame)
                 continue
             self.gateway.metrics.refused += 1
             log.error("%s: audit record not durable, answering with an error: %s",
@@ -450,7 +545,7 @@ class ClientConnection(asyncio.Protocol):
             if answer is None:
                 self.close(f"audit record not durable ({held.failed}); cannot build an error")
                 return
-            self._send(answer)
+            self.send(answer)
 
     def _error_answer(self, held: _Held) -> bytes | None:
         pending = held.pending
@@ -549,13 +644,11 @@ class ClientConnection(asyncio.Protocol):
                 call = None
                 decoded = False
             if call is not None and (call.event is not None or gw.records_generic(key)):
-                gw.audit(call.event, self.context(pending), call.auth)
-                return True
+                return gw.audit(call.event, self.context(pending), call.auth)
         if not gw.records_generic(key):
             return False
         auth = generic_auth(api_name(key), pending.request, response) if decoded else ()
-        gw.audit(None, self.context(pending, decoded), auth)
-        return True
+        return gw.audit(None, self.context(pending, decoded), auth)
 
     def _auth_failed(self, pending: _Pending, code: int, message: str | None) -> bool:
         return self.gateway.audit_auth(self, pending, "auth.failed", code, message)
@@ -572,8 +665,10 @@ class ClientConnection(asyncio.Protocol):
                     (int(p.error_code) for p in topic.partition_responses if int(p.error_code)),
                     0,
                 )
-        ctx = self.context(pending)
         gw = self.gateway
+        if not gw.records("records.produced"):
+            return False
+        ctx = self.context(pending)
         for topic in request.topic_data:
             ident = topic.name if hasattr(topic, "name") else topic.topic_id
             name = str(ident) if hasattr(topic, "name") else gw.topic_name(ident)
@@ -584,7 +679,7 @@ class ClientConnection(asyncio.Protocol):
                     nbytes += len(records)
                     count += count_records(records)
             gw.aggregator.add("records.produced", ctx, name, count, nbytes, codes.get(ident, 0))
-        return gw.fail_closed
+        return True
 
     def _audit_fetch(self, pending: _Pending, response: Any) -> bool:
         gw = self.gateway
@@ -596,27 +691,22 @@ class ClientConnection(asyncio.Protocol):
             replica = getattr(getattr(request, "replica_state", None), "replica_id", -1)
         if int(replica) >= 0:
             return False  # a follower replicating, not a client reading
+        if not gw.records("records.consumed"):
+            return False
+        if not isinstance(response, FetchSummary):  # v16+: decoded by kio
+            response = _summary_of(response)
         ctx = self.context(pending)
-        top_code = int(getattr(response, "error_code", 0))
-        for topic in response.responses:
-            ident = topic.topic if hasattr(topic, "topic") else topic.topic_id
-            name = str(ident) if hasattr(topic, "topic") else gw.topic_name(ident)
-            count = nbytes = 0
-            code = top_code
-            for part in topic.partitions:
-                records = part.records
-                if records:
-                    nbytes += len(records)
-                    count += count_records(records)
-                if int(part.error_code) in AUTHORIZATION_ERRORS:
-                    code = int(part.error_code)
-            if count or code:
-                gw.aggregator.add("records.consumed", ctx, name, count, nbytes, code)
-        return gw.fail_closed
+        for topic in response.topics:
+            ident = topic.topic
+            name = ident if isinstance(ident, str) else gw.topic_name(ident)
+            denied = [c for c in topic.error_codes if c in AUTHORIZATION_ERRORS]
+            code = denied[0] if denied else response.error_code
+            if topic.records or code:
+                gw.aggregator.add("records.consumed", ctx, name, topic.records, topic.nbytes, code)
+        return True
 
     def _generic(self, pending: _Pending) -> bool:
-        self.gateway.audit(None, self.context(pending, decoded=False), ())
-        return True
+        return self.gateway.audit(None, self.context(pending, decoded=False), ())
 
     def _raw_sasl_response(self, pending: _Pending, frame: bytes) -> None:
         self.raw_sasl_left -= 1
@@ -624,12 +714,22 @@ class ClientConnection(asyncio.Protocol):
             # The broker closes the connection on failure, so an answer to the last
             # exchange means it accepted the client.
             self.sasl.accepted()
-            self.gateway.audit_auth(self, pending, "auth.login", 0, None)
-        self._send(frame)
+            try:
+                self.gateway.audit_auth(self, pending, "auth.login", 0, None)
+            except AuditRefused as exc:
+                self.close(f"audit log unavailable (fail_closed): {exc}")
+                return
+        self.send(frame)
 
     def _audit_unanswered(self, reason: str) -> None:
         """Requests the broker never answered are recorded as failed, not forgotten."""
         pending, self.pending = self.pending, deque()
+        try:
+            self._audit_each_unanswered(pending, reason)
+        except AuditRefused as exc:
+            log.error("%s: unanswered requests not recorded: %s", self.peer, exc)
+
+    def _audit_each_unanswered(self, pending: deque[_Pending], reason: str) -> None:
         gw = self.gateway
         for p in pending:
             if p.raw_sasl or p.api_key in (PRODUCE, FETCH, SASL_HANDSHAKE):
@@ -641,6 +741,21 @@ class ClientConnection(asyncio.Protocol):
                 AuthInfo("REQUEST", "CLUSTER", "kafka-cluster", error_code=NETWORK_EXCEPTION),
             )
             gw.audit(None, self.context(p, decoded=p.decoded), auth)
+
+
+def _summary_of(response: Any) -> FetchSummary:
+    """A kio-decoded Fetch response (v16+) as the summary the audit reads."""
+    topics = []
+    for topic in response.responses:
+        ident = topic.topic if hasattr(topic, "topic") else topic.topic_id
+        fetched = TopicFetched(ident)
+        for part in topic.partitions:
+            fetched.error_codes.append(int(part.error_code))
+            if part.records:
+                fetched.nbytes += len(part.records)
+                fetched.records += count_records(part.records)
+        topics.append(fetched)
+    return FetchSummary(int(getattr(response, "error_code", 0)), topics)
 
 
 def _certificate_principal(ssl_object: Any) -> str | None:

@@ -19,9 +19,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kaudit.auditor import ActionEvent, ActionTarget, AuthInfo, RequestContext, RequestEvent
+from kaudit.auditor import (
+    ActionEvent,
+    ActionTarget,
+    AuthInfo,
+    RequestContext,
+    RequestEvent,
+    record_types,
+)
 from kaudit.config.model import ClientTls, GatewayConfig, UpstreamTls
-from kaudit.errors import AuditUnavailableError, KauditError
+from kaudit.errors import AuditRefused, AuditUnavailableError, GatewayError
 from kaudit.gateway.aggregate import RecordsAggregator
 from kaudit.gateway.audit_map import MAPPERS
 from kaudit.gateway.codec import API_NAMES, parsable_versions
@@ -41,10 +48,7 @@ log = logging.getLogger("kaudit.gateway")
 
 Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None]
 WhenDurable = Callable[[Callable[[str | None], None]], None]
-
-
-class GatewayError(KauditError):
-    """The gateway cannot start (a port is taken, a TLS file is unreadable...)."""
+Unavailable = Callable[[], str | None]
 
 
 @dataclass
@@ -92,15 +96,19 @@ class Gateway:
         audit: Audit,
         *,
         fail_closed: bool = False,
+        selects: Callable[[str], bool] = lambda event_type: True,
         when_durable: WhenDurable | None = None,
+        unavailable: Unavailable | None = None,
         durable_timeout: float = 5.0,
     ) -> None:
-        if fail_closed and when_durable is None:
-            raise ValueError("fail_closed needs when_durable")
+        if fail_closed and (when_durable is None or unavailable is None):
+            raise ValueError("fail_closed needs when_durable and unavailable")
         self.config = config
         self._audit_fn = audit
         self.fail_closed = fail_closed
         self._when_durable = when_durable
+        self._unavailable = unavailable
+        self.selects = selects
         self.durable_timeout = durable_timeout
         self.max_frame_bytes = config.max_frame_bytes
         self.drain_timeout = 30.0
@@ -183,13 +191,45 @@ class Gateway:
 
     def audit(
         self, event: RequestEvent | None, ctx: RequestContext, auth: Sequence[AuthInfo]
-    ) -> None:
+    ) -> bool:
+        """The one audit call of a request; True if it makes records the log keeps (so a
+        fail_closed response waits for them)."""
+        recorded = any(self.selects(t) for t in record_types(event, auth))
+        if recorded:
+            self.check_available()
         self.metrics.audit_calls += 1
         try:
             self._audit_fn(event, ctx, auth)
         except AuditUnavailableError as exc:
             self.metrics.audit_failures += 1
             log.error("audit call for %s failed: %s", ctx.api_name, exc)
+            if self.fail_closed:
+                raise AuditRefused(str(exc)) from exc
+        return recorded
+
+    def records(self, event_type: str) -> bool:
+        """Whether records of this type are kept; under fail_closed, raises AuditRefused
+        when they are but the log cannot take them now."""
+        if not self.selects(event_type):
+            return False
+        self.check_available()
+        return True
+
+    def check_available(self) -> None:
+        """Under fail_closed, raise AuditRefused when the log cannot take a record now
+        (recording would block the event loop, and the record could not be durable)."""
+        if self.fail_closed and self._unavailable is not None:
+            reason = self._unavailable()
+            if reason is not None:
+                self.metrics.audit_failures += 1
+                raise AuditRefused(reason)
+
+    def flush_records(self) -> None:
+        """Close the produce/fetch window: one record per client and topic."""
+        try:
+            self.aggregator.flush()
+        except AuditRefused as exc:
+            log.error("produce/fetch records of this window lost: %s", exc)
 
     def audit_auth(
         self,
@@ -207,7 +247,7 @@ class Gateway:
             details["delegation_token"] = True
         if message:
             details["message"] = message
-        self.audit(
+        return self.audit(
             ActionEvent(
                 "authenticate",
                 (ActionTarget(event_type, "user", principal, details),),
@@ -215,7 +255,6 @@ class Gateway:
             ctx,
             (AuthInfo("AUTHENTICATE", "USER", principal, allowed=True, error_code=error_code),),
         )
-        return True
 
     def when_durable(self, conn: ClientConnection, held: _Held) -> None:
         assert self._when_durable is not None
@@ -297,7 +336,7 @@ class Gateway:
             if self._stopping is not None and self._stopping.is_set():
                 return
             if self.aggregator.due():
-                self.aggregator.flush()
+                self.flush_records()
             self._schedule_flush()
 
         self.loop.call_later(min(1.0, self.config.records_window_seconds), tick)
@@ -332,7 +371,7 @@ class Gateway:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self.aggregator.flush()
+        self.flush_records()
         self._servers.clear()
         self._serving.clear()
 

@@ -105,16 +105,24 @@ def rewrite_node_endpoints(body: Any, brokers: BrokerMap) -> Any | None:
     return replace(body, node_endpoints=_rewrite_nodes(endpoints, "node_id", brokers))
 
 
+PARSE_CAPS = {1: 15}
+"""Highest versions offered for these APIs although the gateway could parse more: Fetch
+v16+ responses may name new leaders (KIP-951 node_endpoints) that would have to be
+rewritten, which forbids cutting large fetch responses through as they arrive; at v15
+clients learn new leaders from a metadata refresh instead."""
+
+
 def clamp_api_versions(body: Any) -> Any:
     """Keep only the APIs and versions the gateway can parse, so clients never send a
     request (or expect a response) the gateway cannot read."""
     kept = []
     for entry in body.api_keys:
-        versions = parsable_versions(int(entry.api_key))
+        key = int(entry.api_key)
+        versions = parsable_versions(key)
         if versions is None:
             continue
         low = max(int(entry.min_version), versions[0])
-        high = min(int(entry.max_version), versions[1])
+        high = min(int(entry.max_version), versions[1], PARSE_CAPS.get(key, versions[1]))
         if low > high:
             continue
         kept.append(replace(entry, min_version=i16(low), max_version=i16(high)))

@@ -212,6 +212,10 @@ class Recorder:
             self._selected[event_type] = selected
             return selected
 
+    def selects(self, event_type: str) -> bool:
+        """Whether events of this type are recorded (`events` / `exclude_events`)."""
+        return self._is_selected(event_type)
+
     def emit(
         self,
         event_type: str,
@@ -372,6 +376,19 @@ class Recorder:
     @property
     def last_error(self) -> str | None:
         return self._last_error
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why an event accepted now could not be made durable soon (the log is failing,
+        the queue is full), or None. Lets a fail_closed source refuse at once instead of
+        blocking in emit()."""
+        if self._closed:
+            return "the recorder is closed"
+        if not self._healthy:
+            return f"the audit log is failing: {self._last_error}"
+        if len(self._queue) >= self._max:
+            return f"the audit queue is full ({self._max} events)"
+        return None
 
     def metrics(self) -> dict[str, int | bool]:
         """Counters named as exported: kaudit_events_* and the queue depth."""

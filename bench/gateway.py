@@ -1,0 +1,268 @@
+"""The gateway's cost: the same producer and consumer, direct and through the gateway.
+
+One local broker (SASL_PLAINTEXT, SCRAM-SHA-512 as `admin`), one `kaudit gateway`
+process in front of it (as deployed: its own process, uvloop, recording to a local log).
+Per run, alternating direct and gateway:
+- throughput: a confluent-kafka producer sends `--messages` 1 KiB records (acks=all,
+  linger 5 ms), then a consumer reads them back; msgs/s and MB/s each way;
+- latency: a producer sends one record per request (linger 0, acks=all) at a fixed
+  `--rate` for `--seconds`; delivery latency p50/p99, direct and through the gateway
+  under fail_open and under fail_closed (each response held until its record is durable).
+
+The last line is one JSON object; figures are medians over `--repeat` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from kaudit.dev.kafka import KafkaInfo, LocalKafka
+from kaudit.errors import KauditError
+
+RECORD = b"r" * 1024
+
+
+def free_port_block(size: int) -> int:
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            start = int(probe.getsockname()[1])
+        if start + size >= 65536:
+            continue
+        try:
+            for port in range(start, start + size):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return start
+        except OSError:
+            continue
+    raise SystemExit("no free ports")
+
+
+class GatewayProcess:
+    """`kaudit gateway` in its own process, recording to a local log."""
+
+    def __init__(self, info: KafkaInfo, work: Path, policy: str) -> None:
+        self.port = free_port_block(4)
+        self.work = work / f"gw-{policy}-{uuid.uuid4().hex[:6]}"
+        self.work.mkdir(parents=True)
+        config = self.work / "kaudit.yaml"
+        config.write_text(
+            f"data_dir: {self.work / 'data'}\n"
+            "audit:\n"
+            f"  failure_policy: {policy}\n"
+            "gateway:\n"
+            f"  upstream: {info.sasl_bootstrap_servers}\n"
+            f"  listen: 127.0.0.1:{self.port}\n"
+            "  records_window_seconds: 10\n"
+        )
+        kaudit = Path(sys.executable).with_name("kaudit")
+        self.proc = subprocess.Popen(
+            [str(kaudit), "gateway", "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.work / "gateway.err", "w"),  # noqa: SIM115
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"gateway did not start: {(self.work / 'gateway.err').read_text()}"
+                    ) from None
+                time.sleep(0.1)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def client_config(info: KafkaInfo, bootstrap: str) -> dict[str, Any]:
+    return {**info.client_config("admin"), "bootstrap.servers": bootstrap}
+
+
+def throughput(config: dict[str, Any], topic: str, messages: int) -> tuple[float, float]:
+    """(produce msgs/s, consume msgs/s) for `messages` 1 KiB records."""
+    producer = Producer({**config, "acks": "all", "linger.ms": 5, "compression.type": "none"})
+    started = time.perf_counter()
+    for _ in range(messages):
+        while True:
+            try:
+                producer.produce(topic, RECORD)
+                break
+            except BufferError:
+                producer.poll(0.001)
+    if producer.flush(120) != 0:
+        raise SystemExit("producer did not deliver everything")
+    produce_rate = messages / (time.perf_counter() - started)
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52428800,
+        }
+    )
+    consumer.subscribe([topic])
+    received = 0
+    started = None
+    deadline = time.monotonic() + 120
+    while received < messages and time.monotonic() < deadline:
+        batch = consumer.consume(10000, 1.0)
+        if batch and started is None:
+            started = time.perf_counter()
+        received += sum(1 for m in batch if m.error() is None)
+    consumer.close()
+    if received < messages or started is None:
+        raise SystemExit(f"consumed {received} of {messages}")
+    return produce_rate, received / (time.perf_counter() - started)
+
+
+def latency(config: dict[str, Any], topic: str, rate: int, seconds: float) -> tuple[float, float]:
+    """(p50, p99) ms of acks=all delivery, one record per request at `rate` per second."""
+    producer = Producer({**config, "acks": "all", "linger.ms": 0, "compression.type": "none"})
+    producer.produce(topic, RECORD)  # connect and learn metadata first
+    producer.flush(30)
+    samples: list[float] = []
+
+    def delivered(err: Any, msg: Any, sent: float) -> None:
+        if err is None:
+            samples.append(time.perf_counter() - sent)
+
+    interval = 1.0 / rate
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    for i in range(total):
+        due = start + i * interval
+        # Sleep rather than spin until the send is due: a spinning client would take a
+        # core from the broker and the gateway on a small machine.
+        while (now := time.perf_counter()) < due:
+            producer.poll(0)
+            if due - now > 0.0002:
+                time.sleep(due - now - 0.0001)
+        producer.produce(topic, RECORD, on_delivery=lambda e, m, t=now: delivered(e, m, t))
+        producer.poll(0)
+    producer.flush(30)
+    if len(samples) < total * 0.99:
+        raise SystemExit(f"only {len(samples)} of {total} deliveries succeeded")
+    samples.sort()
+    return (
+        samples[len(samples) // 2] * 1000,
+        samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--kafka-dir", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kaudit-bench-gateway-"))
+    own = args.kafka_dir is None
+    broker = LocalKafka(args.kafka_dir or work / "kafka")
+    info = None if own else broker.status()
+    if info is None:
+        try:
+            info = broker.start()
+        except KauditError as exc:
+            raise SystemExit(f"cannot start Kafka: {exc}") from exc
+        own = True
+    gateways = {p: GatewayProcess(info, work, p) for p in ("fail_open", "fail_closed")}
+    direct_config = client_config(info, info.sasl_bootstrap_servers)
+    admin = AdminClient(direct_config)
+    figures: dict[str, list[float]] = {}
+
+    def note(name: str, value: float) -> None:
+        figures.setdefault(name, []).append(value)
+
+    try:
+        for run in range(args.repeat):
+            topics = [f"bench-{run}-{uuid.uuid4().hex[:6]}-{i}" for i in range(4)]
+            for future in admin.create_topics([NewTopic(t, 6, 1) for t in topics]).values():
+                future.result(timeout=30)
+            direct_p, direct_c = throughput(direct_config, topics[0], args.messages)
+            gw_config = client_config(info, gateways["fail_open"].bootstrap)
+            gw_p, gw_c = throughput(gw_config, topics[1], args.messages)
+            note("direct_produce", direct_p)
+            note("gateway_produce", gw_p)
+            note("direct_consume", direct_c)
+            note("gateway_consume", gw_c)
+            d50, d99 = latency(direct_config, topics[2], args.rate, args.seconds)
+            o50, o99 = latency(gw_config, topics[2], args.rate, args.seconds)
+            closed_config = client_config(info, gateways["fail_closed"].bootstrap)
+            c50, c99 = latency(closed_config, topics[3], args.rate, args.seconds)
+            for name, value in (("direct_p50", d50), ("direct_p99", d99), ("open_p50", o50),
+                                ("open_p99", o99), ("closed_p50", c50),
+                                ("closed_p99", c99)):  # fmt: skip
+                note(name, value)
+            print(
+                f"run {run + 1}: produce {direct_p:,.0f} direct / {gw_p:,.0f} gateway msgs/s; "
+                f"consume {direct_c:,.0f} / {gw_c:,.0f}; p50/p99 ms direct {d50:.2f}/{d99:.2f}, "
+                f"fail_open {o50:.2f}/{o99:.2f}, fail_closed {c50:.2f}/{c99:.2f}",
+                flush=True,
+            )
+    finally:
+        for gw in gateways.values():
+            gw.stop()
+        if own:
+            broker.stop()
+
+    def median(name: str) -> float:
+        return statistics.median(figures[name])
+
+    mib = 1024 / (1024 * 1024)
+    result = {
+        "benchmark": "gateway",
+        "record_bytes": len(RECORD),
+        "messages": args.messages,
+        "runs": args.repeat,
+        "direct_msgs_per_s": round(median("direct_produce")),
+        "gateway_msgs_per_s": round(median("gateway_produce")),
+        "ratio": round(median("gateway_produce") / median("direct_produce"), 3),
+        "direct_mb_per_s": round(median("direct_produce") * mib, 1),
+        "gateway_mb_per_s": round(median("gateway_produce") * mib, 1),
+        "direct_consume_msgs_per_s": round(median("direct_consume")),
+        "gateway_consume_msgs_per_s": round(median("gateway_consume")),
+        "consume_ratio": round(median("gateway_consume") / median("direct_consume"), 3),
+        "rate_per_s": args.rate,
+        "direct_p50_ms": round(median("direct_p50"), 3),
+        "direct_p99_ms": round(median("direct_p99"), 3),
+        "added_p50_ms": round(median("open_p50") - median("direct_p50"), 3),
+        "added_p99_ms": round(median("open_p99") - median("direct_p99"), 3),
+        "fail_closed_added_p50_ms": round(median("closed_p50") - median("direct_p50"), 3),
+        "fail_closed_added_p99_ms": round(median("closed_p99") - median("direct_p99"), 3),
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

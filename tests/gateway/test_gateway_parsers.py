@@ -1,0 +1,160 @@
+"""The gateway's parsers never fail on hostile bytes: framing, SASL tokens, kio decoding.
+
+Fuzzed with hypothesis; each parser may refuse input only in the documented way
+(`ProtocolViolation`, `FrameDecodeError`) and otherwise returns a value.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import struct
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kaudit.gateway.aggregate import count_records
+from kaudit.gateway.codec import FrameDecodeError, decode_request, decode_response
+from kaudit.gateway.connection import ProtocolViolation, _client_id, _Frames
+from kaudit.gateway.sasl import (
+    SaslObserver,
+    oauthbearer_identity,
+    plain_identity,
+    scram_identity,
+)
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+@given(st.lists(st.binary(max_size=300), max_size=20), st.data())
+def test_frames_come_out_whole_however_the_stream_is_cut(
+    payloads: list[bytes], data: st.DataObject
+) -> None:
+    stream = b"".join(frame(p) for p in payloads)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    framer = _Frames(max_bytes=1024)
+    out: list[bytes] = []
+    last = 0
+    for cut in [*cuts, len(stream)]:
+        out.extend(framer.feed(stream[last:cut]))
+        last = cut
+    assert out == [frame(p) for p in payloads]
+    assert framer.buffered == 0
+
+
+@given(st.binary(max_size=200))
+def test_framing_of_arbitrary_bytes_returns_frames_or_a_violation(data: bytes) -> None:
+    framer = _Frames(max_bytes=64)
+    try:
+        frames = framer.feed(data)
+    except ProtocolViolation as exc:
+        assert "accepted: 0..64" in str(exc)
+        return
+    for f in frames:
+        assert struct.unpack(">i", f[:4])[0] == len(f) - 4 <= 64
+
+
+def test_oversized_and_negative_sizes_are_violations_naming_the_limit() -> None:
+    for size in (-1, 65):
+        framer = _Frames(max_bytes=64)
+        try:
+            framer.feed(struct.pack(">i", size))
+        except ProtocolViolation as exc:
+            assert "gateway.max_frame_bytes" in str(exc)
+        else:
+            raise AssertionError(f"size {size} accepted")
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=400))
+def test_request_decoding_of_arbitrary_bytes_fails_only_as_frame_decode_error(
+    data: bytes,
+) -> None:
+    with contextlib.suppress(FrameDecodeError):
+        decode_request(data)
+    _client_id(b"\0\0\0\0" + data)
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from([(0, 9), (1, 16), (3, 12), (18, 3), (19, 7), (36, 2)]), st.binary(max_size=400)
+)
+def test_response_decoding_of_arbitrary_bytes_fails_only_as_frame_decode_error(
+    api: tuple[int, int], data: bytes
+) -> None:
+    with contextlib.suppress(FrameDecodeError):
+        decode_response(api[0], api[1], data)
+
+
+@given(st.binary(max_size=300))
+def test_sasl_token_parsers_accept_any_bytes(token: bytes) -> None:
+    plain_identity(token)
+    scram_identity(token)
+    oauthbearer_identity(token)
+    for mechanism in ("PLAIN", "SCRAM-SHA-256", "OAUTHBEARER", "GSSAPI"):
+        observer = SaslObserver()
+        observer.handshake(mechanism)
+        observer.client_token(token)
+        assert observer.claimed_principal().startswith("User:")
+
+
+def test_plain_reads_the_authcid_and_never_the_password() -> None:
+    assert plain_identity(b"\0alice\0s3cret").name == "alice"
+    assert plain_identity(b"admin\0alice\0s3cret").name == "admin"  # authzid wins
+    assert plain_identity(b"alice-no-separators").name is None
+
+
+def test_scram_reads_the_user_from_the_client_first_message_only() -> None:
+    first = scram_identity(b"n,,n=al=2Cice,r=abc123")
+    assert first is not None and first.name == "al,ice"
+    token = scram_identity(b"n,,n=tok,r=abc,tokenauth=true")
+    assert token is not None and token.delegation_token
+    assert scram_identity(b"c=biws,r=abc123xyz,p=cHJvb2Y=") is None
+
+
+def test_oauthbearer_reads_the_jwt_subject() -> None:
+    def b64(data: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+    jwt = f"{b64({'alg': 'none'})}.{b64({'sub': 'svc-billing'})}."
+    token = f"n,,\x01auth=Bearer {jwt}\x01\x01".encode()
+    assert oauthbearer_identity(token).name == "svc-billing"
+    assert oauthbearer_identity(b"n,,\x01auth=Bearer not-a-jwt\x01\x01").name is None
+
+
+def test_the_principal_is_trusted_only_when_accepted() -> None:
+    observer = SaslObserver()
+    observer.handshake("SCRAM-SHA-512")
+    observer.client_token(b"n,,n=alice,r=x")
+    assert observer.principal == "User:ANONYMOUS"
+    assert not observer.complete()
+    observer.client_token(b"c=biws,r=xy,p=zz")
+    assert observer.complete()
+    assert observer.accepted() == "User:alice"
+    # Re-authentication starts over.
+    observer.handshake("PLAIN")
+    observer.client_token(b"\0bob\0pw")
+    assert observer.principal == "User:alice"
+    assert observer.accepted() == "User:bob"
+
+
+def _batch(records: int, body: bytes = b"") -> bytes:
+    # A v2 record batch header (61 bytes) with `records` as its count, then `body`.
+    length = 49 + len(body)
+    header = struct.pack(">qiib", 0, length, 0, 2) + b"\0" * 40 + struct.pack(">i", records)
+    return header + body
+
+
+def test_record_batches_are_counted_and_a_truncated_last_batch_is_skipped() -> None:
+    data = _batch(3, b"x" * 10) + _batch(5, b"y" * 20)
+    assert count_records(data) == 8
+    assert count_records(data + _batch(7, b"z" * 30)[:40]) == 8
+    assert count_records(None) == 0 and count_records(b"") == 0
+
+
+@given(st.binary(max_size=500))
+def test_counting_records_in_arbitrary_bytes_never_fails(data: bytes) -> None:
+    assert isinstance(count_records(data), int)

@@ -1,0 +1,91 @@
+"""`kaudit gateway` and `kaudit run` with a `gateway:` section, as real processes."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from gateway_fixtures import free_port_block, one
+
+from kaudit.dev.kafka import KafkaInfo
+from kaudit.log.segments import LogReader
+
+pytestmark = pytest.mark.kafka
+KAUDIT = str(Path(sys.executable).with_name("kaudit"))
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_kaudit_run_serves_the_configured_gateway_until_sigterm(
+    kafka: KafkaInfo, admin_sasl_config: dict[str, str], tmp_path: Path, unique_topic: str
+) -> None:
+    port = free_port_block(4)
+    config = tmp_path / "kaudit.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "gateway:\n"
+        f"  upstream: {kafka.sasl_bootstrap_servers}\n"
+        f"  listen: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen([KAUDIT, "run", "-c", str(config)], stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc)
+        admin = AdminClient({**admin_sasl_config, "bootstrap.servers": f"127.0.0.1:{port}"})
+        admin.create_topics([NewTopic(unique_topic, 2, 1)])[unique_topic].result(timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert f"listening on 127.0.0.1:{port}" in err.decode()
+    reader = LogReader(tmp_path / "data" / "log")
+    lines, _ = reader.read(reader.start())
+    events = [orjson.loads(line) for line in lines]
+    created = one(events, event_type="topic.created", resource__id=unique_topic)
+    assert created["details"]["partitions"] == 2
+    assert created["context"]["source"] == "gateway"
+
+
+def test_gateway_command_line_errors_name_what_is_wrong(tmp_path: Path) -> None:
+    missing = subprocess.run([KAUDIT, "gateway"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2
+    assert "no upstream: pass --upstream HOST:PORT" in missing.stderr
+    bad = subprocess.run(
+        [KAUDIT, "gateway", "--upstream", "kafka", "--listen", "127.0.0.1:99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "gateway.upstream[0]: must be host:port" in bad.stderr
+    assert "gateway.listen: must be host:port" in bad.stderr
+
+
+def test_a_taken_port_is_a_clear_error(kafka: KafkaInfo) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [KAUDIT, "gateway", "--upstream", kafka.sasl_bootstrap_servers,
+             "--listen", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

@@ -1,0 +1,205 @@
+"""Failure policy and bad input at the gateway: fail_closed holds or refuses responses;
+malformed frames, vanishing clients and brokers close one connection and nothing else."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from gateway_fixtures import GatewayFactory, RunningGateway, one
+from kio.schema.create_topics.v5.request import CreatableTopic, CreateTopicsRequest
+from kio.schema.request_header.v2.header import RequestHeader
+from kio.static.primitive import i16, i32, i32Timedelta
+
+from kaudit.dev.kafka import KafkaInfo
+from kaudit.errors import AuditUnavailableError
+from kaudit.gateway.codec import encode_request
+
+pytestmark = pytest.mark.kafka
+
+ACLS = "org.apache.kafka.tools.AclCommand"
+
+
+def create(gw: RunningGateway, config: dict[str, str], topic: str) -> Any:
+    admin = AdminClient(gw.client(config))
+    try:
+        return admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    except KafkaException as exc:
+        return exc
+
+
+def test_fail_closed_answers_after_the_record_is_durable(
+    gateway_factory: GatewayFactory, admin_sasl_config: dict[str, str], unique_topic: str
+) -> None:
+    gw = gateway_factory(audit={"failure_policy": "fail_closed"})
+    assert create(gw, admin_sasl_config, unique_topic) is None
+    # Read the segment files as they are, without flushing: the record is already there.
+    assert unique_topic.encode() in gw.log_bytes()
+    one(gw.events("topic.created"), resource__id=unique_topic)
+
+
+def test_fail_closed_refuses_with_the_apis_own_error_when_the_log_cannot_write(
+    gateway_factory: GatewayFactory,
+    kafka: KafkaInfo,
+    admin_sasl_config: dict[str, str],
+    kafka_tool: Callable[..., Any],
+    unique_topic: str,
+) -> None:
+    audit_topic = f"{unique_topic}-audit"
+    direct = AdminClient(kafka.client_config())
+    direct.create_topics([NewTopic(audit_topic, 1, 1)])[audit_topic].result(timeout=30)
+    # bob may see the audit topic but not write it: every write of the log fails.
+    kafka_tool(ACLS, "--add", "--allow-principal", "User:bob", "--operation", "Describe",
+               "--topic", audit_topic)  # fmt: skip
+    bob = kafka.user("bob")
+    gw = gateway_factory(
+        audit={
+            "failure_policy": "fail_closed",
+            "block_timeout_ms": 3000,
+            # Logins are not recorded here, so clients can connect and reach CreateTopics.
+            "exclude_events": ["auth.*"],
+            "log": {
+                "type": "kafka",
+                "bootstrap_servers": kafka.sasl_bootstrap_servers,
+                "topic": audit_topic,
+                "create_topic": False,
+                "write_timeout_ms": 2000,
+                "security": {
+                    "security_protocol": "SASL_PLAINTEXT",
+                    "sasl_mechanism": "SCRAM-SHA-512",
+                    "sasl_username": bob.name,
+                    "sasl_password": bob.password,
+                },
+            },
+        }
+    )
+    first = create(gw, admin_sasl_config, unique_topic)
+    assert isinstance(first, KafkaException)
+    assert "audit log" in str(first)
+    # Once the log is known to be failing, the next request is refused at once.
+    started = time.monotonic()
+    second = create(gw, admin_sasl_config, unique_topic + "-2")
+    assert isinstance(second, KafkaException) and "audit log" in str(second)
+    assert time.monotonic() - started < 10
+    assert gw.gateway.metrics.refused >= 2
+    # The record that could not be written is reported at close, not silently lost.
+    with pytest.raises(AuditUnavailableError, match="could not be written"):
+        gw.close()
+
+
+def raw_connection(gw: RunningGateway) -> socket.socket:
+    host, port = gw.bootstrap.split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_malformed_and_oversized_frames_close_only_that_connection(
+    gateway_factory: GatewayFactory, admin_sasl_config: dict[str, str], unique_topic: str
+) -> None:
+    gw = gateway_factory(gateway={"max_frame_bytes": 1024})
+    for bad in (struct.pack(">i", -5) + b"junk", struct.pack(">i", 4096) + b"\0" * 100):
+        conn = raw_connection(gw)
+        conn.sendall(bad)
+        assert conn.recv(100) == b""  # closed by the gateway
+        conn.close()
+    # A frame too short for a header is refused too.
+    conn = raw_connection(gw)
+    conn.sendall(struct.pack(">i", 3) + b"abc")
+    assert conn.recv(100) == b""
+    conn.close()
+    # Everyone else carries on.
+    assert create(gw, admin_sasl_config, unique_topic) is None
+    one(gw.events("topic.created"), resource__id=unique_topic)
+
+
+def test_unknown_api_key_is_forwarded_and_recorded_as_undecoded(
+    gateway_factory: GatewayFactory, kafka: KafkaInfo, unique_topic: str
+) -> None:
+    gw = gateway_factory(upstream=kafka.bootstrap_servers)  # PLAINTEXT: no SASL first
+    conn = raw_connection(gw)
+    header = struct.pack(">hhih", 999, 0, 42, 4) + b"test"
+    conn.sendall(struct.pack(">i", len(header)) + header)
+    # The broker closes a connection that sends an API it does not know.
+    assert conn.recv(100) == b""
+    conn.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        events = [e for e in gw.events("kafka.request") if e["context"]["api"]["key"] == 999]
+        if events:
+            break
+        time.sleep(0.2)
+    [event] = events
+    assert event["details"] == {"api": "Api999", "decoded": False}
+    assert event["action"]["result"] == "failure"
+    assert event["actor"]["client_id"] == "test"
+
+
+def test_a_client_that_vanishes_mid_request_still_gets_its_request_audited(
+    gateway_factory: GatewayFactory, kafka: KafkaInfo, unique_topic: str
+) -> None:
+    gw = gateway_factory(upstream=kafka.bootstrap_servers)  # PLAINTEXT super user
+    body = CreateTopicsRequest(
+        topics=(
+            CreatableTopic(
+                name=unique_topic,
+                num_partitions=i32(1),
+                replication_factor=i16(1),
+                assignments=(),
+                configs=(),
+            ),
+        ),
+        timeout=i32Timedelta.parse(timedelta(seconds=30)),
+        validate_only=False,
+    )
+    frame = encode_request(
+        RequestHeader(
+            request_api_key=i16(19),
+            request_api_version=i16(5),
+            correlation_id=i32(7),
+            client_id="vanishing",
+        ),
+        body,
+    )
+    conn = raw_connection(gw)
+    # One round trip first, so the gateway's broker connection is up.
+    versions = struct.pack(">hhih", 18, 0, 1, 9) + b"vanishing"
+    conn.sendall(struct.pack(">i", len(versions)) + versions)
+    assert len(conn.recv(65536)) > 8
+    conn.sendall(frame)
+    conn.close()  # gone before the broker answers
+    deadline = time.monotonic() + 20
+    created: list[dict[str, Any]] = []
+    while not created and time.monotonic() < deadline:
+        created = [e for e in gw.events("topic.created") if e["resource"]["id"] == unique_topic]
+        time.sleep(0.2)
+    assert len(created) == 1
+    assert created[0]["action"]["result"] == "success"
+    assert created[0]["actor"]["client_id"] == "vanishing"
+
+
+def test_a_broker_that_goes_away_closes_the_connection_with_a_reason(
+    gateway_factory: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An upstream that accepts, then closes: the gateway closes the client, logs why,
+    # and keeps serving.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    port = listener.getsockname()[1]
+    gw = gateway_factory(upstream=f"127.0.0.1:{port}")
+    with caplog.at_level("WARNING", logger="kaudit.gateway"):
+        for _ in range(2):
+            conn = raw_connection(gw)
+            upstream, _ = listener.accept()
+            upstream.close()
+            assert conn.recv(100) == b""
+            conn.close()
+    listener.close()
+    assert any("broker connection lost" in r.getMessage() for r in caplog.records)
+    assert gw.thread._thread.is_alive()
