@@ -258,6 +258,9 @@ action(type="omfile" file="{self.output}" template="kaudit_test" flushOnTXEnd="o
 """
 
     def start(self) -> None:
+        """Start rsyslogd, unless it is running already."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
         log = open(self.dir / "rsyslogd.out", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             ["rsyslogd", "-n", "-f", str(self.conf), "-i", str(self.dir / "rsyslogd.pid")],

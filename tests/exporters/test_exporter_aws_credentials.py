@@ -73,7 +73,7 @@ def test_s3_with_wrong_keys_names_the_cause_and_right_keys_deliver(
     )
     exporter = S3Exporter(right, config)
     exporter.send(records)
-    assert len(exporter.uploaded) == 1
+    assert exporter.objects_written == 1
 
 
 def test_cloudwatch_with_wrong_keys_names_the_cause(

@@ -44,8 +44,9 @@ class S3Exporter:
         self.retention = config.audit.retention
         self.client = make_client("s3", destination)
         self._bucket_checked = False
-        self.uploaded: list[str] = []
-        """Keys written by this exporter, newest last (for status and tests)."""
+        self.last_key: str | None = None
+        """The key of the last object written."""
+        self.objects_written = 0
 
     def send(self, records: list[bytes]) -> None:
         if not records:
@@ -81,7 +82,8 @@ class S3Exporter:
             self.client.put_object(**params)
         except AWS_ERRORS as exc:
             raise aws_error(self._where, f"uploading {key}", exc) from exc
-        self.uploaded.append(key)
+        self.last_key = key
+        self.objects_written += 1
 
     @property
     def _where(self) -> str:
