@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kaudit
+from kaudit.dev.kafka import KafkaInfo, LocalKafka
+from kaudit.errors import KauditError
 
 DETAILS = {"partitions": 6, "replication_factor": 3, "configs": {"retention.ms": "604800000"}}
 
@@ -32,3 +38,22 @@ def emit_until_durable(
     elapsed = time.perf_counter() - started
     assert session.recorder.metrics()["kaudit_events_dropped_total"] == 0
     return elapsed
+
+
+@contextlib.contextmanager
+def local_broker(kafka_dir: Path | None) -> Iterator[KafkaInfo]:
+    """The broker running in `kafka_dir` (left running), or a new one in a temporary
+    directory, stopped on the way out."""
+    broker = LocalKafka(kafka_dir or Path(tempfile.mkdtemp(prefix="kaudit-bench-kafka-")))
+    info = broker.status() if kafka_dir is not None else None
+    if info is not None and info.ready:
+        yield info
+        return
+    try:
+        info = broker.start()
+    except KauditError as exc:
+        raise SystemExit(f"cannot start Kafka: {exc}") from exc
+    try:
+        yield info
+    finally:
+        broker.stop()

@@ -31,27 +31,11 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kaudit.dev.kafka import KafkaInfo, LocalKafka
-from kaudit.errors import KauditError
+from common import local_broker
+from kaudit.dev.kafka import KafkaInfo
+from kaudit.dev.ports import free_port_block
 
 RECORD = b"r" * 1024
-
-
-def free_port_block(size: int) -> int:
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            start = int(probe.getsockname()[1])
-        if start + size >= 65536:
-            continue
-        try:
-            for port in range(start, start + size):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return start
-        except OSError:
-            continue
-    raise SystemExit("no free ports")
 
 
 class GatewayProcess:
@@ -186,15 +170,12 @@ def main() -> None:
     parser.add_argument("--kafka-dir", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kaudit-bench-gateway-"))
-    own = args.kafka_dir is None
-    broker = LocalKafka(args.kafka_dir or work / "kafka")
-    info = None if own else broker.status()
-    if info is None:
-        try:
-            info = broker.start()
-        except KauditError as exc:
-            raise SystemExit(f"cannot start Kafka: {exc}") from exc
-        own = True
+    with local_broker(args.kafka_dir) as info:
+        result = measure(info, work, args)
+    print(json.dumps(result))
+
+
+def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     gateways = {p: GatewayProcess(info, work, p) for p in ("fail_open", "fail_closed")}
     direct_config = client_config(info, info.sasl_bootstrap_servers)
     admin = AdminClient(direct_config)
@@ -232,8 +213,6 @@ def main() -> None:
     finally:
         for gw in gateways.values():
             gw.stop()
-        if own:
-            broker.stop()
 
     def median(name: str) -> float:
         return statistics.median(figures[name])
@@ -261,7 +240,7 @@ def main() -> None:
         "fail_closed_added_p99_ms": round(median("closed_p99") - median("direct_p99"), 3),
         "cpus": os.cpu_count(),
     }
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ import uuid
 from pathlib import Path
 
 import kaudit
-from common import emit_until_durable
+from common import emit_until_durable, local_broker
 from kaudit.config import Config
 from kaudit.config.model import KafkaLog
-from kaudit.dev.kafka import KafkaInfo, LocalKafka
-from kaudit.errors import KauditError
+from kaudit.dev.kafka import KafkaInfo
 from kaudit.log.kafka import KafkaLogReader
 
 
@@ -72,16 +71,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kafka-dir", type=Path, default=None)
     args = parser.parse_args()
-    own = args.kafka_dir is None
-    broker = LocalKafka(args.kafka_dir or Path(tempfile.mkdtemp(prefix="kaudit-bench-kafka-")))
-    info = broker.status() if not own else None
-    if info is None:
-        try:
-            info = broker.start()
-        except KauditError as exc:
-            raise SystemExit(f"cannot start Kafka: {exc}") from exc
-        own = True
-    try:
+    with local_broker(args.kafka_dir) as info:
         writes, reads = [], []
         for run in range(args.repeat):
             write_rate, read_rate, n = one_run(info, args.events)
@@ -91,9 +81,6 @@ def main() -> None:
                 f"run {run + 1}: {write_rate:,.0f} events/s appended (acks=all), "
                 f"{read_rate:,.0f} events/s read back, {n} events"
             )
-    finally:
-        if own:
-            broker.stop()
     print(
         json.dumps(
             {

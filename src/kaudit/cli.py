@@ -330,8 +330,11 @@ def _serve_gateway(config: Config) -> None:
 @_handle_errors
 def run(config_path: str | None, once: bool) -> None:
     """Run what the configuration asks for: the gateway (`gateway:`) and the exporters
-    (each destination with its own cursor)."""
+    (each destination with its own cursor); and apply audit.retention: when starting and
+    hourly, or once at the end with --once."""
     config = _load(config_path)
+    if not once:
+        _retention_in_background(config)
     counts = _run_exporters(config, once)
     if not counts:
         if config.gateway is not None and not once:
@@ -340,6 +343,8 @@ def run(config_path: str | None, once: bool) -> None:
         _fail("no destination configured (audit.destination or audit.destinations)", _EXIT_USAGE)
     for name, n in counts.items():
         click.echo(f"{name}: {n} events", err=True)
+    if once:
+        _retention_once(config)
 
 
 @main.command()
@@ -670,6 +675,223 @@ def demo(directory: Path, count: int, kafka: bool) -> None:
     from kaudit.demo import run_demo
 
     run_demo(directory, count, kafka=kafka)
+
+
+# ---------------------------------------------------------------- search, report, retention
+# The logic lives in kaudit.store (search, retention) and kaudit.reports (report).
+
+_FILTER_OPTIONS = [
+    click.option(
+        "--since",
+        help="From this time: ISO 8601 (2026-11-01, 2026-11-01T10:00Z) "
+        "or back from now (30m, 24h, 7d).",
+    ),
+    click.option("--until", help="Before this time (same forms as --since)."),
+    click.option("--type", "type_glob", help="Event type or glob (topic.deleted, 'acl.*')."),
+    click.option("--actor", help="Actor id (User:alice) or name (alice); globs allowed."),
+    click.option("--resource", help="type:id (topic:orders) or id (orders); globs allowed."),
+    click.option("--result", type=click.Choice(["success", "failure", "denied"])),
+    click.option("--cluster", help="Cluster id (context.cluster_id); globs allowed."),
+    click.option("--query", "-q", help="Free text: every word must occur (word* for a prefix)."),
+]
+
+
+def _filter_options(fn: Callable[P, R]) -> Callable[P, R]:
+    for option in reversed(_FILTER_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.argument("source", required=False)
+@_config_option
+@_filter_options
+@click.option(
+    "--format",
+    "-o",
+    "fmt",
+    type=click.Choice(["table", "json", "jsonl", "csv"]),
+    help="Output (default: table on a terminal, else jsonl).",
+)
+@click.option(
+    "--count-by",
+    type=click.Choice(["type", "category", "actor", "resource", "result", "cluster", "day"]),
+    help="Count matching events by this instead of listing them.",
+)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="At most this many events (0: all).",
+)
+@_handle_errors
+def search(
+    source: str | None,
+    config_path: str | None,
+    since: str | None,
+    until: str | None,
+    type_glob: str | None,
+    actor: str | None,
+    resource: str | None,
+    result: str | None,
+    cluster: str | None,
+    query: str | None,
+    fmt: str | None,
+    count_by: str | None,
+    limit: int,
+) -> None:
+    """Find audit events, newest first, or count them (--count-by).
+
+    Searches SOURCE when given: a search index file, a log or data directory, a JSON
+    Lines file, - or kafka://… (as `kaudit tail` reads them, by scanning: slower, same
+    answers). Without it: the index of the configured `store` destination, else the
+    configured log.
+    """
+    from kaudit.errors import SearchError
+    from kaudit.store.output import write_counts, write_hits
+    from kaudit.store.query import Filter, open_search, parse_time
+
+    try:
+        flt = Filter(
+            since=parse_time(since, what="--since") if since else None,
+            until=parse_time(until, what="--until") if until else None,
+            type=type_glob,
+            actor=actor,
+            resource=resource,
+            result=result,
+            cluster=cluster,
+            query=query,
+        )
+    except SearchError as exc:
+        raise click.UsageError(str(exc)) from None
+    fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
+    searcher = open_search(source, _load(config_path))
+    try:
+        out = sys.stdout.buffer
+        if count_by:
+            write_counts(searcher.count_by(flt, (count_by,)), (count_by,), fmt, out)
+        else:
+            write_hits(searcher.search(flt, limit or None), fmt, out)
+        out.flush()
+    finally:
+        searcher.close()
+
+
+@main.command()
+@click.argument("source", required=False)
+@_config_option
+@click.option("--period", help="The month, YYYY-MM (default: last month).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "html", "csv", "json"]),
+    default="md",
+    show_default=True,
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not stdout."
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Listed denied events and changes (newest); counts are always complete.",
+)
+@_handle_errors
+def report(
+    source: str | None,
+    config_path: str | None,
+    period: str | None,
+    fmt: str,
+    out: Path | None,
+    max_rows: int,
+) -> None:
+    """The compliance report of a month: operations by category and result, denied
+    access, ACL and config changes, top actors, events per day, integrity status.
+
+    Reads SOURCE, the configured index or the configured log, as `kaudit search` does.
+    """
+    from kaudit.errors import SearchError
+    from kaudit.reports.compliance import (
+        build_report,
+        integrity_status,
+        parse_period,
+        previous_month,
+        render,
+    )
+    from kaudit.store.query import open_search
+
+    period = period or previous_month()
+    try:
+        start, _ = parse_period(period)
+    except SearchError as exc:
+        raise click.UsageError(str(exc)) from None
+    from kaudit.reading import resolve_log_dir
+
+    config = _load(config_path)
+    searcher = open_search(source, config)
+    # A log directory given as SOURCE is the one verified; otherwise the configured log.
+    log_dir = resolve_log_dir(Path(source)) if source and Path(source).is_dir() else None
+    try:
+        data = render(
+            build_report(
+                searcher,
+                period,
+                integrity=integrity_status(config, start, log_dir),
+                max_rows=max_rows,
+            ),
+            fmt,
+        )
+    finally:
+        searcher.close()
+    if out is not None:
+        out.write_bytes(data)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        sys.stdout.buffer.write(data)
+
+
+@main.group()
+def retention() -> None:
+    """How long audit data is kept (audit.retention)."""
+
+
+@retention.command("apply")
+@_config_option
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@_handle_errors
+def retention_apply(config_path: str | None, dry_run: bool) -> None:
+    """Remove log segments, index entries and rotated export files older than
+    max_days (never anything younger than min_days); prints what went, as JSON."""
+    from kaudit.store.retention import apply_retention
+
+    done = apply_retention(_load(config_path), dry_run=dry_run)
+    click.echo(orjson.dumps(done.to_dict(), option=orjson.OPT_INDENT_2).decode())
+
+
+def _retention_in_background(config: Config) -> None:
+    from kaudit.store.retention import RetentionWorker
+
+    if config.audit.retention.max_days is not None:
+        # A daemon thread: it stops with the process, mid-removal at worst, which
+        # leaves whole files and committed transactions only.
+        RetentionWorker(config).start(threading.Event())
+
+
+def _retention_once(config: Config) -> None:
+    from kaudit.store.retention import apply_retention
+
+    done = apply_retention(config)
+    removed = len(done.segments) + done.index_events + len(done.files)
+    if removed:
+        click.echo(
+            f"retention: removed {len(done.segments)} log segments, {done.index_events} "
+            f"indexed events, {len(done.files)} rotated files (before {done.cutoff})",
+            err=True,
+        )
 
 
 if __name__ == "__main__":

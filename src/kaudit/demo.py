@@ -6,12 +6,17 @@
 2. The distributed log: starts a local Apache Kafka (KRaft, SASL, ACLs), records events
    into the `__oprtr_audit_log` topic over SCRAM and copies them to a topic in
    CloudEvents form.
+3. The audit gateway in front of that broker: real Kafka clients create a topic, grant
+   and use ACLs, change a config, produce and consume, and get refused, all through the
+   gateway, which records who did what.
 Then it tells the user what is where and how to look at it.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import gc
 import sys
 import time
 from pathlib import Path
@@ -21,7 +26,8 @@ import orjson
 
 from kaudit.config import load_config
 from kaudit.dev.errors import KafkaAlreadyRunningError
-from kaudit.dev.kafka import LocalKafka
+from kaudit.dev.kafka import KafkaInfo, LocalKafka
+from kaudit.dev.ports import free_port_block
 from kaudit.exporters import drain_all
 from kaudit.generate import generate
 from kaudit.log.segments import LogReader, list_segments
@@ -193,6 +199,115 @@ Look at them:
   .venv/bin/kaudit tail -c {config_path} --type 'access.*' | jq -c '[.actor.id, .resource.id]'
   .venv/bin/kaudit exporters status -c {config_path}
 
-Stop the broker when done:
+""")
+    _gateway_demo(directory, info)
+    echo(f"""Stop the broker when done:
   .venv/bin/kaudit local-kafka stop --dir {directory / "kafka"}
+""")
+
+
+_GATEWAY_CONFIG = """\
+# kaudit demo configuration: the audit gateway in front of the local broker.
+data_dir: {data}
+cluster:
+  id: local-kafka
+  environment: demo
+audit:
+  failure_policy: fail_open
+gateway:
+  upstream: {servers}
+  listen: 127.0.0.1:{port}
+  records_window_seconds: 60
+"""
+
+
+def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
+    """Real clients through the gateway; what they did, as the gateway recorded it."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported at run time
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourcePatternType,
+        ResourceType,
+    )
+    from confluent_kafka.cimpl import NewTopic
+
+    from kaudit.gateway import GatewayThread, build_gateway
+
+    echo = click.echo
+    port = free_port_block(3)
+    config_path = directory / "kaudit-gateway.yaml"
+    config_path.write_text(
+        _GATEWAY_CONFIG.format(
+            data=directory / "data-gateway", servers=info.sasl_bootstrap_servers, port=port
+        ),
+        encoding="utf-8",
+    )
+    config = load_config(config_path)
+    topic = f"payments-{int(time.time())}"
+    echo(f"kaudit demo: the audit gateway on 127.0.0.1:{port}, clients going through it", err=True)
+    with open_session(config, source="gateway") as session:
+        gateway = build_gateway(config, session)
+        with GatewayThread(gateway):
+            via = f"127.0.0.1:{port}"
+            admin = AdminClient({**info.client_config("admin"), "bootstrap.servers": via})
+            admin.create_topics([NewTopic(topic, 3, 1, config={"retention.ms": "86400000"})])[
+                topic
+            ].result(timeout=30)
+            binding = AclBinding(
+                ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*",
+                AclOperation.READ, AclPermissionType.ALLOW,
+            )  # fmt: skip
+            admin.create_acls([binding])[binding].result(timeout=30)
+            change = ConfigResource(
+                ResourceType.TOPIC,
+                topic,
+                incremental_configs=[
+                    ConfigEntry(
+                        "retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET
+                    )
+                ],
+            )
+            for future in admin.incremental_alter_configs([change]).values():
+                future.result(timeout=30)
+            producer = Producer({**info.client_config("admin"), "bootstrap.servers": via,
+                                 "client.id": "payments-writer"})  # fmt: skip
+            for i in range(200):
+                producer.produce(topic, f"payment {i}".encode())
+            producer.flush(30)
+            consumer = Consumer({**info.client_config("admin"), "bootstrap.servers": via,
+                                 "group.id": "payments-audit-demo", "client.id": "payments-reader",
+                                 "auto.offset.reset": "earliest"})  # fmt: skip
+            consumer.subscribe([topic])
+            read, deadline = 0, time.monotonic() + 30
+            while read < 200 and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                read += message is not None and message.error() is None
+            consumer.close()
+            bob = AdminClient({**info.client_config("bob"), "bootstrap.servers": via})
+            with contextlib.suppress(KafkaException):  # refused by the ACLs, and recorded
+                bob.delete_topics([topic])[topic].result(timeout=30)
+            del admin, producer, bob  # the clients go before the gateway does
+            gc.collect()
+        # Stopping the gateway closes the produce/consume window: its records are written.
+        session.flush()
+    lines = [orjson.loads(line) for _, line in LogReader(config.log_dir).iter_lines()]
+    shown = [e for e in lines if e["event_type"] not in ("auth.login", "kafka.request")]
+    echo(f"\nThe gateway recorded {len(lines)} events; the changes, data access and refusals:")
+    for e in shown:
+        details = e["details"] or {}
+        extra = f" count={details['count']}" if e["event_type"].startswith("records.") else ""
+        echo(
+            f"  {e['event_type']:<22} {e['actor']['id']:<11} {e['resource']['type']}:"
+            f"{e['resource']['id']:<28} {e['action']['result']}{extra}"
+        )
+    echo(f"""
+Run it yourself in front of any Kafka (clients connect to the gateway instead):
+  .venv/bin/kaudit gateway --upstream {info.sasl_bootstrap_servers} --listen 127.0.0.1:9192
+  .venv/bin/kaudit tail {config.log_dir} --type 'access.*'
 """)

@@ -124,3 +124,19 @@ class GatewayError(KauditError):
 class AuditRefused(AuditUnavailableError):
     """fail_closed: the audit log cannot take a request's record now, so the client gets
     an error instead of the broker's answer."""
+
+
+class StoreError(KauditError):
+    """The search index cannot be opened, read or written.
+
+    Retrying can help when the index was busy (another process holding its write lock).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class SearchError(KauditError, ValueError):
+    """A search, report or retention request that cannot be answered as asked (a bad time,
+    filter or period); the message says what is accepted. Retrying does not help."""

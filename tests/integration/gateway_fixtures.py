@@ -8,7 +8,6 @@ log holds, decoded. Imported by the gateway test modules (see their `pytestmark`
 
 from __future__ import annotations
 
-import socket
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,32 +20,10 @@ import yaml
 
 from kaudit.config import load_config_text
 from kaudit.dev.kafka import KafkaInfo
+from kaudit.dev.ports import free_port_block
 from kaudit.gateway import GatewayThread, build_gateway
 from kaudit.log.segments import LogReader
 from kaudit.session import AuditSession
-
-
-def free_port_block(size: int) -> int:
-    """A port P such that P..P+size-1 are all free on loopback right now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            start = probe.getsockname()[1]
-        if start + size >= 65536:
-            continue
-        sockets = []
-        try:
-            for port in range(start, start + size):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return start
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no block of free ports found")
 
 
 @dataclass

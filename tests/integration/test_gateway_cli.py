@@ -12,9 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
-from gateway_fixtures import free_port_block, one
+from gateway_fixtures import one
 
 from kaudit.dev.kafka import KafkaInfo
+from kaudit.dev.ports import free_port_block
 from kaudit.log.segments import LogReader
 
 pytestmark = pytest.mark.kafka
@@ -63,7 +64,9 @@ def test_kaudit_run_serves_the_configured_gateway_until_sigterm(
 
 
 def test_gateway_command_line_errors_name_what_is_wrong(tmp_path: Path) -> None:
-    missing = subprocess.run([KAUDIT, "gateway"], capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [KAUDIT, "gateway"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert missing.returncode == 2
     assert "no upstream: pass --upstream HOST:PORT" in missing.stderr
     bad = subprocess.run(
@@ -71,13 +74,14 @@ def test_gateway_command_line_errors_name_what_is_wrong(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=tmp_path,
     )
     assert bad.returncode == 2
     assert "gateway.upstream[0]: must be host:port" in bad.stderr
     assert "gateway.listen: must be host:port" in bad.stderr
 
 
-def test_a_taken_port_is_a_clear_error(kafka: KafkaInfo) -> None:
+def test_a_taken_port_is_a_clear_error(kafka: KafkaInfo, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
@@ -85,7 +89,7 @@ def test_a_taken_port_is_a_clear_error(kafka: KafkaInfo) -> None:
         done = subprocess.run(
             [KAUDIT, "gateway", "--upstream", kafka.sasl_bootstrap_servers,
              "--listen", f"127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
         )  # fmt: skip
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

@@ -64,6 +64,7 @@ __all__ = [
     "S3Destination",
     "Signing",
     "SlackDestination",
+    "StoreDestination",
     "SyslogDestination",
     "SyslogTls",
     "TypeSwitch",
@@ -576,6 +577,25 @@ class SlackDestination(DestinationBase, Batching):
         return self.channel or self.webhook.split("://", 1)[1].split("/", 1)[0]
 
 
+class StoreDestination(DestinationBase):
+    """The embedded search index (`kaudit search`, `kaudit report`): one SQLite file,
+    fed from the log like any destination, idempotent on `event_id`."""
+
+    type: Literal["store"] = "store"
+    path: str | None = Field(default=None, min_length=1)
+    """The SQLite file; default `<data_dir>/index.sqlite`."""
+    format: Literal["native"] = "native"
+    """The index keeps the native event (what `kaudit search` prints)."""
+
+    @property
+    def target(self) -> str:
+        return self.path or "<data_dir>/index.sqlite"
+
+    def index_path(self, data_path: Path) -> Path:
+        """The SQLite file, with the default resolved under `data_path`."""
+        return Path(self.path).expanduser() if self.path else data_path / "index.sqlite"
+
+
 Destination = Annotated[
     # Add destination kinds here as `Annotated[Model, Tag("type")]` members of a union.
     Annotated[FileDestination, Tag("file")]
@@ -584,7 +604,8 @@ Destination = Annotated[
     | Annotated[CloudWatchDestination, Tag("cloudwatch")]
     | Annotated[SyslogDestination, Tag("syslog")]
     | Annotated[WebhookDestination, Tag("webhook")]
-    | Annotated[SlackDestination, Tag("slack")],
+    | Annotated[SlackDestination, Tag("slack")]
+    | Annotated[StoreDestination, Tag("store")],
     Discriminator(_type_tag(default=None)),
     TypeSwitch("destination"),
 ]

@@ -372,6 +372,7 @@ class ExporterRunner:
 _EXPORTERS: dict[str, str] = {
     "file": "kaudit.exporters.file:FileExporter",
     "kafka": "kaudit.exporters.kafka:KafkaExporter",
+    "store": "kaudit.exporters.store:StoreExporter",
     "s3": "kaudit.exporters.s3:S3Exporter",
     "cloudwatch": "kaudit.exporters.cloudwatch:CloudWatchExporter",
     "syslog": "kaudit.exporters.syslog:SyslogExporter",
@@ -382,9 +383,12 @@ _EXPORTERS: dict[str, str] = {
 (boto3 and confluent-kafka are slow to import)."""
 
 
-def build_exporter(destination: Destination, config: Config | None = None) -> Exporter:
-    """The exporter for one configured destination (`config`: the whole configuration,
-    for destinations that read other sections, like S3's retention rules)."""
+def build_exporter(
+    destination: Destination, data_path: Path = Path("."), config: Config | None = None
+) -> Exporter:
+    """The exporter for one configured destination (`data_path`: where files with no
+    path of their own go; `config`: the whole configuration, for destinations that read
+    other sections, like S3's retention rules)."""
     path = _EXPORTERS.get(destination.type)
     if path is None:
         raise ExporterError(
@@ -394,8 +398,11 @@ def build_exporter(destination: Destination, config: Config | None = None) -> Ex
         )
     module_name, _, class_name = path.partition(":")
     exporter_class = getattr(importlib.import_module(module_name), class_name)
-    if getattr(exporter_class, "wants_config", False):
-        exporter: Exporter = exporter_class(destination, config or Config())
+    exporter: Exporter
+    if destination.type == "store":
+        exporter = exporter_class(destination, data_path)
+    elif getattr(exporter_class, "wants_config", False):
+        exporter = exporter_class(destination, config or Config())
     else:
         exporter = exporter_class(destination)
     return exporter
@@ -413,7 +420,7 @@ def runners_for(config: Config) -> list[ExporterRunner]:
     runners = []
     log_config = config.audit.log
     for destination in config.audit.all_destinations:
-        exporter = build_exporter(destination, config)
+        exporter = build_exporter(destination, config.data_path, config)
         batch_max, linger_s = batching(destination)
         name = destination.display_name
         feed: Feed = (

@@ -11,11 +11,24 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import shutil
 from pathlib import Path
 
 from kaudit.config.model import FileDestination
 from kaudit.errors import ExporterError
+
+
+def rotated_files(path: Path) -> list[Path]:
+    """The rotated files of the destination writing `path` (`path.N`, `path.N.gz`),
+    newest first; never `path` itself."""
+    pattern = re.compile(rf"^{re.escape(path.name)}\.(\d+)(\.gz)?$")
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    found = [(int(m.group(1)), n) for n in names if (m := pattern.match(n))]
+    return [path.parent / n for _, n in sorted(found)]
 
 
 class FileExporter:

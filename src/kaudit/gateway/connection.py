@@ -314,6 +314,7 @@ class ClientConnection(asyncio.Protocol):
         waiting, self.waiting = self.waiting, []
         for frame in waiting:
             self._forward(frame)
+        self.resume_client_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client_gone = True
@@ -374,6 +375,8 @@ class ClientConnection(asyncio.Protocol):
                 self.on_request(frame)
         except ProtocolViolation as exc:
             self.close(f"client broke framing: {exc}")
+        except AuditRefused as exc:  # an acks=0 produce has no response to refuse
+            self.close(f"audit log unavailable (fail_closed): {exc}")
         except Exception as exc:
             log.exception("request handling failed")
             self.close(f"gateway error on a request: {exc!r}")
@@ -431,7 +434,10 @@ class ClientConnection(asyncio.Protocol):
     def _forward(self, frame: bytes) -> None:
         up = self.upstream
         if up is None or up.transport is None:
+            # Kept until the broker connection is up; reading stops meanwhile, so this
+            # holds at most what one read brought.
             self.waiting.append(frame)
+            self.pause_client_reading()
             return
         up.transport.write(frame)
 

@@ -1,0 +1,1 @@
+"""Reports drawn from the audit log: the monthly compliance report (`compliance`)."""

@@ -1,0 +1,357 @@
+"""The embedded search index: one SQLite file holding every indexed event.
+
+This module owns opening the file (schema, pragmas, version check), adding events
+(idempotent on `event_id`), removing events older than a time (retention) and the
+connection queries read through.
+
+How it is fast enough to keep up with the log (see bench/search.py): WAL, so searches
+read while events are added; one transaction per batch with `executemany`; the rows of
+a batch get consecutive ids so the full-text rows and the compressed blocks of lines
+are added in the same pass; duplicate event ids are found with one lookup per batch
+rather than one per event.
+Durability: `synchronous=FULL` makes a committed batch survive a power loss, which the
+exporter's cursor relies on (it moves only after `add` returns).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import zstandard
+
+from kaudit.errors import StoreError
+from kaudit.store.schema import (
+    DDL,
+    SCHEMA_VERSION,
+    TERM_KINDS,
+    Fields,
+    NotAnEvent,
+    fields_of,
+    search_text,
+)
+
+log = logging.getLogger("kaudit.store")
+
+_BUSY_TIMEOUT_MS = 30_000
+_DELETE_CHUNK = 5_000
+BLOCK_EVENTS = 64
+"""Lines compressed together: enough for zstd to find the repetition between events,
+few enough that fetching one event decompresses little (about 50 KiB)."""
+_ZSTD_LEVEL = 3
+
+
+@dataclass
+class _Chunk:
+    """A batch of decoded events, ready to be written."""
+
+    ids: list[str] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    terms: set[tuple[str, str]] = field(default_factory=set)
+
+
+def _wrap(path: Path, doing: str, exc: sqlite3.Error) -> StoreError:
+    busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+    return StoreError(f"search index {path}: cannot {doing}: {exc}", retryable=busy)
+
+
+class EventIndex:
+    """One SQLite index file; `readonly` opens an existing one for searching only."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path).expanduser()
+        self.readonly = readonly
+        self.rejected = 0
+        self._compress = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress
+        self._decompress = zstandard.ZstdDecompressor().decompress
+        """Records that were not audit events (counted, logged, not indexed)."""
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise StoreError(
+                        f"no search index at {self.path}: add a `store` destination and run "
+                        "`kaudit run`, or search the log itself (give its directory)"
+                    )
+                self.conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None
+                )
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"search index {self.path}: cannot open: {exc}") from exc
+        try:
+            self._setup()
+        except sqlite3.Error as exc:
+            self.conn.close()
+            raise _wrap(self.path, "open", exc) from exc
+        except StoreError:
+            self.conn.close()
+            raise
+
+    def _setup(self) -> None:
+        c = self.conn
+        c.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        c.execute("PRAGMA cache_size = -65536")  # 64 MiB
+        if self.readonly:
+            version = self._version()
+            if version is None:
+                raise StoreError(f"{self.path} is not a kaudit search index")
+        else:
+            c.execute("PRAGMA journal_mode = WAL")
+            c.execute("PRAGMA synchronous = FULL")
+            # Checkpoint the WAL into the file every ~40 MiB rather than every 4 MiB:
+            # fewer, larger copies (and fsyncs) while the exporter catches up.
+            c.execute("PRAGMA wal_autocheckpoint = 10000")
+            version = self._version()
+            if version is None:
+                c.executescript(DDL)
+                c.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                version = SCHEMA_VERSION
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"search index {self.path} has schema version {version}, this kaudit reads "
+                f"version {SCHEMA_VERSION}: remove the file and let the store destination "
+                "rebuild it from the log"
+            )
+
+    def _version(self) -> int | None:
+        try:
+            row = self.conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None  # no meta table: a new file (or not ours)
+        return int(row[0]) if row else None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(self, lines: Sequence[bytes]) -> int:
+        """Index native event lines in one transaction; the number newly added.
+
+        An event whose `event_id` is already indexed (a redelivery) is skipped; a record
+        that is not an audit event is counted in `rejected` and logged.
+        """
+        if self.readonly:
+            raise StoreError(f"search index {self.path} was opened read-only")
+        chunk = self._prepare(lines)
+        if not chunk.rows:
+            return 0
+        try:
+            with self._transaction():
+                return self._write_chunk(chunk)
+        except sqlite3.Error as exc:
+            raise _wrap(self.path, "add events", exc) from exc
+
+    def _prepare(self, lines: Sequence[bytes]) -> _Chunk:
+        chunk = _Chunk()
+        seen: set[str] = set()
+        for line in lines:
+            try:
+                obj = orjson.loads(line)
+                f = fields_of(obj)
+            except (orjson.JSONDecodeError, NotAnEvent) as exc:
+                self.rejected += 1
+                log.error("search index %s: skipped a record: %s", self.path, exc)
+                continue
+            if f.event_id in seen:
+                continue
+            seen.add(f.event_id)
+            chunk.ids.append(f.event_id)
+            chunk.rows.append(_row(f))
+            chunk.lines.append(line.rstrip(b"\n"))
+            chunk.texts.append(search_text(obj))
+            chunk.terms.update(
+                (("type", f.event_type), ("actor", f.actor), ("resource", f.resource))
+            )
+            if f.cluster is not None:
+                chunk.terms.add(("cluster", f.cluster))
+        return chunk
+
+    def _write_chunk(self, chunk: _Chunk) -> int:
+        c = self.conn
+        known = {
+            r[0]
+            for r in c.execute(
+                "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(chunk.ids).decode(),),
+            )
+        }
+        rows, lines, texts = chunk.rows, chunk.lines, chunk.texts
+        if known:
+            keep = [i for i, eid in enumerate(chunk.ids) if eid not in known]
+            rows = [rows[i] for i in keep]
+            lines = [lines[i] for i in keep]
+            texts = [texts[i] for i in keep]
+        if not rows:
+            return 0
+        first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+        c.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(first + i, *row) for i, row in enumerate(rows)],
+        )
+        c.executemany(
+            "INSERT INTO blocks VALUES (?, ?, ?)",
+            [
+                (first + at, len(block), self._compress(b"\n".join(block)))
+                for at in range(0, len(lines), BLOCK_EVENTS)
+                for block in (lines[at : at + BLOCK_EVENTS],)
+            ],
+        )
+        c.executemany(
+            "INSERT INTO events_text (rowid, words) VALUES (?, ?)",
+            [(first + i, text) for i, text in enumerate(texts)],
+        )
+        c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(chunk.terms))
+        return len(rows)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def delete_before(self, cutoff_ms: int) -> int:
+        """Remove every event with a timestamp before `cutoff_ms`; the number removed.
+
+        Works in chunks of a few thousand rows, each its own transaction, so searches and
+        the exporter are not held up by a large removal. A block of lines goes when none
+        of its events is left.
+        """
+        removed = 0
+        try:
+            while True:
+                with self._transaction() as c:
+                    ids = [
+                        r[0]
+                        for r in c.execute(
+                            "SELECT id FROM events WHERE ts < ? LIMIT ?",
+                            (cutoff_ms, _DELETE_CHUNK),
+                        )
+                    ]
+                    if not ids:
+                        break
+                    lines, blocks = self._lines(ids)
+                    # A contentless full-text table forgets a row when given its words.
+                    c.executemany(
+                        "INSERT INTO events_text (events_text, rowid, words) "
+                        "VALUES ('delete', ?, ?)",
+                        [(i, search_text(orjson.loads(lines[i]))) for i in ids],
+                    )
+                    c.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
+                    c.executemany(
+                        "DELETE FROM blocks WHERE first_id = ? AND NOT EXISTS "
+                        "(SELECT 1 FROM events WHERE id >= ? AND id < ?)",
+                        [(b, b, b + n) for b, n in blocks],
+                    )
+                removed += len(ids)
+            if removed:
+                with self._transaction() as c:
+                    self._forget_unused_terms(c)
+        except sqlite3.Error as exc:
+            raise _wrap(self.path, "remove old events", exc) from exc
+        return removed
+
+    def _forget_unused_terms(self, c: sqlite3.Connection) -> None:
+        columns = {
+            "type": "event_type",
+            "actor": "actor",
+            "cluster": "cluster",
+            "resource": "resource_type || ':' || resource_id",
+        }
+        for kind in TERM_KINDS:
+            c.execute(
+                f"DELETE FROM terms WHERE kind = ? AND value NOT IN "
+                f"(SELECT DISTINCT {columns[kind]} FROM events WHERE {columns[kind]} "
+                "IS NOT NULL)",
+                (kind,),
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def terms(self, kind: str) -> list[str]:
+        """The distinct values of one filtered column (`TERM_KINDS`)."""
+        return [r[0] for r in self.conn.execute("SELECT value FROM terms WHERE kind = ?", (kind,))]
+
+    def lines(self, ids: Sequence[int]) -> dict[int, bytes]:
+        """The native lines of the events with these row ids."""
+        try:
+            return self._lines(ids)[0]
+        except sqlite3.Error as exc:
+            raise _wrap(self.path, "read events", exc) from exc
+
+    def _lines(self, ids: Sequence[int]) -> tuple[dict[int, bytes], list[tuple[int, int]]]:
+        """The lines of `ids`, and the blocks (first id, count) they were read from."""
+        out: dict[int, bytes] = {}
+        blocks: list[tuple[int, int]] = []
+        block: list[bytes] = []
+        first = count = -1
+        for i in sorted(ids):
+            if not first <= i < first + count:
+                row = self.conn.execute(
+                    "SELECT first_id, count, data FROM blocks WHERE first_id <= ? "
+                    "ORDER BY first_id DESC LIMIT 1",
+                    (i,),
+                ).fetchone()
+                if row is None or not row[0] <= i < row[0] + row[1]:
+                    raise StoreError(f"search index {self.path}: event row {i} has no line")
+                first, count = row[0], row[1]
+                block = self._decompress(row[2]).split(b"\n")
+                blocks.append((first, count))
+            out[i] = block[i - first]
+        return out, blocks
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def optimize(self) -> None:
+        """Refresh the query planner's statistics (cheap; worth it after a bulk load)."""
+        try:
+            self.conn.execute("PRAGMA analysis_limit = 1000")
+            self.conn.execute("ANALYZE")
+        except sqlite3.Error as exc:
+            raise _wrap(self.path, "analyze", exc) from exc
+
+    def close(self) -> None:
+        if not self.readonly:
+            try:
+                self.conn.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                log.warning("search index %s: could not refresh statistics", self.path)
+        self.conn.close()
+
+    def __enter__(self) -> EventIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _row(f: Fields) -> tuple[Any, ...]:
+    return (
+        f.ts,
+        f.event_type,
+        f.actor,
+        f.resource_type,
+        f.resource_id,
+        f.result,
+        f.cluster,
+        f.event_id,
+        f.seq,
+    )

@@ -1,0 +1,215 @@
+"""What the search index knows of an event, and how it is laid out in SQLite.
+
+This module owns the mapping from a native event (the log's JSON object) to the indexed
+fields and to the words of free-text search, used alike by the index (`index.py`) and by
+the scan of a log without an index (`query.py`), so both answer a search the same way.
+It also owns the SQLite schema and its version.
+
+Times are kept as integer milliseconds since the Unix epoch (UTC): they compare exactly,
+and a day is `ts // 86_400_000`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
+
+import orjson
+
+SCHEMA_VERSION = 1
+"""Bumped when the tables or the words of an event change; an index of another version
+is refused with a message saying to rebuild it."""
+
+MS_PER_DAY = 86_400_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = date(1970, 1, 1)
+
+# unicode61 without diacritics removal: letters and digits make words, everything else
+# (punctuation, `_`, spaces) separates them, case is folded. `words()` splits the same way.
+FTS_TOKENIZER = "unicode61 remove_diacritics 0"
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    result TEXT NOT NULL,
+    cluster TEXT,
+    event_id TEXT NOT NULL,
+    seq INTEGER
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    first_id INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events (event_id);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE INDEX IF NOT EXISTS events_type_ts ON events (event_type, ts);
+CREATE INDEX IF NOT EXISTS events_actor_ts ON events (actor, ts);
+CREATE INDEX IF NOT EXISTS events_resource_ts ON events (resource_id, ts);
+CREATE INDEX IF NOT EXISTS events_result_ts ON events (result, ts);
+CREATE INDEX IF NOT EXISTS events_cluster_ts ON events (cluster, ts);
+CREATE TABLE IF NOT EXISTS terms (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+CREATE VIRTUAL TABLE IF NOT EXISTS events_text USING fts5 (
+    words, content='', detail=none, columnsize=0, tokenize='{FTS_TOKENIZER}'
+);
+"""
+"""`blocks` keeps the native lines: events `first_id` to `first_id + count - 1`, joined
+by newlines and compressed with zstd together, which makes them a tenth of their size
+(JSON events repeat themselves) and the index fast to write. `terms` lists the distinct
+values of the filtered columns, so a glob or a short actor name is turned into an exact
+`IN` list that the composite indexes answer. `events_text` is contentless: it holds only
+which words each row has; removing a row gives its words again, computed from the
+stored line."""
+
+TERM_KINDS = ("type", "actor", "resource", "cluster")
+
+
+class NotAnEvent(ValueError):
+    """A JSON object that lacks what the index needs (timestamp, type, actor...)."""
+
+
+class Fields(NamedTuple):
+    """The indexed fields of one event (a named tuple: made for every event indexed or
+    scanned, so it has to be cheap)."""
+
+    ts: int
+    event_type: str
+    actor: str
+    resource_type: str
+    resource_id: str
+    result: str
+    cluster: str | None
+    event_id: str
+    seq: int | None
+
+    @property
+    def resource(self) -> str:
+        return f"{self.resource_type}:{self.resource_id}"
+
+    @property
+    def category(self) -> str:
+        return self.event_type.partition(".")[0]
+
+    @property
+    def day(self) -> int:
+        return self.ts // MS_PER_DAY
+
+
+def to_ms(when: datetime) -> int:
+    """`when` (timezone-aware) as integer milliseconds since the epoch."""
+    return (when - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def day_name(day: int) -> str:
+    """A day number (`ts // MS_PER_DAY`) as YYYY-MM-DD."""
+    return (_EPOCH_DAY + timedelta(days=day)).isoformat()
+
+
+def parse_timestamp(text: str) -> int:
+    """An event's ISO 8601 timestamp as milliseconds; a time without offset is UTC."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return to_ms(when)
+
+
+def fields_of(obj: dict[str, Any]) -> Fields:
+    """The indexed fields of a decoded native event; NotAnEvent when some are missing."""
+    try:
+        actor = obj["actor"]
+        resource = obj["resource"]
+        integrity = obj.get("integrity")
+        seq = integrity.get("sequence_number") if type(integrity) is dict else None
+        context = obj.get("context")
+        cluster = context.get("cluster_id") if type(context) is dict else None
+        fields = Fields(
+            parse_timestamp(obj["timestamp"]),
+            obj["event_type"],
+            actor["id"],
+            resource["type"],
+            resource["id"],
+            obj["action"]["result"],
+            cluster if type(cluster) is str else None,
+            obj["event_id"],
+            seq if type(seq) is int else None,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise NotAnEvent(f"not an audit event: {exc!r}") from None
+    # One check for the six strings rather than one call each (this runs per event).
+    if not all(type(v) is str for v in fields[1:6]) or type(fields.event_id) is not str:
+        raise NotAnEvent(f"not an audit event: a field is not a string in {fields!r}")
+    return fields
+
+
+def _strings(values: Iterable[object]) -> list[str]:
+    return [v for v in values if type(v) is str]
+
+
+def search_text(obj: dict[str, Any]) -> str:
+    """The words free-text search looks in: the event type, who (actor id, client id,
+    address, user agent), what (resource type and id, operation, error, RBAC action and
+    checks), the correlation id, the Kafka API, and the details, keys and values.
+
+    Left out are what is the same for most events or has its own filter (cluster,
+    environment, result, source, host, roles), timestamps and the unique event id and
+    integrity fields, which would only make the index larger.
+    """
+    actor = obj.get("actor") or {}
+    resource = obj.get("resource") or {}
+    action = obj.get("action") or {}
+    context = obj.get("context") or {}
+    parts = _strings(
+        (
+            obj.get("event_type"),
+            actor.get("id"),
+            actor.get("client_id"),
+            actor.get("ip_address"),
+            actor.get("user_agent"),
+            resource.get("type"),
+            resource.get("id"),
+            action.get("operation"),
+            action.get("error"),
+            context.get("correlation_id"),
+        )
+    )
+    api = context.get("api")
+    if type(api) is dict and type(api.get("name")) is str:
+        parts.append(api["name"])
+    authorization = obj.get("authorization")
+    if type(authorization) is dict:
+        if isinstance(authorization.get("action"), str):
+            parts.append(authorization["action"])
+        for check in authorization.get("checks") or ():
+            if type(check) is dict:
+                parts.extend(_strings((check.get("operation"), check.get("resource"))))
+    details = obj.get("details")
+    if details:
+        # The JSON text of the details: keys and values alike are words; the tokenizer
+        # drops the punctuation.
+        parts.append(orjson.dumps(details).decode())
+    return " ".join(parts)
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words(text: str) -> list[str]:
+    """The words of `text` as the full-text index splits them: runs of letters and
+    digits, lower-cased."""
+    return _WORD.findall(text.lower())
