@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kaudit_destination_helpers import drain, emit_events, log_events, make_config
+from kaudit_destination_helpers import drain, emit_events, log_events, make_config, one_runner
 from kaudit_destination_servers import Rsyslog, SyslogLine, free_port, make_pki
 
 from kaudit.config.model import SyslogDestination
@@ -133,3 +133,37 @@ def test_a_server_certificate_from_another_ca_is_refused(tmp_path: Path, rsyslog
     with pytest.raises(ExporterError, match=r"TLS handshake .* failed.*CERTIFICATE_VERIFY_FAILED"):
         exporter.send([line])
     assert rsyslog.lines() == []
+
+
+def test_the_cursor_waits_until_a_tcp_batch_is_settled(tmp_path: Path, rsyslog: Rsyslog) -> None:
+    config = make_config(tmp_path, rsyslog.destination("tcp", batch_interval_secs=0))
+    emit_events(config, ["topic.created"] * 10)
+    runner = one_runner(config)
+    assert runner.run_once() == 10
+    # Sent and acknowledged by the server's kernel, but still in doubt: not saved yet.
+    assert runner.feed.position() is None and runner.lag() == 10
+    time.sleep(IN_DOUBT_SECS + 0.2)
+    runner._commit_settled()
+    assert runner.feed.position() is not None and runner.lag() == 0
+    runner.close()
+
+
+def test_kaudit_killed_while_a_batch_is_in_doubt_sends_it_again(
+    tmp_path: Path, rsyslog: Rsyslog
+) -> None:
+    config = make_config(tmp_path, rsyslog.destination("tcp", batch_interval_secs=0))
+    emit_events(config, ["topic.created"] * 10)
+    first = one_runner(config)
+    assert first.run_once() == 10
+    rsyslog.stop()  # the server goes away with the batch in doubt ...
+    # ... and kaudit dies before it could tell: a new process starts from the cursor.
+    rsyslog.start()
+    second = one_runner(config)
+    assert second.drain() == 10
+    second.close()
+    first.exporter.close()
+    wait_lines(rsyslog, 20, deadline_s=3)
+    counts = collections.Counter(line.event()["details"]["i"] for line in rsyslog.lines())
+    assert set(counts) == set(range(10)) and set(counts.values()) <= {1, 2}
+    # drain() waited for the batch to settle before saving the cursor.
+    assert one_runner(config).lag() == 0

@@ -4,12 +4,14 @@ An `Exporter` only knows how to deliver a batch of rendered events to its destin
 The `ExporterRunner` owns everything around it: reading from the cursor, selecting by
 `events` / `exclude_events`, rendering in the destination's `format`, retrying with
 exponential backoff and jitter when retrying can help, writing what the destination
-refuses as invalid to a dead-letter file, and saving the cursor only after delivery —
-so delivery is at-least-once and the cursor never passes an undelivered event.
+refuses as invalid to a dead-letter file, and saving the cursor only after delivery
+(for destinations without acknowledgements, only once delivery has settled) — so
+delivery is at-least-once and the cursor never passes an undelivered event.
 """
 
 from __future__ import annotations
 
+import collections
 import importlib
 import logging
 import random
@@ -88,9 +90,19 @@ class LocalFeed:
         self.cursor = cursor
         self._position = cursor.load()
         self._sequence = cursor.sequence()
+        # Reading runs ahead of the saved position while delivered batches wait to be
+        # settled (see ExporterRunner); with immediate commits the two stay equal.
+        self._read_at = self._position
 
     def read(self, max_lines: int) -> tuple[list[bytes], Any]:
-        return self.reader.read(self._position, max_lines)
+        lines, token = self.reader.read(self._read_at, max_lines)
+        if lines:
+            self._read_at = token
+        return lines, token
+
+    def rewind(self) -> None:
+        """Read again from the saved position (what was read since was not delivered)."""
+        self._read_at = self._position
 
     def commit(self, token: Any, sequence: int | None) -> None:
         self.cursor.save(token, sequence=sequence)
@@ -185,10 +197,15 @@ class ExporterRunner:
         self.linger_s = linger_s
         self.dead_letter = dead_letter
         self.metrics_path = metrics_path
+        self.settle_timeout_s = 2.0
         self._published = float("-inf")
         self.max_backoff_s = max_backoff_s
         self.metrics = ExporterMetrics(last_sequence=feed.last_sequence())
         self._native_input = bool(getattr(exporter, "native_input", False))
+        self._unsettled_since: Callable[[], float | None] | None = getattr(
+            exporter, "unsettled_since", None
+        )
+        self._pending: collections.deque[tuple[float, Any, int | None]] = collections.deque()
         self._sleep = sleep
 
     @property
@@ -207,9 +224,21 @@ class ExporterRunner:
 
     def run_once(self) -> int:
         """Deliver the next batch; the number of log lines consumed (0: caught up)."""
+        self._commit_settled()
         lines, token = self.feed.read(self.batch_max)
         if not lines:
             return 0
+        try:
+            return self._process(lines, token)
+        except BaseException:
+            # Nothing after the saved position may be skipped by the next read.
+            self._pending.clear()
+            rewind = getattr(self.feed, "rewind", None)
+            if rewind is not None:
+                rewind()
+            raise
+
+    def _process(self, lines: list[bytes], token: Any) -> int:
         records: list[bytes] = []
         last_seq = self.metrics.last_sequence
         for line in lines:
@@ -228,9 +257,42 @@ class ExporterRunner:
                 records.append(record)
         if records:
             self._deliver(records)
-        self.feed.commit(token, last_seq)
         self.metrics.last_sequence = last_seq
+        if self._unsettled_since is None:
+            self.feed.commit(token, last_seq)
+        else:
+            self._pending.append((time.monotonic(), token, last_seq))
+            self._commit_settled()
         return len(lines)
+
+    def _commit_settled(self) -> None:
+        """Save the cursor past the delivered batches the destination holds as settled.
+
+        A destination without acknowledgements of its own (syslog over TCP/TLS) keeps
+        what it sent lately "in doubt" and sends it again if the connection turns out to
+        have closed; its `unsettled_since()` is when the oldest data still in doubt was
+        sent. The cursor stays before that data, so a kaudit killed meanwhile sends it
+        again after its restart instead of losing it.
+        """
+        if not self._pending or self._unsettled_since is None:
+            return
+        oldest = self._unsettled_since()
+        settled = None
+        while self._pending and (oldest is None or self._pending[0][0] < oldest):
+            settled = self._pending.popleft()
+            if not isinstance(self.feed, LocalFeed):
+                self.feed.commit(settled[1], settled[2])
+        if settled is not None and isinstance(self.feed, LocalFeed):
+            # One save covers every batch before it in a local log.
+            self.feed.commit(settled[1], settled[2])
+
+    def settle(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for delivered batches to settle and save the cursor."""
+        deadline = time.monotonic() + timeout_s
+        self._commit_settled()
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self._commit_settled()
 
     def _deliver(self, records: list[bytes]) -> None:
         backoff = 0.2
@@ -293,6 +355,7 @@ class ExporterRunner:
         total = 0
         while n := self.run_once():
             total += n
+        self.settle(self.settle_timeout_s)
         return total
 
     def run(self, stop: threading.Event) -> None:
@@ -307,6 +370,7 @@ class ExporterRunner:
         try:
             while not stop.is_set():
                 self.publish_metrics()
+                self._commit_settled()
                 if self.linger_s > 0:
                     waited, waiting_since = self._linger(waiting_since)
                     if waited:
@@ -317,6 +381,7 @@ class ExporterRunner:
             # Retryable failure while stopping: the cursor has not moved, nothing lost.
             return
         finally:
+            self.settle(self.settle_timeout_s)
             self.publish_metrics(force=True)
 
     def publish_metrics(self, force: bool = False) -> None:

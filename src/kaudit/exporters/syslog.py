@@ -12,7 +12,9 @@ the server's kernel has acknowledged every byte (the socket's send queue is empt
 it stays "in doubt" until the server has been seen connected `IN_DOUBT_SECS` later: if
 the connection turns out to be closed when the next batch goes, the batches still in
 doubt are sent again on the new connection. A server that stopped before reading them
-loses nothing, at the price of duplicates from the last second of batches. UDP is
+loses nothing, at the price of duplicates from the last second of batches. The runner
+saves its cursor only past settled batches (`unsettled_since`), so this also holds when
+kaudit itself is killed while batches are in doubt. UDP is
 fire-and-forget by nature: only what the kernel reports (no route, port unreachable) is
 seen as a failure.
 """
@@ -26,6 +28,7 @@ import ssl
 import struct
 import termios
 import time
+from dataclasses import dataclass
 
 from kaudit.config.model import SYSLOG_FACILITIES, SyslogDestination
 from kaudit.errors import ExporterError, RecordsRejectedError
@@ -79,6 +82,15 @@ def format_message(
     return header.encode() + b"\xef\xbb\xbf" + body
 
 
+@dataclass
+class _InDoubt:
+    """Frames sent on a connection the server may close before reading them."""
+
+    first_sent: float
+    sent_at: float
+    data: bytes
+
+
 class SyslogExporter:
     """Sends each event as one syslog message."""
 
@@ -91,7 +103,7 @@ class SyslogExporter:
         self.facility = SYSLOG_FACILITIES[destination.facility]
         self.hostname = socket.gethostname()
         self._sock: socket.socket | None = None
-        self._in_doubt: list[tuple[float, bytes]] = []
+        self._in_doubt: list[_InDoubt] = []
         """(when, frames) sent lately on the current connection, which the server may not
         have read if it stops: sent again on the next connection."""
 
@@ -116,16 +128,11 @@ class SyslogExporter:
             return
         frames = b"".join(b"%d %s" % (len(m), m) for m in messages)
         now = time.monotonic()
-        if self._sock is not None:
-            if self._peer_closed(self._sock):
-                self._drop()
-            else:
-                # Alive now, so what it got over IN_DOUBT_SECS ago it has had time to read.
-                self._in_doubt = [(t, d) for t, d in self._in_doubt if now - t < IN_DOUBT_SECS]
+        self._check_connection(now)
         resend = b""
         if self._sock is None:
             # A new connection: what the old one carried lately may never have been read.
-            resend = b"".join(data for _, data in self._in_doubt)
+            resend = b"".join(entry.data for entry in self._in_doubt)
             self._sock = self._connect()
         try:
             self._sock.sendall(resend + frames)
@@ -135,9 +142,27 @@ class SyslogExporter:
             raise ExporterError(
                 f"{self._where}: sending to {self.host}:{self.port} failed: {exc}", retryable=True
             ) from exc
-        if resend:
-            self._in_doubt = [(now, resend)]
-        self._in_doubt.append((now, frames))
+        for entry in self._in_doubt:
+            entry.sent_at = now
+        self._in_doubt.append(_InDoubt(now, now, frames))
+
+    def _check_connection(self, now: float) -> None:
+        """Drop a connection the server closed; otherwise, settle what it has had
+        IN_DOUBT_SECS to read."""
+        if self._sock is None:
+            return
+        if self._peer_closed(self._sock):
+            self._drop()
+        else:
+            self._in_doubt = [e for e in self._in_doubt if now - e.sent_at < IN_DOUBT_SECS]
+
+    def unsettled_since(self) -> float | None:
+        """When the oldest data still in doubt was first sent (None: nothing in doubt);
+        the runner saves its cursor only past what was sent before that."""
+        if self.destination.protocol == "udp":
+            return None
+        self._check_connection(time.monotonic())
+        return self._in_doubt[0].first_sent if self._in_doubt else None
 
     def _send_udp(self, messages: list[bytes]) -> None:
         too_large = [i for i, m in enumerate(messages) if len(m) > MAX_UDP_MESSAGE]
