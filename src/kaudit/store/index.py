@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import zstandard
@@ -33,7 +32,7 @@ from kaudit.store.schema import (
     TERM_KINDS,
     Fields,
     NotAnEvent,
-    fields_of,
+    read_event,
     search_text,
 )
 
@@ -52,7 +51,7 @@ class _Chunk:
     """A batch of decoded events, ready to be written."""
 
     ids: list[str] = field(default_factory=list)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[Fields] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     terms: set[tuple[str, str]] = field(default_factory=set)
@@ -159,9 +158,8 @@ class EventIndex:
         seen: set[str] = set()
         for line in lines:
             try:
-                obj = orjson.loads(line)
-                f = fields_of(obj)
-            except (orjson.JSONDecodeError, NotAnEvent) as exc:
+                f, text = read_event(line)
+            except NotAnEvent as exc:
                 self.rejected += 1
                 log.error("search index %s: skipped a record: %s", self.path, exc)
                 continue
@@ -169,14 +167,23 @@ class EventIndex:
                 continue
             seen.add(f.event_id)
             chunk.ids.append(f.event_id)
-            chunk.rows.append(_row(f))
+            chunk.rows.append(f)
             chunk.lines.append(line.rstrip(b"\n"))
-            chunk.texts.append(search_text(obj))
-            chunk.terms.update(
-                (("type", f.event_type), ("actor", f.actor), ("resource", f.resource))
+            chunk.texts.append(text)
+        if chunk.rows:
+            types, actors, rtypes, rids, clusters = zip(
+                *(
+                    (f.event_type, f.actor, f.resource_type, f.resource_id, f.cluster)
+                    for f in chunk.rows
+                ),
+                strict=True,
             )
-            if f.cluster is not None:
-                chunk.terms.add(("cluster", f.cluster))
+            chunk.terms.update(("type", v) for v in set(types))
+            chunk.terms.update(("actor", v) for v in set(actors))
+            chunk.terms.update(
+                ("resource", f"{t}:{i}") for t, i in set(zip(rtypes, rids, strict=True))
+            )
+            chunk.terms.update(("cluster", v) for v in set(clusters) if v is not None)
         return chunk
 
     def _write_chunk(self, chunk: _Chunk) -> int:
@@ -197,9 +204,12 @@ class EventIndex:
         if not rows:
             return 0
         first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+        # Without an id, each row gets the largest id so far plus one: `first`, `first +
+        # 1`... (this transaction is the only writer).
         c.executemany(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(first + i, *row) for i, row in enumerate(rows)],
+            "INSERT INTO events (ts, event_type, actor, resource_type, resource_id, result, "
+            "cluster, event_id, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
         c.executemany(
             "INSERT INTO blocks VALUES (?, ?, ?)",
@@ -341,17 +351,3 @@ class EventIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _row(f: Fields) -> tuple[Any, ...]:
-    return (
-        f.ts,
-        f.event_type,
-        f.actor,
-        f.resource_type,
-        f.resource_id,
-        f.result,
-        f.cluster,
-        f.event_id,
-        f.seq,
-    )
