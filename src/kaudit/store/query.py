@@ -297,6 +297,9 @@ class IndexSearch:
         if flt.result is not None:
             clauses.append("result = ?")
             params.append(flt.result)
+            if flt.result != "success":
+                # Lets SQLite use the index that holds only unsuccessful events.
+                clauses.append("result <> 'success'")
         for kind, predicate in flt.term_predicates().items():
             values = [v for v in self.index.terms(kind) if predicate(v)]
             if not values:

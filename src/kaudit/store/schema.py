@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped when the tables or the words of an event change; an index of another version
 is refused with a message saying to rebuild it."""
 
@@ -56,8 +56,8 @@ CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_type_ts ON events (event_type, ts);
 CREATE INDEX IF NOT EXISTS events_actor_ts ON events (actor, ts);
 CREATE INDEX IF NOT EXISTS events_resource_ts ON events (resource_id, ts);
-CREATE INDEX IF NOT EXISTS events_result_ts ON events (result, ts);
-CREATE INDEX IF NOT EXISTS events_cluster_ts ON events (cluster, ts);
+CREATE INDEX IF NOT EXISTS events_unsuccessful_ts ON events (result, ts)
+    WHERE result <> 'success';
 CREATE TABLE IF NOT EXISTS terms (
     kind TEXT NOT NULL,
     value TEXT NOT NULL,
@@ -71,9 +71,13 @@ CREATE VIRTUAL TABLE IF NOT EXISTS events_text USING fts5 (
 by newlines and compressed with zstd together, which makes them a tenth of their size
 (JSON events repeat themselves) and the index fast to write. `terms` lists the distinct
 values of the filtered columns, so a glob or a short actor name is turned into an exact
-`IN` list that the composite indexes answer. `events_text` is contentless: it holds only
-which words each row has; removing a row gives its words again, computed from the
-stored line."""
+`IN` list that the composite indexes answer. Each index costs time for every event
+added, so there are only those the searches need: no index on the cluster (most
+installations have one, and the time index finds the newest events of any cluster
+quickly) and on the result only for failures and denials, the rare results searched
+for (`success` matches most events: the time index finds them). `events_text` is
+contentless: it holds only which words each row has; removing a row gives its words
+again, computed from the stored line."""
 
 TERM_KINDS = ("type", "actor", "resource", "cluster")
 
