@@ -4,11 +4,13 @@ This module owns opening the file (schema, pragmas, version check), adding event
 (idempotent on `event_id`), removing events older than a time (retention) and the
 connection queries read through.
 
-How it is fast enough to keep up with the log (see bench/search.py): WAL, so searches
-read while events are added; one transaction per batch with `executemany`; the rows of
-a batch get consecutive ids so the full-text rows and the compressed blocks of lines
-are added in the same pass; duplicate event ids are found with one lookup per batch
-rather than one per event.
+How it is fast enough to keep up with the log (see bench/search.py): each line is
+decoded once, and only the members the index reads (`schema.read_event`); WAL, so
+searches read while events are added; a batch goes in parts of a few thousand events,
+one transaction each, the rows and lines added with `executemany` and consecutive ids,
+the full-text words and the commit handed to a writer thread while the next part is
+decoded; duplicate event ids are found with one lookup per part rather than one per
+event; only five indexes (see `schema.DDL`).
 Durability: `synchronous=FULL` makes a committed batch survive a power loss, which the
 exporter's cursor relies on (it moves only after `add` returns).
 """
