@@ -47,12 +47,16 @@ def test_a_line_of_another_shape_is_read_from_the_whole_decoded_event(tmp_path: 
     record_traffic(config, 3, START, END)
     obj = orjson.loads(log_lines(config)[0])
     obj["actor"]["client_id"] = 42  # not a string: not a word, but still an event
-    obj["details"] = {"note": 'caf\u00e9 "quoted"'}
+    obj["details"] = {"note": 'caf\u00e9 "quoted"\nnext'}
     line = orjson.dumps(obj)
     fields, text = read_event(line)
     assert fields == fields_of(obj)
     assert words(text) == words(search_text(obj))
-    assert "42" not in words(text) and "café" in words(text)
+    assert "42" not in words(text) and {"café", "quoted"} <= set(words(text))
+    # Escapes in the line's details are read as what they stand for.
+    escaped = line.replace("café".encode(), b"caf\\u00e9")
+    assert escaped != line and orjson.loads(escaped) == obj
+    assert words(read_event(escaped)[1]) == words(text)
     for bad, reason in ((b"[1, 2]", "list"), (b"{not json", "not JSON"), (b"{}", "audit")):
         with pytest.raises(NotAnEvent, match=reason):
             read_event(bad)

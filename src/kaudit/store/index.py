@@ -36,7 +36,6 @@ from kaudit.store.schema import (
     Fields,
     NotAnEvent,
     read_event,
-    search_text,
 )
 
 log = logging.getLogger("kaudit.store")
@@ -310,7 +309,7 @@ class EventIndex:
                     c.executemany(
                         "INSERT INTO events_text (events_text, rowid, words) "
                         "VALUES ('delete', ?, ?)",
-                        [(i, search_text(orjson.loads(lines[i]))) for i in ids],
+                        [(i, read_event(lines[i])[1]) for i in ids],
                     )
                     c.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
                     c.executemany(

@@ -260,7 +260,8 @@ def read_event(line: bytes) -> tuple[Fields, str]:
     Decodes only what the index reads, into typed members, which is several times
     faster than decoding the whole event; a line of another shape (a member of an
     unexpected type, say) is decoded in full and read by `fields_of` and `search_text`.
-    The details are taken as the JSON text they are in the line.
+    The details are taken as the JSON text they are in the line (the same text as
+    `search_text` makes, as the log's lines are written by orjson).
     """
     try:
         ev = _decode_event(line)
@@ -304,6 +305,9 @@ def read_event(line: bytes) -> tuple[Fields, str]:
     if ev.authorization is not None:
         _authorization_words(ev.authorization, parts)
     details = bytes(ev.details)
+    if b"\\" in details:
+        # Escapes (`\n`, `\u00e9`) would make words of their own: read the values.
+        details = orjson.dumps(orjson.loads(details))
     if details not in _NO_DETAILS:
         parts.append(details.decode())
     return fields, " ".join(parts)
