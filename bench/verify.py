@@ -6,7 +6,13 @@ Merkle checkpoints (every 10,000 events) on, in a temporary directory, then time
 HMAC key. The same run measures the recorder's durable throughput (fail_closed, from
 the first emit() until flush() returns, fsync batch, as bench/recorder.py does) with
 integrity off, with the HMAC chain and checkpoints (`recorder_ratio_with_integrity`),
-and with checkpoints alone, interleaved so all see the same machine state.
+and with checkpoints alone, interleaved so all see the same machine state. The HMAC
+is computed by the writer; the Merkle tree by the checkpoint follower process, at the
+lowest CPU priority, which may lag while the writer is flat out: `close_seconds_*` is
+how long close() takes after the last flush (with integrity: until that follower has
+caught up and written the final checkpoint). As wall-clock rates on a shared machine
+are noisy, the CPU the recorder's process spends per event (`recorder_cpu_us_*`) and
+the follower process's (`follower_cpu_us_per_event`) are reported too.
 
 The log was just written, so verification reads it from the page cache: the figures are
 the verifier's CPU cost, not the disk's.
@@ -21,9 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +68,33 @@ def _config(data_dir: Path, key_file: Path | None, *, chain: bool = True) -> Con
     )
 
 
-def record(data_dir: Path, events: int, key_file: Path | None, *, chain: bool = True) -> float:
-    """events/s from the first emit() until flush() returns (everything durable)."""
-    with kaudit.open(_config(data_dir, key_file, chain=chain)) as session:
+@dataclass
+class Recorded:
+    rate: float  # events/s from the first emit() until flush() returns
+    close_s: float  # then close(): with checkpoints, the follower catching up
+    cpu_us: float  # CPU of this process (callers and writer) per event, emit to flush
+    child_cpu_us: float  # CPU of the checkpoint follower process per event, start included
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # of exited, waited-for children
+    return usage.ru_utime + usage.ru_stime
+
+
+def record(data_dir: Path, events: int, key_file: Path | None, *, chain: bool = True) -> Recorded:
+    """One durable run (see the module docstring) and what it cost in time and CPU."""
+    children = _children_cpu()
+    session = kaudit.open(_config(data_dir, key_file, chain=chain))
+    try:
+        cpu = time.process_time()
         elapsed = emit_until_durable(session, events, details=DETAILS)
-    return events / elapsed
+        cpu = time.process_time() - cpu
+    finally:
+        closing = time.perf_counter()
+        session.close()
+    closed = time.perf_counter() - closing
+    child = _children_cpu() - children
+    return Recorded(events / elapsed, closed, cpu / events * 1e6, child / events * 1e6)
 
 
 def timed_verify(log_dir: Path, ring: KeyRing, hmac_key: bytes | None) -> tuple[float, int]:
@@ -86,17 +116,20 @@ def main() -> None:
         root = Path(tmp)
         key_file = generate(root / "keys" / "bench", "kaudit-bench/prod").private
         ring = load_verifiers([root / "keys" / "bench.pub"])
-        rates_off: list[float] = []
-        rates_on: list[float] = []
-        rates_cp: list[float] = []
+        runs_off: list[Recorded] = []
+        runs_on: list[Recorded] = []
+        runs_cp: list[Recorded] = []
         for run in range(args.repeat):
-            rates_off.append(record(root / f"off{run}", n, None))
-            rates_on.append(record(root / f"on{run}", n, key_file))
-            rates_cp.append(record(root / f"cp{run}", n, key_file, chain=False))
+            runs_off.append(record(root / f"off{run}", n, None))
+            runs_on.append(record(root / f"on{run}", n, key_file))
+            runs_cp.append(record(root / f"cp{run}", n, key_file, chain=False))
+            off_r, on_r, cp_r = runs_off[-1], runs_on[-1], runs_cp[-1]
             print(
-                f"recorder run {run + 1}: integrity off {rates_off[-1]:,.0f} events/s, "
-                f"HMAC chain + checkpoints {rates_on[-1]:,.0f} events/s, "
-                f"checkpoints only {rates_cp[-1]:,.0f} events/s",
+                f"recorder run {run + 1}: integrity off {off_r.rate:,.0f} events/s "
+                f"({off_r.cpu_us:.2f} µs CPU/event), HMAC chain + checkpoints "
+                f"{on_r.rate:,.0f} events/s ({on_r.cpu_us:.2f} µs + follower "
+                f"{on_r.child_cpu_us:.2f} µs), checkpoints only {cp_r.rate:,.0f} events/s; "
+                f"close {off_r.close_s:.2f} s off, {on_r.close_s:.2f} s on (final checkpoint)",
                 flush=True,
             )
         log_dir = root / "on0" / "log"
@@ -115,8 +148,11 @@ def main() -> None:
                 f"public key + HMAC {both[-1]:,.0f} events/s ({checkpoints} checkpoints)",
                 flush=True,
             )
-    off, on = statistics.median(rates_off), statistics.median(rates_on)
-    cp = statistics.median(rates_cp)
+
+    def median(runs: list[Recorded], what: str) -> float:
+        return statistics.median(getattr(r, what) for r in runs)
+
+    off, on, cp = median(runs_off, "rate"), median(runs_on, "rate"), median(runs_cp, "rate")
     print(
         json.dumps(
             {
@@ -131,6 +167,11 @@ def main() -> None:
                 "recorder_ratio_with_integrity": round(on / off, 3),
                 "recorder_events_per_s_checkpoints_only": round(cp),
                 "recorder_ratio_checkpoints_only": round(cp / off, 3),
+                "close_seconds_integrity_off": round(median(runs_off, "close_s"), 3),
+                "close_seconds_integrity_on": round(median(runs_on, "close_s"), 3),
+                "recorder_cpu_us_per_event_integrity_off": round(median(runs_off, "cpu_us"), 2),
+                "recorder_cpu_us_per_event_integrity_on": round(median(runs_on, "cpu_us"), 2),
+                "follower_cpu_us_per_event": round(median(runs_on, "child_cpu_us"), 2),
                 "runs": args.repeat,
             }
         )

@@ -529,7 +529,9 @@ def verify(
 ) -> None:
     """Check an audit log for tampering: exit 0 intact, 1 not, 2 usage error.
 
-    SOURCE is a local log (or data) directory, or a JSON Lines file (an export). With
+    SOURCE is a local log (or data) directory, a JSON Lines file (an export) or a
+    kafka://[user[:password]@]host:port/topic Kafka log (each writer stream against its
+    checkpoints on the topic's companion `<topic>.checkpoints`). With
     --public-key the signed Merkle checkpoints are checked (modified, missing, inserted,
     reordered and truncated events, bad or unknown signatures); with --hmac-key-env also
     each event's HMAC and the chain.
@@ -553,9 +555,10 @@ def verify(
         kind, path = open_source(source)
     except KauditError as exc:
         raise click.UsageError(str(exc)) from None
-    if kind not in ("dir", "file") or path is None:
+    if kind not in ("dir", "file", "kafka") or (path is None and kind != "kafka"):
         raise click.UsageError(
-            f"cannot verify {source!r}: give a local log directory or a JSON Lines file"
+            f"cannot verify {source!r}: give a local log directory, a JSON Lines file or "
+            "a kafka:// topic"
         )
     shown = [0]
 
@@ -565,6 +568,10 @@ def verify(
             click.echo(f"\rverifying… {events:,} events", nl=False, err=True)
 
     start, end = _parse_when(since), _parse_when(until)
+    if kind == "kafka":
+        _verify_kafka(source, ring, hmac_key, start, end, progress, as_json, anchors)
+        return
+    assert path is not None
     if kind == "dir":
         report = verify_log(
             path,
@@ -588,6 +595,49 @@ def verify(
     else:
         _print_report(report)
     if not report.ok:
+        sys.exit(_EXIT_FAILED)
+
+
+def _verify_kafka(
+    source: str,
+    ring: Any,
+    hmac_key: bytes | None,
+    start: datetime | None,
+    end: datetime | None,
+    progress: Any,
+    as_json: bool,
+    anchors: tuple[str, ...],
+) -> None:
+    """`kaudit verify kafka://…`: each writer stream against its checkpoints on the
+    companion topic; exit 1 when any stream is not intact."""
+    from kaudit.integrity.kafka_checkpoints import verify_kafka
+    from kaudit.reading import kafka_source
+
+    if anchors:
+        raise click.UsageError("--anchor applies to a log directory, not a Kafka topic")
+    try:
+        connection, topic = kafka_source(source)
+    except KauditError as exc:
+        raise click.UsageError(str(exc)) from None
+    label = source.split("://", 1)[1].rpartition("@")[2]
+    reports = verify_kafka(
+        connection,
+        topic,
+        verifiers=ring,
+        hmac_key=hmac_key,
+        since=start,
+        until=end,
+        progress=progress,
+        label=f"kafka://{label}",
+    )
+    ok = all(r.ok for r in reports)
+    if as_json:
+        body = {"source": f"kafka://{label}", "ok": ok, "streams": [r.to_dict() for r in reports]}
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    else:
+        for report in reports:
+            _print_report(report)
+    if not ok:
         sys.exit(_EXIT_FAILED)
 
 

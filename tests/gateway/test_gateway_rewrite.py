@@ -71,3 +71,41 @@ def test_api_versions_are_clamped_to_what_the_gateway_parses() -> None:
         (0, produce[0], produce[1]),
         (3, 0, 12),
     ]
+
+
+def test_coordinator_and_cluster_descriptions_point_at_the_gateway() -> None:
+    from kio.schema.describe_cluster.v1.response import (
+        DescribeClusterBroker,
+        DescribeClusterResponse,
+    )
+    from kio.schema.find_coordinator.v3.response import FindCoordinatorResponse as Fc3
+    from kio.schema.find_coordinator.v4.response import Coordinator
+    from kio.schema.find_coordinator.v4.response import FindCoordinatorResponse as Fc4
+
+    from kaudit.gateway.rewrite import rewrite_describe_cluster, rewrite_find_coordinator
+
+    opened: list[tuple[int, str, int]] = []
+    brokers = BrokerMap("gw", 30000, lambda *args: opened.append(args))
+    zero = i32Timedelta.parse(timedelta(0))
+    v3 = Fc3(throttle_time=zero, error_code=ErrorCode.none, error_message=None,
+             node_id=BrokerId(3), host="b3", port=i32(9092))  # fmt: skip
+    assert (
+        rewrite_find_coordinator(v3, brokers).host,
+        rewrite_find_coordinator(v3, brokers).port,
+    ) == ("gw", 30003)
+    v4 = Fc4(throttle_time=zero, coordinators=(
+        Coordinator(key="g", node_id=BrokerId(4), host="b4", port=i32(9092),
+                    error_code=ErrorCode.none, error_message=None),
+        Coordinator(key="h", node_id=BrokerId(-1), host="", port=i32(-1),
+                    error_code=ErrorCode.coordinator_not_available, error_message=None),
+    ))  # fmt: skip
+    out = rewrite_find_coordinator(v4, brokers).coordinators
+    assert [(c.host, c.port) for c in out] == [("gw", 30004), ("", -1)]
+    cluster = DescribeClusterResponse(
+        throttle_time=zero, error_code=ErrorCode.none, error_message=None, cluster_id="c",
+        controller_id=BrokerId(5), cluster_authorized_operations=i32(0),
+        brokers=(DescribeClusterBroker(broker_id=BrokerId(5), host="b5", port=i32(9093)),),
+    )  # fmt: skip
+    [broker] = rewrite_describe_cluster(cluster, brokers).brokers
+    assert (broker.host, broker.port) == ("gw", 30005)
+    assert [node for node, _, _ in opened] == [3, 4, 5]

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from gateway_fixtures import GatewayFactory, RunningGateway, one
 from kio.schema.create_topics.v5.request import CreatableTopic, CreateTopicsRequest
@@ -89,6 +89,15 @@ def test_fail_closed_refuses_with_the_apis_own_error_when_the_log_cannot_write(
     assert isinstance(second, KafkaException) and "audit log" in str(second)
     assert time.monotonic() - started < 10
     assert gw.gateway.metrics.refused >= 2
+    # Produce is refused too while the log fails (its record would be the window's).
+    direct.create_topics([NewTopic(unique_topic + "-data", 1, 1)])[unique_topic + "-data"].result(
+        timeout=30
+    )
+    producer = Producer(gw.client({**admin_sasl_config, "message.timeout.ms": "5000"}))
+    outcomes: list[Any] = []
+    producer.produce(unique_topic + "-data", b"x", on_delivery=lambda e, m: outcomes.append(e))
+    producer.flush(15)
+    assert len(outcomes) == 1 and outcomes[0] is not None
     # The record that could not be written is reported at close, not silently lost.
     with pytest.raises(AuditUnavailableError, match="could not be written"):
         gw.close()

@@ -81,5 +81,9 @@ def test_usage_errors_exit_2(log_and_key: tuple[Path, Path], tmp_path: Path) -> 
     assert runner.invoke(
         main, ["verify", str(tmp_path / "nope"), "--hmac-key-env", "KAUDIT_CLI_HMAC"]
     ).exit_code in (1, 2)
-    result = runner.invoke(main, ["verify", "kafka://h:1/t", "--hmac-key-env", "KAUDIT_CLI_HMAC"])
+    result = runner.invoke(main, ["verify", "s3://b/p", "--hmac-key-env", "KAUDIT_CLI_HMAC"])
     assert result.exit_code == 2
+    result = runner.invoke(
+        main, ["verify", "kafka://h:1/t", "--hmac-key-env", "KAUDIT_CLI_HMAC", "--anchor", "a"]
+    )
+    assert result.exit_code == 2 and "--anchor" in result.output

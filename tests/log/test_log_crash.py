@@ -106,8 +106,16 @@ def test_repeated_kill_9_leaves_a_whole_contiguous_log(tmp_path: Path, fsync: st
             torn_rounds += 1
         elif round_ == 2:
             # Stand-in for a write cut short by power loss (see the module docstring).
-            last = log_dir / segment_name(list_segments(log_dir)[-1])
-            lines = last.read_bytes().splitlines(keepends=True)
+            # Half of a real line, appended to the newest segment. (Under load a killed
+            # round may have rolled to a new segment and written nothing there yet, so the
+            # line is taken from the newest segment that has one.)
+            segments_now = [log_dir / segment_name(s) for s in list_segments(log_dir)]
+            last = segments_now[-1]
+            lines = next(
+                path.read_bytes().splitlines(keepends=True)
+                for path in reversed(segments_now)
+                if path.stat().st_size
+            )
             with open(last, "ab") as f:
                 f.write(lines[-1][: len(lines[-1]) // 2])
             torn_rounds += 1

@@ -619,7 +619,8 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def _audit(self, pending: _Pending, response: Any) -> bool:
-        """Make the one audit call for this request; True if anything was recorded."""
+        """Make the one audit call for this request; True if it made records to wait for
+        (fail_closed holds the response until they are durable)."""
         gw = self.gateway
         key = pending.api_key
         if key == PRODUCE:
@@ -685,7 +686,9 @@ class ClientConnection(asyncio.Protocol):
                     nbytes += len(records)
                     count += count_records(records)
             gw.aggregator.add("records.produced", ctx, name, count, nbytes, codes.get(ident, 0))
-        return True
+        # Counted into the window's record: nothing is written per request, so nothing to
+        # wait for (under fail_closed, `gw.records` refused it if the log were failing).
+        return False
 
     def _audit_fetch(self, pending: _Pending, response: Any) -> bool:
         gw = self.gateway
@@ -709,7 +712,7 @@ class ClientConnection(asyncio.Protocol):
             code = denied[0] if denied else response.error_code
             if topic.records or code:
                 gw.aggregator.add("records.consumed", ctx, name, topic.records, topic.nbytes, code)
-        return True
+        return False  # counted into the window's record, as for produce
 
     def _generic(self, pending: _Pending) -> bool:
         return self.gateway.audit(None, self.context(pending, decoded=False), ())

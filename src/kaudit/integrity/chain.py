@@ -6,8 +6,10 @@
 first, and always null when chaining is off). Checking needs the secret key, and an HMAC
 chain alone cannot show a cut-off tail: the signed Merkle checkpoints cover that.
 
-Sealing works on the bytes the writer already made: an unsealed line ends with
-`"signature":null,"previous_signature":null}}` and is spliced, not re-serialised.
+Sealing works on bytes the writer already made: the writer hands over each line's head
+(its canonical bytes up to `"signature":`) and the sealed line is put together once;
+a whole unsealed line (ending `"signature":null,"previous_signature":null}}`) is cut
+back to its head, never re-serialised.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import hashlib
 import hmac
 import os
 import re
+from binascii import hexlify
+from collections.abc import Sequence
+from typing import Any
 
 from kaudit.errors import KauditError
 
 UNSEALED_TAIL = b'"signature":null,"previous_signature":null}}'
+HEAD_END = b'"signature":'  # where the head of a line, all but its signatures, ends
 _SEALED_TAIL = re.compile(
     rb'"signature":(null|"sha256:[0-9a-f]{64}"),"previous_signature":(null|"sha256:[0-9a-f]{64}")\}\}$'
 )
@@ -51,26 +57,20 @@ def _sign(key: bytes, unsigned: bytes) -> bytes:
 
 
 class _FastHmac:
-    """HMAC-SHA256 (RFC 2104) from copies of hashes already fed the padded key: the same
-    digest as `hmac.digest` at about half its cost for messages this short, where its
-    per-call set-up dominates (measured on the writer's hot path)."""
+    """HMAC-SHA256 (RFC 2104) key pads: hashes already fed the padded key, copied per
+    message. Same digest as `hmac.digest` at about half its cost for messages this
+    short, where its per-call set-up dominates (measured on the writer's hot path)."""
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("pads",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) > 64:
             key = hashlib.sha256(key).digest()
         key = key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-
-    def sign(self, *parts: bytes | memoryview) -> bytes:
-        inner = self._inner.copy()
-        for part in parts:
-            inner.update(part)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return b'"sha256:' + outer.hexdigest().encode() + b'"'
+        self.pads: tuple[Any, Any] = (
+            hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+            hashlib.sha256(bytes(b ^ 0x5C for b in key)),
+        )
 
 
 class HmacChain:
@@ -81,19 +81,49 @@ class HmacChain:
         self._chained = chained
         self._previous = b"null" if previous is None or not chained else f'"{previous}"'.encode()
 
+    def seal_heads(self, heads: Sequence[bytes]) -> list[bytes]:
+        """Sealed lines (each ending in a newline) from their heads: the canonical bytes of
+        each event up to and including `"signature":`, as the writer builds them, so each
+        line is put together once. The hot path of the writer: one loop, no calls of ours.
+        """
+        inner_pad, outer_pad = self._hmac.pads
+        inner_copy, outer_copy = inner_pad.copy, outer_pad.copy
+        chained = self._chained
+        previous = self._previous
+        signed_tail = b'null,"previous_signature":%s}}' % previous
+        tail = b',"previous_signature":%s}}\n' % previous
+        lines: list[bytes] = []
+        append = lines.append
+        join = b"".join
+        for head in heads:
+            inner = inner_copy()
+            inner.update(head)
+            inner.update(signed_tail)
+            outer = outer_copy()
+            outer.update(inner.digest())
+            signature = b'"sha256:%s"' % hexlify(outer.digest())
+            append(join((head, signature, tail)))
+            if chained:
+                signed_tail = b'null,"previous_signature":%s}}' % signature
+                tail = b',"previous_signature":%s}}\n' % signature
+                previous = signature
+        self._previous = previous
+        return lines
+
     def seal(self, line: bytes) -> bytes:
         """The sealed form of an unsealed line (with or without its newline)."""
-        newline = line.endswith(b"\n")
-        end = len(line) - 1 if newline else len(line)
-        start = end - len(UNSEALED_TAIL)
-        if line[start:end] != UNSEALED_TAIL:
-            raise ValueError("not an unsealed kaudit event line")
-        head = memoryview(line)[: start + 12]  # up to and including '"signature":'
-        tail = b',"previous_signature":' + self._previous + b"}}"
-        signature = self._hmac.sign(head, b"null", tail)
-        if self._chained:
-            self._previous = signature
-        return b"".join((head, signature, tail, b"\n" if newline else b""))
+        sealed = self.seal_heads([head_of(line)])[0]
+        return sealed if line.endswith(b"\n") else sealed[:-1]
+
+
+def head_of(line: bytes) -> bytes:
+    """The head of an unsealed line (with or without its newline): all up to and
+    including `"signature":`."""
+    end = len(line) - 1 if line.endswith(b"\n") else len(line)
+    start = end - len(UNSEALED_TAIL)
+    if line[start:end] != UNSEALED_TAIL:
+        raise ValueError("not an unsealed kaudit event line")
+    return line[: start + len(HEAD_END)]
 
 
 def split_sealed(line: bytes) -> tuple[bytes, str | None, str | None]:

@@ -98,8 +98,18 @@ if not os.environ.get("KAUDIT_KAFKA_CLIENT_LOG"):
     _CLIENT_LOGGER.addHandler(logging.NullHandler())
     _CLIENT_LOGGER.propagate = False
 _ALL_DOWN_GRACE_S = 3.0
+_LEADERLESS = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 _OFFSETS_REFRESH_S = 30.0
 _REPORT_GRACE_S = 2.0
+
+
+# Public names for the Kafka log's other users (its checkpoints on the companion topic).
+ErrorTracker = _ErrorTracker
+error_text = _error_text
 
 
 def client_base(connection: KafkaConnection, tracker: _ErrorTracker) -> dict[str, Any]:
@@ -187,6 +197,7 @@ class KafkaLogSink:
         self._where = describe(config)
         if ensure:
             ensure_topic(config)
+        self.state_dir = state_dir
         self._state_path = state_dir / f"{config.topic}.json"
         self._producer = self._new_producer()
         # The batch being appended: sequences handed to the producer, and those it
@@ -322,6 +333,10 @@ class KafkaLogSink:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._state_path)
+
+    def durable_ends(self) -> dict[int, int]:
+        """Partition ends no later than the first record this writer has yet to write."""
+        return self._end_offsets()
 
     def _end_offsets(self) -> dict[int, int]:
         """Partition ends no later than our last acknowledged record, refreshed every
@@ -536,10 +551,27 @@ class KafkaLogReader:
 
     def end_offsets(self) -> dict[int, int]:
         """Each partition's high watermark now."""
-        return {
-            p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
-            for p in self._partitions()
-        }
+        return {p: self._watermark(p) for p in self._partitions()}
+
+    def _watermark(self, partition: int, timeout: float = 10.0) -> int:
+        # Just after a topic is created (or a leader moves) the broker answers "not
+        # leader" for a moment: a retriable error, asked again until the timeout.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                tp = TopicPartition(self.topic, partition)
+                return int(self._consumer.get_watermark_offsets(tp, timeout=timeout)[1])
+            except KafkaException as exc:
+                err = exc.args[0]
+                retriable = isinstance(err, KafkaError) and (
+                    err.retriable() or err.code() in _LEADERLESS
+                )
+                if not retriable or time.monotonic() > deadline:
+                    raise LogError(
+                        f"kafka audit log {self.topic} ({self._where}): cannot read the end "
+                        f"of partition {partition}: {_error_text(err)}"
+                    ) from exc
+                time.sleep(0.2)
 
     def records_from(self, offsets: dict[int, int]) -> Iterator[LogRecord]:
         """Every record from the given partition offsets (others: from the start) to the

@@ -69,6 +69,10 @@ _KAFKA_RESOURCE_TYPES = frozenset(
 )
 _MAX_BACKOFF_S = 2.0
 _SORTED = orjson.OPT_SORT_KEYS
+# How a line ends: unsealed, or cut after `"signature":` (its head) for a sealer to sign.
+_UNSEALED_END = b',"signature":null,"previous_signature":null}}\n'
+_HEAD_END = b',"signature":'
+_HEAD_CUT = len(_UNSEALED_END) - len(_HEAD_END)
 
 
 class LogSink(Protocol):
@@ -90,8 +94,14 @@ class Sealer(Protocol):
     """Integrity applied once, at the writer (kaudit.integrity): seals each line in
     sequence order, learns what became durable, and keeps time for checkpoints."""
 
+    seals: bool
+    """Whether it signs lines: then the writer hands it heads (`seal_heads`)."""
+
     def seal(self, line: bytes) -> bytes:
         """The line with its integrity fields filled in."""
+
+    def seal_heads(self, heads: Sequence[bytes]) -> list[bytes]:
+        """Sealed lines from heads: canonical bytes up to and including `"signature":`."""
 
     def appended(self, lines: Sequence[bytes]) -> None:
         """These sealed lines are durable in the log, in this order."""
@@ -99,7 +109,8 @@ class Sealer(Protocol):
     def tick(self) -> None:
         """Called about twice a second by the writer, also while idle."""
 
-    def close(self) -> None: ...
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Stop; with `checkpoint` (the log took everything), write the final checkpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,10 +470,13 @@ class Recorder:
 
     def _write(self, items: list[Any]) -> None:
         seq = self.sink.next_sequence
-        lines = [self._line(item, seq + i) for i, item in enumerate(items)]
         sealer = self.sealer
-        if sealer is not None:
-            lines = [sealer.seal(line) for line in lines]
+        if sealer is not None and sealer.seals:
+            # Heads only: the sealer finishes each line with its signatures, once.
+            heads = [self._line(item, seq + i, _HEAD_END) for i, item in enumerate(items)]
+            lines = sealer.seal_heads(heads)
+        else:
+            lines = [self._line(item, seq + i) for i, item in enumerate(items)]
         keys = [_key_of(item) for item in items] if self._keyed else None
         try:
             self._append_with_retry(lines, keys)
@@ -477,11 +491,12 @@ class Recorder:
         if self._dropped_unreported:
             self._report_drops()
 
-    def _line(self, item: Any, seq: int) -> bytes:
+    def _line(self, item: Any, seq: int, end: bytes = _UNSEALED_END) -> bytes:
         """Canonical bytes of one queued item, never failing: an event whose details cannot
-        be serialised is kept with those details replaced by a description of the error."""
+        be serialised is kept with those details replaced by a description of the error.
+        `end` says how the line ends: unsealed, or as a head for the sealer."""
         try:
-            return self._encode_item(item, seq)
+            return self._encode_item(item, seq, end)
         except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
             log.error("audit event with unserialisable details kept without them: %s", exc)
             if type(item) is tuple:
@@ -490,7 +505,7 @@ class Recorder:
             else:
                 details = {"unserialisable_details": repr(item.details)[:2000], "error": str(exc)}
                 item = replace(item, details=details)
-            return self._encode_item(item, seq)
+            return self._encode_item(item, seq, end)
 
     def _append_with_retry(self, lines: list[bytes], keys: list[bytes] | None = None) -> None:
         backoff = 0.05
@@ -551,9 +566,10 @@ class Recorder:
         if self.sealer is not None:
             self.sealer.appended([line])
 
-    def _encode_item(self, item: Any, seq: int) -> bytes:
+    def _encode_item(self, item: Any, seq: int, end: bytes) -> bytes:
         if type(item) is not tuple:
-            return encode_line(self._finish(item, seq))
+            line = encode_line(self._finish(item, seq))
+            return line if end is _UNSEALED_END else line[:-_HEAD_CUT]
         # The hot path writes the canonical layout of codec.encode directly: fixed keys in
         # model order, free-form parts serialised with sorted keys. The part between
         # event_id and details repeats across events (same actor, resource, action), so its
@@ -603,7 +619,7 @@ class Recorder:
                 orjson.dumps(self._redactor.details(details), option=_SORTED) if details else b"{}",
                 b',"integrity":{"sequence_number":',
                 str(seq).encode(),
-                b',"signature":null,"previous_signature":null}}\n',
+                end,
             )
         )
 
@@ -758,9 +774,9 @@ class Recorder:
             )
             with self._counts_lock:
                 self._dropped_total += left - self._unwritten
-        if self.sealer is not None and self._healthy:
+        if self.sealer is not None:
             try:
-                self.sealer.close()  # the final checkpoint
+                self.sealer.close(checkpoint=self._healthy)  # the final checkpoint
             except Exception:
                 log.exception("final integrity checkpoint failed")
         self.sink.close()

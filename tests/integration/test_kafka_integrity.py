@@ -1,0 +1,267 @@
+"""Merkle checkpoints of the Kafka log on its companion topic, against a real broker:
+an untouched log verifies clean across restarts, and a log tampered with through the
+broker (a forged record produced into it, records deleted with the admin API, another
+key's checkpoints) does not — through `verify_kafka` and `kaudit verify kafka://…`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+import kaudit
+from kaudit.cli import main
+from kaudit.config import Config
+from kaudit.dev.kafka import KafkaInfo
+from kaudit.errors import LogError
+from kaudit.integrity.kafka_checkpoints import checkpoint_topic, verify_kafka
+from kaudit.integrity.keys import KeyFiles, KeyRing, generate
+from kaudit.integrity.verify import VerifyReport
+from kaudit.reading import kafka_source
+
+pytestmark = pytest.mark.kafka
+
+HMAC_ENV = "KAUDIT_TEST_KAFKA_HMAC"
+HMAC = "kafka-integrity-hmac-key-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _hmac_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(HMAC_ENV, HMAC)
+
+
+def _config(data: Path, kafka: KafkaInfo, topic: str, key: Path) -> Config:
+    return Config.model_validate(
+        {
+            "data_dir": str(data),
+            "cluster": {"id": "it"},
+            "audit": {
+                "failure_policy": "fail_closed",
+                "log": {
+                    "type": "kafka",
+                    "bootstrap_servers": [kafka.sasl_bootstrap_servers],
+                    "topic": topic,
+                    "partitions": 3,
+                    "replication_factor": 1,
+                    "security": {
+                        "security_protocol": "SASL_PLAINTEXT",
+                        "sasl_mechanism": "SCRAM-SHA-512",
+                        "sasl_username": "admin",
+                        "sasl_password": "admin-secret",
+                    },
+                },
+                "integrity": {
+                    "signing": {"enabled": True, "key_env_var": HMAC_ENV},
+                    "chain": {"enabled": True},
+                    "checkpoints": {"enabled": True, "key_file": str(key), "every_events": 40},
+                },
+            },
+        }
+    )
+
+
+def _emit(session: kaudit.AuditSession, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        session.emit(
+            "topic.created", actor="User:alice", resource=f"topic:t{i % 5}", details={"i": i}
+        )
+        if i % 20 == 19:
+            session.flush()
+    session.flush()
+
+
+def _url(kafka: KafkaInfo, topic: str) -> str:
+    return f"kafka://admin:admin-secret@{kafka.sasl_bootstrap_servers}/{topic}"
+
+
+def _verify(kafka: KafkaInfo, topic: str, keys: KeyFiles, hmac: bool = False) -> VerifyReport:
+    connection, name = kafka_source(_url(kafka, topic))
+    reports = verify_kafka(
+        connection,
+        name,
+        verifiers=KeyRing([keys.verifier]),
+        hmac_key=HMAC.encode() if hmac else None,
+    )
+    assert len(reports) == 1, [r.source for r in reports]
+    return reports[0]
+
+
+def _show(report: VerifyReport) -> str:
+    return "\n".join(f"{f.kind}: {f.message}" for f in report.findings) or "no findings"
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeyFiles:
+    return generate(tmp_path / "keys" / "audit", "kaudit-kafka-test")
+
+
+@pytest.fixture
+def written(kafka: KafkaInfo, unique_topic: str, tmp_path: Path, keys: KeyFiles) -> str:
+    """A Kafka log of 200 events by one stream, written in two runs (a restart)."""
+    config = _config(tmp_path / "data", kafka, unique_topic, keys.private)
+    with kaudit.open(config) as session:
+        _emit(session, 0, 120)
+    with kaudit.open(config) as session:
+        _emit(session, 120, 80)
+    return unique_topic
+
+
+def _records(kafka: KafkaInfo, topic: str) -> list[Any]:
+    consumer = Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": f"check-{time.time_ns()}",
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        done: set[int] = set()
+        out = []
+        deadline = time.monotonic() + 30
+        while len(done) < len(parts) and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 1.0):
+                if msg.error():
+                    done.add(msg.partition())
+                    continue
+                out.append(msg)
+        return out
+    finally:
+        consumer.close()
+
+
+def test_an_untouched_kafka_log_verifies_clean_across_a_restart(
+    kafka: KafkaInfo, written: str, keys: KeyFiles
+) -> None:
+    report = _verify(kafka, written, keys, hmac=True)
+    assert report.ok, _show(report)
+    assert report.events == 200 and (report.first_sequence, report.last_sequence) == (0, 199)
+    assert report.covered.verified_through == 199
+    assert report.checkpoints_checked >= 200 // 40
+    notes = [orjson.loads(m.value())["note"] for m in _records(kafka, checkpoint_topic(written))]
+    assert notes[-1].splitlines()[0].startswith("kaudit/it/")  # origin: <origin>/<stream>
+    assert "closed" in notes[-1]
+
+
+def test_the_cli_verifies_a_kafka_topic_with_the_public_key(
+    kafka: KafkaInfo, written: str, keys: KeyFiles
+) -> None:
+    url = _url(kafka, written)
+    result = CliRunner().invoke(main, ["verify", url, "--public-key", str(keys.public), "--json"])
+    assert result.exit_code == 0, result.output
+    body = orjson.loads(result.output)
+    assert body["ok"] is True and [s["events"] for s in body["streams"]] == [200]
+
+
+def test_a_forged_record_produced_into_the_log_is_caught(
+    kafka: KafkaInfo, written: str, keys: KeyFiles
+) -> None:
+    genuine = next(m for m in _records(kafka, written) if b'"sequence_number":77,' in m.value())
+    forged = genuine.value().replace(b"User:alice", b"User:mallory")
+    producer = Producer(kafka.client_config())
+    # Same stream header, same sequence number: a replacement for event 77.
+    producer.produce(
+        written, forged, genuine.key(), partition=genuine.partition(), headers=genuine.headers()
+    )
+    producer.flush(10)
+    report = _verify(kafka, written, keys)
+    assert not report.ok
+    assert {str(f.kind) for f in report.findings} & {"inserted", "modified"}, _show(report)
+    assert any(
+        f.sequence_from is not None and f.sequence_from <= 77 <= (f.sequence_to or 77)
+        for f in report.findings
+    ), _show(report)
+    result = CliRunner().invoke(
+        main, ["verify", _url(kafka, written), "--public-key", str(keys.public)]
+    )
+    assert result.exit_code == 1 and "TAMPERED" in result.output
+
+
+def test_records_deleted_with_the_admin_api_are_missing(
+    kafka: KafkaInfo, written: str, keys: KeyFiles
+) -> None:
+    records = _records(kafka, written)
+    partition = max(
+        {m.partition() for m in records}, key=lambda p: sum(m.partition() == p for m in records)
+    )
+    admin = AdminClient(kafka.client_config())
+    cut = TopicPartition(written, partition, 10)  # delete the partition's first 10 records
+    future = admin.delete_records([cut])[cut]
+    future.result(20)
+    deleted = {
+        orjson.loads(m.value())["integrity"]["sequence_number"]
+        for m in records
+        if m.partition() == partition and m.offset() < 10
+    }
+    report = _verify(kafka, written, keys)
+    assert not report.ok
+    missing = report.by_kind("missing")
+    assert missing, _show(report)
+    assert any(
+        f.sequence_from is not None and f.sequence_from <= min(deleted) <= (f.sequence_to or 0)
+        for f in report.findings
+    ), (sorted(deleted), _show(report))
+
+
+def test_a_kafka_log_checked_with_another_key_is_unknown_key(
+    kafka: KafkaInfo, written: str, tmp_path: Path
+) -> None:
+    other = generate(tmp_path / "other", "kaudit-kafka-test")
+    report = _verify(kafka, written, other)
+    assert not report.ok
+    assert "unknown_key" in {str(f.kind) for f in report.findings}, _show(report)
+
+
+def test_a_damaged_tree_file_is_rebuilt_from_the_topic(
+    kafka: KafkaInfo, written: str, keys: KeyFiles, tmp_path: Path
+) -> None:
+    tree_file = tmp_path / "data" / "kafka-log" / f"{written}.tree.json"
+    state = orjson.loads(tree_file.read_bytes())
+    assert state["size"] == 200 and state["frontier"]
+    state["frontier"][0] = "00" * 32  # no longer folds to the root its note signs
+    tree_file.write_bytes(orjson.dumps(state))
+    with kaudit.open(_config(tmp_path / "data", kafka, written, keys.private)) as session:
+        _emit(session, 200, 30)
+    report = _verify(kafka, written, keys, hmac=True)
+    # Built on the damaged frontier, the new checkpoints' roots would not match the topic.
+    assert report.ok, _show(report)
+    assert report.events == 230 and report.covered.verified_through == 229
+
+
+def test_an_anchor_file_with_the_kafka_log_is_refused_with_where_checkpoints_go(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path, keys: KeyFiles
+) -> None:
+    settings = _config(tmp_path / "data", kafka, unique_topic, keys.private).model_dump(mode="json")
+    settings["audit"]["integrity"]["checkpoints"]["anchor_path"] = str(tmp_path / "anchor")
+    with pytest.raises(LogError, match="companion topic"):
+        kaudit.open(Config.model_validate(settings))
+
+
+def test_each_writer_stream_is_verified_and_a_record_without_a_stream_is_caught(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path, keys: KeyFiles
+) -> None:
+    for writer in ("a", "b"):
+        with kaudit.open(_config(tmp_path / writer, kafka, unique_topic, keys.private)) as session:
+            _emit(session, 0, 60)
+    connection, name = kafka_source(_url(kafka, unique_topic))
+    reports = verify_kafka(connection, name, verifiers=KeyRing([keys.verifier]))
+    assert [(r.ok, r.events) for r in reports] == [(True, 60), (True, 60)], [
+        _show(r) for r in reports
+    ]
+    genuine = _records(kafka, unique_topic)[0]
+    producer = Producer(kafka.client_config())
+    producer.produce(unique_topic, genuine.value().replace(b"User:alice", b"User:eve"))
+    producer.flush(10)  # no stream header: forged by hand
+    reports = verify_kafka(connection, name, verifiers=KeyRing([keys.verifier]))
+    assert [r.ok for r in reports].count(True) == 2
+    stray = [r for r in reports if not r.ok]
+    assert len(stray) == 1 and stray[0].source.endswith("(no stream header)"), [
+        _show(r) for r in reports
+    ]
