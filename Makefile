@@ -21,11 +21,15 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # Java 17+ and Maven assemble and run Apache Kafka (from Maven Central) for the tests
-# and the demo; they come from Debian's packages when the machine lacks them.
+# and the demo; rsyslog (with its TLS driver) is the syslog daemon the syslog destination
+# is tested against. They come from Debian's packages when the machine lacks them;
+# RUNLEVEL=1 keeps the package from starting a system-wide syslog daemon.
 system-deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null || { \
-	  echo "installing Java and Maven from Debian packages"; \
-	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; }
+	@command -v java >/dev/null && command -v mvn >/dev/null \
+	  && command -v rsyslogd >/dev/null && dpkg -s rsyslog-gnutls >/dev/null 2>&1 \
+	  || { echo "installing Java, Maven and rsyslog from Debian packages"; \
+	  apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq --no-install-recommends \
+	    openjdk-17-jre-headless maven rsyslog rsyslog-gnutls; }
 
 demo: $(VENV)/.installed system-deps
 	$(BIN)/kaudit demo

@@ -387,10 +387,21 @@ def exporters_status(config_path: str | None) -> None:
                 "cursor": r.feed.position(),
                 "last_sequence": r.feed.last_sequence(),
                 "lag_events": r.lag(),
+                "metrics": _read_metrics(r.metrics_path),
             }
         )
         r.close()
     click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+
+
+def _read_metrics(path: Path | None) -> Any:
+    """What the last `kaudit run` wrote about a destination (sent, failed, retried, ...)."""
+    if path is None:
+        return None
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
 
 
 @main.group()

@@ -96,6 +96,27 @@ class PluginError(KauditError):
     """A plugin (auditor, exporter) named in the configuration cannot be loaded."""
 
 
+class RecordsRejectedError(ExporterError):
+    """A destination took a batch except some records it refused as invalid (too large,
+    too old): those go to the dead-letter file, the rest count as delivered."""
+
+    def __init__(self, message: str, rejected: list[int]) -> None:
+        super().__init__(message, retryable=False)
+        self.rejected = rejected
+
+
+class DestinationHttpError(ExporterError):
+    """An HTTP destination answered with an error status; `retry_after` is the delay in
+    seconds its Retry-After header asked for, if any."""
+
+    def __init__(
+        self, message: str, *, status: int, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+
+
 class GatewayError(KauditError):
     """The gateway cannot start: a port is taken, a TLS file cannot be read."""
 

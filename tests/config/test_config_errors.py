@@ -89,22 +89,24 @@ def test_missing_required_key() -> None:
 
 
 def test_unknown_destination_type_lists_the_accepted_types() -> None:
-    assert issues("audit:\n  destination:\n    type: s3\n    bucket: audit-logs\n") == [
-        "audit.destination.type: unknown destination type 's3'; accepted: file, kafka, store"
+    assert issues("audit:\n  destination:\n    type: splunk\n    url: x\n") == [
+        "audit.destination.type: unknown destination type 'splunk'; accepted: cloudwatch, "
+        "file, kafka, s3, slack, store, syslog, webhook"
     ]
 
 
 def test_destination_without_type_asks_for_it() -> None:
     assert issues("audit:\n  destinations:\n    - path: /var/log/a.log\n") == [
         "audit.destinations[0].type: missing required key "
-        "(accepted destination types: file, kafka, store)"
+        "(accepted destination types: cloudwatch, file, kafka, s3, slack, store, syslog, "
+        "webhook)"
     ]
 
 
 def test_destination_that_is_not_a_mapping() -> None:
     assert issues("audit:\n  destination: /var/log/a.log\n") == [
-        "audit.destination: must be a mapping with a type key "
-        "(destination types: file, kafka, store), got '/var/log/a.log'"
+        "audit.destination: must be a mapping with a type key (destination types: cloudwatch, "
+        "file, kafka, s3, slack, store, syslog, webhook), got '/var/log/a.log'"
     ]
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kaudit.config import Config, FileDestination, Rotation, load_config, load_config_text
+from kaudit.config.model import (
+    CloudWatchDestination,
+    KafkaDestination,
+    S3Destination,
+    SyslogDestination,
+    WebhookDestination,
+)
 
 SEED = Path(__file__).parents[1] / "fixtures" / "seed"
 
@@ -67,10 +75,103 @@ def test_event_configuration_keeps_checkpoint_in_events_and_in_exclusions() -> N
     assert config.audit.all_destinations == []
 
 
-@pytest.mark.parametrize("name", ["basic.yaml", "file_destination.yaml", "event_selection.yaml"])
+SEED_ENV = {
+    "HOSTNAME": "kafka-backup-0",
+    "AUDIT_KAFKA_PASSWORD": "pw",
+    "WEBHOOK_TOKEN": "tok",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "basic.yaml",
+        "file_destination.yaml",
+        "event_selection.yaml",
+        "s3_destination.yaml",
+        "cloudwatch_destination.yaml",
+        "kafka_destination.yaml",
+        "syslog_destination.yaml",
+        "webhook_destination.yaml",
+        "multiple_destinations.yaml",
+        "object_lock.yaml",
+    ],
+)
 def test_seed_enterprise_block_means_the_same_as_top_level_audit(name: str) -> None:
     text = (SEED / name).read_text()
     # Dropping the `enterprise:` line and one indentation level gives the plain form.
     plain = "\n".join(line[2:] for line in text.splitlines()[1:])
-    assert load_config_text(text, env={}) == load_config_text(plain, env={})
-    assert isinstance(load_config_text(plain, env={}), Config)
+    assert load_config_text(text, env=SEED_ENV) == load_config_text(plain, env=SEED_ENV)
+    assert isinstance(load_config_text(plain, env=SEED_ENV), Config)
+
+
+def test_s3_destination_keeps_bucket_prefix_region_and_interval() -> None:
+    destination = load_config(SEED / "s3_destination.yaml", env={}).audit.destination
+    assert isinstance(destination, S3Destination)
+    assert (destination.bucket, destination.prefix, destination.region) == (
+        "audit-logs",
+        "kafka-backup/",
+        "us-west-2",
+    )
+    assert destination.batch_interval_secs == 60
+    assert destination.object_lock is False
+    assert destination.display_name == "s3:s3://audit-logs/kafka-backup/"
+
+
+def test_cloudwatch_destination_takes_its_stream_from_hostname() -> None:
+    config = load_config(SEED / "cloudwatch_destination.yaml", env={"HOSTNAME": "pod-7"})
+    destination = config.audit.destination
+    assert isinstance(destination, CloudWatchDestination)
+    assert (destination.log_group, destination.log_stream, destination.region) == (
+        "/kafka-backup/audit",
+        "pod-7",
+        "us-west-2",
+    )
+
+
+def test_kafka_destination_keeps_its_sasl_settings() -> None:
+    config = load_config(SEED / "kafka_destination.yaml", env={"AUDIT_KAFKA_PASSWORD": "pw"})
+    destination = config.audit.destination
+    assert isinstance(destination, KafkaDestination)
+    assert destination.bootstrap_servers == ["kafka:9092"]
+    assert destination.topic == "audit-events"
+    assert destination.security.sasl_username == "audit-producer"
+    assert destination.security.sasl_password == "pw"
+
+
+def test_syslog_destination_is_tcp_to_port_514_with_facility_local0() -> None:
+    destination = load_config(SEED / "syslog_destination.yaml", env={}).audit.destination
+    assert isinstance(destination, SyslogDestination)
+    assert destination.address == ("syslog.company.com", 514)
+    assert (destination.protocol, destination.facility) == ("tcp", "local0")
+
+
+def test_webhook_destination_substitutes_its_header() -> None:
+    config = load_config(SEED / "webhook_destination.yaml", env={"WEBHOOK_TOKEN": "tok"})
+    destination = config.audit.destination
+    assert isinstance(destination, WebhookDestination)
+    assert destination.url == "https://siem.company.com/ingest"
+    assert destination.headers == {"Authorization": "Bearer tok"}
+    assert (destination.batch_size, destination.retry_attempts) == (100, 3)
+
+
+def test_multiple_destinations_are_file_s3_and_kafka_in_order() -> None:
+    config = load_config(SEED / "multiple_destinations.yaml", env={})
+    assert [d.type for d in config.audit.all_destinations] == ["file", "s3", "kafka"]
+
+
+def test_object_lock_example_turns_on_lock_signing_and_chain() -> None:
+    config = load_config(SEED / "object_lock.yaml", env={})
+    destination = config.audit.destination
+    assert isinstance(destination, S3Destination)
+    assert destination.object_lock is True
+    assert destination.object_lock_mode == "COMPLIANCE"
+    assert config.audit.integrity.signing.enabled and config.audit.integrity.chain.enabled
+
+
+def test_the_configmap_audit_yaml_loads_as_written() -> None:
+    configmap = yaml.safe_load((SEED / "configmap.yaml").read_text())
+    config = load_config_text(configmap["data"]["audit.yaml"], env={})
+    destination = config.audit.destination
+    assert isinstance(destination, S3Destination) and destination.bucket == "audit-logs"
+    assert config.audit.events == ["backup.*", "restore.*", "access.denied"]

@@ -4,12 +4,15 @@ An `Exporter` only knows how to deliver a batch of rendered events to its destin
 The `ExporterRunner` owns everything around it: reading from the cursor, selecting by
 `events` / `exclude_events`, rendering in the destination's `format`, retrying with
 exponential backoff and jitter when retrying can help, writing what the destination
-refuses as invalid to a dead-letter file, and saving the cursor only after delivery —
-so delivery is at-least-once and the cursor never passes an undelivered event.
+refuses as invalid to a dead-letter file, and saving the cursor only after delivery
+(for destinations without acknowledgements, only once delivery has settled) — so
+delivery is at-least-once and the cursor never passes an undelivered event.
 """
 
 from __future__ import annotations
 
+import collections
+import importlib
 import logging
 import random
 import threading
@@ -23,14 +26,8 @@ import msgspec
 import orjson
 
 from kaudit.config import Config
-from kaudit.config.model import (
-    Destination,
-    FileDestination,
-    KafkaDestination,
-    KafkaLog,
-    StoreDestination,
-)
-from kaudit.errors import EventDecodeError, ExporterError
+from kaudit.config.model import Batching, Destination, KafkaLog
+from kaudit.errors import EventDecodeError, ExporterError, RecordsRejectedError
 from kaudit.events.codec import from_dict
 from kaudit.events.formats import render_bytes
 from kaudit.log.cursor import Cursor, safe_name
@@ -106,9 +103,19 @@ class LocalFeed:
         self.cursor = cursor
         self._position = cursor.load()
         self._sequence = cursor.sequence()
+        # Reading runs ahead of the saved position while delivered batches wait to be
+        # settled (see ExporterRunner); with immediate commits the two stay equal.
+        self._read_at = self._position
 
     def read(self, max_lines: int) -> tuple[list[bytes], Any]:
-        return self.reader.read(self._position, max_lines)
+        lines, token = self.reader.read(self._read_at, max_lines)
+        if lines:
+            self._read_at = token
+        return lines, token
+
+    def rewind(self) -> None:
+        """Read again from the saved position (what was read since was not delivered)."""
+        self._read_at = self._position
 
     def commit(self, token: Any, sequence: int | None) -> None:
         self.cursor.save(token, sequence=sequence)
@@ -184,7 +191,9 @@ class ExporterRunner:
         exclude_events: tuple[str, ...] = (),
         batch_max: int | None = None,
         interval_s: float = 1.0,
+        linger_s: float = 0.0,
         dead_letter: Path | None = None,
+        metrics_path: Path | None = None,
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -202,10 +211,18 @@ class ExporterRunner:
             batch_max if batch_max is not None else getattr(exporter, "batch_max", 1000)
         )
         self.interval_s = interval_s
+        self.linger_s = linger_s
         self.dead_letter = dead_letter
+        self.metrics_path = metrics_path
+        self.settle_timeout_s = 2.0
+        self._published = float("-inf")
         self.max_backoff_s = max_backoff_s
         self.metrics = ExporterMetrics(last_sequence=feed.last_sequence())
         self._native_input = bool(getattr(exporter, "native_input", False))
+        self._unsettled_since: Callable[[], float | None] | None = getattr(
+            exporter, "unsettled_since", None
+        )
+        self._pending: collections.deque[tuple[float, Any, int | None]] = collections.deque()
         self._sleep = sleep
 
     @property
@@ -235,9 +252,21 @@ class ExporterRunner:
 
     def run_once(self) -> int:
         """Deliver the next batch; the number of log lines consumed (0: caught up)."""
+        self._commit_settled()
         lines, token = self.feed.read(self.batch_max)
         if not lines:
             return 0
+        try:
+            return self._process(lines, token)
+        except BaseException:
+            # Nothing after the saved position may be skipped by the next read.
+            self._pending.clear()
+            rewind = getattr(self.feed, "rewind", None)
+            if rewind is not None:
+                rewind()
+            raise
+
+    def _process(self, lines: list[bytes], token: Any) -> int:
         records: list[bytes] = []
         last_seq = self.metrics.last_sequence
         for line in lines:
@@ -256,15 +285,62 @@ class ExporterRunner:
                 records.append(record)
         if records:
             self._deliver(records)
-        self.feed.commit(token, last_seq)
         self.metrics.last_sequence = last_seq
+        if self._unsettled_since is None:
+            self.feed.commit(token, last_seq)
+        else:
+            self._pending.append((time.monotonic(), token, last_seq))
+            self._commit_settled()
         return len(lines)
+
+    def _commit_settled(self) -> None:
+        """Save the cursor past the delivered batches the destination holds as settled.
+
+        A destination without acknowledgements of its own (syslog over TCP/TLS) keeps
+        what it sent lately "in doubt" and sends it again if the connection turns out to
+        have closed; its `unsettled_since()` is when the oldest data still in doubt was
+        sent. The cursor stays before that data, so a kaudit killed meanwhile sends it
+        again after its restart instead of losing it.
+        """
+        if not self._pending or self._unsettled_since is None:
+            return
+        oldest = self._unsettled_since()
+        settled = None
+        while self._pending and (oldest is None or self._pending[0][0] < oldest):
+            settled = self._pending.popleft()
+            if not isinstance(self.feed, LocalFeed):
+                self.feed.commit(settled[1], settled[2])
+        if settled is not None and isinstance(self.feed, LocalFeed):
+            # One save covers every batch before it in a local log.
+            self.feed.commit(settled[1], settled[2])
+
+    def settle(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for delivered batches to settle and save the cursor."""
+        deadline = time.monotonic() + timeout_s
+        self._commit_settled()
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self._commit_settled()
 
     def _deliver(self, records: list[bytes]) -> None:
         backoff = 0.2
         while True:
             try:
                 self.exporter.send(records)
+            except RecordsRejectedError as exc:
+                self.metrics.failed += 1
+                self.metrics.last_error = str(exc)
+                log.error(
+                    "%s refused %d of %d records: %s",
+                    self.name,
+                    len(exc.rejected),
+                    len(records),
+                    exc,
+                )
+                rejected = set(exc.rejected)
+                self._dead_letter([records[i] for i in sorted(rejected)], str(exc))
+                self.metrics.sent += len(records) - len(rejected)
+                return
             except ExporterError as exc:
                 self.metrics.failed += 1
                 self.metrics.last_error = str(exc)
@@ -307,18 +383,75 @@ class ExporterRunner:
         total = 0
         while n := self.run_once():
             total += n
+        self.settle(self.settle_timeout_s)
         return total
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until `stop` is set, polling the log every `interval_s` when idle."""
+        """Deliver until `stop` is set, polling the log every `interval_s` when idle.
+
+        With `linger_s`, a batch smaller than `batch_max` waits until its first event has
+        waited `linger_s` (the destination's `batch_interval_secs`), so a trickle of
+        events becomes a few large batches (S3 objects) instead of many small ones.
+        """
         self._stop = stop
-        while not stop.is_set():
-            try:
+        waiting_since: float | None = None
+        try:
+            while not stop.is_set():
+                self.publish_metrics()
+                self._commit_settled()
+                if self.linger_s > 0:
+                    waited, waiting_since = self._linger(waiting_since)
+                    if waited:
+                        continue
                 if self.run_once() == 0:
                     stop.wait(self.interval_s)
-            except ExporterError:
-                # Retryable failure while stopping: the cursor has not moved, nothing lost.
-                return
+        except ExporterError:
+            # Retryable failure while stopping: the cursor has not moved, nothing lost.
+            return
+        finally:
+            self.settle(self.settle_timeout_s)
+            self.publish_metrics(force=True)
+
+    def publish_metrics(self, force: bool = False) -> None:
+        """Write the metrics to `metrics_path` (at most once a second unless `force`), for
+        `kaudit exporters status` to show what a running `kaudit run` has done."""
+        now = time.monotonic()
+        if self.metrics_path is None or (not force and now - self._published < 1.0):
+            return
+        self._published = now
+        body = {
+            "sent": self.metrics.sent,
+            "failed": self.metrics.failed,
+            "retried": self.metrics.retried,
+            "dead_lettered": self.metrics.dead_lettered,
+            "skipped": self.metrics.skipped,
+            "last_error": self.metrics.last_error,
+            "last_sequence": self.metrics.last_sequence,
+            "updated": time.time(),
+        }
+        try:
+            self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.metrics_path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(body))
+            tmp.replace(self.metrics_path)
+        except OSError as exc:
+            log.warning("%s: cannot write metrics to %s: %s", self.name, self.metrics_path, exc)
+
+    def _linger(self, waiting_since: float | None) -> tuple[bool, float | None]:
+        """(whether it waited instead of sending, when the pending batch started waiting)."""
+        pending = self.feed.lag()
+        if pending == 0:
+            self._stop.wait(self.interval_s)
+            return True, None
+        if pending >= self.batch_max:
+            return False, None
+        now = time.monotonic()
+        since = now if waiting_since is None else waiting_since
+        left = self.linger_s - (now - since)
+        if left <= 0:
+            return False, None
+        self._stop.wait(min(left, self.interval_s))
+        return True, since
 
     def lag(self) -> int:
         """Log lines not yet consumed by this exporter."""
@@ -329,22 +462,50 @@ class ExporterRunner:
         self.feed.close()
 
 
-def build_exporter(destination: Destination, data_path: Path = Path(".")) -> Exporter:
+_EXPORTERS: dict[str, str] = {
+    "file": "kaudit.exporters.file:FileExporter",
+    "kafka": "kaudit.exporters.kafka:KafkaExporter",
+    "store": "kaudit.exporters.store:StoreExporter",
+    "s3": "kaudit.exporters.s3:S3Exporter",
+    "cloudwatch": "kaudit.exporters.cloudwatch:CloudWatchExporter",
+    "syslog": "kaudit.exporters.syslog:SyslogExporter",
+    "webhook": "kaudit.exporters.webhook:WebhookExporter",
+    "slack": "kaudit.exporters.slack:SlackExporter",
+}
+"""Destination type -> the exporter class, imported only when that type is configured
+(boto3 and confluent-kafka are slow to import)."""
+
+
+def build_exporter(
+    destination: Destination, data_path: Path = Path("."), config: Config | None = None
+) -> Exporter:
     """The exporter for one configured destination (`data_path`: where files with no
-    path of their own go)."""
-    if isinstance(destination, FileDestination):
-        from kaudit.exporters.file import FileExporter
+    path of their own go; `config`: the whole configuration, for destinations that read
+    other sections, like S3's retention rules)."""
+    path = _EXPORTERS.get(destination.type)
+    if path is None:
+        raise ExporterError(
+            f"no exporter for destination type {destination.type!r}; "
+            f"accepted: {', '.join(sorted(_EXPORTERS))}",
+            retryable=False,
+        )
+    module_name, _, class_name = path.partition(":")
+    exporter_class = getattr(importlib.import_module(module_name), class_name)
+    exporter: Exporter
+    if destination.type == "store":
+        exporter = exporter_class(destination, data_path)
+    elif getattr(exporter_class, "wants_config", False):
+        exporter = exporter_class(destination, config or Config())
+    else:
+        exporter = exporter_class(destination)
+    return exporter
 
-        return FileExporter(destination)
-    if isinstance(destination, KafkaDestination):
-        from kaudit.exporters.kafka import KafkaExporter
 
-        return KafkaExporter(destination)
-    if isinstance(destination, StoreDestination):
-        from kaudit.exporters.store import StoreExporter
-
-        return StoreExporter(destination, data_path)
-    raise ExporterError(f"no exporter for destination type {destination.type!r}", retryable=False)
+def batching(destination: Destination) -> tuple[int, float]:
+    """(largest batch, how long a smaller batch may wait) for a destination."""
+    if isinstance(destination, Batching):
+        return destination.batch_size, destination.batch_interval_secs
+    return 1000, 0.0
 
 
 def runners_for(config: Config) -> list[ExporterRunner]:
@@ -352,7 +513,8 @@ def runners_for(config: Config) -> list[ExporterRunner]:
     runners = []
     log_config = config.audit.log
     for destination in config.audit.all_destinations:
-        exporter = build_exporter(destination, config.data_path)
+        exporter = build_exporter(destination, config.data_path, config)
+        batch_max, linger_s = batching(destination)
         name = destination.display_name
         feed: Feed = (
             KafkaFeed(log_config, group=f"kaudit-exporter-{_safe(name)}")
@@ -366,10 +528,20 @@ def runners_for(config: Config) -> list[ExporterRunner]:
                 fmt=destination.format,
                 events=tuple(destination.events),
                 exclude_events=tuple(destination.exclude_events),
+                batch_max=batch_max,
+                linger_s=linger_s,
+                # A short linger is also how quickly new events are noticed.
+                interval_s=min(1.0, linger_s) if linger_s > 0 else 1.0,
                 dead_letter=config.data_path / "dead-letter" / f"{_safe(name)}.jsonl",
+                metrics_path=metrics_path(config, name),
             )
         )
     return runners
+
+
+def metrics_path(config: Config, name: str) -> Path:
+    """Where `kaudit run` keeps the latest metrics of the destination called `name`."""
+    return config.data_path / "exporters" / f"{_safe(name)}.metrics.json"
 
 
 def _safe(name: str) -> str:
