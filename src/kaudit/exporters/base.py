@@ -501,11 +501,12 @@ def build_exporter(
     return exporter
 
 
-def batching(destination: Destination) -> tuple[int, float]:
-    """(largest batch, how long a smaller batch may wait) for a destination."""
+def batching(destination: Destination) -> tuple[int | None, float]:
+    """(largest batch, how long a smaller batch may wait) for a destination; None: the
+    exporter's own batch size (see `ExporterRunner`)."""
     if isinstance(destination, Batching):
         return destination.batch_size, destination.batch_interval_secs
-    return 1000, 0.0
+    return None, 0.0
 
 
 def runners_for(config: Config) -> list[ExporterRunner]:
