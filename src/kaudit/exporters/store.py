@@ -19,6 +19,9 @@ class StoreExporter:
     """Adds events to the SQLite index at the destination's path."""
 
     native_input = True
+    batch_max = 20_000
+    """Lines per batch: each batch is one SQLite transaction, and a commit (full-text
+    segment, WAL sync) costs as much as indexing a few thousand events."""
 
     def __init__(self, config: StoreDestination, data_path: Path) -> None:
         self.config = config

@@ -4,11 +4,13 @@ This module owns opening the file (schema, pragmas, version check), adding event
 (idempotent on `event_id`), removing events older than a time (retention) and the
 connection queries read through.
 
-How it is fast enough to keep up with the log (see bench/search.py): WAL, so searches
-read while events are added; one transaction per batch with `executemany`; the rows of
-a batch get consecutive ids so the full-text rows and the compressed blocks of lines
-are added in the same pass; duplicate event ids are found with one lookup per batch
-rather than one per event.
+How it is fast enough to keep up with the log (see bench/search.py): each line is
+decoded once, and only the members the index reads (`schema.read_event`); WAL, so
+searches read while events are added; a batch goes in parts of a few thousand events,
+one transaction each, the rows and lines added with `executemany` and consecutive ids,
+the full-text words and the commit handed to a writer thread while the next part is
+decoded; duplicate event ids are found with one lookup per part rather than one per
+event; only five indexes (see `schema.DDL`).
 Durability: `synchronous=FULL` makes a committed batch survive a power loss, which the
 exporter's cursor relies on (it moves only after `add` returns).
 """
@@ -18,10 +20,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import zstandard
@@ -33,8 +35,7 @@ from kaudit.store.schema import (
     TERM_KINDS,
     Fields,
     NotAnEvent,
-    fields_of,
-    search_text,
+    read_event,
 )
 
 log = logging.getLogger("kaudit.store")
@@ -44,7 +45,9 @@ _DELETE_CHUNK = 5_000
 BLOCK_EVENTS = 64
 """Lines compressed together: enough for zstd to find the repetition between events,
 few enough that fetching one event decompresses little (about 50 KiB)."""
-_ZSTD_LEVEL = 3
+_ZSTD_LEVEL = 1
+PART_EVENTS = 5000
+"""Events per transaction (see `add`)."""
 
 
 @dataclass
@@ -52,9 +55,10 @@ class _Chunk:
     """A batch of decoded events, ready to be written."""
 
     ids: list[str] = field(default_factory=list)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[Fields] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    blocks: list[tuple[int, int, bytes]] = field(default_factory=list)
     terms: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -72,6 +76,7 @@ class EventIndex:
         self.rejected = 0
         self._compress = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress
         self._decompress = zstandard.ZstdDecompressor().decompress
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="kaudit-index")
         """Records that were not audit events (counted, logged, not indexed)."""
         try:
             if readonly:
@@ -85,7 +90,10 @@ class EventIndex:
                 )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.conn = sqlite3.connect(self.path, isolation_level=None)
+                # The writer thread commits; `add` never uses the connection meanwhile.
+                self.conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False
+                )
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"search index {self.path}: cannot open: {exc}") from exc
         try:
@@ -138,30 +146,44 @@ class EventIndex:
     # -- writing ---------------------------------------------------------------------------
 
     def add(self, lines: Sequence[bytes]) -> int:
-        """Index native event lines in one transaction; the number newly added.
+        """Index native event lines; the number newly added. Every event is committed
+        when this returns.
 
         An event whose `event_id` is already indexed (a redelivery) is skipped; a record
         that is not an audit event is counted in `rejected` and logged.
+
+        The lines are added in parts of `PART_EVENTS`, one transaction each, and each
+        part is decoded while the previous one commits on the writer thread: SQLite
+        runs a commit (the full-text segment, the WAL) without holding Python's lock,
+        so on a machine with a free core the two overlap.
         """
         if self.readonly:
             raise StoreError(f"search index {self.path} was opened read-only")
-        chunk = self._prepare(lines)
-        if not chunk.rows:
-            return 0
+        added = 0
+        committing: Future[int] | None = None
         try:
-            with self._transaction():
-                return self._write_chunk(chunk)
+            try:
+                for at in range(0, len(lines), PART_EVENTS):
+                    chunk = self._prepare(lines[at : at + PART_EVENTS])
+                    if committing is not None:
+                        done, committing = committing, None
+                        added += done.result()
+                    if chunk.rows:
+                        committing = self._write_chunk(chunk)
+            finally:
+                if committing is not None:
+                    added += committing.result()
         except sqlite3.Error as exc:
             raise _wrap(self.path, "add events", exc) from exc
+        return added
 
     def _prepare(self, lines: Sequence[bytes]) -> _Chunk:
         chunk = _Chunk()
         seen: set[str] = set()
         for line in lines:
             try:
-                obj = orjson.loads(line)
-                f = fields_of(obj)
-            except (orjson.JSONDecodeError, NotAnEvent) as exc:
+                f, text = read_event(line)
+            except NotAnEvent as exc:
                 self.rejected += 1
                 log.error("search index %s: skipped a record: %s", self.path, exc)
                 continue
@@ -169,52 +191,87 @@ class EventIndex:
                 continue
             seen.add(f.event_id)
             chunk.ids.append(f.event_id)
-            chunk.rows.append(_row(f))
+            chunk.rows.append(f)
             chunk.lines.append(line.rstrip(b"\n"))
-            chunk.texts.append(search_text(obj))
-            chunk.terms.update(
-                (("type", f.event_type), ("actor", f.actor), ("resource", f.resource))
+            chunk.texts.append(text)
+        if chunk.rows:
+            chunk.blocks = self._blocks(chunk.lines)
+            types, actors, rtypes, rids, clusters = zip(
+                *(
+                    (f.event_type, f.actor, f.resource_type, f.resource_id, f.cluster)
+                    for f in chunk.rows
+                ),
+                strict=True,
             )
-            if f.cluster is not None:
-                chunk.terms.add(("cluster", f.cluster))
+            chunk.terms.update(("type", v) for v in set(types))
+            chunk.terms.update(("actor", v) for v in set(actors))
+            chunk.terms.update(
+                ("resource", f"{t}:{i}") for t, i in set(zip(rtypes, rids, strict=True))
+            )
+            chunk.terms.update(("cluster", v) for v in set(clusters) if v is not None)
         return chunk
 
-    def _write_chunk(self, chunk: _Chunk) -> int:
+    def _blocks(self, lines: list[bytes]) -> list[tuple[int, int, bytes]]:
+        """(offset of the first line, count, compressed lines) for each block."""
+        return [
+            (at, len(block), self._compress(b"\n".join(block)))
+            for at in range(0, len(lines), BLOCK_EVENTS)
+            for block in (lines[at : at + BLOCK_EVENTS],)
+        ]
+
+    def _write_chunk(self, chunk: _Chunk) -> Future[int]:
+        """Begin a transaction, add the rows and lines of `chunk`, and leave the words
+        and the commit to the writer thread: its future gives the number added."""
         c = self.conn
-        known = {
-            r[0]
-            for r in c.execute(
-                "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))",
-                (orjson.dumps(chunk.ids).decode(),),
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            known = {
+                r[0]
+                for r in c.execute(
+                    "SELECT event_id FROM events WHERE event_id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (orjson.dumps(chunk.ids).decode(),),
+                )
+            }
+            rows, texts, blocks = chunk.rows, chunk.texts, chunk.blocks
+            if known:
+                keep = [i for i, eid in enumerate(chunk.ids) if eid not in known]
+                rows = [rows[i] for i in keep]
+                texts = [texts[i] for i in keep]
+                blocks = self._blocks([chunk.lines[i] for i in keep])
+            first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+            # Without an id, each row gets the largest id so far plus one: `first`,
+            # `first + 1`... (this transaction is the only writer).
+            c.executemany(
+                "INSERT INTO events (ts, event_type, actor, resource_type, resource_id, "
+                "result, cluster, event_id, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
-        }
-        rows, lines, texts = chunk.rows, chunk.lines, chunk.texts
-        if known:
-            keep = [i for i, eid in enumerate(chunk.ids) if eid not in known]
-            rows = [rows[i] for i in keep]
-            lines = [lines[i] for i in keep]
-            texts = [texts[i] for i in keep]
-        if not rows:
-            return 0
-        first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
-        c.executemany(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(first + i, *row) for i, row in enumerate(rows)],
-        )
-        c.executemany(
-            "INSERT INTO blocks VALUES (?, ?, ?)",
-            [
-                (first + at, len(block), self._compress(b"\n".join(block)))
-                for at in range(0, len(lines), BLOCK_EVENTS)
-                for block in (lines[at : at + BLOCK_EVENTS],)
-            ],
-        )
-        c.executemany(
-            "INSERT INTO events_text (rowid, words) VALUES (?, ?)",
-            [(first + i, text) for i, text in enumerate(texts)],
-        )
-        c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(chunk.terms))
-        return len(rows)
+            c.executemany(
+                "INSERT INTO blocks VALUES (?, ?, ?)",
+                [(first + at, count, data) for at, count, data in blocks],
+            )
+            c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(chunk.terms))
+            words = orjson.dumps(texts).decode()
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return self._writer.submit(self._commit_words, first, words, len(rows))
+
+    def _commit_words(self, first: int, words: str, count: int) -> int:
+        """On the writer thread: the full-text rows of ids `first`... and the commit.
+        One statement each, so SQLite does all of it without taking Python's lock."""
+        c = self.conn
+        try:
+            c.execute(
+                "INSERT INTO events_text (rowid, words) SELECT ? + key, value FROM json_each(?)",
+                (first, words),
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return count
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -252,7 +309,7 @@ class EventIndex:
                     c.executemany(
                         "INSERT INTO events_text (events_text, rowid, words) "
                         "VALUES ('delete', ?, ?)",
-                        [(i, search_text(orjson.loads(lines[i]))) for i in ids],
+                        [(i, read_event(lines[i])[1]) for i in ids],
                     )
                     c.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
                     c.executemany(
@@ -334,6 +391,7 @@ class EventIndex:
                 self.conn.execute("PRAGMA optimize")
             except sqlite3.Error:
                 log.warning("search index %s: could not refresh statistics", self.path)
+        self._writer.shutdown()
         self.conn.close()
 
     def __enter__(self) -> EventIndex:
@@ -341,17 +399,3 @@ class EventIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _row(f: Fields) -> tuple[Any, ...]:
-    return (
-        f.ts,
-        f.event_type,
-        f.actor,
-        f.resource_type,
-        f.resource_id,
-        f.result,
-        f.cluster,
-        f.event_id,
-        f.seq,
-    )

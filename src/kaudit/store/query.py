@@ -36,7 +36,7 @@ from kaudit.config.model import KafkaLog, StoreDestination
 from kaudit.errors import SearchError
 from kaudit.events.model import RESULTS
 from kaudit.store.index import EventIndex
-from kaudit.store.schema import Fields, NotAnEvent, fields_of, search_text, to_ms, words
+from kaudit.store.schema import Fields, NotAnEvent, read_event, to_ms, words
 
 GROUP_KEYS = ("type", "category", "actor", "resource", "result", "cluster", "day")
 """What `count_by` groups on; `day` is the UTC date."""
@@ -297,6 +297,9 @@ class IndexSearch:
         if flt.result is not None:
             clauses.append("result = ?")
             params.append(flt.result)
+            if flt.result != "success":
+                # Lets SQLite use the index that holds only unsuccessful events.
+                clauses.append("result <> 'success'")
         for kind, predicate in flt.term_predicates().items():
             values = [v for v in self.index.terms(kind) if predicate(v)]
             if not values:
@@ -394,16 +397,15 @@ class ScanSearch:
             if not line:
                 continue
             try:
-                obj = orjson.loads(line)
-                f = fields_of(obj)
-            except (orjson.JSONDecodeError, NotAnEvent):
+                f, words_of_event = read_event(line)
+            except NotAnEvent:
                 continue  # the index refuses these too
             if f.event_id in seen:
                 continue
             seen.add(f.event_id)
             if not flt.matches_fields(f):
                 continue
-            if text is not None and not text.matches(search_text(obj)):
+            if text is not None and not text.matches(words_of_event):
                 continue
             yield _Scanned(f, line)
 

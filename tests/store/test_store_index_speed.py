@@ -1,0 +1,118 @@
+"""What makes indexing fast without changing what is indexed: reading only the members
+the index needs (the same fields and words as decoding the whole event), adding a large
+batch in parts committed on the writer thread, and the store's larger runner batches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from kaudit_store_data import export, index_path, log_lines, make_config, record_traffic
+
+from kaudit.exporters import runners_for
+from kaudit.exporters.base import ExporterRunner
+from kaudit.exporters.store import StoreExporter
+from kaudit.log.cursor import Cursor
+from kaudit.store import index as index_module
+from kaudit.store.index import EventIndex
+from kaudit.store.query import Filter, IndexSearch, ScanSearch
+from kaudit.store.schema import NotAnEvent, fields_of, read_event, search_text, words
+
+START = datetime(2026, 9, 1, tzinfo=UTC)
+END = datetime(2026, 9, 3, tzinfo=UTC)
+
+
+def test_reading_a_line_gives_the_fields_and_words_of_the_whole_decoded_event(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path)
+    record_traffic(config, 600, START, END)
+    lines = log_lines(config)
+    with_details = with_authorization = 0
+    for line in lines:
+        obj = orjson.loads(line)
+        fields, text = read_event(line)
+        assert fields == fields_of(obj)
+        assert words(text) == words(search_text(obj))
+        with_details += bool(obj["details"])
+        with_authorization += obj["authorization"] is not None
+    # The generated traffic exercises the members that are read specially.
+    assert with_details > 0 and with_authorization > 0
+
+
+def test_a_line_of_another_shape_is_read_from_the_whole_decoded_event(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    record_traffic(config, 3, START, END)
+    obj = orjson.loads(log_lines(config)[0])
+    obj["actor"]["client_id"] = 42  # not a string: not a word, but still an event
+    obj["details"] = {"note": 'caf\u00e9 "quoted"\nnext'}
+    line = orjson.dumps(obj)
+    fields, text = read_event(line)
+    assert fields == fields_of(obj)
+    assert words(text) == words(search_text(obj))
+    assert "42" not in words(text) and {"café", "quoted"} <= set(words(text))
+    # Escapes in the line's details are read as what they stand for.
+    escaped = line.replace("café".encode(), b"caf\\u00e9")
+    assert escaped != line and orjson.loads(escaped) == obj
+    assert words(read_event(escaped)[1]) == words(text)
+    for bad, reason in ((b"[1, 2]", "list"), (b"{not json", "not JSON"), (b"{}", "audit")):
+        with pytest.raises(NotAnEvent, match=reason):
+            read_event(bad)
+
+
+def test_a_batch_larger_than_a_part_is_added_in_parts_with_matching_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "PART_EVENTS", 7)
+    config = make_config(tmp_path)
+    record_traffic(config, 60, START, END)
+    lines = log_lines(config)
+    path = tmp_path / "parts.sqlite"
+    with EventIndex(path) as index:
+        # Repeats inside a part and across parts: each event once, in log order.
+        assert index.add(lines[:30] + lines[3:12] + lines[25:40]) == 40
+        assert index.add(lines[35:] + lines[:5]) == 20
+        assert index.count() == 60
+        text_rows = index.conn.execute(
+            "SELECT rowid FROM events_text WHERE events_text MATCH 'req'"
+        ).fetchall()
+        event_rows = index.conn.execute("SELECT id FROM events ORDER BY id").fetchall()
+        assert sorted(text_rows) == event_rows
+    search = IndexSearch(path)
+    try:
+        assert [h.line for h in reversed(search.search(Filter(), None))] == lines
+        # The words of each row are its own event's: free text finds what a scan finds.
+        scan = ScanSearch("parts", lambda: iter(lines))
+        for i in (0, 13, 59):
+            event = orjson.loads(lines[i])
+            for query in (event["context"]["correlation_id"], event["actor"]["ip_address"]):
+                found = [h.line for h in search.search(Filter(query=query), None)]
+                assert found == [h.line for h in scan.search(Filter(query=query), None)]
+                assert lines[i] in found
+    finally:
+        search.close()
+
+
+def test_the_store_runner_reads_large_batches_unless_told_otherwise(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    record_traffic(config, 50, START, END)
+    (runner,) = runners_for(config)
+    try:
+        assert runner.batch_max == StoreExporter.batch_max == 20_000
+    finally:
+        runner.close()
+    exporter = StoreExporter(config.audit.all_destinations[0], config.data_path)  # type: ignore[arg-type]
+    told = ExporterRunner(
+        exporter, log_dir=config.log_dir, cursor=Cursor(tmp_path / "c.json"), batch_max=20
+    )
+    try:
+        assert told.run_once() == 20
+        assert told.drain() == 30
+    finally:
+        told.close()
+    assert exporter.added == 50
+    assert export(config) == {"store:<data_dir>/index.sqlite": 50}
+    with EventIndex(index_path(config), readonly=True) as index:
+        assert index.count() == 50
