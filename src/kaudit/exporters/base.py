@@ -243,7 +243,7 @@ class ExporterRunner:
                     return None, seq
                 return line.rstrip(b"\n"), seq
         obj = orjson.loads(line)
-        seq = obj.get("integrity", {}).get("sequence_number") if isinstance(obj, dict) else None
+        seq = (obj.get("integrity") or {}).get("sequence_number") if isinstance(obj, dict) else None
         if not isinstance(obj, dict) or not self.filter(str(obj.get("event_type"))):
             return None, seq
         if self.fmt == "native" or self._native_input:
