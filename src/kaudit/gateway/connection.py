@@ -39,6 +39,14 @@ from kaudit.gateway.codec import (
 )
 from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
 from kaudit.gateway.fetch import FetchSummary, TopicFetched, summarize_fetch_response
+from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
+from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
+from kaudit.gateway.produce import (
+    ProduceSummary,
+    TopicProduced,
+    produce_head,
+    summarize_produce_request,
+)
 from kaudit.gateway.sasl import SaslObserver
 
 if TYPE_CHECKING:
@@ -260,6 +268,11 @@ class ClientConnection(asyncio.Protocol):
         self.cert_principal: str | None = None
         self.raw_sasl_left = 0
         self.handshake_version = 1
+        # A large produce request being cut through to the broker.
+        self.streaming: _Pending | None = None
+        self.streaming_acks = 1
+        self.streaming_left = 0
+        self.streamed: list[bytes] = []
         self.closed = False
         self.client_gone = False
         self._reading_paused = False
@@ -371,8 +384,15 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            for frame in self.frames.feed(data):
-                self.on_request(frame)
+            while data:
+                if self.streaming_left:
+                    data = self._stream_request(data)
+                elif self._starts_large_produce(data) and self._start_streaming(data):
+                    continue
+                else:
+                    for frame in self.frames.feed(data):
+                        self.on_request(frame)
+                    data = b""
         except ProtocolViolation as exc:
             self.close(f"client broke framing: {exc}")
         except AuditRefused as exc:  # an acks=0 produce has no response to refuse
@@ -380,6 +400,59 @@ class ClientConnection(asyncio.Protocol):
         except Exception as exc:
             log.exception("request handling failed")
             self.close(f"gateway error on a request: {exc!r}")
+
+    def _starts_large_produce(self, data: bytes) -> bool:
+        """Whether `data` begins a Produce request much larger than what has arrived: such
+        requests are cut through to the broker as they arrive, and audited once whole."""
+        up = self.upstream
+        return (
+            self.frames.buffered == 0
+            and len(data) >= 8
+            and not self.raw_sasl_left
+            and up is not None
+            and up.transport is not None
+            and _INT16.unpack_from(data, 4)[0] == PRODUCE
+            and 4 + self.frames._size(data, 0) - len(data) >= _STREAM_AT_LEAST
+        )
+
+    def _start_streaming(self, data: bytes) -> bool:
+        version = _INT16.unpack_from(data, 6)[0]
+        try:
+            client_id, acks = produce_head([data], version)
+        except FrameDecodeError:
+            return False  # the head is not all there (or not readable): whole-frame path
+        correlation_id = _INT32.unpack_from(data, 8)[0]
+        pending = _Pending(
+            PRODUCE, version, correlation_id, client_id, None, time.perf_counter(), True
+        )
+        if acks != 0:
+            self.pending.append(pending)
+        self.streaming = pending
+        self.streaming_acks = acks
+        self.streaming_left = 4 + self.frames._size(data, 0)
+        return True
+
+    def _stream_request(self, data: bytes) -> bytes:
+        """Forward the next piece of a cut-through produce request; audit it when whole."""
+        n = min(len(data), self.streaming_left)
+        piece = data if n == len(data) else data[:n]
+        self._forward(piece)
+        self.streamed.append(piece)
+        self.streaming_left -= n
+        if self.streaming_left == 0:
+            pieces, self.streamed = self.streamed, []
+            pending = self.streaming
+            assert pending is not None
+            self.streaming = None
+            self.gateway.metrics.requests += 1
+            try:
+                pending.request = summarize_produce_request(pieces, pending.api_version)
+            except FrameDecodeError as exc:
+                log.debug("%s: produce request not summarised: %s", self.peer, exc)
+                pending.decoded = False
+            if self.streaming_acks == 0:
+                self._audit_produce(pending, None)
+        return data[n:]
 
     def on_request(self, frame: bytes) -> None:
         gw = self.gateway
@@ -396,7 +469,17 @@ class ClientConnection(asyncio.Protocol):
         decoded = True
         client_id: str | None
         expect_response = True
-        if gw.decodes_request(key):
+        if key == PRODUCE and PRODUCE_MIN <= version <= PRODUCE_MAX:
+            try:
+                request = summarize_produce_request([frame], version)
+            except FrameDecodeError as exc:
+                decoded = False
+                client_id = _client_id(frame)
+                log.debug("%s: forwarding undecoded request: %s", self.peer, exc)
+            else:
+                client_id = request.client_id
+                expect_response = request.acks != 0
+        elif gw.decodes_request(key):
             try:
                 parsed = decode_request(memoryview(frame)[4:])  # type: ignore[arg-type]
             except FrameDecodeError as exc:
@@ -406,7 +489,7 @@ class ClientConnection(asyncio.Protocol):
             else:
                 client_id = parsed.client_id
                 request = parsed.body
-                if key == PRODUCE:
+                if key == PRODUCE:  # a version the summariser does not read
                     expect_response = int(request.acks) != 0
                 elif key == SASL_AUTHENTICATE:
                     self.sasl.client_token(request.auth_bytes)
@@ -676,16 +759,14 @@ class ClientConnection(asyncio.Protocol):
         if not gw.records("records.produced"):
             return False
         ctx = self.context(pending)
-        for topic in request.topic_data:
-            ident = topic.name if hasattr(topic, "name") else topic.topic_id
-            name = str(ident) if hasattr(topic, "name") else gw.topic_name(ident)
-            count = nbytes = 0
-            for part in topic.partition_data:
-                records = part.records
-                if records:
-                    nbytes += len(records)
-                    count += count_records(records)
-            gw.aggregator.add("records.produced", ctx, name, count, nbytes, codes.get(ident, 0))
+        if not isinstance(request, ProduceSummary):  # decoded by kio
+            request = _produce_summary_of(request)
+        for topic in request.topics:
+            ident = topic.topic
+            name = ident if isinstance(ident, str) else gw.topic_name(ident)
+            gw.aggregator.add(
+                "records.produced", ctx, name, topic.records, topic.nbytes, codes.get(ident, 0)
+            )
         # Counted into the window's record: nothing is written per request, so nothing to
         # wait for (under fail_closed, `gw.records` refused it if the log were failing).
         return False
@@ -750,6 +831,19 @@ class ClientConnection(asyncio.Protocol):
                 AuthInfo("REQUEST", "CLUSTER", "kafka-cluster", error_code=NETWORK_EXCEPTION),
             )
             gw.audit(None, self.context(p, decoded=p.decoded), auth)
+
+
+def _produce_summary_of(request: Any) -> ProduceSummary:
+    """A kio-decoded Produce request as the summary the audit reads."""
+    summary = ProduceSummary(None, request.transactional_id, int(request.acks))
+    for topic in request.topic_data:
+        produced = TopicProduced(topic.name if hasattr(topic, "name") else topic.topic_id)
+        for part in topic.partition_data:
+            if part.records:
+                produced.nbytes += len(part.records)
+                produced.records += count_records(part.records)
+        summary.topics.append(produced)
+    return summary
 
 
 def _summary_of(response: Any) -> FetchSummary:

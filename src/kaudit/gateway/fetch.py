@@ -27,7 +27,7 @@ _BATCH_HEAD = 61  # record batch v2 header; recordsCount at 57, batchLength at 8
 _LEGACY_HEAD = 12  # offset(8) + message size(4)
 
 
-class _Pieces:
+class Pieces:
     """Sequential reads over a list of byte strings (the frame as it arrived)."""
 
     __slots__ = ("buf", "index", "pieces", "pos")
@@ -108,7 +108,7 @@ class FetchSummary:
     topics: list[TopicFetched]
 
 
-def _count_batches(reader: _Pieces, size: int) -> int:
+def count_batches(reader: Pieces, size: int) -> int:
     """Records in `size` bytes of record batches; skips a truncated last batch."""
     total = 0
     while size >= _LEGACY_HEAD:
@@ -134,7 +134,7 @@ def summarize_fetch_response(pieces: Sequence[bytes], version: int) -> FetchSumm
     if not 4 <= version <= MAX_VERSION:
         raise FrameDecodeError(f"fetch v{version} is not summarised here")
     flexible = version >= 12
-    r = _Pieces(pieces, 8)  # size prefix and correlation id
+    r = Pieces(pieces, 8)  # size prefix and correlation id
     try:
         if flexible:
             r.skip_tagged_fields()  # response header v1
@@ -164,7 +164,7 @@ def summarize_fetch_response(pieces: Sequence[bytes], version: int) -> FetchSumm
                 size = r.uvarint() - 1 if flexible else r.i32()
                 if size > 0:
                     fetched.nbytes += size
-                    fetched.records += _count_batches(r, size)
+                    fetched.records += count_batches(r, size)
                 if flexible:
                     r.skip_tagged_fields()
             if flexible:
