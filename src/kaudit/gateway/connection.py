@@ -2,10 +2,11 @@
 
 Each client connection gets its own broker connection, so correlation ids pass through
 untouched and responses come back in request order. Requests are forwarded as whole
-frames the moment they are complete; on the way, the gateway notes what it needs to
-audit (API, version, correlation id, the decoded request) in a FIFO. Each response is
-matched to the head of that FIFO, rewritten if it carries broker addresses or API
-versions, audited (one call per request, KIP-567), and sent on. Under fail_closed a
+frames the moment they are complete (large produce requests, and large fetch responses
+on the way back, piece by piece as they arrive); on the way, the gateway notes what it
+needs to audit (API, version, correlation id, the decoded request) in a FIFO. Each
+response is matched to the head of that FIFO, rewritten if it carries broker addresses
+or API versions, audited (one call per request, KIP-567), and sent on. Under fail_closed a
 response waits, in order, until the recorder says its audit record is durable; if it
 cannot be, the client gets the API's own error instead.
 
@@ -21,11 +22,11 @@ import ssl
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
-from kaudit.auditor import AUTHORIZATION_ERRORS, AuthInfo, RequestContext, RequestEvent
+from kaudit.auditor import AUTHORIZATION_ERRORS, AuthInfo, RequestContext
 from kaudit.errors import AuditRefused
 from kaudit.gateway import rewrite
 from kaudit.gateway.aggregate import count_records
@@ -63,7 +64,8 @@ SASL_HANDSHAKE, API_VERSIONS, SASL_AUTHENTICATE, DESCRIBE_CLUSTER = 17, 18, 36, 
 _REWRITTEN = frozenset({API_VERSIONS, METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER})
 # Responses naming brokers: never passed on unrewritten.
 _ADDRESSES = _REWRITTEN - {API_VERSIONS}
-# Fetch responses at least this much larger than what has arrived are cut through.
+# Produce requests and fetch responses at least this much larger than what has arrived
+# are cut through.
 _STREAM_AT_LEAST = 64 * 1024
 # Error used when a fail_closed audit record cannot be made durable: the request may
 # have been applied, but the client must not take it as audited.
@@ -875,6 +877,3 @@ def _certificate_principal(ssl_object: Any) -> str | None:
                      "localityName": "L", "stateOrProvinceName": "ST"}.get(name, name)  # fmt: skip
             parts.append(f"{short}={value}")
     return f"User:{','.join(parts)}" if parts else None
-
-
-AuditFn = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None]
