@@ -10,7 +10,6 @@ counts, under its own key, and its record yields `access.denied`.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -24,33 +23,15 @@ from kaudit.auditor import (
     RequestContext,
     RequestEvent,
 )
-
-_BATCH_LENGTH = struct.Struct(">i")
-_RECORD_COUNT = struct.Struct(">i")
-# Record batch v2: baseOffset(8) batchLength(4) ... recordsCount at byte 57, header 61 bytes.
-_COUNT_AT = 57
-_HEADER_SIZE = 61
+from kaudit.gateway.fetch import Pieces, count_batches
 
 
 def count_records(records: bytes | None) -> int:
-    """Records in a record-batch payload (v2 batches; a truncated last batch is skipped,
-    as consumers skip it)."""
+    """Records in a record-batch payload (a truncated last batch is skipped, as
+    consumers skip it)."""
     if not records:
         return 0
-    total = 0
-    pos = 0
-    end = len(records)
-    while end - pos >= _HEADER_SIZE:
-        length = _BATCH_LENGTH.unpack_from(records, pos + 8)[0]
-        batch_end = pos + 12 + length
-        if length <= 0 or batch_end > end:
-            break
-        if records[pos + 16] >= 2:
-            total += _RECORD_COUNT.unpack_from(records, pos + _COUNT_AT)[0]
-        else:
-            total += 1  # legacy message set entry: one (possibly wrapped) message
-        pos = batch_end
-    return total
+    return count_batches(Pieces([records], 0), len(records))
 
 
 Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], object]

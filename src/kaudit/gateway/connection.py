@@ -42,12 +42,7 @@ from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
 from kaudit.gateway.fetch import FetchSummary, TopicFetched, summarize_fetch_response
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
-from kaudit.gateway.produce import (
-    ProduceSummary,
-    TopicProduced,
-    produce_head,
-    summarize_produce_request,
-)
+from kaudit.gateway.produce import produce_head, summarize_produce_request
 from kaudit.gateway.sasl import SaslObserver
 
 if TYPE_CHECKING:
@@ -131,7 +126,7 @@ class _Frames:
             if not self.need and self.have >= 4:
                 head = b"".join(self.chunks)
                 self.chunks = [head]
-                self.need = 4 + self._size(head, 0)
+                self.need = 4 + self.frame_size(head, 0)
             if not self.need or self.have < self.need:
                 return []
             data = b"".join(self.chunks)
@@ -139,7 +134,7 @@ class _Frames:
         frames: list[bytes] = []
         pos, end = 0, len(data)
         while end - pos >= 4:
-            stop = pos + 4 + self._size(data, pos)
+            stop = pos + 4 + self.frame_size(data, pos)
             if stop > end:
                 self.need = stop - pos
                 break
@@ -150,13 +145,36 @@ class _Frames:
             self.chunks, self.have = [rest], len(rest)
         return frames
 
-    def _size(self, data: bytes, pos: int) -> int:
+    def frame_size(self, data: bytes, pos: int) -> int:
+        """The size a frame at `pos` announces; ProtocolViolation if out of bounds."""
         size: int = _INT32.unpack_from(data, pos)[0]
         if size < 0 or size > self.max_bytes:
             raise ProtocolViolation(
                 f"frame of {size} bytes; accepted: 0..{self.max_bytes} (gateway.max_frame_bytes)"
             )
         return size
+
+
+class _CutThrough:
+    """A frame passed on piece by piece as it arrives, kept to be audited once whole."""
+
+    __slots__ = ("left", "pieces")
+
+    def __init__(self) -> None:
+        self.left = 0  # bytes of the frame still to come; 0: none in flight
+        self.pieces: list[bytes] = []
+
+    def next(self, data: bytes) -> tuple[bytes, bytes, list[bytes] | None]:
+        """(the piece of `data` that belongs to the frame, the rest of `data`, the whole
+        frame's pieces once this piece completes it)."""
+        n = min(len(data), self.left)
+        piece = data if n == len(data) else data[:n]
+        self.pieces.append(piece)
+        self.left -= n
+        whole = None
+        if self.left == 0:
+            whole, self.pieces = self.pieces, []
+        return piece, data[n:], whole
 
 
 def _client_id(frame: bytes) -> str | None:
@@ -195,10 +213,8 @@ class UpstreamSide(asyncio.Protocol):
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.frames = _Frames(conn.gateway.max_frame_bytes)
-        # A large fetch response is cut through: sent on as it arrives and audited once
-        # complete. These track the one in flight.
-        self.streaming_left = 0
-        self.streamed: list[bytes] = []
+        # A large fetch response is cut through: sent on as it arrives, audited once whole.
+        self.cut = _CutThrough()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -208,16 +224,19 @@ class UpstreamSide(asyncio.Protocol):
         conn = self.conn
         try:
             while data:
-                if self.streaming_left:
-                    data = self._stream(data)
+                if self.cut.left:
+                    piece, data, whole = self.cut.next(data)
+                    conn.send(piece)
+                    if whole is not None:
+                        conn.on_response(whole[0], sent=True, pieces=whole)
                     continue
                 if (
                     self.frames.buffered == 0
                     and len(data) >= 4
                     and conn.can_stream_next()
-                    and 4 + self.frames._size(data, 0) - len(data) >= _STREAM_AT_LEAST
+                    and 4 + self.frames.frame_size(data, 0) - len(data) >= _STREAM_AT_LEAST
                 ):
-                    self.streaming_left = 4 + self.frames._size(data, 0)
+                    self.cut.left = 4 + self.frames.frame_size(data, 0)
                     continue
                 for frame in self.frames.feed(data):
                     conn.on_response(frame)
@@ -227,18 +246,6 @@ class UpstreamSide(asyncio.Protocol):
         except Exception as exc:  # a bug in one response must not take the gateway down
             log.exception("response handling failed")
             conn.close(f"gateway error on a response: {exc!r}")
-
-    def _stream(self, data: bytes) -> bytes:
-        """Send on the next piece of a cut-through response; audit it when complete."""
-        n = min(len(data), self.streaming_left)
-        piece = data if n == len(data) else data[:n]
-        self.conn.send(piece)
-        self.streamed.append(piece)
-        self.streaming_left -= n
-        if self.streaming_left == 0:
-            pieces, self.streamed = self.streamed, []
-            self.conn.on_response(pieces[0], sent=True, pieces=pieces)
-        return data[n:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn.upstream_lost(exc)
@@ -270,11 +277,10 @@ class ClientConnection(asyncio.Protocol):
         self.cert_principal: str | None = None
         self.raw_sasl_left = 0
         self.handshake_version = 1
-        # A large produce request being cut through to the broker.
+        # A large produce request being cut through to the broker, and its pending entry.
+        self.cut = _CutThrough()
         self.streaming: _Pending | None = None
         self.streaming_acks = 1
-        self.streaming_left = 0
-        self.streamed: list[bytes] = []
         self.closed = False
         self.client_gone = False
         self._reading_paused = False
@@ -387,7 +393,7 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             while data:
-                if self.streaming_left:
+                if self.cut.left:
                     data = self._stream_request(data)
                 elif self._starts_large_produce(data) and self._start_streaming(data):
                     continue
@@ -414,7 +420,7 @@ class ClientConnection(asyncio.Protocol):
             and up is not None
             and up.transport is not None
             and _INT16.unpack_from(data, 4)[0] == PRODUCE
-            and 4 + self.frames._size(data, 0) - len(data) >= _STREAM_AT_LEAST
+            and 4 + self.frames.frame_size(data, 0) - len(data) >= _STREAM_AT_LEAST
         )
 
     def _start_streaming(self, data: bytes) -> bool:
@@ -431,18 +437,14 @@ class ClientConnection(asyncio.Protocol):
             self.pending.append(pending)
         self.streaming = pending
         self.streaming_acks = acks
-        self.streaming_left = 4 + self.frames._size(data, 0)
+        self.cut.left = 4 + self.frames.frame_size(data, 0)
         return True
 
     def _stream_request(self, data: bytes) -> bytes:
         """Forward the next piece of a cut-through produce request; audit it when whole."""
-        n = min(len(data), self.streaming_left)
-        piece = data if n == len(data) else data[:n]
+        piece, rest, pieces = self.cut.next(data)
         self._forward(piece)
-        self.streamed.append(piece)
-        self.streaming_left -= n
-        if self.streaming_left == 0:
-            pieces, self.streamed = self.streamed, []
+        if pieces is not None:
             pending = self.streaming
             assert pending is not None
             self.streaming = None
@@ -454,7 +456,7 @@ class ClientConnection(asyncio.Protocol):
                 pending.decoded = False
             if self.streaming_acks == 0:
                 self._audit_produce(pending, None)
-        return data[n:]
+        return rest
 
     def on_request(self, frame: bytes) -> None:
         gw = self.gateway
@@ -491,9 +493,7 @@ class ClientConnection(asyncio.Protocol):
             else:
                 client_id = parsed.client_id
                 request = parsed.body
-                if key == PRODUCE:  # a version the summariser does not read
-                    expect_response = int(request.acks) != 0
-                elif key == SASL_AUTHENTICATE:
+                if key == SASL_AUTHENTICATE:
                     self.sasl.client_token(request.auth_bytes)
                     request = None  # the token may hold a password: never kept
                 elif key == SASL_HANDSHAKE:
@@ -761,8 +761,6 @@ class ClientConnection(asyncio.Protocol):
         if not gw.records("records.produced"):
             return False
         ctx = self.context(pending)
-        if not isinstance(request, ProduceSummary):  # decoded by kio
-            request = _produce_summary_of(request)
         for topic in request.topics:
             ident = topic.topic
             name = ident if isinstance(ident, str) else gw.topic_name(ident)
@@ -833,19 +831,6 @@ class ClientConnection(asyncio.Protocol):
                 AuthInfo("REQUEST", "CLUSTER", "kafka-cluster", error_code=NETWORK_EXCEPTION),
             )
             gw.audit(None, self.context(p, decoded=p.decoded), auth)
-
-
-def _produce_summary_of(request: Any) -> ProduceSummary:
-    """A kio-decoded Produce request as the summary the audit reads."""
-    summary = ProduceSummary(None, request.transactional_id, int(request.acks))
-    for topic in request.topic_data:
-        produced = TopicProduced(topic.name if hasattr(topic, "name") else topic.topic_id)
-        for part in topic.partition_data:
-            if part.records:
-                produced.nbytes += len(part.records)
-                produced.records += count_records(part.records)
-        summary.topics.append(produced)
-    return summary
 
 
 def _summary_of(response: Any) -> FetchSummary:
