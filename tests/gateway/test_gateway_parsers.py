@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.codec import FrameDecodeError, decode_request, decode_response
-from kaudit.gateway.connection import ProtocolViolation, _client_id, _Frames
+from kaudit.gateway.connection import _client_id
+from kaudit.gateway.framing import Frames as _Frames
+from kaudit.gateway.framing import ProtocolViolation
 from kaudit.gateway.sasl import (
     SaslObserver,
     oauthbearer_identity,

@@ -43,9 +43,14 @@ from kaudit.gateway.connection import (
     _Held,
     _Pending,
 )
+from kaudit.gateway.framing import BufferPool
 from kaudit.gateway.rewrite import Address, BrokerMap, BrokerPortError
 
 log = logging.getLogger("kaudit.gateway")
+
+# Free cut-through buffers kept for reuse, across all connections: a few consumers'
+# worth of multi-megabyte fetch responses.
+_POOLED_BUFFER_BYTES = 64 * 1024 * 1024
 
 Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None]
 WhenDurable = Callable[[Callable[[str | None], None]], None]
@@ -112,6 +117,7 @@ class Gateway:
         self.selects = selects
         self.durable_timeout = durable_timeout
         self.max_frame_bytes = config.max_frame_bytes
+        self.buffers = BufferPool(_POOLED_BUFFER_BYTES)
         self.drain_timeout = 30.0
         self.metrics = GatewayMetrics()
         self.connections: set[ClientConnection] = set()
