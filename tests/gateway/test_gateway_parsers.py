@@ -136,11 +136,13 @@ def test_the_principal_is_trusted_only_when_accepted() -> None:
     observer.client_token(b"c=biws,r=xy,p=zz")
     assert observer.complete()
     assert observer.accepted() == "User:alice"
+    assert not observer.reauthenticated
     # Re-authentication starts over.
     observer.handshake("PLAIN")
     observer.client_token(b"\0bob\0pw")
     assert observer.principal == "User:alice"
     assert observer.accepted() == "User:bob"
+    assert observer.reauthenticated
 
 
 def _batch(records: int, body: bytes = b"") -> bytes:

@@ -659,7 +659,10 @@ class ClientConnection(asyncio.BufferedProtocol):
                 if not self.sasl.complete():
                     return False  # SCRAM's server-first message: not authenticated yet
                 self.sasl.accepted()
-                return gw.audit_auth(self, pending, "auth.login", 0, None)
+                # v1+: how long the broker lets this session last (KIP-368), a timedelta.
+                session = getattr(response, "session_lifetime", None)
+                lifetime = int(session.total_seconds() * 1000) if session else 0
+                return gw.audit_auth(self, pending, "auth.login", 0, None, lifetime)
             return self._auth_failed(pending, code, response.error_message)
         decoded = pending.decoded and (response is not None or not gw.decodes_response(key))
         if decoded and pending.request is not None and response is not None:
