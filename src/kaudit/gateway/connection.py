@@ -56,6 +56,9 @@ _INT32 = struct.Struct(">i")
 
 PRODUCE, FETCH, METADATA, FIND_COORDINATOR = 0, 1, 3, 10
 SASL_HANDSHAKE, API_VERSIONS, SASL_AUTHENTICATE, DESCRIBE_CLUSTER = 17, 18, 36, 60
+CREATE_DELEGATION_TOKEN, DESCRIBE_DELEGATION_TOKEN = 38, 41
+# Responses naming delegation tokens' owners (see Gateway.learn_token_owners).
+_TOKEN_APIS = frozenset({CREATE_DELEGATION_TOKEN, DESCRIBE_DELEGATION_TOKEN})
 # The client never sees a response to these from us without decoding and re-encoding.
 _REWRITTEN = frozenset({API_VERSIONS, METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER})
 # Responses naming brokers: never passed on unrewritten.
@@ -522,6 +525,8 @@ class ClientConnection(asyncio.BufferedProtocol):
                 log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
                 pending.decoded = False
             else:
+                if key in _TOKEN_APIS and int(response.error_code) == 0:
+                    gw.learn_token_owners(key, response)
                 rewritten = None if sent else self._rewrite(key, response)
                 if rewritten is not None:
                     response = rewritten
@@ -658,7 +663,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             if code == 0:
                 if not self.sasl.complete():
                     return False  # SCRAM's server-first message: not authenticated yet
-                self.sasl.accepted()
+                self.sasl.accepted(gw.token_owner(self.sasl.claimed))
                 # v1+: how long the broker lets this session last (KIP-368), a timedelta.
                 session = getattr(response, "session_lifetime", None)
                 lifetime = int(session.total_seconds() * 1000) if session else 0
@@ -741,7 +746,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         if self.raw_sasl_left == 0:
             # The broker closes the connection on failure, so an answer to the last
             # exchange means it accepted the client.
-            self.sasl.accepted()
+            self.sasl.accepted(self.gateway.token_owner(self.sasl.claimed))
             try:
                 self.gateway.audit_auth(self, pending, "auth.login", 0, None)
             except AuditRefused as exc:
