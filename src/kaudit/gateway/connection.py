@@ -163,7 +163,8 @@ class UpstreamSide(asyncio.BufferedProtocol):
             for frame in self.frames.feed(bytes(self.reading[:nbytes])):
                 conn.on_response(frame)
             partial = self.frames.large_partial(_STREAM_AT_LEAST)
-            if partial is not None and conn.can_stream_next():
+            # The first piece must hold the correlation id (checked in on_response).
+            if partial is not None and len(partial[0]) >= 8 and conn.can_stream_next():
                 first, size = partial
                 self.frames.forget_partial()
                 self.cut.start(first, size, conn.write_idle())
