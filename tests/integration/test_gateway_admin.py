@@ -29,7 +29,7 @@ from confluent_kafka.admin import (
     UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
-from gateway_fixtures import RunningGateway, one
+from gateway_fixtures import RunningGateway, create_topic, grant, one
 
 from kaudit.dev.kafka import REAUTH_SCRAM_SHA_256_MS, KafkaInfo
 
@@ -297,11 +297,9 @@ def test_reauthentication_on_an_open_connection_is_recorded_and_keeps_the_princi
 ) -> None:
     """The local broker ends SCRAM-SHA-256 sessions after REAUTH_SCRAM_SHA_256_MS; the
     client re-authenticates on its open connections through the gateway (KIP-368)."""
-    direct = AdminClient(admin_config)  # kept referenced until the topic exists
-    direct.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(30)
-    kafka_tool("org.apache.kafka.tools.AclCommand", "--add", "--allow-principal",
-               "User:alice", "--operation", "Write", "--operation", "Describe",
-               "--topic", unique_topic)  # fmt: skip
+    create_topic(admin_config, unique_topic)
+    grant(kafka_tool, "User:alice", "--operation", "Write", "--operation", "Describe",
+          "--topic", unique_topic)  # fmt: skip
     producer = Producer(
         gateway.client(
             {**sasl_config("alice", mechanism="SCRAM-SHA-256"), "client.id": "reauth-client",
@@ -360,7 +358,9 @@ def test_delegation_token_creation_and_login_with_it_are_recorded_as_its_owner(
     )
     kafka_tool("org.apache.kafka.tools.TopicCommand", "--list",
                "--command-config", str(token_login), **via)  # fmt: skip
-    logins = [e for e in gateway.events("auth.login") if e["details"].get("delegation_token") is True]
+    logins = [
+        e for e in gateway.events("auth.login") if e["details"].get("delegation_token") is True
+    ]
     assert logins and {e["actor"]["id"] for e in logins} == {"User:admin"}
     assert {e["details"]["token_id"] for e in logins} == {token_id}
     assert hmac.encode() not in gateway.log_bytes()
