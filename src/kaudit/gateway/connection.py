@@ -66,8 +66,6 @@ _ADDRESSES = _REWRITTEN - {API_VERSIONS}
 # Produce requests and fetch responses at least this much larger than what has arrived
 # are cut through.
 _STREAM_AT_LEAST = 64 * 1024
-# What one ordinary read takes at most (uvloop's own read size).
-_READ_BYTES = 256 * 1024
 # Error used when a fail_closed audit record cannot be made durable: the request may
 # have been applied, but the client must not take it as audited.
 AUDIT_UNAVAILABLE_ERROR = -1  # UNKNOWN_SERVER_ERROR
@@ -138,7 +136,7 @@ class UpstreamSide(asyncio.BufferedProtocol):
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.frames = Frames(conn.gateway.max_frame_bytes)
-        self.reading = memoryview(bytearray(_READ_BYTES))
+        self.reading = conn.gateway.read_buffer
         # A large fetch response is cut through: sent on as it arrives, audited once whole.
         self.cut = CutThrough(conn.gateway.buffers)
 
@@ -194,7 +192,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamSide | None = None
         self.frames = Frames(gateway.max_frame_bytes)
-        self.reading = memoryview(bytearray(_READ_BYTES))
+        self.reading = gateway.read_buffer
         self.pending: deque[_Pending] = deque()
         self.held: deque[_Held] = deque()
         self.waiting: list[Chunk] = []  # requests that arrived before the broker connected

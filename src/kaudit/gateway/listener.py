@@ -53,6 +53,8 @@ log = logging.getLogger("kaudit.gateway")
 # Free cut-through buffers kept for reuse, across all connections: a few consumers'
 # worth of multi-megabyte fetch responses.
 _POOLED_BUFFER_BYTES = 64 * 1024 * 1024
+# What one ordinary read takes at most (uvloop's own read size).
+_READ_BYTES = 256 * 1024
 
 Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None]
 WhenDurable = Callable[[Callable[[str | None], None]], None]
@@ -120,6 +122,10 @@ class Gateway:
         self.durable_timeout = durable_timeout
         self.max_frame_bytes = config.max_frame_bytes
         self.buffers = BufferPool(_POOLED_BUFFER_BYTES)
+        # Where every connection's ordinary reads land. One buffer serves them all: each
+        # read is copied out (into the bytes the framing keeps) before the event loop
+        # reads anything else.
+        self.read_buffer = memoryview(bytearray(_READ_BYTES))
         self.drain_timeout = 30.0
         self.metrics = GatewayMetrics()
         self.connections: set[ClientConnection] = set()
