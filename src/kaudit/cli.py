@@ -451,14 +451,18 @@ def _log_dir(log: Path | None, config_path: str | None) -> Path:
 @_config_option
 @click.option(
     "--log",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The local log (or data) directory (default: the configured log).",
+    help="The local log (or data) directory, or a kafka://[user[:password]@]host:port/topic "
+    "Kafka log (default: the configured log).",
 )
 @click.option(
     "--consistency-from",
     "old_size",
     type=click.IntRange(min=1),
     help="Instead: prove the log grew from its checkpoint of this size.",
+)
+@click.option(
+    "--stream",
+    help="A Kafka log's writer stream, for --consistency-from when the topic has several.",
 )
 @click.option(
     "--out",
@@ -469,22 +473,54 @@ def _log_dir(log: Path | None, config_path: str | None) -> Path:
 def prove(
     event_id: str | None,
     config_path: str | None,
-    log: Path | None,
+    log: str | None,
     old_size: int | None,
+    stream: str | None,
     out: Path | None,
 ) -> None:
     """Print an inclusion proof of EVENT_ID against the latest signed checkpoint (or a
-    consistency proof between two checkpoints), checkable with the public key alone."""
+    consistency proof between two checkpoints), checkable with the public key alone.
+
+    For a Kafka log (--log kafka://…, or a configured Kafka log) the proof is made in
+    the tree of the event's writer stream against its checkpoints on `<topic>.checkpoints`.
+    """
+    from kaudit.config.model import KafkaConnection, KafkaLog
     from kaudit.integrity.proof import prove_consistency, prove_inclusion
 
-    log_dir = _log_dir(log, config_path)
     if (event_id is None) == (old_size is None):
         raise click.UsageError("give an EVENT_ID or --consistency-from SIZE (one of them)")
-    proof = (
-        prove_inclusion(log_dir, event_id)
-        if event_id is not None
-        else prove_consistency(log_dir, old_size or 0)
-    )
+    configured = _load(config_path).audit.log if log is None and config_path else None
+    kafka_log = configured if isinstance(configured, KafkaLog) else None
+    if (log is not None and log.startswith("kafka://")) or kafka_log is not None:
+        from kaudit.integrity.kafka_checkpoints import (
+            prove_kafka_consistency,
+            prove_kafka_inclusion,
+        )
+        from kaudit.reading import kafka_source
+
+        connection: KafkaConnection
+        if kafka_log is not None:
+            connection, topic = kafka_log, kafka_log.topic
+        else:
+            assert log is not None
+            try:
+                connection, topic = kafka_source(log)
+            except KauditError as exc:
+                raise click.UsageError(str(exc)) from None
+        proof = (
+            prove_kafka_inclusion(connection, topic, event_id)
+            if event_id is not None
+            else prove_kafka_consistency(connection, topic, old_size or 0, stream)
+        )
+    else:
+        if stream is not None:
+            raise click.UsageError("--stream applies to a Kafka log")
+        log_dir = _log_dir(Path(log) if log is not None else None, config_path)
+        proof = (
+            prove_inclusion(log_dir, event_id)
+            if event_id is not None
+            else prove_consistency(log_dir, old_size or 0)
+        )
     data = orjson.dumps(proof, option=orjson.OPT_INDENT_2) + b"\n"
     if out is not None:
         out.write_bytes(data)

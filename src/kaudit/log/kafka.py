@@ -585,6 +585,19 @@ class KafkaLogReader:
         self._consumer.assign([TopicPartition(self.topic, p, start[p]) for p in todo])
         yield from self._until_end(todo, ends)
 
+    def partition_records(self, partition: int) -> Iterator[LogRecord]:
+        """Every record of one partition, from its start to its current end, without a
+        group (readers of several partitions at once each take one)."""
+        end = self._watermark(partition)
+        if end <= 0:
+            return
+        self._consumer.assign([TopicPartition(self.topic, partition, 0)])
+        yield from self._until_end({partition}, {partition: end})
+
+    def partitions(self) -> list[int]:
+        """The topic's partition numbers."""
+        return self._partitions()
+
     def _until_end(self, todo: set[int], ends: dict[int, int]) -> Iterator[LogRecord]:
         idle_since = time.monotonic()
         while todo:
