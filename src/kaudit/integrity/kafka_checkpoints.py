@@ -42,7 +42,13 @@ from kaudit.integrity.merkle import MerkleTree, leaf_hash, leaf_hashes
 from kaudit.integrity.merkle import root as merkle_root
 from kaudit.integrity.proof import ProofError, consistency_document, inclusion_document
 from kaudit.integrity.store import StoredCheckpoint
-from kaudit.integrity.verify import LogPart, VerifyReport, VerifyUsageError, verify_parts
+from kaudit.integrity.verify import (
+    LogPart,
+    VerifyReport,
+    VerifyUsageError,
+    sequence_of,
+    verify_parts,
+)
 from kaudit.log.kafka import (
     ErrorTracker,
     KafkaLogReader,
@@ -255,13 +261,14 @@ def _partition_lines(
     """(sequence number, line) of the records of `streams` in one partition, in the
     order the writer put them there. A line without a readable sequence number keeps
     the place of the one before it (-1 at the start), so it stays where it was found."""
-    reader = KafkaLogReader(connection, group=None, topic=topic)
+    # One reader per partition is open at once: a small prefetch keeps their sum small.
+    reader = KafkaLogReader(connection, group=None, topic=topic, prefetch_kbytes=4096)
     try:
         last = -1
         for record in reader.partition_records(partition):
             if (record.stream or "") not in streams:
                 continue
-            seq = record.sequence
+            seq = sequence_of(record.line)
             if seq is not None:
                 last = seq
             yield last, record.line

@@ -81,6 +81,7 @@ __all__ = [
     "TimeRange",
     "VerifyReport",
     "VerifyUsageError",
+    "sequence_of",
     "verify_jsonl",
     "verify_log",
     "verify_parts",
@@ -505,6 +506,10 @@ def _seq_of(line: bytes) -> int | None:
     if end >= n or line[end] not in b",}":
         return None
     return int(line[start:end])
+
+
+sequence_of = _seq_of
+"""The integrity sequence number of a native event line, read without decoding it."""
 
 
 # After the sequence number's digits a sealed line ends in one of three fixed layouts:

@@ -523,6 +523,7 @@ class KafkaLogReader:
         group: str | None,
         topic: str | None = None,
         dedupe: int = 100_000,
+        prefetch_kbytes: int | None = None,
     ) -> None:
         self.topic: str = topic or str(getattr(config, "topic", "__oprtr_audit_log"))
         self._where = describe(config)
@@ -535,6 +536,8 @@ class KafkaLogReader:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
         }
+        if prefetch_kbytes is not None:
+            settings["queued.max.messages.kbytes"] = prefetch_kbytes
         self._consumer = Consumer(settings)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._dedupe = dedupe
