@@ -752,8 +752,9 @@ def _verify_s3(
         since=start,
         until=end,
         progress=_progress,
-        # A checkpoint is uploaded after its events, which wait up to the batch interval.
-        heartbeat_grace=timedelta(seconds=10 + batch_interval),
+        # A checkpoint is uploaded after its events, which wait up to a batch interval to
+        # be sent, and the next upload is up to one more away.
+        heartbeat_grace=timedelta(seconds=10 + 2 * batch_interval),
     )
     _show_report(report, as_json)
 

@@ -153,13 +153,14 @@ def verify_s3(
     until: datetime | None = None,
     now: datetime | None = None,
     progress: Callable[[int], None] | None = None,
-    heartbeat_grace: timedelta = timedelta(seconds=70),
+    heartbeat_grace: timedelta = timedelta(seconds=130),
 ) -> VerifyReport:
     """Verify the S3 copy of a log under `prefix` of `bucket` with the checkpoint public
     keys and/or the HMAC key.
 
     `heartbeat_grace` allows for the exporter: it uploads a checkpoint only after the
-    events it covers, which wait up to the destination's `batch_interval_secs`.
+    events it covers, which wait up to the destination's `batch_interval_secs` (60 by
+    default) to be sent, and the next upload may be one more interval away.
     """
     store = _Bucket(access, bucket, prefix)
     parts: list[LogPart] = []
