@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.codec import FrameDecodeError, decode_request, decode_response
-from kaudit.gateway.connection import ProtocolViolation, _client_id, _Frames
+from kaudit.gateway.connection import _client_id
+from kaudit.gateway.framing import Frames as _Frames
+from kaudit.gateway.framing import ProtocolViolation
 from kaudit.gateway.sasl import (
     SaslObserver,
     oauthbearer_identity,
@@ -134,11 +136,13 @@ def test_the_principal_is_trusted_only_when_accepted() -> None:
     observer.client_token(b"c=biws,r=xy,p=zz")
     assert observer.complete()
     assert observer.accepted() == "User:alice"
+    assert not observer.reauthenticated
     # Re-authentication starts over.
     observer.handshake("PLAIN")
     observer.client_token(b"\0bob\0pw")
     assert observer.principal == "User:alice"
     assert observer.accepted() == "User:bob"
+    assert observer.reauthenticated
 
 
 def _batch(records: int, body: bytes = b"") -> bytes:

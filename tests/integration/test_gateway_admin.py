@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -28,7 +29,7 @@ from confluent_kafka.admin import (
 )
 from gateway_fixtures import RunningGateway, one
 
-from kaudit.dev.kafka import KafkaInfo
+from kaudit.dev.kafka import REAUTH_SCRAM_SHA_256_MS, KafkaInfo
 
 pytestmark = pytest.mark.kafka
 
@@ -283,3 +284,47 @@ def test_wrong_password_is_recorded_as_auth_failed_for_the_claimed_user(
     assert failed[0]["action"]["result"] == "failure"
     assert failed[0]["action"]["error"] == "SASL_AUTHENTICATION_FAILED"
     assert not gateway.events("auth.login")
+
+
+def test_reauthentication_on_an_open_connection_is_recorded_and_keeps_the_principal(
+    gateway: RunningGateway,
+    admin_config: dict[str, str],
+    sasl_config: Any,
+    kafka_tool: Callable[..., Any],
+    unique_topic: str,
+) -> None:
+    """The local broker ends SCRAM-SHA-256 sessions after REAUTH_SCRAM_SHA_256_MS; the
+    client re-authenticates on its open connections through the gateway (KIP-368)."""
+    direct = AdminClient(admin_config)  # kept referenced until the topic exists
+    direct.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(30)
+    kafka_tool("org.apache.kafka.tools.AclCommand", "--add", "--allow-principal",
+               "User:alice", "--operation", "Write", "--operation", "Describe",
+               "--topic", unique_topic)  # fmt: skip
+    producer = Producer(
+        gateway.client(
+            {**sasl_config("alice", mechanism="SCRAM-SHA-256"), "client.id": "reauth-client",
+             "linger.ms": "0"}
+        )
+    )  # fmt: skip
+    errors: list[Any] = []
+    lifetime = REAUTH_SCRAM_SHA_256_MS / 1000
+    sends = 0
+    deadline = time.monotonic() + 2.5 * lifetime
+    while time.monotonic() < deadline:
+        producer.produce(unique_topic, b"x", on_delivery=lambda err, msg: errors.append(err))
+        sends += 1
+        producer.poll(0.25)
+    assert producer.flush(30) == 0
+    assert len(errors) == sends and not any(errors)
+
+    logins = [e for e in gateway.events("auth.login") if e["actor"]["client_id"] == "reauth-client"]
+    assert {e["actor"]["id"] for e in logins} == {"User:alice"}
+    renewed = [e for e in logins if e["details"]["reauthentication"]]
+    first = [e for e in logins if not e["details"]["reauthentication"]]
+    assert renewed, "no re-authentication recorded"
+    # The connection producing for 2.5 session lifetimes renewed its session twice.
+    assert first and len(renewed) >= 2
+    assert all(0 < e["details"]["session_lifetime_ms"] <= REAUTH_SCRAM_SHA_256_MS for e in logins)
+    produced = one(gateway.events("records.produced"), resource__id=unique_topic)
+    assert produced["actor"]["id"] == "User:alice"
+    assert produced["details"]["count"] == sends

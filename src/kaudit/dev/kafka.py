@@ -13,7 +13,8 @@ The broker has three listeners on the loopback address:
   also the inter-broker and broker-to-controller path.
 - ``SASL_PLAINTEXT``: SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN for the users in `USERS`;
   ``admin`` is a super user, ``alice`` and ``bob`` get only what ACLs grant them
-  (``allow.everyone.if.no.acl.found=false``).
+  (``allow.everyone.if.no.acl.found=false``). SCRAM-SHA-256 sessions expire after
+  `REAUTH_SCRAM_SHA_256_MS`, so those clients re-authenticate (KIP-368).
 - ``CONTROLLER``: the KRaft quorum.
 
 Typical use::
@@ -85,6 +86,8 @@ _PORT_ATTEMPTS = 3
 _BIND_FAILURE = "Address already in use"
 
 SASL_MECHANISMS: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+REAUTH_SCRAM_SHA_256_MS = 4000
+"""Session lifetime of SCRAM-SHA-256 logins on the SASL listener (see _server_properties)."""
 _SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
@@ -547,6 +550,13 @@ class LocalKafka:
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram_jaas,
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
                 f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+            ),
+            # SCRAM-SHA-256 sessions last at most REAUTH_SCRAM_SHA_256_MS (KIP-368): clients
+            # logged in that way re-authenticate on the open connection, so the gateway's
+            # handling of re-authentication is tested against the real thing. The other
+            # mechanisms keep sessions for the connection's life.
+            "listener.name.sasl_plaintext.scram-sha-256.connections.max.reauth.ms": str(
+                REAUTH_SCRAM_SHA_256_MS
             ),
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "super.users": ";".join(SUPER_USERS),

@@ -40,6 +40,7 @@ from kaudit.gateway.codec import (
 )
 from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
 from kaudit.gateway.fetch import FetchSummary, TopicFetched, summarize_fetch_response
+from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
@@ -62,16 +63,14 @@ _ADDRESSES = _REWRITTEN - {API_VERSIONS}
 # Produce requests and fetch responses at least this much larger than what has arrived
 # are cut through.
 _STREAM_AT_LEAST = 64 * 1024
+# What one ordinary read takes at most (uvloop's own read size).
+_READ_BYTES = 256 * 1024
 # Error used when a fail_closed audit record cannot be made durable: the request may
 # have been applied, but the client must not take it as audited.
 AUDIT_UNAVAILABLE_ERROR = -1  # UNKNOWN_SERVER_ERROR
 AUDIT_UNAVAILABLE_MESSAGE = "kaudit: the audit log is unavailable (failure_policy: fail_closed)"
 # What the broker answered with when its connection went away before answering.
 NETWORK_EXCEPTION = 13
-
-
-class ProtocolViolation(Exception):
-    """A peer broke Kafka framing; its connection is closed with this reason."""
 
 
 @dataclass(slots=True)
@@ -98,83 +97,6 @@ class _Held:
     failed: str | None = None
     response: Any = None
     header: Any = None
-
-
-class _Frames:
-    """Cuts a byte stream into Kafka frames (4-byte big-endian size, then the frame).
-
-    A frame that arrives in pieces is kept as a list of chunks and joined once when
-    complete, so a 1 MiB produce request is copied once, not once per read.
-    """
-
-    __slots__ = ("chunks", "have", "max_bytes", "need")
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.chunks: list[bytes] = []
-        self.have = 0
-        self.need = 0  # bytes of the frame being collected (prefix included); 0: unknown
-
-    @property
-    def buffered(self) -> int:
-        return self.have
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if self.chunks:
-            self.chunks.append(data)
-            self.have += len(data)
-            if not self.need and self.have >= 4:
-                head = b"".join(self.chunks)
-                self.chunks = [head]
-                self.need = 4 + self.frame_size(head, 0)
-            if not self.need or self.have < self.need:
-                return []
-            data = b"".join(self.chunks)
-            self.chunks, self.have, self.need = [], 0, 0
-        frames: list[bytes] = []
-        pos, end = 0, len(data)
-        while end - pos >= 4:
-            stop = pos + 4 + self.frame_size(data, pos)
-            if stop > end:
-                self.need = stop - pos
-                break
-            frames.append(data if pos == 0 and stop == end else data[pos:stop])
-            pos = stop
-        if pos < end:
-            rest = data[pos:] if pos else data
-            self.chunks, self.have = [rest], len(rest)
-        return frames
-
-    def frame_size(self, data: bytes, pos: int) -> int:
-        """The size a frame at `pos` announces; ProtocolViolation if out of bounds."""
-        size: int = _INT32.unpack_from(data, pos)[0]
-        if size < 0 or size > self.max_bytes:
-            raise ProtocolViolation(
-                f"frame of {size} bytes; accepted: 0..{self.max_bytes} (gateway.max_frame_bytes)"
-            )
-        return size
-
-
-class _CutThrough:
-    """A frame passed on piece by piece as it arrives, kept to be audited once whole."""
-
-    __slots__ = ("left", "pieces")
-
-    def __init__(self) -> None:
-        self.left = 0  # bytes of the frame still to come; 0: none in flight
-        self.pieces: list[bytes] = []
-
-    def next(self, data: bytes) -> tuple[bytes, bytes, list[bytes] | None]:
-        """(the piece of `data` that belongs to the frame, the rest of `data`, the whole
-        frame's pieces once this piece completes it)."""
-        n = min(len(data), self.left)
-        piece = data if n == len(data) else data[:n]
-        self.pieces.append(piece)
-        self.left -= n
-        whole = None
-        if self.left == 0:
-            whole, self.pieces = self.pieces, []
-        return piece, data[n:], whole
 
 
 def _client_id(frame: bytes) -> str | None:
@@ -206,41 +128,43 @@ def _with_error(value: Any, code: int, message: str) -> Any:
     return replace(value, **changes)
 
 
-class UpstreamSide(asyncio.Protocol):
+class UpstreamSide(asyncio.BufferedProtocol):
     """The broker end of one client connection."""
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn
         self.transport: asyncio.Transport | None = None
-        self.frames = _Frames(conn.gateway.max_frame_bytes)
+        self.frames = Frames(conn.gateway.max_frame_bytes)
+        self.reading = memoryview(bytearray(_READ_BYTES))
         # A large fetch response is cut through: sent on as it arrives, audited once whole.
-        self.cut = _CutThrough()
+        self.cut = CutThrough(conn.gateway.buffers)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.cut.buffer() if self.cut.left else self.reading
+
+    def buffer_updated(self, nbytes: int) -> None:
         conn = self.conn
         try:
-            while data:
-                if self.cut.left:
-                    piece, data, whole = self.cut.next(data)
-                    conn.send(piece)
-                    if whole is not None:
-                        conn.on_response(whole[0], sent=True, pieces=whole)
-                    continue
-                if (
-                    self.frames.buffered == 0
-                    and len(data) >= 4
-                    and conn.can_stream_next()
-                    and 4 + self.frames.frame_size(data, 0) - len(data) >= _STREAM_AT_LEAST
-                ):
-                    self.cut.left = 4 + self.frames.frame_size(data, 0)
-                    continue
-                for frame in self.frames.feed(data):
-                    conn.on_response(frame)
-                data = b""
+            if self.cut.left:
+                head = self.cut.first
+                piece, whole = self.cut.filled(nbytes)
+                conn.send(piece)
+                if whole is not None:
+                    conn.on_response(head, sent=True, pieces=whole)
+                    self.cut.recycle(conn.write_idle())
+                return
+            for frame in self.frames.feed(bytes(self.reading[:nbytes])):
+                conn.on_response(frame)
+            partial = self.frames.large_partial(_STREAM_AT_LEAST)
+            if partial is not None and conn.can_stream_next():
+                first, size = partial
+                self.frames.forget_partial()
+                self.cut.start(first, size, conn.write_idle())
+                conn.send(first)
         except ProtocolViolation as exc:
             conn.close(f"broker broke framing: {exc}")
         except Exception as exc:  # a bug in one response must not take the gateway down
@@ -257,7 +181,7 @@ class UpstreamSide(asyncio.Protocol):
         self.conn.resume_client_reading()
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(asyncio.BufferedProtocol):
     """The client end: frames requests, forwards them, answers with audited responses."""
 
     def __init__(self, gateway: Gateway, node_id: int | None) -> None:
@@ -265,10 +189,11 @@ class ClientConnection(asyncio.Protocol):
         self.node_id = node_id  # None: the bootstrap port
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamSide | None = None
-        self.frames = _Frames(gateway.max_frame_bytes)
+        self.frames = Frames(gateway.max_frame_bytes)
+        self.reading = memoryview(bytearray(_READ_BYTES))
         self.pending: deque[_Pending] = deque()
         self.held: deque[_Held] = deque()
-        self.waiting: list[bytes] = []  # requests that arrived before the broker connected
+        self.waiting: list[Chunk] = []  # requests that arrived before the broker connected
         self.sasl = SaslObserver()
         self.peer_host: str | None = None
         self.peer: str = "?"
@@ -278,7 +203,7 @@ class ClientConnection(asyncio.Protocol):
         self.raw_sasl_left = 0
         self.handshake_version = 1
         # A large produce request being cut through to the broker, and its pending entry.
-        self.cut = _CutThrough()
+        self.cut = CutThrough(gateway.buffers)
         self.streaming: _Pending | None = None
         self.streaming_acks = 1
         self.closed = False
@@ -390,17 +315,20 @@ class ClientConnection(asyncio.Protocol):
 
     # -- requests ---------------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.cut.buffer() if self.cut.left else self.reading
+
+    def buffer_updated(self, nbytes: int) -> None:
         try:
-            while data:
-                if self.cut.left:
-                    data = self._stream_request(data)
-                elif self._starts_large_produce(data) and self._start_streaming(data):
-                    continue
-                else:
-                    for frame in self.frames.feed(data):
-                        self.on_request(frame)
-                    data = b""
+            if self.cut.left:
+                self._stream_request(nbytes)
+                return
+            for frame in self.frames.feed(bytes(self.reading[:nbytes])):
+                self.on_request(frame)
+            partial = self.frames.large_partial(_STREAM_AT_LEAST)
+            if partial is not None and self._start_streaming(*partial):
+                self.frames.forget_partial()
+                self._forward(partial[0])
         except ProtocolViolation as exc:
             self.close(f"client broke framing: {exc}")
         except AuditRefused as exc:  # an acks=0 produce has no response to refuse
@@ -409,27 +337,25 @@ class ClientConnection(asyncio.Protocol):
             log.exception("request handling failed")
             self.close(f"gateway error on a request: {exc!r}")
 
-    def _starts_large_produce(self, data: bytes) -> bool:
-        """Whether `data` begins a Produce request much larger than what has arrived: such
-        requests are cut through to the broker as they arrive, and audited once whole."""
+    def _start_streaming(self, first: bytes, size: int) -> bool:
+        """Whether the Produce request that begins with `first` (`size` bytes in all) is
+        cut through to the broker as it arrives, to be audited once whole."""
         up = self.upstream
-        return (
-            self.frames.buffered == 0
-            and len(data) >= 8
-            and not self.raw_sasl_left
-            and up is not None
-            and up.transport is not None
-            and _INT16.unpack_from(data, 4)[0] == PRODUCE
-            and 4 + self.frames.frame_size(data, 0) - len(data) >= _STREAM_AT_LEAST
-        )
-
-    def _start_streaming(self, data: bytes) -> bool:
-        version = _INT16.unpack_from(data, 6)[0]
+        if (
+            self.closed
+            or self.raw_sasl_left
+            or up is None
+            or up.transport is None
+            or len(first) < 8
+            or _INT16.unpack_from(first, 4)[0] != PRODUCE
+        ):
+            return False
+        version = _INT16.unpack_from(first, 6)[0]
         try:
-            client_id, acks = produce_head([data], version)
+            client_id, acks = produce_head([first], version)
         except FrameDecodeError:
             return False  # the head is not all there (or not readable): whole-frame path
-        correlation_id = _INT32.unpack_from(data, 8)[0]
+        correlation_id = _INT32.unpack_from(first, 8)[0]
         pending = _Pending(
             PRODUCE, version, correlation_id, client_id, None, time.perf_counter(), True
         )
@@ -437,26 +363,35 @@ class ClientConnection(asyncio.Protocol):
             self.pending.append(pending)
         self.streaming = pending
         self.streaming_acks = acks
-        self.cut.left = 4 + self.frames.frame_size(data, 0)
+        self.cut.start(first, size, self._upstream_idle())
         return True
 
-    def _stream_request(self, data: bytes) -> bytes:
+    def _stream_request(self, nbytes: int) -> None:
         """Forward the next piece of a cut-through produce request; audit it when whole."""
-        piece, rest, pieces = self.cut.next(data)
+        piece, pieces = self.cut.filled(nbytes)
         self._forward(piece)
-        if pieces is not None:
-            pending = self.streaming
-            assert pending is not None
-            self.streaming = None
-            self.gateway.metrics.requests += 1
-            try:
-                pending.request = summarize_produce_request(pieces, pending.api_version)
-            except FrameDecodeError as exc:
-                log.debug("%s: produce request not summarised: %s", self.peer, exc)
-                pending.decoded = False
-            if self.streaming_acks == 0:
-                self._audit_produce(pending, None)
-        return rest
+        if pieces is None:
+            return
+        self.cut.recycle(self._upstream_idle())
+        pending = self.streaming
+        assert pending is not None
+        self.streaming = None
+        self.gateway.metrics.requests += 1
+        try:
+            pending.request = summarize_produce_request(pieces, pending.api_version)
+        except FrameDecodeError as exc:
+            log.debug("%s: produce request not summarised: %s", self.peer, exc)
+            pending.decoded = False
+        if self.streaming_acks == 0:
+            self._audit_produce(pending, None)
+
+    def _upstream_idle(self) -> bool:
+        up = self.upstream
+        return up is None or up.transport is None or up.transport.get_write_buffer_size() == 0
+
+    def write_idle(self) -> bool:
+        """Whether everything written to the client has left the process."""
+        return self.transport is None or self.transport.get_write_buffer_size() == 0
 
     def on_request(self, frame: bytes) -> None:
         gw = self.gateway
@@ -516,7 +451,7 @@ class ClientConnection(asyncio.Protocol):
             self._audit_produce(pending, None)
         self._forward(frame)
 
-    def _forward(self, frame: bytes) -> None:
+    def _forward(self, frame: Chunk) -> None:
         up = self.upstream
         if up is None or up.transport is None:
             # Kept until the broker connection is up; reading stops meanwhile, so this
@@ -543,7 +478,7 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def on_response(
-        self, frame: bytes, sent: bool = False, pieces: list[bytes] | None = None
+        self, frame: bytes, sent: bool = False, pieces: list[Chunk] | None = None
     ) -> None:
         """A whole response from the broker (`frame`, or the `pieces` it arrived in, the
         first starting with the header); `sent` when it was cut through already."""
@@ -613,7 +548,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.send(out)
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame: Chunk) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
 
@@ -724,7 +659,10 @@ class ClientConnection(asyncio.Protocol):
                 if not self.sasl.complete():
                     return False  # SCRAM's server-first message: not authenticated yet
                 self.sasl.accepted()
-                return gw.audit_auth(self, pending, "auth.login", 0, None)
+                # v1+: how long the broker lets this session last (KIP-368), a timedelta.
+                session = getattr(response, "session_lifetime", None)
+                lifetime = int(session.total_seconds() * 1000) if session else 0
+                return gw.audit_auth(self, pending, "auth.login", 0, None, lifetime)
             return self._auth_failed(pending, code, response.error_message)
         decoded = pending.decoded and (response is not None or not gw.decodes_response(key))
         if decoded and pending.request is not None and response is not None:

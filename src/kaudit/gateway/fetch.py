@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaudit.gateway.codec import FrameDecodeError
+from kaudit.gateway.framing import Chunk
 
 MAX_VERSION = 15
 _I16 = struct.Struct(">h")
@@ -32,7 +33,7 @@ class Pieces:
 
     __slots__ = ("buf", "index", "pieces", "pos")
 
-    def __init__(self, pieces: Sequence[bytes], start: int) -> None:
+    def __init__(self, pieces: Sequence[Chunk], start: int) -> None:
         self.pieces = pieces
         self.index = 0
         self.buf = pieces[0] if pieces else b""
@@ -46,7 +47,7 @@ class Pieces:
         self.buf = self.pieces[self.index]
         self.pos = 0
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int) -> Chunk:
         """The next `n` bytes (copied only when they straddle two pieces)."""
         end = self.pos + n
         if end <= len(self.buf):
@@ -128,7 +129,7 @@ def count_batches(reader: Pieces, size: int) -> int:
     return total
 
 
-def summarize_fetch_response(pieces: Sequence[bytes], version: int) -> FetchSummary:
+def summarize_fetch_response(pieces: Sequence[Chunk], version: int) -> FetchSummary:
     """Records, bytes and error codes per topic of a Fetch response frame given as the
     pieces it arrived in (length prefix included); FrameDecodeError if malformed."""
     if not 4 <= version <= MAX_VERSION:
@@ -145,10 +146,10 @@ def summarize_fetch_response(pieces: Sequence[bytes], version: int) -> FetchSumm
         topics: list[TopicFetched] = []
         for _ in range(r.uvarint() - 1 if flexible else r.i32()):
             if version >= 13:
-                topic: Any = uuid.UUID(bytes=r.take(16))
+                topic: Any = uuid.UUID(bytes=bytes(r.take(16)))
             else:
                 size = r.uvarint() - 1 if flexible else r.i16()
-                topic = r.take(size).decode("utf-8", "replace")
+                topic = str(r.take(size), "utf-8", "replace")
             fetched = TopicFetched(topic)
             for _ in range(r.uvarint() - 1 if flexible else r.i32()):
                 r.skip(4)  # partition_index

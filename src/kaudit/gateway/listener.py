@@ -43,9 +43,14 @@ from kaudit.gateway.connection import (
     _Held,
     _Pending,
 )
+from kaudit.gateway.framing import BufferPool
 from kaudit.gateway.rewrite import Address, BrokerMap, BrokerPortError
 
 log = logging.getLogger("kaudit.gateway")
+
+# Free cut-through buffers kept for reuse, across all connections: a few consumers'
+# worth of multi-megabyte fetch responses.
+_POOLED_BUFFER_BYTES = 64 * 1024 * 1024
 
 Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None]
 WhenDurable = Callable[[Callable[[str | None], None]], None]
@@ -112,6 +117,7 @@ class Gateway:
         self.selects = selects
         self.durable_timeout = durable_timeout
         self.max_frame_bytes = config.max_frame_bytes
+        self.buffers = BufferPool(_POOLED_BUFFER_BYTES)
         self.drain_timeout = 30.0
         self.metrics = GatewayMetrics()
         self.connections: set[ClientConnection] = set()
@@ -239,13 +245,21 @@ class Gateway:
         event_type: str,
         error_code: int,
         message: str | None,
+        session_lifetime_ms: int = 0,
     ) -> bool:
+        """auth.login / auth.failed for a SASL exchange the broker answered; a login
+        says whether it renewed an earlier one on the same connection (KIP-368
+        re-authentication) and how long the broker lets the session last."""
         ctx = conn.context(pending)
         principal = conn.sasl.principal if error_code == 0 else conn.sasl.claimed_principal()
         ctx = RequestContext(**{**ctx.__dict__, "principal": principal})
         details: dict[str, Any] = {"mechanism": conn.sasl.mechanism}
         if conn.sasl.token_auth:
             details["delegation_token"] = True
+        if error_code == 0:
+            details["reauthentication"] = conn.sasl.reauthenticated
+            if session_lifetime_ms > 0:
+                details["session_lifetime_ms"] = session_lifetime_ms
         if message:
             details["message"] = message
         return self.audit(

@@ -19,6 +19,7 @@ from typing import Any
 
 from kaudit.gateway.codec import FrameDecodeError
 from kaudit.gateway.fetch import Pieces, count_batches
+from kaudit.gateway.framing import Chunk
 
 MIN_VERSION, MAX_VERSION = 3, 13
 
@@ -42,23 +43,23 @@ def _nullable_string(r: Pieces, flexible: bool) -> str | None:
     size = r.uvarint() - 1 if flexible else r.i16()
     if size < 0:
         return None
-    return r.take(size).decode("utf-8", "replace")
+    return str(r.take(size), "utf-8", "replace")
 
 
-def produce_head(pieces: Sequence[bytes], version: int) -> tuple[str | None, int]:
+def produce_head(pieces: Sequence[Chunk], version: int) -> tuple[str | None, int]:
     """(client id, acks) from the start of a Produce request frame; FrameDecodeError when
     the pieces do not reach that far or are malformed."""
     summary = _summarize(pieces, version, head_only=True)
     return summary.client_id, summary.acks
 
 
-def summarize_produce_request(pieces: Sequence[bytes], version: int) -> ProduceSummary:
+def summarize_produce_request(pieces: Sequence[Chunk], version: int) -> ProduceSummary:
     """Client id, transactional id, acks, and records and bytes per topic of a Produce
     request frame given as the pieces it arrived in (length prefix included)."""
     return _summarize(pieces, version, head_only=False)
 
 
-def _summarize(pieces: Sequence[bytes], version: int, head_only: bool) -> ProduceSummary:
+def _summarize(pieces: Sequence[Chunk], version: int, head_only: bool) -> ProduceSummary:
     if not MIN_VERSION <= version <= MAX_VERSION:
         raise FrameDecodeError(f"produce v{version} is not summarised here")
     flexible = version >= 9
@@ -75,7 +76,7 @@ def _summarize(pieces: Sequence[bytes], version: int, head_only: bool) -> Produc
         r.skip(4)  # timeout_ms
         for _ in range(r.uvarint() - 1 if flexible else r.i32()):
             if version >= 13:
-                topic: Any = uuid.UUID(bytes=r.take(16))
+                topic: Any = uuid.UUID(bytes=bytes(r.take(16)))
             else:
                 topic = _nullable_string(r, flexible) or ""
             produced = TopicProduced(topic)

@@ -90,7 +90,7 @@ def oauthbearer_identity(token: bytes) -> ClaimedIdentity:
 class SaslObserver:
     """Per connection: the mechanism chosen, the identity claimed, the principal trusted."""
 
-    __slots__ = ("claimed", "exchanges", "mechanism", "principal", "token_auth")
+    __slots__ = ("claimed", "exchanges", "logins", "mechanism", "principal", "token_auth")
 
     def __init__(self) -> None:
         self.mechanism: str | None = None
@@ -98,6 +98,12 @@ class SaslObserver:
         self.principal: str = ANONYMOUS
         self.token_auth = False
         self.exchanges = 0
+        self.logins = 0  # exchanges the broker accepted on this connection
+
+    @property
+    def reauthenticated(self) -> bool:
+        """Whether the last accepted exchange renewed an earlier login (KIP-368)."""
+        return self.logins > 1
 
     def handshake(self, mechanism: str) -> None:
         """A SaslHandshake request: (re-)authentication starts with this mechanism."""
@@ -141,4 +147,5 @@ class SaslObserver:
     def accepted(self) -> str:
         """The broker accepted the exchange: the claimed principal is now trusted."""
         self.principal = self.claimed_principal()
+        self.logins += 1
         return self.principal

@@ -1,0 +1,186 @@
+"""Reading one direction of a Kafka connection: frames, and large frames cut through.
+
+Kafka frames are a 4-byte big-endian size and then the frame. `Frames` cuts a byte
+stream into whole frames. A large frame the gateway only needs to look at (a fetch
+response, a produce request) is instead cut through: passed on piece by piece as it
+arrives. `CutThrough` reads the rest of such a frame straight from the socket into a
+buffer of its own (the protocol's `get_buffer`), so the bytes are copied by the kernel
+into that buffer and by the kernel out of it, and nowhere else; the frame is then summed
+up from its pieces once whole. Those buffers come from a `BufferPool` shared by the
+gateway's connections, because a fresh multi-megabyte buffer costs a page fault per
+4 KiB touched — as much as copying the frame would.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TypeAlias
+
+Chunk: TypeAlias = bytes | memoryview
+"""A piece of a frame: bytes from an ordinary read, or a view into a cut-through
+frame's buffer."""
+
+_INT32 = struct.Struct(">i")
+
+
+class ProtocolViolation(Exception):
+    """The peer broke Kafka framing or the request/response order: close the connection."""
+
+
+class Frames:
+    """Cuts a byte stream into Kafka frames (4-byte big-endian size, then the frame).
+
+    A frame that arrives in pieces is kept as a list of chunks and joined once when
+    complete, so a 1 MiB frame is copied once, not once per read.
+    """
+
+    __slots__ = ("chunks", "have", "max_bytes", "need")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.chunks: list[bytes] = []
+        self.have = 0
+        self.need = 0  # bytes of the frame being collected (prefix included); 0: unknown
+
+    @property
+    def buffered(self) -> int:
+        return self.have
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.chunks:
+            self.chunks.append(data)
+            self.have += len(data)
+            if not self.need and self.have >= 4:
+                head = b"".join(self.chunks)
+                self.chunks = [head]
+                self.need = 4 + self.frame_size(head, 0)
+            if not self.need or self.have < self.need:
+                return []
+            data = b"".join(self.chunks)
+            self.chunks, self.have, self.need = [], 0, 0
+        frames: list[bytes] = []
+        pos, end = 0, len(data)
+        while end - pos >= 4:
+            stop = pos + 4 + self.frame_size(data, pos)
+            if stop > end:
+                self.need = stop - pos
+                break
+            frames.append(data if pos == 0 and stop == end else data[pos:stop])
+            pos = stop
+        if pos < end:
+            rest = data[pos:] if pos else data
+            self.chunks, self.have = [rest], len(rest)
+        return frames
+
+    def frame_size(self, data: bytes, pos: int) -> int:
+        """The size a frame at `pos` announces; ProtocolViolation if out of bounds."""
+        size: int = _INT32.unpack_from(data, pos)[0]
+        if size < 0 or size > self.max_bytes:
+            raise ProtocolViolation(
+                f"frame of {size} bytes; accepted: 0..{self.max_bytes} (gateway.max_frame_bytes)"
+            )
+        return size
+
+    def large_partial(self, at_least: int) -> tuple[bytes, int] | None:
+        """(what has arrived of the frame being collected, its whole size) when at least
+        `at_least` more bytes of it are still to come; the frame stays here until
+        `forget_partial` is called."""
+        if not self.need or self.need - self.have < at_least:
+            return None
+        if len(self.chunks) > 1:
+            self.chunks = [b"".join(self.chunks)]
+        return self.chunks[0], self.need
+
+    def forget_partial(self) -> None:
+        """Drop the frame being collected: it is cut through instead."""
+        self.chunks, self.have, self.need = [], 0, 0
+
+
+class BufferPool:
+    """Buffers for frames being cut through, shared by a gateway's connections. At most
+    `keep_bytes` of free buffers are kept; a frame larger than any free buffer gets a
+    new one."""
+
+    __slots__ = ("free", "keep_bytes", "kept")
+
+    def __init__(self, keep_bytes: int) -> None:
+        self.keep_bytes = keep_bytes
+        self.free: list[bytearray] = []
+        self.kept = 0
+
+    def take(self, size: int) -> bytearray:
+        """The smallest free buffer of at least `size` bytes, or a new one."""
+        fitting = [b for b in self.free if len(b) >= size]
+        if not fitting:
+            return bytearray(size)
+        buf = min(fitting, key=len)
+        self.free.remove(buf)
+        self.kept -= len(buf)
+        return buf
+
+    def give(self, buf: bytearray) -> None:
+        """Take back a buffer nothing reads or writes any more (else the memory is
+        simply freed when the last reference goes)."""
+        if self.kept + len(buf) <= self.keep_bytes:
+            self.free.append(buf)
+            self.kept += len(buf)
+
+
+class CutThrough:
+    """A large frame passed on as it arrives and kept, as its pieces, to be looked at
+    once whole. Its first bytes arrived with an ordinary read; the rest is read directly
+    into a pooled buffer (`buffer()` is what the protocol's `get_buffer` returns while
+    `left`), so reads stop exactly at the frame's end."""
+
+    __slots__ = ("buf", "done", "filled_to", "first", "pool", "view")
+
+    def __init__(self, pool: BufferPool) -> None:
+        self.pool = pool
+        self.first = b""
+        self.buf: bytearray | None = None
+        self.view: memoryview | None = None  # the part of `buf` this frame fills
+        self.filled_to = 0
+        # The last frame's buffer, until what was written from it has left the process.
+        self.done: bytearray | None = None
+
+    @property
+    def left(self) -> int:
+        """Bytes of the frame still to come; 0: no frame being cut through."""
+        return 0 if self.view is None else len(self.view) - self.filled_to
+
+    def start(self, first: bytes, size: int, sink_idle: bool) -> None:
+        """Begin a frame of `size` bytes (size prefix included) of which `first` has
+        arrived. `sink_idle`: whether everything written from the last frame's buffer
+        has gone, so the buffer can be used again."""
+        self.recycle(sink_idle)
+        self.done = None
+        rest = size - len(first)
+        self.buf = self.pool.take(rest)
+        self.view = memoryview(self.buf)[:rest]
+        self.first, self.filled_to = first, 0
+
+    def buffer(self) -> memoryview:
+        """Where the next read goes: the rest of the frame, and no further."""
+        assert self.view is not None
+        return self.view[self.filled_to :]
+
+    def filled(self, nbytes: int) -> tuple[memoryview, list[Chunk] | None]:
+        """(the `nbytes` just read into `buffer()`, the frame's pieces once complete)."""
+        assert self.view is not None
+        start = self.filled_to
+        self.filled_to += nbytes
+        piece = self.view[start : self.filled_to]
+        if self.filled_to < len(self.view):
+            return piece, None
+        whole: list[Chunk] = [self.first, self.view]
+        self.first, self.view, self.done, self.buf = b"", None, self.buf, None
+        return piece, whole
+
+    def recycle(self, sink_idle: bool) -> None:
+        """Give the last frame's buffer back to the pool if nothing is queued from it
+        any more (`sink_idle`); called when the frame is complete, and again before the
+        next one starts, after which a buffer still queued is left to the garbage
+        collector."""
+        if self.done is not None and sink_idle:
+            self.pool.give(self.done)
+            self.done = None
