@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,14 @@ log = logging.getLogger("kaudit.exporters.s3")
 CHECKPOINTS_DIR = "checkpoints/"
 """Under the destination's prefix: where the checkpoint objects go."""
 CHECKPOINTS_SUFFIX = ".checkpoints.jsonl"
+CHECKPOINT_KEY = re.compile(
+    r"/?"
+    + re.escape(CHECKPOINTS_DIR)
+    + r"(\d{12})-(\d{12})-([0-9a-f]{16})"
+    + re.escape(CHECKPOINTS_SUFFIX)
+)
+"""What follows the prefix in the name of a checkpoint object: first and last tree
+size, content digest."""
 _MAX_RECORDS_PER_OBJECT = 5000
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -30,17 +29,10 @@ from urllib.parse import unquote, urlsplit
 from kaudit.config.model import AwsAccess
 from kaudit.exporters.aws import AWS_ERRORS, aws_error, make_client
 from kaudit.exporters.s3 import DATA_KEY
-from kaudit.exporters.s3_checkpoints import CHECKPOINTS_DIR, CHECKPOINTS_SUFFIX
+from kaudit.exporters.s3_checkpoints import CHECKPOINT_KEY
 from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.store import StoredCheckpoint, parse_record
 from kaudit.integrity.verify import LogPart, VerifyReport, VerifyUsageError, verify_parts
-
-_CHECKPOINT_KEY = re.compile(
-    r"/?"
-    + re.escape(CHECKPOINTS_DIR)
-    + r"(\d{12})-(\d{12})-([0-9a-f]{16})"
-    + re.escape(CHECKPOINTS_SUFFIX)
-)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -169,7 +161,7 @@ def verify_s3(
     streams: set[str] = set()
     for key in store.listing():
         rest = key[len(prefix) :]
-        if _CHECKPOINT_KEY.fullmatch(rest):
+        if CHECKPOINT_KEY.fullmatch(rest):
             checkpoint_keys.append(key)
             continue
         found = DATA_KEY.fullmatch(rest)
