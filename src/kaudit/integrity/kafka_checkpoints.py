@@ -207,6 +207,10 @@ class KafkaCheckpoints:
 # ------------------------------------------------------------------------------ reading
 
 _NO_HEADER = "(no stream header)"
+_PREFETCH_KB = 4096
+"""What a reader of the whole topic asks the client to hold ahead (its default, 64 MB
+per reader, would keep most of a small topic in memory; one reader per partition is
+open at once while a stream is merged)."""
 
 
 def read_checkpoint_topic(
@@ -244,7 +248,7 @@ def log_streams(connection: KafkaConnection, topic: str) -> tuple[dict[str, int]
     """The writer streams of log `topic` with their record counts ("" for records without
     a stream header), and the topic's partitions. Reads the topic once, keeping nothing."""
     counts: dict[str, int] = {}
-    reader = KafkaLogReader(connection, group=None, topic=topic)
+    reader = KafkaLogReader(connection, group=None, topic=topic, prefetch_kbytes=_PREFETCH_KB)
     try:
         partitions = reader.partitions()
         for record in reader.records_from({}):
@@ -262,7 +266,7 @@ def _partition_lines(
     order the writer put them there. A line without a readable sequence number keeps
     the place of the one before it (-1 at the start), so it stays where it was found."""
     # One reader per partition is open at once: a small prefetch keeps their sum small.
-    reader = KafkaLogReader(connection, group=None, topic=topic, prefetch_kbytes=4096)
+    reader = KafkaLogReader(connection, group=None, topic=topic, prefetch_kbytes=_PREFETCH_KB)
     try:
         last = -1
         for record in reader.partition_records(partition):
