@@ -5,7 +5,8 @@ process in front of it (as deployed: its own process, uvloop, recording to a loc
 Per run, alternating direct and gateway:
 - throughput: a confluent-kafka producer sends `--messages` 1 KiB records (acks=all,
   linger 5 ms), then a consumer reads them back (all partitions assigned from the
-  start, timed from assign() to the last record); msgs/s and MB/s each way;
+  start; the rate from the first record to the last, and the wait for the first record
+  on its own); msgs/s and MB/s each way;
 - latency: a producer sends one record per request (linger 0, acks=all) at a fixed
   `--rate` for `--seconds`; delivery latency p50/p99, direct and through the gateway
   under fail_open and under fail_closed (each response held until its record is durable).
@@ -90,8 +91,9 @@ def client_config(info: KafkaInfo, bootstrap: str) -> dict[str, Any]:
     return {**info.client_config("admin"), "bootstrap.servers": bootstrap}
 
 
-def throughput(config: dict[str, Any], topic: str, messages: int) -> tuple[float, float]:
-    """(produce msgs/s, consume msgs/s) for `messages` 1 KiB records."""
+def throughput(config: dict[str, Any], topic: str, messages: int) -> tuple[float, float, float]:
+    """(produce msgs/s, consume msgs/s, ms until the first record was consumed) for
+    `messages` 1 KiB records."""
     producer = Producer({**config, "acks": "all", "linger.ms": 5, "compression.type": "none"})
     started = time.perf_counter()
     for _ in range(messages):
@@ -104,11 +106,13 @@ def throughput(config: dict[str, Any], topic: str, messages: int) -> tuple[float
     if producer.flush(120) != 0:
         raise SystemExit("producer did not deliver everything")
     produce_rate = messages / (time.perf_counter() - started)
-    # Partitions assigned from the start (no group to join), timed from assign() to the
-    # last record. librdkafka pauses fetching for fetch.queue.backoff.ms (1 s by default)
-    # whenever its local queue is full; a direct consumer outpaces this loop and hits
-    # that pause at random, which made direct figures swing from 160k to 930k msgs/s.
-    # 10 ms keeps both consumers fetching as fast as the loop drains them.
+    # Partitions assigned from the start (no group to join). The rate is timed from the
+    # first record to the last; the wait for the first record (connections, SASL, the
+    # first fetch) is reported on its own. librdkafka pauses fetching for
+    # fetch.queue.backoff.ms (1 s by default) whenever its local queue is full; a direct
+    # consumer outpaces this loop and hits that pause at random, which made direct
+    # figures swing from 160k to 930k msgs/s. 10 ms keeps both consumers fetching as
+    # fast as the loop drains them.
     consumer = Consumer(
         {
             **config,
@@ -119,17 +123,23 @@ def throughput(config: dict[str, Any], topic: str, messages: int) -> tuple[float
         }
     )
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    received = 0
-    started = time.perf_counter()
+    total = after_first = 0
+    first: float | None = None
+    assigned = time.perf_counter()
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     deadline = time.monotonic() + 120
-    while received < messages and time.monotonic() < deadline:
-        batch = consumer.consume(10000, 1.0)
-        received += sum(1 for m in batch if m.error() is None)
+    while total < messages and time.monotonic() < deadline:
+        got = sum(1 for m in consumer.consume(10000, 1.0) if m.error() is None)
+        if got and first is None:
+            first = time.perf_counter()
+        elif first is not None:
+            after_first += got
+        total += got
+    stopped = time.perf_counter()
     consumer.close()
-    if received < messages:
-        raise SystemExit(f"consumed {received} of {messages}")
-    return produce_rate, received / (time.perf_counter() - started)
+    if total < messages or first is None:
+        raise SystemExit(f"consumed {total} of {messages}")
+    return produce_rate, after_first / (stopped - first), (first - assigned) * 1000
 
 
 def latency(config: dict[str, Any], topic: str, rate: int, seconds: float) -> tuple[float, float]:
@@ -167,7 +177,7 @@ def latency(config: dict[str, Any], topic: str, rate: int, seconds: float) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=3)
@@ -193,9 +203,11 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
             topics = [f"bench-{run}-{uuid.uuid4().hex[:6]}-{i}" for i in range(4)]
             for future in admin.create_topics([NewTopic(t, 6, 1) for t in topics]).values():
                 future.result(timeout=30)
-            direct_p, direct_c = throughput(direct_config, topics[0], args.messages)
+            direct_p, direct_c, direct_first = throughput(direct_config, topics[0], args.messages)
             gw_config = client_config(info, gateways["fail_open"].bootstrap)
-            gw_p, gw_c = throughput(gw_config, topics[1], args.messages)
+            gw_p, gw_c, gw_first = throughput(gw_config, topics[1], args.messages)
+            note("direct_first_record_ms", direct_first)
+            note("gateway_first_record_ms", gw_first)
             note("direct_produce", direct_p)
             note("gateway_produce", gw_p)
             note("direct_consume", direct_c)
@@ -210,7 +222,8 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
                 note(name, value)
             print(
                 f"run {run + 1}: produce {direct_p:,.0f} direct / {gw_p:,.0f} gateway msgs/s; "
-                f"consume {direct_c:,.0f} / {gw_c:,.0f}; p50/p99 ms direct {d50:.2f}/{d99:.2f}, "
+                f"consume {direct_c:,.0f} / {gw_c:,.0f} (first record {direct_first:.0f} / "
+                f"{gw_first:.0f} ms); p50/p99 ms direct {d50:.2f}/{d99:.2f}, "
                 f"fail_open {o50:.2f}/{o99:.2f}, fail_closed {c50:.2f}/{c99:.2f}",
                 flush=True,
             )
@@ -235,6 +248,8 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
         "direct_consume_msgs_per_s": round(median("direct_consume")),
         "gateway_consume_msgs_per_s": round(median("gateway_consume")),
         "consume_ratio": round(median("gateway_consume") / median("direct_consume"), 3),
+        "direct_first_record_ms": round(median("direct_first_record_ms"), 1),
+        "gateway_first_record_ms": round(median("gateway_first_record_ms"), 1),
         "rate_per_s": args.rate,
         "direct_p50_ms": round(median("direct_p50"), 3),
         "direct_p99_ms": round(median("direct_p99"), 3),

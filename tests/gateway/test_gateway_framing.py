@@ -46,7 +46,7 @@ def relay(stream: bytes, reads: list[int], sink_idle: bool) -> tuple[bytes, list
             sent.append(f)
             whole.append(f)
         partial = frames.large_partial(AT_LEAST)
-        if partial is not None:
+        if partial is not None and len(partial[0]) >= 8:
             first, size = partial
             frames.forget_partial()
             cut.start(first, size, sink_idle)

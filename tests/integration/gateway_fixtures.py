@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from kaudit.config import load_config_text
 from kaudit.dev.kafka import KafkaInfo
@@ -109,6 +110,18 @@ def gateway_factory(kafka: KafkaInfo, tmp_path: Path) -> Iterator[GatewayFactory
 def gateway(gateway_factory: GatewayFactory) -> RunningGateway:
     """A fail_open gateway over the broker's SASL listener."""
     return gateway_factory()
+
+
+def create_topic(admin_config: dict[str, str], topic: str, partitions: int = 1) -> None:
+    """Made directly on the broker (not through the gateway), as a test's precondition."""
+    admin = AdminClient(admin_config)  # kept referenced until the future resolves
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=30)
+
+
+def grant(kafka_tool: Callable[..., Any], principal: str, *args: str) -> None:
+    """An ACL added directly on the broker with Kafka's AclCommand."""
+    kafka_tool("org.apache.kafka.tools.AclCommand", "--add", "--allow-principal", principal,
+               *args)  # fmt: skip
 
 
 def one(events: list[dict[str, Any]], **match: Any) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +29,7 @@ from confluent_kafka.admin import (
     UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
-from gateway_fixtures import RunningGateway, one
+from gateway_fixtures import RunningGateway, create_topic, grant, one
 
 from kaudit.dev.kafka import REAUTH_SCRAM_SHA_256_MS, KafkaInfo
 
@@ -295,11 +297,9 @@ def test_reauthentication_on_an_open_connection_is_recorded_and_keeps_the_princi
 ) -> None:
     """The local broker ends SCRAM-SHA-256 sessions after REAUTH_SCRAM_SHA_256_MS; the
     client re-authenticates on its open connections through the gateway (KIP-368)."""
-    direct = AdminClient(admin_config)  # kept referenced until the topic exists
-    direct.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(30)
-    kafka_tool("org.apache.kafka.tools.AclCommand", "--add", "--allow-principal",
-               "User:alice", "--operation", "Write", "--operation", "Describe",
-               "--topic", unique_topic)  # fmt: skip
+    create_topic(admin_config, unique_topic)
+    grant(kafka_tool, "User:alice", "--operation", "Write", "--operation", "Describe",
+          "--topic", unique_topic)  # fmt: skip
     producer = Producer(
         gateway.client(
             {**sasl_config("alice", mechanism="SCRAM-SHA-256"), "client.id": "reauth-client",
@@ -328,3 +328,39 @@ def test_reauthentication_on_an_open_connection_is_recorded_and_keeps_the_princi
     produced = one(gateway.events("records.produced"), resource__id=unique_topic)
     assert produced["actor"]["id"] == "User:alice"
     assert produced["details"]["count"] == sends
+
+
+def test_delegation_token_creation_and_login_with_it_are_recorded_as_its_owner(
+    gateway: RunningGateway,
+    kafka_tool: Callable[..., Any],
+    client_properties: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    via = {"bootstrap": gateway.bootstrap}
+    out = kafka_tool("org.apache.kafka.tools.DelegationTokenCommand", "--create",
+                     "--max-life-time-period", "-1", "--renewer-principal", "User:bob",
+                     "--command-config", str(client_properties("admin")), **via)  # fmt: skip
+    token_id, hmac = out.stdout.strip().splitlines()[-1].split()[:2]
+
+    created = one(gateway.events("auth.token_created"))
+    assert created["actor"]["id"] == "User:admin"
+    assert created["details"]["owner"] == "User:admin"
+    assert created["details"]["renewers"] == ["User:bob"]
+    assert created["details"]["token_id"] == token_id
+    assert hmac not in json.dumps(created)  # the token's secret is never recorded
+
+    # A client logging in with the token acts as its owner; SCRAM's user name is the id.
+    token_login = tmp_path / "token.properties"
+    token_login.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{token_id}" password="{hmac}" tokenauth="true";\n'
+    )
+    kafka_tool("org.apache.kafka.tools.TopicCommand", "--list",
+               "--command-config", str(token_login), **via)  # fmt: skip
+    logins = [
+        e for e in gateway.events("auth.login") if e["details"].get("delegation_token") is True
+    ]
+    assert logins and {e["actor"]["id"] for e in logins} == {"User:admin"}
+    assert {e["details"]["token_id"] for e in logins} == {token_id}
+    assert hmac.encode() not in gateway.log_bytes()

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-from gateway_fixtures import RunningGateway, one
+from confluent_kafka.admin import AdminClient
+from gateway_fixtures import RunningGateway, create_topic, grant, one
 
 from kaudit.dev.kafka import KafkaInfo
 
@@ -27,16 +27,6 @@ CONFIGS = "kafka.admin.ConfigCommand"
 CONSOLE_PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
 CONSOLE_CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
 GROUPS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
-
-
-def create_topic(admin_config: dict[str, str], topic: str, partitions: int = 1) -> None:
-    """Made directly on the broker (not through the gateway), as a test's precondition."""
-    admin = AdminClient(admin_config)
-    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=30)
-
-
-def grant(kafka_tool: Callable[..., Any], principal: str, *args: str) -> None:
-    kafka_tool(ACLS, "--add", "--allow-principal", principal, *args)
 
 
 def test_confluent_kafka_produce_and_consume_are_aggregated_per_client_and_topic(

@@ -59,6 +59,10 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"ssl.keystore.password": REDACTED, "ssl.keystore.type": "PKCS12"},
     ),
     "token": ({"token": SECRET, "expires": 3600}, {"token": REDACTED, "expires": 3600}),
+    "a delegation token's id is not its secret": (
+        {"token_id": "4zZQBWiLQh", "delegation_token": True, "token_hmac": SECRET},
+        {"token_id": "4zZQBWiLQh", "delegation_token": True, "token_hmac": REDACTED},
+    ),
     "api key and secret": (
         {"api_key": SECRET, "client_secret": SECRET},
         {"api_key": REDACTED, "client_secret": REDACTED},

@@ -558,6 +558,10 @@ class LocalKafka:
             "listener.name.sasl_plaintext.scram-sha-256.connections.max.reauth.ms": str(
                 REAUTH_SCRAM_SHA_256_MS
             ),
+            # Delegation tokens are enabled (a master key is all they need), so creating
+            # them can be audited. A fixed key: this broker is local, and its users'
+            # passwords are fixed too.
+            "delegation.token.secret.key": "kaudit-local-kafka-delegation-token-key",
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "super.users": ";".join(SUPER_USERS),
             "allow.everyone.if.no.acl.found": "false",

@@ -56,6 +56,9 @@ _INT32 = struct.Struct(">i")
 
 PRODUCE, FETCH, METADATA, FIND_COORDINATOR = 0, 1, 3, 10
 SASL_HANDSHAKE, API_VERSIONS, SASL_AUTHENTICATE, DESCRIBE_CLUSTER = 17, 18, 36, 60
+CREATE_DELEGATION_TOKEN, DESCRIBE_DELEGATION_TOKEN = 38, 41
+# Responses naming delegation tokens' owners (see Gateway.learn_token_owners).
+_TOKEN_APIS = frozenset({CREATE_DELEGATION_TOKEN, DESCRIBE_DELEGATION_TOKEN})
 # The client never sees a response to these from us without decoding and re-encoding.
 _REWRITTEN = frozenset({API_VERSIONS, METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER})
 # Responses naming brokers: never passed on unrewritten.
@@ -63,8 +66,6 @@ _ADDRESSES = _REWRITTEN - {API_VERSIONS}
 # Produce requests and fetch responses at least this much larger than what has arrived
 # are cut through.
 _STREAM_AT_LEAST = 64 * 1024
-# What one ordinary read takes at most (uvloop's own read size).
-_READ_BYTES = 256 * 1024
 # Error used when a fail_closed audit record cannot be made durable: the request may
 # have been applied, but the client must not take it as audited.
 AUDIT_UNAVAILABLE_ERROR = -1  # UNKNOWN_SERVER_ERROR
@@ -135,7 +136,7 @@ class UpstreamSide(asyncio.BufferedProtocol):
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.frames = Frames(conn.gateway.max_frame_bytes)
-        self.reading = memoryview(bytearray(_READ_BYTES))
+        self.reading = conn.gateway.read_buffer
         # A large fetch response is cut through: sent on as it arrives, audited once whole.
         self.cut = CutThrough(conn.gateway.buffers)
 
@@ -160,7 +161,8 @@ class UpstreamSide(asyncio.BufferedProtocol):
             for frame in self.frames.feed(bytes(self.reading[:nbytes])):
                 conn.on_response(frame)
             partial = self.frames.large_partial(_STREAM_AT_LEAST)
-            if partial is not None and conn.can_stream_next():
+            # The first piece must hold the correlation id (checked in on_response).
+            if partial is not None and len(partial[0]) >= 8 and conn.can_stream_next():
                 first, size = partial
                 self.frames.forget_partial()
                 self.cut.start(first, size, conn.write_idle())
@@ -190,7 +192,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamSide | None = None
         self.frames = Frames(gateway.max_frame_bytes)
-        self.reading = memoryview(bytearray(_READ_BYTES))
+        self.reading = gateway.read_buffer
         self.pending: deque[_Pending] = deque()
         self.held: deque[_Held] = deque()
         self.waiting: list[Chunk] = []  # requests that arrived before the broker connected
@@ -522,6 +524,8 @@ class ClientConnection(asyncio.BufferedProtocol):
                 log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
                 pending.decoded = False
             else:
+                if key in _TOKEN_APIS and int(response.error_code) == 0:
+                    gw.learn_token_owners(key, response)
                 rewritten = None if sent else self._rewrite(key, response)
                 if rewritten is not None:
                     response = rewritten
@@ -658,7 +662,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             if code == 0:
                 if not self.sasl.complete():
                     return False  # SCRAM's server-first message: not authenticated yet
-                self.sasl.accepted()
+                self.sasl.accepted(gw.token_owner(self.sasl.claimed))
                 # v1+: how long the broker lets this session last (KIP-368), a timedelta.
                 session = getattr(response, "session_lifetime", None)
                 lifetime = int(session.total_seconds() * 1000) if session else 0
@@ -741,7 +745,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         if self.raw_sasl_left == 0:
             # The broker closes the connection on failure, so an answer to the last
             # exchange means it accepted the client.
-            self.sasl.accepted()
+            self.sasl.accepted(self.gateway.token_owner(self.sasl.claimed))
             try:
                 self.gateway.audit_auth(self, pending, "auth.login", 0, None)
             except AuditRefused as exc:

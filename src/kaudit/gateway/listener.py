@@ -35,6 +35,8 @@ from kaudit.gateway.audit_map import MAPPERS
 from kaudit.gateway.codec import API_NAMES, parsable_versions
 from kaudit.gateway.connection import (
     _REWRITTEN,
+    _TOKEN_APIS,
+    CREATE_DELEGATION_TOKEN,
     FETCH,
     PRODUCE,
     SASL_AUTHENTICATE,
@@ -51,6 +53,8 @@ log = logging.getLogger("kaudit.gateway")
 # Free cut-through buffers kept for reuse, across all connections: a few consumers'
 # worth of multi-megabyte fetch responses.
 _POOLED_BUFFER_BYTES = 64 * 1024 * 1024
+# What one ordinary read takes at most (uvloop's own read size).
+_READ_BYTES = 256 * 1024
 
 Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None]
 WhenDurable = Callable[[Callable[[str | None], None]], None]
@@ -118,6 +122,10 @@ class Gateway:
         self.durable_timeout = durable_timeout
         self.max_frame_bytes = config.max_frame_bytes
         self.buffers = BufferPool(_POOLED_BUFFER_BYTES)
+        # Where every connection's ordinary reads land. One buffer serves them all: each
+        # read is copied out (into the bytes the framing keeps) before the event loop
+        # reads anything else.
+        self.read_buffer = memoryview(bytearray(_READ_BYTES))
         self.drain_timeout = 30.0
         self.metrics = GatewayMetrics()
         self.connections: set[ClientConnection] = set()
@@ -130,10 +138,13 @@ class Gateway:
         self.brokers = BrokerMap(host, start, self._open_broker_port)
         self.aggregator = RecordsAggregator(self.audit, config.records_window_seconds)
         self._topic_names: dict[Any, str] = {}
+        self._token_owners: dict[str, str] = {}
         self._generic = self._generic_apis()
         self._decoded_responses = frozenset(
-            {*_REWRITTEN, PRODUCE, FETCH, SASL_HANDSHAKE, SASL_AUTHENTICATE, *MAPPERS}
-        ) | {key for key in API_NAMES if key in self._generic}
+            {*_REWRITTEN, *_TOKEN_APIS, *MAPPERS, PRODUCE, FETCH}
+            | {SASL_HANDSHAKE, SASL_AUTHENTICATE}
+            | {key for key in API_NAMES if key in self._generic}
+        )
         self._servers: dict[int | None, asyncio.AbstractServer] = {}
         self._serving: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -189,6 +200,19 @@ class Gateway:
             topic_id = getattr(topic, "topic_id", None)
             if topic_id is not None and topic.name:
                 self._topic_names[topic_id] = str(topic.name)
+
+    def learn_token_owners(self, key: int, response: Any) -> None:
+        """Token id -> owner, from CreateDelegationToken and DescribeDelegationToken
+        responses: a client logging in with a token acts as its owner."""
+        tokens = (response,) if key == CREATE_DELEGATION_TOKEN else response.tokens
+        for token in tokens:
+            if token.token_id and token.principal_name:
+                self._token_owners[str(token.token_id)] = (
+                    f"{token.principal_type}:{token.principal_name}"
+                )
+
+    def token_owner(self, token_id: str | None) -> str | None:
+        return self._token_owners.get(token_id) if token_id else None
 
     def topic_name(self, topic_id: Any) -> str:
         name = self._topic_names.get(topic_id)
@@ -256,6 +280,7 @@ class Gateway:
         details: dict[str, Any] = {"mechanism": conn.sasl.mechanism}
         if conn.sasl.token_auth:
             details["delegation_token"] = True
+            details["token_id"] = conn.sasl.claimed
         if error_code == 0:
             details["reauthentication"] = conn.sasl.reauthenticated
             if session_lifetime_ms > 0:

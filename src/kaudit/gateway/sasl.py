@@ -139,13 +139,21 @@ class SaslObserver:
             self.token_auth = identity.delegation_token
 
     def claimed_principal(self) -> str:
-        """The principal the client claims (for auth.failed records before acceptance)."""
+        """The principal the client claims (for auth.failed records before acceptance).
+        A delegation token's user name is the token id, not a principal."""
+        if self.token_auth:
+            return f"User:unknown(delegation token {self.claimed})"
         if self.claimed:
             return f"User:{self.claimed}"
         return f"User:unknown({self.mechanism})" if self.mechanism else ANONYMOUS
 
-    def accepted(self) -> str:
-        """The broker accepted the exchange: the claimed principal is now trusted."""
-        self.principal = self.claimed_principal()
+    def accepted(self, token_owner: str | None = None) -> str:
+        """The broker accepted the exchange: the claimed principal is now trusted. A
+        delegation token login acts as the token's owner: `token_owner`, when the gateway
+        has seen the token created or described."""
+        if self.token_auth and token_owner:
+            self.principal = token_owner
+        else:
+            self.principal = self.claimed_principal()
         self.logins += 1
         return self.principal

@@ -32,6 +32,10 @@ BUILTIN_SENSITIVE = (
     r"\.key$",
 )
 
+# Keys that match a sensitive pattern but name no secret: a delegation token's id (its
+# secret is the HMAC, never recorded) and whether a login used a token.
+PUBLIC_KEYS = frozenset({"token_id", "delegation_token"})
+
 _NAME_KEYS = ("field", "name", "key", "config", "config_name")
 _NAME_SET = frozenset(_NAME_KEYS)
 _PLAIN, _SECRET, _NAMER = 0, 1, 2
@@ -46,7 +50,7 @@ class Redactor:
         self._kinds: dict[object, int] = {}
 
     def is_sensitive(self, key: str) -> bool:
-        return self._pattern.search(key) is not None
+        return key not in PUBLIC_KEYS and self._pattern.search(key) is not None
 
     def _kind(self, key: object) -> int:
         """0: an ordinary key; 1: a sensitive key; 2: a key naming another value's field."""
