@@ -451,14 +451,18 @@ def _log_dir(log: Path | None, config_path: str | None) -> Path:
 @_config_option
 @click.option(
     "--log",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The local log (or data) directory (default: the configured log).",
+    help="The local log (or data) directory, or a kafka://[user[:password]@]host:port/topic "
+    "Kafka log (default: the configured log).",
 )
 @click.option(
     "--consistency-from",
     "old_size",
     type=click.IntRange(min=1),
     help="Instead: prove the log grew from its checkpoint of this size.",
+)
+@click.option(
+    "--stream",
+    help="A Kafka log's writer stream, for --consistency-from when the topic has several.",
 )
 @click.option(
     "--out",
@@ -469,22 +473,54 @@ def _log_dir(log: Path | None, config_path: str | None) -> Path:
 def prove(
     event_id: str | None,
     config_path: str | None,
-    log: Path | None,
+    log: str | None,
     old_size: int | None,
+    stream: str | None,
     out: Path | None,
 ) -> None:
     """Print an inclusion proof of EVENT_ID against the latest signed checkpoint (or a
-    consistency proof between two checkpoints), checkable with the public key alone."""
+    consistency proof between two checkpoints), checkable with the public key alone.
+
+    For a Kafka log (--log kafka://…, or a configured Kafka log) the proof is made in
+    the tree of the event's writer stream against its checkpoints on `<topic>.checkpoints`.
+    """
+    from kaudit.config.model import KafkaConnection, KafkaLog
     from kaudit.integrity.proof import prove_consistency, prove_inclusion
 
-    log_dir = _log_dir(log, config_path)
     if (event_id is None) == (old_size is None):
         raise click.UsageError("give an EVENT_ID or --consistency-from SIZE (one of them)")
-    proof = (
-        prove_inclusion(log_dir, event_id)
-        if event_id is not None
-        else prove_consistency(log_dir, old_size or 0)
-    )
+    configured = _load(config_path).audit.log if log is None and config_path else None
+    kafka_log = configured if isinstance(configured, KafkaLog) else None
+    if (log is not None and log.startswith("kafka://")) or kafka_log is not None:
+        from kaudit.integrity.kafka_checkpoints import (
+            prove_kafka_consistency,
+            prove_kafka_inclusion,
+        )
+        from kaudit.reading import kafka_source
+
+        connection: KafkaConnection
+        if kafka_log is not None:
+            connection, topic = kafka_log, kafka_log.topic
+        else:
+            assert log is not None
+            try:
+                connection, topic = kafka_source(log)
+            except KauditError as exc:
+                raise click.UsageError(str(exc)) from None
+        proof = (
+            prove_kafka_inclusion(connection, topic, event_id)
+            if event_id is not None
+            else prove_kafka_consistency(connection, topic, old_size or 0, stream)
+        )
+    else:
+        if stream is not None:
+            raise click.UsageError("--stream applies to a Kafka log")
+        log_dir = _log_dir(Path(log) if log is not None else None, config_path)
+        proof = (
+            prove_inclusion(log_dir, event_id)
+            if event_id is not None
+            else prove_consistency(log_dir, old_size or 0)
+        )
     data = orjson.dumps(proof, option=orjson.OPT_INDENT_2) + b"\n"
     if out is not None:
         out.write_bytes(data)
@@ -528,6 +564,12 @@ def _parse_when(text: str | None) -> datetime | None:
     help="A checkpoint file kept apart from the log (integrity.checkpoints."
     "anchor_path): catches a log cut back together with its own checkpoints.",
 )
+@_config_option
+@click.option(
+    "--endpoint-url",
+    help="For s3://: another endpoint speaking the S3 API (default: the configured s3 "
+    "destination's, else $AWS_ENDPOINT_URL, else AWS).",
+)
 @_handle_errors
 def verify(
     source: str,
@@ -537,16 +579,49 @@ def verify(
     until: str | None,
     as_json: bool,
     anchors: tuple[str, ...],
+    config_path: str | None,
+    endpoint_url: str | None,
 ) -> None:
     """Check an audit log for tampering: exit 0 intact, 1 not, 2 usage error.
 
-    SOURCE is a local log (or data) directory, a JSON Lines file (an export) or a
+    SOURCE is a local log (or data) directory, a JSON Lines file (an export), a
     kafka://[user[:password]@]host:port/topic Kafka log (each writer stream against its
-    checkpoints on the topic's companion `<topic>.checkpoints`). With
-    --public-key the signed Merkle checkpoints are checked (modified, missing, inserted,
-    reordered and truncated events, bad or unknown signatures); with --hmac-key-env also
-    each event's HMAC and the chain.
+    checkpoints on the topic's companion `<topic>.checkpoints`) or an
+    s3://bucket/prefix S3 destination's copy (against the checkpoints uploaded beside
+    it; endpoint and credentials from the s3 destination in -c, else --endpoint-url and
+    the environment). With --public-key the signed Merkle checkpoints are checked
+    (modified, missing, inserted, reordered and truncated events, bad or unknown
+    signatures); with --hmac-key-env also each event's HMAC and the chain.
     """
+    from kaudit.integrity.verify import VerifyUsageError
+
+    try:
+        _verify(
+            source,
+            public_keys,
+            hmac_key_env,
+            since,
+            until,
+            as_json,
+            anchors,
+            config_path,
+            endpoint_url,
+        )
+    except VerifyUsageError as exc:
+        _fail(str(exc), _EXIT_USAGE)
+
+
+def _verify(
+    source: str,
+    public_keys: tuple[str, ...],
+    hmac_key_env: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    anchors: tuple[str, ...],
+    config_path: str | None,
+    endpoint_url: str | None,
+) -> None:
     import os
 
     from kaudit.integrity.keys import load_verifiers
@@ -562,25 +637,34 @@ def verify(
         if not value:
             raise click.UsageError(f"the environment variable {hmac_key_env} is not set")
         hmac_key = value.encode()
+    if source.startswith("s3://"):
+        if anchors:
+            raise click.UsageError("--anchor applies to a log directory, not an S3 prefix")
+        _verify_s3(
+            source,
+            config_path,
+            endpoint_url,
+            ring,
+            hmac_key,
+            _parse_when(since),
+            _parse_when(until),
+            as_json,
+        )
+        return
+    if endpoint_url:
+        raise click.UsageError("--endpoint-url applies to an s3:// SOURCE")
     try:
         kind, path = open_source(source)
     except KauditError as exc:
         raise click.UsageError(str(exc)) from None
     if kind not in ("dir", "file", "kafka") or (path is None and kind != "kafka"):
         raise click.UsageError(
-            f"cannot verify {source!r}: give a local log directory, a JSON Lines file or "
-            "a kafka:// topic"
+            f"cannot verify {source!r}: give a local log directory, a JSON Lines file, "
+            "a kafka:// topic or an s3:// prefix"
         )
-    shown = [0]
-
-    def progress(events: int) -> None:
-        shown[0] = events
-        if sys.stderr.isatty():
-            click.echo(f"\rverifying… {events:,} events", nl=False, err=True)
-
     start, end = _parse_when(since), _parse_when(until)
     if kind == "kafka":
-        _verify_kafka(source, ring, hmac_key, start, end, progress, as_json, anchors)
+        _verify_kafka(source, ring, hmac_key, start, end, _progress, as_json, anchors)
         return
     assert path is not None
     if kind == "dir":
@@ -590,23 +674,89 @@ def verify(
             hmac_key=hmac_key,
             since=start,
             until=end,
-            progress=progress,
+            progress=_progress,
             anchors=[Path(a) for a in anchors],
         )
     else:
         if anchors:
             raise click.UsageError("--anchor applies to a log directory, not a JSONL file")
         report = verify_jsonl(
-            path, verifiers=ring, hmac_key=hmac_key, since=start, until=end, progress=progress
+            path, verifiers=ring, hmac_key=hmac_key, since=start, until=end, progress=_progress
         )
-    if shown[0] and sys.stderr.isatty():
-        click.echo(err=True)
+    _show_report(report, as_json)
+
+
+def _progress(events: int) -> None:
+    if sys.stderr.isatty():
+        click.echo(f"\rverifying… {events:,} events", nl=False, err=True)
+
+
+def _show_report(report: Any, as_json: bool) -> None:
+    """Print one verification report; exit 1 when the log is not intact."""
+    if report.events and sys.stderr.isatty():
+        click.echo(err=True)  # end the progress line
     if as_json:
         click.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
         _print_report(report)
     if not report.ok:
         sys.exit(_EXIT_FAILED)
+
+
+def _verify_s3(
+    source: str,
+    config_path: str | None,
+    endpoint_url: str | None,
+    ring: Any,
+    hmac_key: bytes | None,
+    start: datetime | None,
+    end: datetime | None,
+    as_json: bool,
+) -> None:
+    """`kaudit verify s3://bucket/prefix`: the S3 destination's copy of the log against
+    the checkpoints uploaded beside it."""
+    import os
+
+    from kaudit.config.model import AwsAccess, S3Destination
+    from kaudit.integrity.s3_verify import parse_s3_url, verify_s3
+
+    bucket, prefix = parse_s3_url(source)
+    batch_interval = S3Destination.model_fields["batch_interval_secs"].default
+    if config_path:
+        config = _load(config_path)
+        candidates = [
+            d
+            for d in config.audit.all_destinations
+            if isinstance(d, S3Destination) and d.bucket == bucket
+        ]
+        if not candidates:
+            raise click.UsageError(f"{config_path} has no s3 destination for bucket {bucket}")
+        destination = next(
+            (d for d in candidates if d.prefix.rstrip("/") == prefix.rstrip("/")), candidates[0]
+        )
+        access = AwsAccess.model_validate(
+            destination.model_dump(include=set(AwsAccess.model_fields))
+        )
+        if endpoint_url:
+            access = access.model_copy(update={"endpoint_url": endpoint_url})
+        prefix = prefix or destination.prefix
+        batch_interval = destination.batch_interval_secs
+    else:
+        access = AwsAccess(endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+    report = verify_s3(
+        access,
+        bucket,
+        prefix,
+        verifiers=ring,
+        hmac_key=hmac_key,
+        since=start,
+        until=end,
+        progress=_progress,
+        # A checkpoint is uploaded after its events, which wait up to a batch interval to
+        # be sent, and the next upload is up to one more away.
+        heartbeat_grace=timedelta(seconds=10 + 2 * batch_interval),
+    )
+    _show_report(report, as_json)
 
 
 def _verify_kafka(

@@ -1,7 +1,8 @@
 """Merkle checkpoints of the Kafka log on its companion topic, against a real broker:
 an untouched log verifies clean across restarts, and a log tampered with through the
 broker (a forged record produced into it, records deleted with the admin API, another
-key's checkpoints) does not — through `verify_kafka` and `kaudit verify kafka://…`."""
+key's checkpoints) does not — through `verify_kafka` and `kaudit verify kafka://…`; and
+`kaudit prove` of a Kafka log's event or growth, checked by `kaudit verify-proof`."""
 
 from __future__ import annotations
 
@@ -265,3 +266,99 @@ def test_each_writer_stream_is_verified_and_a_record_without_a_stream_is_caught(
     assert len(stray) == 1 and stray[0].source.endswith("(no stream header)"), [
         _show(r) for r in reports
     ]
+
+
+# ------------------------------------------------------------------------------- proofs
+
+
+def _event_id(kafka: KafkaInfo, topic: str, seq: int) -> str:
+    for message in _records(kafka, topic):
+        event = orjson.loads(message.value())
+        if event["integrity"]["sequence_number"] == seq:
+            return str(event["event_id"])
+    raise LookupError(seq)
+
+
+def _prove(args: list[str], out: Path) -> Any:
+    return CliRunner().invoke(main, ["prove", *args, "--out", str(out)])
+
+
+def _check_proof(proof: Path, pub: Path) -> Any:
+    return CliRunner().invoke(main, ["verify-proof", str(proof), "--public-key", str(pub)])
+
+
+def test_an_event_of_a_kafka_log_is_proved_in_its_stream_and_checked_with_the_public_key(
+    kafka: KafkaInfo, written: str, keys: KeyFiles, tmp_path: Path
+) -> None:
+    event_id = _event_id(kafka, written, 123)
+    proof = tmp_path / "inclusion.json"
+    made = _prove([event_id, "--log", _url(kafka, written)], proof)
+    assert made.exit_code == 0, made.output
+    body = orjson.loads(proof.read_bytes())
+    assert (body["index"], body["tree_size"]) == (123, 200)
+    assert orjson.loads(body["event"])["event_id"] == event_id
+    checked = _check_proof(proof, keys.public)
+    assert checked.exit_code == 0, checked.output
+    assert f"event {event_id} is included at index 123 in kaudit/it/" in checked.output
+    # A changed event no longer fits the proof; another key does not trust its checkpoint.
+    body["event"] = body["event"].replace("User:alice", "User:mallory")
+    proof.write_bytes(orjson.dumps(body))
+    assert _check_proof(proof, keys.public).exit_code == 1
+    other = generate(tmp_path / "other", "kaudit-kafka-test")
+    made = _prove([event_id, "--log", _url(kafka, written)], proof)
+    assert _check_proof(proof, other.public).exit_code == 1
+
+
+def test_a_kafka_stream_grew_without_rewriting_a_consistency_proof_from_the_config(
+    kafka: KafkaInfo, written: str, keys: KeyFiles, tmp_path: Path
+) -> None:
+    # The configured Kafka log is the default: no --log.
+    settings = _config(tmp_path / "data", kafka, written, keys.private).model_dump(mode="json")
+    config_file = tmp_path / "kaudit.yaml"
+    config_file.write_bytes(orjson.dumps(settings))
+    proof = tmp_path / "consistency.json"
+    made = _prove(["--consistency-from", "40", "-c", str(config_file)], proof)
+    assert made.exit_code == 0, made.output
+    checked = _check_proof(proof, keys.public)
+    assert checked.exit_code == 0, checked.output
+    assert "grew from 40 to 200 events" in checked.output
+    missing = _prove(["--consistency-from", "41", "-c", str(config_file)], proof)
+    assert missing.exit_code == 1 and "no checkpoint of size 41" in missing.output
+
+
+def test_no_proof_is_made_from_a_tampered_kafka_stream(
+    kafka: KafkaInfo, written: str, keys: KeyFiles, tmp_path: Path
+) -> None:
+    genuine = next(m for m in _records(kafka, written) if b'"sequence_number":77,' in m.value())
+    producer = Producer(kafka.client_config())
+    producer.produce(
+        written,
+        genuine.value().replace(b"User:alice", b"User:mallory"),
+        genuine.key(),
+        partition=genuine.partition(),
+        headers=genuine.headers(),
+    )
+    producer.flush(10)
+    made = _prove([_event_id(kafka, written, 150), "--log", _url(kafka, written)], tmp_path / "p")
+    assert made.exit_code == 1
+    assert "two different events 77" in made.output and "kaudit verify" in made.output
+
+
+def test_a_consistency_proof_of_a_topic_with_two_streams_names_the_stream(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path, keys: KeyFiles
+) -> None:
+    for writer in ("a", "b"):
+        with kaudit.open(_config(tmp_path / writer, kafka, unique_topic, keys.private)) as session:
+            _emit(session, 0, 60)
+    streams = sorted(
+        {orjson.loads(m.value())["stream"] for m in _records(kafka, checkpoint_topic(unique_topic))}
+    )
+    assert len(streams) == 2
+    url = _url(kafka, unique_topic)
+    proof = tmp_path / "consistency.json"
+    unsaid = _prove(["--consistency-from", "40", "--log", url], proof)
+    assert unsaid.exit_code == 1 and "checkpoints of 2 streams" in unsaid.output
+    made = _prove(["--consistency-from", "40", "--log", url, "--stream", streams[1]], proof)
+    assert made.exit_code == 0, made.output
+    checked = _check_proof(proof, keys.public)
+    assert checked.exit_code == 0 and f"/{streams[1]} grew from 40 to 60" in checked.output

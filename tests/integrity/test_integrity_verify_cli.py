@@ -81,8 +81,17 @@ def test_usage_errors_exit_2(log_and_key: tuple[Path, Path], tmp_path: Path) -> 
     assert runner.invoke(
         main, ["verify", str(tmp_path / "nope"), "--hmac-key-env", "KAUDIT_CLI_HMAC"]
     ).exit_code in (1, 2)
-    result = runner.invoke(main, ["verify", "s3://b/p", "--hmac-key-env", "KAUDIT_CLI_HMAC"])
-    assert result.exit_code == 2
+    result = runner.invoke(main, ["verify", "s3:///p", "--hmac-key-env", "KAUDIT_CLI_HMAC"])
+    assert result.exit_code == 2 and "s3://bucket/prefix" in result.output
+    result = runner.invoke(
+        main, ["verify", "s3://b/p", "--hmac-key-env", "KAUDIT_CLI_HMAC", "--anchor", "a"]
+    )
+    assert result.exit_code == 2 and "--anchor" in result.output
+    result = runner.invoke(
+        main,
+        ["verify", str(data), "--hmac-key-env", "KAUDIT_CLI_HMAC", "--endpoint-url", "http://x"],
+    )
+    assert result.exit_code == 2 and "--endpoint-url applies to an s3://" in result.output
     result = runner.invoke(
         main, ["verify", "kafka://h:1/t", "--hmac-key-env", "KAUDIT_CLI_HMAC", "--anchor", "a"]
     )

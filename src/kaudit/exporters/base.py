@@ -54,7 +54,9 @@ class Exporter(Protocol):
 
     An exporter that renders by itself (e.g. CloudEvents binary mode, where attributes
     become Kafka headers) sets `native_input = True` and is given the native canonical
-    lines instead.
+    lines instead. An exporter with an `idle(delivered_through)` method has it called
+    whenever the runner has caught up with the log, with the sequence number of the last
+    event delivered (the S3 exporter uploads the heartbeat checkpoints then).
     """
 
     name: str
@@ -224,6 +226,7 @@ class ExporterRunner:
         )
         self._pending: collections.deque[tuple[float, Any, int | None]] = collections.deque()
         self._sleep = sleep
+        self._idle_hook: Callable[[int | None], None] | None = getattr(exporter, "idle", None)
 
     @property
     def name(self) -> str:
@@ -314,6 +317,17 @@ class ExporterRunner:
             # One save covers every batch before it in a local log.
             self.feed.commit(settled[1], settled[2])
 
+    def _idle(self) -> None:
+        """Caught up: let the exporter do what waits for a quiet moment. A failure is
+        retried at the next one (nothing is lost meanwhile), so it only shows in metrics."""
+        if self._idle_hook is None:
+            return
+        try:
+            self._idle_hook(self.metrics.last_sequence)
+        except ExporterError as exc:
+            self.metrics.last_error = str(exc)
+            log.warning("%s: %s", self.name, exc)
+
     def settle(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for delivered batches to settle and save the cursor."""
         deadline = time.monotonic() + timeout_s
@@ -384,6 +398,7 @@ class ExporterRunner:
         while n := self.run_once():
             total += n
         self.settle(self.settle_timeout_s)
+        self._idle()
         return total
 
     def run(self, stop: threading.Event) -> None:
@@ -404,6 +419,7 @@ class ExporterRunner:
                     if waited:
                         continue
                 if self.run_once() == 0:
+                    self._idle()
                     stop.wait(self.interval_s)
         except ExporterError:
             # Retryable failure while stopping: the cursor has not moved, nothing lost.
@@ -441,6 +457,7 @@ class ExporterRunner:
         """(whether it waited instead of sending, when the pending batch started waiting)."""
         pending = self.feed.lag()
         if pending == 0:
+            self._idle()
             self._stop.wait(self.interval_s)
             return True, None
         if pending >= self.batch_max:

@@ -9,6 +9,11 @@ from the config, days defaulting to `audit.retention.min_days`); the bucket must
 created with Object Lock on, which is checked before the first upload. The lifecycle
 rules of `audit.retention.lifecycle` (and `max_days` as expiry) are applied to the bucket,
 scoped to the prefix, once at start, keeping other rules of the bucket.
+
+With checkpoints on (`integrity.checkpoints`, a local log) and the whole log exported in
+native format, the writer's signed checkpoints are uploaded under `<prefix>checkpoints/`
+once their events are (exporters/s3_checkpoints.py), so `kaudit verify s3://…` can check
+the copy with the public key alone (integrity/s3_verify.py reads it back).
 """
 
 from __future__ import annotations
@@ -17,16 +22,27 @@ import base64
 import gzip
 import hashlib
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kaudit.config import Config
-from kaudit.config.model import S3Destination
+from kaudit.config.model import LocalLog, S3Destination
 from kaudit.errors import ExporterError
 from kaudit.exporters.aws import AWS_ERRORS, aws_error, error_code, http_status, make_client
 from kaudit.exporters.records import batch_key, render_lines
+from kaudit.exporters.s3_checkpoints import CheckpointShipper
+from kaudit.log.cursor import safe_name
 
 log = logging.getLogger("kaudit.exporters.s3")
+
+DATA_KEY = re.compile(r"/?([^/]+)/(\d{12})-(\d{12})-([0-9a-f]{16})\.jsonl\.gz")
+"""What follows the prefix in the name of an object of events: stream, first and last
+sequence number, content digest."""
+
+
+def object_key(prefix: str, stream: str, low: int, high: int, digest: str) -> str:
+    return f"{prefix}{_safe(stream)}/{low:012d}-{high:012d}-{digest}.jsonl.gz"
 
 
 class S3Exporter:
@@ -47,6 +63,34 @@ class S3Exporter:
         self.last_key: str | None = None
         """The key of the last object written."""
         self.objects_written = 0
+        self.checkpoints = self._checkpoint_shipper(config)
+        """Uploads the log's checkpoints beside the objects (None: not for this log)."""
+
+    def _checkpoint_shipper(self, config: Config) -> CheckpointShipper | None:
+        destination = self.destination
+        if not config.audit.integrity.checkpoints.enabled:
+            return None
+        if not isinstance(config.audit.log, LocalLog):
+            log.info(
+                "%s: the Kafka log's checkpoints stay on its companion topic; they are "
+                "not copied to S3",
+                self.name,
+            )
+            return None
+        if (
+            destination.format != "native"
+            or list(destination.events) != ["*"]
+            or destination.exclude_events
+        ):
+            log.warning(
+                "%s: checkpoints are not copied to S3: they sign the whole log in native "
+                "format, and this destination exports %s",
+                self.name,
+                "a selection of events" if destination.format == "native" else destination.format,
+            )
+            return None
+        state = config.data_path / "exporters" / f"{safe_name(self.name)}.checkpoints.json"
+        return CheckpointShipper(config.log_dir, state, self.prefix, self._put_checkpoints)
 
     def send(self, records: list[bytes]) -> None:
         if not records:
@@ -58,20 +102,39 @@ class S3Exporter:
         stream = first.fields.host or first.fields.cluster_id or "kaudit"
         low = first.sequence if first.sequence is not None else 0
         high = last.sequence if last.sequence is not None else low + len(rendered) - 1
-        key = f"{self.prefix}{_safe(stream)}/{low:012d}-{high:012d}-{batch_key(records)}.jsonl.gz"
+        key = object_key(self.prefix, stream, low, high, batch_key(records))
         body = gzip.compress(b"".join(r.body + b"\n" for r in rendered), compresslevel=6, mtime=0)
+        metadata = {
+            "first-sequence": str(low),
+            "last-sequence": str(high),
+            "events": str(len(rendered)),
+            "format": self.destination.format,
+        }
+        self._put(key, body, metadata)
+        self.last_key = key
+        self.objects_written += 1
+        if self.checkpoints is not None:
+            self.checkpoints.ship(high)
+
+    def idle(self, delivered_through: int | None) -> None:
+        """Caught up with the log: upload the checkpoints (heartbeats) made meanwhile."""
+        if self.checkpoints is not None:
+            if not self._bucket_checked:
+                self._check_bucket()
+            self.checkpoints.ship(delivered_through)
+
+    def _put_checkpoints(self, key: str, body: bytes) -> None:
+        self._put(key, body, {"kind": "checkpoints"})
+
+    def _put(self, key: str, body: bytes, metadata: dict[str, str]) -> None:
+        """One object, with the destination's storage class and Object Lock retention."""
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
             "Body": body,
             "ContentType": "application/x-ndjson",
             "ContentMD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
-            "Metadata": {
-                "first-sequence": str(low),
-                "last-sequence": str(high),
-                "events": str(len(rendered)),
-                "format": self.destination.format,
-            },
+            "Metadata": metadata,
         }
         if self.destination.storage_class:
             params["StorageClass"] = self.destination.storage_class
@@ -82,8 +145,6 @@ class S3Exporter:
             self.client.put_object(**params)
         except AWS_ERRORS as exc:
             raise aws_error(self._where, f"uploading {key}", exc) from exc
-        self.last_key = key
-        self.objects_written += 1
 
     @property
     def _where(self) -> str:

@@ -10,7 +10,7 @@ Both are JSON documents (`kaudit prove` writes them, `kaudit verify-proof` check
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +71,38 @@ def prove_inclusion(log_dir: Path, event_id: str) -> dict[str, Any]:
             f"the log holds {len(leaves)} events but its checkpoint covers {latest.size}: "
             "run `kaudit verify`"
         )
+    return inclusion_document(event_id, index, event, leaves, latest)
+
+
+def inclusion_document(
+    event_id: str, index: int, event: bytes, leaves: Sequence[bytes], checkpoint: StoredCheckpoint
+) -> dict[str, Any]:
+    """The inclusion proof of `event` (canonical bytes) at `index` in the tree of the
+    first `checkpoint.size` of `leaves` (leaf hashes in sequence order)."""
     return {
         "type": "inclusion",
         "event_id": event_id,
         "index": index,
         "event": event.decode(),
         "leaf_hash": leaf_hash(event).hex(),
-        "tree_size": latest.size,
-        "proof": [h.hex() for h in inclusion_proof(leaves, index, latest.size)],
-        "checkpoint": latest.note.decode(),
+        "tree_size": checkpoint.size,
+        "proof": [h.hex() for h in inclusion_proof(leaves, index, checkpoint.size)],
+        "checkpoint": checkpoint.note.decode(),
+    }
+
+
+def consistency_document(
+    leaves: Sequence[bytes], old: StoredCheckpoint, new: StoredCheckpoint
+) -> dict[str, Any]:
+    """The consistency proof from checkpoint `old` to `new` over `leaves` (leaf hashes in
+    sequence order, at least `new.size` of them)."""
+    return {
+        "type": "consistency",
+        "old_size": old.size,
+        "new_size": new.size,
+        "proof": [h.hex() for h in consistency_proof(leaves, old.size, new.size)],
+        "old_checkpoint": old.note.decode(),
+        "new_checkpoint": new.note.decode(),
     }
 
 
@@ -98,14 +121,7 @@ def prove_consistency(log_dir: Path, old_size: int) -> dict[str, Any]:
             break
     if len(leaves) < new.size:
         raise ProofError(f"the log holds fewer events ({len(leaves)}) than its checkpoint")
-    return {
-        "type": "consistency",
-        "old_size": old.size,
-        "new_size": new.size,
-        "proof": [h.hex() for h in consistency_proof(leaves, old.size, new.size)],
-        "old_checkpoint": old.note.decode(),
-        "new_checkpoint": new.note.decode(),
-    }
+    return consistency_document(leaves, old, new)
 
 
 def verify_proof(document: bytes, verifiers: KeyRing) -> str:

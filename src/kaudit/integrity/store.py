@@ -43,6 +43,21 @@ def checkpoint_files(log_dir: Path) -> list[Path]:
     return sorted(log_dir / n for n in names if _FILE_RE.match(n))
 
 
+def parse_record(raw: bytes) -> StoredCheckpoint | str:
+    """One checkpoint record, or why it cannot be read."""
+    try:
+        obj = orjson.loads(raw)
+        return StoredCheckpoint(
+            size=int(obj["size"]),
+            segment=int(obj["segment"]),
+            offset=int(obj["offset"]),
+            frontier=tuple(bytes.fromhex(h) for h in obj["frontier"]),
+            note=str(obj["note"]).encode(),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return f"unreadable checkpoint record: {exc}"
+
+
 def read_checkpoint_file(path: Path) -> Iterator[tuple[Path, int, StoredCheckpoint | str]]:
     """The checkpoint records of one file (beside a segment, or an external anchor):
     (file, line number, checkpoint or why the line could not be read)."""
@@ -51,21 +66,7 @@ def read_checkpoint_file(path: Path) -> Iterator[tuple[Path, int, StoredCheckpoi
             if not raw.endswith(b"\n"):
                 yield path, number, "torn line (unclean stop while writing)"
                 continue
-            try:
-                obj = orjson.loads(raw)
-                yield (
-                    path,
-                    number,
-                    StoredCheckpoint(
-                        size=int(obj["size"]),
-                        segment=int(obj["segment"]),
-                        offset=int(obj["offset"]),
-                        frontier=tuple(bytes.fromhex(h) for h in obj["frontier"]),
-                        note=str(obj["note"]).encode(),
-                    ),
-                )
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                yield path, number, f"unreadable checkpoint record: {exc}"
+            yield path, number, parse_record(raw)
 
 
 def read_checkpoints(log_dir: Path) -> Iterator[tuple[Path, int, StoredCheckpoint | str]]:

@@ -54,12 +54,14 @@ import gzip
 import hashlib
 import itertools
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -71,14 +73,18 @@ from kaudit.integrity.store import StoredCheckpoint, read_checkpoint_file, read_
 from kaudit.log.segments import list_segments, segment_name
 
 __all__ = [
+    "CheckpointRecords",
     "Coverage",
     "Finding",
     "FindingKind",
+    "LogPart",
     "TimeRange",
     "VerifyReport",
     "VerifyUsageError",
+    "sequence_of",
     "verify_jsonl",
     "verify_log",
+    "verify_parts",
 ]
 
 _CHUNK = 2 << 20
@@ -246,34 +252,39 @@ def _frontier_ok(stored: StoredCheckpoint, size: int, root: bytes) -> tuple[byte
     return stored.frontier if tree.root() == root else None
 
 
-def _read_anchor(path: Path) -> Iterator[tuple[Path, int, StoredCheckpoint | str]]:
+CheckpointRecords = Iterable[tuple[str, int, StoredCheckpoint | str]]
+"""Stored checkpoint records as (file name, line number, record or why it is unreadable)."""
+
+
+def _named(records: Iterable[tuple[Path, int, StoredCheckpoint | str]]) -> CheckpointRecords:
+    return ((path.name, number, item) for path, number, item in records)
+
+
+def _read_anchor(path: Path) -> CheckpointRecords:
     """The checkpoint records of an external anchor file (`integrity.checkpoints.
     anchor_path`): the same records as beside the log, all in one file."""
     try:
-        yield from read_checkpoint_file(path)
+        yield from _named(read_checkpoint_file(path))
     except OSError as exc:
-        yield path, 0, f"cannot read the anchor file: {exc.strerror}"
+        yield path.name, 0, f"cannot read the anchor file: {exc.strerror}"
 
 
 def _load_checkpoints(
-    log_dir: Path, ring: KeyRing, origin: str | None, anchors: Sequence[Path] = ()
+    records: CheckpointRecords, ring: KeyRing, origin: str | None
 ) -> _Checkpoints:
     out = _Checkpoints()
     unknown: dict[tuple[str, str], list[int]] = {}
     trusted: list[tuple[str, _Trusted]] = []
     seen: set[bytes] = set()
-    records = itertools.chain(read_checkpoints(log_dir), *(_read_anchor(a) for a in anchors))
-    for path, number, item in records:
+    for name, number, item in records:
         if not isinstance(item, str):
             if item.note in seen:
-                continue  # the same checkpoint beside the log and in an anchor
+                continue  # the same checkpoint stored twice (beside the log, an anchor)
             seen.add(item.note)
         out.total += 1
-        where = f"{path.name} line {number}"
+        where = f"{name} line {number}"
         if isinstance(item, str):
-            out.findings.append(
-                Finding(FindingKind.UNREADABLE, f"{where}: {item}", segment=path.name)
-            )
+            out.findings.append(Finding(FindingKind.UNREADABLE, f"{where}: {item}", segment=name))
             continue
         try:
             signed = parse_signed(item.note, ring)
@@ -282,7 +293,7 @@ def _load_checkpoints(
                 Finding(
                     FindingKind.UNREADABLE,
                     f"{where}: not a checkpoint note: {exc}",
-                    segment=path.name,
+                    segment=name,
                 )
             )
             continue
@@ -296,7 +307,7 @@ def _load_checkpoints(
                     f"{keys}: its text or signature was changed",
                     cp.size - 1 if cp.size else None,
                     cp.size - 1 if cp.size else None,
-                    path.name,
+                    name,
                 )
             )
             continue
@@ -306,7 +317,7 @@ def _load_checkpoints(
                     Finding(
                         FindingKind.BAD_SIGNATURE,
                         f"{where}: the checkpoint of size {cp.size} has no signature",
-                        segment=path.name,
+                        segment=name,
                     )
                 )
             for sig in signed.unknown:
@@ -319,7 +330,7 @@ def _load_checkpoints(
                     FindingKind.UNREADABLE,
                     f"{where}: the checkpoint says its tree starts at sequence "
                     f"{sequence[0]}, but a kaudit log's tree starts at 0",
-                    segment=path.name,
+                    segment=name,
                 )
             )
             continue
@@ -341,11 +352,11 @@ def _load_checkpoints(
                     frontier,
                     item.segment,
                     item.offset,
-                    path.name,
+                    name,
                 ),
             )
         )
-        out.referenced_segments.setdefault(item.segment, path.name)
+        out.referenced_segments.setdefault(item.segment, name)
     for (name, key_id), sizes in unknown.items():
         out.findings.append(
             Finding(
@@ -497,6 +508,10 @@ def _seq_of(line: bytes) -> int | None:
     return int(line[start:end])
 
 
+sequence_of = _seq_of
+"""The integrity sequence number of a native event line, read without decoding it."""
+
+
 # After the sequence number's digits a sealed line ends in one of three fixed layouts:
 # ,"signature":S,"previous_signature":P}} with S and P each null or "sha256:<64 hex>".
 _TAILS = (13 + 4 + 22 + 4 + 2, 13 + _QUOTED + 22 + 4 + 2, 13 + _QUOTED + 22 + _QUOTED + 2)
@@ -555,6 +570,24 @@ def _timestamp(line: bytes | None) -> datetime | None:
 def _base_of(name: str) -> int | None:
     head = name.split(".", 1)[0]
     return int(head) if len(head) == 20 and head.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class _PartNames:
+    """How the files a log is stored in are named: what one is called, the first
+    sequence number a file's name says it holds, and a name for the one holding a range
+    that is gone (so a gap at the start of a file can be reported as a deleted file)."""
+
+    noun: str
+    first_of: Callable[[str], int | None]
+    gone: Callable[[int, int], str]
+
+
+def _segment_gone(lo: int, _hi: int) -> str:
+    return segment_name(lo)
+
+
+_SEGMENTS = _PartNames("segment", _base_of, _segment_gone)
 
 
 @dataclass(slots=True)
@@ -616,8 +649,10 @@ class _Walker:
         stop: int | None,
         jsonl: bool,
         tree: MerkleTree | None = None,
+        parts: _PartNames | None = None,
     ) -> None:
         self.cps = cps
+        self.parts = parts or _SEGMENTS
         self.hmac = hmac
         self.jsonl = jsonl
         self.stop = stop
@@ -991,10 +1026,10 @@ class _Walker:
         self._advance(e)
 
     def _missing(self, lo: int, hi: int, line: _Line) -> None:
-        base = None if self.jsonl or line.file is None else _base_of(line.file)
+        base = None if self.jsonl or line.file is None else self.parts.first_of(line.file)
         if line.first_in_file and base is not None and base == line.seq:
-            gone = segment_name(lo)
-            detail = f"the segment holding them ({gone}) is gone"
+            gone = self.parts.gone(lo, hi)
+            detail = f"the {self.parts.noun} holding them ({gone}) is gone"
             if lo == 0:
                 detail += " (deleted, or removed by retention)"
             self.missing.append(_Run(lo, hi, gone, detail))
@@ -1441,7 +1476,12 @@ def verify_log(
             raise VerifyUsageError(f"{path}: no such checkpoint anchor file")
     if anchor_paths and ring is None:
         raise VerifyUsageError("checkpoint anchors need the public key(s) to check them")
-    cps = _load_checkpoints(log_dir, ring, origin, anchor_paths) if ring is not None else None
+    cps = None
+    if ring is not None:
+        records = itertools.chain(
+            _named(read_checkpoints(log_dir)), *(_read_anchor(a) for a in anchor_paths)
+        )
+        cps = _load_checkpoints(records, ring, origin)
     segments = list_segments(log_dir)
     notes: list[str] = []
     start_seq, start_segment, start_offset, tree = 0, -1, 0, None
@@ -1593,6 +1633,191 @@ def verify_jsonl(
         now,
         timedelta(0),
         None,
+        started,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogPart:
+    """One stored piece of a log kept outside a log directory (an object in S3): its
+    name, the sequence numbers its name says it holds, and how to open its decompressed
+    bytes (reading raises OSError, EOFError or zlib.error when it cannot)."""
+
+    name: str
+    first: int
+    last: int
+    open: Callable[[], AbstractContextManager[IO[bytes]]]
+
+
+def _resume_point(cps: _Checkpoints, since: datetime) -> _Trusted | None:
+    """The largest trusted checkpoint made no later than `since` that the tree can be
+    continued from (its frontier folds to its signed root)."""
+    best: _Trusted | None = None
+    for t in cps.all():
+        usable = t.size and t.frontier is not None and t.time is not None and t.time <= since
+        if usable and (best is None or t.size > best.size):
+            best = t
+    return best
+
+
+def _overlaps(parts: Sequence[LogPart]) -> list[int | None]:
+    """For each part (sorted by range), the first sequence number a later part also
+    claims (None when none does): its lines from there on may be delivered again."""
+    out: list[int | None] = [None] * len(parts)
+    later: int | None = None
+    for i in range(len(parts) - 1, -1, -1):
+        if later is not None and later <= parts[i].last:
+            out[i] = later
+        later = parts[i].first if later is None else min(later, parts[i].first)
+    return out
+
+
+def verify_parts(
+    source: str,
+    parts: Iterable[LogPart],
+    checkpoints: CheckpointRecords,
+    *,
+    verifiers: KeyRing | None,
+    hmac_key: bytes | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    origin: str | None = None,
+    heartbeat_grace: timedelta = timedelta(seconds=10),
+    noun: str = "object",
+    gone_name: Callable[[int, int], str] = lambda lo, hi: f"events {lo}..{hi}",
+    notes: Sequence[str] = (),
+) -> VerifyReport:
+    """Verify a log kept as parts named by sequence range (a destination's copy, like the
+    S3 objects) against the checkpoints stored with it, as `verify_log` checks a log
+    directory: one streaming pass, one part open at a time, in the order of the ranges.
+
+    A part whose range overlaps one read before is a batch delivered again (delivery is
+    at-least-once): its lines that are byte for byte ones read before are skipped and
+    counted in a note; any other line in it is checked like every line. `since` starts
+    at the last trusted checkpoint made before it (parts before are not read); `until`
+    stops at the first one made after it. `gone_name(lo, hi)` names a part found missing.
+    """
+    started = time.perf_counter()
+    ring = _check_usage(verifiers, hmac_key, since, until, now)
+    now = now or datetime.now(UTC)
+    ordered = sorted(parts, key=lambda p: (p.first, p.last, p.name))
+    cps = _load_checkpoints(checkpoints, ring, origin) if ring is not None else None
+    report_notes = list(notes)
+    start_seq, tree = 0, None
+    if since is not None:
+        resume = _resume_point(cps, since) if cps is not None else None
+        if resume is not None and resume.frontier is not None:
+            start_seq = resume.size
+            tree = MerkleTree.from_frontier(resume.size, list(resume.frontier))
+            report_notes.append(
+                f"started at event {start_seq}, the last checkpoint made before "
+                f"{_iso(since)}; earlier {noun}s were not read"
+            )
+        else:
+            report_notes.append(
+                f"no trusted checkpoint before {_iso(since)} to start from: read all"
+            )
+    stop_cp = _stop_at(cps, until) if cps is not None and until is not None else None
+    firsts = {p.name: p.first for p in ordered}
+    walker = _Walker(
+        cps,
+        _Hmac(hmac_key) if hmac_key else None,
+        start=start_seq,
+        stop=stop_cp.size if stop_cp is not None else None,
+        jsonl=False,
+        tree=tree,
+        parts=_PartNames(noun, firsts.get, gone_name),
+    )
+    io_findings: list[Finding] = []
+    keep_from = _overlaps(ordered)
+    remembered: dict[int, bytes] = {}  # seq -> digest of lines a later part repeats
+    repeats = 0
+    read_through = -1  # the highest sequence number the parts read so far claim
+    for part, keep in zip(ordered, keep_from, strict=True):
+        if part.last < start_seq:
+            continue
+        for old in [q for q in remembered if q < part.first]:
+            del remembered[old]
+        again = part.first <= read_through
+        read_through = max(read_through, part.last)
+        filtering = again or keep is not None or part.first < start_seq
+        torn: list[int] = []
+        try:
+            with part.open() as f:
+                for lines, at in _chunks(f, 0, torn):
+                    first_line = lines[0] if at == 0 else None
+                    if filtering:
+                        kept = []
+                        for ln in lines:
+                            seq = _seq_of(ln)
+                            if seq is not None and seq < start_seq:
+                                continue
+                            if seq is not None and (again or keep is not None):
+                                digest = _sha256(ln).digest()
+                                if again and remembered.get(seq) == digest:
+                                    repeats += 1
+                                    continue
+                                if keep is not None and seq >= keep:
+                                    remembered[seq] = digest
+                            kept.append(ln)
+                        lines = kept
+                    walker.feed(lines, part.name, at, bool(lines) and lines[0] is first_line)
+                    if progress is not None:
+                        progress(walker.events)
+                    if walker.done:
+                        break
+        except (OSError, EOFError, zlib.error) as exc:
+            io_findings.append(
+                Finding(
+                    FindingKind.UNREADABLE,
+                    f"{part.name}: cannot read: {exc}",
+                    part.first,
+                    part.last,
+                    part.name,
+                )
+            )
+            continue
+        if torn:
+            io_findings.append(
+                Finding(
+                    FindingKind.UNREADABLE,
+                    f"{part.name} ends in a partial line of {torn[0]} bytes: a {noun} is "
+                    "written whole, so its end was changed",
+                    segment=part.name,
+                )
+            )
+        if walker.done:
+            break
+    walker.finish()
+    if repeats:
+        report_notes.append(
+            f"{repeats} line(s) repeat events of an earlier {noun} byte for byte (a batch "
+            "delivered again: delivery is at-least-once); each was checked once"
+        )
+    checks = (
+        *(("checkpoints",) if ring is not None else ()),
+        *(("hmac_chain",) if hmac_key else ()),
+        "sequence",
+    )
+    if ring is None:
+        report_notes.append(
+            f"checked with the HMAC key only: events cut off the end (a deleted last {noun}) "
+            "cannot be seen without the checkpoints (give the public key)"
+        )
+    return _report(
+        source,
+        checks,
+        walker,
+        cps,
+        io_findings,
+        report_notes,
+        since,
+        until,
+        now,
+        heartbeat_grace,
+        stop_cp,
         started,
     )
 

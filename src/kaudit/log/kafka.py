@@ -523,6 +523,7 @@ class KafkaLogReader:
         group: str | None,
         topic: str | None = None,
         dedupe: int = 100_000,
+        prefetch_kbytes: int | None = None,
     ) -> None:
         self.topic: str = topic or str(getattr(config, "topic", "__oprtr_audit_log"))
         self._where = describe(config)
@@ -535,6 +536,8 @@ class KafkaLogReader:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
         }
+        if prefetch_kbytes is not None:
+            settings["queued.max.messages.kbytes"] = prefetch_kbytes
         self._consumer = Consumer(settings)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._dedupe = dedupe
@@ -584,6 +587,19 @@ class KafkaLogReader:
             return
         self._consumer.assign([TopicPartition(self.topic, p, start[p]) for p in todo])
         yield from self._until_end(todo, ends)
+
+    def partition_records(self, partition: int) -> Iterator[LogRecord]:
+        """Every record of one partition, from its start to its current end, without a
+        group (readers of several partitions at once each take one)."""
+        end = self._watermark(partition)
+        if end <= 0:
+            return
+        self._consumer.assign([TopicPartition(self.topic, partition, 0)])
+        yield from self._until_end({partition}, {partition: end})
+
+    def partitions(self) -> list[int]:
+        """The topic's partition numbers."""
+        return self._partitions()
 
     def _until_end(self, todo: set[int], ends: dict[int, int]) -> Iterator[LogRecord]:
         idle_since = time.monotonic()

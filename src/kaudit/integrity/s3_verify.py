@@ -1,0 +1,210 @@
+"""Verifying an S3 destination's copy of the audit log: `kaudit verify s3://bucket/prefix`.
+
+The objects under the prefix are listed once: objects of events, named by stream and
+sequence range (exporters/s3.py), and the signed checkpoints uploaded beside them
+(exporters/s3_checkpoints.py). The checkpoints are read first; then each object of
+events is streamed, gunzipped, into the verifier (`verify_parts` in integrity/verify.py)
+in sequence order, one object open at a time, so memory does not grow with the copy.
+With the public key the copy is checked against the checkpoints: changed, deleted,
+inserted and reordered events, a deleted object and a cut-off end are all found.
+
+The objects of all streams under the prefix are checked as one log: a local log has one
+writer, whose events may carry the host of whoever sent them (the stream in the name).
+
+Listing needs s3:ListBucket and reading s3:GetObject. When the bucket cannot be listed
+(no such bucket, access denied, no credentials, no answer) nothing was verified: that
+is a `VerifyUsageError`, not a finding.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import IO, Any, cast
+from urllib.parse import unquote, urlsplit
+
+from kaudit.config.model import AwsAccess
+from kaudit.exporters.aws import AWS_ERRORS, aws_error, make_client
+from kaudit.exporters.s3 import DATA_KEY
+from kaudit.exporters.s3_checkpoints import CHECKPOINT_KEY
+from kaudit.integrity.keys import KeyRing
+from kaudit.integrity.store import StoredCheckpoint, parse_record
+from kaudit.integrity.verify import LogPart, VerifyReport, VerifyUsageError, verify_parts
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix) of an `s3://bucket/prefix` SOURCE."""
+    parsed = urlsplit(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise VerifyUsageError(f"{url!r} is not an S3 location; accepted: s3://bucket/prefix")
+    return parsed.netloc, unquote(parsed.path.lstrip("/"))
+
+
+class _Body(io.RawIOBase):
+    """An object's body as a file whose read errors are OSErrors (the verifier reports
+    an object it cannot read and goes on with the next one)."""
+
+    def __init__(self, body: Any, where: str) -> None:
+        self._body = body
+        self._where = where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._body.read(len(buffer))
+        except AWS_ERRORS as exc:
+            raise OSError(f"{self._where}: {exc}") from exc
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _Bucket:
+    """The objects under one prefix of one bucket, and reading them."""
+
+    def __init__(self, access: AwsAccess, bucket: str, prefix: str) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.where = f"s3://{bucket}/{prefix}"
+        try:
+            self.client = make_client("s3", access)
+        except AWS_ERRORS as exc:
+            raise VerifyUsageError(str(aws_error(self.where, "connecting", exc))) from exc
+
+    def listing(self) -> Iterator[str]:
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    yield str(item["Key"])
+        except AWS_ERRORS as exc:
+            raise VerifyUsageError(str(aws_error(self.where, "listing the objects", exc))) from exc
+
+    def read(self, key: str) -> bytes:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                data: bytes = body.read()
+            finally:
+                body.close()
+        except AWS_ERRORS as exc:
+            raise OSError(str(aws_error(self.where, f"reading {key}", exc))) from exc
+        return data
+
+    def opener(self, key: str) -> Callable[[], Any]:
+        @contextmanager
+        def open_events() -> Iterator[IO[bytes]]:
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            except AWS_ERRORS as exc:
+                raise OSError(str(aws_error(self.where, f"reading {key}", exc))) from exc
+            try:
+                with gzip.GzipFile(fileobj=io.BufferedReader(_Body(body, key)), mode="rb") as f:
+                    yield cast(IO[bytes], f)  # read() is all the verifier uses
+            finally:
+                body.close()
+
+        return open_events
+
+
+def _checkpoint_records(
+    bucket: _Bucket, keys: list[str]
+) -> Iterator[tuple[str, int, StoredCheckpoint | str]]:
+    for key in keys:
+        name = key[len(bucket.prefix) :].lstrip("/")
+        try:
+            data = bucket.read(key)
+        except OSError as exc:
+            yield name, 0, f"cannot read the checkpoint object: {exc}"
+            continue
+        for number, raw in enumerate(data.splitlines(keepends=True), 1):
+            if not raw.endswith(b"\n"):
+                yield name, number, "torn record: a checkpoint object is written whole"
+                continue
+            yield name, number, parse_record(raw)
+
+
+def _gone(lo: int, hi: int) -> str:
+    return f"{lo:012d}-{hi:012d}-….jsonl.gz"
+
+
+def verify_s3(
+    access: AwsAccess,
+    bucket: str,
+    prefix: str,
+    *,
+    verifiers: KeyRing | None,
+    hmac_key: bytes | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    heartbeat_grace: timedelta = timedelta(seconds=130),
+) -> VerifyReport:
+    """Verify the S3 copy of a log under `prefix` of `bucket` with the checkpoint public
+    keys and/or the HMAC key.
+
+    `heartbeat_grace` allows for the exporter: it uploads a checkpoint only after the
+    events it covers, which wait up to the destination's `batch_interval_secs` (60 by
+    default) to be sent, and the next upload may be one more interval away.
+    """
+    store = _Bucket(access, bucket, prefix)
+    parts: list[LogPart] = []
+    checkpoint_keys: list[str] = []
+    others = 0
+    streams: set[str] = set()
+    for key in store.listing():
+        rest = key[len(prefix) :]
+        if CHECKPOINT_KEY.fullmatch(rest):
+            checkpoint_keys.append(key)
+            continue
+        found = DATA_KEY.fullmatch(rest)
+        if found is None:
+            others += 1
+            continue
+        streams.add(found.group(1))
+        parts.append(
+            LogPart(rest.lstrip("/"), int(found.group(2)), int(found.group(3)), store.opener(key))
+        )
+    if not parts and not checkpoint_keys:
+        raise VerifyUsageError(
+            f"{store.where} holds no objects of a kaudit S3 destination "
+            "(<stream>/<first>-<last>-<digest>.jsonl.gz)"
+        )
+    notes = []
+    if others:
+        notes.append(
+            f"{others} other object(s) under the prefix are not kaudit's and were not read"
+        )
+    if len(streams) > 1:
+        notes.append(
+            f"objects of {len(streams)} streams ({', '.join(sorted(streams))}) were checked "
+            "as one log in sequence order"
+        )
+    if verifiers is not None and len(verifiers) and not checkpoint_keys:
+        notes.append(
+            "no checkpoint objects under the prefix: they are uploaded when the log is "
+            "local, checkpoints are on, and the destination exports every event in native "
+            "format"
+        )
+    return verify_parts(
+        store.where,
+        parts,
+        _checkpoint_records(store, checkpoint_keys),
+        verifiers=verifiers,
+        hmac_key=hmac_key,
+        since=since,
+        until=until,
+        now=now,
+        progress=progress,
+        heartbeat_grace=heartbeat_grace,
+        noun="object",
+        gone_name=_gone,
+        notes=notes,
+    )
