@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kaudit.gateway import framing
 from kaudit.gateway.framing import BufferPool, CutThrough, Frames
 
 AT_LEAST = 64
@@ -30,7 +32,7 @@ def relay(stream: bytes, reads: list[int], sink_idle: bool) -> tuple[bytes, list
     pos, sizes = 0, iter(reads)
     while pos < len(stream):
         target = cut.buffer() if cut.left else memoryview(ordinary)
-        n = min(len(target), len(stream) - pos, max(1, next(sizes, 97)))
+        n = min(len(target), len(stream) - pos, next(sizes, 97))
         target[:n] = stream[pos : pos + n]
         pos += n
         if cut.left:
@@ -65,7 +67,9 @@ def test_every_byte_passes_once_in_order_however_it_is_read(
     payloads: list[bytes], reads: list[int], sink_idle: bool
 ) -> None:
     stream = b"".join(frame(p) for p in payloads)
-    sent, whole, _ = relay(stream, reads, sink_idle)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(framing, "SEGMENT_BYTES", 50)  # frames span several segments
+        sent, whole, _ = relay(stream, reads, sink_idle)
     assert sent == stream
     assert whole == [frame(p) for p in payloads]
 
@@ -84,8 +88,7 @@ def test_a_buffer_is_reused_only_when_nothing_is_queued_from_it() -> None:
 
     def one_frame(idle_at_start: bool, idle_at_end: bool) -> bytearray:
         cut.start(b"head", 1004, idle_at_start)
-        buffer = cut.buf
-        assert buffer is not None
+        (buffer,) = cut.bufs
         cut.buffer()[:] = b"x" * 1000
         _, pieces = cut.filled(1000)
         assert pieces is not None
@@ -117,3 +120,11 @@ def test_the_pool_keeps_at_most_its_limit_and_hands_out_the_smallest_fit() -> No
     assert pool.take(1500) is large
     assert len(pool.take(1500)) == 1500  # none left: a new one
     assert pool.kept == 0
+
+
+def test_memory_is_taken_as_a_frame_arrives_not_as_announced() -> None:
+    pool = BufferPool(keep_bytes=0)
+    cut = CutThrough(pool)
+    cut.start(b"\x7f\xff\xff\xff", 2**31, sink_idle=True)  # announces 2 GiB
+    assert sum(len(b) for b in cut.bufs) == framing.SEGMENT_BYTES
+    assert len(cut.buffer()) == framing.SEGMENT_BYTES

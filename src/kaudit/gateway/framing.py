@@ -3,24 +3,27 @@
 Kafka frames are a 4-byte big-endian size and then the frame. `Frames` cuts a byte
 stream into whole frames. A large frame the gateway only needs to look at (a fetch
 response, a produce request) is instead cut through: passed on piece by piece as it
-arrives. `CutThrough` reads the rest of such a frame straight from the socket into a
-buffer of its own (the protocol's `get_buffer`), so the bytes are copied by the kernel
-into that buffer and by the kernel out of it, and nowhere else; the frame is then summed
-up from its pieces once whole. Those buffers come from a `BufferPool` shared by the
-gateway's connections, because a fresh multi-megabyte buffer costs a page fault per
-4 KiB touched — as much as copying the frame would.
+arrives. `CutThrough` reads the rest of such a frame straight from the socket into
+segments of its own (the protocol's `get_buffer`), so the bytes are copied by the kernel
+into them and by the kernel out of them, and nowhere else; the frame is then summed up
+from its pieces once whole. The segments come from a `BufferPool` shared by the
+gateway's connections, because fresh megabytes cost a page fault per 4 KiB touched — as
+much as copying the frame would.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 Chunk: TypeAlias = bytes | memoryview
 """A piece of a frame: bytes from an ordinary read, or a view into a cut-through
 frame's buffer."""
 
 _INT32 = struct.Struct(">i")
+
+SEGMENT_BYTES = 1024 * 1024
+"""What a cut-through frame is read into at a time (see `CutThrough`)."""
 
 
 class ProtocolViolation(Exception):
@@ -129,58 +132,73 @@ class BufferPool:
 class CutThrough:
     """A large frame passed on as it arrives and kept, as its pieces, to be looked at
     once whole. Its first bytes arrived with an ordinary read; the rest is read directly
-    into a pooled buffer (`buffer()` is what the protocol's `get_buffer` returns while
-    `left`), so reads stop exactly at the frame's end."""
+    into pooled segments of at most `SEGMENT_BYTES` (`buffer()` is what the protocol's
+    `get_buffer` returns while `left`), so reads stop exactly at the frame's end, and
+    memory is taken only as the frame's bytes arrive: a peer that announces a huge frame
+    and sends nothing holds one segment."""
 
-    __slots__ = ("buf", "done", "filled_to", "first", "pool", "view")
+    __slots__ = ("bufs", "done", "filled_to", "left", "pieces", "pool", "view")
 
     def __init__(self, pool: BufferPool) -> None:
         self.pool = pool
-        self.first = b""
-        self.buf: bytearray | None = None
-        self.view: memoryview | None = None  # the part of `buf` this frame fills
+        self.pieces: list[Chunk] = []  # what has arrived: the first bytes, full segments
+        self.bufs: list[bytearray] = []  # this frame's segments
+        self.view: memoryview | None = None  # the segment being filled
         self.filled_to = 0
-        # The last frame's buffer, until what was written from it has left the process.
-        self.done: bytearray | None = None
+        self.left = 0  # bytes of the frame still to come; 0: no frame being cut through
+        # The last frame's segments, until what was written from them has left.
+        self.done: list[bytearray] = []
 
     @property
-    def left(self) -> int:
-        """Bytes of the frame still to come; 0: no frame being cut through."""
-        return 0 if self.view is None else len(self.view) - self.filled_to
+    def first(self) -> bytes:
+        """The frame's first bytes (its size prefix and header)."""
+        return cast(bytes, self.pieces[0]) if self.pieces else b""
 
     def start(self, first: bytes, size: int, sink_idle: bool) -> None:
         """Begin a frame of `size` bytes (size prefix included) of which `first` has
-        arrived. `sink_idle`: whether everything written from the last frame's buffer
-        has gone, so the buffer can be used again."""
+        arrived. `sink_idle`: whether everything written from the last frame's segments
+        has gone, so they can be used again."""
         self.recycle(sink_idle)
-        self.done = None
-        rest = size - len(first)
-        self.buf = self.pool.take(rest)
-        self.view = memoryview(self.buf)[:rest]
-        self.first, self.filled_to = first, 0
+        self.done = []
+        self.pieces, self.bufs = [first], []
+        self.left = size - len(first)
+        self._next_segment()
+
+    def _next_segment(self) -> None:
+        size = min(self.left, SEGMENT_BYTES)
+        buf = self.pool.take(size)
+        self.bufs.append(buf)
+        self.view, self.filled_to = memoryview(buf)[:size], 0
 
     def buffer(self) -> memoryview:
-        """Where the next read goes: the rest of the frame, and no further."""
+        """Where the next read goes: the rest of the segment, and no further."""
         assert self.view is not None
         return self.view[self.filled_to :]
 
     def filled(self, nbytes: int) -> tuple[memoryview, list[Chunk] | None]:
         """(the `nbytes` just read into `buffer()`, the frame's pieces once complete)."""
-        assert self.view is not None
+        view = self.view
+        assert view is not None
         start = self.filled_to
         self.filled_to += nbytes
-        piece = self.view[start : self.filled_to]
-        if self.filled_to < len(self.view):
+        self.left -= nbytes
+        piece = view[start : self.filled_to]
+        if self.filled_to == len(view):
+            self.pieces.append(view)
+            if self.left:
+                self._next_segment()
+        if self.left:
             return piece, None
-        whole: list[Chunk] = [self.first, self.view]
-        self.first, self.view, self.done, self.buf = b"", None, self.buf, None
+        whole, self.pieces, self.view = self.pieces, [], None
+        self.done, self.bufs = self.bufs, []
         return piece, whole
 
     def recycle(self, sink_idle: bool) -> None:
-        """Give the last frame's buffer back to the pool if nothing is queued from it
-        any more (`sink_idle`); called when the frame is complete, and again before the
-        next one starts, after which a buffer still queued is left to the garbage
+        """Give the last frame's segments back to the pool if nothing is queued from
+        them any more (`sink_idle`); called when the frame is complete, and again before
+        the next one starts, after which segments still queued are left to the garbage
         collector."""
-        if self.done is not None and sink_idle:
-            self.pool.give(self.done)
-            self.done = None
+        if self.done and sink_idle:
+            for buf in self.done:
+                self.pool.give(buf)
+            self.done = []
