@@ -215,6 +215,25 @@ def test_read_respects_max_lines_and_stays_within_one_segment(tmp_path: Path) ->
     assert pos.segment == 4
 
 
+
+def test_one_read_gathers_up_to_max_lines_across_several_chunks(tmp_path: Path) -> None:
+    # Lines of ~3 KiB, 5 MiB in all: one read of the segment spans several 1 MiB chunks,
+    # most of which end in the middle of a line.
+    lines_in = [event_line(i, pad=3000) for i in range(1700)]
+    torn = event_line(1700, pad=3000)
+    with SegmentLog(tmp_path, fsync="never") as log:
+        log.append(lines_in)
+    with open(segment_files(tmp_path)[-1], "ab") as f:
+        f.write(torn[:100])
+    reader = LogReader(tmp_path)
+    lines, pos = reader.read(None, max_lines=1000)
+    assert lines == lines_in[:1000]
+    assert pos.offset == sum(len(x) for x in lines_in[:1000])
+    lines, pos = reader.read(pos, max_lines=5000)
+    assert lines == lines_in[1000:]  # all the complete lines, not the torn one
+    assert pos.offset == sum(len(x) for x in lines_in)
+    assert reader.read(pos, max_lines=5000) == ([], pos)
+
 def test_a_reader_never_returns_a_partial_line(tmp_path: Path) -> None:
     with SegmentLog(tmp_path, fsync="never") as log:
         log.append([event_line(0), event_line(1)])

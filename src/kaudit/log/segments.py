@@ -338,6 +338,35 @@ class SegmentLog:
         self.close()
 
 
+def _read_lines(path: Path, offset: int, max_lines: int) -> tuple[list[bytes], int]:
+    """Up to `max_lines` complete lines of the file at `path` from `offset`, read a chunk
+    at a time, and the number of bytes they take; when there is no complete line, the
+    number of bytes there are after `offset` instead (0: nothing at all)."""
+    lines: list[bytes] = []
+    taken = 0
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while len(lines) < max_lines:
+            data = f.read(_READ_CHUNK)
+            end = data.rfind(b"\n") + 1
+            if end == 0:
+                if len(data) == _READ_CHUNK:
+                    raise LogError(f"line longer than {_READ_CHUNK} bytes in {path}")
+                if not lines:
+                    return [], len(data)
+                break
+            chunk = data[:end].splitlines(keepends=True)
+            if len(lines) + len(chunk) > max_lines:
+                chunk = chunk[: max_lines - len(lines)]
+                end = sum(len(x) for x in chunk)
+            lines += chunk
+            taken += end
+            if len(data) < _READ_CHUNK:
+                break  # the end of what is written so far
+            f.seek(offset + taken)
+    return lines, taken
+
+
 class LogReader:
     """Reads complete lines of a local log from a position, across segment rolls."""
 
@@ -367,25 +396,16 @@ class LogReader:
                 pos = Position(later[0], 0)
             path = self.dir / segment_name(pos.segment)
             try:
-                with open(path, "rb") as f:
-                    f.seek(pos.offset)
-                    data = f.read(_READ_CHUNK)
+                lines, end = _read_lines(path, pos.offset, max_lines)
             except FileNotFoundError:
                 segments = list_segments(self.dir)
                 continue
-            end = data.rfind(b"\n") + 1
-            if end == 0:
-                if len(data) == _READ_CHUNK:
-                    raise LogError(f"line longer than {_READ_CHUNK} bytes in {path}")
+            if not lines:
                 later = [s for s in segments if s > pos.segment]
-                if later and not data:
+                if later and end == 0:
                     pos = Position(later[0], 0)
                     continue
                 return [], pos
-            lines = data[:end].splitlines(keepends=True)
-            if len(lines) > max_lines:
-                lines = lines[:max_lines]
-                end = sum(len(x) for x in lines)
             return lines, Position(pos.segment, pos.offset + end)
 
     def iter_lines(self, position: Position | None = None) -> Iterator[tuple[Position, bytes]]:
