@@ -215,7 +215,6 @@ def test_read_respects_max_lines_and_stays_within_one_segment(tmp_path: Path) ->
     assert pos.segment == 4
 
 
-
 def test_one_read_gathers_up_to_max_lines_across_several_chunks(tmp_path: Path) -> None:
     # Lines of ~3 KiB, 5 MiB in all: one read of the segment spans several 1 MiB chunks,
     # most of which end in the middle of a line.
@@ -233,6 +232,7 @@ def test_one_read_gathers_up_to_max_lines_across_several_chunks(tmp_path: Path) 
     assert lines == lines_in[1000:]  # all the complete lines, not the torn one
     assert pos.offset == sum(len(x) for x in lines_in)
     assert reader.read(pos, max_lines=5000) == ([], pos)
+
 
 def test_a_reader_never_returns_a_partial_line(tmp_path: Path) -> None:
     with SegmentLog(tmp_path, fsync="never") as log:
