@@ -4,6 +4,7 @@ batch in parts committed on the writer thread, and the store's larger runner bat
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,3 +117,96 @@ def test_the_store_runner_reads_large_batches_unless_told_otherwise(tmp_path: Pa
     assert export(config) == {"store:<data_dir>/index.sqlite": 50}
     with EventIndex(index_path(config), readonly=True) as index:
         assert index.count() == 50
+
+
+def test_the_cursor_waits_for_the_commit_of_the_last_part_it_handed_over(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path)
+    record_traffic(config, 60, START, END)
+    lines = log_lines(config)
+    exporter = StoreExporter(config.audit.all_destinations[0], config.data_path)  # type: ignore[arg-type]
+    cursor_path = tmp_path / "c.json"
+    runner = ExporterRunner(
+        exporter, log_dir=config.log_dir, cursor=Cursor(cursor_path), batch_max=20
+    )
+    # Hold the writer thread, as a slow commit of an earlier part would.
+    release = threading.Event()
+    held = exporter.index._writer.submit(release.wait)
+    try:
+        assert runner.run_once() == 20  # returns with the batch's commit still to come
+        assert exporter.unsettled_since() is not None
+        assert Cursor(cursor_path).load() is None  # not past uncommitted events
+        release.set()
+        held.result()
+        assert runner.drain() == 40
+        assert exporter.unsettled_since() is None
+    finally:
+        release.set()
+        runner.close()
+    assert exporter.added == 60
+    saved = Cursor(cursor_path).load()
+    assert saved is not None and saved.offset == sum(len(x) + 1 for x in lines)
+    with EventIndex(index_path(config), readonly=True) as index:
+        assert index.count() == 60
+
+
+def test_a_part_whose_commit_failed_is_written_again_and_nothing_is_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(tmp_path)
+    record_traffic(config, 1500, START, END)
+    lines = log_lines(config)
+    exporter = StoreExporter(config.audit.all_destinations[0], config.data_path)  # type: ignore[arg-type]
+    conn = exporter.index.conn
+    cursor_path = tmp_path / "c.json"
+    retries: list[float] = []
+
+    def room_again(seconds: float) -> None:
+        # The runner's back-off: meanwhile the disk got room again.
+        retries.append(seconds)
+        conn.execute("PRAGMA max_page_count = 1073741823")
+
+    runner = ExporterRunner(
+        exporter,
+        log_dir=config.log_dir,
+        cursor=Cursor(cursor_path),
+        batch_max=500,
+        sleep=room_again,
+    )
+    release = threading.Event()
+
+    def disk_full_from_now() -> None:
+        # On the writer thread, before the commit of the next batch: the file may not
+        # grow by another page, so that commit fails (a full disk, as SQLite sees one).
+        release.wait()
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    try:
+        assert runner.run_once() == 500
+        runner.settle(5.0)
+        first_batch_end = Cursor(cursor_path).load()
+        held = exporter.index._writer.submit(disk_full_from_now)
+        assert runner.run_once() == 500  # its commit waits behind the held writer
+        release.set()
+        held.result()
+        exporter.index._in_flight.future.exception(timeout=5.0)  # type: ignore[union-attr]
+        # The failed part is kept, and the cursor stays before it.
+        assert exporter.unsettled_since() is not None
+        runner.settle(0.2)
+        assert Cursor(cursor_path).load() == first_batch_end
+        with caplog.at_level("WARNING", logger="kaudit.exporters"):
+            assert runner.drain() == 500
+    finally:
+        release.set()
+        runner.close()
+    assert retries and runner.metrics.dead_lettered == 0
+    assert "database or disk is full" in caplog.text
+    assert exporter.added == 1500
+    search = IndexSearch(index_path(config))
+    try:
+        # Every event once, in log order.
+        assert [h.line for h in reversed(search.search(Filter(), None))] == lines
+    finally:
+        search.close()

@@ -1,9 +1,10 @@
 """The `store` destination: the embedded search index, fed from the log like any
 destination.
 
-The runner hands over native lines and moves the cursor only after `send` returns, by
-which time the batch is committed in SQLite; a batch sent again after a crash adds
-nothing, because the index skips event ids it already has.
+The runner hands over native lines; `send` returns while the last part of the batch is
+still being committed, so the next batch is read and decoded meanwhile, and the runner
+moves the cursor only past batches `unsettled_since` says are committed. A batch sent
+again after a crash adds nothing, because the index skips event ids it already has.
 """
 
 from __future__ import annotations
@@ -41,9 +42,30 @@ class StoreExporter:
 
     def send(self, records: list[bytes]) -> None:
         try:
-            self.added += self.index.add(records)
+            self.index.submit(records)
         except StoreError as exc:
             raise ExporterError(str(exc), retryable=exc.retryable) from exc
+        finally:
+            self.added = self.index.added
+
+    def unsettled_since(self) -> float | None:
+        """When the oldest batch not yet committed was sent (None: all are)."""
+        if self._index is None:
+            return None
+        since = self._index.unsettled_since()
+        self.added = self._index.added
+        return since
+
+    def idle(self, last_sequence: int | None) -> None:
+        """Caught up: commit what is in flight, so a failed commit is retried now."""
+        if self._index is None:
+            return
+        try:
+            self._index.flush()
+        except StoreError as exc:
+            raise ExporterError(str(exc), retryable=exc.retryable) from exc
+        finally:
+            self.added = self._index.added
 
     def close(self) -> None:
         if self._index is not None:

@@ -9,16 +9,21 @@ decoded once, and only the members the index reads (`schema.read_event`); WAL, s
 searches read while events are added; a batch goes in parts of a few thousand events,
 one transaction each, the rows and lines added with `executemany` and consecutive ids,
 the full-text words and the commit handed to a writer thread while the next part is
-decoded; duplicate event ids are found with one lookup per part rather than one per
-event; only five indexes (see `schema.DDL`).
+decoded (also across batches: `submit` returns before the last part is committed, and
+`unsettled_since` tells the exporter when it is); duplicate event ids are found with
+one lookup per part rather than one per event; only five indexes (see `schema.DDL`).
 Durability: `synchronous=FULL` makes a committed batch survive a power loss, which the
-exporter's cursor relies on (it moves only after `add` returns).
+exporter's cursor relies on (it moves only past batches `unsettled_since` says are
+committed). A part whose commit failed is kept and written again first by the next
+`submit` or `flush`, so nothing handed over is dropped while the index is open; if the
+process ends first, the cursor has not moved past it and it is read from the log again.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -62,9 +67,27 @@ class _Chunk:
     terms: set[tuple[str, str]] = field(default_factory=set)
 
 
+def _rollback(c: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not done so itself (it does on a
+    full disk or an I/O error), so the error raised is the one that happened."""
+    if c.in_transaction:
+        c.execute("ROLLBACK")
+
+
+@dataclass
+class _InFlight:
+    """The part being committed on the writer thread (`future`), or whose commit failed
+    and is to be written again (`future` None); `since` is when it was handed over."""
+
+    chunk: _Chunk
+    future: Future[int] | None
+    since: float
+
+
 def _wrap(path: Path, doing: str, exc: sqlite3.Error) -> StoreError:
-    busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
-    return StoreError(f"search index {path}: cannot {doing}: {exc}", retryable=busy)
+    # Locked, disk full, I/O errors pass; a damaged file or a broken constraint does not.
+    transient = isinstance(exc, sqlite3.OperationalError)
+    return StoreError(f"search index {path}: cannot {doing}: {exc}", retryable=transient)
 
 
 class EventIndex:
@@ -74,10 +97,13 @@ class EventIndex:
         self.path = Path(path).expanduser()
         self.readonly = readonly
         self.rejected = 0
+        """Records that were not audit events (counted, logged, not indexed)."""
+        self.added = 0
+        """Events newly added (committed) through this object."""
+        self._in_flight: _InFlight | None = None
         self._compress = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress
         self._decompress = zstandard.ZstdDecompressor().decompress
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="kaudit-index")
-        """Records that were not audit events (counted, logged, not indexed)."""
         try:
             if readonly:
                 if not self.path.is_file():
@@ -114,6 +140,10 @@ class EventIndex:
             if version is None:
                 raise StoreError(f"{self.path} is not a kaudit search index")
         else:
+            # Set before the first table is made (a file keeps the size it was made
+            # with): 16 KiB pages make the six B-trees shallower and split less often,
+            # about a tenth faster to fill than the default 4 KiB (bench/search.py).
+            c.execute("PRAGMA page_size = 16384")
             c.execute("PRAGMA journal_mode = WAL")
             c.execute("PRAGMA synchronous = FULL")
             # Checkpoint the WAL into the file every ~40 MiB rather than every 4 MiB:
@@ -147,7 +177,15 @@ class EventIndex:
 
     def add(self, lines: Sequence[bytes]) -> int:
         """Index native event lines; the number newly added. Every event is committed
-        when this returns.
+        when this returns (`submit` and `flush`)."""
+        before = self.added
+        self.submit(lines)
+        self.flush()
+        return self.added - before
+
+    def submit(self, lines: Sequence[bytes]) -> None:
+        """Hand native event lines over to be indexed; the last part may still be
+        committing when this returns (`unsettled_since`, `flush`).
 
         An event whose `event_id` is already indexed (a redelivery) is skipped; a record
         that is not an audit event is counted in `rejected` and logged.
@@ -159,23 +197,56 @@ class EventIndex:
         """
         if self.readonly:
             raise StoreError(f"search index {self.path} was opened read-only")
-        added = 0
-        committing: Future[int] | None = None
         try:
-            try:
-                for at in range(0, len(lines), PART_EVENTS):
-                    chunk = self._prepare(lines[at : at + PART_EVENTS])
-                    if committing is not None:
-                        done, committing = committing, None
-                        added += done.result()
-                    if chunk.rows:
-                        committing = self._write_chunk(chunk)
-            finally:
-                if committing is not None:
-                    added += committing.result()
+            self._settle(wait=True)  # a part whose commit failed goes first
+            for at in range(0, len(lines), PART_EVENTS):
+                chunk = self._prepare(lines[at : at + PART_EVENTS])
+                self._settle(wait=True)
+                if chunk.rows:
+                    # In flight before it is written, so a part that cannot be written
+                    # is kept too.
+                    flight = self._in_flight = _InFlight(chunk, None, time.monotonic())
+                    flight.future = self._write_chunk(chunk)
         except sqlite3.Error as exc:
             raise _wrap(self.path, "add events", exc) from exc
-        return added
+
+    def flush(self) -> None:
+        """Wait until everything handed over is committed (writing a part whose commit
+        failed again); StoreError when it cannot be."""
+        try:
+            self._settle(wait=True)
+        except sqlite3.Error as exc:
+            raise _wrap(self.path, "add events", exc) from exc
+
+    def unsettled_since(self) -> float | None:
+        """When the oldest part not yet committed was handed over (`time.monotonic()`),
+        or None when every event handed over is committed."""
+        flight = self._in_flight
+        future = flight.future if flight is not None else None
+        if future is not None and future.done() and future.exception() is None:
+            self.added += future.result()
+            self._in_flight = None
+        return None if self._in_flight is None else self._in_flight.since
+
+    def _settle(self, *, wait: bool) -> None:
+        """Take the result of the part in flight; with `wait`, wait for it, and write a
+        part whose commit failed again. Raises the commit's sqlite3.Error."""
+        flight = self._in_flight
+        if flight is None:
+            return
+        if flight.future is None:
+            if not wait:
+                return
+            flight.future = self._write_chunk(flight.chunk)
+        if not wait and not flight.future.done():
+            return
+        try:
+            count = flight.future.result()
+        except sqlite3.Error:
+            flight.future = None  # kept, to be written again
+            raise
+        self.added += count
+        self._in_flight = None
 
     def _prepare(self, lines: Sequence[bytes]) -> _Chunk:
         chunk = _Chunk()
@@ -254,7 +325,7 @@ class EventIndex:
             c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(chunk.terms))
             words = orjson.dumps(texts).decode()
         except BaseException:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise
         return self._writer.submit(self._commit_words, first, words, len(rows))
 
@@ -269,7 +340,7 @@ class EventIndex:
             )
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise
         return count
 
@@ -280,7 +351,7 @@ class EventIndex:
         try:
             yield c
         except BaseException:
-            c.execute("ROLLBACK")
+            _rollback(c)
             raise
         c.execute("COMMIT")
 
@@ -292,6 +363,7 @@ class EventIndex:
         of its events is left.
         """
         removed = 0
+        self.flush()
         try:
             while True:
                 with self._transaction() as c:
@@ -344,10 +416,12 @@ class EventIndex:
 
     def terms(self, kind: str) -> list[str]:
         """The distinct values of one filtered column (`TERM_KINDS`)."""
+        self.flush()
         return [r[0] for r in self.conn.execute("SELECT value FROM terms WHERE kind = ?", (kind,))]
 
     def lines(self, ids: Sequence[int]) -> dict[int, bytes]:
         """The native lines of the events with these row ids."""
+        self.flush()
         try:
             return self._lines(ids)[0]
         except sqlite3.Error as exc:
@@ -375,10 +449,12 @@ class EventIndex:
         return out, blocks
 
     def count(self) -> int:
+        self.flush()
         return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
 
     def optimize(self) -> None:
         """Refresh the query planner's statistics (cheap; worth it after a bulk load)."""
+        self.flush()
         try:
             self.conn.execute("PRAGMA analysis_limit = 1000")
             self.conn.execute("ANALYZE")
@@ -387,6 +463,12 @@ class EventIndex:
 
     def close(self) -> None:
         if not self.readonly:
+            try:
+                self.flush()
+            except StoreError as exc:
+                # The exporter's cursor has not moved past these events: they are read
+                # from the log and indexed again at the next start.
+                log.error("%s", exc)
             try:
                 self.conn.execute("PRAGMA optimize")
             except sqlite3.Error:
