@@ -198,10 +198,10 @@ class EventIndex:
         if self.readonly:
             raise StoreError(f"search index {self.path} was opened read-only")
         try:
-            self._settle(wait=True)  # a part whose commit failed goes first
+            self._settle()  # a part whose commit failed goes first
             for at in range(0, len(lines), PART_EVENTS):
                 chunk = self._prepare(lines[at : at + PART_EVENTS])
-                self._settle(wait=True)
+                self._settle()
                 if chunk.rows:
                     # In flight before it is written, so a part that cannot be written
                     # is kept too.
@@ -214,7 +214,7 @@ class EventIndex:
         """Wait until everything handed over is committed (writing a part whose commit
         failed again); StoreError when it cannot be."""
         try:
-            self._settle(wait=True)
+            self._settle()
         except sqlite3.Error as exc:
             raise _wrap(self.path, "add events", exc) from exc
 
@@ -228,18 +228,14 @@ class EventIndex:
             self._in_flight = None
         return None if self._in_flight is None else self._in_flight.since
 
-    def _settle(self, *, wait: bool) -> None:
-        """Take the result of the part in flight; with `wait`, wait for it, and write a
-        part whose commit failed again. Raises the commit's sqlite3.Error."""
+    def _settle(self) -> None:
+        """Wait for the part in flight to be committed, writing it again first if its
+        commit failed. Raises the commit's sqlite3.Error (the part stays in flight)."""
         flight = self._in_flight
         if flight is None:
             return
         if flight.future is None:
-            if not wait:
-                return
             flight.future = self._write_chunk(flight.chunk)
-        if not wait and not flight.future.done():
-            return
         try:
             count = flight.future.result()
         except sqlite3.Error:
