@@ -25,7 +25,7 @@ import orjson
 from kaudit.config import Config, load_config
 from kaudit.config.model import KafkaLog
 from kaudit.dev.cli import local_kafka
-from kaudit.errors import ConfigError, KauditError
+from kaudit.errors import ConfigError, KauditError, UsageError
 from kaudit.events.codec import decode
 from kaudit.events.formats import FORMATS, render_bytes
 
@@ -53,6 +53,8 @@ def _handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             for issue in exc.issues:
                 click.echo(f"  {issue}", err=True)
             sys.exit(_EXIT_USAGE)
+        except UsageError as exc:
+            _fail(str(exc), _EXIT_USAGE)
         except KauditError as exc:
             _fail(str(exc))
         except BrokenPipeError:
@@ -593,35 +595,6 @@ def verify(
     (modified, missing, inserted, reordered and truncated events, bad or unknown
     signatures); with --hmac-key-env also each event's HMAC and the chain.
     """
-    from kaudit.integrity.verify import VerifyUsageError
-
-    try:
-        _verify(
-            source,
-            public_keys,
-            hmac_key_env,
-            since,
-            until,
-            as_json,
-            anchors,
-            config_path,
-            endpoint_url,
-        )
-    except VerifyUsageError as exc:
-        _fail(str(exc), _EXIT_USAGE)
-
-
-def _verify(
-    source: str,
-    public_keys: tuple[str, ...],
-    hmac_key_env: str | None,
-    since: str | None,
-    until: str | None,
-    as_json: bool,
-    anchors: tuple[str, ...],
-    config_path: str | None,
-    endpoint_url: str | None,
-) -> None:
     import os
 
     from kaudit.integrity.keys import load_verifiers

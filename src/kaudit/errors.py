@@ -14,6 +14,11 @@ class KauditError(Exception):
     retryable: bool = False
 
 
+class UsageError(KauditError):
+    """A command was asked for something in a way that cannot work (the command line
+    exits with status 2, as for a bad option)."""
+
+
 class ConfigError(KauditError):
     """The configuration is invalid; `issues` lists every problem found."""
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+# The sealed-log helpers the integrity tests use (tests/integrity/kaudit_sealed.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integrity"))
 
 import pytest
 from kaudit_destination_servers import HttpReceiver, MotoServer, Rsyslog

@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 from kaudit_destination_helpers import drain
 from kaudit_destination_servers import MotoServer
+from kaudit_sealed import emit_topics, sealed_audit
 
 import kaudit
 from kaudit.cli import main
@@ -67,36 +68,12 @@ def _settings(data: Path, key_file: Path, moto: MotoServer | None) -> dict[str, 
     }
     if moto is not None:
         destination.update(moto.access())
-    return {
-        "data_dir": str(data),
-        "audit": {
-            "failure_policy": "fail_closed",
-            "log": {"type": "local", "segment_max_mb": 1},
-            "integrity": {
-                "signing": {"enabled": True, "key_env_var": HMAC_ENV},
-                "chain": {"enabled": True},
-                "checkpoints": {
-                    "enabled": True,
-                    "key_file": str(key_file),
-                    "every_events": 100,
-                    "every_seconds": 60,
-                },
-            },
-            "destinations": [destination],
-        },
-    }
+    audit = sealed_audit(key_file, HMAC_ENV, every_events=100)
+    return {"data_dir": str(data), "audit": {**audit, "destinations": [destination]}}
 
 
 def _emit(session: kaudit.AuditSession, start: int, count: int) -> None:
-    for i in range(start, start + count):
-        session.emit(
-            "topic.created",
-            actor="User:alice",
-            resource=f"topic:t{i}",
-            details={"i": i, "pad": "p" * 900},
-        )
-        if i % 50 == 49:
-            session.flush()  # small batches, so checkpoints land every 100 events
+    emit_topics(session, start, count, pad=900)  # checkpoints land every 100 events
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from pathlib import Path
 import kaudit_tamper as tamper
 import orjson
 import pytest
+from kaudit_sealed import emit_topics, sealed_audit
 
 import kaudit
 from kaudit.config import Config
@@ -47,38 +48,14 @@ MODES = ["public_key", "hmac", "both"]
 def _config(
     data_dir: Path, key_file: Path, *, every_seconds: float = 60, anchor: Path | None = None
 ) -> Config:
-    return Config.model_validate(
-        {
-            "data_dir": str(data_dir),
-            "audit": {
-                "failure_policy": "fail_closed",
-                "log": {"type": "local", "segment_max_mb": 1},
-                "integrity": {
-                    "signing": {"enabled": True, "key_env_var": HMAC_ENV},
-                    "chain": {"enabled": True},
-                    "checkpoints": {
-                        "enabled": True,
-                        "key_file": str(key_file),
-                        "every_events": 200,
-                        "every_seconds": every_seconds,
-                        "anchor_path": str(anchor) if anchor else None,
-                    },
-                },
-            },
-        }
+    audit = sealed_audit(
+        key_file, HMAC_ENV, every_events=200, every_seconds=every_seconds, anchor=anchor
     )
+    return Config.model_validate({"data_dir": str(data_dir), "audit": audit})
 
 
 def _emit(session: kaudit.AuditSession, start: int, count: int) -> None:
-    for i in range(start, start + count):
-        session.emit(
-            "topic.created",
-            actor="User:alice",
-            resource=f"topic:t{i}",
-            details={"i": i, "pad": "p" * 600},
-        )
-        if i % 50 == 49:
-            session.flush()  # small batches, so checkpoints land every 200 events
+    emit_topics(session, start, count, pad=600)  # checkpoints land every 200 events
 
 
 @dataclass(frozen=True)

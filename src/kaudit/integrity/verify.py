@@ -65,7 +65,7 @@ from typing import IO, Any
 
 import orjson
 
-from kaudit.errors import KauditError
+from kaudit.errors import UsageError
 from kaudit.integrity.checkpoint import CheckpointFormatError, parse_signed
 from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.merkle import MerkleTree
@@ -97,7 +97,7 @@ _MAX_TRIALS = 64  # combinations of duplicated events tried against one checkpoi
 _FLUSH_LEAVES = 1 << 20  # leaves buffered before a clean stretch is folded into the tree
 
 
-class VerifyUsageError(KauditError):
+class VerifyUsageError(UsageError):
     """Verification was asked for in a way that cannot work (no key, bad source)."""
 
 
