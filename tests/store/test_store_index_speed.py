@@ -187,6 +187,7 @@ def test_a_part_whose_commit_failed_is_written_again_and_nothing_is_lost(
         assert runner.run_once() == 500
         runner.settle(5.0)
         first_batch_end = Cursor(cursor_path).load()
+        assert first_batch_end is not None and first_batch_end.offset > 0
         held = exporter.index._writer.submit(disk_full_from_now)
         assert runner.run_once() == 500  # its commit waits behind the held writer
         release.set()
