@@ -12,6 +12,8 @@ import orjson
 import pytest
 from kaudit_store_data import export, index_path, log_lines, make_config, record_traffic
 
+from kaudit.config import Config
+from kaudit.config.model import StoreDestination
 from kaudit.exporters import runners_for
 from kaudit.exporters.base import ExporterRunner
 from kaudit.exporters.store import StoreExporter
@@ -23,6 +25,13 @@ from kaudit.store.schema import NotAnEvent, fields_of, read_event, search_text, 
 
 START = datetime(2026, 9, 1, tzinfo=UTC)
 END = datetime(2026, 9, 3, tzinfo=UTC)
+
+
+def _store_exporter(config: Config) -> StoreExporter:
+    """The exporter of the `store` destination `make_config` sets up."""
+    (destination,) = config.audit.all_destinations
+    assert isinstance(destination, StoreDestination)
+    return StoreExporter(destination, config.data_path)
 
 
 def test_reading_a_line_gives_the_fields_and_words_of_the_whole_decoded_event(
@@ -104,7 +113,7 @@ def test_the_store_runner_reads_large_batches_unless_told_otherwise(tmp_path: Pa
         assert runner.batch_max == StoreExporter.batch_max == 20_000
     finally:
         runner.close()
-    exporter = StoreExporter(config.audit.all_destinations[0], config.data_path)  # type: ignore[arg-type]
+    exporter = _store_exporter(config)
     told = ExporterRunner(
         exporter, log_dir=config.log_dir, cursor=Cursor(tmp_path / "c.json"), batch_max=20
     )
@@ -125,7 +134,7 @@ def test_the_cursor_waits_for_the_commit_of_the_last_part_it_handed_over(
     config = make_config(tmp_path)
     record_traffic(config, 60, START, END)
     lines = log_lines(config)
-    exporter = StoreExporter(config.audit.all_destinations[0], config.data_path)  # type: ignore[arg-type]
+    exporter = _store_exporter(config)
     cursor_path = tmp_path / "c.json"
     runner = ExporterRunner(
         exporter, log_dir=config.log_dir, cursor=Cursor(cursor_path), batch_max=20
@@ -157,7 +166,7 @@ def test_a_part_whose_commit_failed_is_written_again_and_nothing_is_lost(
     config = make_config(tmp_path)
     record_traffic(config, 1500, START, END)
     lines = log_lines(config)
-    exporter = StoreExporter(config.audit.all_destinations[0], config.data_path)  # type: ignore[arg-type]
+    exporter = _store_exporter(config)
     conn = exporter.index.conn
     cursor_path = tmp_path / "c.json"
     retries: list[float] = []

@@ -29,7 +29,13 @@ class StoreExporter:
         self.name = config.display_name
         self.path = config.index_path(data_path)
         self._index: EventIndex | None = None
-        self.added = 0
+        self._added_before = 0
+        """Events added by indexes this exporter opened and closed again."""
+
+    @property
+    def added(self) -> int:
+        """Events newly added to the index (committed) through this exporter."""
+        return self._added_before + (self._index.added if self._index is not None else 0)
 
     @property
     def index(self) -> EventIndex:
@@ -45,16 +51,10 @@ class StoreExporter:
             self.index.submit(records)
         except StoreError as exc:
             raise ExporterError(str(exc), retryable=exc.retryable) from exc
-        finally:
-            self.added = self.index.added
 
     def unsettled_since(self) -> float | None:
         """When the oldest batch not yet committed was sent (None: all are)."""
-        if self._index is None:
-            return None
-        since = self._index.unsettled_since()
-        self.added = self._index.added
-        return since
+        return None if self._index is None else self._index.unsettled_since()
 
     def idle(self, last_sequence: int | None) -> None:
         """Caught up: commit what is in flight, so a failed commit is retried now."""
@@ -64,10 +64,9 @@ class StoreExporter:
             self._index.flush()
         except StoreError as exc:
             raise ExporterError(str(exc), retryable=exc.retryable) from exc
-        finally:
-            self.added = self._index.added
 
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
+            self._added_before += self._index.added
             self._index = None
