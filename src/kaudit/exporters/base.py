@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import importlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -29,10 +28,11 @@ from kaudit.config import Config
 from kaudit.config.model import Batching, Destination, KafkaLog
 from kaudit.errors import EventDecodeError, ExporterError, RecordsRejectedError
 from kaudit.events.codec import from_dict
+from kaudit.events.filter import EventFilter
 from kaudit.events.formats import render_bytes
 from kaudit.log.cursor import Cursor, safe_name
 from kaudit.log.segments import LogReader
-from kaudit.recorder.filter import EventFilter
+from kaudit.retry import Backoff
 
 log = logging.getLogger("kaudit.exporters")
 
@@ -226,6 +226,8 @@ class ExporterRunner:
         )
         self._pending: collections.deque[tuple[float, Any, int | None]] = collections.deque()
         self._sleep = sleep
+        # Set by run(); drain() never sets it, so a retry there goes on until it succeeds.
+        self._stop = threading.Event()
         self._idle_hook: Callable[[int | None], None] | None = getattr(exporter, "idle", None)
 
     @property
@@ -337,7 +339,7 @@ class ExporterRunner:
             self._commit_settled()
 
     def _deliver(self, records: list[bytes]) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, self.max_backoff_s, jitter=True)
         while True:
             try:
                 self.exporter.send(records)
@@ -363,10 +365,8 @@ class ExporterRunner:
                     self._dead_letter(records, str(exc))
                     return
                 self.metrics.retried += 1
-                log.warning("%s failed, retrying in %.1fs: %s", self.name, backoff, exc)
-                # Full jitter keeps many exporters from retrying in lockstep.
-                self._sleep(random.uniform(backoff / 2, backoff))
-                backoff = min(backoff * 2, self.max_backoff_s)
+                log.warning("%s failed, retrying in %.1fs: %s", self.name, backoff.step_s, exc)
+                self._sleep(backoff.next_wait())
                 if self._stop.is_set():
                     raise
                 continue
@@ -389,8 +389,6 @@ class ExporterRunner:
             for record in records:
                 f.write(orjson.dumps({"reason": reason, "record": orjson.Fragment(record)}))
                 f.write(b"\n")
-
-    _stop = threading.Event()
 
     def drain(self) -> int:
         """Deliver until caught up with the log; the number of log lines consumed."""

@@ -10,6 +10,7 @@ import httpx
 
 from kaudit import __version__
 from kaudit.errors import DestinationHttpError, ExporterError
+from kaudit.retry import Backoff
 
 # Answers that mean "not now" or "not you yet": the same request can succeed later
 # (after the receiver recovers, or someone fixes the credentials or the URL).
@@ -75,6 +76,7 @@ def post_with_retries(
     """`post`, tried again up to `attempts` more times (0.25 s, 0.5 s, ... apart, at most
     2 s) when retrying can help; `headers` is called per try (fresh signature time)."""
     attempt = 0
+    backoff = Backoff(0.25, 2.0)
     while True:
         try:
             post(client, where, url, body, headers())
@@ -83,4 +85,4 @@ def post_with_retries(
             attempt += 1
             if not exc.retryable or attempt > attempts:
                 raise
-            time.sleep(min(0.25 * 2 ** (attempt - 1), 2.0))
+            time.sleep(backoff.next_wait())

@@ -33,6 +33,7 @@ import orjson
 from kaudit.errors import AuditUnavailableError, LogWriteError
 from kaudit.events.catalog import EventCatalog
 from kaudit.events.codec import encode_line
+from kaudit.events.filter import EventFilter
 from kaudit.events.model import (
     RESULTS,
     SCHEMA_VERSION,
@@ -44,9 +45,9 @@ from kaudit.events.model import (
     Integrity,
     Resource,
 )
-from kaudit.recorder.filter import EventFilter
 from kaudit.recorder.redact import Redactor
 from kaudit.recorder.stamp import Stamper
+from kaudit.retry import Backoff
 
 log = logging.getLogger("kaudit.recorder")
 
@@ -508,7 +509,7 @@ class Recorder:
             return self._encode_item(item, seq, end)
 
     def _append_with_retry(self, lines: list[bytes], keys: list[bytes] | None = None) -> None:
-        backoff = 0.05
+        backoff = Backoff(0.05, _MAX_BACKOFF_S)
         while True:
             try:
                 self.sink.append(lines, keys)
@@ -520,8 +521,7 @@ class Recorder:
                 self._last_error = str(exc)
                 if self._closing and self._close_deadline < time.monotonic():
                     raise LogWriteError(f"giving up at close: {exc}") from exc
-                time.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                time.sleep(backoff.next_wait())
                 continue
             if not self._healthy:
                 log.warning("audit log writable again")
