@@ -6,8 +6,9 @@ own: `audit` (recorder settings and rules across its keys), `log`, `destinations
 `integrity` and `retention` under it, `gateway`; `connections` holds the Kafka and AWS
 blocks several of them embed, `fields` what all of them share. Every model and field type
 of those modules is re-exported here, so `kaudit.config.model` stays the one place to
-import them from. Reading YAML, substituting environment variables and turning
-validation errors into messages belong to `kaudit.config.load`.
+import them from. Reading YAML belongs to `kaudit.config.load`, substituting
+environment variables to `kaudit.config.env`, and turning validation errors into
+messages to `kaudit.config.issues`.
 
 Models are frozen and refuse unknown keys, so a typo is an error instead of a setting
 that silently does nothing. Unions chosen by a `type:` key (the audit log, destinations)
