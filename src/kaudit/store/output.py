@@ -1,7 +1,7 @@
 """Printing search results and counts: `table` for people, `json`, `jsonl`, `csv` for
 programs. This module owns the columns and how each format writes them; events in
 `json`/`jsonl` are the native events as recorded, byte for byte in `jsonl`.
-`write_search` is `kaudit search` from an open filter to printed output."""
+`write_search` is `kaudit search`, from a filter to printed output."""
 
 from __future__ import annotations
 
