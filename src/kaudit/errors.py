@@ -145,3 +145,9 @@ class StoreError(KauditError):
 class SearchError(KauditError, ValueError):
     """A search, report or retention request that cannot be answered as asked (a bad time,
     filter or period); the message says what is accepted. Retrying does not help."""
+
+
+class TimeFormatError(SearchError):
+    """A time, duration or month written in a form kaudit does not read
+    (`kaudit.timeparse`); the message says what is accepted. A SearchError, because
+    searches, reports and retention are where such values come from."""

@@ -105,6 +105,24 @@ class TrafficGenerator:
         maker = r.choices(self._makers, self._weights)[0]
         return maker(), actor
 
+    def emit_next(
+        self, session: AuditSession, *, correlation_id: str, time_ns: int | None = None
+    ) -> None:
+        """Record the next event of the mix through `session`, at `time_ns` (default:
+        now)."""
+        e, actor = self.next()
+        session.emit(
+            e.event_type,
+            actor=actor,
+            resource=e.resource,
+            result=e.result,
+            error=e.error,
+            details=e.details,
+            authorization=e.authorization,
+            correlation_id=correlation_id,
+            time_ns=time_ns,
+        )
+
     # -- kinds of traffic -----------------------------------------------------------------
 
     def _topic(self) -> str:
@@ -355,15 +373,8 @@ def generate(
     step = (end - start) / count if count else 0
     report_every = max(1, count // 200)
     for i in range(count):
-        e, actor = gen.next()
-        session.emit(
-            e.event_type,
-            actor=actor,
-            resource=e.resource,
-            result=e.result,
-            error=e.error,
-            details=e.details,
-            authorization=e.authorization,
+        gen.emit_next(
+            session,
             correlation_id=f"req_{seed:x}{i:08x}",
             time_ns=int(start + i * step) if spread_seconds else None,
         )

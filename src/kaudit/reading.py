@@ -2,25 +2,33 @@
 JSON Lines file (plain or gzipped), standard input or a Kafka log topic (`kafka://`) —
 once, or following new events.
 
-Yields raw canonical lines; rendering and filtering are the caller's choice, so `tail`
-can pass native lines through untouched.
+`iter_lines` yields raw canonical lines; rendering and filtering are the caller's choice,
+so `tail` can pass native lines through untouched. What `kaudit tail` shows is chosen
+here too (`tail_lines`: the configured log by default, an event type glob, the last N)
+and printed by `write_lines`.
 """
 
 from __future__ import annotations
 
+import collections
+import fnmatch
 import gzip
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import orjson
 from pydantic import ValidationError
 
-from kaudit.config.model import KafkaConnection
+from kaudit.config import Config
+from kaudit.config.model import KafkaConnection, KafkaLog
 from kaudit.errors import KauditError
+from kaudit.events.codec import decode
+from kaudit.events.formats import render_bytes
 from kaudit.log.segments import LogReader, Position, list_segments
 
 
@@ -187,3 +195,81 @@ def _file_lines(path: Path, follow: bool, poll_s: float) -> Iterator[bytes]:
                 continue
     finally:
         f.close()
+
+
+# ---------------------------------------------------------------------------- tail
+
+
+def configured_source(config: Config) -> str:
+    """The configured log as a SOURCE: its `kafka://` URL, or its directory."""
+    log = config.audit.log
+    if isinstance(log, KafkaLog):
+        return f"kafka://{','.join(log.bootstrap_servers)}/{log.topic}"
+    return str(config.log_dir)
+
+
+def tail_lines(
+    source: str | None,
+    config: Config | None,
+    *,
+    follow: bool = False,
+    type_glob: str | None = None,
+    last: int | None = None,
+) -> Iterator[bytes]:
+    """What `kaudit tail` shows: the lines of SOURCE (default: the log `config` names),
+    only event types matching `type_glob`, only the `last` ones of the backlog. A
+    configured Kafka log lends its security settings to a `kafka://` SOURCE on its hosts.
+    While following, `b""` marks each catch-up (see `iter_lines`)."""
+    kafka_log = (
+        config.audit.log if config is not None and isinstance(config.audit.log, KafkaLog) else None
+    )
+    if source is None:
+        if config is None:
+            raise ValueError("tail_lines needs a SOURCE or a configuration")
+        source = configured_source(config)
+    stream = of_type(iter_lines(source, follow=follow, kafka_base=kafka_log), type_glob)
+    if last is not None:
+        stream = last_lines(stream, last)
+    return stream
+
+
+def of_type(lines: Iterator[bytes], type_glob: str | None) -> Iterator[bytes]:
+    """The lines whose event type matches `type_glob` (all of them when it is None); lines
+    that are not JSON are left out when filtering, catch-up markers kept."""
+    for line in lines:
+        if type_glob is not None and line:
+            try:
+                event_type = orjson.loads(line).get("event_type", "")
+            except orjson.JSONDecodeError:
+                continue
+            if not fnmatch.fnmatchcase(str(event_type), type_glob):
+                continue
+        yield line
+
+
+def last_lines(stream: Iterator[bytes], n: int) -> Iterator[bytes]:
+    """The last `n` lines of the backlog (up to the first catch-up marker), then the rest."""
+    backlog: collections.deque[bytes] = collections.deque(maxlen=n)
+    for line in stream:
+        if not line:
+            yield from backlog
+            backlog.clear()
+            yield line
+            yield from stream
+            return
+        backlog.append(line)
+    yield from backlog
+
+
+def write_lines(lines: Iterable[bytes], fmt: str, out: BinaryIO) -> None:
+    """Print event lines, one a line, in `fmt` (`native`: the lines as they are, byte for
+    byte); a catch-up marker flushes what came before it."""
+    for line in lines:
+        if not line:  # caught up while following: show what we have
+            out.flush()
+            continue
+        if fmt == "native":
+            out.write(line if line.endswith(b"\n") else line + b"\n")
+        else:
+            out.write(render_bytes(decode(line), fmt) + b"\n")
+    out.flush()

@@ -22,6 +22,11 @@ pytestmark = pytest.mark.kafka
 KAUDIT = str(Path(sys.executable).with_name("kaudit"))
 
 
+def kaudit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`kaudit ARGS` run to its end in `cwd`, its output as text."""
+    return subprocess.run([KAUDIT, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -64,18 +69,10 @@ def test_kaudit_run_serves_the_configured_gateway_until_sigterm(
 
 
 def test_gateway_command_line_errors_name_what_is_wrong(tmp_path: Path) -> None:
-    missing = subprocess.run(
-        [KAUDIT, "gateway"], capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
+    missing = kaudit("gateway", cwd=tmp_path)
     assert missing.returncode == 2
     assert "no upstream: pass --upstream HOST:PORT" in missing.stderr
-    bad = subprocess.run(
-        [KAUDIT, "gateway", "--upstream", "kafka", "--listen", "127.0.0.1:99999"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    bad = kaudit("gateway", "--upstream", "kafka", "--listen", "127.0.0.1:99999", cwd=tmp_path)
     assert bad.returncode == 2
     assert "gateway.upstream[0]: must be host:port" in bad.stderr
     assert "gateway.listen: must be host:port" in bad.stderr
@@ -86,10 +83,13 @@ def test_a_taken_port_is_a_clear_error(kafka: KafkaInfo, tmp_path: Path) -> None
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        done = subprocess.run(
-            [KAUDIT, "gateway", "--upstream", kafka.sasl_bootstrap_servers,
-             "--listen", f"127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        )  # fmt: skip
+        done = kaudit(
+            "gateway",
+            "--upstream",
+            kafka.sasl_bootstrap_servers,
+            "--listen",
+            f"127.0.0.1:{port}",
+            cwd=tmp_path,
+        )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

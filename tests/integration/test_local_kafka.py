@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kaudit.dev.cli import local_kafka
+from kaudit.cli.local_kafka import local_kafka
 from kaudit.dev.dist import cached_dist, ensure_kafka, is_complete
 from kaudit.dev.errors import KafkaStartError
 from kaudit.dev.kafka import SASL_MECHANISMS, KafkaInfo, KafkaPorts, LocalKafka
@@ -271,7 +271,7 @@ def test_start_when_running_says_so_and_prints_status(kafka: KafkaInfo) -> None:
 def test_module_entry_point_and_not_running_exit_code(kafka: KafkaInfo, tmp_path: Path) -> None:
     def status(directory: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "kaudit.dev.cli", "status", "--dir", str(directory)],
+            [sys.executable, "-m", "kaudit.cli.local_kafka", "status", "--dir", str(directory)],
             capture_output=True,
             text=True,
             timeout=60,

@@ -6,12 +6,18 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 import kaudit
 from kaudit.cli import main
 from kaudit.config import Config
 from kaudit.integrity.keys import generate
+
+HMAC = ("--hmac-key-env", "KAUDIT_CLI_HMAC")
+
+
+def verify(*args: str) -> Result:
+    return CliRunner().invoke(main, ["verify", *args])
 
 
 @pytest.fixture
@@ -42,9 +48,7 @@ def log_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
 
 def test_an_untouched_log_is_intact(log_and_key: tuple[Path, Path]) -> None:
     data, pub = log_and_key
-    result = CliRunner().invoke(
-        main, ["verify", str(data), "--public-key", str(pub), "--hmac-key-env", "KAUDIT_CLI_HMAC"]
-    )
+    result = verify(str(data), "--public-key", str(pub), *HMAC)
     assert result.exit_code == 0, result.output
     assert "INTACT" in result.output and "100 events" in result.output
 
@@ -55,18 +59,7 @@ def test_a_modified_event_is_reported_with_exit_1(log_and_key: tuple[Path, Path]
     lines = segment.read_bytes().splitlines(keepends=True)
     lines[42] = lines[42].replace(b"topic:t42", b"topic:t99").replace(b'"t42"', b'"t99"')
     segment.write_bytes(b"".join(lines))
-    result = CliRunner().invoke(
-        main,
-        [
-            "verify",
-            str(data),
-            "--public-key",
-            str(pub),
-            "--hmac-key-env",
-            "KAUDIT_CLI_HMAC",
-            "--json",
-        ],
-    )
+    result = verify(str(data), "--public-key", str(pub), *HMAC, "--json")
     assert result.exit_code == 1
     report = orjson.loads(result.output)
     assert report["ok"] is False
@@ -76,23 +69,13 @@ def test_a_modified_event_is_reported_with_exit_1(log_and_key: tuple[Path, Path]
 
 def test_usage_errors_exit_2(log_and_key: tuple[Path, Path], tmp_path: Path) -> None:
     data, _ = log_and_key
-    runner = CliRunner()
-    assert runner.invoke(main, ["verify", str(data)]).exit_code == 2
-    assert runner.invoke(
-        main, ["verify", str(tmp_path / "nope"), "--hmac-key-env", "KAUDIT_CLI_HMAC"]
-    ).exit_code in (1, 2)
-    result = runner.invoke(main, ["verify", "s3:///p", "--hmac-key-env", "KAUDIT_CLI_HMAC"])
+    assert verify(str(data)).exit_code == 2
+    assert verify(str(tmp_path / "nope"), *HMAC).exit_code in (1, 2)
+    result = verify("s3:///p", *HMAC)
     assert result.exit_code == 2 and "s3://bucket/prefix" in result.output
-    result = runner.invoke(
-        main, ["verify", "s3://b/p", "--hmac-key-env", "KAUDIT_CLI_HMAC", "--anchor", "a"]
-    )
+    result = verify("s3://b/p", *HMAC, "--anchor", "a")
     assert result.exit_code == 2 and "--anchor" in result.output
-    result = runner.invoke(
-        main,
-        ["verify", str(data), "--hmac-key-env", "KAUDIT_CLI_HMAC", "--endpoint-url", "http://x"],
-    )
+    result = verify(str(data), *HMAC, "--endpoint-url", "http://x")
     assert result.exit_code == 2 and "--endpoint-url applies to an s3://" in result.output
-    result = runner.invoke(
-        main, ["verify", "kafka://h:1/t", "--hmac-key-env", "KAUDIT_CLI_HMAC", "--anchor", "a"]
-    )
+    result = verify("kafka://h:1/t", *HMAC, "--anchor", "a")
     assert result.exit_code == 2 and "--anchor" in result.output

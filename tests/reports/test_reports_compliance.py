@@ -27,11 +27,11 @@ from kaudit.reports.compliance import (
     IntegrityStatus,
     build_report,
     integrity_status,
-    parse_period,
     previous_month,
     render,
 )
 from kaudit.store.query import IndexSearch, ScanSearch
+from kaudit.timeparse import parse_period
 
 OCT = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
 NOT_CHECKED = IntegrityStatus("not configured", "test")

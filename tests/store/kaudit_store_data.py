@@ -12,9 +12,10 @@ import orjson
 
 import kaudit
 from kaudit.config import Config
-from kaudit.exporters import runners_for
+from kaudit.exporters import drain_all
 from kaudit.generate import TrafficGenerator
 from kaudit.log.segments import LogReader
+from kaudit.store.index import EventIndex
 
 
 def make_config(tmp_path: Path, **audit: Any) -> Config:
@@ -38,18 +39,7 @@ def record_traffic(
     step = (int(end.timestamp() * 1e9) - first) // count
     with kaudit.open(config) as session:
         for i in range(count):
-            e, actor = gen.next()
-            session.emit(
-                e.event_type,
-                actor=actor,
-                resource=e.resource,
-                result=e.result,
-                error=e.error,
-                details=e.details,
-                authorization=e.authorization,
-                correlation_id=f"req_{seed}_{i}",
-                time_ns=first + i * step,
-            )
+            gen.emit_next(session, correlation_id=f"req_{seed}_{i}", time_ns=first + i * step)
 
 
 def log_lines(config: Config) -> list[bytes]:
@@ -62,14 +52,25 @@ def log_events(config: Config) -> list[dict[str, Any]]:
 
 def export(config: Config) -> dict[str, int]:
     """Run every configured destination until it has caught up with the log."""
-    counts = {}
-    for runner in runners_for(config):
-        try:
-            counts[runner.name] = runner.drain()
-        finally:
-            runner.close()
-    return counts
+    return drain_all(config)
 
 
 def index_path(config: Config) -> Path:
     return config.data_path / "index.sqlite"
+
+
+def forget_cursors(config: Config) -> None:
+    """Lose every exporter's cursor, as a crash between a commit and the cursor's save
+    does: the next export replays the whole log."""
+    for cursor in (config.data_path / "cursors").iterdir():
+        cursor.unlink()
+
+
+def text_and_event_rows(index: EventIndex) -> tuple[list[Any], list[Any]]:
+    """The full-text rows of the events with a generated correlation id (`req_…`, all
+    of `record_traffic`'s), and the rows of all events, by id."""
+    text_rows = index.conn.execute(
+        "SELECT rowid FROM events_text WHERE events_text MATCH 'req'"
+    ).fetchall()
+    event_rows = index.conn.execute("SELECT id FROM events ORDER BY id").fetchall()
+    return text_rows, event_rows

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kaudit_store_data import export, index_path, log_lines, make_config, record_traffic
+from kaudit_store_data import (
+    export,
+    forget_cursors,
+    index_path,
+    log_lines,
+    make_config,
+    record_traffic,
+    text_and_event_rows,
+)
 
 from kaudit.config import Config
 from kaudit.errors import StoreError
@@ -60,8 +68,7 @@ def test_redelivered_events_are_indexed_once(tmp_path: Path) -> None:
     record_traffic(config, 400, START, END)
     export(config)
     # A lost cursor (crash between commit and cursor save) replays the whole log.
-    for cursor in (config.data_path / "cursors").iterdir():
-        cursor.unlink()
+    forget_cursors(config)
     assert export(config) == {"store:<data_dir>/index.sqlite": 400}
     lines = log_lines(config)
     assert indexed_lines(index_path(config)) == lines
@@ -72,10 +79,7 @@ def test_redelivered_events_are_indexed_once(tmp_path: Path) -> None:
         assert index.add(lines[10:20]) == 5
         assert index.count() == 20
         # Every event has a correlation id (req_…): one full-text row per indexed event.
-        text_rows = index.conn.execute(
-            "SELECT rowid FROM events_text WHERE events_text MATCH 'req'"
-        ).fetchall()
-        event_rows = index.conn.execute("SELECT id FROM events ORDER BY id").fetchall()
+        text_rows, event_rows = text_and_event_rows(index)
         assert sorted(text_rows) == event_rows
     assert indexed_lines(tmp_path / "other.sqlite") == lines[:20]
 
@@ -84,8 +88,7 @@ def test_free_text_finds_only_what_was_indexed_once(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     record_traffic(config, 400, START, END)
     export(config)
-    for cursor in (config.data_path / "cursors").iterdir():
-        cursor.unlink()
+    forget_cursors(config)
     export(config)
     search = IndexSearch(index_path(config))
     try:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kaudit_store_data import export, index_path, log_lines, make_config, record_traffic
+from kaudit_store_data import (
+    export,
+    index_path,
+    log_lines,
+    make_config,
+    record_traffic,
+    text_and_event_rows,
+)
 
 from kaudit.config import Config
 from kaudit.config.model import StoreDestination
@@ -85,10 +92,7 @@ def test_a_batch_larger_than_a_part_is_added_in_parts_with_matching_words(
         assert index.add(lines[:30] + lines[3:12] + lines[25:40]) == 40
         assert index.add(lines[35:] + lines[:5]) == 20
         assert index.count() == 60
-        text_rows = index.conn.execute(
-            "SELECT rowid FROM events_text WHERE events_text MATCH 'req'"
-        ).fetchall()
-        event_rows = index.conn.execute("SELECT id FROM events ORDER BY id").fetchall()
+        text_rows, event_rows = text_and_event_rows(index)
         assert sorted(text_rows) == event_rows
     search = IndexSearch(path)
     try:

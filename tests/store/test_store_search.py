@@ -18,8 +18,9 @@ from kaudit_store_data import export, index_path, log_events, make_config, recor
 
 import kaudit
 from kaudit.errors import SearchError
-from kaudit.store.query import Filter, IndexSearch, ScanSearch, Search, parse_time
+from kaudit.store.query import Filter, IndexSearch, ScanSearch, Search
 from kaudit.store.schema import day_name
+from kaudit.timeparse import parse_time
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 END = datetime(2026, 10, 21, tzinfo=UTC)

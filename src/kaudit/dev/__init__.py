@@ -3,5 +3,6 @@
 - `kaudit.dev.dist`: Kafka's jars from Maven Central, cached per version; its Java tools.
 - `kaudit.dev.kafka`: one KRaft broker with SASL users and ACLs (`LocalKafka`, `KafkaInfo`).
 - `kaudit.dev.probe`: the readiness probe (a MetadataRequest on the wire).
-- `kaudit.dev.cli`: ``kaudit local-kafka start|stop|status``.
+
+Its command line, ``kaudit local-kafka start|stop|status``, is `kaudit.cli.local_kafka`.
 """

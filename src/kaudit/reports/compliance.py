@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -28,8 +27,9 @@ from kaudit.config import Config
 from kaudit.config.model import LocalLog
 from kaudit.errors import SearchError
 from kaudit.events.model import RESULTS
-from kaudit.store.query import Filter, Hit, Search
+from kaudit.store.query import Filter, Hit, Search, open_search
 from kaudit.store.schema import day_name
+from kaudit.timeparse import parse_period
 
 REPORT_FORMATS = ("md", "html", "csv", "json")
 CHANGE_TYPES = (
@@ -41,18 +41,6 @@ CHANGE_TYPES = (
 )
 """What the report lists as ACL and configuration changes."""
 TOP_ACTORS = 10
-_PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def parse_period(text: str) -> tuple[datetime, datetime]:
-    """`YYYY-MM` as [first day 00:00 UTC, first day of the next month)."""
-    m = _PERIOD.match(text.strip())
-    if not m or not 1 <= int(m.group(2)) <= 12:
-        raise SearchError(f"period {text!r} is not a month; accepted: YYYY-MM (e.g. 2026-11)")
-    year, month = int(m.group(1)), int(m.group(2))
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
 
 
 def previous_month(now: datetime | None = None) -> str:
@@ -277,6 +265,32 @@ def build_report(
         integrity=integrity,
         max_rows=max_rows,
     )
+
+
+def report_on(
+    source: str | None, config: Config, period: str, *, fmt: str, max_rows: int = 500
+) -> bytes:
+    """`kaudit report`: the report of `period` (YYYY-MM) rendered in `fmt`, from SOURCE
+    when given (as `kaudit search` reads it), else the configured index or log. Its
+    integrity status is that of SOURCE when SOURCE is a log directory, else of the
+    configured log."""
+    from kaudit.reading import resolve_log_dir
+
+    start, _ = parse_period(period)
+    searcher = open_search(source, config)
+    log_dir = resolve_log_dir(Path(source)) if source and Path(source).is_dir() else None
+    try:
+        return render(
+            build_report(
+                searcher,
+                period,
+                integrity=integrity_status(config, start, log_dir),
+                max_rows=max_rows,
+            ),
+            fmt,
+        )
+    finally:
+        searcher.close()
 
 
 # ---------------------------------------------------------------------------- rendering

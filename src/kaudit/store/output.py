@@ -1,6 +1,7 @@
 """Printing search results and counts: `table` for people, `json`, `jsonl`, `csv` for
 programs. This module owns the columns and how each format writes them; events in
-`json`/`jsonl` are the native events as recorded, byte for byte in `jsonl`."""
+`json`/`jsonl` are the native events as recorded, byte for byte in `jsonl`.
+`write_search` is `kaudit search`, from a filter to printed output."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from kaudit.store.query import Hit
+from kaudit.config import Config
+from kaudit.store.query import Filter, Hit, open_search
 from kaudit.store.schema import day_name
 
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
@@ -128,3 +130,27 @@ def write_counts(
         total = sum(n for _, n in counts)
         body = _table(header, rows, right) if rows else ""
         out.write((body + f"({len(rows)} groups, {total} events)\n").encode())
+
+
+def write_search(
+    source: str | None,
+    config: Config,
+    flt: Filter,
+    out: BinaryIO,
+    *,
+    fmt: str,
+    count_by: str | None = None,
+    limit: int = 0,
+) -> None:
+    """Search SOURCE (else the configured index or log, as `open_search` picks) and print
+    the matching events, newest first, at most `limit` (0: all), or with `count_by` their
+    counts by that key."""
+    searcher = open_search(source, config)
+    try:
+        if count_by:
+            write_counts(searcher.count_by(flt, (count_by,)), (count_by,), fmt, out)
+        else:
+            write_hits(searcher.search(flt, limit or None), fmt, out)
+        out.flush()
+    finally:
+        searcher.close()

@@ -24,7 +24,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,42 +32,17 @@ from typing import Any, Protocol
 import orjson
 
 from kaudit.config import Config
-from kaudit.config.model import KafkaLog, StoreDestination
+from kaudit.config.model import StoreDestination
 from kaudit.errors import SearchError
 from kaudit.events.model import RESULTS
 from kaudit.store.index import EventIndex
 from kaudit.store.schema import Fields, NotAnEvent, read_event, to_ms, words
+from kaudit.timeparse import parse_time
 
 GROUP_KEYS = ("type", "category", "actor", "resource", "result", "cluster", "day")
 """What `count_by` groups on; `day` is the UTC date."""
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GLOB_CHARS = frozenset("*?[")
-
-
-def parse_time(text: str, *, now: datetime | None = None, what: str = "time") -> datetime:
-    """An ISO 8601 time or date (UTC when no offset is given), or a duration back from
-    now: `30m`, `24h`, `7d`, `2w`."""
-    text = text.strip()
-    if text and text[-1] in _DURATION_UNITS:
-        try:
-            amount = float(text[:-1])
-        except ValueError:
-            pass
-        else:
-            if amount >= 0:
-                return (now or datetime.now(UTC)) - timedelta(
-                    seconds=amount * _DURATION_UNITS[text[-1]]
-                )
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise SearchError(
-            f"{what} {text!r} is neither a time nor a duration; accepted: an ISO 8601 time "
-            "or date (2026-11-22T10:15:00Z, 2026-11-22) or a duration back from now "
-            "(30m, 24h, 7d, 2w)"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _is_glob(text: str) -> bool:
@@ -203,6 +178,32 @@ class Filter:
             pattern_cluster = self.cluster
             out["cluster"] = lambda v: _pattern_matches(pattern_cluster, v)
         return out
+
+
+def parse_filter(
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    type: str | None = None,
+    actor: str | None = None,
+    resource: str | None = None,
+    result: str | None = None,
+    cluster: str | None = None,
+    query: str | None = None,
+) -> Filter:
+    """The filter of a command line's `--since`, `--until`, ... options: times as
+    `timeparse.parse_time` reads them (an empty one is no condition); SearchError naming
+    the option when one cannot be read."""
+    return Filter(
+        since=parse_time(since, what="--since") if since else None,
+        until=parse_time(until, what="--until") if until else None,
+        type=type,
+        actor=actor,
+        resource=resource,
+        result=result,
+        cluster=cluster,
+        query=query,
+    )
 
 
 @dataclass(frozen=True)
@@ -453,7 +454,6 @@ def open_search(source: str | None, config: Config) -> Search:
     store = store_destination(config)
     if store is not None:
         return IndexSearch(store.index_path(config.data_path))
-    log = config.audit.log
-    if isinstance(log, KafkaLog):
-        return ScanSearch(f"kafka://{','.join(log.bootstrap_servers)}/{log.topic}")
-    return ScanSearch(str(config.log_dir))
+    from kaudit.reading import configured_source
+
+    return ScanSearch(configured_source(config))

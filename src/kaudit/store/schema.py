@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
+from kaudit.timeparse import parse_iso
+
 SCHEMA_VERSION = 2
 """Bumped when the tables or the words of an event change; an index of another version
 is refused with a message saying to rebuild it."""
@@ -129,10 +131,7 @@ def day_name(day: int) -> str:
 
 def parse_timestamp(text: str) -> int:
     """An event's ISO 8601 timestamp as milliseconds; a time without offset is UTC."""
-    when = datetime.fromisoformat(text)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return to_ms(when)
+    return to_ms(parse_iso(text))
 
 
 def fields_of(obj: dict[str, Any]) -> Fields:

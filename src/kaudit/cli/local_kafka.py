@@ -1,7 +1,7 @@
 """`kaudit local-kafka start|stop|status`: the command-line face of `kaudit.dev.kafka`.
 
 The group is registered by the main ``kaudit`` CLI and also runs on its own with
-``python -m kaudit.dev.cli``. Results go to stdout as JSON (the `status` document), so
+``python -m kaudit.cli.local_kafka``. Results go to stdout as JSON (the `status` document), so
 scripts can read ``bootstrap_servers`` and friends; progress and errors go to stderr.
 
 Exit codes: 0 success; 1 Kafka failed (download, format, start, stop); 2 a required

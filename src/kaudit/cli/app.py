@@ -1,0 +1,42 @@
+"""The `kaudit` command group: every command of the command line, registered here."""
+
+from __future__ import annotations
+
+import click
+
+from kaudit.cli.check_config import check_config
+from kaudit.cli.demo import demo
+from kaudit.cli.events import emit, generate, tail
+from kaudit.cli.exporters import exporters
+from kaudit.cli.keys import keys
+from kaudit.cli.local_kafka import local_kafka
+from kaudit.cli.run import gateway, run
+from kaudit.cli.search import report, retention, search
+from kaudit.cli.verify import prove, verify, verify_proof_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kaudit")
+def main() -> None:
+    """kaudit: a tamper-evident audit trail for Apache Kafka."""
+
+
+for _command in (
+    check_config,
+    demo,
+    emit,
+    exporters,
+    gateway,
+    generate,
+    keys,
+    local_kafka,
+    prove,
+    report,
+    retention,
+    run,
+    search,
+    tail,
+    verify,
+    verify_proof_command,
+):
+    main.add_command(_command)
