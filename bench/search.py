@@ -24,7 +24,7 @@ from pathlib import Path
 import kaudit
 from kaudit.config import Config
 from kaudit.config.model import StoreDestination
-from kaudit.exporters.base import ExporterRunner
+from kaudit.exporters import ExporterRunner
 from kaudit.exporters.store import StoreExporter
 from kaudit.generate import generate
 from kaudit.log.cursor import Cursor

@@ -14,8 +14,7 @@ from kaudit_store_data import export, index_path, log_lines, make_config, record
 
 from kaudit.config import Config
 from kaudit.config.model import StoreDestination
-from kaudit.exporters import runners_for
-from kaudit.exporters.base import ExporterRunner
+from kaudit.exporters import ExporterRunner, runners_for
 from kaudit.exporters.store import StoreExporter
 from kaudit.log.cursor import Cursor
 from kaudit.store import index as index_module
