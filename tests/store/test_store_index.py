@@ -15,7 +15,7 @@ from kaudit_store_data import export, index_path, log_lines, make_config, record
 from kaudit.config import Config
 from kaudit.errors import StoreError
 from kaudit.exporters import build_exporter
-from kaudit.exporters.store import StoreExporter
+from kaudit.store.exporter import StoreExporter
 from kaudit.store.index import BLOCK_EVENTS, EventIndex
 from kaudit.store.query import Filter, IndexSearch
 

@@ -19,7 +19,9 @@ from kaudit.log.cursor import Cursor, safe_name
 _EXPORTERS: dict[str, str] = {
     "file": "kaudit.exporters.file:FileExporter",
     "kafka": "kaudit.exporters.kafka:KafkaExporter",
-    "store": "kaudit.exporters.store:StoreExporter",
+    # The search index's exporter lives with the index: kaudit.store may use exporters,
+    # never the other way round.
+    "store": "kaudit.store.exporter:StoreExporter",
     "s3": "kaudit.exporters.s3:S3Exporter",
     "cloudwatch": "kaudit.exporters.cloudwatch:CloudWatchExporter",
     "syslog": "kaudit.exporters.syslog:SyslogExporter",
