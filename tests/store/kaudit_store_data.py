@@ -12,7 +12,7 @@ import orjson
 
 import kaudit
 from kaudit.config import Config
-from kaudit.exporters import runners_for
+from kaudit.exporters import drain_all
 from kaudit.generate import TrafficGenerator
 from kaudit.log.segments import LogReader
 
@@ -62,13 +62,7 @@ def log_events(config: Config) -> list[dict[str, Any]]:
 
 def export(config: Config) -> dict[str, int]:
     """Run every configured destination until it has caught up with the log."""
-    counts = {}
-    for runner in runners_for(config):
-        try:
-            counts[runner.name] = runner.drain()
-        finally:
-            runner.close()
-    return counts
+    return drain_all(config)
 
 
 def index_path(config: Config) -> Path:
