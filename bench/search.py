@@ -24,10 +24,10 @@ from pathlib import Path
 import kaudit
 from kaudit.config import Config
 from kaudit.config.model import StoreDestination
-from kaudit.exporters.base import ExporterRunner
-from kaudit.exporters.store import StoreExporter
+from kaudit.exporters import ExporterRunner
 from kaudit.generate import generate
 from kaudit.log.cursor import Cursor
+from kaudit.store.exporter import StoreExporter
 from kaudit.store.query import Filter, IndexSearch
 
 SPREAD_DAYS = 30

@@ -1,5 +1,5 @@
 """Helpers shared by the destination tests: a configuration around one destination, a
-real audit log to export from, and running its exporters."""
+real audit log to export from, running its exporters, and one event line to send."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ import kaudit
 from kaudit.config import Config
 from kaudit.exporters import ExporterRunner, runners_for
 from kaudit.log.segments import LogReader
+
+ONE_EVENT_LINE = (
+    b'{"timestamp":"2026-11-22T10:00:00.000Z","event_type":"topic.created",'
+    b'"event_id":"evt_1","actor":{"type":"user","id":"User:a"},'
+    b'"resource":{"type":"topic","id":"t"},"action":{"operation":"create"}}'
+)
+"""A native log line with only the members an event needs, for sending one event to an
+exporter directly (no log, no runner)."""
 
 
 def make_config(tmp_path: Path, *destinations: dict[str, Any], **audit: Any) -> Config:

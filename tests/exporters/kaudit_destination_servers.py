@@ -94,12 +94,19 @@ class MotoServer:
             self.proc.wait()
         self._log.close()
 
-    def client(self, service: str, key_id: str = "testing", secret: str = "testing") -> Any:
+    def client(
+        self,
+        service: str,
+        key_id: str = "testing",
+        secret: str = "testing",
+        *,
+        region: str = "us-east-1",
+    ) -> Any:
         import boto3
 
         return boto3.client(
             service,
-            region_name="us-east-1",
+            region_name=region,
             endpoint_url=self.url,
             aws_access_key_id=key_id,
             aws_secret_access_key=secret,

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kaudit_destination_helpers import emit_events, log_events, make_config
+from kaudit_destination_helpers import ONE_EVENT_LINE, emit_events, log_events, make_config
 from kaudit_destination_servers import MotoServer
 
 from kaudit.config.model import CloudWatchDestination, S3Destination
@@ -83,13 +83,8 @@ def test_cloudwatch_with_wrong_keys_names_the_cause(
     destination = CloudWatchDestination.model_validate(
         {"type": "cloudwatch", "log_group": "/a", **_settings(server, "AKIAWRONGWRONG00", "x")}
     )
-    line = (
-        b'{"timestamp":"2026-11-22T10:00:00.000Z","event_type":"topic.created",'
-        b'"event_id":"evt_1","actor":{"type":"user","id":"User:a"},'
-        b'"resource":{"type":"topic","id":"t"},"action":{"operation":"create"}}'
-    )
     with pytest.raises(ExporterError) as caught:
-        CloudWatchExporter(destination).send([line])
+        CloudWatchExporter(destination).send([ONE_EVENT_LINE])
     assert caught.value.retryable
     assert "cloudwatch destination" in str(caught.value)
     assert "wrong or expired credentials" in str(caught.value)

@@ -8,10 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import pytest
 from kaudit_destination_helpers import (
+    ONE_EVENT_LINE,
     dead_letters,
     drain,
     emit_events,
@@ -94,13 +94,7 @@ audit:
     config = load_config_text(text, env={"HOSTNAME": "kafka-backup-7d9f"})
     emit_events(config, ["auth.login", "topic.created"])
     drain(config)
-    west = boto3.client(
-        "logs",
-        region_name="us-west-2",
-        endpoint_url=moto.url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    west = moto.client("logs", region="us-west-2")
     streams = west.describe_log_streams(logGroupName="/kafka-backup/audit")["logStreams"]
     assert [s["logStreamName"] for s in streams] == ["kafka-backup-7d9f"]
     events = west.get_log_events(
@@ -168,13 +162,8 @@ def test_a_missing_stream_without_create_log_group_is_a_clear_retryable_error(
 ) -> None:
     destination = CloudWatchDestination.model_validate(cw_destination(moto, create_log_group=False))
     exporter = CloudWatchExporter(destination)
-    line = (
-        b'{"timestamp":"2026-11-22T10:00:00.000Z","event_type":"topic.created",'
-        b'"event_id":"evt_1","actor":{"type":"user","id":"User:a"},'
-        b'"resource":{"type":"topic","id":"t"},"action":{"operation":"create"}}'
-    )
     with pytest.raises(ExporterError) as caught:
-        exporter.send([line])
+        exporter.send([ONE_EVENT_LINE])
     assert caught.value.retryable
     message = str(caught.value)
     assert "cloudwatch destination" in message and "/kafka-backup/audit" in message
@@ -187,13 +176,7 @@ def test_a_paused_server_times_out_with_a_retryable_error(moto: MotoServer) -> N
     moto.pause()
     try:
         with pytest.raises(ExporterError) as caught:
-            exporter.send(
-                [
-                    b'{"timestamp":"2026-11-22T10:00:00.000Z","event_type":"topic.created",'
-                    b'"event_id":"evt_1","actor":{"type":"user","id":"User:a"},'
-                    b'"resource":{"type":"topic","id":"t"},"action":{"operation":"create"}}'
-                ]
-            )
+            exporter.send([ONE_EVENT_LINE])
     finally:
         moto.resume()
     assert caught.value.retryable

@@ -26,7 +26,7 @@ from kaudit.config.model import FileDestination
 from kaudit.errors import ExporterError
 from kaudit.events.codec import decode
 from kaudit.exporters import ExporterRunner, runners_for
-from kaudit.exporters.base import LocalFeed
+from kaudit.exporters.feeds import LocalFeed
 from kaudit.exporters.file import FileExporter
 from kaudit.log.cursor import Cursor
 from kaudit.log.segments import LogReader, Position, SegmentLog, list_segments, segment_name
@@ -257,7 +257,7 @@ _KILLED_RUNNER = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     from kaudit.config.model import FileDestination
-    from kaudit.exporters.base import ExporterRunner
+    from kaudit.exporters.runner import ExporterRunner
     from kaudit.exporters.file import FileExporter
     from kaudit.log.cursor import Cursor
 

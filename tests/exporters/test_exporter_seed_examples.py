@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import orjson
 import pytest
 import yaml
@@ -40,13 +39,7 @@ def aws_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def s3_events(moto: MotoServer, bucket: str, region: str = "us-east-1") -> list[dict[str, Any]]:
-    s3 = boto3.client(
-        "s3",
-        region_name=region,
-        endpoint_url=moto.url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = moto.client("s3", region=region)
     out = []
     for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
         body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
@@ -68,13 +61,7 @@ def test_cloudwatch_example_runs_as_written(aws_env: MotoServer) -> None:
     )
     emit_events(config, ["backup.started", "backup.failed"])
     drain_all(config)
-    logs = boto3.client(
-        "logs",
-        region_name="us-west-2",
-        endpoint_url=aws_env.url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    logs = aws_env.client("logs", region="us-west-2")
     got = logs.get_log_events(
         logGroupName="/kafka-backup/audit", logStreamName="pod-0", startFromHead=True
     )["events"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kaudit_destination_helpers import drain, emit_events, log_events, make_config
+from kaudit_destination_helpers import ONE_EVENT_LINE, drain, emit_events, log_events, make_config
 from kaudit_destination_servers import HttpBehaviour, HttpReceiver
 
 from kaudit.config.model import SlackDestination
@@ -160,13 +160,8 @@ def test_a_429_is_waited_out_as_retry_after_asks(slack: HttpReceiver, tmp_path: 
 def test_an_invalid_payload_answer_is_not_retried(slack: HttpReceiver) -> None:
     slack.behaviour = HttpBehaviour(validate=lambda body: "invalid_payload")
     exporter = SlackExporter(SlackDestination.model_validate(slack_destination(slack)))
-    line = (
-        b'{"timestamp":"2026-11-22T10:00:00.000Z","event_type":"topic.created",'
-        b'"event_id":"evt_1","actor":{"type":"user","id":"User:a"},'
-        b'"resource":{"type":"topic","id":"t"},"action":{"operation":"create"}}'
-    )
     with pytest.raises(ExporterError) as caught:
-        exporter.send([line])
+        exporter.send([ONE_EVENT_LINE])
     assert not caught.value.retryable
     assert "answered 400" in str(caught.value) and "invalid_payload" in str(caught.value)
 

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kaudit_destination_helpers import drain, emit_events, log_events, make_config, one_runner
+from kaudit_destination_helpers import (
+    ONE_EVENT_LINE,
+    drain,
+    emit_events,
+    log_events,
+    make_config,
+    one_runner,
+)
 from kaudit_destination_servers import Rsyslog, SyslogLine, free_port, make_pki
 
 from kaudit.config.model import SyslogDestination
@@ -108,13 +115,8 @@ def test_an_unreachable_server_is_a_retryable_error_naming_it() -> None:
         {"type": "syslog", "server": f"127.0.0.1:{port}", "protocol": "tcp", "timeout_secs": 1}
     )
     exporter = SyslogExporter(destination)
-    line = (
-        b'{"timestamp":"2026-11-22T10:00:00.000Z","event_type":"topic.created",'
-        b'"event_id":"evt_1","actor":{"type":"user","id":"User:a"},'
-        b'"resource":{"type":"topic","id":"t"},"action":{"operation":"create"}}'
-    )
     with pytest.raises(ExporterError) as caught:
-        exporter.send([line])
+        exporter.send([ONE_EVENT_LINE])
     assert caught.value.retryable
     assert f"syslog destination syslog:tcp://127.0.0.1:{port}" in str(caught.value)
     assert "cannot connect" in str(caught.value)
@@ -125,13 +127,8 @@ def test_a_server_certificate_from_another_ca_is_refused(tmp_path: Path, rsyslog
     settings = rsyslog.destination("tls", timeout_secs=2)
     settings["tls"] = {"ca_file": str(other.ca_file)}
     exporter = SyslogExporter(SyslogDestination.model_validate(settings))
-    line = (
-        b'{"timestamp":"2026-11-22T10:00:00.000Z","event_type":"topic.created",'
-        b'"event_id":"evt_1","actor":{"type":"user","id":"User:a"},'
-        b'"resource":{"type":"topic","id":"t"},"action":{"operation":"create"}}'
-    )
     with pytest.raises(ExporterError, match=r"TLS handshake .* failed.*CERTIFICATE_VERIFY_FAILED"):
-        exporter.send([line])
+        exporter.send([ONE_EVENT_LINE])
     assert rsyslog.lines() == []
 
 

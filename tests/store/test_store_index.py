@@ -22,8 +22,8 @@ from kaudit_store_data import (
 
 from kaudit.config import Config
 from kaudit.errors import StoreError
-from kaudit.exporters.base import build_exporter
-from kaudit.exporters.store import StoreExporter
+from kaudit.exporters import build_exporter
+from kaudit.store.exporter import StoreExporter
 from kaudit.store.index import BLOCK_EVENTS, EventIndex
 from kaudit.store.query import Filter, IndexSearch
 

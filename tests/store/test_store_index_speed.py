@@ -21,11 +21,10 @@ from kaudit_store_data import (
 
 from kaudit.config import Config
 from kaudit.config.model import StoreDestination
-from kaudit.exporters import runners_for
-from kaudit.exporters.base import ExporterRunner
-from kaudit.exporters.store import StoreExporter
+from kaudit.exporters import ExporterRunner, runners_for
 from kaudit.log.cursor import Cursor
 from kaudit.store import index as index_module
+from kaudit.store.exporter import StoreExporter
 from kaudit.store.index import EventIndex
 from kaudit.store.query import Filter, IndexSearch, ScanSearch
 from kaudit.store.schema import NotAnEvent, fields_of, read_event, search_text, words

@@ -1,0 +1,108 @@
+"""From configuration to running exporters: which exporter class serves each
+destination type (imported only when configured), and one runner per configured
+destination with its own feed, cursor, batching, dead-letter file and metrics file."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from kaudit.config import Config
+from kaudit.config.model import Batching, Destination, KafkaLog
+from kaudit.errors import ExporterError
+from kaudit.exporters.base import Exporter
+from kaudit.exporters.feeds import Feed, KafkaFeed, LocalFeed
+from kaudit.exporters.metrics import metrics_path
+from kaudit.exporters.runner import ExporterRunner
+from kaudit.log.cursor import Cursor, safe_name
+
+_EXPORTERS: dict[str, str] = {
+    "file": "kaudit.exporters.file:FileExporter",
+    "kafka": "kaudit.exporters.kafka:KafkaExporter",
+    # The search index's exporter lives with the index: kaudit.store may use exporters,
+    # never the other way round.
+    "store": "kaudit.store.exporter:StoreExporter",
+    "s3": "kaudit.exporters.s3:S3Exporter",
+    "cloudwatch": "kaudit.exporters.cloudwatch:CloudWatchExporter",
+    "syslog": "kaudit.exporters.syslog:SyslogExporter",
+    "webhook": "kaudit.exporters.webhook:WebhookExporter",
+    "slack": "kaudit.exporters.slack:SlackExporter",
+}
+"""Destination type -> the exporter class, imported only when that type is configured
+(boto3 and confluent-kafka are slow to import)."""
+
+
+def build_exporter(
+    destination: Destination, data_path: Path = Path("."), config: Config | None = None
+) -> Exporter:
+    """The exporter for one configured destination (`data_path`: where files with no
+    path of their own go; `config`: the whole configuration, for destinations that read
+    other sections, like S3's retention rules)."""
+    path = _EXPORTERS.get(destination.type)
+    if path is None:
+        raise ExporterError(
+            f"no exporter for destination type {destination.type!r}; "
+            f"accepted: {', '.join(sorted(_EXPORTERS))}",
+            retryable=False,
+        )
+    module_name, _, class_name = path.partition(":")
+    exporter_class = getattr(importlib.import_module(module_name), class_name)
+    exporter: Exporter
+    if destination.type == "store":
+        exporter = exporter_class(destination, data_path)
+    elif getattr(exporter_class, "wants_config", False):
+        exporter = exporter_class(destination, config or Config())
+    else:
+        exporter = exporter_class(destination)
+    return exporter
+
+
+def batching(destination: Destination) -> tuple[int | None, float]:
+    """(largest batch, how long a smaller batch may wait) for a destination; None: the
+    exporter's own batch size (see `ExporterRunner`)."""
+    if isinstance(destination, Batching):
+        return destination.batch_size, destination.batch_interval_secs
+    return None, 0.0
+
+
+def runners_for(config: Config) -> list[ExporterRunner]:
+    """One runner per configured destination, each with its own cursor and dead letters."""
+    runners = []
+    log_config = config.audit.log
+    for destination in config.audit.all_destinations:
+        exporter = build_exporter(destination, config.data_path, config)
+        batch_max, linger_s = batching(destination)
+        name = destination.display_name
+        feed: Feed = (
+            KafkaFeed(log_config, group=f"kaudit-exporter-{safe_name(name)}")
+            if isinstance(log_config, KafkaLog)
+            else LocalFeed(config.log_dir, Cursor.named(config.data_path, name))
+        )
+        runners.append(
+            ExporterRunner(
+                exporter,
+                feed=feed,
+                fmt=destination.format,
+                events=tuple(destination.events),
+                exclude_events=tuple(destination.exclude_events),
+                batch_max=batch_max,
+                linger_s=linger_s,
+                # A short linger is also how quickly new events are noticed.
+                interval_s=min(1.0, linger_s) if linger_s > 0 else 1.0,
+                dead_letter=config.data_path / "dead-letter" / f"{safe_name(name)}.jsonl",
+                metrics_path=metrics_path(config, name),
+            )
+        )
+    return runners
+
+
+def drain_all(config: Config) -> dict[str, int]:
+    """Deliver what is in the log now to every configured destination, then close them;
+    the log lines each one consumed, by destination name."""
+    counts: dict[str, int] = {}
+    for runner in runners_for(config):
+        try:
+            counts[runner.name] = runner.drain()
+        finally:
+            runner.close()
+    return counts
