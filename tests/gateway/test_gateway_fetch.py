@@ -19,9 +19,8 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_writer
 from kio.static.primitive import i32, i32Timedelta, i64
 
-from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.codec import FrameDecodeError
-from kaudit.gateway.fetch import summarize_fetch_response
+from kaudit.gateway.fetch import count_records, summarize_fetch_response
 
 
 def batch(records: int, payload: int) -> bytes:

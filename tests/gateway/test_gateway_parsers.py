@@ -14,9 +14,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.codec import FrameDecodeError, decode_request, decode_response
-from kaudit.gateway.connection import _client_id
+from kaudit.gateway.codec import peek_client_id as _client_id
+from kaudit.gateway.fetch import count_records
 from kaudit.gateway.framing import Frames as _Frames
 from kaudit.gateway.framing import ProtocolViolation
 from kaudit.gateway.sasl import (

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from kio.index import load_request_schema
 from kio.static.primitive import i16, i32, i32Timedelta
 
-from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.codec import FrameDecodeError, decode_request, encode_request
+from kaudit.gateway.fetch import count_records
 from kaudit.gateway.produce import produce_head, summarize_produce_request
 
 
