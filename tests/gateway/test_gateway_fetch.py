@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import itertools
 import struct
 import uuid
 from datetime import timedelta
@@ -14,20 +13,14 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kaudit_gateway_frames import batch, split
 from kio.index import load_response_schema
 from kio.schema.errors import ErrorCode
 from kio.serial import entity_writer
 from kio.static.primitive import i32, i32Timedelta, i64
 
-from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.codec import FrameDecodeError
-from kaudit.gateway.fetch import summarize_fetch_response
-
-
-def batch(records: int, payload: int) -> bytes:
-    length = 49 + payload
-    head = struct.pack(">qiib", 0, length, 0, 2) + b"\0" * 40 + struct.pack(">i", records)
-    return head + b"p" * payload
+from kaudit.gateway.fetch import count_records, summarize_fetch_response
 
 
 def fetch_frame(version: int, topics: list[tuple[Any, list[tuple[int, bytes | None]]]]) -> bytes:
@@ -66,11 +59,6 @@ def fetch_frame(version: int, topics: list[tuple[Any, list[tuple[int, bytes | No
     data = bytearray(out.getvalue())
     struct.pack_into(">i", data, 0, len(data) - 4)
     return bytes(data)
-
-
-def split(frame: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({0, len(frame), *(c % len(frame) for c in cuts)})
-    return [frame[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 @settings(max_examples=60, deadline=None)

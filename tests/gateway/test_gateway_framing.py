@@ -3,20 +3,15 @@ buffer is reused only when nothing written from it is still queued."""
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kaudit_gateway_frames import frame
 
 from kaudit.gateway import framing
 from kaudit.gateway.framing import BufferPool, CutThrough, Frames
 
 AT_LEAST = 64
-
-
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">i", len(payload)) + payload
 
 
 def relay(stream: bytes, reads: list[int], sink_idle: bool) -> tuple[bytes, list[bytes], int]:

@@ -13,10 +13,12 @@ import struct
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kaudit_gateway_frames import batch as _batch
+from kaudit_gateway_frames import frame
 
-from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.codec import FrameDecodeError, decode_request, decode_response
-from kaudit.gateway.connection import _client_id
+from kaudit.gateway.codec import peek_client_id as _client_id
+from kaudit.gateway.fetch import count_records
 from kaudit.gateway.framing import Frames as _Frames
 from kaudit.gateway.framing import ProtocolViolation
 from kaudit.gateway.sasl import (
@@ -25,10 +27,6 @@ from kaudit.gateway.sasl import (
     plain_identity,
     scram_identity,
 )
-
-
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">i", len(payload)) + payload
 
 
 @given(st.lists(st.binary(max_size=300), max_size=20), st.data())
@@ -143,13 +141,6 @@ def test_the_principal_is_trusted_only_when_accepted() -> None:
     assert observer.principal == "User:alice"
     assert observer.accepted() == "User:bob"
     assert observer.reauthenticated
-
-
-def _batch(records: int, body: bytes = b"") -> bytes:
-    # A v2 record batch header (61 bytes) with `records` as its count, then `body`.
-    length = 49 + len(body)
-    header = struct.pack(">qiib", 0, length, 0, 2) + b"\0" * 40 + struct.pack(">i", records)
-    return header + body
 
 
 def test_record_batches_are_counted_and_a_truncated_last_batch_is_skipped() -> None:

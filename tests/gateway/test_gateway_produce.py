@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import itertools
 import struct
 import uuid
 from datetime import timedelta
@@ -13,18 +12,13 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kaudit_gateway_frames import batch, split
 from kio.index import load_request_schema
 from kio.static.primitive import i16, i32, i32Timedelta
 
-from kaudit.gateway.aggregate import count_records
 from kaudit.gateway.codec import FrameDecodeError, decode_request, encode_request
+from kaudit.gateway.fetch import count_records
 from kaudit.gateway.produce import produce_head, summarize_produce_request
-
-
-def batch(records: int, payload: int) -> bytes:
-    length = 49 + payload
-    head = struct.pack(">qiib", 0, length, 0, 2) + b"\0" * 40 + struct.pack(">i", records)
-    return head + b"p" * payload
 
 
 def produce_frame(version: int, acks: int, topics: list[tuple[Any, list[bytes | None]]]) -> bytes:
@@ -53,11 +47,6 @@ def produce_frame(version: int, acks: int, topics: list[tuple[Any, list[bytes | 
         ),
     )
     return encode_request(header, body)
-
-
-def split(frame: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({0, len(frame), *(c % len(frame) for c in cuts)})
-    return [frame[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 @settings(max_examples=60, deadline=None)

@@ -23,16 +23,6 @@ from kaudit.auditor import (
     RequestContext,
     RequestEvent,
 )
-from kaudit.gateway.fetch import Pieces, count_batches
-
-
-def count_records(records: bytes | None) -> int:
-    """Records in a record-batch payload (a truncated last batch is skipped, as
-    consumers skip it)."""
-    if not records:
-        return 0
-    return count_batches(Pieces([records], 0), len(records))
-
 
 Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], object]
 

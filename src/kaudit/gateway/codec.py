@@ -1,4 +1,5 @@
-"""Kafka frames in and out: header peeks, and kio decoding/encoding with cached readers.
+"""Kafka frames in and out: the one table of API keys, header peeks, and kio
+decoding/encoding with cached readers.
 
 Reading goes through kio's native readers (fast); writing through kio's pure-Python
 writers, so only small responses (ApiVersions, FindCoordinator, DescribeCluster, rare
@@ -22,6 +23,7 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_reader, entity_writer
 
 _HEADER = struct.Struct(">hhi")
+_INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
 
 
@@ -39,6 +41,19 @@ API_NAMES: Mapping[int, str] = MappingProxyType(
 """Kafka API key → its protocol name (`CreateTopics`)."""
 
 API_KEYS: Mapping[str, int] = MappingProxyType({name: key for key, name in API_NAMES.items()})
+"""Protocol name → Kafka API key: the gateway's one table of API keys (kio's)."""
+
+# The APIs the gateway treats on their own, named from that table.
+PRODUCE = API_KEYS["Produce"]
+FETCH = API_KEYS["Fetch"]
+METADATA = API_KEYS["Metadata"]
+FIND_COORDINATOR = API_KEYS["FindCoordinator"]
+SASL_HANDSHAKE = API_KEYS["SaslHandshake"]
+API_VERSIONS = API_KEYS["ApiVersions"]
+SASL_AUTHENTICATE = API_KEYS["SaslAuthenticate"]
+CREATE_DELEGATION_TOKEN = API_KEYS["CreateDelegationToken"]
+DESCRIBE_DELEGATION_TOKEN = API_KEYS["DescribeDelegationToken"]
+DESCRIBE_CLUSTER = API_KEYS["DescribeCluster"]
 
 
 def api_name(key: int) -> str:
@@ -61,6 +76,17 @@ def peek_request(frame: bytes) -> tuple[int, int, int]:
         raise FrameDecodeError(f"request of {len(frame)} bytes is shorter than a header")
     key, version, correlation_id = _HEADER.unpack_from(frame, 0)
     return key, version, correlation_id
+
+
+def peek_client_id(frame: bytes) -> str | None:
+    """The client id of a request frame, length prefix included (request headers v1
+    and v2 both start with it); None when the header does not hold one."""
+    if len(frame) < 14:
+        return None
+    size = _INT16.unpack_from(frame, 12)[0]
+    if size < 0 or 14 + size > len(frame):
+        return None
+    return frame[14 : 14 + size].decode("utf-8", "replace")
 
 
 def peek_correlation_id(frame: bytes) -> int:

@@ -7,7 +7,9 @@ the response's pieces as they came off the socket, reading the small fields and 
 record batch's header, and skipping the records themselves — no join, no copy.
 
 Fetch v4–v15 (v12+ flexible, v13+ topic ids). v16+ responses may carry node endpoints the
-gateway would have to rewrite; those are decoded with kio instead (see rewrite.PARSE_CAPS).
+gateway would have to rewrite; those are decoded with kio instead (see rewrite.PARSE_CAPS)
+and summed up by `summarize_decoded_fetch`. `count_batches` and `count_records` count the
+records of record batches (produce requests too).
 """
 
 from __future__ import annotations
@@ -129,6 +131,14 @@ def count_batches(reader: Pieces, size: int) -> int:
     return total
 
 
+def count_records(records: bytes | None) -> int:
+    """Records in a record-batch payload (a truncated last batch is skipped, as
+    consumers skip it)."""
+    if not records:
+        return 0
+    return count_batches(Pieces([records], 0), len(records))
+
+
 def summarize_fetch_response(pieces: Sequence[Chunk], version: int) -> FetchSummary:
     """Records, bytes and error codes per topic of a Fetch response frame given as the
     pieces it arrived in (length prefix included); FrameDecodeError if malformed."""
@@ -174,3 +184,18 @@ def summarize_fetch_response(pieces: Sequence[Chunk], version: int) -> FetchSumm
     except (struct.error, IndexError, ValueError) as exc:
         raise FrameDecodeError(f"malformed fetch v{version} response: {exc}") from exc
     return FetchSummary(top_error, topics)
+
+
+def summarize_decoded_fetch(response: Any) -> FetchSummary:
+    """A kio-decoded Fetch response (v16+) as the summary the audit reads."""
+    topics = []
+    for topic in response.responses:
+        ident = topic.topic if hasattr(topic, "topic") else topic.topic_id
+        fetched = TopicFetched(ident)
+        for part in topic.partitions:
+            fetched.error_codes.append(int(part.error_code))
+            if part.records:
+                fetched.nbytes += len(part.records)
+                fetched.records += count_records(part.records)
+        topics.append(fetched)
+    return FetchSummary(int(getattr(response, "error_code", 0)), topics)

@@ -17,7 +17,20 @@ from typing import Any
 
 from kio.static.primitive import i16, i32
 
-from kaudit.gateway.codec import parsable_versions
+from kaudit.gateway.codec import (
+    API_VERSIONS,
+    DESCRIBE_CLUSTER,
+    FETCH,
+    FIND_COORDINATOR,
+    METADATA,
+    parsable_versions,
+)
+
+REWRITTEN = frozenset({API_VERSIONS, METADATA, FIND_COORDINATOR, DESCRIBE_CLUSTER})
+"""APIs whose responses the client never gets from the gateway without their being
+decoded and re-encoded."""
+ADDRESSES = REWRITTEN - {API_VERSIONS}
+"""APIs whose responses name brokers: never passed on unrewritten."""
 
 NewBroker = Callable[[int, str, int], None]
 
@@ -105,7 +118,7 @@ def rewrite_node_endpoints(body: Any, brokers: BrokerMap) -> Any | None:
     return replace(body, node_endpoints=_rewrite_nodes(endpoints, "node_id", brokers))
 
 
-PARSE_CAPS = {1: 15}
+PARSE_CAPS = {FETCH: 15}
 """Highest versions offered for these APIs although the gateway could parse more: Fetch
 v16+ responses may name new leaders (KIP-951 node_endpoints) that would have to be
 rewritten, which forbids cutting large fetch responses through as they arrive; at v15

@@ -1,4 +1,5 @@
-"""The principal of a connection, learned by watching its SASL exchange pass through.
+"""The principal of a connection: named by a verified client certificate, or learned by
+watching the connection's SASL exchange pass through.
 
 The gateway never terminates SASL: the broker authenticates the client. The observer
 reads the client's first token for the name it claims — PLAIN's authzid or authcid,
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -25,6 +27,22 @@ class ClaimedIdentity:
 
     name: str | None
     delegation_token: bool = False
+
+
+def certificate_principal(ssl_object: Any) -> str | None:
+    """`User:CN=...,O=...` from a verified client certificate, as Kafka's default
+    principal builder names TLS clients."""
+    cert = ssl_object.getpeercert()
+    if not cert:
+        return None
+    parts: list[str] = []
+    for rdn in reversed(cert.get("subject", ())):
+        for name, value in rdn:
+            short = {"commonName": "CN", "organizationName": "O",
+                     "organizationalUnitName": "OU", "countryName": "C",
+                     "localityName": "L", "stateOrProvinceName": "ST"}.get(name, name)  # fmt: skip
+            parts.append(f"{short}={value}")
+    return f"User:{','.join(parts)}" if parts else None
 
 
 def _scram_unescape(value: str) -> str:

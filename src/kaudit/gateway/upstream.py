@@ -1,0 +1,97 @@
+"""The broker end of a client connection: it reads the broker's responses and hands each
+whole one to the client end (connection), cutting large fetch responses through to the
+client as they arrive, to be audited once whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol, cast
+
+from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
+from kaudit.gateway.shared import SharedState
+
+log = logging.getLogger("kaudit.gateway")
+
+STREAM_AT_LEAST = 64 * 1024
+"""Produce requests and fetch responses at least this much larger than what has arrived
+are cut through."""
+
+
+class ClientEnd(Protocol):
+    """The client end of the connection, as the broker end hands it responses."""
+
+    shared: SharedState
+
+    def on_response(
+        self, frame: bytes, sent: bool = False, pieces: list[Chunk] | None = None
+    ) -> None: ...
+
+    def send(self, frame: Chunk) -> None: ...
+
+    def can_stream_next(self) -> bool: ...
+
+    def write_idle(self) -> bool: ...
+
+    def close(self, reason: str, quiet: bool = False) -> None: ...
+
+    def upstream_lost(self, exc: Exception | None) -> None: ...
+
+    def pause_client_reading(self) -> None: ...
+
+    def resume_client_reading(self) -> None: ...
+
+
+class UpstreamSide(asyncio.BufferedProtocol):
+    """The broker end of one client connection."""
+
+    def __init__(self, conn: ClientEnd) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+        self.frames = Frames(conn.shared.max_frame_bytes)
+        self.reading = conn.shared.read_buffer
+        # A large fetch response is cut through: sent on as it arrives, audited once whole.
+        self.cut = CutThrough(conn.shared.buffers)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.cut.buffer() if self.cut.left else self.reading
+
+    def buffer_updated(self, nbytes: int) -> None:
+        conn = self.conn
+        try:
+            if self.cut.left:
+                head = self.cut.first
+                piece, whole = self.cut.filled(nbytes)
+                conn.send(piece)
+                if whole is not None:
+                    conn.on_response(head, sent=True, pieces=whole)
+                    self.cut.recycle(conn.write_idle())
+                return
+            for frame in self.frames.feed(bytes(self.reading[:nbytes])):
+                conn.on_response(frame)
+            partial = self.frames.large_partial(STREAM_AT_LEAST)
+            # The first piece must hold the correlation id (checked in on_response).
+            if partial is not None and len(partial[0]) >= 8 and conn.can_stream_next():
+                first, size = partial
+                self.frames.forget_partial()
+                self.cut.start(first, size, conn.write_idle())
+                conn.send(first)
+        except ProtocolViolation as exc:
+            conn.close(f"broker broke framing: {exc}")
+        except Exception as exc:  # a bug in one response must not take the gateway down
+            log.exception("response handling failed")
+            conn.close(f"gateway error on a response: {exc!r}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_client_reading()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_client_reading()
