@@ -28,8 +28,7 @@ from kaudit.errors import (
 )
 from kaudit.events import Action, Actor, AuditEvent, AuthCheck, Authorization, Resource
 from kaudit.session import AuditSession, emit, open
-
-__version__ = "0.1.0"
+from kaudit.version import __version__
 
 __all__ = [
     "AclBindingInfo",

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
-from kaudit import __version__
 from kaudit.errors import DestinationHttpError, ExporterError
 from kaudit.retry import Backoff
+from kaudit.version import __version__
 
 # Answers that mean "not now" or "not you yet": the same request can succeed later
 # (after the receiver recovers, or someone fixes the credentials or the URL).
