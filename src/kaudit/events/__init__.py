@@ -1,6 +1,9 @@
-"""The audit event: its model, catalog of types, canonical bytes and other renderings.
+"""The audit event: its model (immutable dataclasses), the catalog of event types, the
+filter that selects types by glob, the canonical bytes (`codec`, the one serialiser, also
+used by the recorder's writer to assemble lines from parts) and other renderings
+(`formats`: CloudEvents, OCSF).
 
-This package imports nothing else of kaudit's, so every other part can depend on it.
+It imports nothing of kaudit's but kaudit.errors, so every other part can depend on it.
 """
 
 from kaudit.events.catalog import CATALOG, CATEGORIES, EventCatalog, EventType

@@ -1,0 +1,183 @@
+"""The writer thread behind the queue: it takes batches, has them encoded (sequence
+numbers come from the log), sealed (the integrity step, applied once, here) and appended
+to the log, and reports dropped events as `audit.degraded` once writing works again.
+
+Events already in the queue are never dropped because the log failed: the writer keeps
+its batch and retries with backoff (kaudit.retry.Backoff) until the log takes it, or
+until the deadline of close() has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from kaudit.errors import LogWriteError
+from kaudit.events.codec import encode_line
+from kaudit.events.model import Action, Actor, AuditEvent, Resource
+from kaudit.recorder.encode import ItemEncoder, key_of
+from kaudit.recorder.protocols import LogSink, Sealer
+from kaudit.recorder.queue import AuditQueue
+from kaudit.retry import Backoff
+
+log = logging.getLogger("kaudit.recorder")
+
+_MAX_BACKOFF_S = 2.0
+_IDLE_WAIT_S = 0.5
+_TICK_EVERY_S = 0.5
+
+
+class Writer:
+    """The single writer of one log stream: owns the sequence order of its lines."""
+
+    def __init__(
+        self,
+        queue: AuditQueue,
+        encoder: ItemEncoder,
+        sink: LogSink,
+        sealer: Sealer | None,
+        *,
+        batch_max_events: int,
+        failure_policy: str,
+    ) -> None:
+        self.queue = queue
+        self.encoder = encoder
+        self.sink = sink
+        self.sealer = sealer
+        self._keyed = bool(getattr(sink, "keyed", False))
+        self._batch_max = batch_max_events
+        self._failure_policy = failure_policy
+        self.written = 0
+        self.write_errors = 0
+        self.unwritten = 0  # events given up on at close because the log never took them
+        self._closing = False
+        self._close_deadline = 0.0
+        self._last_tick = 0.0
+        self._thread = threading.Thread(target=self._run, name="kaudit-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Write what is queued, waiting up to `timeout` for a failing log, then end."""
+        self._close_deadline = time.monotonic() + timeout
+        self._closing = True
+        self.queue.wake.set()
+        # The writer may be inside one append, which the sink bounds by its own write
+        # timeout; wait for it so that what it gives up on is counted by the caller.
+        self._thread.join(timeout + 120)
+
+    def _run(self) -> None:
+        queue = self.queue
+        q = queue.items
+        batch_max = self._batch_max
+        while True:
+            if not q:
+                if self._closing:
+                    return
+                queue.idle_wait(_IDLE_WAIT_S)
+                self._tick()
+                continue
+            items, barriers = queue.take(batch_max)
+            try:
+                if items:
+                    self._write(items)
+            except BaseException as exc:  # the writer must outlive any bug in one batch
+                log.exception("audit writer failed on a batch of %d events", len(items))
+                if not isinstance(exc, LogWriteError):  # those are counted where raised
+                    queue.count_lost(len(items))
+                for b in barriers:
+                    b.error = f"audit writer failed: {exc!r}"
+            self._tick()
+            for b in barriers:
+                b.release()
+
+    def _tick(self) -> None:
+        if self.sealer is None:
+            return
+        now = time.monotonic()
+        if now - self._last_tick >= _TICK_EVERY_S:
+            self._last_tick = now
+            try:
+                self.sealer.tick()
+            except Exception:  # a checkpoint that fails is retried at the next tick
+                log.exception("integrity checkpoint failed")
+
+    def _write(self, items: list[Any]) -> None:
+        seq = self.sink.next_sequence
+        sealer = self.sealer
+        line = self.encoder.line
+        if sealer is not None and sealer.seals:
+            # Heads only: the sealer finishes each line with its signatures, once.
+            heads = [line(item, seq + i, head=True) for i, item in enumerate(items)]
+            lines = sealer.seal_heads(heads)
+        else:
+            lines = [line(item, seq + i) for i, item in enumerate(items)]
+        keys = [key_of(item) for item in items] if self._keyed else None
+        try:
+            self._append_with_retry(lines, keys)
+        except LogWriteError:
+            self.queue.count_lost(len(lines))
+            self.unwritten += len(lines)
+            raise
+        self.written += len(lines)
+        if sealer is not None:
+            sealer.appended(lines)
+        if self.queue.has_unreported_drops:
+            self._report_drops()
+
+    def _append_with_retry(self, lines: list[bytes], keys: list[bytes] | None = None) -> None:
+        backoff = Backoff(0.05, _MAX_BACKOFF_S)
+        queue = self.queue
+        while True:
+            try:
+                self.sink.append(lines, keys)
+            except Exception as exc:  # any failure keeps the batch for a retry: never lose it
+                self.write_errors += 1
+                if queue.healthy:
+                    log.error("audit log write failed, retrying: %s", exc)
+                queue.failing(str(exc))
+                if self._closing and self._close_deadline < time.monotonic():
+                    raise LogWriteError(f"giving up at close: {exc}") from exc
+                time.sleep(backoff.next_wait())
+                continue
+            if not queue.healthy:
+                log.warning("audit log writable again")
+                queue.recovered()
+            return
+
+    def _report_drops(self) -> None:
+        dropped, first = self.queue.take_unreported()
+        stamper = self.encoder.stamper
+        last_error = self.queue.last_error
+        now = time.time_ns()
+        event = AuditEvent(
+            timestamp=stamper.timestamp(now),
+            event_type="audit.degraded",
+            event_id=stamper.event_id(now),
+            actor=Actor(type="system", id="kaudit"),
+            resource=Resource(type="audit_log", id="local"),
+            action=Action(operation="drop", result="failure", error=last_error),
+            details={
+                "dropped_events": dropped,
+                "first_drop": stamper.timestamp(first),
+                "recovered_at": stamper.timestamp(now),
+                "failure_policy": self._failure_policy,
+                "reason": last_error or "queue full",
+            },
+        )
+        self.report(event)
+
+    def report(self, event: AuditEvent) -> None:
+        """Write a recorder-made event (degradation, recovery) now: on the writer thread."""
+        seq = self.sink.next_sequence
+        keys = [key_of(event)] if self._keyed else None
+        line = encode_line(self.encoder.finish(event, seq))
+        if self.sealer is not None:
+            line = self.sealer.seal(line)
+        self._append_with_retry([line], keys)
+        self.written += 1
+        if self.sealer is not None:
+            self.sealer.appended([line])
