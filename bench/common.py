@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import kaudit
-from kaudit.dev.kafka import KafkaInfo, LocalKafka
+from kaudit.dev.kafka import KafkaInfo, LocalKafka, ready_broker
 from kaudit.errors import KauditError
 
 DETAILS = {"partitions": 6, "replication_factor": 3, "configs": {"retention.ms": "604800000"}}
@@ -44,11 +44,11 @@ def emit_until_durable(
 def local_broker(kafka_dir: Path | None) -> Iterator[KafkaInfo]:
     """The broker running in `kafka_dir` (left running), or a new one in a temporary
     directory, stopped on the way out."""
-    broker = LocalKafka(kafka_dir or Path(tempfile.mkdtemp(prefix="kaudit-bench-kafka-")))
-    info = broker.status() if kafka_dir is not None else None
-    if info is not None and info.ready:
+    info = ready_broker(kafka_dir)
+    if info is not None:
         yield info
         return
+    broker = LocalKafka(kafka_dir or Path(tempfile.mkdtemp(prefix="kaudit-bench-kafka-")))
     try:
         info = broker.start()
     except KauditError as exc:

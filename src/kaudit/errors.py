@@ -122,6 +122,15 @@ class DestinationHttpError(ExporterError):
         self.retry_after = retry_after
 
 
+class LocalKafkaError(KauditError):
+    """The local Kafka of `kaudit.dev` could not be assembled, started, stopped or used.
+
+    Its subclasses live in `kaudit.dev.errors`; the base is here so that the local Kafka's
+    data types (users, connection details) can raise it from below that module, which
+    names one of them (`KafkaAlreadyRunningError` carries a `KafkaInfo`).
+    """
+
+
 class GatewayError(KauditError):
     """The gateway cannot start: a port is taken, a TLS file cannot be read."""
 

@@ -22,27 +22,21 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from kaudit.dev.kafka import KafkaInfo, LocalKafka, run_kafka_tool
+from kaudit.dev.kafka import KafkaInfo, ready_broker, run_kafka_tool, started_broker
+from support.kafka import KafkaTool
 
 SaslConfig = Callable[..., dict[str, str]]
-KafkaTool = Callable[..., CompletedProcess[str]]
 
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaInfo]:
     """The run's broker: connection details, users and the jars of its Java tools."""
-    reuse_dir = os.environ.get("KAUDIT_TEST_KAFKA_DIR")
-    if reuse_dir:
-        info = LocalKafka(reuse_dir).status()
-        if info is not None and info.ready:
-            yield info
-            return
-    local = LocalKafka(tmp_path_factory.mktemp("kafka"))
-    info = local.start()
-    try:
+    info = ready_broker(os.environ.get("KAUDIT_TEST_KAFKA_DIR"))
+    if info is not None:
         yield info
-    finally:
-        local.stop()
+        return
+    with started_broker(tmp_path_factory.mktemp("kafka")) as info:
+        yield info
 
 
 @pytest.fixture

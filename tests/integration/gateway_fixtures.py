@@ -3,7 +3,8 @@
 `gateway_factory(**options)` starts one on free loopback ports (a bootstrap port and the
 broker ports after it) with the given `gateway:` / `audit:` options; `.events()` makes
 the produce/fetch windows close, waits until everything is durable and returns what the
-log holds, decoded. Imported by the gateway test modules (see their `pytestmark`).
+log holds, decoded. Imported by the gateway test modules (see their `pytestmark`); the
+topics and ACLs they start from are made with `support.kafka`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from kaudit.config import load_config_text
 from kaudit.dev.kafka import KafkaInfo
@@ -110,18 +110,6 @@ def gateway_factory(kafka: KafkaInfo, tmp_path: Path) -> Iterator[GatewayFactory
 def gateway(gateway_factory: GatewayFactory) -> RunningGateway:
     """A fail_open gateway over the broker's SASL listener."""
     return gateway_factory()
-
-
-def create_topic(admin_config: dict[str, str], topic: str, partitions: int = 1) -> None:
-    """Made directly on the broker (not through the gateway), as a test's precondition."""
-    admin = AdminClient(admin_config)  # kept referenced until the future resolves
-    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=30)
-
-
-def grant(kafka_tool: Callable[..., Any], principal: str, *args: str) -> None:
-    """An ACL added directly on the broker with Kafka's AclCommand."""
-    kafka_tool("org.apache.kafka.tools.AclCommand", "--add", "--allow-principal", principal,
-               *args)  # fmt: skip
 
 
 def one(events: list[dict[str, Any]], **match: Any) -> dict[str, Any]:

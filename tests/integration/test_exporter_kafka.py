@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -22,14 +21,8 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import (
-    AdminClient,
-    ScramCredentialInfo,
-    ScramMechanism,
-    UserScramCredentialUpsertion,
-)
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer
 from kafka.partitioner import murmur2
 
@@ -43,8 +36,15 @@ from kaudit.events.formats.cloudevents import from_cloudevent, from_cloudevent_b
 from kaudit.exporters import ExporterRunner, build_exporter, runners_for
 from kaudit.exporters.kafka import EVENT_ID_HEADER, KafkaExporter
 from kaudit.log.segments import LogReader
-
-KafkaTool = Callable[..., subprocess.CompletedProcess[str]]
+from support.kafka import (
+    KafkaTool,
+    create_topic,
+    grant_topic,
+    new_scram_user,
+    security,
+    wait_for,
+    wait_until_described,
+)
 
 ACTOR = kaudit.Actor(
     type="user",
@@ -81,18 +81,11 @@ class Received:
 
 def _destination(settings: Mapping[str, str], topic: str, **extra: Any) -> dict[str, Any]:
     """A `kafka` destination block from the harness's librdkafka settings."""
-    security: dict[str, str] = {"security_protocol": settings["security.protocol"]}
-    if "sasl.mechanism" in settings:
-        security |= {
-            "sasl_mechanism": settings["sasl.mechanism"],
-            "sasl_username": settings["sasl.username"],
-            "sasl_password": settings["sasl.password"],
-        }
     return {
         "type": "kafka",
         "bootstrap_servers": settings["bootstrap.servers"],
         "topic": topic,
-        "security": security,
+        "security": security(settings),
         **extra,
     }
 
@@ -133,55 +126,28 @@ def _drain(config: Config) -> ExporterRunner:
     return runner
 
 
-def _grant(kafka_tool: KafkaTool, user: str, topic: str, *operations: str) -> None:
-    """Add an ACL with Kafka's own AclCommand, as an operator would."""
-    args = ["--add", "--allow-principal", f"User:{user}", "--topic", topic]
-    for operation in operations:
-        args += ["--operation", operation]
-    kafka_tool("org.apache.kafka.tools.AclCommand", *args)
+def _alice_may_write(kafka_tool: KafkaTool, alice: Mapping[str, str], topic: str) -> None:
+    """alice granted WRITE, CREATE and DESCRIBE on `topic`, and the grant in effect."""
+    grant_topic(kafka_tool, "alice", topic, "Write", "Create", "Describe")
+    wait_until_described(alice, topic)
 
 
-def _wait_until_described(settings: Mapping[str, str], topic: str) -> None:
-    # ACLs reach the authorizer through the metadata log a moment after AclCommand
-    # returns. Auto-creation is off so that waiting cannot create the topic.
-    admin = AdminClient({**settings, "allow.auto.create.topics": False})
-    deadline = time.monotonic() + 15
-    while True:
-        topic_md = admin.list_topics(topic=topic, timeout=10).topics[topic]
-        error = topic_md.error
-        if error is None or error.code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            return
-        assert time.monotonic() < deadline, f"ACL on {topic} did not take effect in 15 s"
-        time.sleep(0.2)
-
-
-def _create_topic(
-    admin_config: Mapping[str, str],
-    topic: str,
-    partitions: int = 1,
-    config: Mapping[str, str] | None = None,
-) -> None:
-    admin = AdminClient(dict(admin_config))
-    # NewTopic refuses config=None, so the argument is left out when there is none.
-    new_topic = (
-        NewTopic(topic, partitions, 1, config=dict(config))
-        if config
-        else NewTopic(topic, partitions, 1)
+def _cloudevents_recorded(
+    tmp_path: Path, settings: Mapping[str, str], topic: str, mode: str
+) -> Config:
+    """`EVENTS` recorded for a CloudEvents destination in `mode` on `topic`."""
+    # Sent uncompressed: kafka-python reads lz4 batches only with the optional lz4
+    # package, aiokafka only with cramjam, and neither is a dependency here.
+    destination = _destination(
+        settings,
+        topic,
+        format="cloudevents",
+        cloudevents_mode=mode,
+        client_config={"compression.type": "none"},
     )
-    futures = admin.create_topics([new_topic])
-    futures[topic].result(timeout=30)
-
-
-def _new_scram_user(admin_config: Mapping[str, str]) -> tuple[str, str]:
-    """A SCRAM-SHA-512 user with no ACLs, made through the admin API; (name, password)."""
-    user, password = f"carol-{uuid.uuid4().hex[:8]}", "carol-secret"
-    admin = AdminClient(dict(admin_config))
-    credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
-    futures = admin.alter_user_scram_credentials(
-        [UserScramCredentialUpsertion(user, credential, password.encode())]
-    )
-    futures[user].result(timeout=30)
-    return user, password
+    config = _config(tmp_path, destination)
+    _record_events(config)
+    return config
 
 
 def _topic_partitions(admin_config: Mapping[str, str], topic: str) -> int | None:
@@ -249,17 +215,9 @@ def _consume_kafka_python(bootstrap: str, topic: str, count: int) -> list[Receiv
     try:
         deadline = time.monotonic() + 30
         while len(received) < count and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                received += [
-                    Received(r.key, r.value, _header_dict(r.headers), r.partition, r.offset)
-                    for r in records
-                ]
+            received += _received(consumer.poll(timeout_ms=500))
         # One more poll: a duplicate would arrive here.
-        for records in consumer.poll(timeout_ms=1000).values():
-            received += [
-                Received(r.key, r.value, _header_dict(r.headers), r.partition, r.offset)
-                for r in records
-            ]
+        received += _received(consumer.poll(timeout_ms=1000))
     finally:
         consumer.close()
     return received
@@ -279,22 +237,22 @@ def _consume_aiokafka(bootstrap: str, topic: str, count: int) -> list[Received]:
         try:
             deadline = time.monotonic() + 30
             while len(received) < count and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    received += [
-                        Received(r.key, r.value, _header_dict(r.headers), r.partition, r.offset)
-                        for r in records
-                    ]
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                received += [
-                    Received(r.key, r.value, _header_dict(r.headers), r.partition, r.offset)
-                    for r in records
-                ]
+                received += _received(await consumer.getmany(timeout_ms=500))
+            received += _received(await consumer.getmany(timeout_ms=1000))
         finally:
             await consumer.stop()
         return received
 
     return asyncio.run(consume())
+
+
+def _received(batches: Mapping[Any, list[Any]]) -> list[Received]:
+    """The records of a kafka-python or aiokafka poll, partition by partition."""
+    return [
+        Received(r.key, r.value, _header_dict(r.headers), r.partition, r.offset)
+        for records in batches.values()
+        for r in records
+    ]
 
 
 def _header_dict(headers: Any) -> dict[str, bytes]:
@@ -311,13 +269,6 @@ def _key(event: kaudit.AuditEvent) -> bytes:
 def _sequence(event: kaudit.AuditEvent) -> int:
     assert event.integrity is not None, "events from the log are sequenced"
     return event.integrity.sequence_number
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {timeout:g} s"
-        time.sleep(0.1)
 
 
 def _free_port() -> int:
@@ -339,8 +290,7 @@ def test_native_over_scram_with_acl_creates_topic_and_is_read_by_confluent_kafka
 ) -> None:
     """alice (SCRAM-SHA-512) granted WRITE+CREATE+DESCRIBE: the exporter creates the topic
     with broker defaults and each record is the log line, keyed by resource."""
-    _grant(kafka_tool, "alice", unique_topic, "Write", "Create", "Describe")
-    _wait_until_described(alice_config, unique_topic)
+    _alice_may_write(kafka_tool, alice_config, unique_topic)
     config = _config(tmp_path, _destination(alice_config, unique_topic))
     _record_events(config)
 
@@ -388,19 +338,8 @@ def test_cloudevents_structured_over_plain_is_read_by_kafka_python(
 ) -> None:
     """One structured-mode CloudEvent per record, with the CloudEvents content-type."""
     alice = sasl_config("alice", "PLAIN")
-    _grant(kafka_tool, "alice", unique_topic, "Write", "Create", "Describe")
-    _wait_until_described(alice, unique_topic)
-    # kafka-python needs the optional lz4 package to read lz4 batches; it is not a
-    # dependency here, so this destination sends uncompressed.
-    destination = _destination(
-        alice,
-        unique_topic,
-        format="cloudevents",
-        cloudevents_mode="structured",
-        client_config={"compression.type": "none"},
-    )
-    config = _config(tmp_path, destination)
-    _record_events(config)
+    _alice_may_write(kafka_tool, alice, unique_topic)
+    config = _cloudevents_recorded(tmp_path, alice, unique_topic, "structured")
 
     runner = _drain(config)
     assert runner.metrics.sent == len(EVENTS)
@@ -439,18 +378,8 @@ def test_cloudevents_binary_over_scram_sha_256_is_read_by_aiokafka(
 ) -> None:
     """Kafka binding binary mode: ce_ headers and content-type, the native event as value."""
     alice = sasl_config("alice", "SCRAM-SHA-256")
-    _grant(kafka_tool, "alice", unique_topic, "Write", "Create", "Describe")
-    _wait_until_described(alice, unique_topic)
-    # aiokafka reads lz4 only with the optional cramjam package, not a dependency here.
-    destination = _destination(
-        alice,
-        unique_topic,
-        format="cloudevents",
-        cloudevents_mode="binary",
-        client_config={"compression.type": "none"},
-    )
-    config = _config(tmp_path, destination)
-    _record_events(config)
+    _alice_may_write(kafka_tool, alice, unique_topic)
+    config = _cloudevents_recorded(tmp_path, alice, unique_topic, "binary")
 
     assert _drain(config).metrics.sent == len(EVENTS)
 
@@ -526,7 +455,7 @@ def test_each_resource_stays_in_one_partition_in_order_hashed_like_java_clients(
 ) -> None:
     """On an existing 4-partition topic, a resource's events share the partition Java's
     murmur2 partitioner picks for its key, in log order, over several runner batches."""
-    _create_topic(admin_config, unique_topic, partitions=4)
+    create_topic(admin_config, unique_topic, partitions=4)
     config = _config(tmp_path, _destination(admin_config, unique_topic))
     resources = [{"type": "topic", "id": f"t{i}"} for i in range(8)]
     events = [("topic.config_changed", resources[i % 8]) for i in range(80)]
@@ -569,7 +498,7 @@ def test_bob_without_acls_is_dead_lettered_and_the_log_keeps_everything(
     topic_exists: bool,
 ) -> None:
     if topic_exists:
-        _create_topic(admin_config, unique_topic)
+        create_topic(admin_config, unique_topic)
     config = _config(tmp_path, _destination(bob_config, unique_topic))
     _record_events(config)
 
@@ -608,9 +537,9 @@ def test_user_who_may_only_describe_the_topic_is_dead_lettered_before_producing(
     kafka_tool: KafkaTool,
     unique_topic: str,
 ) -> None:
-    _create_topic(admin_config, unique_topic)
-    _grant(kafka_tool, "alice", unique_topic, "Describe")
-    _wait_until_described(alice_config, unique_topic)
+    create_topic(admin_config, unique_topic)
+    grant_topic(kafka_tool, "alice", unique_topic, "Describe")
+    wait_until_described(alice_config, unique_topic)
     config = _config(tmp_path, _destination(alice_config, unique_topic))
     _record_events(config)
 
@@ -639,7 +568,7 @@ def test_fatal_producer_error_is_reported_and_the_same_exporter_recovers_once_gr
     (no WRITE), and once WRITE is granted the same exporter delivers."""
     # A fresh user: alice may hold WRITE on other tests' topics, and WRITE on any topic
     # is enough to get a producer id.
-    user, password = _new_scram_user(admin_config)
+    user, password = new_scram_user(admin_config)
     user_config = {
         "bootstrap.servers": kafka.sasl_bootstrap_servers,
         "security.protocol": "SASL_PLAINTEXT",
@@ -647,8 +576,8 @@ def test_fatal_producer_error_is_reported_and_the_same_exporter_recovers_once_gr
         "sasl.username": user,
         "sasl.password": password,
     }
-    _grant(kafka_tool, user, unique_topic, "Create", "Describe")
-    _wait_until_described(user_config, unique_topic)
+    grant_topic(kafka_tool, user, unique_topic, "Create", "Describe")
+    wait_until_described(user_config, unique_topic)
     config = _config(tmp_path, _destination(user_config, unique_topic))
     _record_events(config)
     lines = _log_lines(config)
@@ -675,7 +604,7 @@ def test_fatal_producer_error_is_reported_and_the_same_exporter_recovers_once_gr
             f"{unique_topic} as {user} (writing needs WRITE on it)"
         )
 
-        _grant(kafka_tool, user, unique_topic, "Write")
+        grant_topic(kafka_tool, user, unique_topic, "Write")
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -695,7 +624,7 @@ def test_fatal_producer_error_is_reported_and_the_same_exporter_recovers_once_gr
 def test_record_too_large_for_the_topic_is_dead_lettered(
     tmp_path: Path, admin_config: dict[str, str], unique_topic: str
 ) -> None:
-    _create_topic(admin_config, unique_topic, config={"max.message.bytes": "200"})
+    create_topic(admin_config, unique_topic, config={"max.message.bytes": "200"})
     destination = _destination(
         admin_config, unique_topic, name="tiny", client_config={"compression.type": "none"}
     )
@@ -793,12 +722,12 @@ def test_broker_gone_after_delivery_times_out_retryably_then_the_runner_catches_
         runner.interval_s = 0.2
         thread.start()
         try:
-            _wait_for(lambda: runner.metrics.sent == 3, "first delivery")
+            wait_for(lambda: runner.metrics.sent == 3, "first delivery")
             delivered_up_to = runner.feed.position()
 
             assert broker.stop()
             _record_events(config, EVENTS[3:])
-            _wait_for(lambda: runner.metrics.failed >= 1, "a failed delivery")
+            wait_for(lambda: runner.metrics.failed >= 1, "a failed delivery")
             error = runner.metrics.last_error
             assert error is not None
             assert error.startswith(
@@ -809,7 +738,7 @@ def test_broker_gone_after_delivery_times_out_retryably_then_the_runner_catches_
             assert runner.feed.position() == delivered_up_to
 
             broker.start()
-            _wait_for(lambda: runner.metrics.sent == len(EVENTS), "catching up", timeout=60)
+            wait_for(lambda: runner.metrics.sent == len(EVENTS), "catching up", timeout=60)
         finally:
             stop.set()
             thread.join(timeout=60)

@@ -29,9 +29,10 @@ from confluent_kafka.admin import (
     UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
-from gateway_fixtures import RunningGateway, create_topic, grant, one
+from gateway_fixtures import RunningGateway, one
 
 from kaudit.dev.kafka import REAUTH_SCRAM_SHA_256_MS, KafkaInfo
+from support.kafka import create_topic, grant
 
 pytestmark = pytest.mark.kafka
 

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-from gateway_fixtures import RunningGateway, create_topic, grant, one
+from gateway_fixtures import RunningGateway, one
 
 from kaudit.dev.kafka import KafkaInfo
+from support.kafka import create_topic, grant
 
 pytestmark = pytest.mark.kafka
 

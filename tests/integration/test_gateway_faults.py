@@ -21,10 +21,9 @@ from kio.static.primitive import i16, i32, i32Timedelta
 from kaudit.dev.kafka import KafkaInfo
 from kaudit.errors import AuditUnavailableError
 from kaudit.gateway.codec import encode_request
+from support.kafka import create_topic, grant, security
 
 pytestmark = pytest.mark.kafka
-
-ACLS = "org.apache.kafka.tools.AclCommand"
 
 
 def create(gw: RunningGateway, config: dict[str, str], topic: str) -> Any:
@@ -53,12 +52,9 @@ def test_fail_closed_refuses_with_the_apis_own_error_when_the_log_cannot_write(
     unique_topic: str,
 ) -> None:
     audit_topic = f"{unique_topic}-audit"
-    direct = AdminClient(kafka.client_config())
-    direct.create_topics([NewTopic(audit_topic, 1, 1)])[audit_topic].result(timeout=30)
+    create_topic(kafka.client_config(), audit_topic)
     # bob may see the audit topic but not write it: every write of the log fails.
-    kafka_tool(ACLS, "--add", "--allow-principal", "User:bob", "--operation", "Describe",
-               "--topic", audit_topic)  # fmt: skip
-    bob = kafka.user("bob")
+    grant(kafka_tool, "User:bob", "--operation", "Describe", "--topic", audit_topic)
     gw = gateway_factory(
         audit={
             "failure_policy": "fail_closed",
@@ -71,12 +67,7 @@ def test_fail_closed_refuses_with_the_apis_own_error_when_the_log_cannot_write(
                 "topic": audit_topic,
                 "create_topic": False,
                 "write_timeout_ms": 2000,
-                "security": {
-                    "security_protocol": "SASL_PLAINTEXT",
-                    "sasl_mechanism": "SCRAM-SHA-512",
-                    "sasl_username": bob.name,
-                    "sasl_password": bob.password,
-                },
+                "security": security(kafka.client_config("bob")),
             },
         }
     )
@@ -90,9 +81,7 @@ def test_fail_closed_refuses_with_the_apis_own_error_when_the_log_cannot_write(
     assert time.monotonic() - started < 10
     assert gw.gateway.metrics.refused >= 2
     # Produce is refused too while the log fails (its record would be the window's).
-    direct.create_topics([NewTopic(unique_topic + "-data", 1, 1)])[unique_topic + "-data"].result(
-        timeout=30
-    )
+    create_topic(kafka.client_config(), unique_topic + "-data")
     producer = Producer(gw.client({**admin_sasl_config, "message.timeout.ms": "5000"}))
     outcomes: list[Any] = []
     producer.produce(unique_topic + "-data", b"x", on_delivery=lambda e, m: outcomes.append(e))

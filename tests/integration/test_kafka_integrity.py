@@ -6,14 +6,13 @@ key's checkpoints) does not — through `verify_kafka` and `kaudit verify kafka:
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from click.testing import CliRunner
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 import kaudit
@@ -25,6 +24,7 @@ from kaudit.integrity.kafka_checkpoints import checkpoint_topic, verify_kafka
 from kaudit.integrity.keys import KeyFiles, KeyRing, generate
 from kaudit.integrity.verify import VerifyReport
 from kaudit.reading import kafka_source
+from support.kafka import kafka_log, read_messages, security
 
 pytestmark = pytest.mark.kafka
 
@@ -44,19 +44,9 @@ def _config(data: Path, kafka: KafkaInfo, topic: str, key: Path) -> Config:
             "cluster": {"id": "it"},
             "audit": {
                 "failure_policy": "fail_closed",
-                "log": {
-                    "type": "kafka",
-                    "bootstrap_servers": [kafka.sasl_bootstrap_servers],
-                    "topic": topic,
-                    "partitions": 3,
-                    "replication_factor": 1,
-                    "security": {
-                        "security_protocol": "SASL_PLAINTEXT",
-                        "sasl_mechanism": "SCRAM-SHA-512",
-                        "sasl_username": "admin",
-                        "sasl_password": "admin-secret",
-                    },
-                },
+                "log": kafka_log(
+                    kafka.sasl_bootstrap_servers, topic, security(kafka.client_config("admin"))
+                ),
                 "integrity": {
                     "signing": {"enabled": True, "key_env_var": HMAC_ENV},
                     "chain": {"enabled": True},
@@ -114,28 +104,7 @@ def written(kafka: KafkaInfo, unique_topic: str, tmp_path: Path, keys: KeyFiles)
 
 
 def _records(kafka: KafkaInfo, topic: str) -> list[Any]:
-    consumer = Consumer(
-        {
-            **kafka.client_config(),
-            "group.id": f"check-{time.time_ns()}",
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        done: set[int] = set()
-        out = []
-        deadline = time.monotonic() + 30
-        while len(done) < len(parts) and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 1.0):
-                if msg.error():
-                    done.add(msg.partition())
-                    continue
-                out.append(msg)
-        return out
-    finally:
-        consumer.close()
+    return read_messages(kafka.client_config(), topic)
 
 
 def test_an_untouched_kafka_log_verifies_clean_across_a_restart(

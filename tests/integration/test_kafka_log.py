@@ -10,21 +10,18 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
-from confluent_kafka.cimpl import NewTopic
 
 import kaudit
 from kaudit.config import Config
-from kaudit.dev.dist import run_kafka_tool
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.errors import AuditUnavailableError, LogError
 from kaudit.log.kafka import KafkaLogReader, KafkaLogSink
 from kaudit.reading import iter_lines
+from support.kafka import KafkaTool, create_topic, grant, grant_topic, kafka_log, read_messages
 
 pytestmark = pytest.mark.kafka
-
-ACL = "org.apache.kafka.tools.AclCommand"
 
 
 def _log_config(
@@ -50,69 +47,22 @@ def _log_config(
             "audit": {
                 "failure_policy": policy,
                 "block_timeout_ms": 3000,
-                "log": {
-                    "type": "kafka",
-                    "bootstrap_servers": [servers],
-                    "topic": topic,
-                    "partitions": 3,
-                    "replication_factor": 1,
-                    "security": security,
-                    **log,
-                },
+                "log": kafka_log(servers, topic, security, **log),
             },
         }
     )
 
 
-def _create_topic(kafka: KafkaInfo, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
-
-
-def _grant_bob(kafka: KafkaInfo, topic: str, *operations: str) -> None:
-    """Add ALLOW ACLs for User:bob on `topic` with Kafka's own AclCommand."""
-    args = [
-        "--bootstrap-server",
-        kafka.bootstrap_servers,
-        "--add",
-        "--allow-principal",
-        "User:bob",
-        "--topic",
-        topic,
-    ]
-    for operation in operations:
-        args += ["--operation", operation]
-    run_kafka_tool(ACL, args, dist=kafka.dist)
-
-
 def _read_all(servers: str, topic: str) -> list[dict[str, Any]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": servers,
-            "group.id": f"check-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        done: set[int] = set()
-        out = []
-        deadline = time.monotonic() + 30
-        while len(done) < len(parts) and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 1.0):
-                if msg.error():
-                    done.add(msg.partition())
-                    continue
-                event = orjson.loads(msg.value())
-                event["_key"] = msg.key()
-                event["_partition"] = msg.partition()
-                event["_headers"] = dict(msg.headers() or [])
-                out.append(event)
-        return out
-    finally:
-        consumer.close()
+    settings = {"bootstrap.servers": servers, "auto.offset.reset": "earliest"}
+    out = []
+    for msg in read_messages(settings, topic):
+        event = orjson.loads(msg.value())
+        event["_key"] = msg.key()
+        event["_partition"] = msg.partition()
+        event["_headers"] = dict(msg.headers() or [])
+        out.append(event)
+    return out
 
 
 def test_events_written_over_scram_are_read_back_keyed_by_resource(
@@ -168,7 +118,7 @@ def test_default_retention_is_seven_days(tmp_path: Path) -> None:
 
 
 def test_kaudit_tail_reads_the_kafka_log_with_duplicates_removed(
-    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+    kafka: KafkaInfo, kafka_tool: KafkaTool, unique_topic: str, tmp_path: Path
 ) -> None:
     config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic)
     with kaudit.open(config) as session:
@@ -183,36 +133,19 @@ def test_kaudit_tail_reads_the_kafka_log_with_duplicates_removed(
     producer.flush(10)
     url = f"kafka://alice:alice-secret@{kafka.sasl_bootstrap_servers}/{unique_topic}"
     # alice may read the log once granted READ on it and on her groups.
-    run_kafka_tool(
-        ACL,
-        [
-            "--bootstrap-server",
-            kafka.bootstrap_servers,
-            "--add",
-            "--allow-principal",
-            "User:alice",
-            "--operation",
-            "Read",
-            "--operation",
-            "Describe",
-            "--topic",
-            unique_topic,
-            "--group",
-            "*",
-        ],
-        dist=kafka.dist,
-    )
+    grant(kafka_tool, "User:alice", "--operation", "Read", "--operation", "Describe",
+          "--topic", unique_topic, "--group", "*")  # fmt: skip
     lines = list(iter_lines(url))
     ids = [orjson.loads(line)["event_id"] for line in lines]
     assert len(ids) == 50 and len(set(ids)) == 50
 
 
 def test_write_denied_by_acls_is_a_clear_error_under_fail_closed(
-    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+    kafka: KafkaInfo, kafka_tool: KafkaTool, unique_topic: str, tmp_path: Path
 ) -> None:
     """bob may describe the topic but not write it: emit waits, then says why."""
-    _create_topic(kafka, unique_topic)
-    _grant_bob(kafka, unique_topic, "Describe")
+    create_topic(kafka.client_config(), unique_topic)
+    grant_topic(kafka_tool, "bob", unique_topic, "Describe")
     config = _log_config(
         tmp_path,
         kafka.sasl_bootstrap_servers,
@@ -238,10 +171,10 @@ def test_write_denied_by_acls_is_a_clear_error_under_fail_closed(
 
 
 def test_write_denied_under_fail_open_counts_drops(
-    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+    kafka: KafkaInfo, kafka_tool: KafkaTool, unique_topic: str, tmp_path: Path
 ) -> None:
-    _create_topic(kafka, unique_topic)
-    _grant_bob(kafka, unique_topic, "Describe")
+    create_topic(kafka.client_config(), unique_topic)
+    grant_topic(kafka_tool, "bob", unique_topic, "Describe")
     config = _log_config(
         tmp_path, kafka.sasl_bootstrap_servers, unique_topic, user="bob", write_timeout_ms=2000
     )
@@ -383,12 +316,12 @@ def test_writer_continues_its_sequence_after_restart(
 
 
 def test_writing_resumes_once_the_acl_is_granted(
-    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+    kafka: KafkaInfo, kafka_tool: KafkaTool, unique_topic: str, tmp_path: Path
 ) -> None:
     """A denied writer keeps its events; granting WRITE lets them through, with the drops
     of the meantime reported as audit.degraded."""
-    _create_topic(kafka, unique_topic)
-    _grant_bob(kafka, unique_topic, "Describe")
+    create_topic(kafka.client_config(), unique_topic)
+    grant_topic(kafka_tool, "bob", unique_topic, "Describe")
     config = _log_config(
         tmp_path, kafka.sasl_bootstrap_servers, unique_topic, user="bob", write_timeout_ms=2000
     )
@@ -404,7 +337,7 @@ def test_writing_resumes_once_the_acl_is_granted(
             time.sleep(0.1)
         dropped = session.recorder.metrics()["kaudit_events_dropped_total"]
         assert dropped > 0
-        _grant_bob(kafka, unique_topic, "Write")
+        grant_topic(kafka_tool, "bob", unique_topic, "Write")
         session.emit("topic.created", actor="User:bob", resource="topic:after", durable=True)
         assert session.recorder.healthy
     # At least once: a retried record may be there twice; readers keep one per event_id.

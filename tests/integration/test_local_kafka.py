@@ -31,6 +31,7 @@ from kaudit.dev.dist import cached_dist, ensure_kafka, is_complete
 from kaudit.dev.errors import KafkaStartError
 from kaudit.dev.kafka import SASL_MECHANISMS, KafkaInfo, KafkaPorts, LocalKafka
 from kaudit.dev.probe import ProbeError, probe_metadata
+from support.kafka import grant
 
 STATUS_KEYS = {
     "running",
@@ -116,18 +117,8 @@ def test_alice_denied_create_until_acl_added_with_kafka_acl_command(
         KafkaError.CLUSTER_AUTHORIZATION_FAILED,
     }, denied
 
-    kafka_tool(
-        "org.apache.kafka.tools.AclCommand",
-        "--add",
-        "--allow-principal",
-        "User:alice",
-        "--operation",
-        "Create",
-        "--operation",
-        "Describe",
-        "--topic",
-        unique_topic,
-    )
+    grant(kafka_tool, "User:alice", "--operation", "Create", "--operation", "Describe",
+          "--topic", unique_topic)  # fmt: skip
     listed = kafka_tool("org.apache.kafka.tools.AclCommand", "--list", "--topic", unique_topic)
     assert "principal=User:alice" in listed.stdout
     assert "operation=CREATE" in listed.stdout

@@ -12,11 +12,11 @@ The cache is published atomically: jars are copied into a staging directory next
 ``lib``, checked, marked complete, and only then renamed to ``lib``. An interrupted
 download therefore leaves a staging directory (removed by the next run) and never a
 ``lib`` that looks complete. A per-version file lock serializes concurrent first runs.
+Where a cached version keeps its files (`KafkaDist`) is `kaudit.dev.files`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -24,13 +24,12 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 
 from kaudit.dev.errors import KafkaDownloadError, KafkaToolError, MissingToolError
+from kaudit.dev.files import KafkaDist, file_lock, write_atomic
 
 # The newest Kafka release on Maven Central when this was written (checked with
 # `mvn dependency:get -Dartifact=org.apache.kafka:kafka_2.13:4.3.1:pom`).
@@ -71,27 +70,6 @@ TOOL_JVM_FLAGS: tuple[str, ...] = (
 )
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class KafkaDist:
-    """One cached Kafka version: where its jars and its tools' log config are."""
-
-    version: str
-    home: Path
-
-    @property
-    def lib_dir(self) -> Path:
-        return self.home / "lib"
-
-    @property
-    def classpath(self) -> str:
-        """The `-cp` value for Kafka's main classes: Java expands the trailing `*`."""
-        return f"{self.lib_dir}/*"
-
-    @property
-    def tools_log4j_config(self) -> Path:
-        return self.home / "tools-log4j2.properties"
 
 
 def cache_root() -> Path:
@@ -385,16 +363,6 @@ def _version_key(version: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _write_if_changed(path: Path, text: str) -> None:
     try:
         if path.read_text(encoding="utf-8") == text:
@@ -402,19 +370,6 @@ def _write_if_changed(path: Path, text: str) -> None:
     except FileNotFoundError:
         pass
     write_atomic(path, text)
-
-
-def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Replace `path` with `text` so readers see the old or the new file, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _text(value: str | bytes | None) -> str:

@@ -1,22 +1,25 @@
 """Errors of the local Kafka developer tooling (`kaudit.dev`).
 
-They sit under `kaudit.errors.KauditError` like every other kaudit error. The CLI maps
-`MissingToolError` to exit code 2 so scripts can tell "install something" apart from
-"Kafka failed".
+They sit under `kaudit.errors.KauditError` like every other kaudit error. Their base,
+`LocalKafkaError`, is defined in `kaudit.errors` and handed on from here, so that the
+modules this one imports (`kaudit.dev.info` for `KafkaAlreadyRunningError`) can raise it
+without importing this module back. The CLI maps `MissingToolError` to exit code 2 so
+scripts can tell "install something" apart from "Kafka failed".
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from kaudit.dev.info import KafkaInfo
+from kaudit.errors import LocalKafkaError
 
-from kaudit.errors import KauditError
-
-if TYPE_CHECKING:
-    from kaudit.dev.kafka import KafkaInfo
-
-
-class LocalKafkaError(KauditError):
-    """The local Kafka could not be assembled, started, stopped or used."""
+__all__ = [
+    "KafkaAlreadyRunningError",
+    "KafkaDownloadError",
+    "KafkaStartError",
+    "KafkaToolError",
+    "LocalKafkaError",
+    "MissingToolError",
+]
 
 
 class MissingToolError(LocalKafkaError):

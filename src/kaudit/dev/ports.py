@@ -22,3 +22,15 @@ def free_port_block(size: int, host: str = "127.0.0.1") -> int:
             continue
         return start
     raise OSError(f"no block of {size} free ports on {host}")
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could bind `host:port` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the JVM does for server sockets, so a port in TIME_WAIT counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
