@@ -3,10 +3,11 @@
 The objects under the prefix are listed once: objects of events, named by stream and
 sequence range (exporters/s3.py), and the signed checkpoints uploaded beside them
 (exporters/s3_checkpoints.py). The checkpoints are read first; then each object of
-events is streamed, gunzipped, into the verifier (`verify_parts` in integrity/verify.py)
-in sequence order, one object open at a time, so memory does not grow with the copy.
-With the public key the copy is checked against the checkpoints: changed, deleted,
-inserted and reordered events, a deleted object and a cut-off end are all found.
+events is streamed, gunzipped, into the verifier (`verify_parts` of
+kaudit.integrity.verify) in sequence order, one object open at a time, so memory does
+not grow with the copy. With the public key the copy is checked against the
+checkpoints: changed, deleted, inserted and reordered events, a deleted object and a
+cut-off end are all found.
 
 The objects of all streams under the prefix are checked as one log: a local log has one
 writer, whose events may carry the host of whoever sent them (the stream in the name).
@@ -14,6 +15,9 @@ writer, whose events may carry the host of whoever sent them (the stream in the 
 Listing needs s3:ListBucket and reading s3:GetObject. When the bucket cannot be listed
 (no such bucket, access denied, no credentials, no answer) nothing was verified: that
 is a `VerifyUsageError`, not a finding.
+
+This lives with the exporters, not in kaudit.integrity: it reads what the S3 exporter
+wrote (its object names, its client), and integrity knows nothing of exporters.
 """
 
 from __future__ import annotations
