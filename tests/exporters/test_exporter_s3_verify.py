@@ -25,14 +25,14 @@ import pytest
 from click.testing import CliRunner
 from kaudit_destination_helpers import drain
 from kaudit_destination_servers import MotoServer
-from kaudit_sealed import emit_topics, sealed_audit
+from kaudit_sealed import Keys, emit_topics, sealed_audit, signer_and_other
 
 import kaudit
 from kaudit.cli import main
 from kaudit.config import Config
 from kaudit.config.model import AwsAccess
-from kaudit.integrity.keys import KeyFiles, KeyRing, generate
-from kaudit.integrity.s3_verify import verify_s3
+from kaudit.exporters.s3_verify import verify_s3
+from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.verify import VerifyReport, VerifyUsageError
 from kaudit.log.segments import list_segments
 
@@ -46,16 +46,9 @@ PREFIX = "kafka-backup/"
 MODES = ["public_key", "both"]
 
 
-@dataclass(frozen=True)
-class Keys:
-    signer: KeyFiles
-    other: KeyFiles
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    root = tmp_path_factory.mktemp("keys")
-    return Keys(generate(root / "audit", "kaudit-s3"), generate(root / "other", "kaudit-s3"))
+    return signer_and_other(tmp_path_factory.mktemp("keys"), "kaudit-s3")
 
 
 def _settings(data: Path, key_file: Path, moto: MotoServer | None) -> dict[str, Any]:

@@ -20,9 +20,10 @@ from kaudit.cli import main
 from kaudit.config import Config
 from kaudit.dev.kafka import KafkaInfo
 from kaudit.errors import LogError
-from kaudit.integrity.kafka_checkpoints import checkpoint_topic, verify_kafka
+from kaudit.integrity.kafka_streams import checkpoint_topic
 from kaudit.integrity.keys import KeyFiles, KeyRing, generate
 from kaudit.integrity.verify import VerifyReport
+from kaudit.integrity.verify.kafka import verify_kafka
 from kaudit.reading import kafka_source
 from support.kafka import kafka_log, read_messages, security
 

@@ -1,13 +1,28 @@
-"""A sealed local log for the integrity tests: the `audit` settings of a log with the
-HMAC chain and Merkle checkpoints on 1 MiB segments, and events written into it in
-small batches, so that checkpoints and segment rolls fall between them."""
+"""A sealed local log for the integrity tests: the keys that sign its checkpoints, the
+`audit` settings of a log with the HMAC chain and Merkle checkpoints on 1 MiB segments,
+and events written into it in small batches, so that checkpoints and segment rolls fall
+between them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kaudit
+from kaudit.integrity.keys import KeyFiles, generate
+
+
+@dataclass(frozen=True)
+class Keys:
+    signer: KeyFiles
+    other: KeyFiles
+
+
+def signer_and_other(root: Path, name: str) -> Keys:
+    """The signer's key pair and another one of the same name, a different key: a log
+    signed by someone else."""
+    return Keys(generate(root / "audit", name), generate(root / "other", name))
 
 
 def sealed_audit(

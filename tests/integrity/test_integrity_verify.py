@@ -23,12 +23,12 @@ from pathlib import Path
 import kaudit_tamper as tamper
 import orjson
 import pytest
-from kaudit_sealed import emit_topics, sealed_audit
+from kaudit_sealed import Keys, emit_topics, sealed_audit, signer_and_other
 
 import kaudit
 from kaudit.config import Config
 from kaudit.errors import KauditError
-from kaudit.integrity.keys import KeyFiles, KeyRing, generate
+from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.verify import (
     FindingKind,
     VerifyReport,
@@ -59,12 +59,6 @@ def _emit(session: kaudit.AuditSession, start: int, count: int) -> None:
 
 
 @dataclass(frozen=True)
-class Keys:
-    signer: KeyFiles
-    other: KeyFiles
-
-
-@dataclass(frozen=True)
 class Pristine:
     data: Path
     keys: Keys
@@ -72,9 +66,7 @@ class Pristine:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    root = tmp_path_factory.mktemp("keys")
-    # Same key name, different key: a log signed by someone else.
-    return Keys(generate(root / "audit", "kaudit-test"), generate(root / "other", "kaudit-test"))
+    return signer_and_other(tmp_path_factory.mktemp("keys"), "kaudit-test")
 
 
 @pytest.fixture(scope="module")

@@ -263,7 +263,7 @@ def _verify_s3(
     import os
 
     from kaudit.config.model import AwsAccess, S3Destination
-    from kaudit.integrity.s3_verify import parse_s3_url, verify_s3
+    from kaudit.exporters.s3_verify import parse_s3_url, verify_s3
 
     bucket, prefix = parse_s3_url(source)
     batch_interval = S3Destination.model_fields["batch_interval_secs"].default

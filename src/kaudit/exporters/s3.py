@@ -13,7 +13,7 @@ scoped to the prefix, once at start, keeping other rules of the bucket.
 With checkpoints on (`integrity.checkpoints`, a local log) and the whole log exported in
 native format, the writer's signed checkpoints are uploaded under `<prefix>checkpoints/`
 once their events are (exporters/s3_checkpoints.py), so `kaudit verify s3://…` can check
-the copy with the public key alone (integrity/s3_verify.py reads it back).
+the copy with the public key alone (exporters/s3_verify.py reads it back).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 The objects under the prefix are listed once: objects of events, named by stream and
 sequence range (exporters/s3.py), and the signed checkpoints uploaded beside them
 (exporters/s3_checkpoints.py). The checkpoints are read first; then each object of
-events is streamed, gunzipped, into the verifier (`verify_parts` in integrity/verify.py)
-in sequence order, one object open at a time, so memory does not grow with the copy.
-With the public key the copy is checked against the checkpoints: changed, deleted,
-inserted and reordered events, a deleted object and a cut-off end are all found.
+events is streamed, gunzipped, into the verifier (`verify_parts` of
+kaudit.integrity.verify) in sequence order, one object open at a time, so memory does
+not grow with the copy. With the public key the copy is checked against the
+checkpoints: changed, deleted, inserted and reordered events, a deleted object and a
+cut-off end are all found.
 
 The objects of all streams under the prefix are checked as one log: a local log has one
 writer, whose events may carry the host of whoever sent them (the stream in the name).
@@ -14,19 +15,24 @@ writer, whose events may carry the host of whoever sent them (the stream in the 
 Listing needs s3:ListBucket and reading s3:GetObject. When the bucket cannot be listed
 (no such bucket, access denied, no credentials, no answer) nothing was verified: that
 is a `VerifyUsageError`, not a finding.
+
+This lives with the exporters, not in kaudit.integrity: it reads what the S3 exporter
+wrote (its object names, its client), and integrity knows nothing of exporters.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import IO, Any, cast
 from urllib.parse import unquote, urlsplit
 
-from kaudit.config.model import AwsAccess
+from kaudit.config import load_config
+from kaudit.config.model import AwsAccess, S3Destination
 from kaudit.exporters.aws import AWS_ERRORS, aws_error, make_client
 from kaudit.exporters.s3 import DATA_KEY
 from kaudit.exporters.s3_checkpoints import CHECKPOINT_KEY
@@ -207,4 +213,64 @@ def verify_s3(
         noun="object",
         gone_name=_gone,
         notes=notes,
+    )
+
+
+def verify_s3_source(
+    url: str,
+    *,
+    verifiers: KeyRing | None,
+    hmac_key: bytes | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+    endpoint_url: str | None = None,
+) -> VerifyReport:
+    """`kaudit verify s3://bucket/prefix`: the S3 destination's copy of the log against
+    the checkpoints uploaded beside it.
+
+    With `config_path`, the endpoint and credentials are those of its s3 destination
+    for the bucket (the one with the URL's prefix, else the first), `endpoint_url`
+    overriding its endpoint; the destination's prefix is used when the URL has none,
+    and its batch interval widens the heartbeat grace. Without, the endpoint is
+    `endpoint_url`, else $AWS_ENDPOINT_URL, else AWS's, with the environment's
+    credentials. Raises VerifyUsageError for a URL that is no S3 location, or a
+    configuration without an s3 destination for the bucket.
+    """
+    bucket, prefix = parse_s3_url(url)
+    batch_interval = S3Destination.model_fields["batch_interval_secs"].default
+    if config_path:
+        config = load_config(config_path)
+        candidates = [
+            d
+            for d in config.audit.all_destinations
+            if isinstance(d, S3Destination) and d.bucket == bucket
+        ]
+        if not candidates:
+            raise VerifyUsageError(f"{config_path} has no s3 destination for bucket {bucket}")
+        destination = next(
+            (d for d in candidates if d.prefix.rstrip("/") == prefix.rstrip("/")), candidates[0]
+        )
+        access = AwsAccess.model_validate(
+            destination.model_dump(include=set(AwsAccess.model_fields))
+        )
+        if endpoint_url:
+            access = access.model_copy(update={"endpoint_url": endpoint_url})
+        prefix = prefix or destination.prefix
+        batch_interval = destination.batch_interval_secs
+    else:
+        access = AwsAccess(endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
+    return verify_s3(
+        access,
+        bucket,
+        prefix,
+        verifiers=verifiers,
+        hmac_key=hmac_key,
+        since=since,
+        until=until,
+        progress=progress,
+        # A checkpoint is uploaded after its events, which wait up to a batch interval to
+        # be sent, and the next upload is up to one more away.
+        heartbeat_grace=timedelta(seconds=10 + 2 * batch_interval),
     )
