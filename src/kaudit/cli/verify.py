@@ -1,34 +1,20 @@
 """`kaudit verify`, `kaudit prove` and `kaudit verify-proof`: is a log intact, and proofs
 that an event is in it (or that it grew from a checkpoint) checkable with public keys.
 
-Moved here as they were in the single-module command line; the verification logic
-they hold is being moved into `kaudit.integrity` (and `kaudit.exporters` for S3), after
-which these become thin like the other commands.
+Thin over `kaudit.reports.verify` (verify_source, prove_source) and
+`kaudit.integrity.proof` (verify_proof): these commands parse options and print.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
-from kaudit.cli.common import EXIT_FAILED, config_option, handle_errors, load, when_arg
-from kaudit.errors import KauditError
-
-
-def _log_dir(log: Path | None, config_path: str | None) -> Path:
-    if log is not None:
-        from kaudit.reading import resolve_log_dir
-
-        resolved = resolve_log_dir(log)
-        if resolved is None:
-            raise click.BadParameter(f"{log} holds no audit log segments")
-        return resolved
-    return load(config_path).log_dir
+from kaudit.cli.common import EXIT_FAILED, config_option, handle_errors, when_arg
 
 
 @click.command()
@@ -69,43 +55,11 @@ def prove(
     For a Kafka log (--log kafka://…, or a configured Kafka log) the proof is made in
     the tree of the event's writer stream against its checkpoints on `<topic>.checkpoints`.
     """
-    from kaudit.config.model import KafkaConnection, KafkaLog
-    from kaudit.integrity.proof import prove_consistency, prove_inclusion
+    from kaudit.reports.verify import prove_source
 
-    if (event_id is None) == (old_size is None):
-        raise click.UsageError("give an EVENT_ID or --consistency-from SIZE (one of them)")
-    configured = load(config_path).audit.log if log is None and config_path else None
-    kafka_log = configured if isinstance(configured, KafkaLog) else None
-    if (log is not None and log.startswith("kafka://")) or kafka_log is not None:
-        from kaudit.integrity.kafka_checkpoints import (
-            prove_kafka_consistency,
-            prove_kafka_inclusion,
-        )
-        from kaudit.reading import kafka_source
-
-        connection: KafkaConnection
-        if kafka_log is not None:
-            connection, topic = kafka_log, kafka_log.topic
-        else:
-            assert log is not None
-            try:
-                connection, topic = kafka_source(log)
-            except KauditError as exc:
-                raise click.UsageError(str(exc)) from None
-        proof = (
-            prove_kafka_inclusion(connection, topic, event_id)
-            if event_id is not None
-            else prove_kafka_consistency(connection, topic, old_size or 0, stream)
-        )
-    else:
-        if stream is not None:
-            raise click.UsageError("--stream applies to a Kafka log")
-        log_dir = _log_dir(Path(log) if log is not None else None, config_path)
-        proof = (
-            prove_inclusion(log_dir, event_id)
-            if event_id is not None
-            else prove_consistency(log_dir, old_size or 0)
-        )
+    proof = prove_source(
+        log, event_id=event_id, consistency_from=old_size, stream=stream, config_path=config_path
+    )
     data = orjson.dumps(proof, option=orjson.OPT_INDENT_2) + b"\n"
     if out is not None:
         out.write_bytes(data)
@@ -167,211 +121,43 @@ def verify(
     (modified, missing, inserted, reordered and truncated events, bad or unknown
     signatures); with --hmac-key-env also each event's HMAC and the chain.
     """
-    import os
+    from kaudit.reports.verify import report_json, report_text, verification_keys, verify_source
 
-    from kaudit.integrity.keys import load_verifiers
-    from kaudit.integrity.verify import verify_jsonl, verify_log
-    from kaudit.reading import open_source
-
-    if not public_keys and not hmac_key_env:
-        raise click.UsageError("give --public-key (checkpoints) and/or --hmac-key-env (chain)")
-    ring = load_verifiers([Path(k) for k in public_keys]) if public_keys else None
-    hmac_key = None
-    if hmac_key_env:
-        value = os.environ.get(hmac_key_env)
-        if not value:
-            raise click.UsageError(f"the environment variable {hmac_key_env} is not set")
-        hmac_key = value.encode()
-    if source.startswith("s3://"):
-        if anchors:
-            raise click.UsageError("--anchor applies to a log directory, not an S3 prefix")
-        _verify_s3(
-            source,
-            config_path,
-            endpoint_url,
-            ring,
-            hmac_key,
-            when_arg(since),
-            when_arg(until),
-            as_json,
-        )
-        return
-    if endpoint_url:
-        raise click.UsageError("--endpoint-url applies to an s3:// SOURCE")
-    try:
-        kind, path = open_source(source)
-    except KauditError as exc:
-        raise click.UsageError(str(exc)) from None
-    if kind not in ("dir", "file", "kafka") or (path is None and kind != "kafka"):
-        raise click.UsageError(
-            f"cannot verify {source!r}: give a local log directory, a JSON Lines file, "
-            "a kafka:// topic or an s3:// prefix"
-        )
-    start, end = when_arg(since), when_arg(until)
-    if kind == "kafka":
-        _verify_kafka(source, ring, hmac_key, start, end, _progress, as_json, anchors)
-        return
-    assert path is not None
-    if kind == "dir":
-        report = verify_log(
-            path,
-            verifiers=ring,
-            hmac_key=hmac_key,
-            since=start,
-            until=end,
-            progress=_progress,
-            anchors=[Path(a) for a in anchors],
-        )
-    else:
-        if anchors:
-            raise click.UsageError("--anchor applies to a log directory, not a JSONL file")
-        report = verify_jsonl(
-            path, verifiers=ring, hmac_key=hmac_key, since=start, until=end, progress=_progress
-        )
-    _show_report(report, as_json)
-
-
-def _progress(events: int) -> None:
-    if sys.stderr.isatty():
-        click.echo(f"\rverifying… {events:,} events", nl=False, err=True)
-
-
-def _show_report(report: Any, as_json: bool) -> None:
-    """Print one verification report; exit 1 when the log is not intact."""
-    if report.events and sys.stderr.isatty():
-        click.echo(err=True)  # end the progress line
-    if as_json:
-        click.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
-    else:
-        _print_report(report)
-    if not report.ok:
-        sys.exit(EXIT_FAILED)
-
-
-def _verify_s3(
-    source: str,
-    config_path: str | None,
-    endpoint_url: str | None,
-    ring: Any,
-    hmac_key: bytes | None,
-    start: datetime | None,
-    end: datetime | None,
-    as_json: bool,
-) -> None:
-    """`kaudit verify s3://bucket/prefix`: the S3 destination's copy of the log against
-    the checkpoints uploaded beside it."""
-    import os
-
-    from kaudit.config.model import AwsAccess, S3Destination
-    from kaudit.exporters.s3_verify import parse_s3_url, verify_s3
-
-    bucket, prefix = parse_s3_url(source)
-    batch_interval = S3Destination.model_fields["batch_interval_secs"].default
-    if config_path:
-        config = load(config_path)
-        candidates = [
-            d
-            for d in config.audit.all_destinations
-            if isinstance(d, S3Destination) and d.bucket == bucket
-        ]
-        if not candidates:
-            raise click.UsageError(f"{config_path} has no s3 destination for bucket {bucket}")
-        destination = next(
-            (d for d in candidates if d.prefix.rstrip("/") == prefix.rstrip("/")), candidates[0]
-        )
-        access = AwsAccess.model_validate(
-            destination.model_dump(include=set(AwsAccess.model_fields))
-        )
-        if endpoint_url:
-            access = access.model_copy(update={"endpoint_url": endpoint_url})
-        prefix = prefix or destination.prefix
-        batch_interval = destination.batch_interval_secs
-    else:
-        access = AwsAccess(endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
-    report = verify_s3(
-        access,
-        bucket,
-        prefix,
+    ring, hmac_key = verification_keys(public_keys, hmac_key_env)
+    progress = _Progress()
+    result = verify_source(
+        source,
         verifiers=ring,
         hmac_key=hmac_key,
-        since=start,
-        until=end,
-        progress=_progress,
-        # A checkpoint is uploaded after its events, which wait up to a batch interval to
-        # be sent, and the next upload is up to one more away.
-        heartbeat_grace=timedelta(seconds=10 + 2 * batch_interval),
-    )
-    _show_report(report, as_json)
-
-
-def _verify_kafka(
-    source: str,
-    ring: Any,
-    hmac_key: bytes | None,
-    start: datetime | None,
-    end: datetime | None,
-    progress: Any,
-    as_json: bool,
-    anchors: tuple[str, ...],
-) -> None:
-    """`kaudit verify kafka://…`: each writer stream against its checkpoints on the
-    companion topic; exit 1 when any stream is not intact."""
-    from kaudit.integrity.kafka_checkpoints import verify_kafka
-    from kaudit.reading import kafka_source
-
-    if anchors:
-        raise click.UsageError("--anchor applies to a log directory, not a Kafka topic")
-    try:
-        connection, topic = kafka_source(source)
-    except KauditError as exc:
-        raise click.UsageError(str(exc)) from None
-    label = source.split("://", 1)[1].rpartition("@")[2]
-    reports = verify_kafka(
-        connection,
-        topic,
-        verifiers=ring,
-        hmac_key=hmac_key,
-        since=start,
-        until=end,
+        since=when_arg(since),
+        until=when_arg(until),
+        anchors=anchors,
+        config_path=config_path,
+        endpoint_url=endpoint_url,
         progress=progress,
-        label=f"kafka://{label}",
     )
-    ok = all(r.ok for r in reports)
-    if as_json:
-        body = {"source": f"kafka://{label}", "ok": ok, "streams": [r.to_dict() for r in reports]}
-        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
-    else:
-        for report in reports:
-            _print_report(report)
-    if not ok:
+    progress.end()
+    text = report_json(result) if as_json else report_text(result)
+    if text:  # a Kafka topic with no writer stream has no report lines
+        click.echo(text)
+    if not result.ok:
         sys.exit(EXIT_FAILED)
 
 
-def _print_report(report: Any) -> None:
-    status = "INTACT" if report.ok else "TAMPERED"
-    click.echo(
-        f"{report.source}: {status} — {report.events:,} events "
-        f"(sequence {report.first_sequence}–{report.last_sequence}), "
-        f"{report.checkpoints_checked} checkpoints checked, "
-        f"checks: {', '.join(report.checks)}"
-    )
-    covered = report.covered.to_dict()
-    requested = report.requested.to_dict()
-    click.echo(f"  requested: {requested['start'] or '(start)'} to {requested['end'] or '(now)'}")
-    click.echo(
-        f"  covered:   events {covered['first_event']} to {covered['last_event']}, "
-        f"checkpoints {covered['first_checkpoint']} to {covered['last_checkpoint']}"
-    )
-    for finding in report.findings:
-        where = ""
-        if finding.sequence_from is not None:
-            where = f" [seq {finding.sequence_from}"
-            if finding.sequence_to not in (None, finding.sequence_from):
-                where += f"–{finding.sequence_to}"
-            where += "]"
-        click.echo(f"  {finding.kind}{where}: {finding.message}")
-    for note in report.notes:
-        click.echo(f"  note: {note}")
+class _Progress:
+    """The count of events read so far, on one line of a terminal's stderr."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, events: int) -> None:
+        if sys.stderr.isatty():
+            click.echo(f"\rverifying… {events:,} events", nl=False, err=True)
+            self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            click.echo(err=True)
 
 
 @click.command("verify-proof")

@@ -30,11 +30,9 @@ from confluent_kafka import KafkaError, Producer
 
 from kaudit.errors import LogError
 from kaudit.integrity.checkpointer import Checkpointer, resumable_tree
-from kaudit.integrity.kafka_proof import prove_kafka_consistency, prove_kafka_inclusion
 from kaudit.integrity.kafka_streams import checkpoint_topic
 from kaudit.integrity.keys import Signer
 from kaudit.integrity.merkle import MerkleTree, leaf_hashes
-from kaudit.integrity.verify.kafka import verify_kafka
 from kaudit.log.kafka import (
     ErrorTracker,
     KafkaLogReader,
@@ -47,11 +45,6 @@ from kaudit.log.kafka import (
 __all__ = [
     "KafkaCheckpoints",
     "checkpoint_topic",
-    # Kept importable from here, where they were, until the CLI calls
-    # kaudit.reports.verify instead (issue 17).
-    "prove_kafka_consistency",
-    "prove_kafka_inclusion",
-    "verify_kafka",
 ]
 
 log = logging.getLogger("kaudit.integrity")
