@@ -34,8 +34,10 @@ system-deps:
 demo: $(VENV)/.installed system-deps
 	$(BIN)/kaudit demo
 
+# lint-imports checks the layers stated in pyproject.toml ([tool.importlinter]).
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy src
