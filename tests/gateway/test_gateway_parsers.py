@@ -1,13 +1,14 @@
-"""The gateway's parsers never fail on hostile bytes: framing, SASL tokens, kio decoding.
+"""The gateway's parsers never fail on hostile bytes: framing, SASL tokens, header peeks.
 
 Fuzzed with hypothesis; each parser may refuse input only in the documented way
-(`ProtocolViolation`, `FrameDecodeError`) and otherwise returns a value.
+(`ProtocolViolation`) and otherwise returns a value. Decoding with kio, whose native
+reader could abort the process, is fuzzed in a child process instead
+(test_gateway_declared_lengths).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import struct
 
 import orjson
@@ -16,7 +17,6 @@ from hypothesis import strategies as st
 from kaudit_gateway_frames import batch as _batch
 from kaudit_gateway_frames import frame
 
-from kaudit.gateway.codec import FrameDecodeError, decode_request, decode_response
 from kaudit.gateway.codec import peek_client_id as _client_id
 from kaudit.gateway.fetch import count_records
 from kaudit.gateway.framing import Frames as _Frames
@@ -70,23 +70,9 @@ def test_oversized_and_negative_sizes_are_violations_naming_the_limit() -> None:
 
 @settings(max_examples=300)
 @given(st.binary(max_size=400))
-def test_request_decoding_of_arbitrary_bytes_fails_only_as_frame_decode_error(
-    data: bytes,
-) -> None:
-    with contextlib.suppress(FrameDecodeError):
-        decode_request(data)
-    _client_id(b"\0\0\0\0" + data)
-
-
-@settings(max_examples=300)
-@given(
-    st.sampled_from([(0, 9), (1, 16), (3, 12), (18, 3), (19, 7), (36, 2)]), st.binary(max_size=400)
-)
-def test_response_decoding_of_arbitrary_bytes_fails_only_as_frame_decode_error(
-    api: tuple[int, int], data: bytes
-) -> None:
-    with contextlib.suppress(FrameDecodeError):
-        decode_response(api[0], api[1], data)
+def test_the_client_id_of_arbitrary_bytes_is_a_string_or_none(data: bytes) -> None:
+    client_id = _client_id(b"\0\0\0\0" + data)
+    assert client_id is None or isinstance(client_id, str)
 
 
 @given(st.binary(max_size=300))

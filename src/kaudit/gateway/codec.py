@@ -6,6 +6,9 @@ writers, so only small responses (ApiVersions, FindCoordinator, DescribeCluster,
 node-endpoint rewrites) are ever re-encoded. Every kio failure — an API or version it
 does not know, an unknown tagged field or error code, truncated bytes — becomes a
 `FrameDecodeError`, which the connection answers by forwarding the bytes unchanged.
+Before kio reads a frame, `bounds` checks every length declared in it against the bytes
+left: kio's reader reserves memory for a declared array length before reading it, and
+a frame declaring billions of items would abort the process instead of failing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_reader, entity_writer
+
+from kaudit.gateway.bounds import DeclaredLengthError, FrameCheck, frame_check
 
 _HEADER = struct.Struct(">hhi")
 _INT16 = struct.Struct(">h")
@@ -108,24 +113,29 @@ Reader = Callable[[Any, int], tuple[Any, int]]
 
 
 @cache
-def _request_readers(key: int, version: int) -> tuple[Reader, Reader]:
+def _request_readers(key: int, version: int) -> tuple[Reader, Reader, FrameCheck]:
     schema = load_request_schema(key, version)
-    return entity_reader(schema.__header_schema__), entity_reader(schema)
+    header = schema.__header_schema__
+    return entity_reader(header), entity_reader(schema), frame_check(header, schema)
 
 
 @cache
-def _response_schema(key: int, version: int) -> tuple[Reader, Reader, type[Any]]:
+def _response_schema(key: int, version: int) -> tuple[Reader, Reader, FrameCheck, type[Any]]:
     schema = load_response_schema(key, version)
-    return entity_reader(schema.__header_schema__), entity_reader(schema), schema
+    header = schema.__header_schema__
+    return entity_reader(header), entity_reader(schema), frame_check(header, schema), schema
 
 
 def decode_request(frame: bytes) -> DecodedRequest:
     """The header and body of a request frame, or FrameDecodeError."""
     key, version, correlation_id = peek_request(frame)
     try:
-        read_header, read_body = _request_readers(key, version)
+        read_header, read_body, check = _request_readers(key, version)
+        check(frame)  # before kio: a length it cannot hold would abort the process
         header, size = read_header(frame, 0)
         body, _ = read_body(frame, size)
+    except DeclaredLengthError as exc:
+        raise FrameDecodeError(f"{api_name(key)} v{version} request: {exc}") from exc
     except Exception as exc:  # kio raises KeyError/ValueError/its own errors
         raise FrameDecodeError(f"{api_name(key)} v{version} request: {exc!r}") from exc
     return DecodedRequest(key, version, correlation_id, header.client_id, body)
@@ -134,9 +144,12 @@ def decode_request(frame: bytes) -> DecodedRequest:
 def decode_response(key: int, version: int, frame: bytes) -> tuple[Any, Any]:
     """(header, body) of a response frame to a request of `key` at `version`."""
     try:
-        read_header, read_body, _ = _response_schema(key, version)
+        read_header, read_body, check, _ = _response_schema(key, version)
+        check(frame)  # before kio: a length it cannot hold would abort the process
         header, size = read_header(frame, 0)
         body, _ = read_body(frame, size)
+    except DeclaredLengthError as exc:
+        raise FrameDecodeError(f"{api_name(key)} v{version} response: {exc}") from exc
     except Exception as exc:
         raise FrameDecodeError(f"{api_name(key)} v{version} response: {exc!r}") from exc
     return header, body
@@ -144,7 +157,7 @@ def decode_response(key: int, version: int, frame: bytes) -> tuple[Any, Any]:
 
 def encode_response(key: int, version: int, header: Any, body: Any) -> bytes:
     """A whole response frame, length prefix included."""
-    _, _, schema = _response_schema(key, version)
+    schema = _response_schema(key, version)[-1]
     out = io.BytesIO()
     out.write(b"\0\0\0\0")
     entity_writer(schema.__header_schema__)(out, header)
