@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kaudit_gateway_frames import batch, split
@@ -20,7 +21,7 @@ from kio.serial import entity_writer
 from kio.static.primitive import i32, i32Timedelta, i64
 
 from kaudit.gateway.codec import FrameDecodeError
-from kaudit.gateway.fetch import count_records, summarize_fetch_response
+from kaudit.gateway.fetch import Pieces, count_records, summarize_fetch_response
 
 
 def fetch_frame(version: int, topics: list[tuple[Any, list[tuple[int, bytes | None]]]]) -> bytes:
@@ -96,3 +97,34 @@ def test_truncated_and_unsupported_responses_are_decode_errors() -> None:
 def test_arbitrary_bytes_are_summarised_or_refused(data: bytes, version: int) -> None:
     with contextlib.suppress(FrameDecodeError):
         summarize_fetch_response([struct.pack(">ii", len(data) + 4, 1) + data], version)
+
+
+def test_a_negative_length_is_refused_instead_of_moving_the_reader_back() -> None:
+    # Taking a negative length used to return b"" and move the position back, so a
+    # peer's frame could make the summariser read the same bytes again and again.
+    reader = Pieces([b"0123456789"], 6)
+    with pytest.raises(FrameDecodeError, match="negative length -4"):
+        reader.take(-4)
+    assert reader.pos == 6
+    assert bytes(reader.take(2)) == b"67"
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("version", [4, 11, 12])
+def test_a_fetch_response_with_a_negative_topic_name_length_is_refused(version: int) -> None:
+    flexible = version >= 12
+    body = bytearray(struct.pack(">i", 7))  # correlation id
+    if flexible:
+        body += b"\x00"  # no tagged fields in the response header
+    body += struct.pack(">i", 0)  # throttle_time_ms
+    if version >= 7:
+        body += struct.pack(">hi", 0, 0)  # error_code, session_id
+    if flexible:
+        body += b"\xff\xff\xff\xff\x07"  # topics: 2**31 - 1 as a compact array (n + 1)
+        body += b"\x00"  # a compact string length of 0 means -1
+    else:
+        body += struct.pack(">i", 2**31 - 1) + struct.pack(">h", -6)
+    body += b"\x01" * 40
+    frame = struct.pack(">i", len(body)) + bytes(body)
+    with pytest.raises(FrameDecodeError, match="negative length"):
+        summarize_fetch_response([frame], version)

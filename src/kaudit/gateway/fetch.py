@@ -51,6 +51,8 @@ class Pieces:
 
     def take(self, n: int) -> Chunk:
         """The next `n` bytes (copied only when they straddle two pieces)."""
+        if n < 0:  # a negative slice would move the reader back: a loop a peer controls
+            raise FrameDecodeError(f"negative length {n} in fetch response")
         end = self.pos + n
         if end <= len(self.buf):
             out = self.buf[self.pos : end]
