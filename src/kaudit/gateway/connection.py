@@ -9,8 +9,10 @@ the audit needs (a `Pending`) in a FIFO. Each response is matched to the head of
 FIFO, rewritten if it carries broker addresses or API versions, audited (one call per
 request, KIP-567, see auditing), and sent on. Under fail_closed a response waits, in
 order, until the recorder says its audit record is durable; if it cannot be, the client
-gets the API's own error instead. What the gateway's connections share comes from the
-listener as a `SharedState`.
+gets the API's own error instead. A request the gateway cannot read, for an API that
+changes state, logs in or names brokers (codec.MUST_DECODE), is never forwarded: it is
+recorded as refused and answered, in its turn, with the API's own error. What the
+gateway's connections share comes from the listener as a `SharedState`.
 
 Everything here runs on the event loop; nothing blocks or awaits on the request path.
 """
@@ -28,23 +30,38 @@ from typing import Any, cast
 
 from kaudit.errors import AuditRefused
 from kaudit.gateway import rewrite
-from kaudit.gateway.auditing import audit_auth, audit_exchange, audit_produce, audit_unanswered
+from kaudit.gateway.audit_map import (
+    INVALID_REQUEST,
+    SASL_AUTHENTICATION_FAILED,
+    UNSUPPORTED_VERSION,
+)
+from kaudit.gateway.auditing import (
+    audit_auth,
+    audit_exchange,
+    audit_produce,
+    audit_refused,
+    audit_unanswered,
+)
 from kaudit.gateway.codec import (
     API_VERSIONS,
+    AUTHENTICATES,
     DESCRIBE_CLUSTER,
     FETCH,
     FIND_COORDINATOR,
     METADATA,
+    MUST_DECODE,
     PRODUCE,
     SASL_AUTHENTICATE,
     SASL_HANDSHAKE,
     FrameDecodeError,
+    api_name,
     decode_request,
     decode_response,
     encode_response,
+    parsable_versions,
     peek_client_id,
 )
-from kaudit.gateway.exchange import Held, Pending, error_answer
+from kaudit.gateway.exchange import Held, Pending, error_answer, refusal_answer
 from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
 from kaudit.gateway.fetch import summarize_fetch_response
 from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
@@ -170,7 +187,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             self.upstream.transport.close()
         # Requests the broker never answered are recorded as failed, not forgotten.
         pending, self.pending = self.pending, deque()
-        audit_unanswered(self, pending, reason)
+        audit_unanswered(self, [p for p in pending if not p.refused], reason)
 
     def upstream_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -296,6 +313,8 @@ class ClientConnection(asyncio.BufferedProtocol):
             try:
                 request = summarize_produce_request([frame], version)
             except FrameDecodeError as exc:
+                if self._refused(frame, exc):
+                    return
                 decoded = False
                 client_id = peek_client_id(frame)
                 log.debug("%s: forwarding undecoded request: %s", self.peer, exc)
@@ -306,6 +325,8 @@ class ClientConnection(asyncio.BufferedProtocol):
             try:
                 parsed = decode_request(memoryview(frame)[4:])  # type: ignore[arg-type]
             except FrameDecodeError as exc:
+                if self._refused(frame, exc):
+                    return
                 decoded = False
                 client_id = peek_client_id(frame)
                 log.debug("%s: forwarding undecoded request: %s", self.peer, exc)
@@ -334,6 +355,58 @@ class ClientConnection(asyncio.BufferedProtocol):
         else:
             audit_produce(self, pending, None)
         self._forward(frame)
+
+    def _refused(self, frame: bytes, exc: FrameDecodeError) -> bool:
+        """Refuse a request the gateway cannot read when its API is one of MUST_DECODE:
+        recorded as refused and answered, in its turn, with the API's own error (at a
+        version the gateway never advertised, the connection is closed instead, as the
+        broker does); False for any other API (the caller forwards it undecoded)."""
+        key, version, correlation_id = struct.unpack_from(">hhi", frame, 4)
+        if key not in MUST_DECODE:
+            return False
+        versions = parsable_versions(key)
+        if versions is None or not versions[0] <= version <= versions[1]:
+            code = UNSUPPORTED_VERSION
+            reason = f"{api_name(key)} v{version} is not a version the gateway advertises"
+        else:
+            code = SASL_AUTHENTICATION_FAILED if key == SASL_AUTHENTICATE else INVALID_REQUEST
+            reason = str(exc)
+        pending = Pending(
+            key, version, correlation_id, peek_client_id(frame), None, time.perf_counter(),
+            False, refused=True, close_after=key in AUTHENTICATES,
+        )  # fmt: skip
+        if code != UNSUPPORTED_VERSION:
+            message = f"kaudit: request refused, the audit gateway cannot read it: {reason}"
+            pending.answer = refusal_answer(key, version, correlation_id, code, message)
+        log.warning("%s: refusing a request the gateway cannot read: %s", self.peer, reason)
+        try:
+            audit_refused(self, pending, code, reason)
+        except AuditRefused as refused:  # nothing reaches the broker all the same
+            log.error("%s: refused request not recorded: %s", self.peer, refused)
+        self.pending.append(pending)
+        self._answer_refused()
+        return True
+
+    def _answer_refused(self) -> None:
+        """Answer the refused requests at the head of the FIFO (their turn has come)."""
+        while self.pending and self.pending[0].refused and not self.closed:
+            pending = self.pending.popleft()
+            if self.client_gone:
+                if not self.pending:
+                    self.close("client went away; in-flight requests audited", quiet=True)
+                continue
+            what = f"{api_name(pending.api_key)} v{pending.api_version}"
+            if pending.answer is None:
+                self.close(f"refused {what}: no response the gateway can write at that version")
+                return
+            if self.shared.fail_closed:
+                held = Held(pending.answer, pending)
+                self.held.append(held)
+                self.recording.when_durable(self, held)
+                continue
+            self.send(pending.answer)
+            if pending.close_after:
+                self.close(f"refused {what}: a login the gateway cannot read")
 
     def _forward(self, frame: Chunk) -> None:
         up = self.upstream
@@ -365,7 +438,12 @@ class ClientConnection(asyncio.BufferedProtocol):
         self, frame: bytes, sent: bool = False, pieces: list[Chunk] | None = None
     ) -> None:
         """A whole response from the broker (`frame`, or the `pieces` it arrived in, the
-        first starting with the header); `sent` when it was cut through already."""
+        first starting with the header); `sent` when it was cut through already. Refused
+        requests right behind it are answered next."""
+        self._on_response(frame, sent, pieces)
+        self._answer_refused()
+
+    def _on_response(self, frame: bytes, sent: bool, pieces: list[Chunk] | None) -> None:
         if not self.pending:
             raise ProtocolViolation("response with no request outstanding")
         pending = self.pending.popleft()
@@ -449,6 +527,9 @@ class ClientConnection(asyncio.BufferedProtocol):
             held = self.held.popleft()
             if held.failed is None:
                 self.send(held.frame)
+                if held.pending.close_after:
+                    self.close("refused a login the gateway cannot read")
+                    return
                 continue
             self.shared.metrics.refused += 1
             log.error("%s: audit record not durable, answering with an error: %s",
@@ -458,6 +539,9 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self.close(f"audit record not durable ({held.failed}); cannot build an error")
                 return
             self.send(answer)
+            if held.pending.close_after:
+                self.close("refused a login the gateway cannot read")
+                return
 
     def _rewrite(self, key: int, response: Any) -> Any | None:
         brokers = self.shared.brokers
