@@ -30,44 +30,35 @@ from typing import Any, cast
 
 from kaudit.errors import AuditRefused
 from kaudit.gateway import rewrite
-from kaudit.gateway.audit_map import (
-    INVALID_REQUEST,
-    SASL_AUTHENTICATION_FAILED,
-    UNSUPPORTED_VERSION,
-)
 from kaudit.gateway.auditing import (
     audit_auth,
     audit_exchange,
     audit_produce,
-    audit_refused,
     audit_unanswered,
 )
 from kaudit.gateway.codec import (
     API_VERSIONS,
-    AUTHENTICATES,
     DESCRIBE_CLUSTER,
     FETCH,
     FIND_COORDINATOR,
     METADATA,
-    MUST_DECODE,
     PRODUCE,
     SASL_AUTHENTICATE,
     SASL_HANDSHAKE,
     FrameDecodeError,
-    api_name,
     decode_request,
     decode_response,
     encode_response,
-    parsable_versions,
     peek_client_id,
 )
-from kaudit.gateway.exchange import Held, Pending, error_answer, refusal_answer
+from kaudit.gateway.exchange import Held, Pending, error_answer
 from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
 from kaudit.gateway.fetch import summarize_fetch_response
 from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
+from kaudit.gateway.refusal import answer_refused, refuse
 from kaudit.gateway.rewrite import ADDRESSES
 from kaudit.gateway.sasl import SaslObserver, certificate_principal
 from kaudit.gateway.shared import TOKEN_APIS, SharedState
@@ -313,7 +304,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             try:
                 request = summarize_produce_request([frame], version)
             except FrameDecodeError as exc:
-                if self._refused(frame, exc):
+                if refuse(self, frame, exc):
                     return
                 decoded = False
                 client_id = peek_client_id(frame)
@@ -325,7 +316,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             try:
                 parsed = decode_request(memoryview(frame)[4:])  # type: ignore[arg-type]
             except FrameDecodeError as exc:
-                if self._refused(frame, exc):
+                if refuse(self, frame, exc):
                     return
                 decoded = False
                 client_id = peek_client_id(frame)
@@ -355,58 +346,6 @@ class ClientConnection(asyncio.BufferedProtocol):
         else:
             audit_produce(self, pending, None)
         self._forward(frame)
-
-    def _refused(self, frame: bytes, exc: FrameDecodeError) -> bool:
-        """Refuse a request the gateway cannot read when its API is one of MUST_DECODE:
-        recorded as refused and answered, in its turn, with the API's own error (at a
-        version the gateway never advertised, the connection is closed instead, as the
-        broker does); False for any other API (the caller forwards it undecoded)."""
-        key, version, correlation_id = struct.unpack_from(">hhi", frame, 4)
-        if key not in MUST_DECODE:
-            return False
-        versions = parsable_versions(key)
-        if versions is None or not versions[0] <= version <= versions[1]:
-            code = UNSUPPORTED_VERSION
-            reason = f"{api_name(key)} v{version} is not a version the gateway advertises"
-        else:
-            code = SASL_AUTHENTICATION_FAILED if key == SASL_AUTHENTICATE else INVALID_REQUEST
-            reason = str(exc)
-        pending = Pending(
-            key, version, correlation_id, peek_client_id(frame), None, time.perf_counter(),
-            False, refused=True, close_after=key in AUTHENTICATES,
-        )  # fmt: skip
-        if code != UNSUPPORTED_VERSION:
-            message = f"kaudit: request refused, the audit gateway cannot read it: {reason}"
-            pending.answer = refusal_answer(key, version, correlation_id, code, message)
-        log.warning("%s: refusing a request the gateway cannot read: %s", self.peer, reason)
-        try:
-            audit_refused(self, pending, code, reason)
-        except AuditRefused as refused:  # nothing reaches the broker all the same
-            log.error("%s: refused request not recorded: %s", self.peer, refused)
-        self.pending.append(pending)
-        self._answer_refused()
-        return True
-
-    def _answer_refused(self) -> None:
-        """Answer the refused requests at the head of the FIFO (their turn has come)."""
-        while self.pending and self.pending[0].refused and not self.closed:
-            pending = self.pending.popleft()
-            if self.client_gone:
-                if not self.pending:
-                    self.close("client went away; in-flight requests audited", quiet=True)
-                continue
-            what = f"{api_name(pending.api_key)} v{pending.api_version}"
-            if pending.answer is None:
-                self.close(f"refused {what}: no response the gateway can write at that version")
-                return
-            if self.shared.fail_closed:
-                held = Held(pending.answer, pending)
-                self.held.append(held)
-                self.recording.when_durable(self, held)
-                continue
-            self.send(pending.answer)
-            if pending.close_after:
-                self.close(f"refused {what}: a login the gateway cannot read")
 
     def _forward(self, frame: Chunk) -> None:
         up = self.upstream
@@ -441,7 +380,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         first starting with the header); `sent` when it was cut through already. Refused
         requests right behind it are answered next."""
         self._on_response(frame, sent, pieces)
-        self._answer_refused()
+        answer_refused(self)
 
     def _on_response(self, frame: bytes, sent: bool, pieces: list[Chunk] | None) -> None:
         if not self.pending:
