@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from kaudit.dev.kafka import KafkaInfo
 from kaudit.dev.ports import free_port_block
+from kaudit.gateway.codec import decode_response
 from kaudit.log.segments import LogReader
 
 pytestmark = pytest.mark.kafka
@@ -38,13 +39,13 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
-def wait_closed(conn: socket.socket) -> None:
-    """Reads until the other end closes the connection."""
-    try:
-        while conn.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
+def recv_exactly(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        assert chunk, f"connection closed after {len(data)} of {n} bytes"
+        data += chunk
+    return data
 
 
 def test_a_delete_records_request_declaring_billions_of_topics_leaves_the_gateway_serving(
@@ -72,9 +73,11 @@ def test_a_delete_records_request_declaring_billions_of_topics_leaves_the_gatewa
         )
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(struct.pack(">i", len(request)) + request)
-            # Forwarded undecoded, as any frame the gateway cannot read; the broker
-            # refuses it in turn and closes the connection.
-            wait_closed(conn)
+            # Refused, not forwarded, as any state-changing request the gateway cannot
+            # read: the client gets DeleteRecords' own error (INVALID_REQUEST).
+            size = struct.unpack(">i", recv_exactly(conn, 4))[0]
+            _, answer = decode_response(DELETE_RECORDS, 2, recv_exactly(conn, size))
+            assert [int(t.partitions[0].error_code) for t in answer.topics] == [42]
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=1)  # time for a dying process to be seen dead
         if proc.poll() is not None:
@@ -88,10 +91,12 @@ def test_a_delete_records_request_declaring_billions_of_topics_leaves_the_gatewa
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
-    # The refused request is on the record, as one the gateway could not decode.
+    # The refused request is on the record, as one the gateway could not decode, and why.
     reader = LogReader(tmp_path / "data" / "log")
     lines, _ = reader.read(reader.start())
     events = [orjson.loads(line) for line in lines]
     [event] = [e for e in events if e["context"]["api"]["key"] == DELETE_RECORDS]
     assert event["actor"]["client_id"] == "evil"
     assert event["details"]["decoded"] is False
+    assert event["details"]["refused"] is True
+    assert event["details"]["reason"].startswith("DeleteRecords v2 request")

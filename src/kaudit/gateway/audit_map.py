@@ -3,7 +3,8 @@ per resource, the operation, resource pattern, authorization outcome and error c
 
 `map_exchange` looks the API up in audit_apis' mappers (the APIs with record types of
 their own); `generic_auth` names what any other request acted on, for its generic
-`kafka.request` record; `auth_call` is the login (or failed login) a SASL exchange the
+`kafka.request` record; `refusal_call` is the record of a request the gateway refused
+because it could not read it; `auth_call` is the login (or failed login) a SASL exchange the
 broker answered makes. Produce and Fetch are not mapped here: their records are counted
 into windows (aggregate).
 """
@@ -62,6 +63,27 @@ def api_operation(api: str) -> str:
         if api.startswith(prefix):
             return operation
     return "REQUEST"
+
+
+# -- refused requests -----------------------------------------------------------------------
+
+INVALID_REQUEST = 42
+"""The error a request the gateway cannot read is refused with (the broker's own for a
+malformed request)."""
+UNSUPPORTED_VERSION = 35
+"""The error a request is refused with at a version the gateway never advertised."""
+SASL_AUTHENTICATION_FAILED = 58
+"""The error a SASL token the gateway cannot read is refused with: the login fails."""
+
+
+def refusal_call(api: str, error_code: int, reason: str) -> AuditCall:
+    """The `kafka.request` record of a request refused, not forwarded, because the gateway
+    could not read it: a failure with the error the client got, and why."""
+    details = {"api": api, "decoded": False, "refused": True, "reason": reason}
+    return AuditCall(
+        ActionEvent(api, (ActionTarget("kafka.request", "cluster", CLUSTER, details),)),
+        (auth_info(api_operation(api), "CLUSTER", CLUSTER, error_code),),
+    )
 
 
 # -- SASL: logins ---------------------------------------------------------------------------

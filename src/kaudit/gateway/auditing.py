@@ -5,8 +5,10 @@ Which call a request makes: Produce and Fetch count their records into the windo
 their client and topic (aggregate), so nothing is written per request; a SASL exchange
 the broker answered is a login or a failed login; an API with record types of its own is
 mapped (audit_map); any other request is a generic `kafka.request` when the
-configuration records it. Each call carries the connection's `RequestContext` and goes
-through the gateway's `Recording`. Nothing here blocks or awaits.
+configuration records it; a request refused unread is a `kafka.request` failure that
+says why, whatever the configuration (audit_refused). Each call carries the connection's
+`RequestContext` and goes through the gateway's `Recording`. Nothing here blocks or
+awaits.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from kaudit.gateway.audit_map import (
     auth_call,
     generic_auth,
     map_exchange,
+    refusal_call,
 )
 from kaudit.gateway.codec import FETCH, PRODUCE, SASL_AUTHENTICATE, SASL_HANDSHAKE, api_name
 from kaudit.gateway.exchange import Pending
@@ -189,6 +192,14 @@ def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bo
 
 def _generic(conn: AuditedConnection, pending: Pending) -> bool:
     return conn.recording.audit(None, request_context(conn, pending, decoded=False), ())
+
+
+def audit_refused(conn: AuditedConnection, pending: Pending, error_code: int, reason: str) -> bool:
+    """The record of a request refused, not forwarded, because the gateway cannot read it
+    (recorded whether or not its API is among `request_events`: the refusal is what
+    happened to it); True if it makes records to wait for."""
+    call = refusal_call(api_name(pending.api_key), error_code, reason)
+    return conn.recording.audit(call.event, request_context(conn, pending, False), call.auth)
 
 
 def audit_unanswered(conn: AuditedConnection, pending: Iterable[Pending], reason: str) -> None:

@@ -5,7 +5,8 @@ Reading goes through kio's native readers (fast); writing through kio's pure-Pyt
 writers, so only small responses (ApiVersions, FindCoordinator, DescribeCluster, rare
 node-endpoint rewrites) are ever re-encoded. Every kio failure — an API or version it
 does not know, an unknown tagged field or error code, truncated bytes — becomes a
-`FrameDecodeError`, which the connection answers by forwarding the bytes unchanged.
+`FrameDecodeError`: the connection refuses such a request when its API is one of
+`MUST_DECODE` (the broker never sees it), and forwards the bytes unchanged otherwise.
 Before kio reads a frame, `bounds` checks every length declared in it against the bytes
 left: kio's reader reserves memory for a declared array length before reading it, and
 a frame declaring billions of items would abort the process instead of failing.
@@ -59,6 +60,58 @@ SASL_AUTHENTICATE = API_KEYS["SaslAuthenticate"]
 CREATE_DELEGATION_TOKEN = API_KEYS["CreateDelegationToken"]
 DESCRIBE_DELEGATION_TOKEN = API_KEYS["DescribeDelegationToken"]
 DESCRIBE_CLUSTER = API_KEYS["DescribeCluster"]
+
+
+def _keys(*names: str) -> frozenset[int]:
+    return frozenset(API_KEYS[name] for name in names)
+
+
+CHANGES_STATE = _keys(
+    # Data and offsets (WRITE on a topic, READ on a group the offsets go to):
+    "Produce", "DeleteRecords", "OffsetCommit", "OffsetDelete", "TxnOffsetCommit",
+    "AlterShareGroupOffsets", "DeleteShareGroupOffsets",
+    # Transactions and idempotence (WRITE/IDEMPOTENT_WRITE on a transactional id):
+    "InitProducerId", "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn",
+    # Group membership and share acknowledgements (READ on a group; the coordinator's
+    # state, assignments and subscriptions, changes):
+    "JoinGroup", "SyncGroup", "Heartbeat", "LeaveGroup", "ConsumerGroupHeartbeat",
+    "ShareGroupHeartbeat", "StreamsGroupHeartbeat", "ShareFetch", "ShareAcknowledge",
+    # Topics, partitions, replicas (CREATE/DELETE/ALTER on a topic or the cluster):
+    "CreateTopics", "DeleteTopics", "CreatePartitions", "AlterReplicaLogDirs",
+    "ElectLeaders", "AlterPartitionReassignments", "DeleteGroups",
+    # Configuration, ACLs, quotas, credentials, tokens, features (ALTER, ALTER_CONFIGS,
+    # CREATE/DELETE on the cluster or a token):
+    "AlterConfigs", "IncrementalAlterConfigs", "CreateAcls", "DeleteAcls",
+    "AlterClientQuotas", "AlterUserScramCredentials", "CreateDelegationToken",
+    "RenewDelegationToken", "ExpireDelegationToken", "UpdateFeatures",
+    # The brokers' and controllers' own (CLUSTER_ACTION or ALTER on the cluster), which
+    # change replication, the quorum or the broker registry:
+    "WriteTxnMarkers", "Vote", "BeginQuorumEpoch", "EndQuorumEpoch", "AlterPartition",
+    "Envelope", "BrokerRegistration", "BrokerHeartbeat", "UnregisterBroker",
+    "AllocateProducerIds", "ControllerRegistration", "AssignReplicasToDirs",
+    "AddRaftVoter", "RemoveRaftVoter", "UpdateRaftVoter", "InitializeShareGroupState",
+    "WriteShareGroupState", "DeleteShareGroupState",
+)  # fmt: skip
+"""APIs that change the cluster's state: those whose request the broker authorizes as a
+change (an ACL operation other than READ/DESCRIBE on what it names, or READ on a group
+whose coordinator it changes), as Kafka's protocol guide lists them per API."""
+
+AUTHENTICATES = _keys("SaslHandshake", "SaslAuthenticate")
+"""APIs that log a client in: a login the gateway cannot read is one it cannot record."""
+
+NAMES_BROKERS = _keys("Metadata", "FindCoordinator", "DescribeCluster")
+"""APIs whose responses carry broker addresses, which the gateway rewrites to its own:
+without the request it does not read the response, and passing it on would send the
+client to the brokers directly, past the audit (see rewrite.ADDRESSES)."""
+
+MUST_DECODE = CHANGES_STATE | AUTHENTICATES | NAMES_BROKERS
+"""APIs whose requests are refused, not forwarded, when the gateway cannot read them
+(DESIGN: nothing changes the cluster unaudited)."""
+
+READ_ONLY = frozenset(API_NAMES) - MUST_DECODE
+"""Every other API kio knows (Fetch, ListOffsets, the Describe*/List* APIs, ApiVersions,
+OffsetFetch, telemetry...): only reads, so one the gateway cannot read is forwarded and
+recorded as undecoded."""
 
 
 def api_name(key: int) -> str:

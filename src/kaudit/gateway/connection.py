@@ -9,8 +9,10 @@ the audit needs (a `Pending`) in a FIFO. Each response is matched to the head of
 FIFO, rewritten if it carries broker addresses or API versions, audited (one call per
 request, KIP-567, see auditing), and sent on. Under fail_closed a response waits, in
 order, until the recorder says its audit record is durable; if it cannot be, the client
-gets the API's own error instead. What the gateway's connections share comes from the
-listener as a `SharedState`.
+gets the API's own error instead. A request the gateway cannot read, for an API that
+changes state, logs in or names brokers (codec.MUST_DECODE), is never forwarded: it is
+recorded as refused and answered, in its turn, with the API's own error. What the
+gateway's connections share comes from the listener as a `SharedState`.
 
 Everything here runs on the event loop; nothing blocks or awaits on the request path.
 """
@@ -28,7 +30,12 @@ from typing import Any, cast
 
 from kaudit.errors import AuditRefused
 from kaudit.gateway import rewrite
-from kaudit.gateway.auditing import audit_auth, audit_exchange, audit_produce, audit_unanswered
+from kaudit.gateway.auditing import (
+    audit_auth,
+    audit_exchange,
+    audit_produce,
+    audit_unanswered,
+)
 from kaudit.gateway.codec import (
     API_VERSIONS,
     DESCRIBE_CLUSTER,
@@ -51,6 +58,7 @@ from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
+from kaudit.gateway.refusal import answer_refused, refuse
 from kaudit.gateway.rewrite import ADDRESSES
 from kaudit.gateway.sasl import SaslObserver, certificate_principal
 from kaudit.gateway.shared import TOKEN_APIS, SharedState
@@ -170,7 +178,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             self.upstream.transport.close()
         # Requests the broker never answered are recorded as failed, not forgotten.
         pending, self.pending = self.pending, deque()
-        audit_unanswered(self, pending, reason)
+        audit_unanswered(self, [p for p in pending if not p.refused], reason)
 
     def upstream_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -296,6 +304,8 @@ class ClientConnection(asyncio.BufferedProtocol):
             try:
                 request = summarize_produce_request([frame], version)
             except FrameDecodeError as exc:
+                if refuse(self, frame, exc):
+                    return
                 decoded = False
                 client_id = peek_client_id(frame)
                 log.debug("%s: forwarding undecoded request: %s", self.peer, exc)
@@ -306,6 +316,8 @@ class ClientConnection(asyncio.BufferedProtocol):
             try:
                 parsed = decode_request(memoryview(frame)[4:])  # type: ignore[arg-type]
             except FrameDecodeError as exc:
+                if refuse(self, frame, exc):
+                    return
                 decoded = False
                 client_id = peek_client_id(frame)
                 log.debug("%s: forwarding undecoded request: %s", self.peer, exc)
@@ -365,7 +377,12 @@ class ClientConnection(asyncio.BufferedProtocol):
         self, frame: bytes, sent: bool = False, pieces: list[Chunk] | None = None
     ) -> None:
         """A whole response from the broker (`frame`, or the `pieces` it arrived in, the
-        first starting with the header); `sent` when it was cut through already."""
+        first starting with the header); `sent` when it was cut through already. Refused
+        requests right behind it are answered next."""
+        self._on_response(frame, sent, pieces)
+        answer_refused(self)
+
+    def _on_response(self, frame: bytes, sent: bool, pieces: list[Chunk] | None) -> None:
         if not self.pending:
             raise ProtocolViolation("response with no request outstanding")
         pending = self.pending.popleft()
@@ -449,6 +466,9 @@ class ClientConnection(asyncio.BufferedProtocol):
             held = self.held.popleft()
             if held.failed is None:
                 self.send(held.frame)
+                if held.pending.close_after:
+                    self.close("refused a login the gateway cannot read")
+                    return
                 continue
             self.shared.metrics.refused += 1
             log.error("%s: audit record not durable, answering with an error: %s",
@@ -458,6 +478,9 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self.close(f"audit record not durable ({held.failed}); cannot build an error")
                 return
             self.send(answer)
+            if held.pending.close_after:
+                self.close("refused a login the gateway cannot read")
+                return
 
     def _rewrite(self, key: int, response: Any) -> Any | None:
         brokers = self.shared.brokers

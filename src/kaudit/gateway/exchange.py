@@ -4,14 +4,23 @@ A `Pending` is a request forwarded to the broker and not yet answered: what the 
 will need (API, version, correlation id, client id, the decoded request). A `Held` is a
 response that waits, under fail_closed, until its audit record is durable. When that
 cannot be, `error_answer` turns the response into the API's own error, so the client
-never takes an unaudited change for an audited one.
+never takes an unaudited change for an audited one. A request refused before the broker
+sees it (one the gateway cannot read, see codec.MUST_DECODE) is answered by
+`refusal_answer`, the API's own response built from nothing, with that error.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields, is_dataclass, replace
+import typing
+import uuid
+from dataclasses import MISSING, dataclass, fields, is_dataclass, replace
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
+
+from kio.index import load_response_schema
+from kio.static.primitive import i32
 
 from kaudit.gateway.codec import FrameDecodeError, decode_response, encode_response
 
@@ -35,6 +44,12 @@ class Pending:
     started: float
     decoded: bool
     raw_sasl: bool = False
+    refused: bool = False
+    """Never forwarded: the gateway answers it itself, with `answer` (None: it closes the
+    connection instead), once the responses before it are sent."""
+    answer: bytes | None = None
+    close_after: bool = False
+    """Close the connection once `answer` is sent (a refused login)."""
 
 
 @dataclass(slots=True)
@@ -81,10 +96,80 @@ def _with_error(value: Any, code: int, message: str) -> Any:
     changes: dict[str, Any] = {}
     for f in fields(value):
         current = getattr(value, f.name)
-        if f.name == "error_code":
+        if f.name == "error_code" or f.metadata.get("kafka_type") == "error_code":
             changes[f.name] = type(current)(code)
         elif f.name == "error_message":
             changes[f.name] = message
         elif isinstance(current, tuple) or is_dataclass(current):
             changes[f.name] = _with_error(current, code, message)
     return replace(value, **changes)
+
+
+def refusal_answer(
+    key: int, version: int, correlation_id: int, code: int, message: str
+) -> bytes | None:
+    """The response of API `key` at `version` to a request the broker never saw: every
+    error code `code`, every error message `message`, and each array of results holding
+    one entry (with no name) so that a response whose errors are all per resource still
+    carries one; None when kio cannot build or write it (the caller closes instead)."""
+    try:
+        schema = load_response_schema(key, version)
+        header = schema.__header_schema__(correlation_id=i32(correlation_id))
+        body = _with_error(_empty(schema), code, message)
+        return encode_response(key, version, header, body)
+    except Exception:  # an API or version kio does not know, a type it cannot write
+        log.exception("cannot build a refusal for API %d v%d", key, version)
+        return None
+
+
+@cache
+def _carries_error(entity: type[Any]) -> bool:
+    """Whether an entity, or one nested in it, has an error code."""
+    hints = typing.get_type_hints(entity)
+    for f in fields(entity):
+        if f.metadata.get("kafka_type") == "error_code":
+            return True
+        inner = [t for t in (hints[f.name], *typing.get_args(hints[f.name])) if is_dataclass(t)]
+        if any(_carries_error(t) for t in inner if isinstance(t, type)):
+            return True
+    return False
+
+
+def _empty(entity: type[Any]) -> Any:
+    """An instance of a kio entity with every field it has no default for zero, empty or
+    absent: an array of entities that carry error codes holds one such entry."""
+    hints = typing.get_type_hints(entity)
+    values: dict[str, Any] = {}
+    for f in fields(entity):
+        if f.default is not MISSING or f.default_factory is not MISSING:
+            continue
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        kind = f.metadata.get("kafka_type")
+        if isinstance(hint, type) and is_dataclass(hint):
+            values[f.name] = _empty(hint)
+        elif typing.get_origin(hint) is tuple:
+            item = args[0]
+            one = isinstance(item, type) and is_dataclass(item) and _carries_error(item)
+            values[f.name] = (_empty(item),) if one else ()
+        elif type(None) in args:
+            values[f.name] = None
+        elif kind == "error_code":
+            values[f.name] = hint(0)
+        elif kind in ("string",):
+            values[f.name] = ""
+        elif kind == "bytes":
+            values[f.name] = b""
+        elif kind == "bool":
+            values[f.name] = False
+        elif kind == "uuid":
+            values[f.name] = uuid.UUID(int=0)
+        elif kind == "records":
+            values[f.name] = hint(b"")
+        elif kind == "datetime_i64":
+            values[f.name] = hint(datetime.fromtimestamp(0, UTC))
+        elif kind is not None and kind.startswith("timedelta"):
+            values[f.name] = hint(timedelta(0))
+        else:
+            values[f.name] = hint(0)
+    return entity(**values)
