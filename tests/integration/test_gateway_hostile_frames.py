@@ -21,6 +21,7 @@ from kaudit.dev.kafka import KafkaInfo
 from kaudit.dev.ports import free_port_block
 from kaudit.gateway.codec import decode_response
 from kaudit.log.segments import LogReader
+from support.wire import recv_exactly
 
 pytestmark = pytest.mark.kafka
 KAUDIT = str(Path(sys.executable).with_name("kaudit"))
@@ -37,15 +38,6 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"nothing listens on {port}")
-
-
-def recv_exactly(conn: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        assert chunk, f"connection closed after {len(data)} of {n} bytes"
-        data += chunk
-    return data
 
 
 def test_a_delete_records_request_declaring_billions_of_topics_leaves_the_gateway_serving(

@@ -26,6 +26,7 @@ from kio.static.primitive import i8, i16, i32, i32Timedelta
 from kaudit.dev.kafka import KafkaInfo
 from kaudit.gateway.codec import API_KEYS, decode_response, encode_request
 from support.kafka import create_topic, wait_for
+from support.wire import recv_exactly
 
 pytestmark = pytest.mark.kafka
 DELETE_TOPICS = API_KEYS["DeleteTopics"]
@@ -68,15 +69,6 @@ def exchange(address: str, frame: bytes, key: int, version: int) -> Any:
         size = struct.unpack(">i", recv_exactly(conn, 4))[0]
         _, body = decode_response(key, version, recv_exactly(conn, size))
         return body
-
-
-def recv_exactly(conn: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        assert chunk, f"connection closed after {len(data)} of {n} bytes"
-        data += chunk
-    return data
 
 
 def topic_exists(admin_config: dict[str, str], topic: str) -> bool:
