@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -17,6 +16,7 @@ from gateway_fixtures import one
 from kaudit.dev.kafka import KafkaInfo
 from kaudit.dev.ports import free_port_block
 from kaudit.log.segments import LogReader
+from support.wire import wait_for_port
 
 pytestmark = pytest.mark.kafka
 KAUDIT = str(Path(sys.executable).with_name("kaudit"))
@@ -25,18 +25,6 @@ KAUDIT = str(Path(sys.executable).with_name("kaudit"))
 def kaudit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`kaudit ARGS` run to its end in `cwd`, its output as text."""
     return subprocess.run([KAUDIT, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def test_kaudit_run_serves_the_configured_gateway_until_sigterm(

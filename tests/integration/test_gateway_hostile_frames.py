@@ -10,7 +10,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -21,23 +20,11 @@ from kaudit.dev.kafka import KafkaInfo
 from kaudit.dev.ports import free_port_block
 from kaudit.gateway.codec import decode_response
 from kaudit.log.segments import LogReader
-from support.wire import recv_exactly
+from support.wire import recv_exactly, wait_for_port
 
 pytestmark = pytest.mark.kafka
 KAUDIT = str(Path(sys.executable).with_name("kaudit"))
 DELETE_RECORDS = 21
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def test_a_delete_records_request_declaring_billions_of_topics_leaves_the_gateway_serving(

@@ -1,7 +1,7 @@
 """Setup the tests share, importable from every test directory as ``support``.
 
-- `support.wire`: raw frames over a socket (`recv_exactly`), for requests no client library
-  would send.
+- `support.wire`: raw frames over a socket (`recv_exactly`) for requests no client
+  library would send, and waiting until a process listens on a port.
 - `support.kafka`: what tests against the real broker do before and after the part they
   test — topics, ACLs, users, kaudit's settings for a harness user, reading a topic
   back, waiting until the broker's state has caught up.

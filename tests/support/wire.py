@@ -4,6 +4,8 @@ would (hostile or unreadable requests) to the gateway or the broker."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 
 
 def recv_exactly(conn: socket.socket, n: int) -> bytes:
@@ -14,3 +16,17 @@ def recv_exactly(conn: socket.socket, n: int) -> bytes:
         assert chunk, f"connection closed after {len(data)} of {n} bytes"
         data += chunk
     return data
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until something accepts connections on loopback `port`, while `proc` (which
+    should open it) is still running; fails the test with its stderr if it exits."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")

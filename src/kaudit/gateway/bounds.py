@@ -131,32 +131,27 @@ def _compact_bytes(buf: Frame, p: int, end: int) -> int:
     return p
 
 
-def _legacy_string(buf: Frame, p: int, end: int) -> int:
-    """A legacy string, nullable or not: an int16 length (-1 for null), then bytes."""
-    n: int
-    (n,) = _I16(buf, p)
-    p += 2
-    if n > 0:
-        if n > end - p:
-            raise _bytes(n, end - p)
-        return p + n
-    if n < -1:
-        raise _negative(n)
-    return p
+def _legacy_sized(read_length: Callable[[Frame, int], tuple[int]], width: int) -> Walker:
+    """A legacy string (int16 length) or bytes (int32 length), nullable or not: the
+    length (-1 for null), then that many bytes."""
+
+    def walk(buf: Frame, p: int, end: int) -> int:
+        n: int
+        (n,) = read_length(buf, p)
+        p += width
+        if n > 0:
+            if n > end - p:
+                raise _bytes(n, end - p)
+            return p + n
+        if n < -1:
+            raise _negative(n)
+        return p
+
+    return walk
 
 
-def _legacy_bytes(buf: Frame, p: int, end: int) -> int:
-    """Legacy bytes, nullable or not: an int32 length (-1 for null), then bytes."""
-    n: int
-    (n,) = _I32(buf, p)
-    p += 4
-    if n > 0:
-        if n > end - p:
-            raise _bytes(n, end - p)
-        return p + n
-    if n < -1:
-        raise _negative(n)
-    return p
+_legacy_string = _legacy_sized(_I16, 2)
+_legacy_bytes = _legacy_sized(_I32, 4)
 
 
 # -- arrays ----------------------------------------------------------------------------
