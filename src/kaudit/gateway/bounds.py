@@ -195,6 +195,23 @@ def _legacy_fixed_array(size: int) -> Walker:
     return walk
 
 
+def _items_of(item: Walker, least: int, n: int, buf: Frame, p: int, end: int) -> int:
+    """Walk `n` items from `p`, once the bytes left can hold `n` of at least `least`
+    bytes; an error names the item it was found in."""
+    if n * least > end - p:
+        raise _items(n, least, end - p)
+    i = 0
+    try:
+        for i in range(n):  # noqa: B007 (named in the error)
+            p = item(buf, p, end)
+    except DeclaredLengthError as exc:
+        exc.path.append(f"[{i}]")
+        raise
+    except (IndexError, struct.error):
+        raise DeclaredLengthError(_ENDS_EARLY, f"[{i}]") from None
+    return p
+
+
 def _compact_array(item: Walker, least: int) -> Walker:
     """A compact array of items of varying size, each at least `least` bytes."""
 
@@ -207,18 +224,7 @@ def _compact_array(item: Walker, least: int) -> Walker:
         if n <= 1:
             return p
         n -= 1
-        if n * least > end - p:
-            raise _items(n, least, end - p)
-        i = 0
-        try:
-            for i in range(n):  # noqa: B007 (named in the error)
-                p = item(buf, p, end)
-        except DeclaredLengthError as exc:
-            exc.path.append(f"[{i}]")
-            raise
-        except (IndexError, struct.error):
-            raise DeclaredLengthError(_ENDS_EARLY, f"[{i}]") from None
-        return p
+        return _items_of(item, least, n, buf, p, end)
 
     return walk
 
@@ -234,18 +240,7 @@ def _legacy_array(item: Walker, least: int) -> Walker:
             if n < -1:
                 raise _negative(n)
             return p
-        if n * least > end - p:
-            raise _items(n, least, end - p)
-        i = 0
-        try:
-            for i in range(n):  # noqa: B007 (named in the error)
-                p = item(buf, p, end)
-        except DeclaredLengthError as exc:
-            exc.path.append(f"[{i}]")
-            raise
-        except (IndexError, struct.error):
-            raise DeclaredLengthError(_ENDS_EARLY, f"[{i}]") from None
-        return p
+        return _items_of(item, least, n, buf, p, end)
 
     return walk
 
