@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
+
+from support.kafka import wait_for
 
 
 def recv_exactly(conn: socket.socket, n: int) -> bytes:
@@ -21,12 +22,13 @@ def recv_exactly(conn: socket.socket, n: int) -> bytes:
 def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
     """Wait until something accepts connections on loopback `port`, while `proc` (which
     should open it) is still running; fails the test with its stderr if it exits."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
         except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
+            return False
+        return True
+
+    wait_for(listening, f"listener on port {port}")

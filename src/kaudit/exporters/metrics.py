@@ -1,5 +1,6 @@
 """What an exporter runner counts (`ExporterMetrics`) and the file where `kaudit run`
-keeps the latest counts of each destination, for `kaudit exporters status` to show."""
+keeps the latest counts of each destination: written by the runner, read back for
+`kaudit exporters status`."""
 
 from __future__ import annotations
 
@@ -54,3 +55,14 @@ def write_metrics(path: Path, metrics: ExporterMetrics, name: str) -> None:
         tmp.replace(path)
     except OSError as exc:
         log.warning("%s: cannot write metrics to %s: %s", name, path, exc)
+
+
+def read_metrics(path: Path | None) -> Any:
+    """What `write_metrics` last wrote at `path` (sent, failed, retried, ...); None when
+    there is no such file or it cannot be read."""
+    if path is None:
+        return None
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None

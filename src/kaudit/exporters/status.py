@@ -3,13 +3,11 @@ it is behind, and what the last `kaudit run` wrote about it (sent, failed, retri
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-import orjson
 
 from kaudit.config import Config
 from kaudit.exporters import runners_for
+from kaudit.exporters.metrics import read_metrics
 
 
 def exporter_status(config: Config) -> list[dict[str, Any]]:
@@ -28,13 +26,3 @@ def exporter_status(config: Config) -> list[dict[str, Any]]:
         )
         r.close()
     return rows
-
-
-def read_metrics(path: Path | None) -> Any:
-    """What the last `kaudit run` wrote about a destination (sent, failed, retried, ...)."""
-    if path is None:
-        return None
-    try:
-        return orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None

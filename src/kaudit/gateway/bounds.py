@@ -118,6 +118,8 @@ def _uvarint(buf: Frame, p: int) -> tuple[int, int]:
 
 def _compact_bytes(buf: Frame, p: int, end: int) -> int:
     """A compact string or bytes, nullable or not: a varint of length + 1, then bytes."""
+    # The one-byte varint is read inline here and in the compact arrays below, not through
+    # _uvarint: it is almost every length in a frame, and a call per field costs more.
     n = buf[p]
     if n < 0x80:
         p += 1
