@@ -722,7 +722,14 @@ def test_broker_gone_after_delivery_times_out_retryably_then_the_runner_catches_
         runner.interval_s = 0.2
         thread.start()
         try:
-            wait_for(lambda: runner.metrics.sent == 3, "first delivery")
+            # `sent` is counted before the cursor is committed: wait for both, or the
+            # position read next could be the one before the delivery.
+            wait_for(
+                lambda: runner.metrics.sent == 3
+                and runner.feed.last_sequence() is not None
+                and runner.feed.last_sequence() == runner.metrics.last_sequence,
+                "first delivery, committed",
+            )
             delivered_up_to = runner.feed.position()
 
             assert broker.stop()
