@@ -1,0 +1,1 @@
+"""Login to the console: local users, OpenID Connect and GitHub OAuth."""
