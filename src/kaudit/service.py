@@ -1,6 +1,6 @@
-"""What `kaudit run` and `kaudit gateway` run: the audit gateway (`gateway:`), the
-exporters (each destination in a thread of its own, with its own cursor) and
-`audit.retention` — until SIGINT or SIGTERM, or once.
+"""What `kaudit run` and `kaudit gateway` run: the audit gateway (`gateway:`), the web
+console (`console:`), the exporters (each destination in a thread of its own, with its
+own cursor) and `audit.retention` — until SIGINT or SIGTERM, or once.
 
 At the top of the layers, beside `kaudit.demo`: it starts sources (the gateway) as well
 as the exporters and retention, which read the log. Messages for the person running it
@@ -9,36 +9,74 @@ go to `say` (the command line prints them on stderr).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from kaudit.config import Config
 from kaudit.errors import UsageError
+
+if TYPE_CHECKING:
+    from kaudit.session import AuditSession
 
 Say = Callable[[str], None]
 """Where messages for the person running kaudit go."""
 
 
 def run(config: Config, *, once: bool, say: Say) -> None:
-    """`kaudit run`: the gateway and the exporters the configuration asks for, and
-    retention when starting and hourly; with `once`, deliver what is in the log now, then
-    apply retention and return. UsageError when there is nothing to run."""
+    """`kaudit run`: the gateway, the console and the exporters the configuration asks
+    for, and retention when starting and hourly; with `once`, deliver what is in the log
+    now, then apply retention and return. UsageError when there is nothing to run."""
     if not once:
         start_retention(config)
-    counts = run_exporters(config, once=once, say=say)
-    if not counts:
-        if config.gateway is not None and not once:
-            serve_gateway(config, say)
-            return
-        raise UsageError("no destination configured (audit.destination or audit.destinations)")
+    with serving_console(config, say, once=once) as session:
+        counts = run_exporters(config, once=once, say=say, session=session)
+        if not counts:
+            if config.gateway is not None and not once:
+                serve_gateway(config, say, session)
+                return
+            if session is not None:
+                _wait_for_signal()
+                return
+            raise UsageError("no destination configured (audit.destination or audit.destinations)")
     for name, n in counts.items():
         say(f"{name}: {n} events")
     if once:
         apply_retention_once(config, say)
 
 
-def run_exporters(config: Config, *, once: bool, say: Say) -> dict[str, int]:
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+@contextlib.contextmanager
+def serving_console(config: Config, say: Say, *, once: bool) -> Iterator[AuditSession | None]:
+    """The console of `console:` served meanwhile, with the audit session it records
+    through (which the gateway shares: one writer per log); None without a console."""
+    if config.console is None or once:
+        yield None
+        return
+    from kaudit.console.serve import ConsoleServer
+    from kaudit.session import AuditSession
+
+    with AuditSession(config, source="gateway" if config.gateway else "console") as session:
+        server = ConsoleServer(config, session.recorder)
+        server.start()
+        say(f"kaudit console: {server.url}")
+        try:
+            yield session
+        finally:
+            server.stop()
+
+
+def run_exporters(
+    config: Config, *, once: bool, say: Say, session: AuditSession | None = None
+) -> dict[str, int]:
     """Run every destination's exporter until SIGINT/SIGTERM (serving the gateway
     meanwhile when one is configured), or with `once` until each has caught up with the
     log; events sent per destination, empty when none is configured."""
@@ -60,7 +98,7 @@ def run_exporters(config: Config, *, once: bool, say: Say) -> dict[str, int]:
     say(f"kaudit: exporting to {', '.join(r.name for r in runners)} (Ctrl-C to stop)")
     try:
         if config.gateway is not None:
-            serve_gateway(config, say)  # returns on SIGINT/SIGTERM
+            serve_gateway(config, say, session)  # returns on SIGINT/SIGTERM
             stop.set()
         while not stop.wait(0.5):
             pass
@@ -86,8 +124,9 @@ def gateway_config(config: Config, *, upstream: str | None, listen: str | None) 
     return config
 
 
-def serve_gateway(config: Config, say: Say) -> None:
-    """Serve the configured gateway until SIGINT/SIGTERM, saying where it listens."""
+def serve_gateway(config: Config, say: Say, session: AuditSession | None = None) -> None:
+    """Serve the configured gateway until SIGINT/SIGTERM, saying where it listens;
+    recording through `session` when given (shared with the console)."""
     from kaudit.gateway import Gateway, run_gateway
     from kaudit.session import describe_log
 
@@ -99,7 +138,7 @@ def serve_gateway(config: Config, say: Say) -> None:
             "(Ctrl-C to stop)"
         )
 
-    run_gateway(config, ready=ready)
+    run_gateway(config, ready=ready, session=session)
 
 
 def start_retention(config: Config) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kaudit.cli.check_config import check_config
+from kaudit.cli.console import console
 from kaudit.cli.demo import demo
 from kaudit.cli.events import emit, generate, tail
 from kaudit.cli.exporters import exporters
@@ -23,6 +24,7 @@ def main() -> None:
 
 for _command in (
     check_config,
+    console,
     demo,
     emit,
     exporters,

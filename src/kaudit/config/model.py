@@ -1,7 +1,7 @@
 """The typed configuration of kaudit: the whole file, `Config`, and its top-level keys.
 
-This module owns `Config` (`data_dir`, `cluster`, `auditors`, and the `audit` and
-`gateway` sections) and the auditor entries. Each section is modelled in a module of its
+This module owns `Config` (`data_dir`, `cluster`, `auditors`, and the `audit`, `gateway`
+and `console` sections) and the auditor entries. Each section is modelled in a module of its
 own: `audit` (recorder settings and rules across its keys), `log`, `destinations`,
 `integrity` and `retention` under it, `gateway`; `connections` holds the Kafka and AWS
 blocks several of them embed, `fields` what all of them share. Every model and field type
@@ -26,6 +26,7 @@ from pydantic import AfterValidator, Discriminator, Field, Tag
 
 from kaudit.config.audit import AuditConfig, CustomEventType, KeyPattern
 from kaudit.config.connections import SASL_MECHANISMS, AwsAccess, KafkaConnection, KafkaSecurity
+from kaudit.config.console import ConsoleConfig
 from kaudit.config.destinations import (
     SYSLOG_FACILITIES,
     Batching,
@@ -79,6 +80,7 @@ __all__ = [
     "CloudWatchDestination",
     "ClusterConfig",
     "Config",
+    "ConsoleConfig",
     "CustomEventType",
     "Destination",
     "DestinationBase",
@@ -182,6 +184,7 @@ class Config(ConfigModel):
     auditors: list[AuditorEntry] = ["recorder"]
     audit: AuditConfig = AuditConfig()
     gateway: GatewayConfig | None = None
+    console: ConsoleConfig | None = None
 
     def catalog(self) -> EventCatalog:
         """The built-in event types plus `audit.custom_event_types`."""

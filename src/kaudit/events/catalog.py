@@ -52,6 +52,7 @@ _OPERATIONS = {
     "partitions_reassigned": "reassign_partitions",
     "leaders_elected": "elect_leaders",
     "license_applied": "apply_license",
+    "brokers_described": "describe",
     "feature_enabled": "enable_feature",
     "auth.login": "login",
     "auth.logout": "logout",
@@ -107,6 +108,9 @@ _BUILTIN: list[EventType] = _types(
     },
     queries={
         "acl.described": "ACL bindings were listed",
+        "topic.described": "Topics were listed or described in a console",
+        "group.described": "Consumer groups were listed or described in a console",
+        "admin.brokers_described": "The brokers of a cluster were listed in a console",
         "config.viewed": "A configuration was read",
         "records.consumed": "Records were fetched from a topic (aggregated over a window)",
         "records.inspected": "Records were inspected in a console",

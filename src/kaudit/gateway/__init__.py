@@ -49,12 +49,18 @@ def build_gateway(config: Config, session: AuditSession) -> Gateway:
     )
 
 
-def run_gateway(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> None:
-    """Run the gateway of `config` on uvloop until SIGINT/SIGTERM, recording through an
-    audit session of its own; the session is flushed and closed on the way out."""
+def run_gateway(
+    config: Config,
+    *,
+    ready: Callable[[Gateway], None] | None = None,
+    session: AuditSession | None = None,
+) -> None:
+    """Run the gateway of `config` on uvloop until SIGINT/SIGTERM, recording through
+    `session`, or an audit session of its own that is flushed and closed on the way out."""
     import uvloop
 
-    session = AuditSession(config, source="gateway")
+    owned = session is None
+    session = session if session is not None else AuditSession(config, source="gateway")
     try:
         gateway = build_gateway(config, session)
 
@@ -69,4 +75,5 @@ def run_gateway(config: Config, *, ready: Callable[[Gateway], None] | None = Non
 
         uvloop.run(main())
     finally:
-        session.close()
+        if owned:
+            session.close()

@@ -1,0 +1,63 @@
+"""The console on a web server: uvicorn in a thread of its own, started and stopped by
+`kaudit console`, `kaudit run` and the demo."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from kaudit.config import Config
+from kaudit.console.app import build_app
+from kaudit.errors import KauditError, UsageError
+from kaudit.recorder.core import Recorder
+
+__all__ = ["ConsoleServer"]
+
+
+class ConsoleServer:
+    """Serves the console of `config.console`, recording to `recorder`."""
+
+    def __init__(self, config: Config, recorder: Recorder, *, base_dir: Path | None = None) -> None:
+        console = config.console
+        if console is None:
+            raise UsageError("no console section in the configuration")
+        self.app = build_app(config, recorder, base_dir=base_dir)
+        self.host, self.port = console.listen_host, console.listen_port
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host=self.host,
+                port=self.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+            )
+        )
+        self._thread = threading.Thread(target=self._server.run, name="console", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start serving; returns once the server listens, else raises saying why."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise KauditError(f"the console could not listen on {self.host}:{self.port}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise KauditError(f"the console did not start within {timeout:g}s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        self.app.state.console.service.clusters.close()

@@ -1,0 +1,264 @@
+"""The console's one service layer, shared by the pages and the `/api/v1` API: every
+action goes through here, never straight to Kafka.
+
+Each action is decided by RBAC before anything is sent to Kafka, then made through
+`kaudit.console.actions`, then recorded as one event with the request, the user, the
+decision and Kafka's outcome (`ConsoleRecorder`). A refusal raises `ActionDenied` carrying
+the decision; Kafka's error raises `KafkaCallError`. List views keep only what the user
+may see.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from kaudit.config.console import ConsoleConfig
+from kaudit.console.actions import topics
+from kaudit.console.audit import ConsoleRecorder, RequestInfo
+from kaudit.console.clusters import ClusterClients, Clusters, KafkaCallError
+from kaudit.console.identity import ConsoleUser
+from kaudit.console.rbac import Decision, Rbac, Target
+from kaudit.errors import KauditError
+from kaudit.events.model import Resource
+
+__all__ = ["ActionDenied", "Call", "ConsoleService", "Spec"]
+
+T = TypeVar("T")
+
+
+class ActionDenied(KauditError):
+    """RBAC refused the action; `decision` says which policies decided it."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+
+@dataclass(frozen=True)
+class Call:
+    """Who is asking, from where, about which cluster."""
+
+    user: ConsoleUser
+    info: RequestInfo
+    cluster: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One action as the audit trail names it."""
+
+    event_type: str
+    console_action: str
+    """Kpow's name: `create-topic`, `produce`, `reset-offsets`..."""
+    rbac_action: str | None
+    """The RBAC action required; None for queries any authorized user may make."""
+    object_type: str | None
+    object_id: str | None
+    request: Mapping[str, Any]
+
+
+class ConsoleService:
+    """RBAC, Kafka and the audit trail, for every console action."""
+
+    def __init__(
+        self, config: ConsoleConfig, rbac: Rbac, recorder: ConsoleRecorder, clusters: Clusters
+    ) -> None:
+        self.config = config
+        self.rbac = rbac
+        self.recorder = recorder
+        self.clusters = clusters
+
+    # -- the one path every action takes ---------------------------------------------------
+
+    def target(
+        self, cluster: ClusterClients, object_type: str | None, object_id: str | None
+    ) -> Target:
+        return Target(cluster.id, cluster.name, object_type, object_id)
+
+    def decide(self, call: Call, action: str, object_type: str, object_id: str) -> Decision:
+        """The decision for `action`, without acting (to show or hide buttons)."""
+        cluster = self.clusters.get(call.cluster)
+        return self.rbac.decide(call.user, action, self.target(cluster, object_type, object_id))
+
+    def run(
+        self,
+        call: Call,
+        spec: Spec,
+        act: Callable[[ClusterClients], T],
+        outcome: Callable[[T], Mapping[str, Any] | None] | None = None,
+    ) -> T:
+        """Decide, act on Kafka, record; the result of `act`."""
+        cluster = self.clusters.get(call.cluster)
+        decision: Decision | None = None
+        if spec.rbac_action is not None:
+            target = self.target(cluster, spec.object_type, spec.object_id)
+            decision = self.rbac.decide(call.user, spec.rbac_action, target)
+            if not decision.allowed:
+                self._record(call, cluster, spec, decision, "denied", decision.reason, None, None)
+                raise ActionDenied(decision)
+        started = time.perf_counter()
+        try:
+            result = act(cluster)
+        except KafkaCallError as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            self._record(
+                call,
+                cluster,
+                spec,
+                decision,
+                "failure",
+                str(exc),
+                None,
+                elapsed,
+                {"error_code": exc.code},
+            )
+            raise
+        elapsed = (time.perf_counter() - started) * 1000
+        shown = (
+            outcome(result)
+            if outcome is not None
+            else (result if isinstance(result, Mapping) else None)
+        )
+        self._record(call, cluster, spec, decision, "success", None, shown, elapsed)
+        return result
+
+    def _record(
+        self,
+        call: Call,
+        cluster: ClusterClients,
+        spec: Spec,
+        decision: Decision | None,
+        result: Any,
+        error: str | None,
+        outcome: Mapping[str, Any] | None,
+        elapsed_ms: float | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        subject = spec.object_id or cluster.name
+        resource = Resource(type=spec.object_type or "cluster", id=spec.object_id or cluster.name)
+        try:
+            cluster_id: str | None = cluster.id
+        except KafkaCallError:
+            cluster_id = cluster.config.id  # Kafka is down: the event still names the cluster
+        self.recorder.action(
+            spec.event_type,
+            console_action=spec.console_action,
+            subjects=[subject],
+            user=call.user,
+            info=call.info,
+            cluster_id=cluster_id,
+            cluster_name=cluster.name,
+            resource=resource,
+            request=spec.request,
+            decision=decision,
+            result=result,
+            error=error,
+            outcome={**(outcome or {}), **(extra or {})} or None,
+            duration_ms=elapsed_ms,
+        )
+
+    def visible(
+        self, call: Call, cluster: ClusterClients, object_type: str, ids: Sequence[str]
+    ) -> set[str]:
+        """The ids of `object_type` objects `call.user` may see."""
+        return {
+            i for i in ids if self.rbac.may_see(call.user, self.target(cluster, object_type, i))
+        }
+
+    # -- topics ----------------------------------------------------------------------------
+
+    def list_topics(self, call: Call) -> list[dict[str, Any]]:
+        spec = Spec("topic.described", "list-topics", None, None, None, {})
+
+        def act(cluster: ClusterClients) -> list[dict[str, Any]]:
+            found = topics.list_topics(cluster)
+            shown = self.visible(call, cluster, "topic", [t["name"] for t in found])
+            return [t for t in found if t["name"] in shown]
+
+        return self.run(call, spec, act, lambda r: {"topics": len(r)})
+
+    def describe_topic(self, call: Call, topic: str) -> dict[str, Any]:
+        spec = Spec(
+            "topic.described",
+            "describe-topic",
+            "TOPIC_INSPECT",
+            "topic",
+            topic,
+            {"topic-name": topic},
+        )
+        return self.run(
+            call,
+            spec,
+            lambda c: topics.describe_topic(c, topic),
+            lambda r: {"partitions": len(r["partitions"])},
+        )
+
+    def create_topic(
+        self,
+        call: Call,
+        topic: str,
+        partitions: int,
+        replication_factor: int,
+        configs: Mapping[str, str],
+    ) -> dict[str, Any]:
+        spec = Spec(
+            "topic.created",
+            "create-topic",
+            "TOPIC_CREATE",
+            "topic",
+            topic,
+            {
+                "topic-name": topic,
+                "partitions": partitions,
+                "replication-factor": replication_factor,
+                "config-items": dict(configs),
+            },
+        )
+        return self.run(
+            call,
+            spec,
+            lambda c: topics.create_topic(c, topic, partitions, replication_factor, configs),
+        )
+
+    def delete_topic(self, call: Call, topic: str) -> dict[str, Any]:
+        spec = Spec(
+            "topic.deleted", "delete-topic", "TOPIC_DELETE", "topic", topic, {"topic-name": topic}
+        )
+        return self.run(call, spec, lambda c: topics.delete_topic(c, topic))
+
+    def edit_topic_configs(
+        self, call: Call, topic: str, changes: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        spec = Spec(
+            "topic.config_changed",
+            "edit-topic-config",
+            "TOPIC_EDIT",
+            "topic",
+            topic,
+            {"topic-name": topic, "config-items": dict(changes)},
+        )
+        return self.run(call, spec, lambda c: topics.alter_topic_configs(c, topic, changes))
+
+    def add_partitions(self, call: Call, topic: str, total: int) -> dict[str, Any]:
+        spec = Spec(
+            "topic.partitions_changed",
+            "add-partitions",
+            "TOPIC_EDIT",
+            "topic",
+            topic,
+            {"topic-name": topic, "partitions": total},
+        )
+        return self.run(call, spec, lambda c: topics.add_partitions(c, topic, total))
+
+    def truncate_topic(
+        self, call: Call, topic: str, offsets: Mapping[int, int] | None
+    ) -> dict[str, Any]:
+        request = {
+            "topic-name": topic,
+            "offsets": {str(p): o for p, o in offsets.items()} if offsets else "all",
+        }
+        spec = Spec("records.deleted", "truncate-topic", "TOPIC_TRUNCATE", "topic", topic, request)
+        return self.run(call, spec, lambda c: topics.truncate_topic(c, topic, offsets))

@@ -1,0 +1,116 @@
+"""Console sessions, CSRF tokens, safe redirects and login rate limits.
+
+The session cookie is Starlette's signed cookie (HttpOnly, SameSite=Lax so a provider's
+redirect back carries it, Secure when `secure_cookies`); it holds a random session id and
+the CSRF token. The sessions themselves live here, in memory, so that a logout or a
+timeout ends them for good: a copied cookie of an ended session opens nothing. Each has an
+idle and an absolute timeout; a login always starts a new one (new id, new CSRF token).
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from kaudit.console.identity import ConsoleUser
+
+__all__ = ["LiveSession", "LoginLimiter", "SessionStore", "new_token", "safe_next"]
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def safe_next(target: str | None) -> str:
+    """`target` when it is a path on this site, else `/` (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    if any(ord(c) < 0x20 or c == "\\" for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+@dataclass
+class LiveSession:
+    user: ConsoleUser
+    started: float
+    seen: float = field(default=0.0)
+
+
+class SessionStore:
+    """Sessions by id, ended by logout, the idle timeout or the absolute timeout."""
+
+    def __init__(self, idle_seconds: float, max_seconds: float) -> None:
+        self.idle_seconds = idle_seconds
+        self.max_seconds = max_seconds
+        self._sessions: dict[str, LiveSession] = {}
+        self._lock = threading.Lock()
+
+    def start(self, user: ConsoleUser) -> str:
+        """A new session for `user`; its id."""
+        sid = new_token()
+        now = time.monotonic()
+        with self._lock:
+            self._sessions[sid] = LiveSession(user, now, now)
+        return sid
+
+    def touch(self, sid: str | None) -> ConsoleUser | None:
+        """The user of a live session, marking it used now; None when it has ended."""
+        if not sid:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            live = self._sessions.get(sid)
+            if live is None:
+                return None
+            if now - live.seen > self.idle_seconds or now - live.started > self.max_seconds:
+                del self._sessions[sid]
+                return None
+            live.seen = now
+            return live.user
+
+    def end(self, sid: str | None) -> ConsoleUser | None:
+        """End a session; its user, if it was live."""
+        with self._lock:
+            live = self._sessions.pop(sid or "", None)
+        return live.user if live is not None else None
+
+
+class LoginLimiter:
+    """Failed logins per user and per address within a sliding window."""
+
+    def __init__(self, per_user: int, per_address: int, window_seconds: float) -> None:
+        self.per_user = per_user
+        self.per_address = per_address
+        self.window = window_seconds
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> collections.deque[float]:
+        times = self._failures.setdefault(key, collections.deque())
+        while times and now - times[0] > self.window:
+            times.popleft()
+        return times
+
+    def blocked(self, login: str | None, address: str | None) -> bool:
+        """Whether another attempt for this login or from this address must wait."""
+        now = time.monotonic()
+        with self._lock:
+            if login and len(self._recent(f"user:{login}", now)) >= self.per_user:
+                return True
+            return bool(address and len(self._recent(f"addr:{address}", now)) >= self.per_address)
+
+    def failed(self, login: str | None, address: str | None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if login:
+                self._recent(f"user:{login}", now).append(now)
+            if address:
+                self._recent(f"addr:{address}", now).append(now)

@@ -1,0 +1,23 @@
+"""The console without Kafka: login, sessions and the security wall. Its one cluster
+points at a closed port, so no test here can reach a broker by mistake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.console import SEED_POLICY, ConsoleHarness, console_config, harness, local_user
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[ConsoleHarness]:
+    """alice (role dev) and root (role ops, a console admin) under the seed's policy."""
+    config = console_config(
+        tmp_path,
+        users=[local_user("alice", "dev"), local_user("root", "ops")],
+        rbac={"admin_roles": ["ops"], "policies": [SEED_POLICY]},
+        login_limits={"max_failures_per_user": 3, "max_failures_per_address": 5},
+    )
+    yield from harness(config)
