@@ -78,7 +78,7 @@ def test_unknown_key_without_a_close_match_lists_the_accepted_keys() -> None:
 def test_unknown_top_level_key_counts_enterprise_as_accepted() -> None:
     assert issues("enterprize: {}\n") == [
         "enterprize: unknown key 'enterprize' (did you mean 'enterprise'?; "
-        "accepted keys: data_dir, cluster, auditors, audit, gateway, enterprise)"
+        "accepted keys: data_dir, cluster, auditors, audit, gateway, console, enterprise)"
     ]
 
 
@@ -204,7 +204,7 @@ defaults: &rotation {max_size_mb: 10, max_files: 3}
     # An unknown top-level key still fails, but not because of the merge below it.
     assert issues(text) == [
         "defaults: unknown key 'defaults' (accepted keys: data_dir, cluster, auditors, "
-        "audit, gateway, enterprise)"
+        "audit, gateway, console, enterprise)"
     ]
     merged = """\
 audit:
