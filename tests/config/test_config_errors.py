@@ -183,7 +183,7 @@ def test_redact_keys_must_be_regular_expressions() -> None:
 def test_top_level_must_be_a_mapping() -> None:
     assert issues("- audit\n") == [
         "the top level must be a mapping with keys data_dir, cluster, auditors, audit, "
-        "gateway, enterprise, got a list"
+        "gateway, console, enterprise, got a list"
     ]
 
 
