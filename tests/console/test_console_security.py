@@ -50,11 +50,15 @@ def test_every_route_needs_a_session_except_the_public_ones(console: ConsoleHarn
 
 def test_public_routes_are_only_login_health_static_and_provider_callbacks() -> None:
     assert {
-        "/login", "/healthz", "/static",
-        "/auth/oidc/{name}/login", "/auth/oidc/{name}/callback",
-        "/auth/github/login", "/auth/github/callback",
+        "/login",
+        "/healthz",
+        "/static",
+        "/auth/oidc/{name}/login",
+        "/auth/oidc/{name}/callback",
+        "/auth/github/login",
+        "/auth/github/callback",
         "/api/v1/events",
-    } == PUBLIC_ROUTES  # fmt: skip
+    } == PUBLIC_ROUTES
 
 
 @pytest.mark.parametrize("token", [None, "forged"])
@@ -82,17 +86,28 @@ def test_login_itself_needs_the_csrf_token(console: ConsoleHarness) -> None:
 
 @pytest.mark.parametrize(
     "target",
-    ["//evil.example/", "https://evil.example/", "/\\evil.example", "http:/evil", "javascript:x",
-     "/%0d%0aLocation:%20http://evil", " //evil.example"],
-)  # fmt: skip
+    [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "http:/evil",
+        "javascript:x",
+        "/%0d%0aLocation:%20http://evil",
+        " //evil.example",
+    ],
+)
 def test_login_next_cannot_leave_the_site(console: ConsoleHarness, target: str) -> None:
     client = console.client()
     token = page_csrf(client.get("/login", params={"next": target}).text)
     answer = client.post(
         "/login",
-        data={"username": "alice", "password": password_of("alice"), "csrf_token": token,
-              "next": target},
-    )  # fmt: skip
+        data={
+            "username": "alice",
+            "password": password_of("alice"),
+            "csrf_token": token,
+            "next": target,
+        },
+    )
     assert answer.status_code == 303
     location = answer.headers["location"]
     assert location.startswith("/") and not location.startswith(("//", "/\\")), location
@@ -106,9 +121,13 @@ def test_login_next_keeps_a_local_path(console: ConsoleHarness) -> None:
     token = page_csrf(client.get(first.headers["location"]).text)
     answer = client.post(
         "/login",
-        data={"username": "alice", "password": password_of("alice"), "csrf_token": token,
-              "next": "/clusters/offline/topics?x=1"},
-    )  # fmt: skip
+        data={
+            "username": "alice",
+            "password": password_of("alice"),
+            "csrf_token": token,
+            "next": "/clusters/offline/topics?x=1",
+        },
+    )
     assert answer.headers["location"] == "/clusters/offline/topics?x=1"
 
 

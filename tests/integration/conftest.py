@@ -131,4 +131,5 @@ def client_properties(kafka: KafkaInfo, tmp_path: Path) -> Callable[..., Path]:
 
 
 # The gateway in front of this broker (kept in its own module; re-exported as fixtures).
+from console_fixtures import kafka_console  # noqa: E402, F401
 from gateway_fixtures import gateway, gateway_factory  # noqa: E402, F401

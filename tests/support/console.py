@@ -98,9 +98,12 @@ class ConsoleHarness:
         token = page_csrf(client.get("/login").text)
         answer = client.post(
             "/login",
-            data={"username": username, "password": password or password_of(username),
-                  "csrf_token": token},
-        )  # fmt: skip
+            data={
+                "username": username,
+                "password": password or password_of(username),
+                "csrf_token": token,
+            },
+        )
         assert answer.status_code == 303, (answer.status_code, answer.text[:500])
         me = client.get("/api/v1/me")
         assert me.status_code == 200, me.text
