@@ -3,7 +3,7 @@ service layer, described by the OpenAPI document at `/api/v1/openapi.json`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
@@ -30,6 +30,31 @@ class ConfigChanges(BaseModel):
 
 class PartitionCount(BaseModel):
     partitions: int = Field(ge=1, le=100_000)
+
+
+class NewMessage(BaseModel):
+    key: str | None = None
+    value: str | None = None
+    headers: dict[str, str] = {}
+    partition: int | None = Field(default=None, ge=0)
+
+
+class OffsetReset(BaseModel):
+    topic: str = Field(min_length=1)
+    to: Literal["earliest", "latest", "time", "offset"]
+    value: int | None = None
+    """The offset, or the time in milliseconds since the epoch."""
+    dry_run: bool = True
+
+
+class AclBinding(BaseModel):
+    resource_type: str = Field(examples=["topic"])
+    resource_name: str
+    pattern_type: str = "literal"
+    principal: str = Field(examples=["User:alice"])
+    host: str = "*"
+    operation: str = Field(examples=["read"])
+    permission: str = Field(examples=["allow"])
 
 
 class Truncation(BaseModel):
@@ -112,6 +137,84 @@ def api_router() -> APIRouter:
     def truncate(request: Request, cluster: str, topic: str, body: Truncation) -> dict[str, Any]:
         return state(request).service.truncate_topic(
             call_for(request, cluster), topic, body.offsets
+        )
+
+    @router.post("/clusters/{cluster}/topics/{topic}/messages", status_code=201)
+    def produce(request: Request, cluster: str, topic: str, message: NewMessage) -> dict[str, Any]:
+        """Produce one message; where it landed."""
+        return state(request).service.produce(
+            call_for(request, cluster), topic, message.key, message.value,
+            list(message.headers.items()), message.partition,
+        )  # fmt: skip
+
+    @router.get("/clusters/{cluster}/topics/{topic}/messages")
+    def inspect(
+        request: Request,
+        cluster: str,
+        topic: str,
+        partition: int | None = Query(None, ge=0),
+        offset: int | None = Query(None, ge=0),
+        since_ms: int | None = Query(None, ge=0),
+        limit: int = Query(20, ge=1),
+        render: Literal["text", "json", "hex"] = "text",
+    ) -> dict[str, Any]:
+        """Messages from an offset or a time (always audited; masked by the rules unless
+        the user holds TOPIC_UNMASK)."""
+        return state(request).service.inspect(
+            call_for(request, cluster), topic, partition=partition, offset=offset,
+            since_ms=since_ms, limit=limit, render=render,
+        )  # fmt: skip
+
+    @router.get("/clusters/{cluster}/groups")
+    def list_groups(request: Request, cluster: str) -> list[dict[str, Any]]:
+        return state(request).service.list_groups(call_for(request, cluster))
+
+    @router.get("/clusters/{cluster}/groups/{group}")
+    def describe_group(request: Request, cluster: str, group: str) -> dict[str, Any]:
+        """Members, committed offsets and lag."""
+        return state(request).service.describe_group(call_for(request, cluster), group)
+
+    @router.post("/clusters/{cluster}/groups/{group}/reset-offsets")
+    def reset_offsets(
+        request: Request, cluster: str, group: str, reset: OffsetReset
+    ) -> dict[str, Any]:
+        """Each partition's current and new offset; committed unless dry_run."""
+        return state(request).service.reset_offsets(
+            call_for(request, cluster), group, reset.topic, reset.to, reset.value, reset.dry_run
+        )
+
+    @router.delete("/clusters/{cluster}/groups/{group}")
+    def delete_group(request: Request, cluster: str, group: str) -> dict[str, Any]:
+        return state(request).service.delete_group(call_for(request, cluster), group)
+
+    @router.get("/clusters/{cluster}/acls")
+    def list_acls(request: Request, cluster: str) -> list[dict[str, str]]:
+        """The ACL bindings the user may edit."""
+        return state(request).service.list_acls(call_for(request, cluster))
+
+    @router.post("/clusters/{cluster}/acls", status_code=201)
+    def create_acl(request: Request, cluster: str, binding: AclBinding) -> dict[str, Any]:
+        return state(request).service.create_acl(call_for(request, cluster), binding.model_dump())
+
+    @router.post("/clusters/{cluster}/acls/delete")
+    def delete_acl(request: Request, cluster: str, binding: AclBinding) -> dict[str, Any]:
+        """Delete the binding with exactly these fields."""
+        return state(request).service.delete_acl(call_for(request, cluster), binding.model_dump())
+
+    @router.get("/clusters/{cluster}/brokers")
+    def list_brokers(request: Request, cluster: str) -> dict[str, Any]:
+        return state(request).service.list_brokers(call_for(request, cluster))
+
+    @router.get("/clusters/{cluster}/brokers/{broker}/configs")
+    def broker_configs(request: Request, cluster: str, broker: int) -> dict[str, Any]:
+        return state(request).service.broker_configs(call_for(request, cluster), broker)
+
+    @router.patch("/clusters/{cluster}/brokers/{broker}/configs")
+    def edit_broker_configs(
+        request: Request, cluster: str, broker: int, changes: ConfigChanges
+    ) -> dict[str, Any]:
+        return state(request).service.edit_broker_configs(
+            call_for(request, cluster), broker, changes.configs
         )
 
     return router

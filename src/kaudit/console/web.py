@@ -99,11 +99,13 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(
+    request: Request, template: str, status_code: int = 200, **context: Any
+) -> HTMLResponse:
     console = state(request)
     user = current_user(request)
     token = csrf_token(request)
-    page = _templates.get_template(name).render(
+    page = _templates.get_template(template).render(
         request=request,
         user=user,
         admin=user is not None and console.service.rbac.is_admin(user),

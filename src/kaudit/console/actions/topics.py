@@ -22,6 +22,7 @@ from kaudit.console.clusters import ClusterClients, KafkaCallError, kafka_call
 __all__ = [
     "add_partitions",
     "alter_topic_configs",
+    "config_entries",
     "create_topic",
     "delete_topic",
     "describe_topic",
@@ -114,16 +115,7 @@ def alter_topic_configs(
         raise KafkaCallError(
             f"unknown config(s) for topic {topic}: {', '.join(unknown)}", code="INVALID_CONFIG"
         )
-    entries = [
-        ConfigEntry(
-            name,
-            value,
-            incremental_operation=AlterConfigOpType.DELETE
-            if value is None
-            else AlterConfigOpType.SET,
-        )
-        for name, value in changes.items()
-    ]
+    entries = config_entries(changes)
     resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=entries)
     futures = cluster.admin.incremental_alter_configs([resource], request_timeout=cluster.timeout)
     kafka_call(f"alter configs of topic {topic}", lambda: futures[resource].result(cluster.timeout))
@@ -171,3 +163,17 @@ def truncate_topic(
 
 def _waiter(future: Any, cluster: ClusterClients) -> Any:
     return lambda: future.result(cluster.timeout)
+
+
+def config_entries(changes: Mapping[str, str | None]) -> list[ConfigEntry]:
+    """Incremental config changes: SET a value, or DELETE (back to the default) for None."""
+    return [
+        ConfigEntry(
+            name,
+            value,
+            incremental_operation=(
+                AlterConfigOpType.DELETE if value is None else AlterConfigOpType.SET
+            ),
+        )
+        for name, value in changes.items()
+    ]

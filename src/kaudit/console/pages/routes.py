@@ -4,14 +4,16 @@ shows what happened, or why it was refused."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Query
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from kaudit.console.userlog import user_events
-from kaudit.console.web import call_for, current_user, render, state
+from kaudit.console.web import call_for, current_user, state
+from kaudit.console.web import render as render_page
+from kaudit.timeparse import parse_when
 
 __all__ = ["pages_router"]
 
@@ -39,7 +41,7 @@ def pages_router() -> APIRouter:
     @router.get("/clusters/{cluster}/topics")
     def topics_page(request: Request, cluster: str, message: str | None = None) -> Response:
         found = state(request).service.list_topics(call_for(request, cluster))
-        return render(request, "topics.html", cluster=cluster, topics=found, message=message)
+        return render_page(request, "topics.html", cluster=cluster, topics=found, message=message)
 
     @router.post("/clusters/{cluster}/topics")
     def create_topic(
@@ -61,7 +63,7 @@ def pages_router() -> APIRouter:
         service = state(request).service
         call = call_for(request, cluster)
         described = service.describe_topic(call, topic)
-        return render(request, "topic.html", cluster=cluster, topic=described)
+        return render_page(request, "topic.html", cluster=cluster, topic=described)
 
     @router.post("/clusters/{cluster}/topics/{topic}/configs")
     def edit_configs(request: Request, cluster: str, topic: str,
@@ -86,15 +88,139 @@ def pages_router() -> APIRouter:
         state(request).service.delete_topic(call_for(request, cluster), topic)
         return RedirectResponse(f"/clusters/{cluster}/topics", status_code=303)
 
+    @router.post("/clusters/{cluster}/topics/{topic}/produce")
+    def produce(
+        request: Request,
+        cluster: str,
+        topic: str,
+        key: str = Form(""),
+        value: str = Form(""),
+        headers: str = Form(""),
+    ) -> Response:
+        done = state(request).service.produce(
+            call_for(request, cluster), topic, key or None, value, list(_configs(headers).items())
+        )
+        return _done(request, cluster, topic, "Message produced", done)
+
+    @router.get("/clusters/{cluster}/topics/{topic}/messages")
+    def messages_page(
+        request: Request,
+        cluster: str,
+        topic: str,
+        offset: int | None = Query(None, ge=0),
+        since: str | None = None,
+        limit: int = Query(20, ge=1),
+        render: Literal["text", "json", "hex"] = "text",
+    ) -> Response:
+        since_ms = None
+        if since:
+            since_ms = int(parse_when(since).timestamp() * 1000)
+        found = state(request).service.inspect(
+            call_for(request, cluster), topic, offset=None if since_ms else offset,
+            since_ms=since_ms, limit=limit, render=render,
+        )  # fmt: skip
+        return render_page(request, "messages.html", cluster=cluster, topic=topic, found=found,
+                           mode=render)  # fmt: skip
+
+    @router.get("/clusters/{cluster}/groups")
+    def groups_page(request: Request, cluster: str) -> Response:
+        found = state(request).service.list_groups(call_for(request, cluster))
+        return render_page(request, "groups.html", cluster=cluster, groups=found)
+
+    @router.get("/clusters/{cluster}/groups/{group}")
+    def group_page(request: Request, cluster: str, group: str) -> Response:
+        described = state(request).service.describe_group(call_for(request, cluster), group)
+        return render_page(request, "group.html", cluster=cluster, group=described)
+
+    @router.post("/clusters/{cluster}/groups/{group}/reset-offsets")
+    def reset_offsets(
+        request: Request,
+        cluster: str,
+        group: str,
+        topic: str = Form(min_length=1),
+        to: Literal["earliest", "latest", "time", "offset"] = Form(),
+        value: str = Form(""),
+        dry_run: bool = Form(False),
+    ) -> Response:
+        number = None
+        if value.strip():
+            number = (
+                int(parse_when(value).timestamp() * 1000) if to == "time" else int(value.strip())
+            )
+        done = state(request).service.reset_offsets(
+            call_for(request, cluster), group, topic, to, number, dry_run
+        )
+        what = "Offsets preview (dry run)" if dry_run else "Offsets reset"
+        return _done(request, cluster, group, what, done, kind="groups")
+
+    @router.post("/clusters/{cluster}/groups/{group}/delete")
+    def delete_group(request: Request, cluster: str, group: str) -> Response:
+        state(request).service.delete_group(call_for(request, cluster), group)
+        return RedirectResponse(f"/clusters/{cluster}/groups", status_code=303)
+
+    @router.get("/clusters/{cluster}/acls")
+    def acls_page(request: Request, cluster: str) -> Response:
+        found = state(request).service.list_acls(call_for(request, cluster))
+        return render_page(request, "acls.html", cluster=cluster, acls=found)
+
+    @router.post("/clusters/{cluster}/acls")
+    def create_acl(
+        request: Request,
+        cluster: str,
+        resource_type: str = Form(),
+        resource_name: str = Form(min_length=1),
+        pattern_type: str = Form("literal"),
+        principal: str = Form(min_length=1),
+        host: str = Form("*"),
+        operation: str = Form(),
+        permission: str = Form("allow"),
+    ) -> Response:
+        fields = {"resource_type": resource_type, "resource_name": resource_name,
+                  "pattern_type": pattern_type, "principal": principal, "host": host,
+                  "operation": operation, "permission": permission}  # fmt: skip
+        state(request).service.create_acl(call_for(request, cluster), fields)
+        return RedirectResponse(f"/clusters/{cluster}/acls", status_code=303)
+
+    @router.post("/clusters/{cluster}/acls/delete")
+    def delete_acl(
+        request: Request,
+        cluster: str,
+        resource_type: str = Form(),
+        resource_name: str = Form(),
+        pattern_type: str = Form(),
+        principal: str = Form(),
+        host: str = Form(),
+        operation: str = Form(),
+        permission: str = Form(),
+    ) -> Response:
+        fields = {"resource_type": resource_type, "resource_name": resource_name,
+                  "pattern_type": pattern_type, "principal": principal, "host": host,
+                  "operation": operation, "permission": permission}  # fmt: skip
+        state(request).service.delete_acl(call_for(request, cluster), fields)
+        return RedirectResponse(f"/clusters/{cluster}/acls", status_code=303)
+
+    @router.get("/clusters/{cluster}/brokers")
+    def brokers_page(request: Request, cluster: str) -> Response:
+        found = state(request).service.list_brokers(call_for(request, cluster))
+        return render_page(request, "brokers.html", cluster=cluster, found=found)
+
+    @router.get("/clusters/{cluster}/brokers/{broker}")
+    def broker_page(request: Request, cluster: str, broker: int) -> Response:
+        configs = state(request).service.broker_configs(call_for(request, cluster), broker)
+        return render_page(request, "broker.html", cluster=cluster, broker=broker, configs=configs)
+
     @router.get("/my-log")
     def my_log(request: Request) -> Response:
         user = current_user(request)
         assert user is not None
         events = user_events(state(request).config, user.provider, user.login, 200)
-        return render(request, "my_log.html", events=events)
+        return render_page(request, "my_log.html", events=events)
 
     return router
 
 
-def _done(request: Request, cluster: str, topic: str, what: str, result: Any) -> Response:
-    return render(request, "done.html", cluster=cluster, topic=topic, what=what, result=result)
+def _done(
+    request: Request, cluster: str, name: str, what: str, result: Any, kind: str = "topics"
+) -> Response:
+    back = f"/clusters/{cluster}/{kind}/{name}"
+    return render_page(request, "done.html", name=name, what=what, result=result, back=back)

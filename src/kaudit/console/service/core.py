@@ -1,5 +1,4 @@
-"""The console's one service layer, shared by the pages and the `/api/v1` API: every
-action goes through here, never straight to Kafka.
+"""The path every console action takes: RBAC, then Kafka, then one audit event.
 
 Each action is decided by RBAC before anything is sent to Kafka, then made through
 `kaudit.console.actions`, then recorded as one event with the request, the user, the
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kaudit.config.console import ConsoleConfig
-from kaudit.console.actions import topics
 from kaudit.console.audit import ConsoleRecorder, RequestInfo
 from kaudit.console.clusters import ClusterClients, Clusters, KafkaCallError
 from kaudit.console.identity import ConsoleUser
@@ -24,7 +22,7 @@ from kaudit.console.rbac import Decision, Rbac, Target
 from kaudit.errors import KauditError
 from kaudit.events.model import Resource
 
-__all__ = ["ActionDenied", "Call", "ConsoleService", "Spec"]
+__all__ = ["ActionDenied", "Call", "ServiceCore", "Spec"]
 
 T = TypeVar("T")
 
@@ -60,7 +58,7 @@ class Spec:
     request: Mapping[str, Any]
 
 
-class ConsoleService:
+class ServiceCore:
     """RBAC, Kafka and the audit trail, for every console action."""
 
     def __init__(
@@ -167,98 +165,3 @@ class ConsoleService:
         return {
             i for i in ids if self.rbac.may_see(call.user, self.target(cluster, object_type, i))
         }
-
-    # -- topics ----------------------------------------------------------------------------
-
-    def list_topics(self, call: Call) -> list[dict[str, Any]]:
-        spec = Spec("topic.described", "list-topics", None, None, None, {})
-
-        def act(cluster: ClusterClients) -> list[dict[str, Any]]:
-            found = topics.list_topics(cluster)
-            shown = self.visible(call, cluster, "topic", [t["name"] for t in found])
-            return [t for t in found if t["name"] in shown]
-
-        return self.run(call, spec, act, lambda r: {"topics": len(r)})
-
-    def describe_topic(self, call: Call, topic: str) -> dict[str, Any]:
-        spec = Spec(
-            "topic.described",
-            "describe-topic",
-            "TOPIC_INSPECT",
-            "topic",
-            topic,
-            {"topic-name": topic},
-        )
-        return self.run(
-            call,
-            spec,
-            lambda c: topics.describe_topic(c, topic),
-            lambda r: {"partitions": len(r["partitions"])},
-        )
-
-    def create_topic(
-        self,
-        call: Call,
-        topic: str,
-        partitions: int,
-        replication_factor: int,
-        configs: Mapping[str, str],
-    ) -> dict[str, Any]:
-        spec = Spec(
-            "topic.created",
-            "create-topic",
-            "TOPIC_CREATE",
-            "topic",
-            topic,
-            {
-                "topic-name": topic,
-                "partitions": partitions,
-                "replication-factor": replication_factor,
-                "config-items": dict(configs),
-            },
-        )
-        return self.run(
-            call,
-            spec,
-            lambda c: topics.create_topic(c, topic, partitions, replication_factor, configs),
-        )
-
-    def delete_topic(self, call: Call, topic: str) -> dict[str, Any]:
-        spec = Spec(
-            "topic.deleted", "delete-topic", "TOPIC_DELETE", "topic", topic, {"topic-name": topic}
-        )
-        return self.run(call, spec, lambda c: topics.delete_topic(c, topic))
-
-    def edit_topic_configs(
-        self, call: Call, topic: str, changes: Mapping[str, str | None]
-    ) -> dict[str, Any]:
-        spec = Spec(
-            "topic.config_changed",
-            "edit-topic-config",
-            "TOPIC_EDIT",
-            "topic",
-            topic,
-            {"topic-name": topic, "config-items": dict(changes)},
-        )
-        return self.run(call, spec, lambda c: topics.alter_topic_configs(c, topic, changes))
-
-    def add_partitions(self, call: Call, topic: str, total: int) -> dict[str, Any]:
-        spec = Spec(
-            "topic.partitions_changed",
-            "add-partitions",
-            "TOPIC_EDIT",
-            "topic",
-            topic,
-            {"topic-name": topic, "partitions": total},
-        )
-        return self.run(call, spec, lambda c: topics.add_partitions(c, topic, total))
-
-    def truncate_topic(
-        self, call: Call, topic: str, offsets: Mapping[int, int] | None
-    ) -> dict[str, Any]:
-        request = {
-            "topic-name": topic,
-            "offsets": {str(p): o for p, o in offsets.items()} if offsets else "all",
-        }
-        spec = Spec("records.deleted", "truncate-topic", "TOPIC_TRUNCATE", "topic", topic, request)
-        return self.run(call, spec, lambda c: topics.truncate_topic(c, topic, offsets))
