@@ -6,7 +6,9 @@ something, QUERIES those that only read, ALL both; the event catalog says which 
 (custom event types count as mutations). A message has a plain `text` (what notifications
 show) and Block Kit blocks: who did what to which resource, the outcome, and a context
 line with the cluster, client, time and event id. Slack allows about one message per
-second per webhook, so a 429 is waited out as its Retry-After asks.
+second per webhook, so a 429 is waited out as its Retry-After asks. A console action
+reads as Kpow words it: "Action `create-topic: [tx-events]` by *John Smith* succeeded on
+cluster `…`".
 """
 
 from __future__ import annotations
@@ -45,6 +47,23 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_KPOW_OUTCOME = {"success": "succeeded", "failure": "failed", "denied": "was denied"}
+
+
+def console_text(event: AuditEvent) -> str | None:
+    """Kpow's sentence for an action taken in the console, or None for other events."""
+    details = event.details or {}
+    action = details.get("console_action")
+    if event.context.source != "console" or not isinstance(action, str) or event.category == "auth":
+        return None
+    subjects = ", ".join(_escape(str(s)) for s in details.get("subjects") or ())
+    user = details.get("user") or {}
+    who = _escape(str(user.get("name") or user.get("login") or event.actor.id))
+    outcome = _KPOW_OUTCOME.get(event.action.result, event.action.result)
+    cluster = _escape(event.context.cluster_id or "-")
+    return f"Action `{_escape(action)}: [{subjects}]` by *{who}* {outcome} on cluster `{cluster}`"
+
+
 def message(event: AuditEvent, channel: str | None, username: str | None) -> dict[str, Any]:
     """The incoming-webhook payload for one event."""
     who = _escape(event.actor.id)
@@ -53,6 +72,9 @@ def message(event: AuditEvent, channel: str | None, username: str | None) -> dic
     outcome = _RESULT.get(event.action.result, event.action.result)
     text = f"{who}: {event.event_type} on {event.resource.type} {event.resource.id}"
     headline = f"*{who}* `{what}` on *{where}* — {outcome}"
+    kpow = console_text(event)
+    if kpow is not None:
+        text = headline = kpow
     if event.action.error:
         headline += f"\n> {_escape(event.action.error)}"
     fields = [f"*Operation*\n{_escape(event.action.operation)}"]
