@@ -22,14 +22,16 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 # Java 17+ and Maven assemble and run Apache Kafka (from Maven Central) for the tests
 # and the demo; rsyslog (with its TLS driver) is the syslog daemon the syslog destination
-# is tested against. They come from Debian's packages when the machine lacks them;
+# is tested against; Chromium is the browser the console's tests drive (Playwright).
+# They come from Debian's packages when the machine lacks them;
 # RUNLEVEL=1 keeps the package from starting a system-wide syslog daemon.
 system-deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null \
 	  && command -v rsyslogd >/dev/null && dpkg -s rsyslog-gnutls >/dev/null 2>&1 \
-	  || { echo "installing Java, Maven and rsyslog from Debian packages"; \
+	  && command -v chromium >/dev/null \
+	  || { echo "installing Java, Maven, rsyslog and Chromium from Debian packages"; \
 	  apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq --no-install-recommends \
-	    openjdk-17-jre-headless maven rsyslog rsyslog-gnutls; }
+	    openjdk-17-jre-headless maven rsyslog rsyslog-gnutls chromium; }
 
 demo: $(VENV)/.installed system-deps
 	$(BIN)/kaudit demo
