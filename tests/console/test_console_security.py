@@ -169,3 +169,17 @@ def test_values_in_pages_are_escaped(console: ConsoleHarness) -> None:
     assert page.status_code == 404
     assert "<img" not in page.text and "<script>alert" not in page.text
     assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)" in page.text
+
+
+def test_event_fields_in_the_users_log_are_escaped(console: ConsoleHarness) -> None:
+    client = console.login("alice")
+    evil = "<img src=x onerror=alert(1)>"
+    refused = client.post(f"/clusters/offline/topics/{evil}/delete")
+    assert refused.status_code == 403  # the seed's policy has no TOPIC_DELETE
+    assert "<img" not in refused.text
+    console.session.flush()
+    page = client.get("/my-log")
+    assert page.status_code == 200
+    assert "delete-topic" in page.text
+    assert "<img" not in page.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page.text
