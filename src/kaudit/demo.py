@@ -9,6 +9,8 @@
 3. The audit gateway in front of that broker: real Kafka clients create a topic, grant
    and use ACLs, change a config, produce and consume, and get refused, all through the
    gateway, which records who did what.
+4. The web console on that broker, with two local users: an admin, and a developer
+   limited by the seed's policy. It serves until Ctrl-C; every action is audited.
 Then it tells the user what is where and how to look at it.
 """
 
@@ -94,7 +96,7 @@ audit:
 """
 
 
-def run_demo(directory: Path, count: int, *, kafka: bool = True) -> None:
+def run_demo(directory: Path, count: int, *, kafka: bool = True, console: bool = True) -> None:
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "kaudit.yaml"
@@ -155,10 +157,10 @@ Look at them:
   .venv/bin/kaudit exporters status -c {config_path}
 """)
     if kafka:
-        _kafka_demo(directory, count)
+        _kafka_demo(directory, count, console=console)
 
 
-def _kafka_demo(directory: Path, count: int) -> None:
+def _kafka_demo(directory: Path, count: int, *, console: bool) -> None:
     echo = click.echo
     echo(
         "kaudit demo: starting a local Apache Kafka (fetched from Maven Central once)...", err=True
@@ -204,6 +206,117 @@ Look at them:
     echo(f"""Stop the broker when done:
   .venv/bin/kaudit local-kafka stop --dir {directory / "kafka"}
 """)
+    if console:
+        _console_demo(directory, info)
+
+
+_CONSOLE_CONFIG = """\
+# kaudit demo configuration: the web console on the local broker.
+data_dir: {data}
+cluster:
+  environment: demo
+audit:
+  failure_policy: fail_open
+console:
+  listen: 127.0.0.1:{port}
+  clusters:
+    - name: local
+      bootstrap_servers: [{servers}]
+      security:                  # the console's own service credentials
+        security_protocol: SASL_PLAINTEXT
+        sasl_mechanism: SCRAM-SHA-512
+        sasl_username: admin
+        sasl_password: ${{KAUDIT_DEMO_KAFKA_PASSWORD:-admin-secret}}
+  users:                         # hashes from `kaudit console hash-password`
+    - username: admin
+      name: Demo Admin
+      password_hash: "{admin_hash}"
+      roles: [ops]
+    - username: dev
+      name: Demo Developer
+      password_hash: "{dev_hash}"
+      roles: [dev]
+  rbac:                          # Kpow's policy format
+    admin_roles: [ops]
+    policies:
+      - resource: [cluster, "*"]
+        effect: Allow
+        actions: [ADMIN]
+        role: ops
+      - resource: [cluster, "*"]  # the seed's policy: no create, no delete
+        effect: Allow
+        actions: [TOPIC_INSPECT, TOPIC_EDIT, TOPIC_PRODUCE]
+        role: dev
+      - resource: [cluster, "*", topic, "payments-*"]
+        effect: Deny
+        actions: [TOPIC_PRODUCE]
+        role: dev
+  masking:
+    - topics: ["payments-*"]
+      fields: [card, iban]
+"""
+
+_DEMO_LOGINS = {"admin": "admin-demo", "dev": "dev-demo"}
+
+
+def _console_port() -> int:
+    """8080 when it is free, else any free port."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 8080))
+        except OSError:
+            return free_port_block(1)
+    return 8080
+
+
+def _console_demo(directory: Path, info: KafkaInfo) -> None:
+    """The console on the local broker until Ctrl-C, with an admin and a limited user."""
+    import signal
+    import threading
+
+    from kaudit.console.auth.local import hash_password
+    from kaudit.console.serve import ConsoleServer
+
+    echo = click.echo
+    config_path = directory / "kaudit-console.yaml"
+    config_path.write_text(
+        _CONSOLE_CONFIG.format(
+            data=directory / "data-console",
+            port=_console_port(),
+            servers=info.sasl_bootstrap_servers,
+            admin_hash=hash_password(_DEMO_LOGINS["admin"]),
+            dev_hash=hash_password(_DEMO_LOGINS["dev"]),
+        ),
+        encoding="utf-8",
+    )
+    config = load_config(config_path)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with open_session(config, source="console") as session:
+        server = ConsoleServer(config, session.recorder)
+        server.start()
+        echo(f"""The web console is serving the local broker; every action in it is audited.
+
+  console        {server.url}
+  logins         admin / {_DEMO_LOGINS["admin"]}  (role ops: everything, and every user's log)
+                 dev / {_DEMO_LOGINS["dev"]}      (role dev, the seed's policy: inspect, edit
+                                      and produce; no create or delete, no producing
+                                      to payments-*)
+  configuration  {config_path}
+
+Watch what people do in it:
+  .venv/bin/kaudit tail {config.log_dir} -f | jq -c '[.actor.id, .details.console_action]'
+  .venv/bin/kaudit console -c {config_path}     # the console on its own, later
+
+Ctrl-C stops the console.
+""")
+        try:
+            stop.wait()
+        finally:
+            server.stop()
 
 
 _GATEWAY_CONFIG = """\

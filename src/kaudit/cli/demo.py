@@ -24,10 +24,16 @@ from kaudit.cli.common import handle_errors
     show_default=True,
     help="Also record into a local Apache Kafka's __oprtr_audit_log topic.",
 )
+@click.option(
+    "--console/--no-console",
+    default=True,
+    show_default=True,
+    help="Then serve the web console on the local Kafka until Ctrl-C (needs --kafka).",
+)
 @handle_errors
-def demo(directory: Path, count: int, kafka: bool) -> None:
+def demo(directory: Path, count: int, kafka: bool, console: bool) -> None:
     """Record a realistic week of Kafka audit events into a local log and show how to
     look at them."""
     from kaudit.demo import run_demo
 
-    run_demo(directory, count, kafka=kafka)
+    run_demo(directory, count, kafka=kafka, console=console)
