@@ -54,13 +54,21 @@ class ConsoleRecorder:
         self.recorder = recorder
         self.verbosity = verbosity
         self._catalog = EventCatalog()
+        self._mutation: dict[str, bool] = {}
+
+    def _is_mutation(self, event_type: str) -> bool:
+        found = self._mutation.get(event_type)
+        if found is None:
+            catalog = self._catalog
+            found = catalog.get(event_type).mutation if event_type in catalog else True
+            self._mutation[event_type] = found
+        return found
 
     def selected(self, event_type: str) -> bool:
         """Whether the verbosity records events of this type."""
         if event_type in ALWAYS_RECORDED or self.verbosity == "all":
             return True
-        mutation = self._catalog.get(event_type).mutation if event_type in self._catalog else True
-        return mutation == (self.verbosity == "mutations")
+        return self._is_mutation(event_type) == (self.verbosity == "mutations")
 
     def action(
         self,
@@ -83,9 +91,7 @@ class ConsoleRecorder:
         """Record one console action (unless the verbosity leaves it out)."""
         if not self.selected(event_type):
             return
-        kind = "query"
-        if event_type in self._catalog and self._catalog.get(event_type).mutation:
-            kind = "mutation"
+        kind = "mutation" if self._is_mutation(event_type) else "query"
         details: dict[str, Any] = {
             "console_action": console_action,
             "kind": kind,

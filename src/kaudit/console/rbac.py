@@ -96,6 +96,11 @@ class Rbac:
 
     def __init__(self, policy: RbacPolicy) -> None:
         self.policy = policy
+        # Each action's candidate policies, so a decision walks only those that name it.
+        self._by_action = {
+            action: tuple(p for p in policy.policies if action in p.actions or "ADMIN" in p.actions)
+            for action in ACTIONS
+        }
 
     def authorized(self, user: ConsoleUser) -> bool:
         """Whether `user` may use the console at all (`authorized_roles`)."""
@@ -109,9 +114,7 @@ class Rbac:
     def _any_role(patterns: Iterable[str], user: ConsoleUser) -> bool:
         return any(p == "*" or any(_glob(p, r) for r in user.roles) for p in patterns)
 
-    def _applies(self, policy: Policy, user: ConsoleUser, action: str, target: Target) -> bool:
-        if action not in policy.actions and "ADMIN" not in policy.actions:
-            return False
+    def _applies(self, policy: Policy, user: ConsoleUser, target: Target) -> bool:
         if not self._any_role(policy.role_names, user):
             return False
         resource = policy.resource
@@ -127,11 +130,12 @@ class Rbac:
 
     def decide(self, user: ConsoleUser, action: str, target: Target) -> Decision:
         """Deny if any matching policy denies, allow if one allows, else deny."""
-        if action not in ACTIONS:
+        candidates = self._by_action.get(action)
+        if candidates is None:
             raise ValueError(f"unknown action {action!r}; accepted: {', '.join(ACTIONS)}")
         if not self.authorized(user):
             return Decision(action, False, ())
-        matched = tuple(p for p in self.policy.policies if self._applies(p, user, action, target))
+        matched = tuple(p for p in candidates if self._applies(p, user, target))
         denying = tuple(p for p in matched if p.effect == "Deny")
         if denying:
             return Decision(action, False, denying)

@@ -99,9 +99,7 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-def render(
-    request: Request, template: str, status_code: int = 200, **context: Any
-) -> HTMLResponse:
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     console = state(request)
     user = current_user(request)
     token = csrf_token(request)
