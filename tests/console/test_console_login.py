@@ -113,3 +113,40 @@ def test_hash_password_command_makes_an_argon2id_hash_that_logs_in(tmp_path: Pat
     user = {**local_user("carol"), "password_hash": hashed}
     for console in harness(console_config(tmp_path, users=[user])):
         console.login("carol", "s3cret")
+
+
+def test_the_login_page_offers_each_configured_provider(tmp_path: Path) -> None:
+    config = console_config(
+        tmp_path,
+        users=[local_user("alice")],
+        oidc=[{"name": "keycloak"}, {"name": "okta"}],
+        github={"client_id": "x"},
+    )
+    for console in harness(config):
+        page = console.client().get("/login", params={"next": "/clusters/offline/topics"})
+        assert 'href="/auth/oidc/keycloak/login?next=/clusters/offline/topics"' in page.text
+        assert 'href="/auth/oidc/okta/login?next=/clusters/offline/topics"' in page.text
+        assert 'href="/auth/github/login?next=/clusters/offline/topics"' in page.text
+        assert 'name="username"' in page.text
+
+
+def test_the_session_cookie_is_httponly_and_samesite_lax(console: ConsoleHarness) -> None:
+    client = console.client()
+    token = page_csrf(client.get("/login").text)
+    answer = client.post(
+        "/login", data={"username": "alice", "password": "ecila-pw", "csrf_token": token}
+    )
+    cookie = answer.headers["set-cookie"].lower()
+    assert cookie.startswith("kaudit_session=")
+    assert "httponly" in cookie and "samesite=lax" in cookie
+
+
+def test_a_session_ends_at_its_absolute_timeout_even_when_busy(tmp_path: Path) -> None:
+    config = console_config(tmp_path, users=[local_user("alice")], session_max_hours=0.0002)
+    for console in harness(config):
+        client = console.login("alice")
+        deadline = time.monotonic() + 5
+        while client.get("/api/v1/me").status_code == 200:  # used all the time: never idle
+            assert time.monotonic() < deadline, "the session outlived its 0.72 s maximum"
+            time.sleep(0.05)
+        assert client.get("/api/v1/me").status_code == 401

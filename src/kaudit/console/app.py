@@ -11,6 +11,8 @@ Content-Security-Policy (no inline script) and a request id.
 from __future__ import annotations
 
 import importlib
+import logging
+import math
 import secrets
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ from kaudit.errors import UsageError
 from kaudit.recorder.core import Recorder
 
 __all__ = ["CSRF_EXEMPT", "PUBLIC_ROUTES", "build_app"]
+
+log = logging.getLogger("kaudit.console")
 
 PUBLIC_ROUTES = frozenset(
     {
@@ -139,20 +143,29 @@ def _csrf_refused(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", status_code=403, title="Refused", problem=body)
 
 
+def _provider(module: str) -> Any | None:
+    """A login provider's or the ingest's module; None (with a warning) when this build
+    does not include it, so the console still serves its other logins."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        log.warning("%s is not part of this build: its routes are not served", module)
+        return None
+
+
 def _provider_routers(
     app: FastAPI, config: Config, hooks: SessionHooks, recorder: Recorder
 ) -> None:
     """The routes of the other login providers and of the ingest, when configured."""
     console = config.console
     assert console is not None
-    if console.oidc:
-        oidc = importlib.import_module("kaudit.console.auth.oidc")
+    if console.oidc and (oidc := _provider("kaudit.console.auth.oidc")) is not None:
         app.include_router(oidc.oidc_router(console.oidc, hooks))
-    if console.github is not None:
-        github = importlib.import_module("kaudit.console.auth.github")
+    if console.github is not None and (github := _provider("kaudit.console.auth.github")):
         app.include_router(github.github_router(console.github, hooks))
-    if console.ingest:
-        ingest = importlib.import_module("kaudit.console.ingest")
+    if console.ingest and (ingest := _provider("kaudit.console.ingest")) is not None:
         limit = getattr(console, "ingest_max_body_bytes", 1 << 20)
         app.include_router(ingest.ingest_router(console.ingest, recorder.record_many, limit))
 
@@ -193,7 +206,7 @@ def build_app(config: Config, recorder: Recorder, *, base_dir: Path | None = Non
         SessionMiddleware,
         secret_key=secret,
         session_cookie="kaudit_session",
-        max_age=int(console.session_max_hours * 3600),
+        max_age=math.ceil(console.session_max_hours * 3600),
         same_site="lax",
         https_only=console.secure_cookies,
     )

@@ -9,6 +9,9 @@ and per address; a limited attempt is refused without checking the password.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Form
@@ -76,6 +79,12 @@ class SessionHooks:
         return _login_page(request, None, _LOGIN_FAILED, 401)
 
 
+def _provider_name(provider: Any) -> str:
+    if isinstance(provider, Mapping):
+        return str(provider.get("name"))
+    return str(getattr(provider, "name", provider))
+
+
 def _login_page(request: Request, next_url: str | None, error: str | None, status: int) -> Response:
     console = state(request).config.console
     assert console is not None
@@ -86,7 +95,7 @@ def _login_page(request: Request, next_url: str | None, error: str | None, statu
         next=safe_next(next_url),
         error=error,
         local=bool(console.users),
-        oidc=[getattr(p, "name", str(p)) for p in console.oidc],
+        oidc=[_provider_name(p) for p in console.oidc],
         github=console.github is not None,
     )
 
