@@ -107,3 +107,15 @@ def test_console_section_refuses_duplicate_cluster_names() -> None:
         "    - {name: a, bootstrap_servers: 'h:2'}\n"
     )
     assert issue.startswith("console: cluster names must be unique")
+
+
+def test_the_readmes_console_example_is_a_valid_configuration() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## The console", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    env = {"CONSOLE_KAFKA_PASSWORD": "pw", "CONSOLE_SESSION_SECRET": "s" * 40}
+    config = load_config_text(block, "README.md", env)
+    assert config.console is not None
+    assert [p.effect for p in (config.console.rbac.policies if config.console.rbac else [])] == [
+        "Allow", "Deny", "Allow"
+    ]  # fmt: skip
