@@ -46,6 +46,10 @@ def kafka_call(what: str, call: Callable[[], T]) -> T:
                 f"{what}: {error.str()}", code=error.name(), retryable=error.retriable()
             ) from exc
         raise KafkaCallError(f"{what}: {exc}") from exc
+    except TimeoutError as exc:
+        raise KafkaCallError(
+            f"{what}: no answer in time", code="TIMED_OUT", retryable=True
+        ) from exc
     except (ValueError, TypeError) as exc:
         raise KafkaCallError(f"{what}: {exc}") from exc
 

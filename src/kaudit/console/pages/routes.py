@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Form, Query
+from fastapi import APIRouter, Form, HTTPException, Query
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -25,7 +25,7 @@ def _configs(text: str) -> dict[str, str]:
         if line.strip():
             name, sep, value = line.partition("=")
             if not sep:
-                raise ValueError(f"expected name=value, got {line.strip()!r}")
+                raise HTTPException(422, f"expected name=value on each line, got {line.strip()!r}")
             out[name.strip()] = value.strip()
     return out
 

@@ -74,7 +74,16 @@ class ServiceCore:
     def target(
         self, cluster: ClusterClients, object_type: str | None, object_id: str | None
     ) -> Target:
-        return Target(cluster.id, cluster.name, object_type, object_id)
+        return Target(self.cluster_id(cluster), cluster.name, object_type, object_id)
+
+    @staticmethod
+    def cluster_id(cluster: ClusterClients) -> str:
+        """The cluster's id; its name while Kafka cannot be asked (policies naming the id
+        then do not match, so nothing is allowed by mistake; the action fails anyway)."""
+        try:
+            return cluster.id
+        except KafkaCallError:
+            return cluster.name
 
     def decide(self, call: Call, action: str, object_type: str, object_id: str) -> Decision:
         """The decision for `action`, without acting (to show or hide buttons)."""
@@ -100,19 +109,13 @@ class ServiceCore:
         started = time.perf_counter()
         try:
             result = act(cluster)
-        except KafkaCallError as exc:
+        except Exception as exc:  # recorded whatever went wrong, then raised on
             elapsed = (time.perf_counter() - started) * 1000
+            code = exc.code if isinstance(exc, KafkaCallError) else type(exc).__name__
             self._record(
-                call,
-                cluster,
-                spec,
-                decision,
-                "failure",
-                str(exc),
-                None,
-                elapsed,
-                {"error_code": exc.code},
-            )
+                call, cluster, spec, decision, "failure", str(exc), None, elapsed,
+                {"error_code": code},
+            )  # fmt: skip
             raise
         elapsed = (time.perf_counter() - started) * 1000
         shown = (
@@ -137,10 +140,7 @@ class ServiceCore:
     ) -> None:
         subject = spec.object_id or cluster.name
         resource = Resource(type=spec.object_type or "cluster", id=spec.object_id or cluster.name)
-        try:
-            cluster_id: str | None = cluster.id
-        except KafkaCallError:
-            cluster_id = cluster.config.id  # Kafka is down: the event still names the cluster
+        cluster_id = self.cluster_id(cluster)
         self.recorder.action(
             spec.event_type,
             console_action=spec.console_action,
