@@ -119,3 +119,27 @@ def test_the_readmes_console_example_is_a_valid_configuration() -> None:
     assert [p.effect for p in (config.console.rbac.policies if config.console.rbac else [])] == [
         "Allow", "Deny", "Allow"
     ]  # fmt: skip
+
+
+def test_check_config_reads_the_rbac_file_and_reports_its_errors(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, 8080)
+    data = yaml.safe_load(path.read_text())
+    data["console"]["rbac_file"] = "rbac.yaml"
+    path.write_text(yaml.safe_dump(data))
+    (tmp_path / "rbac.yaml").write_text(
+        "policies:\n  - resource: [cluster, '*']\n    effect: Allow\n"
+        "    actions: [TOPIC_NUKE]\n    role: '*'\n"
+    )
+    done = subprocess.run([*KAUDIT, "check-config", str(path)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert f"{tmp_path / 'rbac.yaml'}: invalid configuration" in done.stderr
+    assert "policies[0].actions[0]: line 4: must be one of TOPIC_INSPECT" in done.stderr
+    (tmp_path / "rbac.yaml").write_text(
+        "policies:\n  - resource: [cluster, '*']\n    effect: Allow\n"
+        "    actions: [TOPIC_INSPECT]\n    role: '*'\n"
+    )
+    done = subprocess.run([*KAUDIT, "check-config", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "console: 127.0.0.1:8080, clusters offline, 1 local users, 1 RBAC policies" in done.stdout
+    )

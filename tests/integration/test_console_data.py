@@ -103,7 +103,10 @@ def test_group_lag_and_a_dry_run_reset_that_changes_nothing(
     kafka: KafkaInfo, kafka_console: ConsoleHarness, unique_topic: str
 ) -> None:
     create_topic(kafka.client_config(), unique_topic)
-    _produce(kafka, unique_topic, [b"a", b"b", b"c", b"d"])
+    _produce(kafka, unique_topic, [b"a", b"b"])
+    middle = int(time.time() * 1000)
+    time.sleep(0.05)  # the next records' timestamps must be after `middle`
+    _produce(kafka, unique_topic, [b"c", b"d"])
     group = f"g-{unique_topic}"
     consumer = Consumer({**kafka.client_config(), "group.id": group})
     consumer.commit(offsets=[TopicPartition(unique_topic, 0, 1)], asynchronous=False)
@@ -126,6 +129,11 @@ def test_group_lag_and_a_dry_run_reset_that_changes_nothing(
     event = kafka_console.event_for(preview)
     assert event["event_type"] == "group.offsets_reset"
     assert event["details"]["request"]["dry-run"] is True
+    by_time = client.post(
+        f"{BASE}/groups/{group}/reset-offsets",
+        json={"topic": unique_topic, "to": "time", "value": middle},
+    )
+    assert by_time.json()["offsets"] == [{"partition": 0, "current": 1, "new": 2}]
     latest = client.post(
         f"{BASE}/groups/{group}/reset-offsets",
         json={"topic": unique_topic, "to": "latest", "dry_run": False},

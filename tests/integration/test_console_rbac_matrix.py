@@ -17,6 +17,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclOperation,
     AclPermissionType,
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
     ConfigResource,
     ResourcePatternType,
     ResourceType,
@@ -130,6 +132,16 @@ def _broker_config(kafka: KafkaInfo) -> str | None:
     return str(entries["log.cleaner.backoff.ms"].value)
 
 
+def _reset_broker_config(kafka: KafkaInfo) -> None:
+    """The broker's dynamic config back to its default: the broker is shared by the run."""
+    admin = AdminClient(kafka.client_config())
+    entry = ConfigEntry(
+        "log.cleaner.backoff.ms", None, incremental_operation=AlterConfigOpType.DELETE
+    )
+    resource = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(30)
+
+
 BASE = "/api/v1/clusters/local"
 
 CASES = [
@@ -180,12 +192,18 @@ CASES = [
 @pytest.mark.parametrize("allowed", [True, False], ids=["allowed", "denied"])
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.action}-{c.event_type}" for c in CASES])
 def test_every_action_for_an_allowed_and_a_denied_role(
-    kafka: KafkaInfo, kafka_console: ConsoleHarness, case: Case, allowed: bool
+    kafka: KafkaInfo,
+    kafka_console: ConsoleHarness,
+    case: Case,
+    allowed: bool,
+    request: pytest.FixtureRequest,
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     names = {"topic": f"matrix-{suffix}", "group": f"matrix-group-{suffix}",
              "backoff": str(15000 + int(time.time()) % 1000)}  # fmt: skip
     case.setup(kafka, names)
+    if case.action == "BROKER_EDIT":
+        request.addfinalizer(lambda: _reset_broker_config(kafka))
     user = case.allowed if allowed else case.denied
     answer = case.call(kafka_console.login(user), names)
     event = kafka_console.event_for(answer)

@@ -14,6 +14,13 @@ from kaudit.config import load_config
 def check_config(file: str) -> None:
     """Validate a configuration file: exit 0 when valid, 2 listing every error when not."""
     config = load_config(file)
+    if config.console is not None:
+        from pathlib import Path
+
+        from kaudit.console.rbac import load_rbac
+
+        # A Kpow RBAC file is read now, so its errors are reported like the file's own.
+        rbac = load_rbac(config.console, Path(file).resolve().parent)
     destinations = config.audit.all_destinations
     click.echo(f"{file}: valid")
     click.echo(
@@ -22,3 +29,9 @@ def check_config(file: str) -> None:
     )
     for d in destinations:
         click.echo(f"  destination: {d.display_name} (format {d.format})")
+    if config.console is not None:
+        click.echo(
+            f"  console: {config.console.listen}, clusters "
+            f"{', '.join(c.name for c in config.console.clusters)}, "
+            f"{len(config.console.users)} local users, {len(rbac.policy.policies)} RBAC policies"
+        )
