@@ -224,3 +224,21 @@ async def _forged_tokens_are_refused(keycloak: Keycloak) -> None:
     for token in (forged, unsigned):
         with pytest.raises(LoginError, match="ID token is not valid"):
             await client.verify_id_token(token, "n-1", None)
+
+
+def test_a_code_the_provider_does_not_accept_is_a_failed_login(
+    app_url: str, browser: httpx.Client, hooks: RecordingHooks
+) -> None:
+    action = _to_keycloak_form(browser, app_url)
+    answer = _submit(browser, action, "alice", USERS["alice"][0])
+    callback = urlsplit(answer.headers["location"])
+    params = {k: v[0] for k, v in parse_qs(callback.query).items()}
+    forged = urlunsplit(callback._replace(query=urlencode({**params, "code": "forged-code"})))
+
+    refused = browser.get(forged)
+
+    assert refused.status_code == 401
+    assert hooks.logins == []
+    [failure] = hooks.failures
+    assert "could not be exchanged" in failure.reason
+    assert "invalid_grant" in failure.reason

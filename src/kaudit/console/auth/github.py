@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 import httpx
+from authlib.common.errors import AuthlibBaseError
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from authlib.oauth2.rfc6749.errors import OAuth2Error
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
@@ -114,7 +114,7 @@ def github_router(config: GithubLogin, hooks: LoginHooks) -> APIRouter:
                     redirect_uri=pending["redirect_uri"],
                     headers={"Accept": "application/json"},
                 )
-            except (OAuth2Error, httpx.HTTPError, ValueError) as exc:
+            except (AuthlibBaseError, httpx.HTTPError, ValueError) as exc:
                 raise LoginError(f"the code could not be exchanged for a token: {exc}") from exc
         access_token = token.get("access_token")
         if not isinstance(access_token, str) or not access_token:

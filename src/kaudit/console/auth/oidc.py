@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from authlib.common.errors import AuthlibBaseError
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oidc.core import CodeIDToken
 from fastapi import APIRouter, HTTPException, Request
 from joserfc import jwt
@@ -312,7 +312,7 @@ async def _finish(p: OidcClient, request: Request, pending: Any) -> tuple[Consol
                 code_verifier=pending["verifier"],
                 redirect_uri=pending["redirect_uri"],
             )
-        except (OAuth2Error, httpx.HTTPError, ValueError) as exc:
+        except (AuthlibBaseError, httpx.HTTPError, ValueError) as exc:
             raise LoginError(f"the code could not be exchanged for tokens: {exc}") from exc
     id_token = token.get("id_token")
     if not isinstance(id_token, str):
