@@ -226,19 +226,31 @@ async def _forged_tokens_are_refused(keycloak: Keycloak) -> None:
             await client.verify_id_token(token, "n-1", None)
 
 
-def test_a_code_the_provider_does_not_accept_is_a_failed_login(
-    app_url: str, browser: httpx.Client, hooks: RecordingHooks
+@pytest.mark.parametrize(
+    ("param", "value", "reason"),
+    [
+        ("code", "forged-code", "could not be exchanged for tokens: invalid_grant"),
+        ("iss", "http://127.0.0.1:9/realms/other", "the answer comes from issuer"),
+    ],
+)
+def test_a_callback_with_a_forged_code_or_issuer_is_a_failed_login(
+    app_url: str,
+    browser: httpx.Client,
+    hooks: RecordingHooks,
+    param: str,
+    value: str,
+    reason: str,
 ) -> None:
     action = _to_keycloak_form(browser, app_url)
     answer = _submit(browser, action, "alice", USERS["alice"][0])
     callback = urlsplit(answer.headers["location"])
     params = {k: v[0] for k, v in parse_qs(callback.query).items()}
-    forged = urlunsplit(callback._replace(query=urlencode({**params, "code": "forged-code"})))
+    assert param in params  # Keycloak sends both (iss per RFC 9207)
+    forged = urlunsplit(callback._replace(query=urlencode({**params, param: value})))
 
     refused = browser.get(forged)
 
     assert refused.status_code == 401
     assert hooks.logins == []
     [failure] = hooks.failures
-    assert "could not be exchanged" in failure.reason
-    assert "invalid_grant" in failure.reason
+    assert reason in failure.reason

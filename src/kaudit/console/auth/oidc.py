@@ -304,6 +304,13 @@ async def _finish(p: OidcClient, request: Request, pending: Any) -> tuple[Consol
     if not code:
         raise LoginError("the provider's answer has no authorization code")
     metadata = await p.metadata()
+    # RFC 9207: a provider that names itself in the answer must be the one we sent the
+    # user to (a mix-up attack swaps in another provider's code).
+    answered_by = params.get("iss")
+    if answered_by is not None and answered_by != metadata["issuer"]:
+        raise LoginError(
+            f"the answer comes from issuer {answered_by!r}, not {metadata['issuer']!r}"
+        )
     async with p.client(pending["redirect_uri"]) as client:
         try:
             token = await client.fetch_token(
