@@ -725,9 +725,11 @@ def test_broker_gone_after_delivery_times_out_retryably_then_the_runner_catches_
             # `sent` is counted before the cursor is committed: wait for both, or the
             # position read next could be the one before the delivery.
             wait_for(
-                lambda: runner.metrics.sent == 3
-                and runner.feed.last_sequence() is not None
-                and runner.feed.last_sequence() == runner.metrics.last_sequence,
+                lambda: (
+                    runner.metrics.sent == 3
+                    and runner.feed.last_sequence() is not None
+                    and runner.feed.last_sequence() == runner.metrics.last_sequence
+                ),
                 "first delivery, committed",
             )
             delivered_up_to = runner.feed.position()
