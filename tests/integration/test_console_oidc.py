@@ -13,6 +13,7 @@ import html
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -23,7 +24,7 @@ from joserfc.jwk import RSAKey
 from kaudit.config.console_auth import OidcProvider
 from kaudit.console.auth.oidc import LoginError, OidcClient, oidc_router
 from support.asgi_server import serve
-from support.keycloak import CLIENT_ID, CLIENT_SECRET, USERS, Keycloak
+from support.keycloak import CLIENT_ID, CLIENT_SECRET, PUBLIC_CLIENT_ID, USERS, Keycloak
 from support.login_hooks import RecordingHooks, login_app
 
 _FORM_ACTION = re.compile(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"')
@@ -48,13 +49,19 @@ def hooks() -> RecordingHooks:
 
 @pytest.fixture
 def app_url(keycloak: Keycloak, hooks: RecordingHooks) -> Iterator[str]:
-    app = login_app(oidc_router([_provider(keycloak)], hooks))
+    public = OidcProvider(
+        name="keycloak-public",
+        issuer=keycloak.issuer,
+        client_id=PUBLIC_CLIENT_ID,
+        roles_claim="groups",
+    )
+    app = login_app(oidc_router([_provider(keycloak), public], hooks))
     with serve(app) as url:
         yield url
 
 
-@pytest.fixture
-def browser() -> Iterator[httpx.Client]:
+@contextmanager
+def _new_browser() -> Iterator[httpx.Client]:
     """One browser's cookie jar; redirects are followed by hand to look at each hop.
 
     Keycloak marks its cookies Secure even over http. Browsers send those to loopback
@@ -73,10 +80,18 @@ def browser() -> Iterator[httpx.Client]:
         yield client
 
 
-def _to_keycloak_form(browser: httpx.Client, app_url: str, next_url: str | None = None) -> str:
+@pytest.fixture
+def browser() -> Iterator[httpx.Client]:
+    with _new_browser() as client:
+        yield client
+
+
+def _to_keycloak_form(
+    browser: httpx.Client, app_url: str, next_url: str | None = None, provider: str = "keycloak"
+) -> str:
     """Start a login at the app; returns the action URL of Keycloak's login form."""
     query = f"?{urlencode({'next': next_url})}" if next_url is not None else ""
-    started = browser.get(f"{app_url}/auth/oidc/keycloak/login{query}")
+    started = browser.get(f"{app_url}/auth/oidc/{provider}/login{query}")
     assert started.status_code == 302, started.text
     authorize = started.headers["location"]
     params = parse_qs(urlsplit(authorize).query)
@@ -94,13 +109,17 @@ def _submit(browser: httpx.Client, action: str, username: str, password: str) ->
 
 
 def _log_in(
-    browser: httpx.Client, app_url: str, username: str, next_url: str | None = None
+    browser: httpx.Client,
+    app_url: str,
+    username: str,
+    next_url: str | None = None,
+    provider: str = "keycloak",
 ) -> httpx.Response:
-    action = _to_keycloak_form(browser, app_url, next_url)
+    action = _to_keycloak_form(browser, app_url, next_url, provider)
     answer = _submit(browser, action, username, USERS[username][0])
     assert answer.status_code == 302, answer.text
     callback = answer.headers["location"]
-    assert callback.startswith(f"{app_url}/auth/oidc/keycloak/callback?")
+    assert callback.startswith(f"{app_url}/auth/oidc/{provider}/callback?")
     return browser.get(callback)
 
 
@@ -134,6 +153,24 @@ def test_each_user_gets_their_own_roles_and_a_foreign_next_is_dropped(
     assert user.login == "bob"
     assert "kafka-viewer" in user.roles
     assert "kafka-admin" not in user.roles
+
+
+def test_a_public_client_logs_in_with_pkce_alone_and_roles_from_userinfo(
+    app_url: str, browser: httpx.Client, hooks: RecordingHooks
+) -> None:
+    # This client has no secret, and its `groups` claim is only in the userinfo answer.
+    alice = _log_in(browser, app_url, "alice", provider="keycloak-public")
+    with _new_browser() as other_browser:
+        bob = _log_in(other_browser, app_url, "bob", provider="keycloak-public")
+
+    assert alice.status_code == 200, alice.text
+    assert bob.status_code == 200, bob.text
+    assert hooks.failures == []
+    [(alice_user, _), (bob_user, _)] = hooks.logins
+    assert alice_user.provider == "oidc:keycloak-public"
+    assert alice_user.roles == ("kafka-ops",)
+    assert bob_user.login == "bob"
+    assert bob_user.roles == ()
 
 
 def test_a_wrong_password_never_reaches_the_callback(

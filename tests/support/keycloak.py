@@ -8,8 +8,10 @@ has it in ~/.m2 does not download it again) and unpacks it once into the kaudit 
 keycloak_realm.json imported, and waits until the realm's discovery document answers.
 
 The realm (`kaudit`) has a confidential client that requires PKCE (S256) and puts the
-realm roles in the ID token at `realm_access.roles`, and two users: alice
-(`kafka-admin`) and bob (`kafka-viewer`).
+realm roles in the ID token at `realm_access.roles`; a public client (PKCE only, no
+secret) whose `groups` claim is in the userinfo answer only, as Okta and Entra ID often
+do; and two users: alice (realm role `kafka-admin`, group `kafka-ops`) and bob
+(`kafka-viewer`, no group).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ KEYCLOAK_VERSION = "26.4.7"
 REALM = "kaudit"
 CLIENT_ID = "kaudit-console"
 CLIENT_SECRET = "kaudit-console-secret"
+PUBLIC_CLIENT_ID = "kaudit-console-public"
 USERS = {
     "alice": ("alice-password", "kafka-admin"),
     "bob": ("bob-password", "kafka-viewer"),
