@@ -22,7 +22,8 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from kaudit.config.console_auth import OidcProvider
-from kaudit.console.auth.oidc import LoginError, OidcClient, oidc_router
+from kaudit.console.auth.callback import LoginError
+from kaudit.console.auth.oidc import OidcClient, oidc_router
 from support.asgi_server import serve
 from support.keycloak import CLIENT_ID, CLIENT_SECRET, PUBLIC_CLIENT_ID, USERS, Keycloak
 from support.login_hooks import RecordingHooks, login_app

@@ -9,7 +9,6 @@ Authlib does the OAuth parts; the REST calls are plain httpx against `api_base_u
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Any
 
@@ -21,9 +20,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from kaudit.config.console_auth import GithubLogin
+from kaudit.console.auth.callback import LoginError, checked_code
 from kaudit.console.auth.hooks import LoginHooks
 from kaudit.console.auth.next_url import local_path
-from kaudit.console.auth.oidc import LOGIN_TIMEOUT_S, LoginError
 from kaudit.console.identity import ConsoleUser
 
 __all__ = ["PROVIDER", "github_router"]
@@ -86,25 +85,7 @@ def github_router(config: GithubLogin, hooks: LoginHooks) -> APIRouter:
         return await hooks.logged_in(request, user, pending.get("next"))
 
     async def _exchange(request: Request, pending: Any) -> str:
-        params = request.query_params
-        if not isinstance(pending, dict):
-            raise LoginError(
-                "no login in progress for this browser (the session cookie was missing or expired)"
-            )
-        error = params.get("error")
-        if error:
-            description = params.get("error_description")
-            raise LoginError(
-                f"GitHub refused: {error}" + (f" ({description})" if description else "")
-            )
-        state = params.get("state") or ""
-        if not hmac.compare_digest(state.encode(), str(pending.get("state", "")).encode()):
-            raise LoginError("the state does not match the login this browser started")
-        if time.time() - float(pending.get("started", 0)) > LOGIN_TIMEOUT_S:
-            raise LoginError(f"the login took longer than {LOGIN_TIMEOUT_S:.0f} s")
-        code = params.get("code")
-        if not code:
-            raise LoginError("GitHub's answer has no authorization code")
+        code = checked_code(request.query_params, pending, "GitHub")
         async with client(pending["redirect_uri"]) as oauth:
             try:
                 token = await oauth.fetch_token(

@@ -14,7 +14,6 @@ JWS/JWT; the discovery document and the key set are cached per provider.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,28 +32,17 @@ from joserfc.jws import JWSRegistry
 from starlette.responses import RedirectResponse, Response
 
 from kaudit.config.console_auth import OidcProvider
+from kaudit.console.auth.callback import LoginError, checked_code
 from kaudit.console.auth.hooks import LoginHooks
 from kaudit.console.auth.next_url import local_path
 from kaudit.console.identity import ConsoleUser
 
-__all__ = ["LOGIN_TIMEOUT_S", "LoginError", "OidcClient", "claim_at", "oidc_router"]
-
-LOGIN_TIMEOUT_S = 600.0
-"""How long a user may take at the provider before the pending login is refused."""
+__all__ = ["OidcClient", "claim_at", "oidc_router"]
 
 _METADATA_TTL_S = 3600.0
 _CLOCK_LEEWAY_S = 60
 # Signing algorithms we accept when the provider lists none (the spec's default).
 _DEFAULT_ALGORITHMS = ("RS256",)
-
-
-class LoginError(Exception):
-    """A login that cannot finish; the message is the reason given to `login_failed`."""
-
-    def __init__(self, reason: str, login: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.login = login
 
 
 def claim_at(claims: Mapping[str, Any], path: str) -> Any:
@@ -285,24 +273,7 @@ def oidc_router(providers: list[OidcProvider], hooks: LoginHooks) -> APIRouter:
 
 async def _finish(p: OidcClient, request: Request, pending: Any) -> tuple[ConsoleUser, str | None]:
     params = request.query_params
-    if not isinstance(pending, dict):
-        raise LoginError(
-            "no login in progress for this browser (the session cookie was missing or expired)"
-        )
-    error = params.get("error")
-    if error:
-        description = params.get("error_description")
-        raise LoginError(
-            f"the provider refused: {error}" + (f" ({description})" if description else "")
-        )
-    state = params.get("state") or ""
-    if not hmac.compare_digest(state.encode(), str(pending.get("state", "")).encode()):
-        raise LoginError("the state does not match the login this browser started")
-    if time.time() - float(pending.get("started", 0)) > LOGIN_TIMEOUT_S:
-        raise LoginError(f"the login took longer than {LOGIN_TIMEOUT_S:.0f} s")
-    code = params.get("code")
-    if not code:
-        raise LoginError("the provider's answer has no authorization code")
+    code = checked_code(params, pending, "the provider")
     metadata = await p.metadata()
     # RFC 9207: a provider that names itself in the answer must be the one we sent the
     # user to (a mix-up attack swaps in another provider's code).
