@@ -212,7 +212,16 @@ def test_each_refused_event_is_listed_with_why_and_the_rest_are_recorded(
     assert "actor is missing" in reasons[3]
     assert reasons[4] == "an event must be a JSON object, got a JSON str"
     assert "unknown event type 'nope.nothing'" in reasons[6]
-    assert [e["event_id"] for e in events_in(session.log_dir)] == ["evt_good"]
+    good, denied = events_in(session.log_dir)
+    assert good["event_id"] == "evt_good"
+    # Sending a type beyond the token's grant is itself audited, once per request.
+    assert denied["event_type"] == "access.denied"
+    assert denied["actor"]["id"] == "ingest:backup"
+    assert denied["action"]["result"] == "denied"
+    assert denied["details"] == {
+        "denied_event_types": ["topic.deleted"],
+        "allowed_event_types": ["backup.*", "restore.*"],
+    }
 
 
 def test_a_token_sends_only_the_types_its_globs_allow(url: str, session: AuditSession) -> None:
@@ -234,8 +243,12 @@ def test_a_token_sends_only_the_types_its_globs_allow(url: str, session: AuditSe
     assert backup_invoice.status_code == 422
     recorded = events_in(session.log_dir)
     assert [(e["event_type"], e["context"]["source"]) for e in recorded] == [
-        ("billing.invoice_sent", "ingest:billing")
+        ("billing.invoice_sent", "ingest:billing"),
+        ("access.denied", "ingest:billing"),
+        ("access.denied", "ingest:backup"),
     ]
+    assert recorded[1]["details"]["denied_event_types"] == ["backup.completed"]
+    assert recorded[2]["details"]["denied_event_types"] == ["billing.invoice_sent"]
 
 
 @pytest.mark.parametrize(
@@ -247,16 +260,25 @@ def test_a_token_sends_only_the_types_its_globs_allow(url: str, session: AuditSe
         {"Authorization": f"Bearer {BACKUP_TOKEN[:-1]}"},
     ],
 )
-def test_without_a_valid_bearer_token_nothing_is_recorded(
+def test_without_a_valid_bearer_token_only_the_failed_attempt_is_recorded(
     url: str, session: AuditSession, headers: dict[str, str]
 ) -> None:
-    answer = httpx.post(url, content=orjson.dumps([backup_completed()]), headers=headers)
+    answer = httpx.post(
+        url,
+        content=orjson.dumps([backup_completed()]),
+        headers={**headers, "User-Agent": "kafka-backup-cli/1.0.0"},
+    )
 
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"].startswith("Bearer")
     assert "bearer token is required" in answer.json()["error"]
     session.flush()
-    assert events_in(session.log_dir) == []
+    [failed] = events_in(session.log_dir)
+    assert failed["event_type"] == "auth.failed"
+    assert failed["actor"]["ip_address"] == "127.0.0.1"
+    assert failed["actor"]["user_agent"] == "kafka-backup-cli/1.0.0"
+    assert failed["action"]["result"] == "failure"
+    assert failed["resource"] == {"type": "ingest", "id": "/api/v1/events", "path": None}
 
 
 def test_a_body_over_the_limit_is_refused_with_413(url: str, session: AuditSession) -> None:
@@ -341,6 +363,16 @@ def test_a_log_that_cannot_take_events_answers_503(session: AuditSession) -> Non
     assert "retry later" in answer.json()["error"]
 
 
+def test_the_route_is_in_the_openapi_document_with_its_body_and_answers() -> None:
+    app = FastAPI()
+    app.include_router(ingest_router(SOURCES[:1], lambda events: None, LIMIT))
+
+    operation = app.openapi()["paths"]["/api/v1/events"]["post"]
+
+    assert operation["requestBody"]["required"] is True
+    assert {"200", "400", "401", "413", "422", "503"} <= set(operation["responses"])
+
+
 def test_a_glob_that_matches_no_event_type_is_refused_when_the_router_is_built() -> None:
     source = IngestSource(name="typo", token=BACKUP_TOKEN, event_types=["bakup.*"])
 
@@ -348,3 +380,6 @@ def test_a_glob_that_matches_no_event_type_is_refused_when_the_router_is_built()
         ingest_router([source], lambda events: None, LIMIT)
     with pytest.raises(ValueError, match="repeated: backup"):
         ingest_router([SOURCES[0], SOURCES[0]], lambda events: None, LIMIT)
+    same_token = IngestSource(name="other", token=BACKUP_TOKEN, event_types=["backup.*"])
+    with pytest.raises(ValueError, match="different tokens"):
+        ingest_router([SOURCES[0], same_token], lambda events: None, LIMIT)

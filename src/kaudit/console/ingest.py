@@ -18,6 +18,8 @@ listed public exception to "every route behind login".
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
@@ -34,7 +36,7 @@ from kaudit.errors import AuditUnavailableError, EventDecodeError
 from kaudit.events.catalog import CATALOG, EventCatalog
 from kaudit.events.codec import from_dict
 from kaudit.events.formats.cloudevents import TYPE_PREFIX, from_cloudevent, parse_rfc3339
-from kaudit.events.model import Action, Actor, AuditEvent, Resource, Result
+from kaudit.events.model import Action, Actor, AuditEvent, Context, Resource, Result
 from kaudit.recorder.stamp import Stamper
 
 __all__ = ["INGEST_PATH", "SOURCE_PREFIX", "ingest_router"]
@@ -45,9 +47,32 @@ _MAX_EVENT_ID = 128
 
 RecordBatch = Callable[[list[AuditEvent]], None]
 
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A native kaudit event (event_type, actor, resource, optional action, "
+    "details, timestamp, event_id) or a CloudEvent in JSON structured mode (specversion, "
+    "id, source, type, optional subject, time and data)",
+}
+_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]}
+        }
+    },
+}
+
 
 class Refused(Exception):
     """One event of a batch that is not recorded; the message says why."""
+
+
+class NotAllowed(Refused):
+    """An event whose type the sending source's `event_types` does not grant."""
+
+    def __init__(self, message: str, event_type: str) -> None:
+        super().__init__(message)
+        self.event_type = event_type
 
 
 def ingest_router(
@@ -77,7 +102,11 @@ def ingest_router(
                     "event type in the catalog (declare custom types under "
                     "audit.custom_event_types)"
                 )
-    tokens = [(s.token.get_secret_value().encode(), s) for s in sources]
+    # Compared as SHA-256 digests: equal lengths, so the comparison's time says nothing
+    # about a token's length either.
+    tokens = [(_digest(s.token.get_secret_value()), s) for s in sources]
+    if len({t for t, _ in tokens}) != len(tokens):
+        raise ValueError("ingest sources must have different tokens: a token names its source")
     stamper = Stamper()
     router = APIRouter(tags=["ingest"])
 
@@ -85,7 +114,7 @@ def ingest_router(
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             return None
-        given = presented.strip().encode()
+        given = _digest(presented.strip())
         found = None
         # Every token is compared, in constant time, so the reply's timing says nothing
         # about which token (or how much of one) was close.
@@ -105,10 +134,12 @@ def ingest_router(
             422: {"description": "Every event of the batch was refused"},
             503: {"description": "The audit log cannot take the events now; retry"},
         },
+        openapi_extra={"requestBody": _REQUEST_BODY},
     )
     async def ingest(request: Request) -> JSONResponse:
         source = authenticate(request)
         if source is None:
+            await _record_quietly(record, [_auth_failed(request, stamper)])
             return _error(
                 401,
                 "a valid bearer token is required (Authorization: Bearer <token>)",
@@ -133,9 +164,14 @@ def ingest_router(
         accepted: list[dict[str, Any]] = []
         refused: list[dict[str, Any]] = []
         events: list[AuditEvent] = []
+        not_allowed: list[str] = []
         for index, item in enumerate(items):
             try:
                 event = _accept(item, source, catalog, stamper)
+            except NotAllowed as exc:
+                not_allowed.append(exc.event_type)
+                refused.append({"index": index, "event_id": _id_of(item), "reason": str(exc)})
+                continue
             except Refused as exc:
                 refused.append({"index": index, "event_id": _id_of(item), "reason": str(exc)})
                 continue
@@ -143,18 +179,86 @@ def ingest_router(
             accepted.append(
                 {"index": index, "event_id": event.event_id, "event_type": event.event_type}
             )
+        if not_allowed:
+            # A source sending types beyond its grant is an authorization failure worth
+            # auditing in its own right (one event per request, not per event).
+            events.append(_access_denied(request, source, not_allowed, stamper))
         if events:
             try:
                 await run_in_threadpool(record, events)
             except AuditUnavailableError as exc:
                 return _error(503, f"the audit log cannot take the events now, retry later: {exc}")
-        status = 200 if events else 422
+        status = 200 if accepted else 422
         return JSONResponse(
             {"source": source.name, "accepted": accepted, "refused": refused},
             status_code=status,
         )
 
     return router
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _client(request: Request) -> tuple[str | None, str | None]:
+    address = request.client.host if request.client is not None else None
+    return address, request.headers.get("user-agent")
+
+
+def _auth_failed(request: Request, stamper: Stamper) -> AuditEvent:
+    """`auth.failed` for a request without a valid token: who tried, from where."""
+    address, user_agent = _client(request)
+    now = time.time_ns()
+    return AuditEvent(
+        timestamp=stamper.timestamp(now),
+        event_type="auth.failed",
+        event_id=stamper.event_id(now),
+        actor=Actor(
+            type="client",
+            id=address or "unknown",
+            ip_address=address,
+            user_agent=user_agent,
+            auth="bearer",
+        ),
+        resource=Resource(type="ingest", id=INGEST_PATH),
+        action=Action(operation="authenticate", result="failure", error="no valid bearer token"),
+        context=Context(source="ingest"),
+    )
+
+
+def _access_denied(
+    request: Request, source: IngestSource, event_types: list[str], stamper: Stamper
+) -> AuditEvent:
+    """`access.denied` for events a source sent beyond its `event_types`."""
+    address, user_agent = _client(request)
+    now = time.time_ns()
+    return AuditEvent(
+        timestamp=stamper.timestamp(now),
+        event_type="access.denied",
+        event_id=stamper.event_id(now),
+        actor=Actor(
+            type="service",
+            id=SOURCE_PREFIX + source.name,
+            ip_address=address,
+            user_agent=user_agent,
+            auth="bearer",
+        ),
+        resource=Resource(type="ingest", id=INGEST_PATH),
+        action=Action(operation="send_events", result="denied"),
+        context=Context(source=SOURCE_PREFIX + source.name),
+        details={
+            "denied_event_types": sorted(set(event_types)),
+            "allowed_event_types": list(source.event_types),
+        },
+    )
+
+
+async def _record_quietly(record: RecordBatch, events: list[AuditEvent]) -> None:
+    # The refusal stands whether or not the log could take its record of it (under
+    # fail_open the recorder counts what it drops; under fail_closed it said why).
+    with contextlib.suppress(AuditUnavailableError):
+        await run_in_threadpool(record, events)
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -195,9 +299,10 @@ def _accept(item: Any, source: IngestSource, catalog: EventCatalog, stamper: Sta
     if event.event_type not in catalog:
         raise Refused(catalog.unknown_message(event.event_type))
     if not source.may_send(event.event_type):
-        raise Refused(
+        raise NotAllowed(
             f"source {source.name!r} may not send {event.event_type!r} events "
-            f"(its event_types: {', '.join(source.event_types)})"
+            f"(its event_types: {', '.join(source.event_types)})",
+            event.event_type,
         )
     if event.timestamp and parse_rfc3339(event.timestamp) is None:
         raise Refused(
