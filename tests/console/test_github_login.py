@@ -161,3 +161,17 @@ def test_a_refusal_at_github_or_a_failing_api_is_a_failed_login(
     assert first.reason == "GitHub refused: access_denied (The user has denied access)"
     assert second.login == "octocat"
     assert "/user/teams failed" in second.reason
+
+
+def test_a_login_that_took_too_long_at_the_provider_is_refused(
+    app_url: str, browser: httpx.Client, hooks: RecordingHooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    callback = _to_callback(browser, app_url)
+    monkeypatch.setattr("kaudit.console.auth.callback.LOGIN_TIMEOUT_S", -1.0)
+
+    answer = browser.get(callback)
+
+    assert answer.status_code == 401
+    assert hooks.logins == []
+    [failure] = hooks.failures
+    assert failure.reason.startswith("the login took longer than")
