@@ -10,7 +10,9 @@ accepted (with the id they are recorded under) and those refused, with the reaso
 
 Every accepted event is recorded with `context.source` = `ingest:<source name>`, whatever
 the body says, so a source cannot pass its events off as another's; any `integrity` in
-the body is dropped (the log's writer assigns it).
+the body is dropped (the log's writer assigns it). A request without a valid token is
+recorded as `auth.failed`, and events of types beyond the token's grant as one
+`access.denied` per request.
 
 The route authenticates by bearer token instead of the console session: it is the
 listed public exception to "every route behind login".
