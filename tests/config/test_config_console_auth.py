@@ -3,12 +3,15 @@ environment or from a file, and validation errors that say what is accepted."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
+import kaudit.config.console_auth as console_auth
 from kaudit.config.console_auth import GithubLogin, IngestSource, OidcProvider
 
 TOKEN = "a-long-enough-ingest-token"
@@ -124,3 +127,23 @@ def test_ingest_sources_need_a_strong_token_and_event_type_globs(
         with pytest.raises(ValidationError) as excinfo:
             IngestSource.model_validate({"name": "backup", "event_types": ["x.*"], **settings})
         assert message in error_of(excinfo), settings
+
+
+def test_the_example_in_the_module_docs_loads_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert console_auth.__doc__ is not None
+    example = yaml.safe_load(textwrap.dedent(console_auth.__doc__.split("::\n", 1)[1]))
+    monkeypatch.setenv("KAUDIT_OIDC_SECRET", "oidc-secret")
+    monkeypatch.setenv("KAFKA_BACKUP_INGEST_TOKEN", TOKEN)
+    secret_file = tmp_path / "github-oauth"
+    secret_file.write_text("github-secret")
+    example["github"]["client_secret_file"] = str(secret_file)
+
+    [keycloak] = [OidcProvider.model_validate(o) for o in example["oidc"]]
+    github = GithubLogin.model_validate(example["github"])
+    [backup] = [IngestSource.model_validate(o) for o in example["ingest"]]
+
+    assert keycloak.roles_claim == "realm_access.roles"
+    assert github.roles_for(["acme/kafka-admins"]) == ("admin", "viewer")
+    assert backup.may_send("restore.completed")

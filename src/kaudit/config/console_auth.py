@@ -7,6 +7,26 @@ environment variable) or `<secret>_file` (a file holding it; surrounding whitesp
 dropped), exactly one of the three. The secret is read when the configuration is
 validated, so a missing variable or unreadable file is a configuration error, and it is
 held as a pydantic `SecretStr` so it never appears in a repr or a dump.
+
+In the `console:` section they read::
+
+    oidc:
+      - name: keycloak
+        issuer: https://sso.acme.com/realms/ops
+        client_id: kaudit-console
+        client_secret_env_var: KAUDIT_OIDC_SECRET
+        roles_claim: realm_access.roles      # Okta/Entra ID: groups or roles
+    github:
+      client_id: Iv1.0123456789abcdef
+      client_secret_file: /run/secrets/github-oauth
+      team_roles: {acme/kafka-admins: [admin], "acme/*": [viewer]}
+      # GitHub Enterprise Server:
+      # oauth_base_url: https://ghe.acme.com
+      # api_base_url: https://ghe.acme.com/api/v3
+    ingest:
+      - name: kafka-backup
+        token_env_var: KAFKA_BACKUP_INGEST_TOKEN
+        event_types: [backup.*, restore.*]
 """
 
 from __future__ import annotations
