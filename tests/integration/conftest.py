@@ -24,6 +24,7 @@ import pytest
 
 from kaudit.dev.kafka import KafkaInfo, ready_broker, run_kafka_tool, started_broker
 from support.kafka import KafkaTool
+from support.keycloak import Keycloak, running_keycloak
 
 SaslConfig = Callable[..., dict[str, str]]
 
@@ -133,3 +134,10 @@ def client_properties(kafka: KafkaInfo, tmp_path: Path) -> Callable[..., Path]:
 # The gateway in front of this broker (kept in its own module; re-exported as fixtures).
 from console_fixtures import kafka_console  # noqa: E402, F401
 from gateway_fixtures import gateway, gateway_factory  # noqa: E402, F401
+
+
+@pytest.fixture(scope="session")
+def keycloak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keycloak]:
+    """A real OpenID provider (Keycloak in dev mode, test realm), once per run."""
+    with running_keycloak(tmp_path_factory.mktemp("keycloak")) as provider:
+        yield provider
