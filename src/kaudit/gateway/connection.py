@@ -59,7 +59,7 @@ from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
 from kaudit.gateway.refusal import answer_refused, refuse, refuse_unoffered
-from kaudit.gateway.rewrite import ADDRESSES
+from kaudit.gateway.rewrite import NEVER_UNREAD
 from kaudit.gateway.sasl import SaslObserver, certificate_principal
 from kaudit.gateway.shared import TOKEN_APIS, SharedState
 from kaudit.gateway.upstream import STREAM_AT_LEAST, UpstreamSide
@@ -418,12 +418,12 @@ class ClientConnection(asyncio.BufferedProtocol):
                     memoryview(frame)[4:],  # type: ignore[arg-type]
                 )
             except FrameDecodeError as exc:
-                if key in ADDRESSES:
+                if key in NEVER_UNREAD:
                     # Passing it on would send the client to the brokers directly, past
                     # the audit: refuse the connection instead.
                     with contextlib.suppress(AuditRefused):
                         audit_exchange(self, pending, None)
-                    self.close(f"cannot rewrite the broker addresses of a response: {exc}")
+                    self.close(f"cannot rewrite a response that must be rewritten: {exc}")
                     return
                 log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
                 pending.decoded = False

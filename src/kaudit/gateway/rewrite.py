@@ -8,7 +8,8 @@ the same responses (Metadata, DescribeCluster, FindCoordinator, and KIP-951's
 first learn about it. ApiVersions offers only what the gateway can read and answer
 truthfully (`offered_versions`): versions kio reads, and none whose responses name
 brokers the gateway does not rewrite (ShareFetch and ShareAcknowledge are not offered at
-all). A request at any other version is refused (refusal.refuse_unoffered).
+all, nor is share-group consumption's ShareGroupHeartbeat). A request at any other
+version is refused (refusal.refuse_unoffered).
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ def rewrite_node_endpoints(body: Any, brokers: BrokerMap) -> Any | None:
 REWRITES_ADDRESSES = ADDRESSES | {PRODUCE}
 """APIs whose responses name brokers and go out rewritten (Produce: KIP-951's
 node_endpoints, see rewrite_node_endpoints)."""
+NEVER_UNREAD = REWRITTEN | REWRITES_ADDRESSES
+"""APIs whose responses are never passed on unread: their broker addresses (or, for
+ApiVersions, versions the gateway cannot read) would reach the client unrewritten."""
+NOT_OFFERED = frozenset({API_KEYS["ShareGroupHeartbeat"]})
+"""APIs left out although their responses name no brokers: a share consumer joins its
+group with ShareGroupHeartbeat only to fetch with ShareFetch, which is not offered, so it
+fails at once instead of joining a group it cannot consume from."""
 APPLICATION_ENDPOINTS = frozenset(
     {API_KEYS["StreamsGroupHeartbeat"], API_KEYS["StreamsGroupDescribe"]}
 )
@@ -135,7 +143,7 @@ APPLICATION_ENDPOINTS = frozenset(
 instances' own `application.server` endpoints."""
 
 
-def _names_hosts(entity: type[Any], seen: frozenset[type[Any]] = frozenset()) -> bool:
+def names_hosts(entity: type[Any], seen: frozenset[type[Any]] = frozenset()) -> bool:
     """Whether an entity, or one nested in it, holds a host and a port."""
     names = {f.name for f in fields(entity)}
     if {"host", "port"} <= names:
@@ -145,7 +153,7 @@ def _names_hosts(entity: type[Any], seen: frozenset[type[Any]] = frozenset()) ->
         for inner in (hints[f.name], *typing.get_args(hints[f.name])):
             for kind in (inner, *typing.get_args(inner)):
                 nested = isinstance(kind, type) and is_dataclass(kind) and kind not in seen
-                if nested and _names_hosts(kind, seen | {entity}):
+                if nested and names_hosts(kind, seen | {entity}):
                     return True
     return False
 
@@ -158,13 +166,15 @@ def offered_versions(key: int) -> tuple[int, int] | None:
     may name new leaders, KIP-951, which would forbid cutting large fetch responses
     through as they arrive; clients learn new leaders from Metadata instead), and the
     share-group ShareFetch and ShareAcknowledge, whose every version names brokers, are
-    not offered."""
+    not offered (nor ShareGroupHeartbeat, see NOT_OFFERED)."""
     versions = parsable_versions(key)
+    if key in NOT_OFFERED:
+        return None
     if versions is None or key in REWRITES_ADDRESSES or key in APPLICATION_ENDPOINTS:
         return versions
     low, high = versions
     for version in range(low, high + 1):
-        if _names_hosts(load_response_schema(key, version)):
+        if names_hosts(load_response_schema(key, version)):
             return (low, version - 1) if version > low else None
     return versions
 
