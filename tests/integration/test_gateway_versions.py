@@ -176,14 +176,24 @@ def test_api_versions_at_a_version_not_offered_is_answered_at_v0_and_the_client_
 ) -> None:
     gw = gateway_factory(upstream=kafka.bootstrap_servers)
     body = ApiVersionsRequest(client_software_name="t", client_software_version="1")
+    broker = Wire(kafka.bootstrap_servers)
+    try:
+        broker.send(request(body, API_VERSIONS, 99, 1))
+        _, broker_answer = broker.receive(API_VERSIONS, 0)
+    finally:
+        broker.close()
     wire = Wire(gw.bootstrap)
     try:
         wire.send(request(body, API_VERSIONS, 99, 1))
         header, answer = wire.receive(API_VERSIONS, 0)
         assert int(header.correlation_id) == 1
-        assert int(answer.error_code) == UNSUPPORTED_VERSION
+        # The broker's own answer: UNSUPPORTED_VERSION and ApiVersions' versions only.
+        assert int(answer.error_code) == int(broker_answer.error_code) == UNSUPPORTED_VERSION
         [entry] = answer.api_keys
-        assert int(entry.api_key) == API_VERSIONS and int(entry.min_version) == 0
+        [broker_entry] = broker_answer.api_keys
+        assert int(entry.api_key) == int(broker_entry.api_key) == API_VERSIONS
+        assert int(entry.min_version) == 0
+        assert int(entry.max_version) <= int(broker_entry.max_version)
         # The connection carries on: the client retries at a version it was offered.
         wire.send(request(body, API_VERSIONS, int(entry.max_version), 2))
         _, retried = wire.receive(API_VERSIONS, int(entry.max_version))
