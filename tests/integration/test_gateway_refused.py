@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -28,6 +29,8 @@ from kio.schema.describe_configs.v4.request import (
     DescribeConfigsResource,
 )
 from kio.schema.request_header.v2.header import RequestHeader
+from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from kio.static.primitive import i8, i16, i32
 
 from kaudit.dev.kafka import KafkaInfo
@@ -39,6 +42,8 @@ pytestmark = pytest.mark.kafka
 CREATE_ACLS = API_KEYS["CreateAcls"]
 DESCRIBE_CONFIGS = API_KEYS["DescribeConfigs"]
 INVALID_REQUEST = 42
+SASL_AUTHENTICATION_FAILED = 58
+SASL_AUTHENTICATE = API_KEYS["SaslAuthenticate"]
 MARK = "\u00e9"  # é: two bytes in UTF-8, written as two 0xff bytes below
 
 
@@ -125,6 +130,55 @@ def test_an_unreadable_create_acls_is_refused_and_recorded_not_forwarded(
         wait_for(lambda: len(mallorys()) == 1, "the ACL created")
     finally:
         admin.delete_acls([mallory])[mallory].result(timeout=30)
+
+
+def login_frames(client_id: str, password: str) -> tuple[bytes, bytes]:
+    """SaslHandshake v1 (PLAIN) and SaslAuthenticate v2 for alice, the latter from
+    `client_id` written with a byte that is not UTF-8 (the broker reads it with a
+    replacement character; kio cannot read it)."""
+    handshake = encode_request(
+        header(API_KEYS["SaslHandshake"], 1, 1), SaslHandshakeRequest(mechanism="PLAIN")
+    )
+    login_header = replace(header(SASL_AUTHENTICATE, 2, 2), client_id=client_id)
+    token = SaslAuthenticateRequest(auth_bytes=b"\0alice\0" + password.encode())
+    return handshake, not_utf8(encode_request(login_header, token), client_id)
+
+
+def login(address: str, frames: tuple[bytes, bytes]) -> tuple[int, bool]:
+    """(SaslAuthenticate's error code, whether the peer then closed the connection)."""
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(frames[0])
+        size = struct.unpack(">i", recv_exactly(conn, 4))[0]
+        _, handshake = decode_response(API_KEYS["SaslHandshake"], 1, recv_exactly(conn, size))
+        assert int(handshake.error_code) == 0
+        conn.sendall(frames[1])
+        size = struct.unpack(">i", recv_exactly(conn, 4))[0]
+        _, answer = decode_response(SASL_AUTHENTICATE, 2, recv_exactly(conn, size))
+        conn.settimeout(10)
+        try:
+            closed = conn.recv(1) == b""
+        except TimeoutError:
+            closed = False
+        return int(answer.error_code), closed
+
+
+def test_an_unreadable_login_fails_is_recorded_and_closes_the_connection(
+    gateway_factory: GatewayFactory, kafka: KafkaInfo
+) -> None:
+    gw = gateway_factory()  # over the broker's SASL listener
+    frames = login_frames("login-" + MARK, kafka.user("alice").password)
+
+    # Refused: the login fails (SaslAuthenticate's own error) and the connection closes.
+    assert login(gw.bootstrap, frames) == (SASL_AUTHENTICATION_FAILED, True)
+    assert gw.events("auth.login") == []
+    event = one(gw.events("kafka.request"), context__api__key=SASL_AUTHENTICATE)
+    assert event["action"]["error"] == "SASL_AUTHENTICATION_FAILED"
+    assert event["details"]["refused"] is True
+    assert "SaslAuthenticate v2 request" in event["details"]["reason"]
+    assert kafka.user("alice").password.encode() not in gw.log_bytes()
+    # The broker itself lets alice in with the same frames.
+    assert login(kafka.sasl_bootstrap_servers, frames) == (0, False)
 
 
 def test_an_unreadable_read_only_request_is_still_forwarded(
