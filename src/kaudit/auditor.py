@@ -99,6 +99,9 @@ class RequestContext:
     duration_ms: float | None = None
     source: str = "gateway"
     decoded: bool = True
+    unknown_tagged_fields: tuple[int, ...] = ()
+    """Tag numbers of the tagged fields in the request or response that the schema does
+    not know: skipped, as the broker skips them, and noted in each record's details."""
 
     @property
     def user_agent(self) -> str | None:
@@ -265,6 +268,8 @@ def _event(
 ) -> AuditEvent:
     error_code = next((i.error_code for i in infos if i.error_code), 0)
     allowed = all(i.allowed for i in infos)
+    if ctx.unknown_tagged_fields:
+        details = {**details, "unknown_tagged_fields": list(ctx.unknown_tagged_fields)}
     result: Result = "denied" if not allowed else result_of(error_code)
     return AuditEvent(
         timestamp="",  # assigned by the recorder's writer

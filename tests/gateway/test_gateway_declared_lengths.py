@@ -288,7 +288,7 @@ def round_trip(key: int, data: st.DataObject) -> None:
     assert before[:2] == (header, body)
     assert decode(schema, frame) == decode_as_kio_did(schema, before)
     # The check walks exactly the bytes kio reads.
-    assert frame_check(schema.__header_schema__, schema)(frame) == before[2] == len(frame)
+    assert frame_check(schema.__header_schema__, schema)(frame, []) == before[2] == len(frame)
 
 
 def decode(schema: type[Any], frame: bytes) -> tuple[Any, Any]:

@@ -72,6 +72,7 @@ def request_context(
         else None,
         source="gateway",
         decoded=decoded,
+        unknown_tagged_fields=pending.unknown_tags,
     )
 
 

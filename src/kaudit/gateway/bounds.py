@@ -15,7 +15,8 @@ marker, a tagged field by its schema, the request header's client id as a legacy
 string), so every length kio acts on has been checked first. Where kio would fail the
 walk may go on or stop: kio fails there anyway. Each entity type is compiled once into a
 walker: runs of fixed-size fields become one skip and arrays of fixed-size items one
-multiplication; walking allocates nothing per field.
+multiplication; walking allocates nothing per field. On the way it notes every tagged
+field the schema does not know (see tagged), which kio would refuse and the broker skips.
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ from kio.serial._introspect import (
 )
 from kio.static.protocol import Entity
 
+from kaudit.gateway.tagged import UnknownTag
+
 Frame: TypeAlias = bytes | memoryview
-Walker: TypeAlias = Callable[[Frame, int, int], int]
-"""(frame, offset, end) → the offset after one value; raises DeclaredLengthError."""
-FrameCheck: TypeAlias = Callable[[Frame], int]
+Walker: TypeAlias = Callable[[Frame, int, int, list[UnknownTag]], int]
+"""(frame, offset, end, unknown) → the offset after one value; raises DeclaredLengthError.
+Each tagged field the schema does not know is appended to `unknown`."""
+FrameCheck: TypeAlias = Callable[[Frame, list[UnknownTag]], int]
 
 _I16 = struct.Struct(">h").unpack_from
 _I32 = struct.Struct(">i").unpack_from
@@ -116,7 +120,7 @@ def _uvarint(buf: Frame, p: int) -> tuple[int, int]:
 # -- strings and bytes -----------------------------------------------------------------
 
 
-def _compact_bytes(buf: Frame, p: int, end: int) -> int:
+def _compact_bytes(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
     """A compact string or bytes, nullable or not: a varint of length + 1, then bytes."""
     # The one-byte varint is read inline here and in the compact arrays below, not through
     # _uvarint: it is almost every length in a frame, and a call per field costs more.
@@ -137,7 +141,7 @@ def _legacy_sized(read_length: Callable[[Frame, int], tuple[int]], width: int) -
     """A legacy string (int16 length) or bytes (int32 length), nullable or not: the
     length (-1 for null), then that many bytes."""
 
-    def walk(buf: Frame, p: int, end: int) -> int:
+    def walk(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
         n: int
         (n,) = read_length(buf, p)
         p += width
@@ -162,7 +166,7 @@ _legacy_bytes = _legacy_sized(_I32, 4)
 def _compact_fixed_array(size: int) -> Walker:
     """A compact array (count + 1 as a varint, 0 for null) of `size`-byte items."""
 
-    def walk(buf: Frame, p: int, end: int) -> int:
+    def walk(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
         n = buf[p]
         if n < 0x80:
             p += 1
@@ -181,7 +185,7 @@ def _compact_fixed_array(size: int) -> Walker:
 def _legacy_fixed_array(size: int) -> Walker:
     """A legacy array (int32 count, -1 for null) of `size`-byte items."""
 
-    def walk(buf: Frame, p: int, end: int) -> int:
+    def walk(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
         n: int
         (n,) = _I32(buf, p)
         p += 4
@@ -197,7 +201,9 @@ def _legacy_fixed_array(size: int) -> Walker:
     return walk
 
 
-def _items_of(item: Walker, least: int, n: int, buf: Frame, p: int, end: int) -> int:
+def _items_of(
+    item: Walker, least: int, n: int, buf: Frame, p: int, end: int, unknown: list[UnknownTag]
+) -> int:
     """Walk `n` items from `p`, once the bytes left can hold `n` of at least `least`
     bytes; an error names the item it was found in."""
     if n * least > end - p:
@@ -205,7 +211,7 @@ def _items_of(item: Walker, least: int, n: int, buf: Frame, p: int, end: int) ->
     i = 0
     try:
         for i in range(n):  # noqa: B007 (named in the error)
-            p = item(buf, p, end)
+            p = item(buf, p, end, unknown)
     except DeclaredLengthError as exc:
         exc.path.append(f"[{i}]")
         raise
@@ -217,7 +223,7 @@ def _items_of(item: Walker, least: int, n: int, buf: Frame, p: int, end: int) ->
 def _compact_array(item: Walker, least: int) -> Walker:
     """A compact array of items of varying size, each at least `least` bytes."""
 
-    def walk(buf: Frame, p: int, end: int) -> int:
+    def walk(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
         n = buf[p]
         if n < 0x80:
             p += 1
@@ -226,7 +232,7 @@ def _compact_array(item: Walker, least: int) -> Walker:
         if n <= 1:
             return p
         n -= 1
-        return _items_of(item, least, n, buf, p, end)
+        return _items_of(item, least, n, buf, p, end, unknown)
 
     return walk
 
@@ -234,7 +240,7 @@ def _compact_array(item: Walker, least: int) -> Walker:
 def _legacy_array(item: Walker, least: int) -> Walker:
     """A legacy array of items of varying size, each at least `least` bytes."""
 
-    def walk(buf: Frame, p: int, end: int) -> int:
+    def walk(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
         n: int
         (n,) = _I32(buf, p)
         p += 4
@@ -242,7 +248,7 @@ def _legacy_array(item: Walker, least: int) -> Walker:
             if n < -1:
                 raise _negative(n)
             return p
-        return _items_of(item, least, n, buf, p, end)
+        return _items_of(item, least, n, buf, p, end, unknown)
 
     return walk
 
@@ -261,7 +267,7 @@ class _Part:
 
 @cache
 def _skip(size: int) -> _Part:
-    def walk(buf: Frame, p: int, end: int) -> int:
+    def walk(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
         return p + size
 
     return _Part(size, size, walk)
@@ -312,16 +318,19 @@ def _field(field: Field[Any], flexible: bool, request_header: bool) -> _Part:
 
 def _tags(known: dict[int, tuple[Walker, str]]) -> Walker:
     """The tagged fields of a flexible entity: a varint count, then per field its tag,
-    its size and its value. kio reads a known tag's value by its schema (not its size)
-    and refuses an unknown tag, so its size only has to fit."""
+    its size and its value. kio reads a known tag's value by its schema (not its size);
+    a tag the schema does not know is skipped by its size, as the broker skips it, and
+    noted in `unknown` (kio refuses it: the codec cuts it out before kio reads)."""
 
-    def walk(buf: Frame, p: int, end: int) -> int:
+    def walk(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
+        section = p
         count, p = _uvarint(buf, p)
         if count * 2 > end - p:
             raise DeclaredLengthError(
                 f"declares {count} tagged fields but only {end - p} bytes are left"
             )
         for _ in range(count):
+            start = p
             tag, p = _uvarint(buf, p)
             size, p = _uvarint(buf, p)
             entry = known.get(tag)
@@ -332,9 +341,10 @@ def _tags(known: dict[int, tuple[Walker, str]]) -> Walker:
                 )
             if entry is None:
                 p += size
+                unknown.append(UnknownTag(section, tag, start, p))
                 continue
             try:
-                p = entry[0](buf, p, end)
+                p = entry[0](buf, p, end, unknown)
             except DeclaredLengthError as exc:
                 exc.path.append(entry[1])
                 raise
@@ -350,11 +360,11 @@ def _entity_walker(
     bytes, then read the tagged fields when the entity is flexible (`tags`)."""
     if tags is None:
 
-        def walk(buf: Frame, p: int, end: int) -> int:
+        def walk(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
             label = ""
             try:
                 for skip, step, label in steps:  # noqa: B007 (named in the error)
-                    p = step(buf, p + skip, end)
+                    p = step(buf, p + skip, end, unknown)
             except DeclaredLengthError as exc:
                 exc.path.append(label)
                 raise
@@ -364,16 +374,16 @@ def _entity_walker(
 
         return walk
 
-    def walk_flexible(buf: Frame, p: int, end: int) -> int:
+    def walk_flexible(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
         label = ""
         try:
             for skip, step, label in steps:  # noqa: B007 (named in the error)
-                p = step(buf, p + skip, end)
+                p = step(buf, p + skip, end, unknown)
             p += tail
             label = ""
             if buf[p] == 0:  # no tagged fields: the common case
                 return p + 1
-            return tags(buf, p, end)
+            return tags(buf, p, end, unknown)
         except DeclaredLengthError as exc:
             if label:
                 exc.path.append(label)
@@ -414,10 +424,10 @@ def _entity(entity_type: type[Entity], nullable: bool) -> _Part:
     if not nullable:
         return _Part(None, least, walk)
 
-    def walk_nullable(buf: Frame, p: int, end: int) -> int:
+    def walk_nullable(buf: Frame, p: int, end: int, unknown: list[UnknownTag]) -> int:
         if buf[p] == 0xFF:  # int8 -1: null (KIP-893)
             return p + 1
-        return walk(buf, p + 1, end)
+        return walk(buf, p + 1, end, unknown)
 
     return _Part(None, 1, walk_nullable)
 
@@ -425,21 +435,22 @@ def _entity(entity_type: type[Entity], nullable: bool) -> _Part:
 def frame_check(header: type[Entity], body: type[Entity]) -> FrameCheck:
     """A check of a frame (no size prefix) holding a `header` then a `body` entity:
     DeclaredLengthError, naming the field, if any length in it is more than the bytes
-    after it hold, or if the frame ends inside a value; else the offset after the body.
-    Built once per schema (the codec caches it per API and version)."""
+    after it hold, or if the frame ends inside a value; else the offset after the body,
+    with every tagged field the schemas do not know appended to `unknown`. Built once per
+    schema (the codec caches it per API and version)."""
     walk_header = _entity(header, False).walk
     walk_body = _entity(body, False).walk
     header_name, body_name = header.__name__, body.__name__
 
-    def check(buf: Frame) -> int:
+    def check(buf: Frame, unknown: list[UnknownTag]) -> int:
         end = len(buf)
         try:
-            p = walk_header(buf, 0, end)
+            p = walk_header(buf, 0, end, unknown)
         except DeclaredLengthError as exc:
             exc.path.append(header_name)
             raise
         try:
-            p = walk_body(buf, p, end)
+            p = walk_body(buf, p, end, unknown)
         except DeclaredLengthError as exc:
             exc.path.append(body_name)
             raise

@@ -3,10 +3,13 @@ decoding/encoding with cached readers.
 
 Reading goes through kio's native readers (fast); writing through kio's pure-Python
 writers, so only small responses (ApiVersions, FindCoordinator, DescribeCluster, rare
-node-endpoint rewrites) are ever re-encoded. Every kio failure — an API or version it
-does not know, an unknown tagged field or error code, truncated bytes — becomes a
-`FrameDecodeError`: the connection refuses such a request when its API is one of
-`MUST_DECODE` (the broker never sees it), and forwards the bytes unchanged otherwise.
+node-endpoint rewrites) are ever re-encoded. Frames are read as the broker reads them:
+tagged fields the schema does not know are skipped (cut out before kio, which would
+refuse them, see tagged) and their tag numbers returned, for the audit event to note.
+Every kio failure — an API or version it does not know, an unknown error code, bytes
+that are not UTF-8, truncated bytes — becomes a `FrameDecodeError`: the connection
+refuses such a request when its API is one of `MUST_DECODE` (the broker never sees it),
+and forwards the bytes unchanged otherwise.
 Before kio reads a frame, `bounds` checks every length declared in it against the bytes
 left: kio's reader reserves memory for a declared array length before reading it, and
 a frame declaring billions of items would abort the process instead of failing.
@@ -27,6 +30,7 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.serial import entity_reader, entity_writer
 
 from kaudit.gateway.bounds import DeclaredLengthError, FrameCheck, frame_check
+from kaudit.gateway.tagged import UnknownTag, tag_numbers, without_unknown_tags
 
 _HEADER = struct.Struct(">hhi")
 _INT16 = struct.Struct(">h")
@@ -160,6 +164,8 @@ class DecodedRequest:
     correlation_id: int
     client_id: str | None
     body: Any
+    unknown_tags: tuple[int, ...] = ()
+    """Tagged fields the schema does not know (skipped, as the broker skips them)."""
 
 
 Reader = Callable[[Any, int], tuple[Any, int]]
@@ -179,32 +185,51 @@ def _response_schema(key: int, version: int) -> tuple[Reader, Reader, FrameCheck
     return entity_reader(header), entity_reader(schema), frame_check(header, schema), schema
 
 
+def _readable(check: FrameCheck, frame: bytes) -> tuple[bytes, tuple[int, ...]]:
+    """`frame` as kio can read it, and the tagged fields cut out of it: `check` first,
+    since a length kio cannot hold would abort the process."""
+    unknown: list[UnknownTag] = []
+    check(frame, unknown)
+    if not unknown:
+        return frame, ()
+    return without_unknown_tags(frame, unknown), tag_numbers(unknown)
+
+
 def decode_request(frame: bytes) -> DecodedRequest:
     """The header and body of a request frame, or FrameDecodeError."""
     key, version, correlation_id = peek_request(frame)
     try:
         read_header, read_body, check = _request_readers(key, version)
-        check(frame)  # before kio: a length it cannot hold would abort the process
-        header, size = read_header(frame, 0)
-        body, _ = read_body(frame, size)
+        readable, unknown = _readable(check, frame)
+        header, size = read_header(readable, 0)
+        body, _ = read_body(readable, size)
     except DeclaredLengthError as exc:
         raise FrameDecodeError(f"{api_name(key)} v{version} request: {exc}") from exc
     except Exception as exc:  # kio raises KeyError/ValueError/its own errors
         raise FrameDecodeError(f"{api_name(key)} v{version} request: {exc!r}") from exc
-    return DecodedRequest(key, version, correlation_id, header.client_id, body)
+    return DecodedRequest(key, version, correlation_id, header.client_id, body, unknown)
 
 
-def decode_response(key: int, version: int, frame: bytes) -> tuple[Any, Any]:
-    """(header, body) of a response frame to a request of `key` at `version`."""
+def decode_response_noting(
+    key: int, version: int, frame: bytes
+) -> tuple[Any, Any, tuple[int, ...]]:
+    """(header, body, tag numbers of the tagged fields skipped) of a response frame to a
+    request of `key` at `version`, or FrameDecodeError."""
     try:
         read_header, read_body, check, _ = _response_schema(key, version)
-        check(frame)  # before kio: a length it cannot hold would abort the process
-        header, size = read_header(frame, 0)
-        body, _ = read_body(frame, size)
+        readable, unknown = _readable(check, frame)
+        header, size = read_header(readable, 0)
+        body, _ = read_body(readable, size)
     except DeclaredLengthError as exc:
         raise FrameDecodeError(f"{api_name(key)} v{version} response: {exc}") from exc
     except Exception as exc:
         raise FrameDecodeError(f"{api_name(key)} v{version} response: {exc!r}") from exc
+    return header, body, unknown
+
+
+def decode_response(key: int, version: int, frame: bytes) -> tuple[Any, Any]:
+    """(header, body) of a response frame to a request of `key` at `version`."""
+    header, body, _ = decode_response_noting(key, version, frame)
     return header, body
 
 

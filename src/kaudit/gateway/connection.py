@@ -47,7 +47,7 @@ from kaudit.gateway.codec import (
     SASL_HANDSHAKE,
     FrameDecodeError,
     decode_request,
-    decode_response,
+    decode_response_noting,
     encode_response,
     peek_client_id,
 )
@@ -58,8 +58,8 @@ from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
-from kaudit.gateway.refusal import answer_refused, refuse
-from kaudit.gateway.rewrite import ADDRESSES
+from kaudit.gateway.refusal import answer_refused, refuse, refuse_unoffered
+from kaudit.gateway.rewrite import NEVER_UNREAD
 from kaudit.gateway.sasl import SaslObserver, certificate_principal
 from kaudit.gateway.shared import TOKEN_APIS, SharedState
 from kaudit.gateway.upstream import STREAM_AT_LEAST, UpstreamSide
@@ -296,8 +296,11 @@ class ClientConnection(asyncio.BufferedProtocol):
         if len(frame) < 12:
             raise ProtocolViolation(f"request of {len(frame) - 4} bytes has no header")
         key, version, correlation_id = struct.unpack_from(">hhi", frame, 4)
+        if refuse_unoffered(self, frame, key, version):
+            return
         request: Any = None
         decoded = True
+        unknown_tags: tuple[int, ...] = ()
         client_id: str | None
         expect_response = True
         if key == PRODUCE and PRODUCE_MIN <= version <= PRODUCE_MAX:
@@ -324,6 +327,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             else:
                 client_id = parsed.client_id
                 request = parsed.body
+                unknown_tags = parsed.unknown_tags
                 if key == SASL_AUTHENTICATE:
                     self.sasl.client_token(request.auth_bytes)
                     request = None  # the token may hold a password: never kept
@@ -339,8 +343,9 @@ class ClientConnection(asyncio.BufferedProtocol):
             decoded = False
             client_id = peek_client_id(frame)
         pending = Pending(
-            key, version, correlation_id, client_id, request, time.perf_counter(), decoded
-        )
+            key, version, correlation_id, client_id, request, time.perf_counter(), decoded,
+            unknown_tags=unknown_tags,
+        )  # fmt: skip
         if expect_response:
             self.pending.append(pending)
         else:
@@ -361,7 +366,7 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     def can_stream_next(self) -> bool:
         """Whether the next response may be cut through: a fetch response (the big ones;
-        the gateway never rewrites them, see rewrite.PARSE_CAPS) with nothing held before
+        the gateway never rewrites them, see rewrite.offered_versions) with nothing held before
         it, under fail_open (fail_closed holds every response until audited)."""
         head = self.pending[0] if self.pending else None
         return (
@@ -407,22 +412,24 @@ class ClientConnection(asyncio.BufferedProtocol):
                 pending.decoded = False
         elif pending.decoded and shared.decodes_response(key):
             try:
-                header, response = decode_response(
+                header, response, unknown_tags = decode_response_noting(
                     key,
                     pending.api_version,
                     memoryview(frame)[4:],  # type: ignore[arg-type]
                 )
             except FrameDecodeError as exc:
-                if key in ADDRESSES:
+                if key in NEVER_UNREAD:
                     # Passing it on would send the client to the brokers directly, past
                     # the audit: refuse the connection instead.
                     with contextlib.suppress(AuditRefused):
                         audit_exchange(self, pending, None)
-                    self.close(f"cannot rewrite the broker addresses of a response: {exc}")
+                    self.close(f"cannot rewrite a response that must be rewritten: {exc}")
                     return
                 log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
                 pending.decoded = False
             else:
+                if unknown_tags:
+                    pending.unknown_tags = tuple(sorted({*pending.unknown_tags, *unknown_tags}))
                 if key in TOKEN_APIS and int(response.error_code) == 0:
                     shared.learn_token_owners(key, response)
                 rewritten = None if sent else self._rewrite(key, response)

@@ -50,6 +50,8 @@ class Pending:
     answer: bytes | None = None
     close_after: bool = False
     """Close the connection once `answer` is sent (a refused login)."""
+    unknown_tags: tuple[int, ...] = ()
+    """Tagged fields of the request and response that the schema does not know."""
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ the response's pieces as they came off the socket, reading the small fields and 
 record batch's header, and skipping the records themselves — no join, no copy.
 
 Fetch v4–v15 (v12+ flexible, v13+ topic ids). v16+ responses may carry node endpoints the
-gateway would have to rewrite; those are decoded with kio instead (see rewrite.PARSE_CAPS)
+gateway would have to rewrite; those are decoded with kio instead (see rewrite.offered_versions)
 and summed up by `summarize_decoded_fetch`. `count_batches` and `count_records` count the
 records of record batches (produce requests too).
 """

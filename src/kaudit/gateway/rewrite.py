@@ -5,24 +5,32 @@ carries is replaced by the gateway's address for that node: one port per broker,
 deterministically as `broker_ports_start + node_id`. The real addresses are learned from
 the same responses (Metadata, DescribeCluster, FindCoordinator, and KIP-951's
 `node_endpoints` in Produce/Fetch), so a broker's port opens the moment a client can
-first learn about it. ApiVersions is clamped to the versions the gateway can parse.
+first learn about it. ApiVersions offers only what the gateway can read and answer
+truthfully (`offered_versions`): versions kio reads, and none whose responses name
+brokers the gateway does not rewrite (ShareFetch and ShareAcknowledge are not offered at
+all, nor is share-group consumption's ShareGroupHeartbeat). A request at any other
+version is refused (refusal.refuse_unoffered).
 """
 
 from __future__ import annotations
 
 import threading
+import typing
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
+from functools import cache
 from typing import Any
 
+from kio.index import load_response_schema
 from kio.static.primitive import i16, i32
 
 from kaudit.gateway.codec import (
+    API_KEYS,
     API_VERSIONS,
     DESCRIBE_CLUSTER,
-    FETCH,
     FIND_COORDINATOR,
     METADATA,
+    PRODUCE,
     parsable_versions,
 )
 
@@ -118,24 +126,70 @@ def rewrite_node_endpoints(body: Any, brokers: BrokerMap) -> Any | None:
     return replace(body, node_endpoints=_rewrite_nodes(endpoints, "node_id", brokers))
 
 
-PARSE_CAPS = {FETCH: 15}
-"""Highest versions offered for these APIs although the gateway could parse more: Fetch
-v16+ responses may name new leaders (KIP-951 node_endpoints) that would have to be
-rewritten, which forbids cutting large fetch responses through as they arrive; at v15
-clients learn new leaders from a metadata refresh instead."""
+REWRITES_ADDRESSES = ADDRESSES | {PRODUCE}
+"""APIs whose responses name brokers and go out rewritten (Produce: KIP-951's
+node_endpoints, see rewrite_node_endpoints)."""
+NEVER_UNREAD = REWRITTEN | REWRITES_ADDRESSES
+"""APIs whose responses are never passed on unread: their broker addresses (or, for
+ApiVersions, versions the gateway cannot read) would reach the client unrewritten."""
+NOT_OFFERED = frozenset({API_KEYS["ShareGroupHeartbeat"]})
+"""APIs left out although their responses name no brokers: a share consumer joins its
+group with ShareGroupHeartbeat only to fetch with ShareFetch, which is not offered, so it
+fails at once instead of joining a group it cannot consume from."""
+APPLICATION_ENDPOINTS = frozenset(
+    {API_KEYS["StreamsGroupHeartbeat"], API_KEYS["StreamsGroupDescribe"]}
+)
+"""APIs whose responses carry hosts and ports that are not brokers: the Streams
+instances' own `application.server` endpoints."""
+
+
+def names_hosts(entity: type[Any], seen: frozenset[type[Any]] = frozenset()) -> bool:
+    """Whether an entity, or one nested in it, holds a host and a port."""
+    names = {f.name for f in fields(entity)}
+    if {"host", "port"} <= names:
+        return True
+    hints = typing.get_type_hints(entity)
+    for f in fields(entity):
+        for inner in (hints[f.name], *typing.get_args(hints[f.name])):
+            for kind in (inner, *typing.get_args(inner)):
+                nested = isinstance(kind, type) and is_dataclass(kind) and kind not in seen
+                if nested and names_hosts(kind, seen | {entity}):
+                    return True
+    return False
+
+
+@cache
+def offered_versions(key: int) -> tuple[int, int] | None:
+    """The (min, max) versions of an API the gateway offers in ApiVersions and accepts;
+    None: not offered at all. Those kio reads, up to the last one whose responses name
+    no brokers, unless the gateway rewrites them: so Fetch stops at v15 (v16+ responses
+    may name new leaders, KIP-951, which would forbid cutting large fetch responses
+    through as they arrive; clients learn new leaders from Metadata instead), and the
+    share-group ShareFetch and ShareAcknowledge, whose every version names brokers, are
+    not offered (nor ShareGroupHeartbeat, see NOT_OFFERED)."""
+    versions = parsable_versions(key)
+    if key in NOT_OFFERED:
+        return None
+    if versions is None or key in REWRITES_ADDRESSES or key in APPLICATION_ENDPOINTS:
+        return versions
+    low, high = versions
+    for version in range(low, high + 1):
+        if names_hosts(load_response_schema(key, version)):
+            return (low, version - 1) if version > low else None
+    return versions
 
 
 def clamp_api_versions(body: Any) -> Any:
-    """Keep only the APIs and versions the gateway can parse, so clients never send a
-    request (or expect a response) the gateway cannot read."""
+    """Keep only the APIs and versions the gateway offers (`offered_versions`), so
+    clients never send a request (or expect a response) the gateway cannot read."""
     kept = []
     for entry in body.api_keys:
         key = int(entry.api_key)
-        versions = parsable_versions(key)
+        versions = offered_versions(key)
         if versions is None:
             continue
         low = max(int(entry.min_version), versions[0])
-        high = min(int(entry.max_version), versions[1], PARSE_CAPS.get(key, versions[1]))
+        high = min(int(entry.max_version), versions[1])
         if low > high:
             continue
         kept.append(replace(entry, min_version=i16(low), max_version=i16(high)))
