@@ -265,7 +265,9 @@ def _event(
 ) -> AuditEvent:
     error_code = next((i.error_code for i in infos if i.error_code), 0)
     allowed = all(i.allowed for i in infos)
-    result: Result = "denied" if not allowed else result_of(error_code)
+    # A refused login was not allowed, yet it is the failure it was, not a denial.
+    denied = not allowed and event_type != "auth.failed"
+    result: Result = "denied" if denied else result_of(error_code)
     return AuditEvent(
         timestamp="",  # assigned by the recorder's writer
         event_type=event_type,
