@@ -122,3 +122,20 @@ def test_kafka_requests_look_like_requests() -> None:
     assert looks_like_request(_request(3, 12))  # Metadata
     assert looks_like_request(_request(18, 3))  # ApiVersions
     assert not looks_like_request(_request(3, -1))
+
+
+def test_a_reauthentication_refused_before_naming_anyone_is_the_connections_principal() -> None:
+    observer = _observer("SCRAM-SHA-256")
+    observer.client_token(b"n,,n=admin,r=abc")
+    observer.server_token(0, b"r=abcdef,s=c2FsdA==,i=4096")
+    observer.client_token(b"c=biws,r=abcdef,p=cHJvb2Y=")
+    observer.server_token(0, b"v=c2lnbmF0dXJl")
+    observer.accepted()
+    observer.handshake("SCRAM-SHA-256")  # KIP-368: the same steps on the open connection
+    assert observer.server_token(SASL_AUTHENTICATION_FAILED, b"") == "failed"
+    assert observer.claimed_principal() == "User:admin"
+    # A re-authentication that names someone is recorded for the one it names.
+    observer.handshake("SCRAM-SHA-256")
+    observer.client_token(b"n,,n=alice,r=abc")
+    assert observer.claimed_principal() == "User:alice"
+    assert observer.principal == "User:admin"

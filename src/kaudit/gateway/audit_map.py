@@ -107,10 +107,11 @@ def auth_call(
     if sasl.token_auth:
         details["delegation_token"] = True
         details["token_id"] = sasl.claimed
-    if error_code == 0:
-        details["reauthentication"] = sasl.reauthenticated
-        if session_lifetime_ms > 0:
-            details["session_lifetime_ms"] = session_lifetime_ms
+    # Re-authentication (KIP-368): the connection had logged in before; a refused one
+    # is recorded for the principal attempted, not the one logged in.
+    details["reauthentication"] = sasl.reauthenticated if allowed else sasl.logins > 0
+    if allowed and session_lifetime_ms > 0:
+        details["session_lifetime_ms"] = session_lifetime_ms
     if message:
         details["message"] = message
     return AuditCall(

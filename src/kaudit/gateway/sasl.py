@@ -246,6 +246,11 @@ class SaslObserver:
             return f"User:unknown(delegation token {self.claimed})"
         if self.claimed:
             return f"User:{self.claimed}"
+        if self.logins:
+            # A re-authentication refused before it named anyone (at the handshake, or an
+            # opaque mechanism): Kafka refuses a change of principal on re-authentication,
+            # so the one attempted is the connection's.
+            return self.principal
         return f"User:unknown({self.mechanism})" if self.mechanism else ANONYMOUS
 
     def accepted(self, token_owner: str | None = None) -> str:
