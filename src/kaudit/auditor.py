@@ -99,6 +99,9 @@ class RequestContext:
     duration_ms: float | None = None
     source: str = "gateway"
     decoded: bool = True
+    authorized_principal: str | None = None
+    """The principal the broker authorized the request as, when it is not `principal`
+    (a gateway that terminates client TLS acts towards the broker as itself)."""
 
     @property
     def user_agent(self) -> str | None:
@@ -243,6 +246,7 @@ def _actor(ctx: RequestContext) -> Actor:
         user_agent=ctx.user_agent,
         client_id=ctx.client_id,
         auth=ctx.sasl_mechanism,
+        authorized_as=ctx.authorized_principal,
     )
 
 

@@ -55,8 +55,11 @@ class AuditedConnection(Protocol):
 def request_context(
     conn: AuditedConnection, pending: Pending, decoded: bool = True
 ) -> RequestContext:
+    sasl = conn.sasl
+    authorized = sasl.authorized_principal
     return RequestContext(
-        principal=conn.sasl.principal,
+        principal=sasl.principal,
+        authorized_principal=None if authorized == sasl.principal else authorized,
         client_address=conn.peer_host,
         client_id=pending.client_id,
         client_software_name=conn.software[0],
@@ -160,7 +163,8 @@ def audit_auth(
     """auth.login / auth.failed for a SASL exchange the broker answered (or not)."""
     ctx = request_context(conn, pending)
     call = auth_call(conn.sasl, event_type, error_code, message, session_lifetime_ms)
-    ctx = replace(ctx, principal=call.principal or ctx.principal)
+    # A login's principal is the one authenticated (or attempted) by the broker itself.
+    ctx = replace(ctx, principal=call.principal or ctx.principal, authorized_principal=None)
     return conn.recording.audit(call.event, ctx, call.auth)
 
 

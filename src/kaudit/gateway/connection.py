@@ -60,8 +60,9 @@ from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
 from kaudit.gateway.refusal import answer_refused, refuse
 from kaudit.gateway.rewrite import ADDRESSES
-from kaudit.gateway.sasl import SaslObserver, certificate_principal, looks_like_request
+from kaudit.gateway.sasl import SaslObserver, looks_like_request
 from kaudit.gateway.shared import TOKEN_APIS, SharedState
+from kaudit.gateway.tls_identity import certificate_principal
 from kaudit.gateway.upstream import STREAM_AT_LEAST, UpstreamSide
 
 log = logging.getLogger("kaudit.gateway")
@@ -112,9 +113,14 @@ class ClientConnection(asyncio.BufferedProtocol):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.security_protocol = "SSL"
-            self.cert_principal = certificate_principal(ssl_object)
+            der = ssl_object.getpeercert(binary_form=True)
+            self.cert_principal = certificate_principal(der, self.shared.client_principals)
             if self.cert_principal:
                 self.sasl.principal = self.cert_principal
+            elif der:
+                log.warning("%s: no principal mapping rule matches the client certificate",
+                            self.peer)  # fmt: skip
+        self.sasl.upstream = self.shared.upstream_principal
         self.shared.connections.add(self)
         self.shared.spawn(self._connect_upstream())
 

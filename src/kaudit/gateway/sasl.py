@@ -1,5 +1,5 @@
-"""The principal of a connection: named by a verified client certificate, or learned by
-watching the connection's SASL exchange pass through.
+"""The principal of a connection: learned by watching the connection's SASL exchange
+pass through (a verified client certificate's is tls_identity's).
 
 The gateway never terminates SASL: the broker authenticates the client. The observer
 reads the client's first token for the name it claims — PLAIN's authzid or authcid,
@@ -37,22 +37,6 @@ class ClaimedIdentity:
 
     name: str | None
     delegation_token: bool = False
-
-
-def certificate_principal(ssl_object: Any) -> str | None:
-    """`User:CN=...,O=...` from a verified client certificate, as Kafka's default
-    principal builder names TLS clients."""
-    cert = ssl_object.getpeercert()
-    if not cert:
-        return None
-    parts: list[str] = []
-    for rdn in reversed(cert.get("subject", ())):
-        for name, value in rdn:
-            short = {"commonName": "CN", "organizationName": "O",
-                     "organizationalUnitName": "OU", "countryName": "C",
-                     "localityName": "L", "stateOrProvinceName": "ST"}.get(name, name)  # fmt: skip
-            parts.append(f"{short}={value}")
-    return f"User:{','.join(parts)}" if parts else None
 
 
 def _scram_unescape(value: str) -> str:
@@ -152,7 +136,7 @@ class SaslObserver:
 
     __slots__ = (
         "claimed", "failure", "logins", "mechanism", "principal", "rounds",
-        "token_auth", "unconfirmed", "verdict",
+        "token_auth", "unconfirmed", "upstream", "verdict",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -165,11 +149,20 @@ class SaslObserver:
         self.failure: str | None = None  # why the broker refused, told before its error
         self.unconfirmed: Any = None  # the last token's request, for an opaque login
         self.verdict: Verdict | None = None  # of the broker's last answer
+        # Whom the broker authorizes this connection as until a SASL login: the gateway's
+        # own upstream identity (its TLS certificate's, or User:ANONYMOUS).
+        self.upstream = ANONYMOUS
 
     @property
     def reauthenticated(self) -> bool:
         """Whether the last accepted exchange renewed an earlier login (KIP-368)."""
         return self.logins > 1
+
+    @property
+    def authorized_principal(self) -> str:
+        """The principal the broker authorizes this connection's requests as: the one it
+        accepted in a SASL login, else the gateway's own upstream identity."""
+        return self.principal if self.logins else self.upstream
 
     @property
     def opaque(self) -> bool:
