@@ -14,10 +14,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from kaudit.config.gateway import GatewayConfig
+from kaudit.errors import GatewayError
 from kaudit.gateway.tls_identity import (
     MappingRuleError,
     PrincipalMapper,
     certificate_principal,
+    gateway_identities,
     rfc2253_name,
     upstream_principal,
 )
@@ -159,3 +162,15 @@ def test_the_gateways_upstream_principal(tmp_path: Path) -> None:
     assert upstream_principal(str(path)) == "User:CN=kaudit-gateway"
     assert upstream_principal(str(path), configured="User:gateway") == "User:gateway"
     assert upstream_principal(None) == "User:ANONYMOUS"
+
+
+def test_bad_rules_in_the_configuration_are_refused_naming_the_setting() -> None:
+    config = GatewayConfig.model_validate(
+        {"upstream": "kafka:9092",
+         "tls": {"cert_file": "gw.pem", "key_file": "gw.key",
+                 "principal_mapping_rules": "RULE:^CN=(.*)$/$1/X"}}
+    )  # fmt: skip
+    with pytest.raises(GatewayError, match=r"gateway\.tls\.principal_mapping_rules: invalid"):
+        gateway_identities(config)
+    plain = GatewayConfig.model_validate({"upstream": "kafka:9092"})
+    assert gateway_identities(plain)[1] == "User:ANONYMOUS"
