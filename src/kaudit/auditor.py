@@ -102,6 +102,9 @@ class RequestContext:
     unknown_tagged_fields: tuple[int, ...] = ()
     """Tag numbers of the tagged fields in the request or response that the schema does
     not know: skipped, as the broker skips them, and noted in each record's details."""
+    authorized_principal: str | None = None
+    """The principal the broker authorized the request as, when it is not `principal`
+    (a gateway that terminates client TLS acts towards the broker as itself)."""
 
     @property
     def user_agent(self) -> str | None:
@@ -246,6 +249,7 @@ def _actor(ctx: RequestContext) -> Actor:
         user_agent=ctx.user_agent,
         client_id=ctx.client_id,
         auth=ctx.sasl_mechanism,
+        authorized_as=ctx.authorized_principal,
     )
 
 
@@ -270,7 +274,9 @@ def _event(
     allowed = all(i.allowed for i in infos)
     if ctx.unknown_tagged_fields:
         details = {**details, "unknown_tagged_fields": list(ctx.unknown_tagged_fields)}
-    result: Result = "denied" if not allowed else result_of(error_code)
+    # A refused login was not allowed, yet it is the failure it was, not a denial.
+    denied = not allowed and event_type != "auth.failed"
+    result: Result = "denied" if denied else result_of(error_code)
     return AuditEvent(
         timestamp="",  # assigned by the recorder's writer
         event_type=event_type,

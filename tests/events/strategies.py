@@ -133,6 +133,7 @@ def actors() -> st.SearchStrategy[Actor]:
         auth=_optional(
             st.sampled_from(["SCRAM-SHA-256", "PLAIN", "GSSAPI", "OAUTHBEARER"]) | text()
         ),
+        authorized_as=_optional(_principals),
     )
 
 

@@ -115,16 +115,17 @@ def test_the_principal_is_trusted_only_when_accepted() -> None:
     observer = SaslObserver()
     observer.handshake("SCRAM-SHA-512")
     observer.client_token(b"n,,n=alice,r=x")
+    assert observer.server_token(0, b"r=xy,s=c2FsdA==,i=4096") == "continue"
     assert observer.principal == "User:ANONYMOUS"
-    assert not observer.complete()
     observer.client_token(b"c=biws,r=xy,p=zz")
-    assert observer.complete()
+    assert observer.server_token(0, b"v=c2lnbmF0dXJl") == "accepted"
     assert observer.accepted() == "User:alice"
     assert not observer.reauthenticated
     # Re-authentication starts over.
     observer.handshake("PLAIN")
     observer.client_token(b"\0bob\0pw")
     assert observer.principal == "User:alice"
+    assert observer.server_token(0, b"") == "accepted"
     assert observer.accepted() == "User:bob"
     assert observer.reauthenticated
 

@@ -1,5 +1,6 @@
 """TLS terminated at the gateway: SASL inside TLS is still read, and a client
-certificate's subject becomes the principal."""
+certificate's subject (mapped by Kafka's ssl.principal.mapping.rules) names who acted,
+while the broker authorized the gateway's own upstream identity: both are recorded."""
 
 from __future__ import annotations
 
@@ -112,6 +113,42 @@ def test_client_certificate_subject_is_the_principal(
 
     created = one(gw.events("topic.created"), resource__id=unique_topic)
     assert created["actor"]["id"] == "User:CN=billing-svc,O=Acme"
+    # The gateway reaches the broker's PLAINTEXT listener without a certificate of its
+    # own: the broker authorized User:ANONYMOUS, not the certificate's subject.
+    assert created["actor"]["authorized_as"] == "User:ANONYMOUS"
+    described = [e for e in gw.events() if e["actor"]["id"] == "User:CN=billing-svc,O=Acme"]
+    assert described and all(e["actor"]["authorized_as"] == "User:ANONYMOUS" for e in described)
+
+
+def test_mapping_rules_name_the_certificates_principal(
+    gateway_factory: GatewayFactory, kafka: KafkaInfo, pki: dict[str, str], unique_topic: str
+) -> None:
+    gw = gateway_factory(
+        upstream=kafka.bootstrap_servers,
+        gateway={
+            "tls": {
+                "cert_file": pki["server_cert"],
+                "key_file": pki["server_key"],
+                "ca_file": pki["ca"],
+                "require_client_cert": True,
+                "principal_mapping_rules": "RULE:^CN=([^,]+),O=Acme$/$1@acme/L, DEFAULT",
+            }
+        },
+    )
+    admin = AdminClient(
+        {
+            "bootstrap.servers": gw.bootstrap,
+            "security.protocol": "SSL",
+            "ssl.ca.location": pki["ca"],
+            "ssl.certificate.location": pki["client_cert"],
+            "ssl.key.location": pki["client_key"],
+        }
+    )
+    admin.create_topics([NewTopic(unique_topic, 1, 1)])[unique_topic].result(timeout=30)
+
+    created = one(gw.events("topic.created"), resource__id=unique_topic)
+    assert created["actor"]["id"] == "User:billing-svc@acme"
+    assert created["actor"]["authorized_as"] == "User:ANONYMOUS"
 
 
 def test_sasl_inside_tls_is_read_for_the_principal(
@@ -136,3 +173,5 @@ def test_sasl_inside_tls_is_read_for_the_principal(
     created = one(gw.events("topic.created"), resource__id=unique_topic)
     assert created["actor"]["id"] == "User:admin"
     assert created["actor"]["auth"] == "SCRAM-SHA-256"
+    # SASL passes through: the broker authorized the principal it authenticated.
+    assert created["actor"]["authorized_as"] is None

@@ -103,6 +103,7 @@ def test_emit_writes_one_line_with_every_field(make_recorder: MakeRecorder) -> N
         "user_agent": None,
         "client_id": None,
         "auth": None,
+        "authorized_as": None,
     }
     assert event["resource"] == {
         "type": "topic",

@@ -71,8 +71,12 @@ class ClientTls(ConfigModel):
     cert_file: str = Field(min_length=1)
     key_file: str = Field(min_length=1)
     ca_file: str | None = None
-    """CA for client certificates; with it, a certificate's subject is the principal."""
+    """CA for client certificates; with it, a certificate's subject names who acted."""
     require_client_cert: bool = False
+    principal_mapping_rules: str = "DEFAULT"
+    """How a client certificate's subject (an RFC 2253 DN) becomes a principal, in the
+    syntax of Kafka's `ssl.principal.mapping.rules`: `DEFAULT`, `RULE:pattern/replacement/`
+    with an optional `L` or `U`, comma-separated; the first rule that matches wins."""
 
 
 class UpstreamTls(ConfigModel):
@@ -83,6 +87,10 @@ class UpstreamTls(ConfigModel):
     cert_file: str | None = None
     key_file: str | None = None
     check_hostname: bool = True
+    principal: str | None = Field(default=None, pattern=r"^[^:\s]+:\S.*$")
+    """The principal the brokers authorize the gateway as when a client does not log in
+    with SASL (`User:gateway`). Default: `User:` and cert_file's subject as a broker with
+    the default mapping rules names it; without cert_file, User:ANONYMOUS."""
 
 
 class GatewayConfig(ConfigModel):

@@ -9,7 +9,10 @@ The broker has three listeners on the loopback address:
 - ``SASL_PLAINTEXT``: SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN for the users in `USERS`;
   ``admin`` is a super user, ``alice`` and ``bob`` get only what ACLs grant them
   (``allow.everyone.if.no.acl.found=false``). SCRAM-SHA-256 sessions expire after
-  `REAUTH_SCRAM_SHA_256_MS`, so those clients re-authenticate (KIP-368).
+  `REAUTH_SCRAM_SHA_256_MS`, so those clients re-authenticate (KIP-368). OAUTHBEARER
+  too, with Kafka's unsecured-JWS validator (the default one): any unsigned JWT whose
+  `sub`, `iat` and `exp` are valid logs in as `User:<sub>`; others get the RFC 7628
+  error challenge.
 - ``CONTROLLER``: the KRaft quorum.
 
 PLAIN users are JAAS entries in the properties; SCRAM users are credentials in the
@@ -71,7 +74,7 @@ def server_properties(directory: Path, host: str, ports: KafkaPorts, data_dir: P
             "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
         ),
         "log.dirs": str(data_dir),
-        "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        "sasl.enabled.mechanisms": ",".join((*SASL_MECHANISMS, "OAUTHBEARER")),
         # Each mechanism needs its own listener-prefixed JAAS entry; an unprefixed
         # sasl.jaas.config is ignored by the broker. SCRAM users live in the
         # metadata log (added at format time); PLAIN users are these user_ entries.
@@ -79,6 +82,11 @@ def server_properties(directory: Path, host: str, ports: KafkaPorts, data_dir: P
         "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram_jaas,
         "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
             f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+        ),
+        # No server callback handler: the broker validates with
+        # OAuthBearerUnsecuredValidatorCallbackHandler (unsigned JWTs), enough locally.
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
         ),
         # SCRAM-SHA-256 sessions last at most REAUTH_SCRAM_SHA_256_MS (KIP-368): clients
         # logged in that way re-authenticate on the open connection, so the gateway's

@@ -315,6 +315,7 @@ def _actor(o: Mapping[str, Any]) -> Actor:
         user_agent=_opt_str(o.get("user_agent"), "actor.user_agent"),
         client_id=_opt_str(o.get("client_id"), "actor.client_id"),
         auth=_opt_str(o.get("auth"), "actor.auth"),
+        authorized_as=_opt_str(o.get("authorized_as"), "actor.authorized_as"),
     )
 
 

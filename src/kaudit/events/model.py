@@ -36,6 +36,10 @@ class Actor:
     user_agent: str | None = None
     client_id: str | None = None
     auth: str | None = None
+    authorized_as: str | None = None
+    """The principal the broker authorized, when it is not `id`: a gateway that
+    terminates a client's TLS is authorized as itself, while `id` names the client's
+    certificate. Null when `id` is the principal authorized (or the source cannot say)."""
 
 
 @dataclass(frozen=True)

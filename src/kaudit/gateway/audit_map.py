@@ -99,20 +99,23 @@ def auth_call(
     """auth.login / auth.failed for a SASL exchange the broker answered, made as the
     principal the broker accepted (or, failed, the one the client claimed); a login says
     whether it renewed an earlier one on the same connection (KIP-368 re-authentication)
-    and how long the broker lets the session last."""
-    principal = sasl.principal if error_code == 0 else sasl.claimed_principal()
-    details: dict[str, Any] = {"mechanism": sasl.mechanism}
+    and how long the broker lets the session last. A failed login was not allowed: its
+    check says so, whoever the connection was logged in as before."""
+    allowed = error_code == 0
+    principal = sasl.principal if allowed else sasl.claimed_principal()
+    details: dict[str, Any] = {"mechanism": sasl.mechanism, "rounds": sasl.rounds}
     if sasl.token_auth:
         details["delegation_token"] = True
         details["token_id"] = sasl.claimed
-    if error_code == 0:
-        details["reauthentication"] = sasl.reauthenticated
-        if session_lifetime_ms > 0:
-            details["session_lifetime_ms"] = session_lifetime_ms
+    # Re-authentication (KIP-368): the connection had logged in before; a refused one
+    # is recorded for the principal attempted, not the one logged in.
+    details["reauthentication"] = sasl.reauthenticated if allowed else sasl.logins > 0
+    if allowed and session_lifetime_ms > 0:
+        details["session_lifetime_ms"] = session_lifetime_ms
     if message:
         details["message"] = message
     return AuditCall(
         ActionEvent("authenticate", (ActionTarget(event_type, "user", principal, details),)),
-        (AuthInfo("AUTHENTICATE", "USER", principal, allowed=True, error_code=error_code),),
+        (AuthInfo("AUTHENTICATE", "USER", principal, allowed=allowed, error_code=error_code),),
         principal,
     )

@@ -23,6 +23,7 @@ from kaudit.auditor import AUTHORIZATION_ERRORS, RequestContext
 from kaudit.errors import AuditRefused
 from kaudit.gateway.audit_map import (
     NETWORK_EXCEPTION,
+    SASL_AUTHENTICATION_FAILED,
     UNANSWERED,
     auth_call,
     generic_auth,
@@ -54,8 +55,11 @@ class AuditedConnection(Protocol):
 def request_context(
     conn: AuditedConnection, pending: Pending, decoded: bool = True
 ) -> RequestContext:
+    sasl = conn.sasl
+    authorized = sasl.authorized_principal
     return RequestContext(
-        principal=conn.sasl.principal,
+        principal=sasl.principal,
+        authorized_principal=None if authorized == sasl.principal else authorized,
         client_address=conn.peer_host,
         client_id=pending.client_id,
         client_software_name=conn.software[0],
@@ -79,6 +83,17 @@ def request_context(
 def audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) -> bool:
     """Make the one audit call for this request; True if it made records to wait for
     (fail_closed holds the response until they are durable)."""
+    login = False
+    unconfirmed = conn.sasl.unconfirmed
+    if unconfirmed is not None and pending.api_key not in (SASL_HANDSHAKE, SASL_AUTHENTICATE):
+        # The broker answers a request outside an opaque mechanism's exchange: it has
+        # accepted the client (else it would have closed the connection), and this
+        # request was made as the principal it accepted.
+        login = audit_login(conn, unconfirmed)
+    return _audit_exchange(conn, pending, response) or login
+
+
+def _audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) -> bool:
     shared = conn.shared
     key = pending.api_key
     if key == PRODUCE:
@@ -93,15 +108,7 @@ def audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) -> 
         if response is None:
             return False
         code = int(response.error_code)
-        if code == 0:
-            if not conn.sasl.complete():
-                return False  # SCRAM's server-first message: not authenticated yet
-            conn.sasl.accepted(shared.token_owner(conn.sasl.claimed))
-            # v1+: how long the broker lets this session last (KIP-368), a timedelta.
-            session = getattr(response, "session_lifetime", None)
-            lifetime = int(session.total_seconds() * 1000) if session else 0
-            return audit_auth(conn, pending, "auth.login", 0, None, lifetime)
-        return audit_auth(conn, pending, "auth.failed", code, response.error_message)
+        return audit_sasl_answer(conn, pending, code, bytes(response.auth_bytes), response)
     decoded = pending.decoded and (response is not None or not shared.decodes_response(key))
     if decoded and pending.request is not None and response is not None:
         try:
@@ -119,6 +126,33 @@ def audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) -> 
     return conn.recording.audit(None, request_context(conn, pending, decoded), auth)
 
 
+def audit_sasl_answer(
+    conn: AuditedConnection, pending: Pending, code: int, token: bytes, response: Any = None
+) -> bool:
+    """The record the broker's answer to a client's SASL token makes, if any: a login
+    once the broker has accepted the client, a failed login once it has refused it
+    (OAUTHBEARER's error challenge comes with error code 0)."""
+    sasl = conn.sasl
+    verdict = sasl.server_token(code, token, pending)
+    if verdict == "accepted":
+        # v1+: how long the broker lets this session last (KIP-368), a timedelta.
+        session = getattr(response, "session_lifetime", None)
+        lifetime = int(session.total_seconds() * 1000) if session else 0
+        return audit_login(conn, pending, lifetime)
+    if verdict == "failed":
+        message = getattr(response, "error_message", None) or sasl.failure
+        return audit_auth(conn, pending, "auth.failed", code or SASL_AUTHENTICATION_FAILED,
+                          message)  # fmt: skip
+    return False
+
+
+def audit_login(conn: AuditedConnection, pending: Pending, session_lifetime_ms: int = 0) -> bool:
+    """auth.login: the broker accepted the client's exchange, whose last token `pending`
+    carried; the connection's principal is the one it accepted from now on."""
+    conn.sasl.accepted(conn.shared.token_owner(conn.sasl.claimed))
+    return audit_auth(conn, pending, "auth.login", 0, None, session_lifetime_ms)
+
+
 def audit_auth(
     conn: AuditedConnection,
     pending: Pending,
@@ -130,7 +164,8 @@ def audit_auth(
     """auth.login / auth.failed for a SASL exchange the broker answered (or not)."""
     ctx = request_context(conn, pending)
     call = auth_call(conn.sasl, event_type, error_code, message, session_lifetime_ms)
-    ctx = replace(ctx, principal=call.principal or ctx.principal)
+    # A login's principal is the one authenticated (or attempted) by the broker itself.
+    ctx = replace(ctx, principal=call.principal or ctx.principal, authorized_principal=None)
     return conn.recording.audit(call.event, ctx, call.auth)
 
 

@@ -31,9 +31,9 @@ from typing import Any, cast
 from kaudit.errors import AuditRefused
 from kaudit.gateway import rewrite
 from kaudit.gateway.auditing import (
-    audit_auth,
     audit_exchange,
     audit_produce,
+    audit_sasl_answer,
     audit_unanswered,
 )
 from kaudit.gateway.codec import (
@@ -60,8 +60,9 @@ from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
 from kaudit.gateway.refusal import answer_refused, refuse, refuse_unoffered
 from kaudit.gateway.rewrite import NEVER_UNREAD
-from kaudit.gateway.sasl import SaslObserver, certificate_principal
+from kaudit.gateway.sasl import SaslObserver, looks_like_request
 from kaudit.gateway.shared import TOKEN_APIS, SharedState
+from kaudit.gateway.tls_identity import certificate_principal
 from kaudit.gateway.upstream import STREAM_AT_LEAST, UpstreamSide
 
 log = logging.getLogger("kaudit.gateway")
@@ -90,7 +91,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.software: tuple[str | None, str | None] = (None, None)
         self.security_protocol = "PLAINTEXT"
         self.cert_principal: str | None = None
-        self.raw_sasl_left = 0
+        self.raw_sasl = False  # after a SaslHandshake v0: tokens come without headers
         self.handshake_version = 1
         # A large produce request being cut through to the broker, and its pending entry.
         self.cut = CutThrough(shared.buffers)
@@ -112,9 +113,14 @@ class ClientConnection(asyncio.BufferedProtocol):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.security_protocol = "SSL"
-            self.cert_principal = certificate_principal(ssl_object)
+            der = ssl_object.getpeercert(binary_form=True)
+            self.cert_principal = certificate_principal(der, self.shared.client_principals)
             if self.cert_principal:
                 self.sasl.principal = self.cert_principal
+            elif der:
+                log.warning("%s: no principal mapping rule matches the client certificate",
+                            self.peer)  # fmt: skip
+        self.sasl.upstream = self.shared.upstream_principal
         self.shared.connections.add(self)
         self.shared.spawn(self._connect_upstream())
 
@@ -235,7 +241,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         up = self.upstream
         if (
             self.closed
-            or self.raw_sasl_left
+            or self.raw_sasl
             or up is None
             or up.transport is None
             or len(first) < 8
@@ -288,9 +294,11 @@ class ClientConnection(asyncio.BufferedProtocol):
     def on_request(self, frame: bytes) -> None:
         shared = self.shared
         shared.metrics.requests += 1
-        if self.raw_sasl_left:
+        if self.raw_sasl and not self._raw_sasl_over(frame):
             self.sasl.client_token(frame[4:])
-            self.pending.append(Pending(SASL_AUTHENTICATE, 0, -1, None, None, 0.0, True, True))
+            self.pending.append(
+                Pending(SASL_AUTHENTICATE, 0, -1, None, None, time.perf_counter(), True, True)
+            )
             self._forward(frame)
             return
         if len(frame) < 12:
@@ -510,18 +518,30 @@ class ClientConnection(asyncio.BufferedProtocol):
             and self.sasl.mechanism
             and self.handshake_version == 0  # raw SASL tokens follow, without headers
         ):
-            self.raw_sasl_left = self.sasl.exchanges_needed
+            self.raw_sasl = True
         return None
 
+    def _raw_sasl_over(self, frame: bytes) -> bool:
+        """Whether this frame, in raw SASL mode, is a Kafka request, not a token. Only an
+        opaque mechanism's exchange ends unseen: the broker sends nothing for GSSAPI's
+        last token (its SASL server answers it with null), so the client's next frame
+        is a request, and the token before it will get no answer."""
+        sasl = self.sasl
+        if not (sasl.opaque and sasl.rounds and looks_like_request(frame)):
+            return False
+        self.raw_sasl = False
+        if self.pending and self.pending[-1].raw_sasl:
+            sasl.unconfirmed = self.pending.pop()  # a login once this request is answered
+        return True
+
     def _raw_sasl_response(self, pending: Pending, frame: bytes) -> None:
-        self.raw_sasl_left -= 1
-        if self.raw_sasl_left == 0:
-            # The broker closes the connection on failure, so an answer to the last
-            # exchange means it accepted the client.
-            self.sasl.accepted(self.shared.token_owner(self.sasl.claimed))
-            try:
-                audit_auth(self, pending, "auth.login", 0, None)
-            except AuditRefused as exc:
-                self.close(f"audit log unavailable (fail_closed): {exc}")
-                return
+        """A raw v0 SASL token from the broker (which refuses by closing the connection,
+        or for OAUTHBEARER with an error challenge first)."""
+        try:
+            audit_sasl_answer(self, pending, 0, bytes(frame[4:]))
+        except AuditRefused as exc:
+            self.close(f"audit log unavailable (fail_closed): {exc}")
+            return
+        if self.sasl.verdict == "accepted":
+            self.raw_sasl = False
         self.send(frame)

@@ -30,6 +30,7 @@ from kaudit.gateway.codec import (
 from kaudit.gateway.framing import BufferPool
 from kaudit.gateway.recording import Recording
 from kaudit.gateway.rewrite import REWRITTEN, Address, BrokerMap
+from kaudit.gateway.tls_identity import gateway_identities
 
 # Free cut-through buffers kept for reuse, across all connections: a few consumers'
 # worth of multi-megabyte fetch responses.
@@ -63,6 +64,8 @@ class SharedState:
         self.fail_closed = recording.fail_closed
         self.brokers = brokers
         self.upstream_ssl = upstream_ssl
+        # Who a client certificate names, and whom the brokers authorize the gateway as.
+        self.client_principals, self.upstream_principal = gateway_identities(config)
         self.max_frame_bytes = config.max_frame_bytes
         self.buffers = BufferPool(_POOLED_BUFFER_BYTES)
         # Where every connection's ordinary reads land. One buffer serves them all: each

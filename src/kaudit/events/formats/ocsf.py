@@ -379,6 +379,7 @@ def _unmapped(event: AuditEvent, cls: int) -> dict[str, Any]:
         "ip_address": event.actor.ip_address,
         "user_agent": event.actor.user_agent,
         "auth": event.actor.auth,
+        "authorized_as": event.actor.authorized_as,
     }
     # API Activity carries the resource in `resources` and the operation in `api`;
     # Authentication has no home for either.
