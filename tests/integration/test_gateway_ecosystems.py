@@ -1,5 +1,5 @@
-"""Clients of other ecosystems through the gateway (issue 18 item 11): a Go client
-(franz-go) and a Node client (kafkajs), built from tests/clients by `support.clients`,
+"""Clients of other ecosystems through the gateway (issue 18 item 11): Go clients
+(franz-go, Sarama) and a Node client (kafkajs), built from tests/clients by `support.clients`,
 each creating a topic, reading its configuration, producing, consuming in a group and
 deleting the topic as a SCRAM user; the audit must say exactly that, with the counts the
 client saw."""
@@ -70,21 +70,25 @@ def _alice_may(kafka_tool: Callable[..., Any], sasl_config: Any, topic: str, gro
     wait_until_described(sasl_config("alice"), topic)
 
 
-def test_go_franz_go_client_is_audited(
+@pytest.mark.parametrize(("client", "client_id"), [("franz", "franz-go-client"),
+                                                    ("sarama", "sarama-client")])  # fmt: skip
+def test_go_client_is_audited(
     gateway: RunningGateway,
     kafka: KafkaInfo,
     kafka_tool: Callable[..., Any],
     sasl_config: Any,
     unique_topic: str,
+    client: str,
+    client_id: str,
 ) -> None:
     group = f"go-{unique_topic}"
     _alice_may(kafka_tool, sasl_config, unique_topic, group)
     alice = kafka.user("alice")
     outcome = _run_client(
-        [str(go_client()), gateway.bootstrap, alice.name, alice.password, unique_topic, group,
-         str(RECORDS)]
+        [str(go_client(client)), gateway.bootstrap, alice.name, alice.password, unique_topic,
+         group, str(RECORDS)]
     )  # fmt: skip
-    _check_audit(gateway, unique_topic, group, "franz-go-client", outcome)
+    _check_audit(gateway, unique_topic, group, client_id, outcome)
 
 
 def test_node_kafkajs_client_is_audited(

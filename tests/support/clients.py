@@ -1,8 +1,8 @@
 """The Go and Node test clients (tests/clients/go, tests/clients/node), built from source.
 
-`go_client()` builds the franz-go client with the Go toolchain (modules from the Go module
-proxy, pinned by go.sum); `node_client()` installs kafkajs with `npm ci` (pinned by
-package-lock.json). Each result is cached under kaudit's cache directory
+`go_client(name)` builds the franz-go and Sarama clients with the Go toolchain (modules
+from the Go module proxy, pinned by go.sum); `node_client()` installs kafkajs with
+`npm ci` (pinned by package-lock.json). Each result is cached under kaudit's cache directory
 (``$KAUDIT_CACHE_DIR``, else ``~/.cache/kaudit``) in a folder named by a hash of the
 client's sources, so a fresh machine builds once and a changed client builds anew. A
 missing toolchain fails the test with what to install; it never skips.
@@ -32,7 +32,7 @@ def _cached(kind: str, sources: list[Path]) -> tuple[Path, bool]:
     """(the cache folder for these sources, whether it is complete)."""
     digest = hashlib.sha256()
     for source in sources:
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+        digest.update(str(source.relative_to(CLIENTS)).encode() + b"\0" + source.read_bytes())
     folder = cache_root() / "test-clients" / kind / digest.hexdigest()[:16]
     return folder, (folder / ".complete").exists()
 
@@ -53,17 +53,20 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
     assert done.returncode == 0, f"{' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}"
 
 
-def go_client() -> Path:
-    """The franz-go client's executable, built once per version of its sources."""
+def go_client(name: str) -> Path:
+    """The executable of Go client `name` (``franz``: franz-go, ``sarama``: Sarama), built
+    once per version of the Go module's sources."""
     source = CLIENTS / "go"
-    folder, complete = _cached("go", [source / n for n in ("main.go", "go.mod", "go.sum")])
-    binary = folder / "kaudit-go-client"
+    files = [*sorted(source.glob("*/*.go")), source / "go.mod", source / "go.sum"]
+    folder, complete = _cached("go", files)
+    binary = folder / f"kaudit-{name}-client"
     if complete:
         return binary
     go = _tool("go", "Go")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent))
-    _run([go, "build", "-o", str(staging / binary.name), "."], cwd=source)
+    for client in sorted(p.parent.name for p in source.glob("*/main.go")):
+        _run([go, "build", "-o", str(staging / f"kaudit-{client}-client"), f"./{client}"], source)
     _publish(staging, folder)
     return binary
 

@@ -3,7 +3,7 @@
 // a consumer group (committing what it read), and deletes the topic. It prints one JSON
 // line with what it produced and received, which the test compares with the audit.
 //
-// Usage: kaudit-go-client BOOTSTRAP USER PASSWORD TOPIC GROUP RECORDS
+// Usage: kaudit-franz-client BOOTSTRAP USER PASSWORD TOPIC GROUP RECORDS
 package main
 
 import (
