@@ -45,12 +45,16 @@ def _check_audit(
     assert viewed["resource"]["type"] == "topic"
     assert viewed["details"]["returned"] == outcome["configs_found"]
     assert viewed["authorization"]["checks"][0]["operation"] == "DESCRIBE_CONFIGS"
-    produced = one(events, event_type="records.produced", resource__id=topic)
-    assert produced["details"]["count"] == outcome["produced"]
-    assert produced["action"]["result"] == "success"
-    consumed = one(events, event_type="records.consumed", resource__id=topic)
-    assert consumed["details"]["count"] == outcome["consumed"]
-    assert consumed["action"]["result"] == "success"
+    # A produce or fetch the broker answered with a retriable error (a leader not yet
+    # known, under load) is counted apart as a failure; what succeeded is what the
+    # client saw.
+    for event_type, key in (("records.produced", "produced"), ("records.consumed", "consumed")):
+        records = [
+            e for e in events if e["event_type"] == event_type and e["resource"]["id"] == topic
+        ]
+        succeeded = [e for e in records if e["action"]["result"] == "success"]
+        assert len(succeeded) == 1, records
+        assert succeeded[0]["details"]["count"] == outcome[key]
     deleted = one(events, event_type="topic.deleted", resource__id=topic)
     assert deleted["action"]["result"] == "success"
     group_events = [e for e in events if e["resource"]["id"] == group]
@@ -59,7 +63,8 @@ def _check_audit(
     }
     assert [e for e in group_events if e["event_type"] == "group.offsets_reset"] == []
     failures = [(e["event_type"], e["context"]["api"]["name"], e["action"]["error"])
-                for e in events if e["action"]["result"] != "success"]  # fmt: skip
+                for e in events if e["action"]["result"] != "success"
+                and not e["event_type"].startswith("records.")]  # fmt: skip
     assert failures == []
 
 

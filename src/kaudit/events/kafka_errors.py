@@ -7,9 +7,11 @@ the protocol, not a failure of what the user asked for: a consumer's first JoinG
 answered MEMBER_ID_REQUIRED by design, a coordinator that is moving or loading answers
 COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS and the client
 asks again, and a member's Heartbeat or SyncGroup answered REBALANCE_IN_PROGRESS is how it
-learns to re-join. Records of such answers are successes that name the step in their
-details (`routine`), so a search for failures finds only real ones. A commit refused with
-REBALANCE_IN_PROGRESS did fail (the offsets were not stored) and stays a failure.
+learns to re-join; an OffsetFetch that waits for a transaction's offsets is answered
+UNSTABLE_OFFSET_COMMIT until they settle. Records of such answers are successes that name
+the step in their details (`routine`), so a search for failures finds only real ones. A
+commit refused with REBALANCE_IN_PROGRESS did fail (the offsets were not stored) and
+stays a failure.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ ROUTINE_ERRORS: Mapping[str, frozenset[int]] = {
     "Heartbeat": _COORDINATOR_MOVING | _REBALANCING,
     "LeaveGroup": _COORDINATOR_MOVING,
     "OffsetCommit": _COORDINATOR_MOVING,
-    "OffsetFetch": _COORDINATOR_MOVING,
+    "OffsetFetch": _COORDINATOR_MOVING | {int(ErrorCode.unstable_offset_commit)},
     "DescribeGroups": _COORDINATOR_MOVING,
     "ConsumerGroupHeartbeat": _COORDINATOR_MOVING,
     "ConsumerGroupDescribe": _COORDINATOR_MOVING,
