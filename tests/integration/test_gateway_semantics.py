@@ -236,7 +236,12 @@ def test_routine_protocol_steps_are_not_failures(
     joins = [e for e in events if e["context"]["api"]["name"] == "JoinGroup"]
     # librdkafka's first JoinGroup is answered MEMBER_ID_REQUIRED by design (KIP-394).
     assert any(e["details"].get("routine") == "MEMBER_ID_REQUIRED" for e in joins), joins
-    failures = [e for e in events if e["action"]["result"] == "failure"]
+    # (A produce retried under load is a failed attempt of its own: not a protocol step.)
+    failures = [
+        e
+        for e in events
+        if e["action"]["result"] == "failure" and not e["event_type"].startswith("records.")
+    ]
     assert failures == [], failures
     assert all(
         (e["action"]["error"] or "").isupper() and not e["action"]["error"].startswith("ERROR_")
