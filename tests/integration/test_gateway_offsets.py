@@ -137,3 +137,39 @@ def test_java_assign_commit_sync_is_ordinary_and_admin_resets_are_resets(
     ] == [(3, "not_consumed", 12), (9, "not_consumed", 3)]
     assert resets[1]["actor"]["client_id"] == "ops-admin"
     assert {r["actor"]["id"] for r in resets} == {"User:admin"}
+
+
+def test_the_groups_committed_offset_is_learned_from_offset_fetch_answers(
+    gateway: RunningGateway,
+    admin_config: dict[str, str],
+    admin_sasl_config: dict[str, str],
+    unique_topic: str,
+) -> None:
+    """The group committed 4 before this gateway saw it (straight on the broker); a
+    consumer through the gateway starts from there (its OffsetFetch answer says 4), so
+    its later commit of 2 moves the group back: a reset."""
+    create_topic(admin_config, unique_topic)
+    _produce(admin_config, unique_topic, 10)
+    group = f"learned-{unique_topic}"
+    admin = AdminClient(admin_config)
+    earlier = ConsumerGroupTopicPartitions(group, [TopicPartition(unique_topic, 0, 4)])
+    admin.alter_consumer_group_offsets([earlier])[group].result(timeout=30)
+    consumer = Consumer(
+        gateway.client({**admin_sasl_config, "group.id": group, "enable.auto.commit": "false"})
+    )
+    try:
+        consumer.assign([TopicPartition(unique_topic, 0)])  # from the committed offset
+        offsets: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(offsets) < 6 and time.monotonic() < deadline:
+            offsets += [m.offset() for m in consumer.consume(100, 0.5) if m.error() is None]
+        assert offsets == [4, 5, 6, 7, 8, 9]
+        consumer.commit(offsets=[TopicPartition(unique_topic, 0, 2)], asynchronous=False)
+    finally:
+        consumer.close()
+    assert _committed(admin_config, group, unique_topic) == 2
+    resets, _ = _commit_events(gateway, group)
+    assert [r["details"]["partitions"] for r in resets] == [
+        [{"topic": unique_topic, "partition": 0, "offset": 2, "reason": "behind_committed",
+          "previous_offset": 4, "consumed_to": 10, "error_code": 0}]
+    ]  # fmt: skip
