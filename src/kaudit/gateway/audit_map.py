@@ -163,7 +163,9 @@ def _denied_name(rtype: str, node: Any, req: Any, topic: str | None, group: str 
     if rtype == "GROUP":
         return group or "*"
     if rtype == "TRANSACTIONAL_ID":
-        return str(getattr(node, "transactional_id", None) or getattr(req, "transactional_id", "*"))
+        return str(
+            getattr(node, "transactional_id", None) or getattr(req, "transactional_id", None) or "*"
+        )
     return CLUSTER if rtype == "CLUSTER" else "*"
 
 
