@@ -50,3 +50,15 @@ def test_positions_only_move_forward_and_the_tables_are_bounded() -> None:
     assert positions.reset_reason(CONSUMER, "g", "t", 0, 50)[0] == "not_consumed"
     positions.committed("g", "t", 0, -1)  # "no committed offset" in an OffsetFetch answer
     assert positions.reset_reason(CONSUMER, "g", "t", 2, 1)[1] is None
+
+
+def test_a_member_whose_consumption_was_not_seen_is_judged_by_the_committed_offset() -> None:
+    """Its fetches may have gone through another gateway instance; an admin tool is never
+    a member of the group."""
+    positions = ConsumptionPositions()
+    positions.committed("g", "orders", 0, 400)
+    assert positions.reset_reason(CONSUMER, "g", "orders", 0, 450, member=True)[0] is None
+    assert positions.reset_reason(CONSUMER, "g", "orders", 0, 100, member=True)[0] == (
+        "behind_committed"
+    )
+    assert positions.reset_reason(CONSUMER, "g", "orders", 0, 450)[0] == "not_consumed"

@@ -19,9 +19,13 @@ three reasons: `not_consumed` (the committing client never fetched it: an admin 
 `ahead_of_consumption` (records skipped), `behind_committed` (records to be re-read).
 
 What the gateway cannot know: positions from before it started, or seen by another
-gateway instance; a client that commits before its first fetch through this gateway is
-answered. Both tables are bounded (least recently used entries are forgotten), so a
-commit of a long-idle client may read as a reset. The tables live on the event loop.
+gateway instance (a consumer's fetches may go through one instance and its commits
+through another). A member of the group (a generation and member id the coordinator
+gave it, which no admin tool has) whose consumption this gateway did not see is
+therefore judged only against the committed offset; a client outside the group's
+membership that commits before its first fetch through this gateway reads as a reset.
+Both tables are bounded (least recently used entries are forgotten), so a commit of a
+long-idle client may read as one too. The tables live on the event loop.
 """
 
 from __future__ import annotations
@@ -73,17 +77,24 @@ class ConsumptionPositions:
             self._committed.put((group, topic, partition), offset)
 
     def reset_reason(
-        self, client: ClientKey, group: str, topic: str, partition: int, offset: int
+        self,
+        client: ClientKey,
+        group: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        member: bool = False,
     ) -> tuple[str | None, int | None, int | None]:
         """(why committing `offset` is a reset, or None; the group's committed offset and
-        the client's reached position as known, each None when not known)."""
+        the client's reached position as known, each None when not known). `member`: the
+        commit comes from a member of the group (generation and member id)."""
         committed = self._committed.get((group, topic, partition))
         reached = self._reached.get((client, topic, partition))
         if committed is not None and offset == committed:
             return None, committed, reached
-        if reached is None:
+        if reached is None and not member:
             return "not_consumed", committed, None
-        if offset > reached:
+        if reached is not None and offset > reached:
             return "ahead_of_consumption", committed, reached
         if committed is not None and offset < committed:
             return "behind_committed", committed, reached
@@ -116,11 +127,17 @@ class ConsumptionPositions:
             for t in response.topics
             for p in t.partitions
         }
+        generation = getattr(
+            request, "generation_id_or_member_epoch", getattr(request, "generation_id", -1)
+        )
+        member = bool(request.member_id) and int(generation) >= 0
         resets: list[dict[str, Any]] = []
         stored: list[tuple[str, int, int]] = []
         for topic, partition, offset in _commits(request, names):
             code = codes.get((topic, partition), 0)
-            reason, committed, reached = self.reset_reason(client, group, topic, partition, offset)
+            reason, committed, reached = self.reset_reason(
+                client, group, topic, partition, offset, member
+            )
             if reason is not None:
                 resets.append(
                     {
