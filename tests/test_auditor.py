@@ -219,7 +219,37 @@ def test_a_generic_request_is_one_kafka_request_per_resource() -> None:
 def test_error_names_and_results() -> None:
     assert (result_of(0), result_of(29), result_of(36)) == ("success", "denied", "failure")
     assert error_name(31) == "CLUSTER_AUTHORIZATION_FAILED"
-    assert error_name(9999) == "ERROR_9999"
+    # Kafka's own names for every code the protocol defines (kio's table).
+    assert (error_name(79), error_name(15), error_name(-1)) == (
+        "MEMBER_ID_REQUIRED",
+        "COORDINATOR_NOT_AVAILABLE",
+        "UNKNOWN_SERVER_ERROR",
+    )
+    assert error_name(9999) == "UNKNOWN_ERROR_9999"
+
+
+@pytest.mark.parametrize(
+    ("api", "code", "result", "error", "routine"),
+    [
+        ("JoinGroup", 79, "success", None, "MEMBER_ID_REQUIRED"),
+        ("FindCoordinator", 15, "success", None, "COORDINATOR_NOT_AVAILABLE"),
+        ("Heartbeat", 27, "success", None, "REBALANCE_IN_PROGRESS"),
+        ("OffsetCommit", 16, "success", None, "NOT_COORDINATOR"),
+        # A commit refused during a rebalance did not store the offsets: a failure.
+        ("OffsetCommit", 27, "failure", "REBALANCE_IN_PROGRESS", None),
+        ("CreateTopics", 15, "failure", "COORDINATOR_NOT_AVAILABLE", None),
+        ("JoinGroup", 30, "denied", "GROUP_AUTHORIZATION_FAILED", None),
+    ],
+)
+def test_routine_protocol_steps_are_successes_that_name_the_step(
+    api: str, code: int, result: str, error: str | None, routine: str | None
+) -> None:
+    check = AuthInfo("READ", "GROUP", "g", allowed=code != 30, error_code=code)
+    [record, *_] = to_audit_events(None, ctx(api_name=api), [check])
+    assert (record.action.result, record.action.error) == (result, error)
+    assert record.details.get("routine") == routine
+    assert record.authorization is not None
+    assert record.authorization.checks[0].error_code == code  # the answer, as it was
 
 
 # -- the recorder and logging auditors ---------------------------------------------------------

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+# AUTHORIZATION_ERRORS is re-exported: the sources read it here.
+from kaudit.events.kafka_errors import AUTHORIZATION_ERRORS as AUTHORIZATION_ERRORS
+from kaudit.events.kafka_errors import error_name, routine_error
 from kaudit.events.model import (
     Action,
     Actor,
@@ -37,41 +40,6 @@ from kaudit.events.model import (
     Result,
 )
 from kaudit.recorder.redact import Redactor
-
-# Kafka error codes that mean "not authorized" (the KIP's `denied`).
-AUTHORIZATION_ERRORS: Mapping[int, str] = {
-    29: "TOPIC_AUTHORIZATION_FAILED",
-    30: "GROUP_AUTHORIZATION_FAILED",
-    31: "CLUSTER_AUTHORIZATION_FAILED",
-    53: "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
-    65: "DELEGATION_TOKEN_AUTHORIZATION_FAILED",
-}
-
-# Names of the other error codes an audited admin request commonly ends with.
-ERROR_NAMES: Mapping[int, str] = {
-    **AUTHORIZATION_ERRORS,
-    -1: "UNKNOWN_SERVER_ERROR",
-    0: "NONE",
-    3: "UNKNOWN_TOPIC_OR_PARTITION",
-    7: "REQUEST_TIMED_OUT",
-    17: "INVALID_TOPIC_EXCEPTION",
-    36: "TOPIC_ALREADY_EXISTS",
-    37: "INVALID_PARTITIONS",
-    38: "INVALID_REPLICATION_FACTOR",
-    39: "INVALID_REPLICA_ASSIGNMENT",
-    40: "INVALID_CONFIG",
-    41: "NOT_CONTROLLER",
-    42: "INVALID_REQUEST",
-    44: "POLICY_VIOLATION",
-    58: "SASL_AUTHENTICATION_FAILED",
-    68: "NON_EMPTY_GROUP",
-    69: "GROUP_ID_NOT_FOUND",
-    87: "INVALID_RECORD",
-}
-
-
-def error_name(code: int) -> str:
-    return ERROR_NAMES.get(code, f"ERROR_{code}")
 
 
 def result_of(error_code: int) -> Result:
@@ -270,7 +238,11 @@ def _event(
     infos: Sequence[AuthInfo],
     details: Mapping[str, Any],
 ) -> AuditEvent:
-    error_code = next((i.error_code for i in infos if i.error_code), 0)
+    # A routine protocol step (kafka_errors) is no failure: named in the details instead.
+    routine = next((i.error_code for i in infos if routine_error(ctx.api_name, i.error_code)), 0)
+    error_code = next((i.error_code for i in infos if i.error_code and i.error_code != routine), 0)
+    if routine:
+        details = {**details, "routine": error_name(routine)}
     allowed = all(i.allowed for i in infos)
     if ctx.unknown_tagged_fields:
         details = {**details, "unknown_tagged_fields": list(ctx.unknown_tagged_fields)}

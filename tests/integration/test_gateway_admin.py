@@ -254,8 +254,9 @@ def test_delete_records_and_consumer_group_admin_are_recorded(
     ]
     reset_event = one(gateway.events("group.offsets_reset"), resource__id=group)
     assert reset_event["details"]["partitions"] == [
-        {"topic": unique_topic, "partition": 0, "offset": 2, "error_code": 0}
-    ]
+        {"topic": unique_topic, "partition": 0, "offset": 2, "reason": "not_consumed",
+         "previous_offset": None, "consumed_to": None, "error_code": 0}
+    ]  # fmt: skip
     assert reset_event["actor"]["id"] == "User:admin"
     one(gateway.events("group.deleted"), resource__id=group)
 

@@ -85,7 +85,9 @@ _BUILTIN: list[EventType] = _types(
         "acl.created": "ACL bindings were created",
         "acl.deleted": "ACL bindings were deleted",
         "config.changed": "A broker, client, user or kaudit configuration was changed",
-        "group.offsets_reset": "A consumer group's offsets were committed by a non-member",
+        "group.offsets_reset": (
+            "A consumer group's offsets were moved away from where its consumption had reached"
+        ),
         "group.offsets_deleted": "Committed offsets of a consumer group were deleted",
         "group.deleted": "A consumer group was deleted",
         "records.produced": "Records were produced to a topic (aggregated over a window)",

@@ -6,6 +6,11 @@ keyed by (record type, principal, client id, source address, topic, result), and
 `window_seconds` one `records.produced` / `records.consumed` record per key is audited
 with `count`, `bytes`, `requests`, `first_seen` and `last_seen`. A denied request still
 counts, under its own key, and its record yields `access.denied`.
+
+`records.consumed` counts what was delivered to the client. A fetch answer that arrives
+after the client went away (the gateway keeps the broker connection to audit requests in
+flight) was read from the broker but never reached anyone: its records are counted apart,
+as `undelivered` and `undelivered_bytes`, in the same record.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class _Tally:
     error_code: int
     count: int = 0
     nbytes: int = 0
+    undelivered: int = 0
+    undelivered_bytes: int = 0
     requests: int = 0
     first_seen: float = 0.0
     last_seen: float = 0.0
@@ -61,8 +68,10 @@ class RecordsAggregator:
         nbytes: int,
         error_code: int,
         now: float | None = None,
+        delivered: bool = True,
     ) -> None:
-        """One request's records for one topic (called on the event loop only)."""
+        """One request's records for one topic (called on the event loop only);
+        `delivered` False: a fetch answer the client was gone for."""
         now = time.time() if now is None else now
         key = (
             event_type,
@@ -78,8 +87,12 @@ class RecordsAggregator:
             operation = "WRITE" if event_type == "records.produced" else "READ"
             tally = _Tally(ctx, operation, error_code, first_seen=now)
             self._tallies[key] = tally
-        tally.count += count
-        tally.nbytes += nbytes
+        if delivered:
+            tally.count += count
+            tally.nbytes += nbytes
+        else:
+            tally.undelivered += count
+            tally.undelivered_bytes += nbytes
         tally.requests += 1
         tally.last_seen = now
 
@@ -101,6 +114,9 @@ class RecordsAggregator:
                 "last_seen": _iso(tally.last_seen),
                 "window_seconds": self.window_seconds,
             }
+            if event_type == "records.consumed":
+                details["undelivered"] = tally.undelivered
+                details["undelivered_bytes"] = tally.undelivered_bytes
             ctx = replace(tally.ctx, correlation_id=None, duration_ms=None)
             code = tally.error_code
             self._audit(

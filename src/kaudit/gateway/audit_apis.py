@@ -4,7 +4,8 @@ groups, credentials, tokens, partitions): its request and response → the `Audi
 Each mapper reads the kio-decoded request and response of one API (fields differ across
 versions, hence the `getattr` fallbacks) and returns the request event and, per resource,
 the operation, resource pattern, authorization outcome and error code. `MAPPERS` is the
-table audit_map looks them up in; `AuditCall` and `auth_info` are shared with it.
+table audit_map looks them up in; `AuditCall`, `auth_info` and `topic_name` are shared
+with it and with offsets (OffsetCommit, which needs what the gateway saw fetched).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def _enum(table: Mapping[int, str], value: Any) -> str:
     return table.get(int(value), str(int(value)))
 
 
-def _topic_name(item: Any, names: TopicNames) -> str:
+def topic_name(item: Any, names: TopicNames) -> str:
+    """The name of a topic entry that carries its name or (newer versions) its id."""
     name = getattr(item, "name", None)
     if name:
         return str(name)
@@ -131,7 +133,7 @@ def _create_topics(req: Any, resp: Any, names: TopicNames) -> AuditCall:
 def _delete_topics(req: Any, resp: Any, names: TopicNames) -> AuditCall:
     topics, auth = [], []
     for r in resp.responses:
-        name = _topic_name(r, names)
+        name = topic_name(r, names)
         topics.append(TopicInAudit(name))
         auth.append(auth_info("DELETE", "TOPIC", name, r.error_code))
     return AuditCall(TopicEvent("delete", tuple(topics)), tuple(auth))
@@ -268,6 +270,27 @@ def _config_changes(req: Any, resp: Any, incremental: bool) -> AuditCall:
     return AuditCall(ActionEvent("alter_configs", targets), tuple(auth))
 
 
+def _describe_configs(req: Any, resp: Any, names: TopicNames) -> AuditCall:
+    """config.viewed per resource read: which keys were asked for (None: all of them)
+    and how many came back; never the values, which may be secrets."""
+    results = {(int(r.resource_type), str(r.resource_name)): r for r in resp.results}
+    targets, auth = [], []
+    for res in req.resources:
+        rtype = _enum(CONFIG_RESOURCE_TYPES, res.resource_type)
+        name = str(res.resource_name)
+        result = results.get((int(res.resource_type), name))
+        keys = res.configuration_keys
+        details = {
+            "config_type": rtype.lower(),
+            "keys": None if not keys else [str(k) for k in keys],
+            "returned": len(result.configs) if result is not None else 0,
+        }
+        targets.append(ActionTarget("config.viewed", rtype.lower(), name, details))
+        code = result.error_code if result is not None else 0
+        auth.append(auth_info("DESCRIBE_CONFIGS", rtype, name, code))
+    return AuditCall(ActionEvent("describe_configs", tuple(targets)), tuple(auth))
+
+
 # -- records, groups, credentials, partitions -----------------------------------------------
 
 
@@ -316,39 +339,6 @@ def _offset_delete(req: Any, resp: Any, names: TopicNames) -> AuditCall:
         ),
         (auth_info("DELETE", "GROUP", group, code),),
     )
-
-
-def is_offset_reset(req: Any) -> bool:
-    """An OffsetCommit from outside the group's membership (an admin resetting offsets)."""
-    generation = getattr(req, "generation_id_or_member_epoch", getattr(req, "generation_id", -1))
-    return not req.member_id and int(generation) == -1
-
-
-def _offset_commit(req: Any, resp: Any, names: TopicNames) -> AuditCall:
-    group = str(req.group_id)
-    offsets = _per_partition(
-        req.topics, lambda p: int(p.committed_offset), lambda t: _topic_name(t, names)
-    )
-    partitions = [
-        {
-            "topic": _topic_name(t, names),
-            "partition": int(p.partition_index),
-            "offset": offsets.get((_topic_name(t, names), int(p.partition_index))),
-            "error_code": _code(p.error_code),
-        }
-        for t in resp.topics
-        for p in t.partitions
-    ]
-    code = _first_error(partitions)
-    if is_offset_reset(req):
-        return AuditCall(
-            ActionEvent(
-                "reset_offsets",
-                (ActionTarget("group.offsets_reset", "group", group, {"partitions": partitions}),),
-            ),
-            (auth_info("READ", "GROUP", group, code),),
-        )
-    return AuditCall(None, (auth_info("READ", "GROUP", group, code),))
 
 
 def _alter_scram(req: Any, resp: Any, names: TopicNames) -> AuditCall:
@@ -461,10 +451,10 @@ MAPPERS: Mapping[int, Mapper] = {
     API_KEYS["DescribeAcls"]: _describe_acls,
     API_KEYS["AlterConfigs"]: _alter_configs,
     API_KEYS["IncrementalAlterConfigs"]: _incremental_alter_configs,
+    API_KEYS["DescribeConfigs"]: _describe_configs,
     API_KEYS["DeleteRecords"]: _delete_records,
     API_KEYS["DeleteGroups"]: _delete_groups,
     API_KEYS["OffsetDelete"]: _offset_delete,
-    API_KEYS["OffsetCommit"]: _offset_commit,
     API_KEYS["AlterUserScramCredentials"]: _alter_scram,
     API_KEYS["CreateDelegationToken"]: _create_token,
     API_KEYS["AlterPartitionReassignments"]: _reassign,

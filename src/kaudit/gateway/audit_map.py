@@ -3,7 +3,9 @@ per resource, the operation, resource pattern, authorization outcome and error c
 
 `map_exchange` looks the API up in audit_apis' mappers (the APIs with record types of
 their own); `generic_auth` names what any other request acted on, for its generic
-`kafka.request` record; `refusal_call` is the record of a request the gateway refused
+`kafka.request` record; `denied_in_response` finds the authorization failures inside any
+answer (a topic refused in a Metadata answer), which are recorded whatever the request
+event settings; `refusal_call` is the record of a request the gateway refused
 because it could not read it; `auth_call` is the login (or failed login) a SASL exchange the
 broker answered makes. Produce and Fetch are not mapped here: their records are counted
 into windows (aggregate).
@@ -11,6 +13,9 @@ into windows (aggregate).
 
 from __future__ import annotations
 
+import typing
+from dataclasses import fields, is_dataclass
+from functools import cache
 from typing import Any
 
 from kaudit.auditor import ActionEvent, ActionTarget, AuthInfo
@@ -63,6 +68,111 @@ def api_operation(api: str) -> str:
         if api.startswith(prefix):
             return operation
     return "REQUEST"
+
+
+# -- authorization failures inside an answer -----------------------------------------------
+
+# What the broker checks for the APIs whose denials are not in a record of their own.
+_CHECKED_OPERATION = {
+    "Metadata": "DESCRIBE", "ListOffsets": "DESCRIBE", "OffsetFetch": "DESCRIBE",
+    "OffsetForLeaderEpoch": "DESCRIBE", "DescribeGroups": "DESCRIBE",
+    "FindCoordinator": "DESCRIBE", "DescribeProducers": "READ", "JoinGroup": "READ",
+    "SyncGroup": "READ", "Heartbeat": "READ", "LeaveGroup": "READ", "OffsetCommit": "READ",
+    "TxnOffsetCommit": "READ", "InitProducerId": "WRITE", "AddPartitionsToTxn": "WRITE",
+    "AddOffsetsToTxn": "WRITE", "EndTxn": "WRITE",
+}  # fmt: skip
+_DENIED_TYPES = {29: "TOPIC", 30: "GROUP", 31: "CLUSTER", 53: "TRANSACTIONAL_ID",
+                 65: "DELEGATION_TOKEN"}  # fmt: skip
+
+
+# Entries that never carry an authorization error, left unread (a Metadata answer may hold
+# tens of thousands of partitions; topics are authorized, not partitions).
+_NOT_AUTHORIZED_BELOW = {"Metadata": "partitions", "DescribeTopicPartitions": "partitions"}
+
+
+def denied_in_response(api: str, req: Any, resp: Any, names: TopicNames) -> tuple[AuthInfo, ...]:
+    """Every resource an answer says the client may not use (an authorization error at
+    any depth: a topic in a Metadata answer, a partition in a ListOffsets answer), once
+    each, named from the entry that carries the error or the entries around it."""
+    operation = _CHECKED_OPERATION.get(api) or api_operation(api)
+    skipped = _NOT_AUTHORIZED_BELOW.get(api)
+    found: dict[tuple[str, str], AuthInfo] = {}
+
+    def visit(node: Any, topic: str | None, group: str | None) -> None:
+        errors, children, named = _layout(node.__class__)
+        if named:
+            topic = _topic_of(node, names) or topic
+            group = str(getattr(node, "group_id", None) or "") or group
+        for name in errors:
+            value = getattr(node, name)
+            rtype = _DENIED_TYPES.get(int(value))
+            if rtype is not None:
+                resource = _denied_name(rtype, node, req, topic, group)
+                found.setdefault((rtype, resource), auth_info(operation, rtype, resource, value))
+        for name, many in children:
+            if name == skipped:
+                continue
+            value = getattr(node, name)
+            for item in value if many else (value,):
+                if item is not None:
+                    visit(item, topic, group)
+
+    if is_dataclass(resp) and not isinstance(resp, type):
+        visit(resp, None, str(getattr(req, "group_id", None) or "") or None)
+    return tuple(found.values())
+
+
+_NAMING_FIELDS = frozenset({"topic", "name", "topic_name", "topic_id", "group_id"})
+
+
+@cache
+def _layout(entity: type[Any]) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...], bool]:
+    """(the error code fields, the fields holding entities: name, whether an array, and
+    whether it names a topic or group) of a kio entity type."""
+    hints = typing.get_type_hints(entity)
+    errors, children = [], []
+    named = False
+    for f in fields(entity):
+        named = named or f.name in _NAMING_FIELDS
+        if f.metadata.get("kafka_type") == "error_code":
+            errors.append(f.name)
+            continue
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None) and a is not Ellipsis]
+        if isinstance(hint, type) and is_dataclass(hint):
+            children.append((f.name, False))
+        elif typing.get_origin(hint) is tuple and args and is_dataclass(args[0]):
+            children.append((f.name, True))
+        elif any(isinstance(a, type) and is_dataclass(a) for a in args):  # optional entity
+            children.append((f.name, False))
+    return tuple(errors), tuple(children), named
+
+
+def _topic_of(node: Any, names: TopicNames) -> str | None:
+    for attr in ("topic", "name", "topic_name"):
+        value = getattr(node, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    topic_id = getattr(node, "topic_id", None)
+    return names(topic_id) if topic_id is not None and topic_id.int else None
+
+
+def _denied_name(rtype: str, node: Any, req: Any, topic: str | None, group: str | None) -> str:
+    if rtype == "TOPIC":
+        return topic or "*"
+    if rtype == "GROUP":
+        return group or "*"
+    if rtype == "TRANSACTIONAL_ID":
+        return str(
+            getattr(node, "transactional_id", None) or getattr(req, "transactional_id", None) or "*"
+        )
+    return CLUSTER if rtype == "CLUSTER" else "*"
+
+
+def merge_denied(auth: tuple[AuthInfo, ...], denied: tuple[AuthInfo, ...]) -> tuple[AuthInfo, ...]:
+    """`auth` plus the denials it does not already name."""
+    named = {(i.resource_type, i.resource_name) for i in auth if not i.allowed}
+    return auth + tuple(d for d in denied if (d.resource_type, d.resource_name) not in named)
 
 
 # -- refused requests -----------------------------------------------------------------------

@@ -4,8 +4,10 @@ has answered it, or once it is clear the broker never will.
 Which call a request makes: Produce and Fetch count their records into the window of
 their client and topic (aggregate), so nothing is written per request; a SASL exchange
 the broker answered is a login or a failed login; an API with record types of its own is
-mapped (audit_map); any other request is a generic `kafka.request` when the
-configuration records it; a request refused unread is a `kafka.request` failure that
+mapped (audit_map), OffsetCommit by what the gateway saw consumed (offsets); any other
+request is a generic `kafka.request` when the configuration records it, and an answer
+that refuses the client a resource makes its denial records whatever the configuration
+(audit_map.denied_in_response); a request refused unread is a `kafka.request` failure that
 says why, whatever the configuration (audit_refused). Each call carries the connection's
 `RequestContext` and goes through the gateway's `Recording`. Nothing here blocks or
 awaits.
@@ -19,25 +21,39 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from kaudit.auditor import AUTHORIZATION_ERRORS, RequestContext
+from kaudit.auditor import AUTHORIZATION_ERRORS, AuthInfo, RequestContext
 from kaudit.errors import AuditRefused
+from kaudit.gateway.audit_apis import AuditCall
 from kaudit.gateway.audit_map import (
     NETWORK_EXCEPTION,
     SASL_AUTHENTICATION_FAILED,
     UNANSWERED,
     auth_call,
+    denied_in_response,
     generic_auth,
     map_exchange,
+    merge_denied,
     refusal_call,
 )
-from kaudit.gateway.codec import FETCH, PRODUCE, SASL_AUTHENTICATE, SASL_HANDSHAKE, api_name
+from kaudit.gateway.codec import (
+    API_KEYS,
+    FETCH,
+    PRODUCE,
+    SASL_AUTHENTICATE,
+    SASL_HANDSHAKE,
+    api_name,
+)
 from kaudit.gateway.exchange import Pending
 from kaudit.gateway.fetch import FetchSummary, summarize_decoded_fetch
+from kaudit.gateway.offsets import ClientKey
 from kaudit.gateway.recording import Recording
 from kaudit.gateway.sasl import SaslObserver
 from kaudit.gateway.shared import SharedState
 
 log = logging.getLogger("kaudit.gateway")
+
+OFFSET_COMMIT = API_KEYS["OffsetCommit"]
+OFFSET_FETCH = API_KEYS["OffsetFetch"]
 
 
 class AuditedConnection(Protocol):
@@ -50,6 +66,8 @@ class AuditedConnection(Protocol):
     peer_host: str | None
     software: tuple[str | None, str | None]
     security_protocol: str
+    client_gone: bool
+    """The client went away: answers arriving now are not delivered to it."""
 
 
 def request_context(
@@ -78,6 +96,11 @@ def request_context(
         decoded=decoded,
         unknown_tagged_fields=pending.unknown_tags,
     )
+
+
+def client_key(conn: AuditedConnection, pending: Pending) -> ClientKey:
+    """The consuming application a request comes from, as offsets tells them apart."""
+    return (conn.sasl.principal, conn.peer_host, pending.client_id)
 
 
 def audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) -> bool:
@@ -110,9 +133,19 @@ def _audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) ->
         code = int(response.error_code)
         return audit_sasl_answer(conn, pending, code, bytes(response.auth_bytes), response)
     decoded = pending.decoded and (response is not None or not shared.decodes_response(key))
-    if decoded and pending.request is not None and response is not None:
+    request = pending.request
+    denied: tuple[AuthInfo, ...] = ()
+    if decoded and request is not None and response is not None:
+        call: AuditCall | None
         try:
-            call = map_exchange(key, pending.request, response, shared.topic_name)
+            if key == OFFSET_COMMIT:
+                call = shared.positions.offset_commit_call(
+                    client_key(conn, pending), request, response, shared.topic_name
+                )
+            else:
+                call = map_exchange(key, request, response, shared.topic_name)
+                if key == OFFSET_FETCH:
+                    shared.positions.learn_offset_fetch(request, response, shared.topic_name)
         except (AttributeError, TypeError, ValueError) as exc:
             log.warning("%s: cannot map %s v%d: %r", conn.peer, api_name(key),
                         pending.api_version, exc)  # fmt: skip
@@ -120,10 +153,15 @@ def _audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) ->
             decoded = False
         if call is not None and (call.event is not None or shared.records_generic(key)):
             return conn.recording.audit(call.event, request_context(conn, pending), call.auth)
+        if decoded:
+            denied = denied_in_response(api_name(key), request, response, shared.topic_name)
     if not shared.records_generic(key):
-        return False
-    auth = generic_auth(api_name(key), pending.request, response) if decoded else ()
-    return conn.recording.audit(None, request_context(conn, pending, decoded), auth)
+        # A refusal is recorded whatever the request event settings: it is no chatter.
+        return bool(denied) and conn.recording.audit(None, request_context(conn, pending), denied)
+    auth = generic_auth(api_name(key), request, response) if decoded else ()
+    return conn.recording.audit(
+        None, request_context(conn, pending, decoded), merge_denied(auth, denied)
+    )
 
 
 def audit_sasl_answer(
@@ -207,13 +245,18 @@ def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bo
         replica = getattr(getattr(request, "replica_state", None), "replica_id", -1)
     if int(replica) >= 0:
         return False  # a follower replicating, not a client reading
+    if not isinstance(response, FetchSummary):  # v16+: decoded by kio
+        response = summarize_decoded_fetch(response)
+    shared = conn.shared
+    # Only an answer written to a client still there was delivered (and moved its
+    # consumption on); one that came after the client went is counted apart.
+    delivered = not conn.client_gone
+    if delivered:
+        _note_consumption(conn, pending, response)
     recording = conn.recording
     if not recording.records("records.consumed"):
         return False
-    if not isinstance(response, FetchSummary):  # v16+: decoded by kio
-        response = summarize_decoded_fetch(response)
     ctx = request_context(conn, pending)
-    shared = conn.shared
     for topic in response.topics:
         ident = topic.topic
         name = ident if isinstance(ident, str) else shared.topic_name(ident)
@@ -221,9 +264,32 @@ def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bo
         code = denied[0] if denied else response.error_code
         if topic.records or code:
             recording.aggregator.add(
-                "records.consumed", ctx, name, topic.records, topic.nbytes, code
+                "records.consumed",
+                ctx,
+                name,
+                topic.records,
+                topic.nbytes,
+                code,
+                delivered=delivered,
             )
     return False  # counted into the window's record, as for produce
+
+
+def _note_consumption(conn: AuditedConnection, pending: Pending, summary: FetchSummary) -> None:
+    """How far the client's consumption reached: the offsets it asked to fetch from and
+    the ends of the batches delivered to it (offsets judges its commits by them)."""
+    positions, names = conn.shared.positions, conn.shared.topic_name
+    client = client_key(conn, pending)
+    for topic in pending.request.topics:
+        ident = getattr(topic, "topic", None) or topic.topic_id
+        name = ident if isinstance(ident, str) else names(ident)
+        for p in topic.partitions:
+            positions.reached(client, name, int(p.partition), int(p.fetch_offset))
+    for fetched in summary.topics:
+        ident = fetched.topic
+        name = ident if isinstance(ident, str) else names(ident)
+        for partition, end in fetched.ends.items():
+            positions.reached(client, name, partition, end)
 
 
 def _generic(conn: AuditedConnection, pending: Pending) -> bool:

@@ -2,8 +2,9 @@
 
 Fetch responses are the gateway's biggest frames (megabytes per response) and are cut
 through to the client as they arrive. For the audit only a few fields matter: per topic,
-how many records and bytes, and the worst error code. `summarize_fetch_response` walks
-the response's pieces as they came off the socket, reading the small fields and each
+how many records and bytes, the error codes, and where each partition's batches end (how
+far the consumer got: offsets judges commits by it). `summarize_fetch_response` walks the
+response's pieces as they came off the socket, reading the small fields and each
 record batch's header, and skipping the records themselves — no join, no copy.
 
 Fetch v4–v15 (v12+ flexible, v13+ topic ids). v16+ responses may carry node endpoints the
@@ -26,6 +27,7 @@ from kaudit.gateway.framing import Chunk
 MAX_VERSION = 15
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
 _BATCH_HEAD = 61  # record batch v2 header; recordsCount at 57, batchLength at 8
 _LEGACY_HEAD = 12  # offset(8) + message size(4)
 
@@ -105,6 +107,8 @@ class TopicFetched:
     records: int = 0
     nbytes: int = 0
     error_codes: list[int] = field(default_factory=list)
+    ends: dict[int, int] = field(default_factory=dict)
+    """Partition → the offset after the last whole record batch delivered of it."""
 
 
 @dataclass(slots=True)
@@ -115,22 +119,34 @@ class FetchSummary:
 
 def count_batches(reader: Pieces, size: int) -> int:
     """Records in `size` bytes of record batches; skips a truncated last batch."""
+    return walk_batches(reader, size)[0]
+
+
+def walk_batches(reader: Pieces, size: int) -> tuple[int, int]:
+    """(records, the offset after the last whole batch, or -1 when there is none) in
+    `size` bytes of record batches; skips a truncated last batch."""
     total = 0
+    end = -1
     while size >= _LEGACY_HEAD:
         if size < _BATCH_HEAD:
             reader.skip(size)
-            return total
+            return total, end
         head = reader.take(_BATCH_HEAD)
         length = int(_I32.unpack_from(head, 8)[0])
         whole = 12 + length
         if length <= 0 or whole > size:
             reader.skip(size - _BATCH_HEAD)  # a partial batch the client will refetch
-            return total
-        total += int(_I32.unpack_from(head, 57)[0]) if head[16] >= 2 else 1
+            return total, end
+        if head[16] >= 2:  # v2: baseOffset + lastOffsetDelta; legacy: the (last) offset
+            total += int(_I32.unpack_from(head, 57)[0])
+            end = int(_I64.unpack_from(head, 0)[0]) + int(_I32.unpack_from(head, 23)[0]) + 1
+        else:
+            total += 1
+            end = int(_I64.unpack_from(head, 0)[0]) + 1
         reader.skip(whole - _BATCH_HEAD)
         size -= whole
     reader.skip(size)
-    return total
+    return total, end
 
 
 def count_records(records: bytes | None) -> int:
@@ -164,7 +180,7 @@ def summarize_fetch_response(pieces: Sequence[Chunk], version: int) -> FetchSumm
                 topic = str(r.take(size), "utf-8", "replace")
             fetched = TopicFetched(topic)
             for _ in range(r.uvarint() - 1 if flexible else r.i32()):
-                r.skip(4)  # partition_index
+                partition = r.i32()
                 fetched.error_codes.append(r.i16())
                 r.skip(8 + 8 + (8 if version >= 5 else 0))  # hw, lso, log start
                 aborted = r.uvarint() - 1 if flexible else r.i32()
@@ -177,7 +193,10 @@ def summarize_fetch_response(pieces: Sequence[Chunk], version: int) -> FetchSumm
                 size = r.uvarint() - 1 if flexible else r.i32()
                 if size > 0:
                     fetched.nbytes += size
-                    fetched.records += count_batches(r, size)
+                    records, end = walk_batches(r, size)
+                    fetched.records += records
+                    if end >= 0:
+                        fetched.ends[partition] = end
                 if flexible:
                     r.skip_tagged_fields()
             if flexible:
@@ -198,6 +217,9 @@ def summarize_decoded_fetch(response: Any) -> FetchSummary:
             fetched.error_codes.append(int(part.error_code))
             if part.records:
                 fetched.nbytes += len(part.records)
-                fetched.records += count_records(part.records)
+                records, end = walk_batches(Pieces([part.records], 0), len(part.records))
+                fetched.records += records
+                if end >= 0:
+                    fetched.ends[int(part.partition_index)] = end
         topics.append(fetched)
     return FetchSummary(int(getattr(response, "error_code", 0)), topics)

@@ -16,20 +16,16 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from kaudit.config.model import GatewayConfig
-from kaudit.gateway.audit_apis import MAPPERS
 from kaudit.gateway.codec import (
     API_NAMES,
     CREATE_DELEGATION_TOKEN,
     DESCRIBE_DELEGATION_TOKEN,
-    FETCH,
-    PRODUCE,
-    SASL_AUTHENTICATE,
-    SASL_HANDSHAKE,
     parsable_versions,
 )
 from kaudit.gateway.framing import BufferPool
+from kaudit.gateway.offsets import ConsumptionPositions
 from kaudit.gateway.recording import Recording
-from kaudit.gateway.rewrite import REWRITTEN, Address, BrokerMap
+from kaudit.gateway.rewrite import Address, BrokerMap
 from kaudit.gateway.tls_identity import gateway_identities
 
 # Free cut-through buffers kept for reuse, across all connections: a few consumers'
@@ -76,12 +72,10 @@ class SharedState:
         self.connections: set[Connection] = set()
         self._topic_names: dict[Any, str] = {}
         self._token_owners: dict[str, str] = {}
+        self.positions = ConsumptionPositions()
         self._generic = self._generic_apis()
-        self._decoded_responses = frozenset(
-            {*REWRITTEN, *TOKEN_APIS, *MAPPERS, PRODUCE, FETCH}
-            | {SASL_HANDSHAKE, SASL_AUTHENTICATE}
-            | {key for key in API_NAMES if key in self._generic}
-        )
+        # Every answer is read: any may refuse the client a resource (audit_map).
+        self._decoded_responses = frozenset(API_NAMES)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
