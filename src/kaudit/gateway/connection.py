@@ -54,7 +54,7 @@ from kaudit.gateway.codec import (
 from kaudit.gateway.exchange import Held, Pending, error_answer
 from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
 from kaudit.gateway.fetch import summarize_fetch_response
-from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
+from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation, head_of
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
@@ -68,6 +68,7 @@ log = logging.getLogger("kaudit.gateway")
 
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_PRODUCE_HEAD_BYTES = 12  # size prefix, api key, version, correlation id
 
 
 class ClientConnection(asyncio.BufferedProtocol):
@@ -218,9 +219,10 @@ class ClientConnection(asyncio.BufferedProtocol):
             for frame in self.frames.feed(bytes(self.reading[:nbytes])):
                 self.on_request(frame)
             partial = self.frames.large_partial(STREAM_AT_LEAST)
-            if partial is not None and self._start_streaming(*partial):
-                self.frames.forget_partial()
-                self._forward(partial[0])
+            if partial is not None and self._start_streaming(partial):
+                first, size = self.frames.take_partial()
+                self.cut.start(first, size, self._upstream_idle())
+                self._forward(first)
         except ProtocolViolation as exc:
             self.close(f"client broke framing: {exc}")
         except AuditRefused as exc:  # an acks=0 produce has no response to refuse
@@ -229,10 +231,11 @@ class ClientConnection(asyncio.BufferedProtocol):
             log.exception("request handling failed")
             self.close(f"gateway error on a request: {exc!r}")
 
-    def _start_streaming(self, first: bytes, size: int) -> bool:
-        """Whether the Produce request that begins with `first` (`size` bytes in all) is
-        cut through to the broker as it arrives, to be audited once whole."""
+    def _start_streaming(self, arrived: list[bytes]) -> bool:
+        """Whether the Produce request of which `arrived` has come is cut through to the
+        broker as it arrives, to be audited once whole (the caller then starts it)."""
         up = self.upstream
+        first = head_of(arrived, _PRODUCE_HEAD_BYTES)
         if (
             self.closed
             or self.raw_sasl_left
@@ -244,7 +247,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             return False
         version = _INT16.unpack_from(first, 6)[0]
         try:
-            client_id, acks = produce_head([first], version)
+            client_id, acks = produce_head(arrived, version)
         except FrameDecodeError:
             return False  # the head is not all there (or not readable): whole-frame path
         correlation_id = _INT32.unpack_from(first, 8)[0]
@@ -255,7 +258,6 @@ class ClientConnection(asyncio.BufferedProtocol):
             self.pending.append(pending)
         self.streaming = pending
         self.streaming_acks = acks
-        self.cut.start(first, size, self._upstream_idle())
         return True
 
     def _stream_request(self, nbytes: int) -> None:

@@ -84,19 +84,36 @@ class Frames:
             )
         return size
 
-    def large_partial(self, at_least: int) -> tuple[bytes, int] | None:
-        """(what has arrived of the frame being collected, its whole size) when at least
-        `at_least` more bytes of it are still to come; the frame stays here until
-        `forget_partial` is called."""
+    def large_partial(self, at_least: int) -> list[bytes] | None:
+        """What has arrived of the frame being collected, as the chunks it came in, when
+        at least `at_least` more bytes of it are still to come. Never joined here: the
+        caller looks at the head, and takes the frame (`take_partial`) only if it cuts
+        it through, so a large frame that is not cut through is joined once, when whole,
+        not once per read."""
         if not self.need or self.need - self.have < at_least:
             return None
-        if len(self.chunks) > 1:
-            self.chunks = [b"".join(self.chunks)]
-        return self.chunks[0], self.need
+        return self.chunks
 
-    def forget_partial(self) -> None:
-        """Drop the frame being collected: it is cut through instead."""
+    def take_partial(self) -> tuple[bytes, int]:
+        """(what has arrived of the frame being collected, joined, its whole size),
+        forgotten here: it is cut through instead."""
+        first = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        size = self.need
         self.chunks, self.have, self.need = [], 0, 0
+        return first, size
+
+
+def head_of(chunks: list[bytes], size: int) -> bytes:
+    """At least the first `size` bytes of a frame given as chunks (fewer if fewer have
+    arrived), joining only the chunks that hold them."""
+    if chunks and len(chunks[0]) >= size:
+        return chunks[0]
+    out = bytearray()
+    for chunk in chunks:
+        out += chunk
+        if len(out) >= size:
+            break
+    return bytes(out)
 
 
 class BufferPool:

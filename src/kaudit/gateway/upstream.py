@@ -74,11 +74,13 @@ class UpstreamSide(asyncio.BufferedProtocol):
                 return
             for frame in self.frames.feed(bytes(self.reading[:nbytes])):
                 conn.on_response(frame)
-            partial = self.frames.large_partial(STREAM_AT_LEAST)
             # The first piece must hold the correlation id (checked in on_response).
-            if partial is not None and len(partial[0]) >= 8 and conn.can_stream_next():
-                first, size = partial
-                self.frames.forget_partial()
+            if (
+                self.frames.large_partial(STREAM_AT_LEAST) is not None
+                and self.frames.buffered >= 8
+                and conn.can_stream_next()
+            ):
+                first, size = self.frames.take_partial()
                 self.cut.start(first, size, conn.write_idle())
                 conn.send(first)
         except ProtocolViolation as exc:
