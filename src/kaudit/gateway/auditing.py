@@ -157,9 +157,9 @@ def audit_produce(conn: AuditedConnection, pending: Pending, response: Any) -> b
         recording.aggregator.add(
             "records.produced", ctx, name, topic.records, topic.nbytes, codes.get(ident, 0)
         )
-    # Counted into the window's record: nothing is written per request, so nothing to
-    # wait for (under fail_closed, `records` refused it if the log were failing).
-    return False
+    # Counted into the window's record: nothing is written per request; under
+    # fail_closed the response waits for the count to be journaled.
+    return recording.counts_wait
 
 
 def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bool:
@@ -187,7 +187,7 @@ def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bo
             recording.aggregator.add(
                 "records.consumed", ctx, name, topic.records, topic.nbytes, code
             )
-    return False  # counted into the window's record, as for produce
+    return recording.counts_wait  # counted into the window's record, as for produce
 
 
 def _generic(conn: AuditedConnection, pending: Pending) -> bool:

@@ -52,6 +52,7 @@ from kaudit.gateway.codec import (
     peek_client_id,
 )
 from kaudit.gateway.exchange import Held, Pending, error_answer
+from kaudit.gateway.failclosed import refuse_while_unavailable
 from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
 from kaudit.gateway.fetch import summarize_fetch_response
 from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation, head_of
@@ -69,6 +70,8 @@ log = logging.getLogger("kaudit.gateway")
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
 _PRODUCE_HEAD_BYTES = 12  # size prefix, api key, version, correlation id
+_BEFORE_LOGIN = frozenset({API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE})
+"""What a broker answers before a client on a SASL listener has logged in."""
 
 
 class ClientConnection(asyncio.BufferedProtocol):
@@ -80,7 +83,12 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.node_id = node_id  # None: the bootstrap port
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamSide | None = None
-        self.frames = Frames(shared.max_frame_bytes)
+        # Until the connection has logged in (or the broker has shown it needs no login),
+        # frames are bounded as a broker bounds them before authentication.
+        self.frames = Frames(
+            shared.max_frame_bytes_before_auth, "gateway.max_frame_bytes_before_auth"
+        )
+        self.admitted = False
         self.reading = shared.read_buffer
         self.pending: deque[Pending] = deque()
         self.held: deque[Held] = deque()
@@ -110,12 +118,21 @@ class ClientConnection(asyncio.BufferedProtocol):
         if isinstance(peer, tuple):
             self.peer_host = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
+        refused = self.shared.admit_connection(self.peer_host)
+        if refused is not None:
+            self.shared.metrics.connections_refused += 1
+            log.warning("refusing a connection from %s: %s", self.peer, refused)
+            self.closed = True
+            self.transport.abort()
+            return
+        self.admitted = True
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.security_protocol = "SSL"
             self.cert_principal = certificate_principal(ssl_object)
             if self.cert_principal:
                 self.sasl.principal = self.cert_principal
+                self._trust_frames()
         self.shared.connections.add(self)
         self.shared.spawn(self._connect_upstream())
 
@@ -173,6 +190,9 @@ class ClientConnection(asyncio.BufferedProtocol):
         if not quiet:
             log.warning("closing connection from %s: %s", self.peer, reason)
         self.shared.connections.discard(self)
+        if self.admitted:
+            self.admitted = False
+            self.shared.connection_gone(self.peer_host)
         if self.transport is not None:
             self.transport.close()
         if self.upstream is not None and self.upstream.transport is not None:
@@ -180,6 +200,11 @@ class ClientConnection(asyncio.BufferedProtocol):
         # Requests the broker never answered are recorded as failed, not forgotten.
         pending, self.pending = self.pending, deque()
         audit_unanswered(self, [p for p in pending if not p.refused], reason)
+
+    def _trust_frames(self) -> None:
+        """Frames up to gateway.max_frame_bytes from now on: the client has logged in."""
+        self.frames.max_bytes = self.shared.max_frame_bytes
+        self.frames.limit_name = "gateway.max_frame_bytes"
 
     def upstream_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -243,6 +268,8 @@ class ClientConnection(asyncio.BufferedProtocol):
             or up.transport is None
             or len(first) < 8
             or _INT16.unpack_from(first, 4)[0] != PRODUCE
+            # While fail_closed refuses produce, it is read whole and refused unsent.
+            or (self.shared.fail_closed and self.recording.unavailable() is not None)
         ):
             return False
         version = _INT16.unpack_from(first, 6)[0]
@@ -343,6 +370,10 @@ class ClientConnection(asyncio.BufferedProtocol):
         pending = Pending(
             key, version, correlation_id, client_id, request, time.perf_counter(), decoded
         )
+        if shared.fail_closed and refuse_while_unavailable(
+            self, frame, pending, request, expect_response
+        ):
+            return
         if expect_response:
             self.pending.append(pending)
         else:
@@ -382,6 +413,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         first starting with the header); `sent` when it was cut through already. Refused
         requests right behind it are answered next."""
         self._on_response(frame, sent, pieces)
+        if self.sasl.logins and self.frames.max_bytes != self.shared.max_frame_bytes:
+            self._trust_frames()
         answer_refused(self)
 
     def _on_response(self, frame: bytes, sent: bool, pieces: list[Chunk] | None) -> None:
@@ -400,6 +433,11 @@ class ClientConnection(asyncio.BufferedProtocol):
         key = pending.api_key
         header = response = None
         out = frame
+        if self.frames.max_bytes != shared.max_frame_bytes and (
+            key not in _BEFORE_LOGIN or self.sasl.logins
+        ):
+            # Logged in, or the broker answered a request that needs a login first.
+            self._trust_frames()
         if key == FETCH and pending.decoded and pending.api_version <= FETCH_SUMMARY_MAX:
             # Fetch responses are summarised in place, records skipped, never re-encoded.
             try:

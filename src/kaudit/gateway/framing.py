@@ -37,10 +37,11 @@ class Frames:
     complete, so a 1 MiB frame is copied once, not once per read.
     """
 
-    __slots__ = ("chunks", "have", "max_bytes", "need")
+    __slots__ = ("chunks", "have", "limit_name", "max_bytes", "need")
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, limit_name: str = "gateway.max_frame_bytes") -> None:
         self.max_bytes = max_bytes
+        self.limit_name = limit_name  # the setting that bounds frames now, for the error
         self.chunks: list[bytes] = []
         self.have = 0
         self.need = 0  # bytes of the frame being collected (prefix included); 0: unknown
@@ -80,7 +81,7 @@ class Frames:
         size: int = _INT32.unpack_from(data, pos)[0]
         if size < 0 or size > self.max_bytes:
             raise ProtocolViolation(
-                f"frame of {size} bytes; accepted: 0..{self.max_bytes} (gateway.max_frame_bytes)"
+                f"frame of {size} bytes; accepted: 0..{self.max_bytes} ({self.limit_name})"
             )
         return size
 

@@ -64,6 +64,10 @@ class SharedState:
         self.brokers = brokers
         self.upstream_ssl = upstream_ssl
         self.max_frame_bytes = config.max_frame_bytes
+        self.max_frame_bytes_before_auth = min(
+            config.max_frame_bytes_before_auth, config.max_frame_bytes
+        )
+        self._per_address: dict[str | None, int] = {}
         self.buffers = BufferPool(_POOLED_BUFFER_BYTES)
         # Where every connection's ordinary reads land. One buffer serves them all: each
         # read is copied out (into the bytes the framing keeps) before the event loop
@@ -95,6 +99,28 @@ class SharedState:
     def records_generic(self, key: int) -> bool:
         """Whether a request of this API is recorded as `kafka.request` (no own type)."""
         return key in self._generic or (key not in API_NAMES and self.config.request_events.enabled)
+
+    def admit_connection(self, address: str | None) -> str | None:
+        """Count a new client connection from `address` in; why it is refused instead
+        (gateway.max_connections, gateway.max_connections_per_address), or None."""
+        config = self.config
+        if len(self.connections) >= config.max_connections:
+            return f"{len(self.connections)} connections open (gateway.max_connections)"
+        open_here = self._per_address.get(address, 0)
+        if open_here >= config.max_connections_per_address:
+            return (
+                f"{open_here} connections open from {address} (gateway.max_connections_per_address)"
+            )
+        self._per_address[address] = open_here + 1
+        return None
+
+    def connection_gone(self, address: str | None) -> None:
+        """Count an admitted connection out again."""
+        left = self._per_address.get(address, 0) - 1
+        if left > 0:
+            self._per_address[address] = left
+        else:
+            self._per_address.pop(address, None)
 
     def decodes_request(self, key: int) -> bool:
         return parsable_versions(key) is not None
