@@ -56,6 +56,7 @@ from kaudit.gateway.failclosed import refuse_while_unavailable
 from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
 from kaudit.gateway.fetch import summarize_fetch_response
 from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation, head_of
+from kaudit.gateway.metadata import patch_metadata
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
@@ -445,6 +446,14 @@ class ClientConnection(asyncio.BufferedProtocol):
             except FrameDecodeError as exc:
                 log.debug("%s: fetch response not summarised: %s", self.peer, exc)
                 pending.decoded = False
+        elif key == METADATA and pending.decoded and not shared.records_generic(key):
+            # Only the brokers change: patched in place, the partitions never read.
+            try:
+                out = patch_metadata(frame, pending.api_version, shared.brokers)
+            except FrameDecodeError as exc:
+                self.close(f"cannot rewrite the broker addresses of a response: {exc}")
+                return
+            shared.topic_names.keep(frame, pending.api_version)
         elif pending.decoded and shared.decodes_response(key):
             try:
                 header, response = decode_response(

@@ -28,6 +28,7 @@ from kaudit.gateway.codec import (
     parsable_versions,
 )
 from kaudit.gateway.framing import BufferPool
+from kaudit.gateway.metadata import TopicNames
 from kaudit.gateway.recording import Recording
 from kaudit.gateway.rewrite import REWRITTEN, Address, BrokerMap
 
@@ -75,7 +76,7 @@ class SharedState:
         self.read_buffer = memoryview(bytearray(_READ_BYTES))
         self.drain_timeout = 30.0
         self.connections: set[Connection] = set()
-        self._topic_names: dict[Any, str] = {}
+        self.topic_names = TopicNames()
         self._token_owners: dict[str, str] = {}
         self._generic = self._generic_apis()
         self._decoded_responses = frozenset(
@@ -147,7 +148,7 @@ class SharedState:
         for topic in metadata.topics:
             topic_id = getattr(topic, "topic_id", None)
             if topic_id is not None and topic.name:
-                self._topic_names[topic_id] = str(topic.name)
+                self.topic_names.learn(topic_id, str(topic.name))
 
     def learn_token_owners(self, key: int, response: Any) -> None:
         """Token id -> owner, from CreateDelegationToken and DescribeDelegationToken
@@ -163,7 +164,7 @@ class SharedState:
         return self._token_owners.get(token_id) if token_id else None
 
     def topic_name(self, topic_id: Any) -> str:
-        name = self._topic_names.get(topic_id)
+        name = self.topic_names.get(topic_id)
         return name if name is not None else str(topic_id)
 
     # -- the event loop and the gateway's tasks ---------------------------------------------
