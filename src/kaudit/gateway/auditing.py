@@ -32,6 +32,7 @@ from kaudit.gateway.audit_map import (
 from kaudit.gateway.codec import FETCH, PRODUCE, SASL_AUTHENTICATE, SASL_HANDSHAKE, api_name
 from kaudit.gateway.exchange import Pending
 from kaudit.gateway.fetch import FetchSummary, summarize_decoded_fetch
+from kaudit.gateway.produce import ProduceResult
 from kaudit.gateway.recording import Recording
 from kaudit.gateway.sasl import SaslObserver
 from kaudit.gateway.shared import SharedState
@@ -140,7 +141,9 @@ def audit_produce(conn: AuditedConnection, pending: Pending, response: Any) -> b
     if request is None:
         return conn.shared.records_generic(PRODUCE) and _generic(conn, pending)
     codes: dict[Any, int] = {}
-    if response is not None:
+    if isinstance(response, ProduceResult):
+        codes = response.codes
+    elif response is not None:
         for topic in response.responses:
             ident = topic.name if hasattr(topic, "name") else topic.topic_id
             codes[ident] = next(

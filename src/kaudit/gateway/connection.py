@@ -59,7 +59,12 @@ from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation,
 from kaudit.gateway.metadata import patch_metadata
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
-from kaudit.gateway.produce import produce_head, summarize_produce_request
+from kaudit.gateway.produce import (
+    ProduceResult,
+    produce_head,
+    summarize_produce_request,
+    summarize_produce_response,
+)
 from kaudit.gateway.refusal import answer_refused, refuse
 from kaudit.gateway.rewrite import ADDRESSES
 from kaudit.gateway.sasl import SaslObserver, certificate_principal
@@ -432,7 +437,8 @@ class ClientConnection(asyncio.BufferedProtocol):
             )
         shared = self.shared
         key = pending.api_key
-        header = response = None
+        header: Any = None
+        response: Any = None
         out = frame
         if self.frames.max_bytes != shared.max_frame_bytes and (
             key not in _BEFORE_LOGIN or self.sasl.logins
@@ -446,6 +452,12 @@ class ClientConnection(asyncio.BufferedProtocol):
             except FrameDecodeError as exc:
                 log.debug("%s: fetch response not summarised: %s", self.peer, exc)
                 pending.decoded = False
+        elif (
+            key == PRODUCE
+            and pending.decoded
+            and (response := self._produce_result(frame, pending.api_version))
+        ):
+            pass  # read in place: error codes only, nothing to rewrite
         elif key == METADATA and pending.decoded and not shared.records_generic(key):
             # Only the brokers change: patched in place, the partitions never read.
             try:
@@ -499,6 +511,17 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self.recording.when_durable(self, held)
             return
         self.send(out)
+
+    def _produce_result(self, frame: bytes, version: int) -> ProduceResult | None:
+        """A Produce response's error codes read in place; None when it must be decoded
+        (it names new leaders, or is not one the fast reader knows)."""
+        if self.shared.records_generic(PRODUCE) or not PRODUCE_MIN <= version <= PRODUCE_MAX:
+            return None
+        try:
+            return summarize_produce_response(frame, version)
+        except FrameDecodeError as exc:
+            log.debug("%s: produce response not read in place: %s", self.peer, exc)
+            return None
 
     def send(self, frame: Chunk) -> None:
         if self.transport is not None and not self.transport.is_closing():
