@@ -39,6 +39,8 @@ from kaudit.gateway.shared import SharedState
 
 log = logging.getLogger("kaudit.gateway")
 
+_CONTEXTS_KEPT = 64  # per connection: client ids x API versions a client cycles through
+
 
 class AuditedConnection(Protocol):
     """What the audit reads of a client connection."""
@@ -50,6 +52,8 @@ class AuditedConnection(Protocol):
     peer_host: str | None
     software: tuple[str | None, str | None]
     security_protocol: str
+    contexts: dict[tuple[Any, ...], RequestContext]
+    """Produce/fetch count contexts already made (see records_context)."""
 
 
 def request_context(
@@ -74,6 +78,21 @@ def request_context(
         source="gateway",
         decoded=decoded,
     )
+
+
+def records_context(conn: AuditedConnection, pending: Pending) -> RequestContext:
+    """The context of a produce or fetch count: what its window's key and record read
+    (no correlation id or duration: a window's record has neither), made once per
+    connection, API version and client id rather than on every request."""
+    key = (pending.api_key, pending.api_version, pending.client_id, conn.sasl.principal,
+           conn.software)  # fmt: skip
+    ctx = conn.contexts.get(key)
+    if ctx is None:
+        ctx = replace(request_context(conn, pending), correlation_id=None, duration_ms=None)
+        if len(conn.contexts) >= _CONTEXTS_KEPT:
+            conn.contexts.clear()
+        conn.contexts[key] = ctx
+    return ctx
 
 
 def audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) -> bool:
@@ -153,7 +172,7 @@ def audit_produce(conn: AuditedConnection, pending: Pending, response: Any) -> b
     shared, recording = conn.shared, conn.recording
     if not recording.records("records.produced"):
         return False
-    ctx = request_context(conn, pending)
+    ctx = records_context(conn, pending)
     for topic in request.topics:
         ident = topic.topic
         name = ident if isinstance(ident, str) else shared.topic_name(ident)
@@ -179,7 +198,7 @@ def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bo
         return False
     if not isinstance(response, FetchSummary):  # v16+: decoded by kio
         response = summarize_decoded_fetch(response)
-    ctx = request_context(conn, pending)
+    ctx = records_context(conn, pending)
     shared = conn.shared
     for topic in response.topics:
         ident = topic.topic

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from typing import Any, cast
 
+from kaudit.auditor import RequestContext
 from kaudit.errors import AuditRefused
 from kaudit.gateway import rewrite
 from kaudit.gateway.auditing import (
@@ -103,6 +104,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.peer_host: str | None = None
         self.peer: str = "?"
         self.software: tuple[str | None, str | None] = (None, None)
+        self.contexts: dict[tuple[Any, ...], RequestContext] = {}
         self.security_protocol = "PLAINTEXT"
         self.cert_principal: str | None = None
         self.raw_sasl_left = 0
@@ -515,7 +517,7 @@ class ClientConnection(asyncio.BufferedProtocol):
     def _produce_result(self, frame: bytes, version: int) -> ProduceResult | None:
         """A Produce response's error codes read in place; None when it must be decoded
         (it names new leaders, or is not one the fast reader knows)."""
-        if self.shared.records_generic(PRODUCE) or not PRODUCE_MIN <= version <= PRODUCE_MAX:
+        if not PRODUCE_MIN <= version <= PRODUCE_MAX:
             return None
         try:
             return summarize_produce_response(frame, version)
