@@ -196,3 +196,27 @@ def test_a_kill_9_loses_no_count_of_answered_produce_and_fetch_requests(
     assert total("records.produced") == 300
     assert total("records.consumed") == 300
     assert not list((tmp_path / "data" / "gateway").glob("*.jsonl"))
+
+
+def test_large_fetch_responses_pass_through_fail_closed_whole_and_counted(
+    gateway_factory: GatewayFactory,
+    admin_config: dict[str, str],
+    admin_sasl_config: dict[str, str],
+    unique_topic: str,
+) -> None:
+    # 32 MiB in one partition, fetched in responses of up to 32 MiB: cut through as they
+    # arrive, each one's last byte held until its counts are journaled.
+    create_topic(admin_config, unique_topic)
+    values = [bytes([i % 251]) * 32 * 1024 for i in range(1024)]
+    producer = Producer({**admin_config, "linger.ms": 20, "batch.size": 1_000_000})
+    for value in values:
+        producer.produce(unique_topic, value)
+    assert producer.flush(120) == 0
+    gw = gateway_factory(audit={"failure_policy": "fail_closed"})
+    client = gw.client(
+        {**admin_sasl_config, "fetch.max.bytes": 33554432, "max.partition.fetch.bytes": 33554432}
+    )
+    consumed = read_messages(client, unique_topic)
+    assert [m.value() for m in consumed] == values
+    counted = [e for e in gw.events("records.consumed") if e["resource"]["id"] == unique_topic]
+    assert sum(e["details"]["count"] for e in counted) == len(values)

@@ -403,29 +403,35 @@ class ClientConnection(asyncio.BufferedProtocol):
     def can_stream_next(self) -> bool:
         """Whether the next response may be cut through: a fetch response (the big ones;
         the gateway never rewrites them, see rewrite.PARSE_CAPS) with nothing held before
-        it, under fail_open (fail_closed holds every response until audited)."""
+        it (under fail_closed its last byte is then held until its counts are durable)."""
         head = self.pending[0] if self.pending else None
         return (
             head is not None
             and head.api_key == FETCH
             and head.api_version <= FETCH_SUMMARY_MAX
             and not self.held
-            and not self.shared.fail_closed
             and not self.client_gone
         )
 
     def on_response(
-        self, frame: bytes, sent: bool = False, pieces: list[Chunk] | None = None
+        self,
+        frame: bytes,
+        sent: bool = False,
+        pieces: list[Chunk] | None = None,
+        tail: bytes | None = None,
     ) -> None:
         """A whole response from the broker (`frame`, or the `pieces` it arrived in, the
-        first starting with the header); `sent` when it was cut through already. Refused
+        first starting with the header); `sent` when it was cut through already, but for
+        `tail`, its last bytes, held until its audit is durable (fail_closed). Refused
         requests right behind it are answered next."""
-        self._on_response(frame, sent, pieces)
+        self._on_response(frame, sent, pieces, tail)
         if self.sasl.logins and self.frames.max_bytes != self.shared.max_frame_bytes:
             self._trust_frames()
         answer_refused(self)
 
-    def _on_response(self, frame: bytes, sent: bool, pieces: list[Chunk] | None) -> None:
+    def _on_response(
+        self, frame: bytes, sent: bool, pieces: list[Chunk] | None, tail: bytes | None
+    ) -> None:
         if not self.pending:
             raise ProtocolViolation("response with no request outstanding")
         pending = self.pending.popleft()
@@ -502,6 +508,13 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self.close("client went away; in-flight requests audited", quiet=True)
             return
         if sent:
+            if tail is not None:  # nothing was held before it (can_stream_next)
+                held = Held(tail, pending)
+                self.held.append(held)
+                if refused is not None:
+                    self.durable(held, refused)
+                else:
+                    self.recording.when_durable(self, held)
             return
         if shared.fail_closed and (audited or self.held):
             held = Held(out, pending, response=response, header=header)
