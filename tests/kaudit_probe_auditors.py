@@ -58,3 +58,21 @@ class NeedsArguments:
     ) -> None: ...
 
     def close(self) -> None: ...
+
+
+class FailingAuditor:
+    """An auditor plugin with a bug: every audit call raises."""
+
+    calls = 0
+
+    def configure(self, configs: Mapping[str, Any]) -> None: ...
+
+    def start(self) -> None: ...
+
+    def audit(
+        self, event: RequestEvent | None, ctx: RequestContext, auth: Sequence[AuthInfo]
+    ) -> None:
+        FailingAuditor.calls += 1
+        raise RuntimeError("a bug in a third-party auditor")
+
+    def close(self) -> None: ...

@@ -6,6 +6,7 @@ through the session opened most recently in this process.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,8 @@ from kaudit.integrity.sealer import build_sealer
 from kaudit.log.segments import SegmentLog
 from kaudit.plugins import load_auditor
 from kaudit.recorder.core import LogSink, Recorder, RecorderSettings
+
+_log = logging.getLogger("kaudit.session")
 
 
 class _DisabledSink:
@@ -90,6 +93,7 @@ class AuditSession:
                 recovery.torn_lines, recovery.bytes_cut, str(config.log_dir)
             )
         self.auditors: list[Auditor] = []
+        self.auditor_failures = 0
         try:
             for spec in config.auditor_specs:
                 self.auditors.append(load_auditor(spec.name, spec.config, self.recorder))
@@ -139,9 +143,25 @@ class AuditSession:
     def audit(
         self, event: RequestEvent | None, ctx: RequestContext, auth: Sequence[AuthInfo]
     ) -> None:
-        """One KIP-567 audit call, handed to every configured auditor."""
+        """One KIP-567 audit call, handed to every configured auditor. An auditor that
+        fails is logged and counted (`auditor_failures`) and the others still get the
+        call; the recorder's AuditUnavailableError (the failure policy's) is raised once
+        they all have."""
+        unavailable: AuditUnavailableError | None = None
         for auditor in self.auditors:
-            auditor.audit(event, ctx, auth)
+            try:
+                auditor.audit(event, ctx, auth)
+            except AuditUnavailableError as exc:
+                unavailable = exc
+            except Exception:
+                self.auditor_failures += 1
+                if self.auditor_failures & (self.auditor_failures - 1) == 0:  # 1, 2, 4, 8...
+                    _log.exception(
+                        "auditor %s failed on a %s call (%d failures so far)",
+                        type(auditor).__name__, ctx.api_name, self.auditor_failures,
+                    )  # fmt: skip
+        if unavailable is not None:
+            raise unavailable
 
     def flush(self, timeout: float | None = None) -> None:
         self.recorder.flush(timeout)

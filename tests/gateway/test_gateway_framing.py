@@ -3,13 +3,15 @@ buffer is reused only when nothing written from it is still queued."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kaudit_gateway_frames import frame
 
 from kaudit.gateway import framing
-from kaudit.gateway.framing import BufferPool, CutThrough, Frames
+from kaudit.gateway.framing import BufferPool, CutThrough, Frames, head_of
 
 AT_LEAST = 64
 
@@ -43,9 +45,8 @@ def relay(stream: bytes, reads: list[int], sink_idle: bool) -> tuple[bytes, list
             sent.append(f)
             whole.append(f)
         partial = frames.large_partial(AT_LEAST)
-        if partial is not None and len(partial[0]) >= 8:
-            first, size = partial
-            frames.forget_partial()
+        if partial is not None and frames.buffered >= 8:
+            first, size = frames.take_partial()
             cut.start(first, size, sink_idle)
             sent.append(first)
             cuts += 1
@@ -123,3 +124,23 @@ def test_memory_is_taken_as_a_frame_arrives_not_as_announced() -> None:
     cut.start(b"\x7f\xff\xff\xff", 2**31, sink_idle=True)  # announces 2 GiB
     assert sum(len(b) for b in cut.bufs) == framing.SEGMENT_BYTES
     assert len(cut.buffer()) == framing.SEGMENT_BYTES
+
+
+def test_a_large_frame_that_is_not_cut_through_is_joined_once_not_on_each_read() -> None:
+    # A 32 MiB fetch response under fail_closed is collected whole, while the protocol
+    # asks after every read whether it could be cut through. Joined on each read that
+    # is some 32 GiB of copying (tens of seconds); joined once, a fraction of a second.
+    payload = b"f" * (32 * 1024 * 1024)
+    stream = frame(payload)
+    frames = Frames(max_bytes=64 * 1024 * 1024)
+    read = 16 * 1024
+    started = time.perf_counter()
+    whole: list[bytes] = []
+    for pos in range(0, len(stream), read):
+        whole += frames.feed(stream[pos : pos + read])
+        arrived = frames.large_partial(AT_LEAST)
+        if arrived is not None:
+            assert head_of(arrived, 12)[:12] == stream[:12]
+    elapsed = time.perf_counter() - started
+    assert whole == [stream]
+    assert elapsed < 3.0, f"32 MiB collected in {elapsed:.1f}s"

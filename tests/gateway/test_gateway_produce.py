@@ -13,12 +13,23 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kaudit_gateway_frames import batch, split
-from kio.index import load_request_schema
-from kio.static.primitive import i16, i32, i32Timedelta
+from kio.index import load_request_schema, load_response_schema
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i16, i32, i32Timedelta, i64
 
-from kaudit.gateway.codec import FrameDecodeError, decode_request, encode_request
+from kaudit.gateway.codec import (
+    FrameDecodeError,
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+)
 from kaudit.gateway.fetch import count_records
-from kaudit.gateway.produce import produce_head, summarize_produce_request
+from kaudit.gateway.produce import (
+    produce_head,
+    summarize_produce_request,
+    summarize_produce_response,
+)
 
 
 def produce_frame(version: int, acks: int, topics: list[tuple[Any, list[bytes | None]]]) -> bytes:
@@ -91,3 +102,81 @@ def test_arbitrary_bytes_are_summarised_or_refused(data: bytes, version: int) ->
     frame = struct.pack(">ihhi", len(data) + 8, 0, version, 1) + data
     with contextlib.suppress(FrameDecodeError):
         summarize_produce_request([frame], version)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([9, 10, 12, 13]),
+    st.lists(st.tuples(st.integers(0, 50), st.integers(0, 300)), min_size=1, max_size=4),
+    st.integers(1, 200),
+)
+def test_a_request_in_one_piece_reads_as_in_many(
+    version: int, batches: list[tuple[int, int]], cut: int
+) -> None:
+    records = b"".join(batch(n, size) for n, size in batches)
+    ident: Any = uuid.uuid4() if version >= 13 else "orders"
+    frame = produce_frame(version, -1, [(ident, [records, records[:90]]), (ident, [None])])
+    whole = summarize_produce_request([frame], version)  # read in place
+    pieces = summarize_produce_request(split(frame, [cut, cut * 7]), version)
+    assert whole == pieces
+
+
+def produce_response_frame(
+    version: int, codes: list[list[int]], messages: bool, new_leader: bool = False
+) -> tuple[bytes, list[Any]]:
+    schema = load_response_schema(0, version)
+    module = importlib.import_module(schema.__module__)
+    idents: list[Any] = [uuid.uuid4() if version >= 13 else f"t{n}" for n in range(len(codes))]
+    extra: dict[str, Any] = {}
+    if version >= 8 and messages:
+        errors = (
+            module.BatchIndexAndErrorMessage(batch_index=i32(1), batch_index_error_message="bad"),
+        )
+        extra = {"record_errors": errors, "error_message": "because"}
+    elif version >= 8:
+        extra = {"record_errors": ()}
+    if version >= 10 and new_leader:
+        extra["current_leader"] = module.LeaderIdAndEpoch(leader_id=i32(2), leader_epoch=i32(4))
+    body = schema(
+        responses=tuple(
+            module.TopicProduceResponse(
+                **({"topic_id": ident} if version >= 13 else {"name": ident}),
+                partition_responses=tuple(
+                    module.PartitionProduceResponse(
+                        index=i32(n), error_code=ErrorCode(code), base_offset=i64(7), **extra
+                    )
+                    for n, code in enumerate(part_codes)
+                ),
+            )
+            for ident, part_codes in zip(idents, codes, strict=True)
+        ),
+        throttle_time=i32Timedelta.parse(timedelta(0)),
+    )
+    header = schema.__header_schema__(correlation_id=i32(3))
+    return encode_response(0, version, header, body), idents
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(3, 13),
+    st.lists(st.lists(st.sampled_from([0, 0, 6, 19, 29]), max_size=3), max_size=3),
+    st.booleans(),
+)
+def test_produce_responses_are_read_in_place_as_kio_reads_them(
+    version: int, codes: list[list[int]], messages: bool
+) -> None:
+    frame, idents = produce_response_frame(version, codes, messages)
+    result = summarize_produce_response(frame, version)
+    assert result is not None
+    expected = {
+        ident: next((c for c in part_codes if c), 0)
+        for ident, part_codes in zip(idents, codes, strict=True)
+    }
+    assert result.codes == expected
+    _, decoded = decode_response(0, version, memoryview(frame)[4:])  # type: ignore[arg-type]
+    assert len(decoded.responses) == len(result.codes)
+
+
+def test_a_produce_response_naming_a_new_leader_is_left_to_kio() -> None:
+    frame, _ = produce_response_frame(12, [[6]], messages=False, new_leader=True)
+    assert summarize_produce_response(frame, 12) is None

@@ -81,6 +81,7 @@ def gateway_factory(kafka: KafkaInfo, tmp_path: Path) -> Iterator[GatewayFactory
         gateway: dict[str, Any] | None = None,
         audit: dict[str, Any] | None = None,
         upstream: str | None = None,
+        auditors: list[Any] | None = None,
     ) -> RunningGateway:
         port = free_port_block(4)
         data_dir = tmp_path / f"gw-{len(started)}"
@@ -94,6 +95,8 @@ def gateway_factory(kafka: KafkaInfo, tmp_path: Path) -> Iterator[GatewayFactory
                 **(gateway or {}),
             },
         }
+        if auditors is not None:
+            document["auditors"] = auditors
         config = load_config_text(yaml.safe_dump(document), source="test", env={})
         session = AuditSession(config, source="gateway")
         thread = GatewayThread(build_gateway(config, session)).start()

@@ -6,12 +6,11 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 from gateway_fixtures import GatewayFactory, RunningGateway, one
 from kio.schema.create_topics.v5.request import CreatableTopic, CreateTopicsRequest
@@ -19,9 +18,7 @@ from kio.schema.request_header.v2.header import RequestHeader
 from kio.static.primitive import i16, i32, i32Timedelta
 
 from kaudit.dev.kafka import KafkaInfo
-from kaudit.errors import AuditUnavailableError
 from kaudit.gateway.codec import encode_request
-from support.kafka import create_topic, grant, security
 
 pytestmark = pytest.mark.kafka
 
@@ -42,54 +39,6 @@ def test_fail_closed_answers_after_the_record_is_durable(
     # Read the segment files as they are, without flushing: the record is already there.
     assert unique_topic.encode() in gw.log_bytes()
     one(gw.events("topic.created"), resource__id=unique_topic)
-
-
-def test_fail_closed_refuses_with_the_apis_own_error_when_the_log_cannot_write(
-    gateway_factory: GatewayFactory,
-    kafka: KafkaInfo,
-    admin_sasl_config: dict[str, str],
-    kafka_tool: Callable[..., Any],
-    unique_topic: str,
-) -> None:
-    audit_topic = f"{unique_topic}-audit"
-    create_topic(kafka.client_config(), audit_topic)
-    # bob may see the audit topic but not write it: every write of the log fails.
-    grant(kafka_tool, "User:bob", "--operation", "Describe", "--topic", audit_topic)
-    gw = gateway_factory(
-        audit={
-            "failure_policy": "fail_closed",
-            "block_timeout_ms": 3000,
-            # Logins are not recorded here, so clients can connect and reach CreateTopics.
-            "exclude_events": ["auth.*"],
-            "log": {
-                "type": "kafka",
-                "bootstrap_servers": kafka.sasl_bootstrap_servers,
-                "topic": audit_topic,
-                "create_topic": False,
-                "write_timeout_ms": 2000,
-                "security": security(kafka.client_config("bob")),
-            },
-        }
-    )
-    first = create(gw, admin_sasl_config, unique_topic)
-    assert isinstance(first, KafkaException)
-    assert "audit log" in str(first)
-    # Once the log is known to be failing, the next request is refused at once.
-    started = time.monotonic()
-    second = create(gw, admin_sasl_config, unique_topic + "-2")
-    assert isinstance(second, KafkaException) and "audit log" in str(second)
-    assert time.monotonic() - started < 10
-    assert gw.gateway.metrics.refused >= 2
-    # Produce is refused too while the log fails (its record would be the window's).
-    create_topic(kafka.client_config(), unique_topic + "-data")
-    producer = Producer(gw.client({**admin_sasl_config, "message.timeout.ms": "5000"}))
-    outcomes: list[Any] = []
-    producer.produce(unique_topic + "-data", b"x", on_delivery=lambda e, m: outcomes.append(e))
-    producer.flush(15)
-    assert len(outcomes) == 1 and outcomes[0] is not None
-    # The record that could not be written is reported at close, not silently lost.
-    with pytest.raises(AuditUnavailableError, match="could not be written"):
-        gw.close()
 
 
 def raw_connection(gw: RunningGateway) -> socket.socket:

@@ -106,8 +106,18 @@ class GatewayConfig(ConfigModel):
     """Broker node N is served on broker_ports_start + N (default: listen port + 1)."""
     max_frame_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     """Larger frames close the connection (Kafka's socket.request.max.bytes default)."""
+    max_frame_bytes_before_auth: int = Field(default=512 * 1024, gt=0)
+    """Larger frames close a connection that has not logged in yet (brokers allow 512
+    KiB before SASL authentication: `sasl.server.max.receive.size`)."""
+    max_connections: int = Field(default=10_000, gt=0)
+    """Client connections open at once; more are closed as they arrive."""
+    max_connections_per_address: int = Field(default=1_000, gt=0)
+    """Client connections open at once from one source address."""
     records_window_seconds: float = Field(default=60.0, gt=0)
     """records.produced / records.consumed are aggregated over this window."""
+    max_window_keys: int = Field(default=10_000, gt=0)
+    """Distinct (client, topic, result) counts per window; what comes under further keys
+    is counted into one overflow record (topic `*`), never dropped."""
     request_events: RequestEvents = RequestEvents()
     tls: ClientTls | None = None
     upstream_tls: UpstreamTls | None = None

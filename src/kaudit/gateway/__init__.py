@@ -46,6 +46,7 @@ def build_gateway(config: Config, session: AuditSession) -> Gateway:
         when_durable=session.recorder.when_durable,
         unavailable=lambda: session.recorder.unavailable_reason,
         durable_timeout=config.audit.block_timeout_ms / 1000,
+        journal_dir=config.data_path / "gateway",
     )
 
 

@@ -46,6 +46,7 @@ from kaudit.gateway.codec import (
 from kaudit.gateway.exchange import Pending
 from kaudit.gateway.fetch import FetchSummary, summarize_decoded_fetch
 from kaudit.gateway.offsets import ClientKey
+from kaudit.gateway.produce import ProduceResult
 from kaudit.gateway.recording import Recording
 from kaudit.gateway.sasl import SaslObserver
 from kaudit.gateway.shared import SharedState
@@ -54,6 +55,7 @@ log = logging.getLogger("kaudit.gateway")
 
 OFFSET_COMMIT = API_KEYS["OffsetCommit"]
 OFFSET_FETCH = API_KEYS["OffsetFetch"]
+_CONTEXTS_KEPT = 64  # per connection: client ids x API versions a client cycles through
 
 
 class AuditedConnection(Protocol):
@@ -68,6 +70,8 @@ class AuditedConnection(Protocol):
     security_protocol: str
     client_gone: bool
     """The client went away: answers arriving now are not delivered to it."""
+    contexts: dict[tuple[Any, ...], RequestContext]
+    """Produce/fetch count contexts already made (see records_context)."""
 
 
 def request_context(
@@ -101,6 +105,21 @@ def request_context(
 def client_key(conn: AuditedConnection, pending: Pending) -> ClientKey:
     """The consuming application a request comes from, as offsets tells them apart."""
     return (conn.sasl.principal, conn.peer_host, pending.client_id)
+
+
+def records_context(conn: AuditedConnection, pending: Pending) -> RequestContext:
+    """The context of a produce or fetch count: what its window's key and record read
+    (no correlation id or duration: a window's record has neither), made once per
+    connection, API version and client id rather than on every request."""
+    key = (pending.api_key, pending.api_version, pending.client_id, conn.sasl.principal,
+           conn.software)  # fmt: skip
+    ctx = conn.contexts.get(key)
+    if ctx is None:
+        ctx = replace(request_context(conn, pending), correlation_id=None, duration_ms=None)
+        if len(conn.contexts) >= _CONTEXTS_KEPT:
+            conn.contexts.clear()
+        conn.contexts[key] = ctx
+    return ctx
 
 
 def audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) -> bool:
@@ -214,7 +233,9 @@ def audit_produce(conn: AuditedConnection, pending: Pending, response: Any) -> b
     if request is None:
         return conn.shared.records_generic(PRODUCE) and _generic(conn, pending)
     codes: dict[Any, int] = {}
-    if response is not None:
+    if isinstance(response, ProduceResult):
+        codes = response.codes
+    elif response is not None:
         for topic in response.responses:
             ident = topic.name if hasattr(topic, "name") else topic.topic_id
             codes[ident] = next(
@@ -224,16 +245,16 @@ def audit_produce(conn: AuditedConnection, pending: Pending, response: Any) -> b
     shared, recording = conn.shared, conn.recording
     if not recording.records("records.produced"):
         return False
-    ctx = request_context(conn, pending)
+    ctx = records_context(conn, pending)
     for topic in request.topics:
         ident = topic.topic
         name = ident if isinstance(ident, str) else shared.topic_name(ident)
         recording.aggregator.add(
             "records.produced", ctx, name, topic.records, topic.nbytes, codes.get(ident, 0)
         )
-    # Counted into the window's record: nothing is written per request, so nothing to
-    # wait for (under fail_closed, `records` refused it if the log were failing).
-    return False
+    # Counted into the window's record: nothing is written per request; under
+    # fail_closed the response waits for the count to be journaled.
+    return recording.counts_wait
 
 
 def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bool:
@@ -256,7 +277,7 @@ def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bo
     recording = conn.recording
     if not recording.records("records.consumed"):
         return False
-    ctx = request_context(conn, pending)
+    ctx = records_context(conn, pending)
     for topic in response.topics:
         ident = topic.topic
         name = ident if isinstance(ident, str) else shared.topic_name(ident)
@@ -272,7 +293,7 @@ def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bo
                 code,
                 delivered=delivered,
             )
-    return False  # counted into the window's record, as for produce
+    return recording.counts_wait  # counted into the window's record, as for produce
 
 
 def _note_consumption(conn: AuditedConnection, pending: Pending, summary: FetchSummary) -> None:

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from typing import Any, cast
 
+from kaudit.auditor import RequestContext
 from kaudit.errors import AuditRefused
 from kaudit.gateway import rewrite
 from kaudit.gateway.auditing import (
@@ -52,12 +53,19 @@ from kaudit.gateway.codec import (
     peek_client_id,
 )
 from kaudit.gateway.exchange import Held, Pending, error_answer
+from kaudit.gateway.failclosed import refuse_while_unavailable
 from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
 from kaudit.gateway.fetch import summarize_fetch_response
-from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
+from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation, head_of
+from kaudit.gateway.metadata import asks_all_topics, patch_metadata
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
-from kaudit.gateway.produce import produce_head, summarize_produce_request
+from kaudit.gateway.produce import (
+    ProduceResult,
+    produce_head,
+    summarize_produce_request,
+    summarize_produce_response,
+)
 from kaudit.gateway.refusal import answer_refused, refuse, refuse_unoffered
 from kaudit.gateway.rewrite import NEVER_UNREAD
 from kaudit.gateway.sasl import SaslObserver, looks_like_request
@@ -69,6 +77,9 @@ log = logging.getLogger("kaudit.gateway")
 
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_PRODUCE_HEAD_BYTES = 12  # size prefix, api key, version, correlation id
+_BEFORE_LOGIN = frozenset({API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE})
+"""What a broker answers before a client on a SASL listener has logged in."""
 
 
 class ClientConnection(asyncio.BufferedProtocol):
@@ -80,7 +91,12 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.node_id = node_id  # None: the bootstrap port
         self.transport: asyncio.Transport | None = None
         self.upstream: UpstreamSide | None = None
-        self.frames = Frames(shared.max_frame_bytes)
+        # Until the connection has logged in (or the broker has shown it needs no login),
+        # frames are bounded as a broker bounds them before authentication.
+        self.frames = Frames(
+            shared.max_frame_bytes_before_auth, "gateway.max_frame_bytes_before_auth"
+        )
+        self.admitted = False
         self.reading = shared.read_buffer
         self.pending: deque[Pending] = deque()
         self.held: deque[Held] = deque()
@@ -89,6 +105,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.peer_host: str | None = None
         self.peer: str = "?"
         self.software: tuple[str | None, str | None] = (None, None)
+        self.contexts: dict[tuple[Any, ...], RequestContext] = {}
         self.security_protocol = "PLAINTEXT"
         self.cert_principal: str | None = None
         self.raw_sasl = False  # after a SaslHandshake v0: tokens come without headers
@@ -110,6 +127,14 @@ class ClientConnection(asyncio.BufferedProtocol):
         if isinstance(peer, tuple):
             self.peer_host = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
+        refused = self.shared.admit_connection(self.peer_host)
+        if refused is not None:
+            self.shared.metrics.connections_refused += 1
+            log.warning("refusing a connection from %s: %s", self.peer, refused)
+            self.closed = True
+            self.transport.abort()
+            return
+        self.admitted = True
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.security_protocol = "SSL"
@@ -117,6 +142,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             self.cert_principal = certificate_principal(der, self.shared.client_principals)
             if self.cert_principal:
                 self.sasl.principal = self.cert_principal
+                self._trust_frames()
             elif der:
                 log.warning("%s: no principal mapping rule matches the client certificate",
                             self.peer)  # fmt: skip
@@ -178,6 +204,9 @@ class ClientConnection(asyncio.BufferedProtocol):
         if not quiet:
             log.warning("closing connection from %s: %s", self.peer, reason)
         self.shared.connections.discard(self)
+        if self.admitted:
+            self.admitted = False
+            self.shared.connection_gone(self.peer_host)
         if self.transport is not None:
             self.transport.close()
         if self.upstream is not None and self.upstream.transport is not None:
@@ -185,6 +214,11 @@ class ClientConnection(asyncio.BufferedProtocol):
         # Requests the broker never answered are recorded as failed, not forgotten.
         pending, self.pending = self.pending, deque()
         audit_unanswered(self, [p for p in pending if not p.refused], reason)
+
+    def _trust_frames(self) -> None:
+        """Frames up to gateway.max_frame_bytes from now on: the client has logged in."""
+        self.frames.max_bytes = self.shared.max_frame_bytes
+        self.frames.limit_name = "gateway.max_frame_bytes"
 
     def upstream_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -224,9 +258,10 @@ class ClientConnection(asyncio.BufferedProtocol):
             for frame in self.frames.feed(bytes(self.reading[:nbytes])):
                 self.on_request(frame)
             partial = self.frames.large_partial(STREAM_AT_LEAST)
-            if partial is not None and self._start_streaming(*partial):
-                self.frames.forget_partial()
-                self._forward(partial[0])
+            if partial is not None and self._start_streaming(partial):
+                first, size = self.frames.take_partial()
+                self.cut.start(first, size, self._upstream_idle())
+                self._forward(first)
         except ProtocolViolation as exc:
             self.close(f"client broke framing: {exc}")
         except AuditRefused as exc:  # an acks=0 produce has no response to refuse
@@ -235,10 +270,11 @@ class ClientConnection(asyncio.BufferedProtocol):
             log.exception("request handling failed")
             self.close(f"gateway error on a request: {exc!r}")
 
-    def _start_streaming(self, first: bytes, size: int) -> bool:
-        """Whether the Produce request that begins with `first` (`size` bytes in all) is
-        cut through to the broker as it arrives, to be audited once whole."""
+    def _start_streaming(self, arrived: list[bytes]) -> bool:
+        """Whether the Produce request of which `arrived` has come is cut through to the
+        broker as it arrives, to be audited once whole (the caller then starts it)."""
         up = self.upstream
+        first = head_of(arrived, _PRODUCE_HEAD_BYTES)
         if (
             self.closed
             or self.raw_sasl
@@ -246,11 +282,13 @@ class ClientConnection(asyncio.BufferedProtocol):
             or up.transport is None
             or len(first) < 8
             or _INT16.unpack_from(first, 4)[0] != PRODUCE
+            # While fail_closed refuses produce, it is read whole and refused unsent.
+            or (self.shared.fail_closed and self.recording.unavailable() is not None)
         ):
             return False
         version = _INT16.unpack_from(first, 6)[0]
         try:
-            client_id, acks = produce_head([first], version)
+            client_id, acks = produce_head(arrived, version)
         except FrameDecodeError:
             return False  # the head is not all there (or not readable): whole-frame path
         correlation_id = _INT32.unpack_from(first, 8)[0]
@@ -261,7 +299,6 @@ class ClientConnection(asyncio.BufferedProtocol):
             self.pending.append(pending)
         self.streaming = pending
         self.streaming_acks = acks
-        self.cut.start(first, size, self._upstream_idle())
         return True
 
     def _stream_request(self, nbytes: int) -> None:
@@ -354,6 +391,10 @@ class ClientConnection(asyncio.BufferedProtocol):
             key, version, correlation_id, client_id, request, time.perf_counter(), decoded,
             unknown_tags=unknown_tags,
         )  # fmt: skip
+        if shared.fail_closed and refuse_while_unavailable(
+            self, frame, pending, request, expect_response
+        ):
+            return
         if expect_response:
             self.pending.append(pending)
         else:
@@ -374,28 +415,36 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     def can_stream_next(self) -> bool:
         """Whether the next response may be cut through: a fetch response (the big ones;
-        the gateway never rewrites them, see rewrite.offered_versions) with nothing held before
-        it, under fail_open (fail_closed holds every response until audited)."""
+        the gateway never rewrites them, see rewrite.offered_versions) with nothing held
+        before it (under fail_closed its last byte is then held until its counts are durable)."""
         head = self.pending[0] if self.pending else None
         return (
             head is not None
             and head.api_key == FETCH
             and head.api_version <= FETCH_SUMMARY_MAX
             and not self.held
-            and not self.shared.fail_closed
             and not self.client_gone
         )
 
     def on_response(
-        self, frame: bytes, sent: bool = False, pieces: list[Chunk] | None = None
+        self,
+        frame: bytes,
+        sent: bool = False,
+        pieces: list[Chunk] | None = None,
+        tail: bytes | None = None,
     ) -> None:
         """A whole response from the broker (`frame`, or the `pieces` it arrived in, the
-        first starting with the header); `sent` when it was cut through already. Refused
+        first starting with the header); `sent` when it was cut through already, but for
+        `tail`, its last bytes, held until its audit is durable (fail_closed). Refused
         requests right behind it are answered next."""
-        self._on_response(frame, sent, pieces)
+        self._on_response(frame, sent, pieces, tail)
+        if self.sasl.logins and self.frames.max_bytes != self.shared.max_frame_bytes:
+            self._trust_frames()
         answer_refused(self)
 
-    def _on_response(self, frame: bytes, sent: bool, pieces: list[Chunk] | None) -> None:
+    def _on_response(
+        self, frame: bytes, sent: bool, pieces: list[Chunk] | None, tail: bytes | None
+    ) -> None:
         if not self.pending:
             raise ProtocolViolation("response with no request outstanding")
         pending = self.pending.popleft()
@@ -409,8 +458,14 @@ class ClientConnection(asyncio.BufferedProtocol):
             )
         shared = self.shared
         key = pending.api_key
-        header = response = None
+        header: Any = None
+        response: Any = None
         out = frame
+        if self.frames.max_bytes != shared.max_frame_bytes and (
+            key not in _BEFORE_LOGIN or self.sasl.logins
+        ):
+            # Logged in, or the broker answered a request that needs a login first.
+            self._trust_frames()
         if key == FETCH and pending.decoded and pending.api_version <= FETCH_SUMMARY_MAX:
             # Fetch responses are summarised in place, records skipped, never re-encoded.
             try:
@@ -418,6 +473,28 @@ class ClientConnection(asyncio.BufferedProtocol):
             except FrameDecodeError as exc:
                 log.debug("%s: fetch response not summarised: %s", self.peer, exc)
                 pending.decoded = False
+        elif (
+            key == PRODUCE
+            and pending.decoded
+            and (response := self._produce_result(frame, pending.api_version))
+        ):
+            pass  # read in place: error codes only, nothing to rewrite
+        elif (
+            key == METADATA
+            and pending.decoded
+            and not shared.records_generic(key)
+            and asks_all_topics(pending.request, pending.api_version)
+        ):
+            # Only the brokers change: patched in place, the partitions never read. An
+            # answer for all topics holds no denial to find (the broker leaves out the
+            # topics the client may not describe); one for named topics is decoded, so a
+            # topic refused in it is recorded as access.denied.
+            try:
+                out = patch_metadata(frame, pending.api_version, shared.brokers)
+            except FrameDecodeError as exc:
+                self.close(f"cannot rewrite the broker addresses of a response: {exc}")
+                return
+            shared.topic_names.keep(frame, pending.api_version)
         elif pending.decoded and shared.decodes_response(key):
             try:
                 header, response, unknown_tags = decode_response_noting(
@@ -454,6 +531,13 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self.close("client went away; in-flight requests audited", quiet=True)
             return
         if sent:
+            if tail is not None:  # nothing was held before it (can_stream_next)
+                held = Held(tail, pending)
+                self.held.append(held)
+                if refused is not None:
+                    self.durable(held, refused)
+                else:
+                    self.recording.when_durable(self, held)
             return
         if shared.fail_closed and (audited or self.held):
             held = Held(out, pending, response=response, header=header)
@@ -465,6 +549,17 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self.recording.when_durable(self, held)
             return
         self.send(out)
+
+    def _produce_result(self, frame: bytes, version: int) -> ProduceResult | None:
+        """A Produce response's error codes read in place; None when it must be decoded
+        (it names new leaders, or is not one the fast reader knows)."""
+        if not PRODUCE_MIN <= version <= PRODUCE_MAX:
+            return None
+        try:
+            return summarize_produce_response(frame, version)
+        except FrameDecodeError as exc:
+            log.debug("%s: produce response not read in place: %s", self.peer, exc)
+            return None
 
     def send(self, frame: Chunk) -> None:
         if self.transport is not None and not self.transport.is_closing():

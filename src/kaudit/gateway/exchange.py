@@ -52,6 +52,9 @@ class Pending:
     """Close the connection once `answer` is sent (a refused login)."""
     unknown_tags: tuple[int, ...] = ()
     """Tagged fields of the request and response that the schema does not know."""
+    unrecorded: bool = False
+    """Refused with nothing recorded (fail_closed, the log down): its answer waits for
+    its turn only."""
 
 
 @dataclass(slots=True)
@@ -108,16 +111,19 @@ def _with_error(value: Any, code: int, message: str) -> Any:
 
 
 def refusal_answer(
-    key: int, version: int, correlation_id: int, code: int, message: str
+    key: int, version: int, correlation_id: int, code: int, message: str, request: Any = None
 ) -> bytes | None:
     """The response of API `key` at `version` to a request the broker never saw: every
     error code `code`, every error message `message`, and each array of results holding
     one entry (with no name) so that a response whose errors are all per resource still
-    carries one; None when kio cannot build or write it (the caller closes instead)."""
+    carries one — or, given the decoded `request`, one entry per resource it names (see
+    `_mirror`); None when kio cannot build or write it (the caller closes instead)."""
     try:
         schema = load_response_schema(key, version)
         header = schema.__header_schema__(correlation_id=i32(correlation_id))
         body = _with_error(_empty(schema), code, message)
+        if request is not None:
+            body = _mirror(body, request)
         return encode_response(key, version, header, body)
     except Exception:  # an API or version kio does not know, a type it cannot write
         log.exception("cannot build a refusal for API %d v%d", key, version)
@@ -175,3 +181,48 @@ def _empty(entity: type[Any]) -> Any:
         else:
             values[f.name] = hint(0)
     return entity(**values)
+
+
+def _mirror(template: Any, request: Any) -> Any:
+    """`template` (a response with one entry per array of results) with, in place of
+    each such entry, one per entry of the request's matching array, carrying the
+    request's names and indexes: clients match results to what they asked by name or
+    partition (a producer fails a batch whose partition is not in the answer). Arrays
+    are matched in order: the response's arrays of entries that carry errors with the
+    request's arrays of entities or names."""
+    if not is_dataclass(template) or not is_dataclass(request):
+        return template
+    response: Any = template  # a kio entity instance
+    theirs = [
+        getattr(request, f.name)
+        for f in fields(request)
+        if isinstance(getattr(request, f.name), tuple) and getattr(request, f.name)
+    ]
+    changes: dict[str, Any] = {}
+    for f in fields(template):
+        mine = getattr(template, f.name)
+        if not theirs:
+            break
+        if not (isinstance(mine, tuple) and len(mine) == 1 and is_dataclass(mine[0])):
+            continue
+        entry: Any = mine[0]
+        asked = theirs.pop(0)
+        changes[f.name] = tuple(_mirror(_named_like(entry, item), item) for item in asked)
+    return replace(response, **changes) if changes else response
+
+
+def _named_like(entry: Any, item: Any) -> Any:
+    """`entry` with the request item's plain fields of the same name and type (a name,
+    an index, a topic id); a bare name when the request lists names only."""
+    if isinstance(item, str):
+        return replace(entry, name=item) if hasattr(entry, "name") else entry
+    if not is_dataclass(item):
+        return entry
+    same: dict[str, Any] = {}
+    for f in fields(entry):
+        if f.name in ("error_code", "error_message") or not hasattr(item, f.name):
+            continue
+        value, current = getattr(item, f.name), getattr(entry, f.name)
+        if type(value) is type(current) and isinstance(value, str | int | uuid.UUID):
+            same[f.name] = value
+    return replace(entry, **same) if same else entry

@@ -37,10 +37,11 @@ class Frames:
     complete, so a 1 MiB frame is copied once, not once per read.
     """
 
-    __slots__ = ("chunks", "have", "max_bytes", "need")
+    __slots__ = ("chunks", "have", "limit_name", "max_bytes", "need")
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, limit_name: str = "gateway.max_frame_bytes") -> None:
         self.max_bytes = max_bytes
+        self.limit_name = limit_name  # the setting that bounds frames now, for the error
         self.chunks: list[bytes] = []
         self.have = 0
         self.need = 0  # bytes of the frame being collected (prefix included); 0: unknown
@@ -80,23 +81,40 @@ class Frames:
         size: int = _INT32.unpack_from(data, pos)[0]
         if size < 0 or size > self.max_bytes:
             raise ProtocolViolation(
-                f"frame of {size} bytes; accepted: 0..{self.max_bytes} (gateway.max_frame_bytes)"
+                f"frame of {size} bytes; accepted: 0..{self.max_bytes} ({self.limit_name})"
             )
         return size
 
-    def large_partial(self, at_least: int) -> tuple[bytes, int] | None:
-        """(what has arrived of the frame being collected, its whole size) when at least
-        `at_least` more bytes of it are still to come; the frame stays here until
-        `forget_partial` is called."""
+    def large_partial(self, at_least: int) -> list[bytes] | None:
+        """What has arrived of the frame being collected, as the chunks it came in, when
+        at least `at_least` more bytes of it are still to come. Never joined here: the
+        caller looks at the head, and takes the frame (`take_partial`) only if it cuts
+        it through, so a large frame that is not cut through is joined once, when whole,
+        not once per read."""
         if not self.need or self.need - self.have < at_least:
             return None
-        if len(self.chunks) > 1:
-            self.chunks = [b"".join(self.chunks)]
-        return self.chunks[0], self.need
+        return self.chunks
 
-    def forget_partial(self) -> None:
-        """Drop the frame being collected: it is cut through instead."""
+    def take_partial(self) -> tuple[bytes, int]:
+        """(what has arrived of the frame being collected, joined, its whole size),
+        forgotten here: it is cut through instead."""
+        first = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        size = self.need
         self.chunks, self.have, self.need = [], 0, 0
+        return first, size
+
+
+def head_of(chunks: list[bytes], size: int) -> bytes:
+    """At least the first `size` bytes of a frame given as chunks (fewer if fewer have
+    arrived), joining only the chunks that hold them."""
+    if chunks and len(chunks[0]) >= size:
+        return chunks[0]
+    out = bytearray()
+    for chunk in chunks:
+        out += chunk
+        if len(out) >= size:
+            break
+    return bytes(out)
 
 
 class BufferPool:

@@ -18,11 +18,13 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kaudit.config.model import ClientTls, GatewayConfig, UpstreamTls
 from kaudit.errors import GatewayError
 from kaudit.gateway.connection import ClientConnection
+from kaudit.gateway.journal import WindowJournal
 from kaudit.gateway.recording import Audit, GatewayMetrics, Recording, Unavailable, WhenDurable
 from kaudit.gateway.rewrite import BrokerMap, BrokerPortError
 from kaudit.gateway.shared import SharedState
@@ -68,9 +70,16 @@ class Gateway:
         when_durable: WhenDurable | None = None,
         unavailable: Unavailable | None = None,
         durable_timeout: float = 5.0,
+        journal_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.metrics = GatewayMetrics()
+        # fail_closed journals the produce/fetch window (one file set per listen port).
+        journal = None
+        if fail_closed:
+            if journal_dir is None:
+                raise GatewayError("fail_closed needs a directory for the window journal")
+            journal = WindowJournal(journal_dir, f"gateway-{config.listen_port}")
         self.recording = Recording(
             audit,
             self.metrics,
@@ -80,6 +89,8 @@ class Gateway:
             when_durable=when_durable,
             unavailable=unavailable,
             durable_timeout=durable_timeout,
+            journal=journal,
+            max_window_keys=config.max_window_keys,
         )
         self.client_ssl = _client_ssl(config.tls) if config.tls else None
         upstream_ssl = _upstream_ssl(config.upstream_tls) if config.upstream_tls else None
@@ -193,7 +204,7 @@ class Gateway:
         for conn in list(self.shared.connections):
             conn.close("gateway stopping", quiet=True)
         await self.shared.cancel_tasks()
-        self.flush_records()
+        self.recording.close()  # the window's records, and those kept for the log
         self._servers.clear()
         self._serving.clear()
 

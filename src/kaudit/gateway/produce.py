@@ -22,6 +22,10 @@ from kaudit.gateway.fetch import Pieces, count_batches
 from kaudit.gateway.framing import Chunk
 
 MIN_VERSION, MAX_VERSION = 3, 13
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_BATCH_HEAD = 61  # record batch v2 header; recordsCount at 57, batchLength at 8
+_LEGACY_HEAD = 12  # offset(8) + message size(4)
 
 
 @dataclass(slots=True)
@@ -62,6 +66,11 @@ def summarize_produce_request(pieces: Sequence[Chunk], version: int) -> ProduceS
 def _summarize(pieces: Sequence[Chunk], version: int, head_only: bool) -> ProduceSummary:
     if not MIN_VERSION <= version <= MAX_VERSION:
         raise FrameDecodeError(f"produce v{version} is not summarised here")
+    if len(pieces) == 1 and not head_only and version >= 9:
+        try:
+            return _summarize_flexible(pieces[0], version)
+        except (struct.error, IndexError, ValueError) as exc:
+            raise FrameDecodeError(f"malformed produce v{version} request: {exc}") from exc
     flexible = version >= 9
     r = Pieces(pieces, 12)  # size prefix, api key, version, correlation id
     try:
@@ -94,3 +103,185 @@ def _summarize(pieces: Sequence[Chunk], version: int, head_only: bool) -> Produc
     except (struct.error, IndexError, ValueError) as exc:
         raise FrameDecodeError(f"malformed produce v{version} request: {exc}") from exc
     return summary
+
+
+def _summarize_flexible(data: Chunk, version: int) -> ProduceSummary:
+    """`_summarize` of a whole flexible (v9+) request in one piece: the common case, on
+    every small produce request, so it reads the bytes directly, with the one-byte
+    varints (every length under 127) inline."""
+    end = len(data)
+    size = _I16.unpack_from(data, 12)[0]  # client id: a legacy nullable string
+    pos = 14 + max(size, 0)
+    client_id = str(data[14:pos], "utf-8", "replace") if size >= 0 else None
+    pos = _skip_tags(data, pos)  # request header v2
+    size, pos = _uvarint(data, pos)
+    transactional_id = None
+    if size:
+        transactional_id = str(data[pos : pos + size - 1], "utf-8", "replace")
+        pos += size - 1
+    acks = _I16.unpack_from(data, pos)[0]
+    summary = ProduceSummary(client_id, transactional_id, acks)
+    topics = summary.topics
+    pos += 6  # acks, timeout_ms
+    count, pos = _uvarint(data, pos)
+    for _ in range(count - 1):
+        if version >= 13:
+            topic: Any = uuid.UUID(bytes=bytes(data[pos : pos + 16]))
+            pos += 16
+        else:
+            size, pos = _uvarint(data, pos)
+            topic = str(data[pos : pos + size - 1], "utf-8", "replace") if size else ""
+            pos += max(size - 1, 0)
+        produced = TopicProduced(topic)
+        partitions, pos = _uvarint(data, pos)
+        for _ in range(partitions - 1):
+            size, pos = _uvarint(data, pos + 4)  # after the partition index
+            size -= 1
+            if size > 0:
+                if pos + size > end:
+                    raise ValueError("records run past the end of the request")
+                produced.nbytes += size
+                produced.records += _count_flat(data, pos, size)
+                pos += size
+            pos = _skip_tags(data, pos)
+        pos = _skip_tags(data, pos)
+        topics.append(produced)
+    if pos > end:
+        raise ValueError("the request ends early")
+    return summary
+
+
+def _uvarint(data: Chunk, pos: int) -> tuple[int, int]:
+    byte = data[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    result, shift = byte & 0x7F, 7
+    while True:
+        pos += 1
+        byte = data[pos]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos + 1
+        shift += 7
+        if shift > 35:
+            raise ValueError("varint too long")
+
+
+def _skip_tags(data: Chunk, pos: int) -> int:
+    if data[pos] == 0:
+        return pos + 1
+    count, pos = _uvarint(data, pos)
+    for _ in range(count):
+        _, pos = _uvarint(data, pos)
+        size, pos = _uvarint(data, pos)
+        pos += size
+    return pos
+
+
+def _count_flat(data: Chunk, pos: int, size: int) -> int:
+    """`count_batches` over `size` bytes of record batches at `pos` of one buffer."""
+    total = 0
+    while size >= _LEGACY_HEAD:
+        if size < _BATCH_HEAD:
+            return total
+        length = _I32.unpack_from(data, pos + 8)[0]
+        whole = 12 + length
+        if length <= 0 or whole > size:
+            return total  # a partial batch
+        total += _I32.unpack_from(data, pos + 57)[0] if data[pos + 16] >= 2 else 1
+        pos += whole
+        size -= whole
+    return total
+
+
+@dataclass(slots=True)
+class ProduceResult:
+    """What a Produce response says, as the audit reads it: per topic (name, or id from
+    v13), the first partition error code (0 if none)."""
+
+    codes: dict[Any, int]
+
+
+def summarize_produce_response(frame: Chunk, version: int) -> ProduceResult | None:
+    """The error codes of a whole Produce response frame (size prefix included), read in
+    place; None when it carries tagged fields (v10+ new-leader endpoints, which must be
+    rewritten: the caller decodes it instead). FrameDecodeError if malformed."""
+    if not MIN_VERSION <= version <= MAX_VERSION:
+        raise FrameDecodeError(f"produce v{version} is not summarised here")
+    flexible = version >= 9
+    data = frame
+    try:
+        pos = 8
+        if flexible:
+            if data[pos]:
+                return None
+            pos += 1
+            count, pos = _uvarint(data, pos)
+            count -= 1
+        else:
+            count = _I32.unpack_from(data, pos)[0]
+            pos += 4
+        codes: dict[Any, int] = {}
+        for _ in range(count):
+            if version >= 13:
+                topic: Any = uuid.UUID(bytes=bytes(data[pos : pos + 16]))
+                pos += 16
+            elif flexible:
+                size, pos = _uvarint(data, pos)
+                topic = str(data[pos : pos + size - 1], "utf-8", "replace") if size else ""
+                pos += max(size - 1, 0)
+            else:
+                size = _I16.unpack_from(data, pos)[0]
+                topic = str(data[pos + 2 : pos + 2 + max(size, 0)], "utf-8", "replace")
+                pos += 2 + max(size, 0)
+            if flexible:
+                partitions, pos = _uvarint(data, pos)
+                partitions -= 1
+            else:
+                partitions = _I32.unpack_from(data, pos)[0]
+                pos += 4
+            code = 0
+            for _ in range(partitions):
+                error = _I16.unpack_from(data, pos + 4)[0]  # after the partition index
+                code = code or error
+                pos += 6 + 8 + (8 if version >= 2 else 0) + (8 if version >= 5 else 0)
+                if version >= 8:
+                    pos = _skip_record_errors(data, pos, flexible)
+                    pos = _skip_string(data, pos, flexible)  # error_message
+                if flexible:
+                    if data[pos]:
+                        return None  # current_leader: a new leader to rewrite
+                    pos += 1
+            if flexible:
+                pos = _skip_tags(data, pos)
+            codes[topic] = code
+        pos += 4  # throttle_time_ms
+        if flexible and data[pos]:
+            return None  # node_endpoints
+        if pos + (1 if flexible else 0) != len(data):
+            raise ValueError("the response does not end where its fields do")
+    except (struct.error, IndexError, ValueError) as exc:
+        raise FrameDecodeError(f"malformed produce v{version} response: {exc}") from exc
+    return ProduceResult(codes)
+
+
+def _skip_string(data: Chunk, pos: int, flexible: bool) -> int:
+    if flexible:
+        size, pos = _uvarint(data, pos)
+        return pos + max(size - 1, 0)
+    legacy: int = _I16.unpack_from(data, pos)[0]
+    return pos + 2 + max(legacy, 0)
+
+
+def _skip_record_errors(data: Chunk, pos: int, flexible: bool) -> int:
+    if flexible:
+        count, pos = _uvarint(data, pos)
+        count -= 1
+    else:
+        count = _I32.unpack_from(data, pos)[0]
+        pos += 4
+    for _ in range(count):
+        pos = _skip_string(data, pos + 4, flexible)  # batch index, then its message
+        if flexible:
+            pos = _skip_tags(data, pos)
+    return pos

@@ -2,30 +2,48 @@
 failure policy, the produce/fetch windows, and the gateway's counters.
 
 Under fail_open an audit call the session cannot take is counted and logged, and the
-request goes on. Under fail_closed a call whose records the log cannot take now raises
-`AuditRefused` (the connection answers the client with an error), and a response waits
-until the session says its records are durable (`when_durable`). Everything here runs on
-the gateway's event loop except the session's durability callback.
+request goes on. Under fail_closed:
+- a change is refused before it reaches the broker while the log cannot take records
+  (failclosed); a request the broker has answered is always recorded: if the log cannot
+  take its record now, the call is kept here (`parked`) and made, in order, as soon as
+  the log can take records again;
+- a response waits until its records are durable (`when_durable`): the answer to a
+  change waits however long that takes (the broker applied it; an error would make the
+  client believe otherwise and try again), any other answer at most `durable_timeout`,
+  then the client gets its API's error instead;
+- the produce/fetch window is journaled (journal), and a produce or fetch response waits
+  until its counts are on disk, so a kill -9 loses no answered request's count.
+
+Everything here runs on the gateway's event loop except the session's durability
+callback and the journal's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from kaudit.auditor import AuthInfo, RequestContext, RequestEvent, record_types
-from kaudit.errors import AuditRefused, AuditUnavailableError
+from kaudit.errors import AuditUnavailableError
 from kaudit.gateway.aggregate import RecordsAggregator
+from kaudit.gateway.codec import CHANGES_STATE
 from kaudit.gateway.exchange import Held
+from kaudit.gateway.journal import WindowJournal
 
 log = logging.getLogger("kaudit.gateway")
 
 Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None]
 WhenDurable = Callable[[Callable[[str | None], None]], None]
 Unavailable = Callable[[], str | None]
+Done = Callable[[str | None], None]
+
+_RETRY_PARKED_S = 0.1
+"""How often kept calls are tried again while the log cannot take records."""
 
 
 class Holder(Protocol):
@@ -43,6 +61,9 @@ class GatewayMetrics:
     audit_failures: int = 0
     refused: int = 0
     connections_total: int = 0
+    connections_refused: int = 0
+    parked: int = 0
+    """Audit calls of answered requests kept until the log could take them."""
 
 
 class Recording:
@@ -59,9 +80,11 @@ class Recording:
         when_durable: WhenDurable | None = None,
         unavailable: Unavailable | None = None,
         durable_timeout: float = 5.0,
+        journal: WindowJournal | None = None,
+        max_window_keys: int = 10_000,
     ) -> None:
-        if fail_closed and (when_durable is None or unavailable is None):
-            raise ValueError("fail_closed needs when_durable and unavailable")
+        if fail_closed and (when_durable is None or unavailable is None or journal is None):
+            raise ValueError("fail_closed needs when_durable, unavailable and a journal")
         self._audit_fn = audit
         self.metrics = metrics
         self.fail_closed = fail_closed
@@ -69,7 +92,32 @@ class Recording:
         self._when_durable = when_durable
         self._unavailable = unavailable
         self.durable_timeout = durable_timeout
-        self.aggregator = RecordsAggregator(self.audit, window_seconds)
+        self.aggregator = RecordsAggregator(self.audit, window_seconds, max_window_keys)
+        self.journal = journal
+        self._parked: deque[tuple[RequestEvent | None, RequestContext, Sequence[AuthInfo]]]
+        self._parked = deque()
+        self._after_parked: list[Done] = []  # waiting for the kept calls to be made
+        self._retry_armed = False
+        self._recorded_since_barrier = False
+        self._windows_closing: set[int] = set()  # flushed, records not yet durable
+        if journal is not None:
+            self.aggregator.dirty = set()
+            self._recover(journal)
+
+    def _recover(self, journal: WindowJournal) -> None:
+        """Counts an unclean stop left in the journal join this window (start-up)."""
+        restored = self.aggregator.restore(journal.recover())
+        if not restored:
+            journal.forget_recovered(keep=self.aggregator.window_id)
+            return
+        journal.append(self.aggregator.window_id, self.aggregator.journal_lines())
+        if journal.sync_now():
+            journal.forget_recovered(keep=self.aggregator.window_id)
+            log.warning("%d produce/fetch counts recovered from an unclean stop", restored)
+        else:
+            log.error("recovered produce/fetch counts not journaled: %s", journal.failed)
+
+    # -- the audit call ---------------------------------------------------------------------
 
     def audit(
         self, event: RequestEvent | None, ctx: RequestContext, auth: Sequence[AuthInfo]
@@ -77,58 +125,200 @@ class Recording:
         """The one audit call of a request; True if it makes records the log keeps (so a
         fail_closed response waits for them)."""
         recorded = any(self.selects(t) for t in record_types(event, auth))
-        if recorded:
-            self.check_available()
         self.metrics.audit_calls += 1
+        if recorded and self.fail_closed and (self._parked or self.unavailable() is not None):
+            self._park(event, ctx, auth)  # what the broker did is recorded, later
+            return True
         try:
             self._audit_fn(event, ctx, auth)
         except AuditUnavailableError as exc:
             self.metrics.audit_failures += 1
             log.error("audit call for %s failed: %s", ctx.api_name, exc)
-            if self.fail_closed:
-                raise AuditRefused(str(exc)) from exc
+            if self.fail_closed and recorded:
+                self._park(event, ctx, auth)
+            return recorded
+        if recorded:
+            self._recorded_since_barrier = True
         return recorded
 
     def records(self, event_type: str) -> bool:
-        """Whether records of this type are kept; under fail_closed, raises AuditRefused
-        when they are but the log cannot take them now."""
-        if not self.selects(event_type):
-            return False
-        self.check_available()
-        return True
+        """Whether records of this type are kept."""
+        return self.selects(event_type)
 
-    def check_available(self) -> None:
-        """Under fail_closed, raise AuditRefused when the log cannot take a record now
-        (recording would block the event loop, and the record could not be durable)."""
-        if self.fail_closed and self._unavailable is not None:
-            reason = self._unavailable()
-            if reason is not None:
-                self.metrics.audit_failures += 1
-                raise AuditRefused(reason)
+    @property
+    def counts_wait(self) -> bool:
+        """Whether a produce/fetch response waits for its counts to be journaled."""
+        return self.journal is not None
 
-    def flush_records(self) -> None:
-        """Close the produce/fetch window: one record per client and topic."""
+    def unavailable(self) -> str | None:
+        """Why the log cannot take a record now (fail_closed only), or None."""
+        if not self.fail_closed or self._unavailable is None:
+            return None
+        return self._unavailable()
+
+    # -- calls kept while the log cannot take them ------------------------------------------
+
+    def _park(
+        self, event: RequestEvent | None, ctx: RequestContext, auth: Sequence[AuthInfo]
+    ) -> None:
+        if not self._parked:
+            log.error("audit log cannot take records: keeping those of answered requests")
+        self._parked.append((event, ctx, auth))
+        self.metrics.parked += 1
+        self._arm_retry()
+
+    def _arm_retry(self) -> None:
+        if self._retry_armed:
+            return
         try:
-            self.aggregator.flush()
-        except AuditRefused as exc:
-            log.error("produce/fetch records of this window lost: %s", exc)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the loop (start-up, stop): the caller drains them
+            return
+        self._retry_armed = True
+        loop.call_later(_RETRY_PARKED_S, self._retry_parked)
 
-    def when_durable(self, conn: Holder, held: Held) -> None:
-        """Tell `conn`, on the running event loop, once the records audited so far are
-        durable (error None) or cannot be (why), or are not after `durable_timeout`."""
+    def _retry_parked(self) -> None:
+        self._retry_armed = False
+        made = 0
+        while self._parked:
+            if self.unavailable() is not None:
+                self._arm_retry()
+                return
+            event, ctx, auth = self._parked[0]
+            try:
+                self._audit_fn(event, ctx, auth)
+            except AuditUnavailableError:
+                self._arm_retry()
+                return
+            self._parked.popleft()
+            made += 1
+        log.warning("audit log takes records again: %d kept records made", made)
+        self._recorded_since_barrier = True
+        waiting, self._after_parked = self._after_parked, []
+        if waiting:
+
+            def release(error: str | None) -> None:
+                for done in waiting:
+                    done(error)
+
+            self._after_recorder(release)
+
+    # -- durability -------------------------------------------------------------------------
+
+    def _after_recorder(self, done: Done) -> None:
+        """`done` on this loop once every record made so far is durable (or is not)."""
         assert self._when_durable is not None
         loop = asyncio.get_running_loop()
+        self._recorded_since_barrier = False
 
-        def done(error: str | None) -> None:
-            loop.call_soon_threadsafe(settle, error)
+        def on_writer_thread(error: str | None) -> None:
+            loop.call_soon_threadsafe(done, error)
+
+        self._when_durable(on_writer_thread)
+
+    def when_durable(self, conn: Holder, held: Held) -> None:
+        """Tell `conn`, on the running event loop, once the records and counts made so
+        far are durable (error None) or cannot be (why); an answer to anything but a
+        change the broker applied is given up on after `durable_timeout`."""
+        loop = asyncio.get_running_loop()
+        waits: list[Callable[[Done], None]] = []
+        if self._parked:
+            waits.append(self._after_parked.append)
+        elif self._recorded_since_barrier:
+            waits.append(self._after_recorder)
+        journal = self.journal
+        if journal is not None:
+            lines = self.aggregator.journal_lines()
+            if lines:
+                journal.append(self.aggregator.window_id, lines)
+            if journal.behind or journal.failed:
+                waits.append(journal.when_synced)
+        left = len(waits)
 
         def settle(error: str | None) -> None:
             if not held.ready:
                 conn.durable(held, error)
 
-        self._when_durable(done)
-        loop.call_later(
-            self.durable_timeout,
-            settle,
-            f"not durable after {self.durable_timeout:g}s",
-        )
+        def part(error: str | None) -> None:
+            nonlocal left
+            left -= 1
+            if error is not None or left == 0:
+                settle(error)
+
+        if not waits:
+            settle(None)
+            return
+        for wait in waits:
+            wait(part)
+        pending = held.pending
+        if not (pending.api_key in CHANGES_STATE and not pending.refused):
+            loop.call_later(
+                self.durable_timeout, settle, f"not durable after {self.durable_timeout:g}s"
+            )
+
+    # -- the produce/fetch window -----------------------------------------------------------
+
+    def flush_records(self) -> None:
+        """Close the produce/fetch window: one record per client and topic (its journal
+        file goes once they are durable)."""
+        aggregator, journal = self.aggregator, self.journal
+        window = aggregator.window_id
+        if journal is not None:
+            lines = aggregator.journal_lines()
+            if lines:
+                journal.append(window, lines)
+        made = aggregator.flush()
+        if journal is None:
+            return
+        if not made:
+            journal.drop(window)
+            return
+        self._windows_closing.add(window)
+
+        def durable(error: str | None) -> None:
+            if error is None and window in self._windows_closing:
+                self._windows_closing.discard(window)
+                journal.drop(window)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # off the loop: close() drops what is durable
+        if self._parked:
+            self._after_parked.append(durable)
+        else:
+            self._after_recorder(durable)
+
+    def close(self) -> None:
+        """At stop: close the window, make the kept calls (waiting for the log as the
+        recorder's fail_closed does), and drop the journal once the records are durable."""
+        self.flush_records()
+        while self._parked:
+            event, ctx, auth = self._parked.popleft()
+            try:
+                self._audit_fn(event, ctx, auth)
+            except AuditUnavailableError as exc:
+                log.error("%d records of answered requests not made at stop: %s",
+                          len(self._parked) + 1, exc)  # fmt: skip
+                self._parked.clear()
+                break
+        journal = self.journal
+        if journal is None:
+            return
+        if self._when_durable is not None and self._windows_closing:
+            done = threading.Event()
+            errors: list[str | None] = []
+
+            def on_writer_thread(error: str | None) -> None:
+                errors.append(error)
+                done.set()
+
+            self._when_durable(on_writer_thread)
+            if done.wait(self.durable_timeout) and errors == [None]:
+                for window in self._windows_closing:
+                    journal.drop(window)
+                self._windows_closing.clear()
+            else:
+                log.error("produce/fetch records not durable at stop: kept in the journal")
+        journal.drop(self.aggregator.window_id)  # empty: flushed above
+        journal.close()

@@ -164,7 +164,10 @@ def answer_refused(conn: RefusingConnection) -> None:
         if conn.shared.fail_closed:
             held = Held(pending.answer, pending)
             conn.held.append(held)
-            conn.recording.when_durable(conn, held)
+            if pending.unrecorded:
+                conn.durable(held, None)  # nothing recorded to wait for: only its turn
+            else:
+                conn.recording.when_durable(conn, held)
             continue
         conn.send(pending.answer)
         if pending.close_after:

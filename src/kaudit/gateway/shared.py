@@ -23,6 +23,7 @@ from kaudit.gateway.codec import (
     parsable_versions,
 )
 from kaudit.gateway.framing import BufferPool
+from kaudit.gateway.metadata import TopicNames
 from kaudit.gateway.offsets import ConsumptionPositions
 from kaudit.gateway.recording import Recording
 from kaudit.gateway.rewrite import Address, BrokerMap
@@ -63,6 +64,10 @@ class SharedState:
         # Who a client certificate names, and whom the brokers authorize the gateway as.
         self.client_principals, self.upstream_principal = gateway_identities(config)
         self.max_frame_bytes = config.max_frame_bytes
+        self.max_frame_bytes_before_auth = min(
+            config.max_frame_bytes_before_auth, config.max_frame_bytes
+        )
+        self._per_address: dict[str | None, int] = {}
         self.buffers = BufferPool(_POOLED_BUFFER_BYTES)
         # Where every connection's ordinary reads land. One buffer serves them all: each
         # read is copied out (into the bytes the framing keeps) before the event loop
@@ -70,7 +75,7 @@ class SharedState:
         self.read_buffer = memoryview(bytearray(_READ_BYTES))
         self.drain_timeout = 30.0
         self.connections: set[Connection] = set()
-        self._topic_names: dict[Any, str] = {}
+        self.topic_names = TopicNames()
         self._token_owners: dict[str, str] = {}
         self.positions = ConsumptionPositions()
         self._generic = self._generic_apis()
@@ -92,6 +97,28 @@ class SharedState:
     def records_generic(self, key: int) -> bool:
         """Whether a request of this API is recorded as `kafka.request` (no own type)."""
         return key in self._generic or (key not in API_NAMES and self.config.request_events.enabled)
+
+    def admit_connection(self, address: str | None) -> str | None:
+        """Count a new client connection from `address` in; why it is refused instead
+        (gateway.max_connections, gateway.max_connections_per_address), or None."""
+        config = self.config
+        if len(self.connections) >= config.max_connections:
+            return f"{len(self.connections)} connections open (gateway.max_connections)"
+        open_here = self._per_address.get(address, 0)
+        if open_here >= config.max_connections_per_address:
+            return (
+                f"{open_here} connections open from {address} (gateway.max_connections_per_address)"
+            )
+        self._per_address[address] = open_here + 1
+        return None
+
+    def connection_gone(self, address: str | None) -> None:
+        """Count an admitted connection out again."""
+        left = self._per_address.get(address, 0) - 1
+        if left > 0:
+            self._per_address[address] = left
+        else:
+            self._per_address.pop(address, None)
 
     def decodes_request(self, key: int) -> bool:
         return parsable_versions(key) is not None
@@ -118,7 +145,7 @@ class SharedState:
         for topic in metadata.topics:
             topic_id = getattr(topic, "topic_id", None)
             if topic_id is not None and topic.name:
-                self._topic_names[topic_id] = str(topic.name)
+                self.topic_names.learn(topic_id, str(topic.name))
 
     def learn_token_owners(self, key: int, response: Any) -> None:
         """Token id -> owner, from CreateDelegationToken and DescribeDelegationToken
@@ -134,7 +161,7 @@ class SharedState:
         return self._token_owners.get(token_id) if token_id else None
 
     def topic_name(self, topic_id: Any) -> str:
-        name = self._topic_names.get(topic_id)
+        name = self.topic_names.get(topic_id)
         return name if name is not None else str(topic_id)
 
     # -- the event loop and the gateway's tasks ---------------------------------------------

@@ -25,7 +25,11 @@ class ClientEnd(Protocol):
     shared: SharedState
 
     def on_response(
-        self, frame: bytes, sent: bool = False, pieces: list[Chunk] | None = None
+        self,
+        frame: bytes,
+        sent: bool = False,
+        pieces: list[Chunk] | None = None,
+        tail: bytes | None = None,
     ) -> None: ...
 
     def send(self, frame: Chunk) -> None: ...
@@ -67,18 +71,25 @@ class UpstreamSide(asyncio.BufferedProtocol):
             if self.cut.left:
                 head = self.cut.first
                 piece, whole = self.cut.filled(nbytes)
-                conn.send(piece)
-                if whole is not None:
-                    conn.on_response(head, sent=True, pieces=whole)
-                    self.cut.recycle(conn.write_idle())
+                if whole is None:
+                    conn.send(piece)
+                    return
+                # Under fail_closed the last byte waits until the response's counts are
+                # durable: without it the client cannot read the response.
+                tail = bytes(piece[-1:]) if conn.shared.fail_closed else None
+                conn.send(piece[:-1] if tail else piece)
+                conn.on_response(head, sent=True, pieces=whole, tail=tail)
+                self.cut.recycle(conn.write_idle())
                 return
             for frame in self.frames.feed(bytes(self.reading[:nbytes])):
                 conn.on_response(frame)
-            partial = self.frames.large_partial(STREAM_AT_LEAST)
             # The first piece must hold the correlation id (checked in on_response).
-            if partial is not None and len(partial[0]) >= 8 and conn.can_stream_next():
-                first, size = partial
-                self.frames.forget_partial()
+            if (
+                self.frames.large_partial(STREAM_AT_LEAST) is not None
+                and self.frames.buffered >= 8
+                and conn.can_stream_next()
+            ):
+                first, size = self.frames.take_partial()
                 self.cut.start(first, size, conn.write_idle())
                 conn.send(first)
         except ProtocolViolation as exc:
