@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from kaudit.config.connections import KafkaSecurity
 from kaudit.config.fields import BootstrapServers, ConfigModel, HostPort, config_error
 
 __all__ = [
@@ -96,6 +97,15 @@ class GatewayConfig(ConfigModel):
     """The host clients reach the gateway at (default: the listen host)."""
     broker_ports_start: int | None = Field(default=None, gt=0, lt=65536)
     """Broker node N is served on broker_ports_start + N (default: listen port + 1)."""
+    brokers: dict[Annotated[int, Field(ge=0)], HostPort] = {}
+    """A static broker map, node id → the broker's real `host:port`: each is served on its
+    port from start-up, so a client with cached metadata reconnects after a restart."""
+    discovery: KafkaSecurity | None = None
+    """How the gateway logs in to `upstream` to ask for the brokers at start (a Metadata
+    call), so that every broker's port listens from start-up."""
+    stop_timeout_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM, how long requests in flight may take to be answered (and recorded)
+    before the remaining connections are closed."""
     max_frame_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     """Larger frames close the connection (Kafka's socket.request.max.bytes default)."""
     records_window_seconds: float = Field(default=60.0, gt=0)

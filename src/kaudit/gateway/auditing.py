@@ -147,19 +147,27 @@ def audit_produce(conn: AuditedConnection, pending: Pending, response: Any) -> b
                 (int(p.error_code) for p in topic.partition_responses if int(p.error_code)),
                 0,
             )
-    shared, recording = conn.shared, conn.recording
-    if not recording.records("records.produced"):
-        return False
-    ctx = request_context(conn, pending)
-    for topic in request.topics:
-        ident = topic.topic
-        name = ident if isinstance(ident, str) else shared.topic_name(ident)
-        recording.aggregator.add(
-            "records.produced", ctx, name, topic.records, topic.nbytes, codes.get(ident, 0)
-        )
+    _count_produced(conn, pending, codes)
     # Counted into the window's record: nothing is written per request, so nothing to
     # wait for (under fail_closed, `records` refused it if the log were failing).
     return False
+
+
+def _count_produced(
+    conn: AuditedConnection, pending: Pending, codes: dict[Any, int], unanswered: int = 0
+) -> None:
+    """Add a produce request's records, per topic, to the window, with the error code
+    the response gave (`codes`), else `unanswered` (0: none, as for acks=0)."""
+    shared, recording = conn.shared, conn.recording
+    if not recording.records("records.produced"):
+        return
+    ctx = request_context(conn, pending)
+    for topic in pending.request.topics:
+        ident = topic.topic
+        name = ident if isinstance(ident, str) else shared.topic_name(ident)
+        recording.aggregator.add(
+            "records.produced", ctx, name, topic.records, topic.nbytes, codes.get(ident, unanswered)
+        )
 
 
 def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bool:
@@ -203,9 +211,13 @@ def audit_refused(conn: AuditedConnection, pending: Pending, error_code: int, re
 
 
 def audit_unanswered(conn: AuditedConnection, pending: Iterable[Pending], reason: str) -> None:
-    """Requests the broker never answered are recorded as failed, not forgotten."""
+    """Requests the broker never answered are recorded as failed, not forgotten (a
+    produce request counts its records, per topic, as failed in the window)."""
     try:
         for p in pending:
+            if p.api_key == PRODUCE and p.request is not None:
+                _count_produced(conn, p, {}, unanswered=NETWORK_EXCEPTION)
+                continue
             if p.raw_sasl or p.api_key in (PRODUCE, FETCH, SASL_HANDSHAKE):
                 continue
             if p.api_key == SASL_AUTHENTICATE:

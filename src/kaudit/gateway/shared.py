@@ -42,7 +42,12 @@ TOKEN_APIS = frozenset({CREATE_DELEGATION_TOKEN, DESCRIBE_DELEGATION_TOKEN})
 
 
 class Connection(Protocol):
-    """An open client connection, as the gateway closes it when it stops."""
+    """An open client connection, as the gateway drains and closes it when it stops."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    def drain(self) -> None: ...
 
     def close(self, reason: str, quiet: bool = False) -> None: ...
 
