@@ -16,6 +16,7 @@ from kaudit.config.connections import KafkaSecurity
 from kaudit.config.fields import BootstrapServers, ConfigModel, HostPort, config_error
 
 __all__ = [
+    "DEFAULT_AGGREGATED_APIS",
     "DEFAULT_QUIET_APIS",
     "ClientTls",
     "GatewayConfig",
@@ -34,6 +35,20 @@ DEFAULT_QUIET_APIS = (
     "ShareGroupHeartbeat",
     "StreamsGroupHeartbeat",
     "Metadata",
+)
+
+# Transactions, and the offset and coordinator look-ups every consumer repeats: an
+# exactly-once application sends them on every commit, so they are counted per window.
+DEFAULT_AGGREGATED_APIS = (
+    "InitProducerId",
+    "AddPartitionsToTxn",
+    "AddOffsetsToTxn",
+    "EndTxn",
+    "TxnOffsetCommit",
+    "OffsetCommit",
+    "OffsetFetch",
+    "FindCoordinator",
+    "ListOffsets",
 )
 
 
@@ -64,6 +79,10 @@ class RequestEvents(ConfigModel):
     exclude_apis: list[KafkaApiName] = list(DEFAULT_QUIET_APIS)
     include_apis: list[KafkaApiName] = []
     """Recorded even if in exclude_apis (e.g. `Metadata` to see every metadata request)."""
+    aggregate_apis: list[KafkaApiName] = list(DEFAULT_AGGREGATED_APIS)
+    """Counted per window, like produce and fetch: one `kafka.request` record per client,
+    API, resource and result, with `requests`, `first_seen` and `last_seen` (an offset
+    reset, which has a record type of its own, is never aggregated)."""
 
 
 class ClientTls(ConfigModel):

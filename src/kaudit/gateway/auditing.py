@@ -2,7 +2,9 @@
 has answered it, or once it is clear the broker never will.
 
 Which call a request makes: Produce and Fetch count their records into the window of
-their client and topic (aggregate), so nothing is written per request; a SASL exchange
+their client and topic (aggregate), and chatty APIs (transactions, offset commits) their
+requests into the window of their client and resource (chatter), so nothing is written
+per request; a SASL exchange
 the broker answered is a login or a failed login; an API with record types of its own is
 mapped (audit_map); any other request is a generic `kafka.request` when the
 configuration records it; a request refused unread is a `kafka.request` failure that
@@ -19,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from kaudit.auditor import AUTHORIZATION_ERRORS, RequestContext
+from kaudit.auditor import AUTHORIZATION_ERRORS, AuthInfo, RequestContext
 from kaudit.errors import AuditRefused
 from kaudit.gateway.audit_map import (
     NETWORK_EXCEPTION,
@@ -29,6 +31,7 @@ from kaudit.gateway.audit_map import (
     map_exchange,
     refusal_call,
 )
+from kaudit.gateway.chatter import chatter_auth
 from kaudit.gateway.codec import FETCH, PRODUCE, SASL_AUTHENTICATE, SASL_HANDSHAKE, api_name
 from kaudit.gateway.exchange import Pending
 from kaudit.gateway.fetch import FetchSummary, summarize_decoded_fetch
@@ -110,10 +113,14 @@ def audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) -> 
                         pending.api_version, exc)  # fmt: skip
             call = None
             decoded = False
+        if call is not None and call.event is None and shared.aggregates(key):
+            return shared.records_generic(key) and _aggregate(conn, pending, call.auth)
         if call is not None and (call.event is not None or shared.records_generic(key)):
             return conn.recording.audit(call.event, request_context(conn, pending), call.auth)
     if not shared.records_generic(key):
         return False
+    if decoded and response is not None and shared.aggregates(key):
+        return _aggregate(conn, pending, chatter_auth(api_name(key), pending.request, response))
     auth = generic_auth(api_name(key), pending.request, response) if decoded else ()
     return conn.recording.audit(None, request_context(conn, pending, decoded), auth)
 
@@ -196,6 +203,13 @@ def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bo
                 "records.consumed", ctx, name, topic.records, topic.nbytes, code
             )
     return False  # counted into the window's record, as for produce
+
+
+def _aggregate(conn: AuditedConnection, pending: Pending, auth: tuple[AuthInfo, ...]) -> bool:
+    """Count a chatty request into its window (chatter): nothing to wait for."""
+    if conn.recording.records("kafka.request"):
+        conn.recording.chatter.add(request_context(conn, pending), auth)
+    return False
 
 
 def _generic(conn: AuditedConnection, pending: Pending) -> bool:

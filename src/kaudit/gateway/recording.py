@@ -19,6 +19,7 @@ from typing import Protocol
 from kaudit.auditor import AuthInfo, RequestContext, RequestEvent, record_types
 from kaudit.errors import AuditRefused, AuditUnavailableError
 from kaudit.gateway.aggregate import RecordsAggregator
+from kaudit.gateway.chatter import RequestsAggregator
 from kaudit.gateway.exchange import Held
 
 log = logging.getLogger("kaudit.gateway")
@@ -70,6 +71,7 @@ class Recording:
         self._unavailable = unavailable
         self.durable_timeout = durable_timeout
         self.aggregator = RecordsAggregator(self.audit, window_seconds)
+        self.chatter = RequestsAggregator(self.audit, window_seconds)
 
     def audit(
         self, event: RequestEvent | None, ctx: RequestContext, auth: Sequence[AuthInfo]
@@ -107,11 +109,16 @@ class Recording:
                 raise AuditRefused(reason)
 
     def flush_records(self) -> None:
-        """Close the produce/fetch window: one record per client and topic."""
+        """Close the window: one produce/fetch record per client and topic, one record
+        per client, API and resource of the aggregated requests (chatter)."""
         try:
             self.aggregator.flush()
         except AuditRefused as exc:
             log.error("produce/fetch records of this window lost: %s", exc)
+        try:
+            self.chatter.flush()
+        except AuditRefused as exc:
+            log.error("aggregated request records of this window lost: %s", exc)
 
     def when_durable(self, conn: Holder, held: Held) -> None:
         """Tell `conn`, on the running event loop, once the records audited so far are

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from kaudit.config.model import GatewayConfig
 from kaudit.gateway.audit_apis import MAPPERS
 from kaudit.gateway.codec import (
+    API_KEYS,
     API_NAMES,
     CREATE_DELEGATION_TOKEN,
     DESCRIBE_DELEGATION_TOKEN,
@@ -79,6 +80,9 @@ class SharedState:
         self._topic_names: dict[Any, str] = {}
         self._token_owners: dict[str, str] = {}
         self._generic = self._generic_apis()
+        self._aggregated = frozenset(
+            API_KEYS[name] for name in config.request_events.aggregate_apis if name in API_KEYS
+        )
         self._decoded_responses = frozenset(
             {*REWRITTEN, *TOKEN_APIS, *MAPPERS, PRODUCE, FETCH}
             | {SASL_HANDSHAKE, SASL_AUTHENTICATE}
@@ -100,6 +104,11 @@ class SharedState:
     def records_generic(self, key: int) -> bool:
         """Whether a request of this API is recorded as `kafka.request` (no own type)."""
         return key in self._generic or (key not in API_NAMES and self.config.request_events.enabled)
+
+    def aggregates(self, key: int) -> bool:
+        """Whether a recorded request of this API is counted into its window (chatter)
+        rather than recorded on its own."""
+        return key in self._aggregated
 
     def decodes_request(self, key: int) -> bool:
         return parsable_versions(key) is not None
