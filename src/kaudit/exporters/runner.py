@@ -29,6 +29,7 @@ from kaudit.events.formats import render_bytes
 from kaudit.exporters.base import Exporter
 from kaudit.exporters.feeds import Feed, LocalFeed
 from kaudit.exporters.metrics import ExporterMetrics, write_metrics
+from kaudit.files import open_private
 from kaudit.log.cursor import Cursor
 from kaudit.retry import Backoff
 
@@ -254,7 +255,7 @@ class ExporterRunner:
             )
             return
         self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.dead_letter, "ab") as f:
+        with open_private(self.dead_letter, "ab") as f:
             for record in records:
                 f.write(orjson.dumps({"reason": reason, "record": orjson.Fragment(record)}))
                 f.write(b"\n")

@@ -25,6 +25,7 @@ from typing import Any
 
 from kaudit.config.model import ClientTls, GatewayConfig, UpstreamTls
 from kaudit.errors import GatewayError
+from kaudit.files import UnprotectedKeyError, check_private_key
 from kaudit.gateway.connection import ClientConnection
 from kaudit.gateway.discovery import discover_brokers, static_brokers
 from kaudit.gateway.recording import Audit, GatewayMetrics, Recording, Unavailable, WhenDurable
@@ -36,6 +37,7 @@ log = logging.getLogger("kaudit.gateway")
 
 def _client_ssl(tls: ClientTls) -> ssl.SSLContext:
     try:
+        check_private_key(tls.key_file, "gateway.tls.key_file")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(tls.cert_file, tls.key_file)
         if tls.ca_file:
@@ -43,7 +45,7 @@ def _client_ssl(tls: ClientTls) -> ssl.SSLContext:
             context.verify_mode = (
                 ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
             )
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, UnprotectedKeyError) as exc:
         raise GatewayError(f"gateway.tls: cannot load the certificate or CA: {exc}") from exc
     return context
 
@@ -53,8 +55,10 @@ def _upstream_ssl(tls: UpstreamTls) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=tls.ca_file)
         context.check_hostname = tls.check_hostname
         if tls.cert_file:
+            if tls.key_file:
+                check_private_key(tls.key_file, "gateway.upstream_tls.key_file")
             context.load_cert_chain(tls.cert_file, tls.key_file)
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, UnprotectedKeyError) as exc:
         raise GatewayError(f"gateway.upstream_tls: cannot load a file: {exc}") from exc
     return context
 
