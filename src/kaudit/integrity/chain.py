@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kaudit.config.integrity import Signing
+from kaudit.config.secrets import register_secret
 from kaudit.errors import KauditError
 from kaudit.files import UnprotectedKeyError, check_private_key
 
@@ -66,10 +67,11 @@ def key_from_file(path: str) -> bytes:
 
 
 def signing_key(signing: Signing) -> bytes:
-    """The HMAC key `integrity.signing` names: its key_file, else its key_env_var."""
-    if signing.key_file:
-        return key_from_file(signing.key_file)
-    return key_from_env(signing.key_env_var)
+    """The HMAC key `integrity.signing` names: its key_file, else its key_env_var
+    (masked, from now on, in whatever kaudit says)."""
+    key = key_from_file(signing.key_file) if signing.key_file else key_from_env(signing.key_env_var)
+    register_secret(key.decode(errors="replace"))
+    return key
 
 
 def _long_enough(key: bytes, where: str) -> bytes:
