@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import queue
 import time
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,7 @@ from kaudit.events.model import (
     Resource,
     Result,
 )
+from kaudit.files import open_private_fd
 from kaudit.recorder.redact import Redactor
 
 
@@ -434,6 +436,7 @@ class LoggingAuditor:
         if self._path is None:
             raise ValueError("LoggingAuditor.configure() must be called before start()")
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(open_private_fd(self._path, os.O_WRONLY | os.O_APPEND))  # created 0640
         handler = logging.FileHandler(self._path, encoding="utf-8")
         formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(message)s", "%Y-%m-%dT%H:%M:%S")
         formatter.converter = time.gmtime

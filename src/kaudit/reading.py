@@ -26,9 +26,11 @@ from pydantic import ValidationError
 
 from kaudit.config import Config
 from kaudit.config.model import KafkaConnection, KafkaLog
+from kaudit.config.secrets import register_secret
 from kaudit.errors import KauditError
 from kaudit.events.codec import decode
 from kaudit.events.formats import render_bytes
+from kaudit.files import UnprotectedKeyError, check_private_key
 from kaudit.log.segments import LogReader, Position, list_segments
 
 
@@ -58,12 +60,18 @@ _ACCEPTED = (
 def kafka_source(url: str, base: KafkaConnection | None = None) -> tuple[KafkaConnection, str]:
     """The connection and topic a `kafka://` SOURCE names.
 
-    Security comes from the URL (user, password or $KAUDIT_KAFKA_PASSWORD, `mechanism`,
-    `protocol`), else from `base` (the configured Kafka log) when it names the same hosts.
+    Security comes from the URL (user, `mechanism`, `protocol`, and the password: in the
+    URL, else in $KAUDIT_KAFKA_PASSWORD, else in the file $KAUDIT_KAFKA_PASSWORD_FILE
+    names), else from `base` (the configured Kafka log) when it names the same hosts.
+    Errors never repeat the password.
     """
     parsed = urlsplit(url)
+    if parsed.password:
+        register_secret(unquote(parsed.password))
+        register_secret(parsed.password)
+    shown = _without_password(url)
     if parsed.scheme != "kafka" or not parsed.netloc:
-        raise SourceError(f"cannot read {url!r}; {_ACCEPTED}")
+        raise SourceError(f"cannot read {shown!r}; {_ACCEPTED}")
     hosts = parsed.netloc.rpartition("@")[2]
     topic = unquote(parsed.path.lstrip("/")) or getattr(base, "topic", "__oprtr_audit_log")
     query = parse_qs(parsed.query)
@@ -73,10 +81,13 @@ def kafka_source(url: str, base: KafkaConnection | None = None) -> tuple[KafkaCo
         if password is None:
             password = os.environ.get("KAUDIT_KAFKA_PASSWORD")
         if password is None:
+            password = _password_file(shown)
+        if password is None:
             raise SourceError(
-                f"{url}: no password for {unquote(parsed.username)} "
-                "(put it in the URL or in $KAUDIT_KAFKA_PASSWORD)"
+                f"{shown}: no password for {unquote(parsed.username)} (put it in the URL, "
+                "in $KAUDIT_KAFKA_PASSWORD, or in a file named by $KAUDIT_KAFKA_PASSWORD_FILE)"
             )
+        register_secret(password)
         settings["security"] = {
             "security_protocol": query.get("protocol", ["SASL_PLAINTEXT"])[0],
             "sasl_mechanism": query.get("mechanism", ["SCRAM-SHA-512"])[0],
@@ -89,7 +100,35 @@ def kafka_source(url: str, base: KafkaConnection | None = None) -> tuple[KafkaCo
         return KafkaConnection.model_validate(settings), topic
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SourceError(f"{url}: {problems}") from None
+        raise SourceError(f"{shown}: {problems}") from None
+
+
+def _without_password(url: str) -> str:
+    """`url` with the password of its user part, if any, as `***`."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hosts = rest.partition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{hosts}"
+
+
+def _password_file(shown: str) -> str | None:
+    """The password in the file $KAUDIT_KAFKA_PASSWORD_FILE names (one trailing newline
+    dropped); the file must be readable by its owner only."""
+    path = os.environ.get("KAUDIT_KAFKA_PASSWORD_FILE")
+    if not path:
+        return None
+    try:
+        check_private_key(path, "password file ($KAUDIT_KAFKA_PASSWORD_FILE)")
+        with open(path, encoding="utf-8") as f:
+            return f.read().removesuffix("\n")
+    except UnprotectedKeyError as exc:
+        raise SourceError(f"{shown}: {exc}") from None
+    except OSError as exc:
+        raise SourceError(
+            f"{shown}: cannot read the password file $KAUDIT_KAFKA_PASSWORD_FILE ({path}): "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 def open_source(source: str) -> tuple[str, Path | None]:

@@ -15,6 +15,7 @@ from kaudit.config.model import (
     SyslogDestination,
     WebhookDestination,
 )
+from kaudit.config.secrets import reveal
 
 SEED = Path(__file__).parents[1] / "fixtures" / "seed"
 
@@ -136,7 +137,7 @@ def test_kafka_destination_keeps_its_sasl_settings() -> None:
     assert destination.bootstrap_servers == ["kafka:9092"]
     assert destination.topic == "audit-events"
     assert destination.security.sasl_username == "audit-producer"
-    assert destination.security.sasl_password == "pw"
+    assert reveal(destination.security.sasl_password) == "pw"
 
 
 def test_syslog_destination_is_tcp_to_port_514_with_facility_local0() -> None:
@@ -150,8 +151,8 @@ def test_webhook_destination_substitutes_its_header() -> None:
     config = load_config(SEED / "webhook_destination.yaml", env={"WEBHOOK_TOKEN": "tok"})
     destination = config.audit.destination
     assert isinstance(destination, WebhookDestination)
-    assert destination.url == "https://siem.company.com/ingest"
-    assert destination.headers == {"Authorization": "Bearer tok"}
+    assert reveal(destination.url) == "https://siem.company.com/ingest"
+    assert {k: reveal(v) for k, v in destination.headers.items()} == {"Authorization": "Bearer tok"}
     assert (destination.batch_size, destination.retry_attempts) == (100, 3)
 
 

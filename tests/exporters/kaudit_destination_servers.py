@@ -192,6 +192,7 @@ def make_pki(directory: Path, name: str = "test") -> TestPki:
             serialization.NoEncryption(),
         )
     )
+    pki.key_file.chmod(0o600)  # kaudit refuses a private key others can read, as ssh does
     return pki
 
 

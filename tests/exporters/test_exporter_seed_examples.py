@@ -101,7 +101,9 @@ def test_configmap_audit_yaml_runs_and_exports_only_its_events(aws_env: MotoServ
 def _swap_host(config: Config, old: str, new: str) -> Config:
     destination = config.audit.destination
     assert destination is not None
-    text = orjson.dumps(destination.model_dump()).decode().replace(old, new)
+    # Secrets (the URL among them) written out in full, to be read back in.
+    revealed = orjson.dumps(destination.model_dump(), default=lambda v: v.get_secret_value())
+    text = revealed.decode().replace(old, new)
     swapped = type(destination).model_validate(orjson.loads(text))
     audit = config.audit.model_copy(update={"destination": swapped})
     return config.model_copy(update={"audit": audit})

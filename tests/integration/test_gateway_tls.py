@@ -61,6 +61,7 @@ def _write(path: Path, key: Any, cert: x509.Certificate) -> tuple[str, str]:
             serialization.NoEncryption(),
         )
     )
+    key_path.chmod(0o600)  # kaudit refuses a private key others can read, as ssh does
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return str(cert_path), str(key_path)
 

@@ -265,6 +265,7 @@ def test_a_plain_pkcs8_key_needs_a_name_and_names_must_agree(tmp_path: Path) -> 
             serialization.NoEncryption(),
         )
     )
+    plain.chmod(0o600)  # a private key others can read is refused
     with pytest.raises(IntegrityKeyError, match="has no name"):
         load_signer(plain)
     assert load_signer(plain, NAME).name == NAME

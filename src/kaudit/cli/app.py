@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from kaudit.cli.check_config import check_config
@@ -14,12 +16,26 @@ from kaudit.cli.local_kafka import local_kafka
 from kaudit.cli.run import gateway, run
 from kaudit.cli.search import report, retention, search
 from kaudit.cli.verify import prove, verify, verify_proof_command
+from kaudit.config.secrets import MaskSecrets
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kaudit")
 def main() -> None:
     """kaudit: a tamper-evident audit trail for Apache Kafka."""
+    _log_to_stderr()
+
+
+def _log_to_stderr() -> None:
+    """Warnings and errors on stderr, as Python's last-resort handler prints them, with
+    every secret of the configuration masked."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(MaskSecrets())
+        root.addHandler(handler)
 
 
 for _command in (

@@ -13,6 +13,7 @@ from typing import NoReturn, ParamSpec, TypeVar
 import click
 
 from kaudit.config import Config, load_config
+from kaudit.config.secrets import mask
 from kaudit.errors import ConfigError, KauditError, TimeFormatError, UsageError
 from kaudit.timeparse import parse_duration, parse_when
 
@@ -24,7 +25,7 @@ EXIT_USAGE = 2
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"kaudit: error: {message}", err=True)
+    click.echo(f"kaudit: error: {mask(message)}", err=True)
     sys.exit(code)
 
 
@@ -38,7 +39,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except ConfigError as exc:
             click.echo(f"{exc.source}: invalid configuration", err=True)
             for issue in exc.issues:
-                click.echo(f"  {issue}", err=True)
+                click.echo(f"  {mask(str(issue))}", err=True)
             sys.exit(EXIT_USAGE)
         except UsageError as exc:
             fail(str(exc), EXIT_USAGE)

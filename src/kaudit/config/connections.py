@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from kaudit.config.fields import BootstrapServers, ConfigModel, config_error
+from kaudit.config.secrets import Secret, reveal
 
 __all__ = ["SASL_MECHANISMS", "AwsAccess", "KafkaConnection", "KafkaSecurity"]
 
@@ -25,11 +26,11 @@ class KafkaSecurity(ConfigModel):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: Secret | None = None
     ssl_ca_location: str | None = None
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
-    ssl_key_password: str | None = None
+    ssl_key_password: Secret | None = None
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSecurity:
@@ -55,11 +56,11 @@ class KafkaSecurity(ConfigModel):
         optional = {
             "sasl.mechanism": self.sasl_mechanism,
             "sasl.username": self.sasl_username,
-            "sasl.password": self.sasl_password,
+            "sasl.password": reveal(self.sasl_password),
             "ssl.ca.location": self.ssl_ca_location,
             "ssl.certificate.location": self.ssl_certificate_location,
             "ssl.key.location": self.ssl_key_location,
-            "ssl.key.password": self.ssl_key_password,
+            "ssl.key.password": reveal(self.ssl_key_password),
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         return out
@@ -90,8 +91,8 @@ class AwsAccess(ConfigModel):
     endpoint_url: str | None = None
     """Another endpoint speaking the same API (MinIO, LocalStack, a VPC endpoint)."""
     access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
+    secret_access_key: Secret | None = None
+    session_token: Secret | None = None
     timeout_secs: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")

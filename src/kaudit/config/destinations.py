@@ -18,6 +18,7 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator
 
 from kaudit.config.connections import AwsAccess, KafkaConnection
 from kaudit.config.fields import ConfigModel, EventSelector, TypeSwitch, config_error, type_tag
+from kaudit.config.secrets import Secret, SecretUrl, shown_url
 
 __all__ = [
     "SYSLOG_FACILITIES",
@@ -241,19 +242,21 @@ class WebhookDestination(DestinationBase, Batching):
     """Batches of events POSTed as a JSON array to an HTTP endpoint, signed with HMAC."""
 
     type: Literal["webhook"] = "webhook"
-    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
-    headers: dict[str, str] = {}
+    url: SecretUrl
+    """Secret: a webhook URL often carries its token; messages show its host only."""
+    headers: dict[str, Secret] = {}
+    """Secret values (an Authorization header's token)."""
     batch_size: int = Field(default=100, gt=0)
     retry_attempts: int = Field(default=3, ge=0)
     """Quick retries of one request before the runner backs off (and keeps trying)."""
     timeout: float = Field(default=10.0, gt=0)
     """Seconds to connect, send and get an answer."""
-    secret: str | None = Field(default=None, min_length=16)
+    secret: Secret | None = Field(default=None, min_length=16)
     """HMAC-SHA256 key: each request carries X-Kaudit-Signature over timestamp and body."""
 
     @property
     def target(self) -> str:
-        return self.url
+        return shown_url(self.url.get_secret_value())
 
 
 class SlackDestination(DestinationBase, Batching):
@@ -261,8 +264,8 @@ class SlackDestination(DestinationBase, Batching):
     incoming webhook."""
 
     type: Literal["slack"] = "slack"
-    webhook: Annotated[str, Field(pattern=r"^https?://[^\s/]+")]
-    """The incoming-webhook URL (https://hooks.slack.com/services/...)."""
+    webhook: SecretUrl
+    """The incoming-webhook URL (https://hooks.slack.com/services/...): a secret."""
     channel: str | None = None
     """Overrides the webhook's default channel (legacy webhooks honour it)."""
     verbosity: Literal["MUTATIONS", "QUERIES", "ALL"] = "MUTATIONS"
@@ -274,7 +277,7 @@ class SlackDestination(DestinationBase, Batching):
     @property
     def target(self) -> str:
         # Never the URL: its path is the webhook's secret.
-        return self.channel or self.webhook.split("://", 1)[1].split("/", 1)[0]
+        return self.channel or shown_url(self.webhook.get_secret_value()).split("://")[1]
 
 
 class StoreDestination(DestinationBase):

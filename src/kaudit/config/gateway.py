@@ -12,9 +12,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from kaudit.config.connections import KafkaSecurity
 from kaudit.config.fields import BootstrapServers, ConfigModel, HostPort, config_error
 
 __all__ = [
+    "DEFAULT_AGGREGATED_APIS",
     "DEFAULT_QUIET_APIS",
     "ClientTls",
     "GatewayConfig",
@@ -33,6 +35,20 @@ DEFAULT_QUIET_APIS = (
     "ShareGroupHeartbeat",
     "StreamsGroupHeartbeat",
     "Metadata",
+)
+
+# Transactions, and the offset and coordinator look-ups every consumer repeats: an
+# exactly-once application sends them on every commit, so they are counted per window.
+DEFAULT_AGGREGATED_APIS = (
+    "InitProducerId",
+    "AddPartitionsToTxn",
+    "AddOffsetsToTxn",
+    "EndTxn",
+    "TxnOffsetCommit",
+    "OffsetCommit",
+    "OffsetFetch",
+    "FindCoordinator",
+    "ListOffsets",
 )
 
 
@@ -63,6 +79,10 @@ class RequestEvents(ConfigModel):
     exclude_apis: list[KafkaApiName] = list(DEFAULT_QUIET_APIS)
     include_apis: list[KafkaApiName] = []
     """Recorded even if in exclude_apis (e.g. `Metadata` to see every metadata request)."""
+    aggregate_apis: list[KafkaApiName] = list(DEFAULT_AGGREGATED_APIS)
+    """Counted per window, like produce and fetch: one `kafka.request` record per client,
+    API, resource and result, with `requests`, `first_seen` and `last_seen` (an offset
+    reset, which has a record type of its own, is never aggregated)."""
 
 
 class ClientTls(ConfigModel):
@@ -104,6 +124,15 @@ class GatewayConfig(ConfigModel):
     """The host clients reach the gateway at (default: the listen host)."""
     broker_ports_start: int | None = Field(default=None, gt=0, lt=65536)
     """Broker node N is served on broker_ports_start + N (default: listen port + 1)."""
+    brokers: dict[Annotated[int, Field(ge=0)], HostPort] = {}
+    """A static broker map, node id → the broker's real `host:port`: each is served on its
+    port from start-up, so a client with cached metadata reconnects after a restart."""
+    discovery: KafkaSecurity | None = None
+    """How the gateway logs in to `upstream` to ask for the brokers at start (a Metadata
+    call), so that every broker's port listens from start-up."""
+    stop_timeout_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM, how long requests in flight may take to be answered (and recorded)
+    before the remaining connections are closed."""
     max_frame_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     """Larger frames close the connection (Kafka's socket.request.max.bytes default)."""
     max_frame_bytes_before_auth: int = Field(default=512 * 1024, gt=0)

@@ -16,11 +16,15 @@ __all__ = ["Chain", "Checkpoints", "Integrity", "Signing"]
 
 
 class Signing(ConfigModel):
-    """The OSO seed's HMAC signing of each event; the key comes from the environment."""
+    """The OSO seed's HMAC signing of each event; the key comes from the environment, or
+    from a file readable by its owner only."""
 
     enabled: bool = False
     algorithm: Literal["HMAC-SHA256"] = "HMAC-SHA256"
     key_env_var: str = Field(default="AUDIT_SIGNING_KEY", min_length=1)
+    key_file: str | None = None
+    """The HMAC key in a file (mode 0600; one trailing newline is ignored), instead of
+    the environment variable."""
 
 
 class Chain(ConfigModel):

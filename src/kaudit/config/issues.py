@@ -15,9 +15,9 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, Discriminator, Tag
+from pydantic import BaseModel, Discriminator, SecretStr, Tag
 from pydantic_core import ErrorDetails
 
 from kaudit.config.fields import TypeSwitch
@@ -171,8 +171,18 @@ def _locate(loc: Sequence[PathPart]) -> _Located:
 # ---------------------------------------------------------------------------- messages
 
 
+class _Hidden:
+    """Stands for the value of a secret field in an error message."""
+
+
+_HIDDEN = _Hidden()
+
+
 def show(value: object) -> str:
-    """A value as the user wrote it in YAML, short enough for one line."""
+    """A value as the user wrote it in YAML, short enough for one line (a secret's as
+    `***`)."""
+    if value is _HIDDEN:
+        return "***"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -275,6 +285,9 @@ _MESSAGES: dict[str, Callable[[ErrorDetails, _Located], str]] = {
 def validation_issue(error: ErrorDetails, audit_prefix: tuple[PathPart, ...]) -> ConfigIssue:
     """Pydantic's `error` as an issue; `audit_prefix` is where `audit` was written."""
     located = _locate(error["loc"])
+    if located.leaf is SecretStr:  # never repeat a secret's value, even a wrong one
+        kind = "string_too_short" if error["type"] == "too_short" else error["type"]
+        error = cast(ErrorDetails, {**error, "input": _HIDDEN, "type": kind})
     parts = list(located.parts)
     kind = error["type"]
     switch = _switch(located.leaf)

@@ -28,6 +28,7 @@ from kaudit.config.issues import (
     validation_issue,
 )
 from kaudit.config.model import Config
+from kaudit.config.secrets import register_config_secrets
 from kaudit.errors import ConfigError, ConfigIssue
 
 __all__ = ["load_config", "load_config_text"]
@@ -89,6 +90,7 @@ def load_config_text(
                 issues.append(issue)
     else:
         if not issues:
+            register_config_secrets(config)  # masked in whatever kaudit says from now on
             return config
     raise ConfigError(issues, source)
 

@@ -20,6 +20,7 @@ from botocore.exceptions import (
 )
 
 from kaudit.config.model import AwsAccess
+from kaudit.config.secrets import reveal
 from kaudit.errors import ExporterError
 
 # A region is required to sign requests; S3 and an endpoint_url work with any.
@@ -57,8 +58,8 @@ def make_client(service: str, access: AwsAccess) -> Any:
     runner's backoff does the long waiting, with the cursor held."""
     session = boto3.session.Session(
         aws_access_key_id=access.access_key_id,
-        aws_secret_access_key=access.secret_access_key,
-        aws_session_token=access.session_token,
+        aws_secret_access_key=reveal(access.secret_access_key),
+        aws_session_token=reveal(access.session_token),
         region_name=access.region,
     )
     config = BotoConfig(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
+from kaudit.config.secrets import mask, shown_url
 from kaudit.errors import DestinationHttpError, ExporterError
 from kaudit.retry import Backoff
 from kaudit.version import __version__
@@ -32,11 +33,13 @@ def post(client: httpx.Client, where: str, url: str, body: bytes, headers: dict[
     except httpx.TimeoutException as exc:
         waited = client.timeout.read
         raise ExporterError(
-            f"{where}: no answer from {url} within {waited:g} s ({type(exc).__name__})",
+            f"{where}: no answer from {shown_url(url)} within {waited:g} s ({type(exc).__name__})",
             retryable=True,
         ) from exc
     except httpx.HTTPError as exc:
-        raise ExporterError(f"{where}: cannot reach {url}: {exc}", retryable=True) from exc
+        raise ExporterError(
+            f"{where}: cannot reach {shown_url(url)}: {mask(str(exc))}", retryable=True
+        ) from exc
     if response.is_success:
         return
     detail = response.text[:200].strip()
@@ -51,7 +54,8 @@ def post(client: httpx.Client, where: str, url: str, body: bytes, headers: dict[
     else:
         hint = ""
     raise DestinationHttpError(
-        f"{where}: {url} answered {status} {response.reason_phrase}{hint}: {detail}",
+        f"{where}: {shown_url(url)} answered {status} {response.reason_phrase}{hint}: "
+        f"{mask(detail)}",
         status=status,
         retryable=retryable,
         retry_after=_seconds(response.headers.get("Retry-After")),

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from kaudit.config import Config
+from kaudit.files import open_private
 from kaudit.log.cursor import safe_name
 
 log = logging.getLogger("kaudit.exporters")
@@ -51,7 +52,8 @@ def write_metrics(path: Path, metrics: ExporterMetrics, name: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(body))
+        with open_private(tmp) as f:
+            f.write(orjson.dumps(body))
         tmp.replace(path)
     except OSError as exc:
         log.warning("%s: cannot write metrics to %s: %s", name, path, exc)

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from kaudit.config.secrets import mask
 from kaudit.errors import EventDecodeError, ExporterError, RecordsRejectedError
 from kaudit.events.codec import from_dict
 from kaudit.events.filter import EventFilter
@@ -29,6 +30,7 @@ from kaudit.events.formats import render_bytes
 from kaudit.exporters.base import Exporter
 from kaudit.exporters.feeds import Feed, LocalFeed
 from kaudit.exporters.metrics import ExporterMetrics, write_metrics
+from kaudit.files import open_private
 from kaudit.log.cursor import Cursor
 from kaudit.retry import Backoff
 
@@ -196,8 +198,8 @@ class ExporterRunner:
         try:
             self._idle_hook(self.metrics.last_sequence)
         except ExporterError as exc:
-            self.metrics.last_error = str(exc)
-            log.warning("%s: %s", self.name, exc)
+            self.metrics.last_error = mask(str(exc))
+            log.warning("%s: %s", self.name, self.metrics.last_error)
 
     def settle(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for delivered batches to settle and save the cursor."""
@@ -214,27 +216,27 @@ class ExporterRunner:
                 self.exporter.send(records)
             except RecordsRejectedError as exc:
                 self.metrics.failed += 1
-                self.metrics.last_error = str(exc)
+                self.metrics.last_error = reason = mask(str(exc))
                 log.error(
                     "%s refused %d of %d records: %s",
                     self.name,
                     len(exc.rejected),
                     len(records),
-                    exc,
+                    reason,
                 )
                 rejected = set(exc.rejected)
-                self._dead_letter([records[i] for i in sorted(rejected)], str(exc))
+                self._dead_letter([records[i] for i in sorted(rejected)], reason)
                 self.metrics.sent += len(records) - len(rejected)
                 return
             except ExporterError as exc:
                 self.metrics.failed += 1
-                self.metrics.last_error = str(exc)
+                self.metrics.last_error = reason = mask(str(exc))
                 if not exc.retryable:
-                    log.error("%s refused a batch of %d: %s", self.name, len(records), exc)
-                    self._dead_letter(records, str(exc))
+                    log.error("%s refused a batch of %d: %s", self.name, len(records), reason)
+                    self._dead_letter(records, reason)
                     return
                 self.metrics.retried += 1
-                log.warning("%s failed, retrying in %.1fs: %s", self.name, backoff.step_s, exc)
+                log.warning("%s failed, retrying in %.1fs: %s", self.name, backoff.step_s, reason)
                 self._sleep(backoff.next_wait())
                 if self._stop.is_set():
                     raise
@@ -254,7 +256,7 @@ class ExporterRunner:
             )
             return
         self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.dead_letter, "ab") as f:
+        with open_private(self.dead_letter, "ab") as f:
             for record in records:
                 f.write(orjson.dumps({"reason": reason, "record": orjson.Fragment(record)}))
                 f.write(b"\n")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from kaudit.files import open_private
 from kaudit.integrity.store import checkpoint_files
 
 log = logging.getLogger("kaudit.exporters.s3")
@@ -85,7 +86,7 @@ class CheckpointShipper:
     def _save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        with open_private(tmp) as f:
             f.write(orjson.dumps({"file": self._file, "offset": self._offset}))
             f.flush()
             os.fsync(f.fileno())

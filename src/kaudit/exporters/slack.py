@@ -144,12 +144,16 @@ class SlackExporter:
     def _post(self, body: bytes) -> None:
         headers = {"Content-Type": "application/json"}
         try:
-            post(self.client, self._where, self.destination.webhook, body, headers)
+            post(
+                self.client, self._where, self.destination.webhook.get_secret_value(), body, headers
+            )
         except DestinationHttpError as exc:
             if exc.status != 429 or exc.retry_after is None:
                 raise
             time.sleep(min(exc.retry_after, _MAX_RETRY_AFTER_S))
-            post(self.client, self._where, self.destination.webhook, body, headers)
+            post(
+                self.client, self._where, self.destination.webhook.get_secret_value(), body, headers
+            )
 
     def close(self) -> None:
         self.client.close()

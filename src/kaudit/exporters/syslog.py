@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from kaudit.config.model import SYSLOG_FACILITIES, SyslogDestination
 from kaudit.errors import ExporterError, RecordsRejectedError
 from kaudit.exporters.records import EventFields, Rendered, render_lines
+from kaudit.files import UnprotectedKeyError, check_private_key
 
 # 32473 is the enterprise number RFC 5612 reserves for documentation and examples.
 SD_ID = "kaudit@32473"
@@ -221,7 +222,11 @@ class SyslogExporter:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             if tls.cert_file:
+                if tls.key_file:
+                    check_private_key(tls.key_file, "TLS key (tls.key_file)")
                 context.load_cert_chain(tls.cert_file, tls.key_file)
+        except UnprotectedKeyError as exc:
+            raise ExporterError(f"{self._where}: {exc}", retryable=False) from exc
         except (OSError, ssl.SSLError) as exc:
             raise ExporterError(
                 f"{self._where}: cannot load the TLS files (ca_file, cert_file, key_file): {exc}",

@@ -37,8 +37,9 @@ class WebhookExporter:
     def __init__(self, destination: WebhookDestination) -> None:
         self.destination = destination
         self.name = destination.display_name
-        self.url = destination.url
-        self.client = make_client(destination.timeout, destination.headers)
+        self.url = destination.url.get_secret_value()
+        headers = {key: value.get_secret_value() for key, value in destination.headers.items()}
+        self.client = make_client(destination.timeout, headers)
         self._progress = Progress()
 
     def send(self, records: list[bytes]) -> None:
@@ -70,7 +71,8 @@ class WebhookExporter:
             TIMESTAMP_HEADER: timestamp,
         }
         if self.destination.secret:
-            headers[SIGNATURE_HEADER] = sign(self.destination.secret, timestamp, body)
+            key = self.destination.secret.get_secret_value()
+            headers[SIGNATURE_HEADER] = sign(key, timestamp, body)
         return headers
 
     def close(self) -> None:

@@ -2,7 +2,9 @@
 has answered it, or once it is clear the broker never will.
 
 Which call a request makes: Produce and Fetch count their records into the window of
-their client and topic (aggregate), so nothing is written per request; a SASL exchange
+their client and topic (aggregate), and chatty APIs (transactions, offset commits) their
+requests into the window of their client and resource (chatter), so nothing is written
+per request; a SASL exchange
 the broker answered is a login or a failed login; an API with record types of its own is
 mapped (audit_map), OffsetCommit by what the gateway saw consumed (offsets); any other
 request is a generic `kafka.request` when the configuration records it, and an answer
@@ -35,6 +37,7 @@ from kaudit.gateway.audit_map import (
     merge_denied,
     refusal_call,
 )
+from kaudit.gateway.chatter import chatter_auth
 from kaudit.gateway.codec import (
     API_KEYS,
     FETCH,
@@ -170,6 +173,8 @@ def _audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) ->
                         pending.api_version, exc)  # fmt: skip
             call = None
             decoded = False
+        if call is not None and call.event is None and shared.aggregates(key):
+            return shared.records_generic(key) and _aggregate(conn, pending, call.auth)
         if call is not None and (call.event is not None or shared.records_generic(key)):
             return conn.recording.audit(call.event, request_context(conn, pending), call.auth)
         if decoded:
@@ -177,6 +182,8 @@ def _audit_exchange(conn: AuditedConnection, pending: Pending, response: Any) ->
     if not shared.records_generic(key):
         # A refusal is recorded whatever the request event settings: it is no chatter.
         return bool(denied) and conn.recording.audit(None, request_context(conn, pending), denied)
+    if decoded and response is not None and shared.aggregates(key):
+        return _aggregate(conn, pending, chatter_auth(api_name(key), request, response))
     auth = generic_auth(api_name(key), request, response) if decoded else ()
     return conn.recording.audit(
         None, request_context(conn, pending, decoded), merge_denied(auth, denied)
@@ -242,19 +249,27 @@ def audit_produce(conn: AuditedConnection, pending: Pending, response: Any) -> b
                 (int(p.error_code) for p in topic.partition_responses if int(p.error_code)),
                 0,
             )
+    _count_produced(conn, pending, codes)
+    # Counted into the window's record: nothing is written per request; under
+    # fail_closed the response waits for the count to be journaled.
+    return conn.recording.counts_wait
+
+
+def _count_produced(
+    conn: AuditedConnection, pending: Pending, codes: dict[Any, int], unanswered: int = 0
+) -> None:
+    """Add a produce request's records, per topic, to the window, with the error code
+    the response gave (`codes`), else `unanswered` (0: none, as for acks=0)."""
     shared, recording = conn.shared, conn.recording
     if not recording.records("records.produced"):
-        return False
+        return
     ctx = records_context(conn, pending)
-    for topic in request.topics:
+    for topic in pending.request.topics:
         ident = topic.topic
         name = ident if isinstance(ident, str) else shared.topic_name(ident)
         recording.aggregator.add(
-            "records.produced", ctx, name, topic.records, topic.nbytes, codes.get(ident, 0)
+            "records.produced", ctx, name, topic.records, topic.nbytes, codes.get(ident, unanswered)
         )
-    # Counted into the window's record: nothing is written per request; under
-    # fail_closed the response waits for the count to be journaled.
-    return recording.counts_wait
 
 
 def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bool:
@@ -313,6 +328,13 @@ def _note_consumption(conn: AuditedConnection, pending: Pending, summary: FetchS
             positions.reached(client, name, partition, end)
 
 
+def _aggregate(conn: AuditedConnection, pending: Pending, auth: tuple[AuthInfo, ...]) -> bool:
+    """Count a chatty request into its window (chatter): nothing to wait for."""
+    if conn.recording.records("kafka.request"):
+        conn.recording.chatter.add(request_context(conn, pending), auth)
+    return False
+
+
 def _generic(conn: AuditedConnection, pending: Pending) -> bool:
     return conn.recording.audit(None, request_context(conn, pending, decoded=False), ())
 
@@ -326,9 +348,13 @@ def audit_refused(conn: AuditedConnection, pending: Pending, error_code: int, re
 
 
 def audit_unanswered(conn: AuditedConnection, pending: Iterable[Pending], reason: str) -> None:
-    """Requests the broker never answered are recorded as failed, not forgotten."""
+    """Requests the broker never answered are recorded as failed, not forgotten (a
+    produce request counts its records, per topic, as failed in the window)."""
     try:
         for p in pending:
+            if p.api_key == PRODUCE and p.request is not None:
+                _count_produced(conn, p, {}, unanswered=NETWORK_EXCEPTION)
+                continue
             if p.raw_sasl or p.api_key in (PRODUCE, FETCH, SASL_HANDSHAKE):
                 continue
             if p.api_key == SASL_AUTHENTICATE:

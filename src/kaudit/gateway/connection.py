@@ -116,6 +116,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.streaming_acks = 1
         self.closed = False
         self.client_gone = False
+        self.draining = False  # the gateway is stopping: no new requests
         self._reading_paused = False
 
     # -- connection lifecycle ---------------------------------------------------------------
@@ -220,6 +221,19 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.frames.max_bytes = self.shared.max_frame_bytes
         self.frames.limit_name = "gateway.max_frame_bytes"
 
+    def drain(self) -> None:
+        """The gateway is stopping: read no new requests (one being cut through is read
+        to its end); those in flight are still answered and audited."""
+        self.draining = True
+        if not self.cut.left:
+            self.pause_client_reading()
+
+    @property
+    def busy(self) -> bool:
+        """Whether requests are in flight (or a response is held, or a request is being
+        cut through)."""
+        return not self.closed and bool(self.pending or self.held or self.cut.left)
+
     def upstream_lost(self, exc: Exception | None) -> None:
         if self.closed:
             return
@@ -231,6 +245,8 @@ class ClientConnection(asyncio.BufferedProtocol):
             self.transport.pause_reading()
 
     def resume_client_reading(self) -> None:
+        if self.draining and not self.cut.left:
+            return
         if self.transport is not None and self._reading_paused:
             self._reading_paused = False
             self.transport.resume_reading()
@@ -308,6 +324,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         if pieces is None:
             return
         self.cut.recycle(self._upstream_idle())
+        if self.draining:
+            self.pause_client_reading()
         pending = self.streaming
         assert pending is not None
         self.streaming = None

@@ -1,7 +1,10 @@
 """The gateway: its listening ports, the connections it accepts, and its lifecycle.
 
-One bootstrap port, plus one port per broker (`broker_ports_start + node_id`), opened
-the moment a response first names that broker, before the client can read it. The
+One bootstrap port, plus one port per broker (`broker_ports_start + node_id`): those of
+the brokers known at start (the static broker map, a Metadata call: see discovery) open
+before the bootstrap port; any other opens the moment a response first names that
+broker, before the client can read it. Stopping is graceful: no new connections or
+requests, those in flight answered and recorded within `stop_timeout_seconds`. The
 gateway owns the state its connections share (`SharedState`: the broker map, names
 learned from responses, buffers, the event loop and its tasks) and its door to the audit
 session (`Recording`: the failure policy, the produce/fetch windows), and hands them to
@@ -23,7 +26,9 @@ from typing import Any
 
 from kaudit.config.model import ClientTls, GatewayConfig, UpstreamTls
 from kaudit.errors import GatewayError
+from kaudit.files import UnprotectedKeyError, check_private_key
 from kaudit.gateway.connection import ClientConnection
+from kaudit.gateway.discovery import discover_brokers, static_brokers
 from kaudit.gateway.journal import WindowJournal
 from kaudit.gateway.recording import Audit, GatewayMetrics, Recording, Unavailable, WhenDurable
 from kaudit.gateway.rewrite import BrokerMap, BrokerPortError
@@ -34,6 +39,7 @@ log = logging.getLogger("kaudit.gateway")
 
 def _client_ssl(tls: ClientTls) -> ssl.SSLContext:
     try:
+        check_private_key(tls.key_file, "gateway.tls.key_file")
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(tls.cert_file, tls.key_file)
         if tls.ca_file:
@@ -41,7 +47,7 @@ def _client_ssl(tls: ClientTls) -> ssl.SSLContext:
             context.verify_mode = (
                 ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
             )
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, UnprotectedKeyError) as exc:
         raise GatewayError(f"gateway.tls: cannot load the certificate or CA: {exc}") from exc
     return context
 
@@ -51,8 +57,10 @@ def _upstream_ssl(tls: UpstreamTls) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=tls.ca_file)
         context.check_hostname = tls.check_hostname
         if tls.cert_file:
+            if tls.key_file:
+                check_private_key(tls.key_file, "gateway.upstream_tls.key_file")
             context.load_cert_chain(tls.cert_file, tls.key_file)
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, UnprotectedKeyError) as exc:
         raise GatewayError(f"gateway.upstream_tls: cannot load a file: {exc}") from exc
     return context
 
@@ -152,13 +160,29 @@ class Gateway:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the bootstrap port (errors here are GatewayError) and the window timer."""
-        self.shared.bind_loop(asyncio.get_running_loop())
+        """Open the ports of the brokers known at start, then the bootstrap port, and
+        start the window timer (errors here are GatewayError)."""
+        loop = asyncio.get_running_loop()
+        self.shared.bind_loop(loop)
         self._stopping = asyncio.Event()
+        known = await loop.run_in_executor(None, discover_brokers, self.config)
+        known.update(static_brokers(self.config))  # the configuration has the last word
+        try:
+            for node_id, (host, port) in sorted(known.items()):
+                sock = self._listen_socket(self.config.listen_host, self.brokers.port_for(node_id))
+                self.brokers.add_known(node_id, host, port)
+                self._serving.add(node_id)
+                await self._serve_socket(node_id, sock)
+                log.info("broker %d (%s:%d) served on port %d", node_id, host, port,
+                         self.brokers.port_for(node_id))  # fmt: skip
+            sock = self._listen_socket(self.config.listen_host, self.config.listen_port)
+        except (BrokerPortError, GatewayError) as exc:
+            for server in self._servers.values():
+                server.close()
+            raise GatewayError(str(exc)) from exc
         # Everything loaded so far lives as long as the process: keep it out of the
         # garbage collector's full passes, which would otherwise pause requests.
         gc.freeze()
-        sock = self._listen_socket(self.config.listen_host, self.config.listen_port)
         await self._serve_socket(None, sock)
         self._schedule_flush()
         log.info(
@@ -196,11 +220,26 @@ class Gateway:
             self._stopping.set()
 
     async def stop(self) -> None:
-        """Close every port and connection, then audit what the windows hold."""
+        """Stop accepting connections and requests, let those in flight be answered and
+        recorded (for up to `stop_timeout_seconds`), then close every connection (one
+        still unanswered is recorded as failed) and audit what the windows hold."""
         if self._stopping is not None:
             self._stopping.set()
         for server in list(self._servers.values()):
             server.close()
+        for conn in list(self.shared.connections):
+            conn.drain()
+        loop = self.shared.loop
+        deadline = loop.time() + self.config.stop_timeout_seconds
+        while loop.time() < deadline and any(c.busy for c in self.shared.connections):
+            await asyncio.sleep(0.01)  # answers arrive on this loop meanwhile
+        busy = sum(1 for c in self.shared.connections if c.busy)
+        if busy:
+            log.warning(
+                "stopping with %d connections still waiting for the broker after %gs",
+                busy,
+                self.config.stop_timeout_seconds,
+            )
         for conn in list(self.shared.connections):
             conn.close("gateway stopping", quiet=True)
         await self.shared.cancel_tasks()

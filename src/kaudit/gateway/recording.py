@@ -31,6 +31,7 @@ from typing import Protocol
 from kaudit.auditor import AuthInfo, RequestContext, RequestEvent, record_types
 from kaudit.errors import AuditUnavailableError
 from kaudit.gateway.aggregate import RecordsAggregator
+from kaudit.gateway.chatter import RequestsAggregator
 from kaudit.gateway.codec import CHANGES_STATE
 from kaudit.gateway.exchange import Held
 from kaudit.gateway.journal import WindowJournal
@@ -94,6 +95,7 @@ class Recording:
         self.durable_timeout = durable_timeout
         self.aggregator = RecordsAggregator(self.audit, window_seconds, max_window_keys)
         self.journal = journal
+        self.chatter = RequestsAggregator(self.audit, window_seconds)
         self._parked: deque[tuple[RequestEvent | None, RequestContext, Sequence[AuthInfo]]]
         self._parked = deque()
         self._after_parked: list[Done] = []  # waiting for the kept calls to be made
@@ -259,8 +261,10 @@ class Recording:
     # -- the produce/fetch window -----------------------------------------------------------
 
     def flush_records(self) -> None:
-        """Close the produce/fetch window: one record per client and topic (its journal
-        file goes once they are durable)."""
+        """Close the window: one produce/fetch record per client and topic (its journal
+        file goes once they are durable), and one per client, API and resource of the
+        aggregated requests (chatter)."""
+        self.chatter.flush()
         aggregator, journal = self.aggregator, self.journal
         window = aggregator.window_id
         if journal is not None:

@@ -91,6 +91,12 @@ class BrokerMap:
             self._on_new_broker(node_id, host, port)
         return self.advertised_host, self.port_for(node_id)
 
+    def add_known(self, node_id: int, host: str, port: int) -> None:
+        """Note a broker's real address known before any response names it (the static
+        broker map, a Metadata call at start); its port is opened by the caller."""
+        with self._lock:
+            self._upstream[node_id] = Address(host, port)
+
     def known(self) -> dict[int, Address]:
         return dict(self._upstream)
 

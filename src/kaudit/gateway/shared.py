@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from kaudit.config.model import GatewayConfig
 from kaudit.gateway.codec import (
+    API_KEYS,
     API_NAMES,
     CREATE_DELEGATION_TOKEN,
     DESCRIBE_DELEGATION_TOKEN,
@@ -40,7 +41,12 @@ TOKEN_APIS = frozenset({CREATE_DELEGATION_TOKEN, DESCRIBE_DELEGATION_TOKEN})
 
 
 class Connection(Protocol):
-    """An open client connection, as the gateway closes it when it stops."""
+    """An open client connection, as the gateway drains and closes it when it stops."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    def drain(self) -> None: ...
 
     def close(self, reason: str, quiet: bool = False) -> None: ...
 
@@ -79,6 +85,13 @@ class SharedState:
         self._token_owners: dict[str, str] = {}
         self.positions = ConsumptionPositions()
         self._generic = self._generic_apis()
+        # Under fail_closed each answer waits for its own record, and a window's counts
+        # of chatter would be lost to a kill -9: those requests are recorded one by one.
+        self._aggregated = frozenset(
+            API_KEYS[name]
+            for name in config.request_events.aggregate_apis
+            if name in API_KEYS and not self.fail_closed
+        )
         # Every answer is read: any may refuse the client a resource (audit_map).
         self._decoded_responses = frozenset(API_NAMES)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -119,6 +132,11 @@ class SharedState:
             self._per_address[address] = left
         else:
             self._per_address.pop(address, None)
+
+    def aggregates(self, key: int) -> bool:
+        """Whether a recorded request of this API is counted into its window (chatter)
+        rather than recorded on its own."""
+        return key in self._aggregated
 
     def decodes_request(self, key: int) -> bool:
         return parsable_versions(key) is not None

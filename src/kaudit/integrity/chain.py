@@ -22,7 +22,10 @@ from binascii import hexlify
 from collections.abc import Sequence
 from typing import Any
 
+from kaudit.config.integrity import Signing
+from kaudit.config.secrets import register_secret
 from kaudit.errors import KauditError
+from kaudit.files import UnprotectedKeyError, check_private_key
 
 UNSEALED_TAIL = b'"signature":null,"previous_signature":null}}'
 HEAD_END = b'"signature":'  # where the head of a line, all but its signatures, ends
@@ -43,10 +46,38 @@ def key_from_env(var: str) -> bytes:
             f"integrity.signing is enabled but the environment variable {var} (the HMAC "
             "key, integrity.signing.key_env_var) is not set"
         )
-    key = value.encode()
+    return _long_enough(value.encode(), var)
+
+
+def key_from_file(path: str) -> bytes:
+    """The HMAC key in `path` (one trailing newline dropped); the file must be readable
+    by its owner only."""
+    try:
+        check_private_key(path, "HMAC key file (integrity.signing.key_file)")
+        with open(path, "rb") as f:
+            key = f.read()
+    except UnprotectedKeyError as exc:
+        raise SigningKeyError(str(exc)) from exc
+    except OSError as exc:
+        raise SigningKeyError(
+            f"{path}: cannot read the HMAC key file (integrity.signing.key_file): "
+            f"{exc.strerror or exc}"
+        ) from exc
+    return _long_enough(key.removesuffix(b"\n"), path)
+
+
+def signing_key(signing: Signing) -> bytes:
+    """The HMAC key `integrity.signing` names: its key_file, else its key_env_var
+    (masked, from now on, in whatever kaudit says)."""
+    key = key_from_file(signing.key_file) if signing.key_file else key_from_env(signing.key_env_var)
+    register_secret(key.decode(errors="replace"))
+    return key
+
+
+def _long_enough(key: bytes, where: str) -> bytes:
     if len(key) < 16:
         raise SigningKeyError(
-            f"the HMAC key in {var} is {len(key)} bytes; use at least 16 (32 random bytes, "
+            f"the HMAC key in {where} is {len(key)} bytes; use at least 16 (32 random bytes, "
             "e.g. `openssl rand -hex 32`)"
         )
     return key

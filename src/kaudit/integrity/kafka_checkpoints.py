@@ -29,6 +29,7 @@ import orjson
 from confluent_kafka import KafkaError, Producer
 
 from kaudit.errors import LogError
+from kaudit.files import open_private
 from kaudit.integrity.checkpointer import Checkpointer, resumable_tree
 from kaudit.integrity.kafka_streams import checkpoint_topic
 from kaudit.integrity.keys import Signer
@@ -166,7 +167,7 @@ class KafkaCheckpoints:
         state = {**value, "offsets": {str(p): o for p, o in self.sink.durable_ends().items()}}
         tmp = self._tree_path.with_suffix(".tmp")
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with open_private(tmp) as f:
             f.write(orjson.dumps(state))
             f.flush()
             os.fsync(f.fileno())

@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from kaudit.errors import KauditError
+from kaudit.files import UnprotectedKeyError, check_private_key
 
 __all__ = [
     "ED25519",
@@ -413,6 +414,11 @@ def load_signer(path: Path | str, name: str | None = None) -> Signer:
             f"{path}: is {_key_kind(key)} private key; checkpoints are signed with Ed25519 "
             "(create one with `kaudit keys generate`)"
         )
+    # Once it is clear the file is the key (not a .pub given by mistake), as ssh does.
+    try:
+        check_private_key(path, "checkpoint signing key")
+    except UnprotectedKeyError as exc:
+        raise IntegrityKeyError(str(exc)) from exc
     if file_name is not None and name is not None and file_name != name:
         raise IntegrityKeyError(f"{path}: the key is named {file_name!r} in the file, not {name!r}")
     chosen = file_name if file_name is not None else name

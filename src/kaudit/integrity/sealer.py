@@ -16,7 +16,7 @@ from typing import Protocol
 
 from kaudit.config.model import Integrity
 from kaudit.errors import LogError
-from kaudit.integrity.chain import HmacChain, key_from_env, split_sealed
+from kaudit.integrity.chain import HmacChain, signing_key, split_sealed
 from kaudit.integrity.follower import FollowerProcess
 from kaudit.integrity.keys import load_signer
 from kaudit.log.segments import SegmentLog
@@ -96,7 +96,7 @@ def build_sealer(
                 _, previous, _ = split_sealed(last_line)
             except ValueError:
                 previous = None  # the log so far was not signed: the chain starts here
-        key = key_from_env(integrity.signing.key_env_var)
+        key = signing_key(integrity.signing)
         chain = HmacChain(key, chained=integrity.chain.enabled, previous=previous)
     checkpoints: StreamCheckpoints | None = None
     settings = integrity.checkpoints

@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from kaudit.errors import LogError
+from kaudit.files import open_private_fd
 from kaudit.log.segments import segment_name
 
 SUFFIX = ".checkpoints.jsonl"
@@ -120,7 +121,7 @@ class LocalCheckpointStore:
             self._cut_torn_tail(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_private_fd(path, os.O_WRONLY | os.O_APPEND)
             try:
                 os.write(fd, record + b"\n")
                 os.fsync(fd)

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from kaudit.errors import LogError
+from kaudit.files import open_private
 from kaudit.log.segments import Position
 
 
@@ -52,7 +53,7 @@ class Cursor:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         body = {"segment": position.segment, "offset": position.offset, "sequence": sequence}
-        with open(tmp, "wb") as f:
+        with open_private(tmp) as f:
             f.write(orjson.dumps(body))
             f.flush()
             os.fsync(f.fileno())

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import orjson
 
 from kaudit.errors import LogError, LogLockedError, LogWriteError
+from kaudit.files import open_private_fd
 
 log = logging.getLogger("kaudit.log")
 
@@ -152,7 +153,7 @@ class SegmentLog:
     def _lock(self) -> None:
         lock_path = self.dir / ".lock"
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_private_fd(lock_path, os.O_RDWR)
         except OSError as exc:
             raise LogError(f"cannot open {lock_path}: {exc.strerror}") from exc
         try:
@@ -200,7 +201,7 @@ class SegmentLog:
     def _open_segment(self, base: int) -> None:
         path = self.dir / segment_name(base)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_private_fd(path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
             raise LogWriteError(f"cannot open audit log segment {path}: {exc.strerror}") from exc
         if self._fd >= 0:

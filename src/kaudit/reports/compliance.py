@@ -90,6 +90,7 @@ def integrity_status(
             "not available",
             "the log is a Kafka topic; verify an export of it with `kaudit verify FILE`",
         )
+    from kaudit.integrity.chain import signing_key
     from kaudit.integrity.keys import KeyRing, load_signer
     from kaudit.integrity.verify import verify_log
 
@@ -100,7 +101,9 @@ def integrity_status(
     hmac_key = None
     if signing:
         value = os.environ.get(integrity.signing.key_env_var)
-        if value:
+        if integrity.signing.key_file:
+            hmac_key = signing_key(integrity.signing)
+        elif value:
             hmac_key = value.encode()
         elif ring is None:
             return IntegrityStatus(

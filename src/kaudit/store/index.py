@@ -22,6 +22,7 @@ process ends first, the cursor has not moved past it and it is read from the log
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,7 @@ import orjson
 import zstandard
 
 from kaudit.errors import StoreError
+from kaudit.files import open_private_fd
 from kaudit.store.schema import (
     DDL,
     SCHEMA_VERSION,
@@ -116,6 +118,8 @@ class EventIndex:
                 )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Created 0640 here: SQLite gives its -wal and -shm files the same mode.
+                os.close(open_private_fd(self.path, os.O_RDWR))
                 # The writer thread commits; `add` never uses the connection meanwhile.
                 self.conn = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from kaudit.config.model import KafkaConnection
 from kaudit.errors import LogError
+from kaudit.files import UnprotectedKeyError, check_private_key
 
 
 def describe(connection: KafkaConnection) -> str:
@@ -67,7 +68,14 @@ _ALL_DOWN_GRACE_S = 3.0
 
 
 def client_base(connection: KafkaConnection, tracker: ErrorTracker) -> dict[str, Any]:
-    """confluent-kafka settings for `connection`, reporting errors to `tracker`."""
+    """confluent-kafka settings for `connection`, reporting errors to `tracker`;
+    LogError when its TLS key file is readable by group or others."""
+    key = connection.security.ssl_key_location
+    if key:
+        try:
+            check_private_key(key, "TLS key (security.ssl_key_location)")
+        except UnprotectedKeyError as exc:
+            raise LogError(str(exc)) from exc
     return {**connection.client_settings(), "error_cb": tracker, "logger": _CLIENT_LOGGER}
 
 

@@ -32,6 +32,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from kaudit.config.model import KafkaLog
 from kaudit.errors import LogError, LogWriteError
+from kaudit.files import open_private
 from kaudit.log.kafka.client import ErrorTracker, client_base, describe, error_text
 from kaudit.log.kafka.reader import STREAM_HEADER, KafkaLogReader
 from kaudit.log.kafka.topic import ensure_topic
@@ -201,7 +202,7 @@ class KafkaLogSink:
             "offsets": {str(p): o for p, o in offsets.items()},
         }
         tmp = self._state_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
+        with open_private(tmp) as f:
             f.write(orjson.dumps(body))
             f.flush()
             os.fsync(f.fileno())
