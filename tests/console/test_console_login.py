@@ -119,8 +119,11 @@ def test_the_login_page_offers_each_configured_provider(tmp_path: Path) -> None:
     config = console_config(
         tmp_path,
         users=[local_user("alice")],
-        oidc=[{"name": "keycloak"}, {"name": "okta"}],
-        github={"client_id": "x"},
+        oidc=[
+            {"name": "keycloak", "issuer": "https://sso.example.com/realms/ops", "client_id": "c"},
+            {"name": "okta", "issuer": "https://acme.okta.example.com", "client_id": "c"},
+        ],
+        github={"client_id": "x", "client_secret": "y"},
     )
     for console in harness(config):
         page = console.client().get("/login", params={"next": "/clusters/offline/topics"})

@@ -11,11 +11,12 @@ YAML file that `kaudit.console.rbac` reads with line numbers in its errors).
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr, model_validator
 
 from kaudit.config.connections import KafkaConnection
+from kaudit.config.console_auth import GithubLogin, IngestSource, OidcProvider
 from kaudit.config.fields import ConfigModel, HostPort, config_error
 
 __all__ = [
@@ -175,12 +176,14 @@ class ConsoleConfig(ConfigModel):
     login_limits: LoginLimits = LoginLimits()
     masking: list[MaskRule] = []
     max_inspect_messages: int = Field(default=500, ge=1)
-    oidc: list[Any] = []
-    """OpenID Connect providers (see the console's auth providers)."""
-    github: Any | None = None
+    oidc: list[OidcProvider] = []
+    """OpenID Connect providers, each a button on the login page."""
+    github: GithubLogin | None = None
     """GitHub OAuth login."""
-    ingest: list[Any] = []
+    ingest: list[IngestSource] = []
     """Sources that may send events to POST /api/v1/events with a bearer token."""
+    ingest_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    """The largest body POST /api/v1/events takes (413 beyond it)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ConsoleConfig:

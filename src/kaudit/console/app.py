@@ -10,7 +10,6 @@ Content-Security-Policy (no inline script) and a request id.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import secrets
@@ -26,13 +25,17 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from kaudit.config import Config
 from kaudit.console.audit import ConsoleRecorder
+from kaudit.console.auth.github import github_router
 from kaudit.console.auth.local import SessionHooks, local_router
+from kaudit.console.auth.oidc import oidc_router
 from kaudit.console.clusters import Clusters, KafkaCallError, UnknownClusterError
+from kaudit.console.ingest import ingest_router
 from kaudit.console.rbac import load_rbac, policy_record
 from kaudit.console.service import ActionDenied, ConsoleService
 from kaudit.console.sessions import LoginLimiter, SessionStore, new_token
 from kaudit.console.web import PAGES, ConsoleState, render, state
 from kaudit.errors import UsageError
+from kaudit.events.model import AuditEvent
 from kaudit.recorder.core import Recorder
 
 __all__ = ["CSRF_EXEMPT", "PUBLIC_ROUTES", "build_app"]
@@ -143,31 +146,27 @@ def _csrf_refused(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", status_code=403, title="Refused", problem=body)
 
 
-def _provider(module: str) -> Any | None:
-    """A login provider's or the ingest's module; None (with a warning) when this build
-    does not include it, so the console still serves its other logins."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        log.warning("%s is not part of this build: its routes are not served", module)
-        return None
-
-
 def _provider_routers(
     app: FastAPI, config: Config, hooks: SessionHooks, recorder: Recorder
 ) -> None:
     """The routes of the other login providers and of the ingest, when configured."""
     console = config.console
     assert console is not None
-    if console.oidc and (oidc := _provider("kaudit.console.auth.oidc")) is not None:
-        app.include_router(oidc.oidc_router(console.oidc, hooks))
-    if console.github is not None and (github := _provider("kaudit.console.auth.github")):
-        app.include_router(github.github_router(console.github, hooks))
-    if console.ingest and (ingest := _provider("kaudit.console.ingest")) is not None:
-        limit = getattr(console, "ingest_max_body_bytes", 1 << 20)
-        app.include_router(ingest.ingest_router(console.ingest, recorder.record_many, limit))
+    if console.oidc:
+        app.include_router(oidc_router(console.oidc, hooks))
+    if console.github is not None:
+        app.include_router(github_router(console.github, hooks))
+    if console.ingest:
+        # The reply says an event was accepted only once it is durable in the log, so a
+        # tool that got a 200 never has to send it again.
+        def record(events: list[AuditEvent]) -> None:
+            recorder.record_many(events, durable=True)
+
+        app.include_router(
+            ingest_router(
+                console.ingest, record, console.ingest_max_body_bytes, catalog=recorder.catalog
+            )
+        )
 
 
 def build_app(config: Config, recorder: Recorder, *, base_dir: Path | None = None) -> FastAPI:
