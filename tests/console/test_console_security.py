@@ -23,7 +23,7 @@ def test_every_route_needs_a_session_except_the_public_ones(console: ConsoleHarn
     client = console.client()
     checked = 0
     served = {context.path for context in iter_route_contexts(console.app.routes)}
-    assert PUBLIC_ROUTES <= served, "a listed public route is not served by the app"
+    assert served >= PUBLIC_ROUTES, "a listed public route is not served by the app"
     # Included routers show up in app.routes as one entry each; iter_route_contexts
     # walks into them, so every route the app serves is visited.
     for context in iter_route_contexts(console.app.routes):
