@@ -65,14 +65,15 @@ def test_malformed_and_oversized_frames_close_only_that_connection(
     one(gw.events("topic.created"), resource__id=unique_topic)
 
 
-def test_unknown_api_key_is_forwarded_and_recorded_as_undecoded(
+def test_unknown_api_key_is_refused_and_recorded(
     gateway_factory: GatewayFactory, kafka: KafkaInfo, unique_topic: str
 ) -> None:
     gw = gateway_factory(upstream=kafka.bootstrap_servers)  # PLAINTEXT: no SASL first
     conn = raw_connection(gw)
     header = struct.pack(">hhih", 999, 0, 42, 4) + b"test"
     conn.sendall(struct.pack(">i", len(header)) + header)
-    # The broker closes a connection that sends an API it does not know.
+    # Never offered, so never forwarded: no response can be written for an API no one
+    # knows, so the gateway closes the connection, as the broker does.
     assert conn.recv(100) == b""
     conn.close()
     deadline = time.monotonic() + 10
@@ -82,7 +83,10 @@ def test_unknown_api_key_is_forwarded_and_recorded_as_undecoded(
             break
         time.sleep(0.2)
     [event] = events
-    assert event["details"] == {"api": "Api999", "decoded": False}
+    assert event["details"] == {
+        "api": "Api999", "decoded": False, "refused": True,
+        "reason": "Api999 is not an API the gateway offers",
+    }  # fmt: skip
     assert event["action"]["result"] == "failure"
     assert event["actor"]["client_id"] == "test"
 

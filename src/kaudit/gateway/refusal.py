@@ -51,6 +51,7 @@ from kaudit.gateway.codec import (
     FrameDecodeError,
     api_name,
     encode_response,
+    parsable_versions,
     peek_client_id,
 )
 from kaudit.gateway.exchange import Held, Pending, refusal_answer
@@ -90,10 +91,11 @@ def refuse_unoffered(conn: RefusingConnection, frame: bytes, key: int, version: 
             f"{api_name(key)} v{version} is not a version the gateway offers "
             f"(v{versions[0]} to v{versions[1]})"
         )
-    answer: bytes | None
+    answer: bytes | None = None
+    readable = parsable_versions(key)
     if key == API_VERSIONS:
         answer = unsupported_api_versions(correlation_id)
-    else:
+    elif readable is not None and readable[0] <= version <= readable[1]:
         message = f"kaudit: {reason}"
         answer = refusal_answer(key, version, correlation_id, UNSUPPORTED_VERSION, message)
     _refuse(conn, frame, UNSUPPORTED_VERSION, reason, answer)

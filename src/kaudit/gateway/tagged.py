@@ -12,10 +12,13 @@ the audit event.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kio.serial.readers import read_unsigned_varint
+from kio.serial.writers import write_unsigned_varint
+from kio.static.primitive import uvarint
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +33,9 @@ class UnknownTag:
 
 
 def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    out = io.BytesIO()
+    write_unsigned_varint(out, uvarint(value))
+    return out.getvalue()
 
 
 def without_unknown_tags(frame: bytes | memoryview, unknown: Iterable[UnknownTag]) -> bytes:
