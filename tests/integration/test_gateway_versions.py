@@ -201,3 +201,8 @@ def test_api_versions_at_a_version_not_offered_is_answered_at_v0_and_the_client_
         assert API_KEYS["Metadata"] in {int(a.api_key) for a in retried.api_keys}
     finally:
         wire.close()
+    # A negotiation, not a failure of the client's action: `--result failure` skips it.
+    events = gw.events("kafka.request")
+    refused = one(events, context__api__key=API_VERSIONS, details__refused=True)
+    assert refused["action"]["result"] == "success"
+    assert refused["details"]["routine"] == error_name(UNSUPPORTED_VERSION)

@@ -48,6 +48,9 @@ _COORDINATOR_MOVING = frozenset(
 _REBALANCING = frozenset({int(ErrorCode.rebalance_in_progress)})
 
 ROUTINE_ERRORS: Mapping[str, frozenset[int]] = {
+    # A client newer than the gateway asks at a version it was not offered, gets
+    # UNSUPPORTED_VERSION with the versions offered, and asks again: a negotiation.
+    "ApiVersions": frozenset({int(ErrorCode.unsupported_version)}),
     "FindCoordinator": _COORDINATOR_MOVING,
     "JoinGroup": _COORDINATOR_MOVING | _REBALANCING | {int(ErrorCode.member_id_required)},
     "SyncGroup": _COORDINATOR_MOVING | _REBALANCING,
