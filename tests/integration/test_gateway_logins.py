@@ -121,6 +121,7 @@ def _raw_admin(gw: RunningGateway, **sasl: Any) -> KafkaAdminClient:
         api_version=(0, 11, 0),
         security_protocol="SASL_PLAINTEXT",
         request_timeout_ms=10000,
+        bootstrap_timeout_ms=8000,  # a refused login fails the bootstrap: give up soon
         **sasl,
     )
 
