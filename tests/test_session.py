@@ -53,6 +53,7 @@ def test_open_as_a_context_manager_and_emit(tmp_path: Path) -> None:
         "user_agent": None,
         "client_id": None,
         "auth": None,
+        "authorized_as": None,
     }
     assert backup["action"]["operation"] == "backup"
     assert backup["context"]["cluster_id"] == "prod-eu"

@@ -121,6 +121,7 @@ def _raw_admin(gw: RunningGateway, **sasl: Any) -> KafkaAdminClient:
         api_version=(0, 11, 0),
         security_protocol="SASL_PLAINTEXT",
         request_timeout_ms=10000,
+        bootstrap_timeout_ms=8000,  # a refused login fails the bootstrap: give up soon
         **sasl,
     )
 
@@ -163,3 +164,21 @@ def test_raw_oauthbearer_error_challenge_is_a_failed_login(gateway: RunningGatew
     assert all(e["authorization"]["allowed"] is False for e in failed)
     assert not gateway.events("auth.login")
     assert others_than_logins(gateway, "User:mallory") == []
+
+
+def test_raw_plain_with_a_wrong_password_is_a_failed_login(
+    gateway: RunningGateway, kafka: KafkaInfo
+) -> None:
+    # After a SaslHandshake v0 the broker refuses by closing the connection.
+    with pytest.raises(KafkaPythonError):
+        _raw_admin(
+            gateway,
+            sasl_mechanism="PLAIN",
+            sasl_plain_username="alice",
+            sasl_plain_password="not-her-password",
+        )
+
+    failed = gateway.events("auth.failed")
+    assert failed and {e["actor"]["id"] for e in failed} == {"User:alice"}
+    assert all(e["authorization"]["allowed"] is False for e in failed)
+    assert not gateway.events("auth.login")

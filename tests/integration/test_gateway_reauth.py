@@ -58,7 +58,9 @@ def test_a_refused_reauthentication_is_a_failed_login_of_the_attempted_principal
     producer = Producer(
         gateway.client(
             {**sasl_config("admin", mechanism="SCRAM-SHA-256"), "client.id": client_id,
-             "linger.ms": "0", "retries": "0"}
+             "linger.ms": "0", "retries": "0",
+             # Once the credentials are wrong nothing is delivered: give up soon.
+             "message.timeout.ms": "10000"}
         )
     )  # fmt: skip
     errors: list[Any] = []

@@ -355,7 +355,13 @@ def audit_unanswered(conn: AuditedConnection, pending: Iterable[Pending], reason
             if p.api_key == PRODUCE and p.request is not None:
                 _count_produced(conn, p, {}, unanswered=NETWORK_EXCEPTION)
                 continue
-            if p.raw_sasl or p.api_key in (PRODUCE, FETCH, SASL_HANDSHAKE):
+            if p.api_key in (PRODUCE, FETCH, SASL_HANDSHAKE):
+                continue
+            if (p.raw_sasl or p.api_key == SASL_AUTHENTICATE) and conn.sasl.failure:
+                continue  # the broker's refusal is recorded already
+            if p.raw_sasl:
+                # After a SaslHandshake v0 the broker refuses a token by closing.
+                audit_auth(conn, p, "auth.failed", SASL_AUTHENTICATION_FAILED, reason)
                 continue
             if p.api_key == SASL_AUTHENTICATE:
                 audit_auth(conn, p, "auth.failed", NETWORK_EXCEPTION, reason)

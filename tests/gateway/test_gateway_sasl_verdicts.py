@@ -1,7 +1,8 @@
 """When a SASL exchange is a login: only once the broker has accepted it, read from the
 broker's answers mechanism by mechanism (SaslObserver.server_token), never from the
 number of tokens. These are the answers Kafka's SASL servers give; the end-to-end
-tests with the real broker are in tests/integration/test_gateway_logins.py."""
+tests with the real broker and real clients are tests/integration/test_gateway_logins.py
+and test_gateway_reauth.py."""
 
 from __future__ import annotations
 
