@@ -32,10 +32,12 @@ system-deps:
 	  || { echo "installing Java, Maven, rsyslog and Chromium from Debian packages"; \
 	  apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq --no-install-recommends \
 	    openjdk-17-jre-headless maven rsyslog rsyslog-gnutls chromium; }
-	@# Go and Node build the gateway's franz-go and kafkajs test clients (tests/clients).
-	@command -v go >/dev/null && command -v npm >/dev/null \
-	  || { echo "installing Go and Node from Debian packages"; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends golang-go npm; }
+	@# Go and Node build the gateway's franz-go, Sarama and kafkajs test clients, and a JDK
+	@# (javac) runs its Java one from source (tests/clients).
+	@command -v go >/dev/null && command -v npm >/dev/null && command -v javac >/dev/null \
+	  || { echo "installing Go, Node and a JDK from Debian packages"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends golang-go npm \
+	    openjdk-17-jdk-headless; }
 
 demo: $(VENV)/.installed system-deps
 	$(BIN)/kaudit demo

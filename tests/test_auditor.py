@@ -233,9 +233,9 @@ def test_error_names_and_results() -> None:
     [
         ("JoinGroup", 79, "success", None, "MEMBER_ID_REQUIRED"),
         ("FindCoordinator", 15, "success", None, "COORDINATOR_NOT_AVAILABLE"),
+        ("ApiVersions", 35, "success", None, "UNSUPPORTED_VERSION"),
         ("Heartbeat", 27, "success", None, "REBALANCE_IN_PROGRESS"),
         ("OffsetCommit", 16, "success", None, "NOT_COORDINATOR"),
-        ("ApiVersions", 35, "success", None, "UNSUPPORTED_VERSION"),
         ("DeleteTopics", 35, "failure", "UNSUPPORTED_VERSION", None),
         # A commit refused during a rebalance did not store the offsets: a failure.
         ("OffsetCommit", 27, "failure", "REBALANCE_IN_PROGRESS", None),

@@ -24,6 +24,7 @@ from support.kafka import create_topic, grant, grant_topic, wait_for
 pytestmark = pytest.mark.kafka
 
 CONFIGS = "kafka.admin.ConfigCommand"
+KAUDIT = str(Path(sys.executable).with_name("kaudit"))
 
 
 def test_describe_configs_is_config_viewed_on_the_topic(
@@ -243,6 +244,27 @@ def test_routine_protocol_steps_are_not_failures(
         if e["action"]["result"] == "failure" and not e["event_type"].startswith("records.")
     ]
     assert failures == [], failures
+    # What an operator runs finds the same: no group protocol step among the failures.
+    search = subprocess.run(
+        [KAUDIT, "search", str(gateway.log_dir), "--result", "failure", "-o", "jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert search.returncode == 0, search.stderr
+    found = [json.loads(line) for line in search.stdout.splitlines() if line.strip()]
+    assert [e for e in found if not e["event_type"].startswith("records.")] == []
+    routine = subprocess.run(
+        [KAUDIT, "search", str(gateway.log_dir), "--type", "kafka.request", "-q",
+         "MEMBER_ID_REQUIRED", "-o", "jsonl"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert routine.returncode == 0, routine.stderr
+    assert any(
+        json.loads(line)["details"]["routine"] == "MEMBER_ID_REQUIRED"
+        for line in routine.stdout.splitlines()
+        if line.strip()
+    ), routine.stdout
     assert all(
         (e["action"]["error"] or "").isupper() and not e["action"]["error"].startswith("ERROR_")
         for e in events

@@ -8,10 +8,11 @@ answered MEMBER_ID_REQUIRED by design, a coordinator that is moving or loading a
 COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS and the client
 asks again, and a member's Heartbeat or SyncGroup answered REBALANCE_IN_PROGRESS is how it
 learns to re-join; an OffsetFetch that waits for a transaction's offsets is answered
-UNSTABLE_OFFSET_COMMIT until they settle. Records of such answers are successes that name
-the step in their details (`routine`), so a search for failures finds only real ones. A
-commit refused with REBALANCE_IN_PROGRESS did fail (the offsets were not stored) and
-stays a failure.
+UNSTABLE_OFFSET_COMMIT until they settle; a client opens with ApiVersions at the newest
+version it knows and, answered UNSUPPORTED_VERSION, asks again at one offered (KIP-511).
+Records of such answers are successes that name the step in their details (`routine`), so
+a search for failures finds only real ones. A commit refused with REBALANCE_IN_PROGRESS
+did fail (the offsets were not stored) and stays a failure.
 """
 
 from __future__ import annotations
