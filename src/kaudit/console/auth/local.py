@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from kaudit.config.console import LocalUser
+from kaudit.console.auth.hooks import LoginHooks
 from kaudit.console.identity import ConsoleUser
 from kaudit.console.sessions import new_token, safe_next
 from kaudit.console.web import current_user, render, request_info, state
@@ -100,7 +101,7 @@ def _login_page(request: Request, next_url: str | None, error: str | None, statu
     )
 
 
-def local_router(hooks: SessionHooks) -> APIRouter:
+def local_router(hooks: LoginHooks) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/login")
