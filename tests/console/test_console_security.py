@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount, Route
 
 from kaudit.console.app import PUBLIC_ROUTES
+from kaudit.events.model import Action, Actor, AuditEvent, Context, Resource
 from support.console import ConsoleHarness, page_csrf, password_of
 
 
@@ -186,8 +187,6 @@ def test_event_fields_in_the_users_log_are_escaped(console: ConsoleHarness) -> N
 
 
 def test_the_users_log_holds_the_last_seven_days(console: ConsoleHarness) -> None:
-    from kaudit.events.model import Action, Actor, AuditEvent, Context, Resource
-
     old = AuditEvent(
         timestamp="2020-01-01T00:00:00.000Z",
         event_type="topic.created",
