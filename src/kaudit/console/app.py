@@ -26,7 +26,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from kaudit.config import Config
 from kaudit.console.audit import ConsoleRecorder
-from kaudit.console.auth.hooks import LoginHooks
 from kaudit.console.auth.local import SessionHooks, local_router
 from kaudit.console.clusters import Clusters, KafkaCallError, UnknownClusterError
 from kaudit.console.rbac import load_rbac, policy_record
@@ -156,7 +155,9 @@ def _provider(module: str) -> Any | None:
         return None
 
 
-def _provider_routers(app: FastAPI, config: Config, hooks: LoginHooks, recorder: Recorder) -> None:
+def _provider_routers(
+    app: FastAPI, config: Config, hooks: SessionHooks, recorder: Recorder
+) -> None:
     """The routes of the other login providers and of the ingest, when configured."""
     console = config.console
     assert console is not None
@@ -242,7 +243,7 @@ def build_app(config: Config, recorder: Recorder, *, base_dir: Path | None = Non
             title=app.title, version="1", description=app.description, routes=app.routes
         )
 
-    hooks: LoginHooks = SessionHooks()
+    hooks = SessionHooks()
     app.include_router(local_router(hooks))
     _provider_routers(app, config, hooks, recorder)
     app.include_router(api_router())
