@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from kaudit.console.sessions import LoginLimiter, safe_next
+from kaudit.console.identity import ConsoleUser
+from kaudit.console.sessions import LoginLimiter, SessionStore, safe_next
 
 
 @pytest.mark.parametrize(
@@ -36,3 +39,18 @@ def test_the_limiter_counts_per_user_and_per_address_within_its_window() -> None
     limiter.failed("bob", "10.0.0.1")
     limiter.failed("carol", "10.0.0.1")
     assert limiter.blocked("dave", "10.0.0.1")
+
+
+def test_ended_sessions_and_old_failures_are_forgotten() -> None:
+    sessions = SessionStore(idle_seconds=0.05, max_seconds=10)
+    first = sessions.start(ConsoleUser("local", "a", "a"))
+    time.sleep(0.1)  # the idle timeout itself is under test
+    sessions.start(ConsoleUser("local", "b", "b"))
+    assert sessions.touch(first) is None
+    assert len(sessions) == 1
+
+    limiter = LoginLimiter(per_user=1, per_address=1, window_seconds=0.05)
+    limiter.failed("a", "10.0.0.1")
+    time.sleep(0.1)
+    assert not limiter.blocked("a", "10.0.0.1")
+    assert len(limiter) == 0
