@@ -256,7 +256,21 @@ console:
       fields: [card, iban]
 """
 
-_DEMO_LOGINS = {"admin": "admin-demo", "dev": "dev-demo"}
+DEMO_LOGINS = {"admin": "admin-demo", "dev": "dev-demo"}
+"""The console demo's users and their passwords, printed for the person trying it."""
+
+
+def console_demo_config(data: Path, port: int, servers: str) -> str:
+    """The console demo's configuration: the console on `servers`, its log in `data`."""
+    from kaudit.console.auth.local import hash_password
+
+    return _CONSOLE_CONFIG.format(
+        data=data,
+        port=port,
+        servers=servers,
+        admin_hash=hash_password(DEMO_LOGINS["admin"]),
+        dev_hash=hash_password(DEMO_LOGINS["dev"]),
+    )
 
 
 def _console_port() -> int:
@@ -276,18 +290,13 @@ def _console_demo(directory: Path, info: KafkaInfo) -> None:
     import signal
     import threading
 
-    from kaudit.console.auth.local import hash_password
     from kaudit.console.serve import ConsoleServer
 
     echo = click.echo
     config_path = directory / "kaudit-console.yaml"
     config_path.write_text(
-        _CONSOLE_CONFIG.format(
-            data=directory / "data-console",
-            port=_console_port(),
-            servers=info.sasl_bootstrap_servers,
-            admin_hash=hash_password(_DEMO_LOGINS["admin"]),
-            dev_hash=hash_password(_DEMO_LOGINS["dev"]),
+        console_demo_config(
+            directory / "data-console", _console_port(), info.sasl_bootstrap_servers
         ),
         encoding="utf-8",
     )
@@ -301,8 +310,8 @@ def _console_demo(directory: Path, info: KafkaInfo) -> None:
         echo(f"""The web console is serving the local broker; every action in it is audited.
 
   console        {server.url}
-  logins         admin / {_DEMO_LOGINS["admin"]}  (role ops: everything, and every user's log)
-                 dev / {_DEMO_LOGINS["dev"]}      (role dev, the seed's policy: inspect, edit
+  logins         admin / {DEMO_LOGINS["admin"]}  (role ops: everything, and every user's log)
+                 dev / {DEMO_LOGINS["dev"]}      (role dev, the seed's policy: inspect, edit
                                       and produce; no create or delete, no producing
                                       to payments-*)
   configuration  {config_path}

@@ -31,14 +31,17 @@ def run(config: Config, *, once: bool, say: Say) -> None:
     now, then apply retention and return. UsageError when there is nothing to run."""
     if not once:
         start_retention(config)
-    with serving_console(config, say, once=once) as session:
-        counts = run_exporters(config, once=once, say=say, session=session)
+    # Set by SIGINT/SIGTERM from before the console serves, so none is lost in between.
+    stop = threading.Event()
+    with serving_console(config, say, once=once, stop=stop) as session:
+        counts = run_exporters(config, once=once, say=say, session=session, stop=stop)
         if not counts:
             if config.gateway is not None and not once:
-                serve_gateway(config, say, session)
+                if not stop.is_set():
+                    serve_gateway(config, say, session)
                 return
             if session is not None:
-                _wait_for_signal()
+                stop.wait()
                 return
             raise UsageError("no destination configured (audit.destination or audit.destinations)")
     for name, n in counts.items():
@@ -47,20 +50,22 @@ def run(config: Config, *, once: bool, say: Say) -> None:
         apply_retention_once(config, say)
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
+def _stop_on_signals(stop: threading.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
 
 
 @contextlib.contextmanager
-def serving_console(config: Config, say: Say, *, once: bool) -> Iterator[AuditSession | None]:
+def serving_console(
+    config: Config, say: Say, *, once: bool, stop: threading.Event
+) -> Iterator[AuditSession | None]:
     """The console of `console:` served meanwhile, with the audit session it records
-    through (which the gateway shares: one writer per log); None without a console."""
+    through (which the gateway shares: one writer per log); None without a console.
+    SIGINT/SIGTERM set `stop` from before it serves."""
     if config.console is None or once:
         yield None
         return
+    _stop_on_signals(stop)
     from kaudit.console.serve import ConsoleServer
     from kaudit.session import AuditSession
 
@@ -75,7 +80,12 @@ def serving_console(config: Config, say: Say, *, once: bool) -> Iterator[AuditSe
 
 
 def run_exporters(
-    config: Config, *, once: bool, say: Say, session: AuditSession | None = None
+    config: Config,
+    *,
+    once: bool,
+    say: Say,
+    session: AuditSession | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, int]:
     """Run every destination's exporter until SIGINT/SIGTERM (serving the gateway
     meanwhile when one is configured), or with `once` until each has caught up with the
@@ -87,9 +97,8 @@ def run_exporters(
     runners = runners_for(config)
     if not runners:
         return {}
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop if stop is not None else threading.Event()
+    _stop_on_signals(stop)
     threads = [
         threading.Thread(target=r.run, args=(stop,), name=f"exporter-{r.name}") for r in runners
     ]

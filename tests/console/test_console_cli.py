@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from kaudit.config import load_config_text
+from kaudit.demo import DEMO_LOGINS, console_demo_config
 from kaudit.dev.ports import free_port_block
 from kaudit.errors import ConfigError
 from support.console import local_user
@@ -143,3 +144,11 @@ def test_check_config_reads_the_rbac_file_and_reports_its_errors(tmp_path: Path)
     assert (
         "console: 127.0.0.1:8080, clusters offline, 1 local users, 1 RBAC policies" in done.stdout
     )
+
+
+def test_the_demos_console_configuration_is_valid(tmp_path: Path) -> None:
+    text = console_demo_config(tmp_path / "data", 8080, "127.0.0.1:9093")
+    config = load_config_text(text, "demo", env={})
+    assert config.console is not None
+    assert [u.username for u in config.console.users] == list(DEMO_LOGINS)
+    assert config.console.rbac is not None and config.console.rbac.admin_roles == ["ops"]

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount, Route
 
 from kaudit.console.app import PUBLIC_ROUTES
+from kaudit.events.model import Action, Actor, AuditEvent, Context, Resource
 from support.console import ConsoleHarness, page_csrf, password_of
 
 
@@ -185,3 +186,20 @@ def test_event_fields_in_the_users_log_are_escaped(console: ConsoleHarness) -> N
     assert "delete-topic" in page.text
     assert "<img" not in page.text
     assert "&lt;img src=x onerror=alert(1)&gt;" in page.text
+
+
+def test_the_users_log_holds_the_last_seven_days(console: ConsoleHarness) -> None:
+    old = AuditEvent(
+        timestamp="2020-01-01T00:00:00.000Z",
+        event_type="topic.created",
+        event_id="",
+        actor=Actor(type="user", id="alice"),
+        resource=Resource(type="topic", id="ancient"),
+        action=Action(operation="create-topic"),
+        context=Context(source="console"),
+        details={"console_action": "create-topic", "user": {"provider": "local", "login": "alice"}},
+    )
+    console.session.recorder.record(old)
+    client = console.login("alice")
+    assert len(console.events()) == 2
+    assert [e["event_type"] for e in client.get("/api/v1/me/events").json()] == ["auth.login"]

@@ -198,3 +198,20 @@ def test_verbosity_mutations_leaves_queries_out_but_keeps_inspection(
             "records.inspected",
             "topic.config_changed",
         ]
+
+
+def test_a_group_the_user_may_not_act_on_is_hidden_and_the_refusal_recorded(
+    kafka: KafkaInfo, kafka_console: ConsoleHarness, unique_topic: str
+) -> None:
+    create_topic(kafka.client_config(), unique_topic)
+    group = f"hidden-{unique_topic}"
+    consumer = Consumer({**kafka.client_config(), "group.id": group})
+    consumer.commit(offsets=[TopicPartition(unique_topic, 0, 0)], asynchronous=False)
+    consumer.close()
+    client = kafka_console.login("nobody")  # no role: no policy applies
+    assert client.get(f"{BASE}/groups").json() == []
+    refused = client.get(f"{BASE}/groups/{group}")
+    assert refused.status_code == 403
+    event = kafka_console.event_for(refused)
+    assert event["event_type"] == "group.described"
+    assert event["action"]["result"] == "denied"

@@ -4,11 +4,14 @@ the user, the decision, Kafka's outcome and the context."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from confluent_kafka.admin import AdminClient
+from console_fixtures import POLICIES, USERS, cluster_entry
 
 from kaudit.dev.kafka import KafkaInfo
-from support.console import ConsoleHarness
+from support.console import ConsoleHarness, console_config, harness
 from support.kafka import create_topic
 
 pytestmark = pytest.mark.kafka
@@ -149,3 +152,26 @@ def test_lists_show_only_what_the_user_may_see(
     denied = kafka_console.login("alice").get(f"/api/v1/clusters/local/topics/{secret}")
     assert denied.status_code == 403
     assert denied.json()["policies"][0]["effect"] == "Deny"
+
+
+def test_several_clusters_each_event_names_its_cluster_id(
+    kafka: KafkaInfo, tmp_path: Path, unique_topic: str
+) -> None:
+    config = console_config(
+        tmp_path,
+        clusters=[cluster_entry(kafka), cluster_entry(kafka, name="mirror", id="mirror-id")],
+        users=USERS,
+        rbac={"policies": POLICIES},
+    )
+    for console in harness(config):
+        client = console.login("root")
+        assert client.get("/api/v1/clusters").json() == ["local", "mirror"]
+        on_local = client.post("/api/v1/clusters/local/topics", json={"name": unique_topic})
+        on_mirror = client.get(f"/api/v1/clusters/mirror/topics/{unique_topic}")
+        assert on_local.status_code == 201 and on_mirror.status_code == 200
+        assert console.event_for(on_local)["context"]["cluster_id"] == _cluster_id(kafka)
+        assert console.event_for(on_mirror)["context"]["cluster_id"] == "mirror-id"
+        assert console.event_for(on_mirror)["details"]["cluster"] == "mirror"
+        unknown = client.get("/api/v1/clusters/nowhere/topics")
+        assert unknown.status_code == 404
+        assert "configured: local, mirror" in unknown.json()["message"]

@@ -88,7 +88,7 @@ class ConsoleHarness:
         self.app = build_app(config, self.session.recorder)
 
     def client(self, **kwargs: Any) -> TestClient:
-        return TestClient(self.app, follow_redirects=False, **kwargs)
+        return TestClient(self.app, **{"follow_redirects": False, **kwargs})
 
     def login(
         self, username: str, password: str | None = None, client: TestClient | None = None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import uvicorn
 
 from kaudit.config import Config
 from kaudit.console.app import build_app
+from kaudit.console.clusters import KafkaCallError
 from kaudit.errors import KauditError, UsageError
 from kaudit.recorder.core import Recorder
 
@@ -46,6 +48,9 @@ class ConsoleServer:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start serving; returns once the server listens, else raises saying why."""
+        # Each cluster's id is asked for now, in the background, so that the first
+        # action's decision does not wait on it.
+        threading.Thread(target=self._learn_cluster_ids, name="console-ids", daemon=True).start()
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -55,6 +60,12 @@ class ConsoleServer:
                 self.stop()
                 raise KauditError(f"the console did not start within {timeout:g}s")
             time.sleep(0.05)
+
+    def _learn_cluster_ids(self) -> None:
+        clusters = self.app.state.console.service.clusters
+        for name in clusters.names:
+            with contextlib.suppress(KafkaCallError):  # asked again on first use
+                _ = clusters.get(name).id
 
     def stop(self) -> None:
         self._server.should_exit = True

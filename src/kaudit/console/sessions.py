@@ -58,8 +58,18 @@ class SessionStore:
         sid = new_token()
         now = time.monotonic()
         with self._lock:
+            # Ended sessions nobody came back to are dropped here, so memory stays bounded.
+            for old in [k for k, v in self._sessions.items() if self._expired(v, now)]:
+                del self._sessions[old]
             self._sessions[sid] = LiveSession(user, now, now)
         return sid
+
+    def __len__(self) -> int:
+        """Sessions held in memory (live, or ended and not yet dropped)."""
+        return len(self._sessions)
+
+    def _expired(self, live: LiveSession, now: float) -> bool:
+        return now - live.seen > self.idle_seconds or now - live.started > self.max_seconds
 
     def touch(self, sid: str | None) -> ConsoleUser | None:
         """The user of a live session, marking it used now; None when it has ended."""
@@ -70,7 +80,7 @@ class SessionStore:
             live = self._sessions.get(sid)
             if live is None:
                 return None
-            if now - live.seen > self.idle_seconds or now - live.started > self.max_seconds:
+            if self._expired(live, now):
                 del self._sessions[sid]
                 return None
             live.seen = now
@@ -99,13 +109,26 @@ class LoginLimiter:
             times.popleft()
         return times
 
+    def __len__(self) -> int:
+        """Users and addresses with failures held in memory."""
+        return len(self._failures)
+
+    def _count(self, key: str, now: float) -> int:
+        """Failures within the window; a key with none left is forgotten."""
+        if key not in self._failures:
+            return 0
+        count = len(self._recent(key, now))
+        if not count:
+            del self._failures[key]
+        return count
+
     def blocked(self, login: str | None, address: str | None) -> bool:
         """Whether another attempt for this login or from this address must wait."""
         now = time.monotonic()
         with self._lock:
-            if login and len(self._recent(f"user:{login}", now)) >= self.per_user:
+            if login and self._count(f"user:{login}", now) >= self.per_user:
                 return True
-            return bool(address and len(self._recent(f"addr:{address}", now)) >= self.per_address)
+            return bool(address and self._count(f"addr:{address}", now) >= self.per_address)
 
     def failed(self, login: str | None, address: str | None) -> None:
         now = time.monotonic()

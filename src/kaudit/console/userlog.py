@@ -1,8 +1,10 @@
-"""A user's own log: the console events of one user, read back from the audit log."""
+"""A user's own log: the console events of one user over the last days (seven, as Kpow's
+User log), read back from the audit log."""
 
 from __future__ import annotations
 
 import collections
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -13,13 +15,19 @@ from kaudit.reading import tail_lines
 __all__ = ["user_events"]
 
 
-def user_events(config: Config, provider: str, login: str, limit: int) -> list[dict[str, Any]]:
-    """The last `limit` console events of the user `login` of `provider`, newest first."""
+def user_events(
+    config: Config, provider: str, login: str, limit: int, days: float = 7.0
+) -> list[dict[str, Any]]:
+    """The last `limit` console events of the user `login` of `provider` within `days`,
+    newest first."""
+    since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S")
     found: collections.deque[dict[str, Any]] = collections.deque(maxlen=limit)
     for line in tail_lines(None, config):
         if b'"console"' not in line:
             continue
         event = orjson.loads(line)
+        if str(event.get("timestamp", "")) < since:  # ISO 8601 UTC: text order is time order
+            continue
         if (event.get("context") or {}).get("source") != "console":
             continue
         user = (event.get("details") or {}).get("user") or {}

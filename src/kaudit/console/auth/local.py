@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from kaudit.config.console import LocalUser
+from kaudit.console.auth.hooks import LoginHooks
 from kaudit.console.identity import ConsoleUser
 from kaudit.console.sessions import new_token, safe_next
 from kaudit.console.web import current_user, render, request_info, state
@@ -100,7 +101,7 @@ def _login_page(request: Request, next_url: str | None, error: str | None, statu
     )
 
 
-def local_router(hooks: SessionHooks) -> APIRouter:
+def local_router(hooks: LoginHooks) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/login")
@@ -114,7 +115,7 @@ def local_router(hooks: SessionHooks) -> APIRouter:
         request: Request,
         username: str = Form(max_length=200),
         password: str = Form(max_length=1000),
-        next: str | None = Form(default=None, max_length=2000),
+        next_url: str | None = Form(default=None, max_length=2000, alias="next"),
     ) -> Response:
         console = state(request)
         info = request_info(request)
@@ -123,16 +124,13 @@ def local_router(hooks: SessionHooks) -> APIRouter:
                 "auth.failed", provider="local", login=username, user=None, info=info,
                 result="denied", error="too many failed logins: rate limited",
             )  # fmt: skip
-            return _login_page(request, next, "Too many failed logins; try again later.", 429)
+            return _login_page(request, next_url, "Too many failed logins; try again later.", 429)
         config = console.config.console
         assert config is not None
-        found = next_user = None
-        for candidate in config.users:
-            if candidate.username == username:
-                found = candidate
+        found = next((u for u in config.users if u.username == username), None)
         if not _verify(found, password) or found is None:
             return await hooks.login_failed(request, "local", username, "wrong user or password")
-        next_user = ConsoleUser(
+        user = ConsoleUser(
             provider="local",
             login=found.username,
             id=found.username,
@@ -140,7 +138,7 @@ def local_router(hooks: SessionHooks) -> APIRouter:
             email=found.email,
             roles=tuple(found.roles),
         )
-        return await hooks.logged_in(request, next_user, next)
+        return await hooks.logged_in(request, user, next_url)
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:

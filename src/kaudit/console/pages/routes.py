@@ -209,6 +209,15 @@ def pages_router() -> APIRouter:
         configs = state(request).service.broker_configs(call_for(request, cluster), broker)
         return render_page(request, "broker.html", cluster=cluster, broker=broker, configs=configs)
 
+    @router.post("/clusters/{cluster}/brokers/{broker}/configs")
+    def edit_broker_configs(
+        request: Request, cluster: str, broker: int, configs: str = Form(min_length=1)
+    ) -> Response:
+        done = state(request).service.edit_broker_configs(
+            call_for(request, cluster), broker, _configs(configs)
+        )
+        return _done(request, cluster, str(broker), "Broker configs changed", done, kind="brokers")
+
     @router.get("/my-log")
     def my_log(request: Request) -> Response:
         user = current_user(request)

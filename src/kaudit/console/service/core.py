@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from kaudit.config.console import ConsoleConfig
 from kaudit.console.audit import ConsoleRecorder, RequestInfo
@@ -104,8 +104,7 @@ class ServiceCore:
             target = self.target(cluster, spec.object_type, spec.object_id)
             decision = self.rbac.decide(call.user, spec.rbac_action, target)
             if not decision.allowed:
-                self._record(call, cluster, spec, decision, "denied", decision.reason, None, None)
-                raise ActionDenied(decision)
+                self.refuse(call, spec, decision)
         started = time.perf_counter()
         try:
             result = act(cluster)
@@ -125,6 +124,12 @@ class ServiceCore:
         )
         self._record(call, cluster, spec, decision, "success", None, shown, elapsed)
         return result
+
+    def refuse(self, call: Call, spec: Spec, decision: Decision) -> NoReturn:
+        """Record `spec` as denied by `decision`, and raise ActionDenied."""
+        cluster = self.clusters.get(call.cluster)
+        self._record(call, cluster, spec, decision, "denied", decision.reason, None, None)
+        raise ActionDenied(decision)
 
     def _record(
         self,

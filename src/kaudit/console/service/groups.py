@@ -7,7 +7,7 @@ from typing import Any
 
 from kaudit.console.actions import groups
 from kaudit.console.clusters import ClusterClients
-from kaudit.console.service.core import ActionDenied, Call, ServiceCore, Spec
+from kaudit.console.service.core import Call, ServiceCore, Spec
 
 __all__ = ["GroupActions"]
 
@@ -25,11 +25,10 @@ class GroupActions(ServiceCore):
 
     def describe_group(self, call: Call, group: str) -> dict[str, Any]:
         """Members and lag; a group the user may take no action on stays hidden."""
-        decision = self.decide(call, "GROUP_EDIT", "group", group)
+        spec = Spec("group.described", "describe-group", None, "group", group, {"group": group})
         cluster = self.clusters.get(call.cluster)
         if not self.rbac.may_see(call.user, self.target(cluster, "group", group)):
-            raise ActionDenied(decision)
-        spec = Spec("group.described", "describe-group", None, "group", group, {"group": group})
+            self.refuse(call, spec, self.decide(call, "GROUP_EDIT", "group", group))
         return self.run(
             call,
             spec,
