@@ -54,6 +54,7 @@ class _Tally:
     first_seen: float = 0.0
     last_seen: float = 0.0
     overflow: bool = False
+    journaled: bool = False
 
 
 def _iso(epoch: float) -> str:
@@ -124,10 +125,8 @@ class RecordsAggregator:
             tally = self._tallies.get(key)
             if tally is None:
                 continue
-            ctx = tally.ctx
-            entry = {
+            entry: dict[str, Any] = {
                 "key": key,
-                "ctx": {name: getattr(ctx, name) for name in _CONTEXT_FIELDS},
                 "operation": tally.operation,
                 "error_code": tally.error_code,
                 "count": tally.count,
@@ -137,6 +136,9 @@ class RecordsAggregator:
                 "last_seen": tally.last_seen,
                 "overflow": tally.overflow,
             }
+            if not tally.journaled:  # the context once per key and window file
+                tally.journaled = True
+                entry["ctx"] = {name: getattr(tally.ctx, name) for name in _CONTEXT_FIELDS}
             lines.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
         self.dirty.clear()
         return lines

@@ -74,8 +74,11 @@ class WindowJournal:
                     entry = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue
-                counts[(path.name, *entry["key"])] = entry
-        return list(counts.values())
+                key = (path.name, *entry["key"])
+                if "ctx" not in entry and key in counts:  # written with the first value
+                    entry["ctx"] = counts[key]["ctx"]
+                counts[key] = entry
+        return [entry for entry in counts.values() if "ctx" in entry]
 
     def forget_recovered(self, keep: int) -> None:
         """Delete every window file but window `keep`'s (once the recovered counts are
