@@ -8,7 +8,8 @@ Per run, alternating direct and gateway:
   start; the rate from the first record to the last, and the wait for the first record
   on its own); msgs/s and MB/s each way;
 - the same records consumed again through a fail_closed gateway, where each fetch
-  response waits until its counts are journaled (gateway.journal);
+  response waits until its counts are journaled (gateway.journal), and as many produced
+  through it;
 - the gateway's CPU time (utime + stime of its process, from /proc) per MiB produced and
   per MiB consumed through it (fail_open);
 - latency: a producer sends one record per request (linger 0, acks=all) at a fixed
@@ -321,7 +322,7 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
 
     try:
         for run in range(args.repeat):
-            topics = [f"bench-{run}-{uuid.uuid4().hex[:6]}-{i}" for i in range(4)]
+            topics = [f"bench-{run}-{uuid.uuid4().hex[:6]}-{i}" for i in range(5)]
             for future in admin.create_topics([NewTopic(t, 6, 1) for t in topics]).values():
                 future.result(timeout=30)
             direct_p, direct_c, direct_first, _, _ = throughput(
@@ -333,6 +334,8 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
             )
             closed_config = client_config(info, gateways["fail_closed"].bootstrap)
             closed_c, _ = consume(closed_config, topics[1], args.messages)
+            closed_p = produce(closed_config, topics[4], args.messages)
+            note("fail_closed_produce", closed_p)
             note("direct_first_record_ms", direct_first)
             note("gateway_first_record_ms", gw_first)
             note("direct_produce", direct_p)
@@ -396,6 +399,9 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
         "added_p99_ms": round(median("open_p99") - median("direct_p99"), 3),
         "fail_closed_added_p50_ms": round(median("closed_p50") - median("direct_p50"), 3),
         "fail_closed_added_p99_ms": round(median("closed_p99") - median("direct_p99"), 3),
+        "fail_closed_produce_ratio": round(
+            median("fail_closed_produce") / median("direct_produce"), 3
+        ),
         "fail_closed_consume_msgs_per_s": round(median("fail_closed_consume")),
         "fail_closed_consume_ratio": round(
             median("fail_closed_consume") / median("direct_consume"), 3
