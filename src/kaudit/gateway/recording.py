@@ -190,6 +190,8 @@ class Recording:
             except AuditUnavailableError:
                 self._arm_retry()
                 return
+            except Exception:  # a bug in one call must not hold back the others
+                log.exception("a kept audit call of %s failed; dropped", ctx.api_name)
             self._parked.popleft()
             made += 1
         log.warning("audit log takes records again: %d kept records made", made)
