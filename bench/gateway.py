@@ -8,7 +8,8 @@ Per run, alternating direct and gateway:
   start; the rate from the first record to the last, and the wait for the first record
   on its own); msgs/s and MB/s each way;
 - the same records consumed again through a fail_closed gateway, where each fetch
-  response waits until its counts are journaled (gateway.journal);
+  response waits until its counts are journaled (gateway.journal), and as many produced
+  through it;
 - the gateway's CPU time (utime + stime of its process, from /proc) per MiB produced and
   per MiB consumed through it (fail_open);
 - latency: a producer sends one record per request (linger 0, acks=all) at a fixed
@@ -238,10 +239,31 @@ def latency(
     gateway: GatewayProcess | None = None,
 ) -> tuple[float, float, float]:
     """(p50, p99) ms of acks=all delivery, one record per request at `rate` per second,
-    and the gateway's CPU µs per request meanwhile (0 without a gateway)."""
-    producer = Producer({**config, "acks": "all", "linger.ms": 0, "compression.type": "none"})
+    and the gateway's CPU µs per request meanwhile (0 without a gateway). Requests are
+    counted by the producer (librdkafka's statistics: requests sent to brokers), since
+    on a loaded machine it may put several records in one request."""
+    stats: list[dict[str, Any]] = []
+    producer = Producer(
+        {
+            **config,
+            "acks": "all",
+            "linger.ms": 0,
+            "compression.type": "none",
+            "statistics.interval.ms": 200,
+            "stats_cb": lambda raw: stats.append(json.loads(raw)),
+        }
+    )
     producer.produce(topic, RECORD)  # connect and learn metadata first
     producer.flush(30)
+
+    def requests_sent() -> int:
+        seen = len(stats)
+        deadline = time.monotonic() + 5
+        while len(stats) == seen and time.monotonic() < deadline:
+            producer.poll(0.05)  # a fresh statistics report
+        return sum(int(b.get("tx", 0)) for b in stats[-1]["brokers"].values())
+
+    requests_before = requests_sent()
     samples: list[float] = []
 
     def delivered(err: Any, msg: Any, sent: float) -> None:
@@ -262,7 +284,9 @@ def latency(
         producer.produce(topic, RECORD, on_delivery=lambda e, m, t=now: delivered(e, m, t))
         producer.poll(0)
     producer.flush(30)
-    cpu_us = (gateway.cpu_seconds() - cpu_before) * 1e6 / total if gateway is not None else 0.0
+    cpu_used = gateway.cpu_seconds() - cpu_before if gateway is not None else 0.0
+    requests = max(1, requests_sent() - requests_before)
+    cpu_us = cpu_used * 1e6 / requests
     if len(samples) < total * 0.99:
         raise SystemExit(f"only {len(samples)} of {total} deliveries succeeded")
     samples.sort()
@@ -298,7 +322,7 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
 
     try:
         for run in range(args.repeat):
-            topics = [f"bench-{run}-{uuid.uuid4().hex[:6]}-{i}" for i in range(4)]
+            topics = [f"bench-{run}-{uuid.uuid4().hex[:6]}-{i}" for i in range(5)]
             for future in admin.create_topics([NewTopic(t, 6, 1) for t in topics]).values():
                 future.result(timeout=30)
             direct_p, direct_c, direct_first, _, _ = throughput(
@@ -310,6 +334,8 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
             )
             closed_config = client_config(info, gateways["fail_closed"].bootstrap)
             closed_c, _ = consume(closed_config, topics[1], args.messages)
+            closed_p = produce(closed_config, topics[4], args.messages)
+            note("fail_closed_produce", closed_p)
             note("direct_first_record_ms", direct_first)
             note("gateway_first_record_ms", gw_first)
             note("direct_produce", direct_p)
@@ -373,6 +399,9 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
         "added_p99_ms": round(median("open_p99") - median("direct_p99"), 3),
         "fail_closed_added_p50_ms": round(median("closed_p50") - median("direct_p50"), 3),
         "fail_closed_added_p99_ms": round(median("closed_p99") - median("direct_p99"), 3),
+        "fail_closed_produce_ratio": round(
+            median("fail_closed_produce") / median("direct_produce"), 3
+        ),
         "fail_closed_consume_msgs_per_s": round(median("fail_closed_consume")),
         "fail_closed_consume_ratio": round(
             median("fail_closed_consume") / median("direct_consume"), 3

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
 from kio.schema.offset_commit.v8.request import (
     OffsetCommitRequest,
@@ -17,6 +18,7 @@ from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, 
 from kio.static.primitive import i16, i32, i32Timedelta, i64
 
 from kaudit.auditor import RequestContext
+from kaudit.gateway import journal as journal_module
 from kaudit.gateway.aggregate import RecordsAggregator
 from kaudit.gateway.codec import API_KEYS, PRODUCE, decode_response
 from kaudit.gateway.exchange import refusal_answer
@@ -27,6 +29,7 @@ from kaudit.gateway.failclosed import (
     refusal_error,
 )
 from kaudit.gateway.journal import WindowJournal
+from kaudit.gateway.recording import GatewayMetrics, Recording
 
 
 def answer(key: int, version: int, request: Any) -> Any:
@@ -144,3 +147,36 @@ def test_journaled_counts_come_back_whole_and_marked_recovered(tmp_path: Path) -
     assert totals == {"records.produced": (15, 1500), "records.consumed": (7, 700)}
     assert all(t.details["recovered"] for event, _, _ in made for t in event.targets)
     assert {ctx.principal for _, ctx, _ in made} == {"User:alice"}
+
+
+def test_a_window_file_grown_large_is_written_afresh_and_reads_back_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 2000)
+    made: list[Any] = []
+    recording = Recording(
+        lambda *call: made.append(call),
+        GatewayMetrics(),
+        window_seconds=60,
+        fail_closed=True,
+        when_durable=lambda done: done(None),
+        unavailable=lambda: None,
+        journal=WindowJournal(tmp_path, "gw"),
+    )
+    window = recording.aggregator
+    for n in range(200):
+        ctx = RequestContext(principal=f"User:u{n % 3}", client_id="app")
+        window.add("records.produced", ctx, f"t{n % 5}", 1, 10, 0)
+        recording._journal_counts(recording.journal)  # as each answer does
+    assert recording.journal is not None and recording.journal.sync_now()
+    [path] = tmp_path.glob("gw-window-*.jsonl")
+    # Rewritten along the way: at most twice what the 15 counts take, not 200 values.
+    assert recording.journal.compactions >= 1
+    assert path.stat().st_size < 2 * 15 * 500
+    recording.journal.close()
+    again = RecordsAggregator(lambda *call: made.append(call), 60)
+    again.restore(WindowJournal(tmp_path, "gw").recover())
+    again.flush()
+    counts = [t.details["count"] for event, _, _ in made for t in event.targets]
+    assert sorted(counts) == sorted([14, 13, 13, 14, 13, 13, 13, 14, 13, 14, 13, 13, 14, 13, 13])
+    assert sum(counts) == 200

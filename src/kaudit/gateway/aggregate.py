@@ -61,6 +61,7 @@ class _Tally:
     first_seen: float = 0.0
     last_seen: float = 0.0
     overflow: bool = False
+    journaled: bool = False
 
 
 def _iso(epoch: float) -> str:
@@ -128,19 +129,22 @@ class RecordsAggregator:
         if self.dirty is not None:
             self.dirty.add(key)
 
-    def journal_lines(self) -> list[bytes]:
-        """The new value of every count changed since the last call, one JSON line each."""
-        if not self.dirty:
+    def journal_lines(self, everything: bool = False) -> list[bytes]:
+        """The new value of every count changed since the last call, one JSON line each
+        (`everything`: of every count, each with its context, to start a file afresh)."""
+        if not self.dirty and not everything:
             return []
+        if everything:
+            for each in self._tallies.values():
+                each.journaled = False
         lines = []
-        for key in self.dirty:
+        keys: Iterable[tuple[object, ...]] = self._tallies if everything else self.dirty or ()
+        for key in keys:
             tally = self._tallies.get(key)
             if tally is None:
                 continue
-            ctx = tally.ctx
-            entry = {
+            entry: dict[str, Any] = {
                 "key": key,
-                "ctx": {name: getattr(ctx, name) for name in _CONTEXT_FIELDS},
                 "operation": tally.operation,
                 "error_code": tally.error_code,
                 "count": tally.count,
@@ -152,8 +156,12 @@ class RecordsAggregator:
                 "last_seen": tally.last_seen,
                 "overflow": tally.overflow,
             }
+            if not tally.journaled:  # the context once per key and window file
+                tally.journaled = True
+                entry["ctx"] = {name: getattr(tally.ctx, name) for name in _CONTEXT_FIELDS}
             lines.append(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
-        self.dirty.clear()
+        if self.dirty is not None:
+            self.dirty.clear()
         return lines
 
     def restore(self, entries: Iterable[dict[str, Any]]) -> int:

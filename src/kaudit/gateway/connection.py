@@ -7,9 +7,11 @@ frames the moment they are complete (large produce requests, and large fetch res
 on the way back, piece by piece as they arrive); on the way, the connection notes what
 the audit needs (a `Pending`) in a FIFO. Each response is matched to the head of that
 FIFO, rewritten if it carries broker addresses or API versions, audited (one call per
-request, KIP-567, see auditing), and sent on. Under fail_closed a response waits, in
-order, until the recorder says its audit record is durable; if it cannot be, the client
-gets the API's own error instead. A request the gateway cannot read, for an API that
+request, KIP-567, see auditing), and sent on. Under fail_closed a change is refused
+unsent while the log cannot take records (failclosed), and a response waits, in order,
+until its records and counts are durable (recording; a large fetch response is cut
+through but for its last byte); a read's answer that cannot be made durable becomes the
+API's own error instead. A request the gateway cannot read, for an API that
 changes state, logs in or names brokers (codec.MUST_DECODE), is never forwarded: it is
 recorded as refused and answered, in its turn, with the API's own error. What the
 gateway's connections share comes from the listener as a `SharedState`.

@@ -26,8 +26,8 @@ from kaudit.gateway.codec import FrameDecodeError, decode_response, encode_respo
 
 log = logging.getLogger("kaudit.gateway")
 
-# Error used when a fail_closed audit record cannot be made durable: the request may
-# have been applied, but the client must not take it as audited.
+# Error used when a fail_closed audit record of a read cannot be made durable in time
+# (a change's answer waits for its record instead: see recording).
 AUDIT_UNAVAILABLE_ERROR = -1  # UNKNOWN_SERVER_ERROR
 AUDIT_UNAVAILABLE_MESSAGE = "kaudit: the audit log is unavailable (failure_policy: fail_closed)"
 

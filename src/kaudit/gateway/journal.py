@@ -30,8 +30,10 @@ import orjson
 
 log = logging.getLogger("kaudit.gateway")
 
-_Op = tuple[int, int, bytes | None, threading.Event | None]
+_Op = tuple[int, int, bytes | None, threading.Event | None, bool]
 _MARKER = -1  # an op that writes nothing: sync_now waits for it to be applied
+COMPACT_BYTES = 8 * 1024 * 1024
+"""A window file is written afresh (its counts' latest values only) past this size."""
 
 Synced = Callable[[str | None], None]
 """Called on the event loop with None once durable, or with why not."""
@@ -45,9 +47,10 @@ class WindowJournal:
         self.directory = directory
         self.prefix = f"{name}-window-"
         self.syncs = 0
+        self.compactions = 0
         self.failed: str | None = None
         # (generation, window, its lines or None to delete its file, an event to set once
-        # applied): the thread applies them in order.
+        # applied, whether the lines replace the file): the thread applies them in order.
         self._ops: deque[_Op] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -56,6 +59,8 @@ class WindowJournal:
         self._synced = 0  # of the last lines durable
         self._waiters: deque[tuple[int, Synced]] = deque()
         self._files: dict[int, IO[bytes]] = {}
+        # Per window file: (bytes of its last fresh start, bytes appended since).
+        self._written: dict[int, tuple[int, int]] = {}
         self._thread = threading.Thread(target=self._run, name="kaudit-journal", daemon=True)
         self._thread.start()
 
@@ -74,8 +79,11 @@ class WindowJournal:
                     entry = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue
-                counts[(path.name, *entry["key"])] = entry
-        return list(counts.values())
+                key = (path.name, *entry["key"])
+                if "ctx" not in entry and key in counts:  # written with the first value
+                    entry["ctx"] = counts[key]["ctx"]
+                counts[key] = entry
+        return [entry for entry in counts.values() if "ctx" in entry]
 
     def forget_recovered(self, keep: int) -> None:
         """Delete every window file but window `keep`'s (once the recovered counts are
@@ -83,20 +91,38 @@ class WindowJournal:
         for path in self.directory.glob(f"{self.prefix}*.jsonl"):
             if path != self._path(keep):
                 path.unlink(missing_ok=True)
+        for path in self.directory.glob(f"{self.prefix}*.tmp"):  # a rewrite cut short
+            path.unlink(missing_ok=True)
 
     # -- on the event loop ------------------------------------------------------------------
 
-    def append(self, window: int, lines: list[bytes]) -> None:
-        """Hand counts' new values to the writer thread."""
+    def append(self, window: int, lines: list[bytes], replace: bool = False) -> None:
+        """Hand counts' new values to the writer thread (`replace`: every count, to
+        take the place of the window's file)."""
         self._generation += 1
+        data = b"".join(lines)
+        if replace:
+            self._written[window] = (len(data), 0)
+        else:
+            snapshot, appended = self._written.get(window, (0, 0))
+            self._written[window] = (snapshot, appended + len(data))
         with self._cond:
-            self._ops.append((self._generation, window, b"".join(lines), None))
+            self._ops.append((self._generation, window, data, None, replace))
             self._cond.notify()
+
+    def needs_compacting(self, window: int) -> bool:
+        """Whether the window's file has had more new values appended than COMPACT_BYTES
+        and than its last fresh start held (each count's latest value is all a restart
+        reads): time to write it afresh. So a file stays within about twice what its
+        counts take, or COMPACT_BYTES, and is rewritten no more often than that."""
+        snapshot, appended = self._written.get(window, (0, 0))
+        return appended > max(COMPACT_BYTES, snapshot)
 
     def drop(self, window: int) -> None:
         """Delete a window's file once its records are durable in the audit log."""
+        self._written.pop(window, None)
         with self._cond:
-            self._ops.append((self._generation, window, None, None))
+            self._ops.append((self._generation, window, None, None, False))
             self._cond.notify()
 
     @property
@@ -140,7 +166,7 @@ class WindowJournal:
             except OSError as exc:
                 error = self.failed = str(exc)
                 log.error("the window journal cannot be written: %s", exc)
-                for *_, applied in ops:
+                for _, _, _, applied, _ in ops:
                     if applied is not None:
                         applied.set()
             loop = self._loop
@@ -152,8 +178,13 @@ class WindowJournal:
 
     def _apply(self, ops: deque[_Op]) -> None:
         touched: set[int] = set()
-        for _, window, lines, _ in ops:
+        for _, window, lines, _, replace in ops:
             if window == _MARKER:
+                continue
+            if replace and lines is not None:
+                self._replace(window, lines)
+                self.compactions += 1
+                touched.discard(window)
                 continue
             if lines is None:
                 handle = self._files.pop(window, None)
@@ -172,16 +203,36 @@ class WindowJournal:
             os.fdatasync(self._files[window].fileno())
         if touched:
             self.syncs += 1
-        for *_, applied in ops:
+        for _, _, _, applied, _ in ops:
             if applied is not None:
                 applied.set()
+
+    def _replace(self, window: int, lines: bytes) -> None:
+        """Write a window's file afresh: a new file, fsynced, renamed over the old one."""
+        handle = self._files.pop(window, None)
+        if handle is not None:
+            handle.close()
+        path = self._path(window)
+        fresh = path.with_suffix(".tmp")
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            os.write(fd, lines)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        os.replace(fresh, path)
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself
+        finally:
+            os.close(directory)
 
     def sync_now(self, timeout: float = 30.0) -> bool:
         """Wait (off the event loop: start-up, stop) until everything appended is
         durable; False if that did not happen within `timeout`."""
         applied = threading.Event()
         with self._cond:
-            self._ops.append((self._generation, _MARKER, b"", applied))
+            self._ops.append((self._generation, _MARKER, b"", applied, False))
             self._cond.notify()
         if not applied.wait(timeout) or self.failed is not None:
             return False

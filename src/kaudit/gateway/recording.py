@@ -192,6 +192,8 @@ class Recording:
             except AuditUnavailableError:
                 self._arm_retry()
                 return
+            except Exception:  # a bug in one call must not hold back the others
+                log.exception("a kept audit call of %s failed; dropped", ctx.api_name)
             self._parked.popleft()
             made += 1
         log.warning("audit log takes records again: %d kept records made", made)
@@ -230,9 +232,7 @@ class Recording:
             waits.append(self._after_recorder)
         journal = self.journal
         if journal is not None:
-            lines = self.aggregator.journal_lines()
-            if lines:
-                journal.append(self.aggregator.window_id, lines)
+            self._journal_counts(journal)
             if journal.behind or journal.failed:
                 waits.append(journal.when_synced)
         left = len(waits)
@@ -260,6 +260,18 @@ class Recording:
 
     # -- the produce/fetch window -----------------------------------------------------------
 
+    def _journal_counts(self, journal: WindowJournal) -> None:
+        """Hand the counts changed since the last call to the journal (all of them, to
+        replace the window's file, once it has grown large)."""
+        aggregator = self.aggregator
+        window = aggregator.window_id
+        if journal.needs_compacting(window):
+            journal.append(window, aggregator.journal_lines(everything=True), replace=True)
+            return
+        lines = aggregator.journal_lines()
+        if lines:
+            journal.append(window, lines)
+
     def flush_records(self) -> None:
         """Close the window: one produce/fetch record per client and topic (its journal
         file goes once they are durable), and one per client, API and resource of the
@@ -268,9 +280,7 @@ class Recording:
         aggregator, journal = self.aggregator, self.journal
         window = aggregator.window_id
         if journal is not None:
-            lines = aggregator.journal_lines()
-            if lines:
-                journal.append(window, lines)
+            self._journal_counts(journal)
         made = aggregator.flush()
         if journal is None:
             return
