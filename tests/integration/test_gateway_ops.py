@@ -346,3 +346,22 @@ def test_sigterm_waits_for_requests_in_flight_no_longer_than_the_bound(
     finally:
         gw.kill()
     assert 1 <= took < 60  # waited for the fetch, as long as the bound and not the fetch
+
+
+def test_two_gateways_in_front_of_one_cluster_serve_each_broker_on_the_same_port(
+    gateway_factory: GatewayFactory,
+    kafka: KafkaInfo,
+    admin_config: dict[str, str],
+    admin_sasl_config: dict[str, str],
+) -> None:
+    node = broker_node(admin_config)
+    port = free_port_block(4)
+    named: list[dict[int, tuple[str, int]]] = []
+    for host in ("127.0.0.1", "127.0.0.2"):  # two machines' worth of loopback addresses
+        gateway_factory(
+            gateway={"listen": f"{host}:{port}", "brokers": {node: kafka.sasl_bootstrap_servers}}
+        )
+        admin = AdminClient({**admin_sasl_config, "bootstrap.servers": f"{host}:{port}"})
+        metadata = admin.list_topics(timeout=30)
+        named.append({b.id: (b.host, b.port) for b in metadata.brokers.values()})
+    assert named == [{node: ("127.0.0.1", port + 1 + node)}, {node: ("127.0.0.2", port + 1 + node)}]
