@@ -167,6 +167,7 @@ def test_a_restart_under_running_clients_loses_and_repeats_no_record(
     producing, consuming = gateway("producing"), gateway("consuming")
     # The broker's port listens from start-up, before any response has named it.
     assert listening(consuming.port + 1 + node)
+    assert f"(serving {node}:{consuming.port + 1 + node})" in consuming.stderr.read_text()
     total = 300
     props = kafka.write_client_properties(tmp_path / "consumer.properties", "admin")
     # No re-bootstrapping when the brokers it knows are down (KIP-899; clients before
