@@ -195,3 +195,23 @@ def test_check_private_key_leaves_a_missing_file_to_the_caller(tmp_path: Path) -
     present.chmod(0o660)
     with pytest.raises(UnprotectedKeyError):
         check_private_key(present, "key")
+
+
+def test_a_kafka_client_refuses_a_tls_key_others_can_read(tmp_path: Path) -> None:
+    from kaudit.config.model import KafkaConnection
+    from kaudit.errors import LogError
+    from kaudit.log.kafka.client import ErrorTracker, client_base
+
+    key = tmp_path / "client.key"
+    key.write_bytes(b"-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(0o644)
+    connection = KafkaConnection.model_validate(
+        {
+            "bootstrap_servers": ["kafka:9093"],
+            "security": {"security_protocol": "SSL", "ssl_key_location": str(key)},
+        }
+    )
+    with pytest.raises(LogError, match=r"client\.key: the TLS key .*\(mode 0644\)"):
+        client_base(connection, ErrorTracker())
+    key.chmod(0o600)
+    assert client_base(connection, ErrorTracker())["ssl.key.location"] == str(key)

@@ -140,10 +140,16 @@ def serve_gateway(config: Config, say: Say, session: AuditSession | None = None)
     from kaudit.session import describe_log
 
     def ready(gw: Gateway) -> None:
+        known = sorted(gw.brokers.known())
+        serving = (
+            f" (serving {', '.join(f'{n}:{gw.brokers.port_for(n)}' for n in known)})"
+            if known
+            else " (each opens when a response first names its broker)"
+        )
         say(
             f"kaudit gateway: listening on {gw.config.listen} for "
             f"{','.join(gw.config.upstream)}, brokers from port "
-            f"{gw.brokers.broker_ports_start}; recording to {describe_log(config)} "
+            f"{gw.brokers.broker_ports_start}{serving}; recording to {describe_log(config)} "
             "(Ctrl-C to stop)"
         )
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from gateway_fixtures import RunningGateway, one
+from gateway_fixtures import GatewayFactory, RunningGateway, one
 
-from support.kafka import create_topic
+from kaudit.dev.kafka import KafkaInfo
+from support.kafka import KafkaTool, create_topic, read_messages
 
 pytestmark = pytest.mark.kafka
 TRANSACTIONS = 20
@@ -94,3 +95,42 @@ def test_a_denied_transaction_is_counted_and_yields_access_denied(
     denied = one([e for e in events if e["event_type"] == "access.denied"], resource__id=txn_id)
     assert denied["actor"]["id"] == "User:bob"
     assert denied["authorization"]["checks"][0]["operation"] == "DESCRIBE"
+
+
+def test_a_java_exactly_once_copy_loop_is_counted_per_window(
+    gateway_factory: GatewayFactory,
+    kafka: KafkaInfo,
+    kafka_tool: KafkaTool,
+    admin_config: dict[str, str],
+    unique_topic: str,
+) -> None:
+    source, sink = f"{unique_topic}-in", f"{unique_topic}-out"
+    create_topic(admin_config, source)
+    create_topic(admin_config, sink)
+    producer = Producer(admin_config)
+    for i in range(100):
+        producer.produce(source, f"m{i}".encode())
+    assert producer.flush(30) == 0
+    gw = gateway_factory(upstream=kafka.bootstrap_servers)  # PLAINTEXT: no login
+    txn_id, group = f"{unique_topic}-txn", f"{unique_topic}-group"
+    # Kafka's own exactly-once loop: consume, produce, commit offsets in the transaction.
+    kafka_tool(
+        "org.apache.kafka.tools.TransactionalMessageCopier",
+        "--broker-list", gw.bootstrap,
+        "--input-topic", source,
+        "--input-partition", "0",
+        "--output-topic", sink,
+        "--consumer-group", group,
+        "--transactional-id", txn_id,
+        "--transaction-size", "5",
+        "--use-group-metadata",
+        bootstrap=False,
+    )  # fmt: skip
+    assert len(read_messages(admin_config, sink)) == 100  # every record copied once
+
+    events = gw.events("kafka.request")
+    counts = requests_per_record(events)
+    assert counts[("EndTxn", "transactional_id", txn_id)] == 20
+    assert counts[("TxnOffsetCommit", "group", group)] == 20
+    transactional = [e for e in events if e["resource"]["id"] in (txn_id, group)]
+    assert 0 < len(transactional) < 20  # not one record per request

@@ -23,14 +23,16 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from gateway_fixtures import GatewayFactory
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
+from kio.schema.join_group.v5.request import JoinGroupRequest, JoinGroupRequestProtocol
+from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
 from kio.schema.request_header.v2.header import RequestHeader
-from kio.schema.types import BrokerId, TopicName
+from kio.schema.types import BrokerId, GroupId, TopicName
 from kio.static.primitive import i8, i16, i32, i32Timedelta, i64
 
 from kaudit.dev.dist import TOOL_JVM_FLAGS, require_java
 from kaudit.dev.kafka import KafkaInfo
 from kaudit.dev.ports import free_port_block
-from kaudit.gateway.codec import API_KEYS, encode_request
+from kaudit.gateway.codec import API_KEYS, decode_response, encode_request
 from kaudit.log.segments import LogReader
 from support.kafka import create_topic, wait_for
 from support.wire import recv_exactly
@@ -38,6 +40,9 @@ from support.wire import recv_exactly
 pytestmark = pytest.mark.kafka
 KAUDIT = str(Path(sys.executable).with_name("kaudit"))
 FETCH = API_KEYS["Fetch"]
+JOIN_GROUP = API_KEYS["JoinGroup"]
+MEMBER_ID_REQUIRED = 79
+NETWORK_EXCEPTION = 13
 
 
 def broker_node(admin_config: dict[str, str]) -> int:
@@ -162,6 +167,7 @@ def test_a_restart_under_running_clients_loses_and_repeats_no_record(
     producing, consuming = gateway("producing"), gateway("consuming")
     # The broker's port listens from start-up, before any response has named it.
     assert listening(consuming.port + 1 + node)
+    assert f"(serving {node}:{consuming.port + 1 + node})" in consuming.stderr.read_text()
     total = 300
     props = kafka.write_client_properties(tmp_path / "consumer.properties", "admin")
     # No re-bootstrapping when the brokers it knows are down (KIP-899; clients before
@@ -346,3 +352,88 @@ def test_sigterm_waits_for_requests_in_flight_no_longer_than_the_bound(
     finally:
         gw.kill()
     assert 1 <= took < 60  # waited for the fetch, as long as the bound and not the fetch
+
+
+def test_two_gateways_in_front_of_one_cluster_serve_each_broker_on_the_same_port(
+    gateway_factory: GatewayFactory,
+    kafka: KafkaInfo,
+    admin_config: dict[str, str],
+    admin_sasl_config: dict[str, str],
+) -> None:
+    node = broker_node(admin_config)
+    port = free_port_block(4)
+    named: list[dict[int, tuple[str, int]]] = []
+    for host in ("127.0.0.1", "127.0.0.2"):  # two machines' worth of loopback addresses
+        gateway_factory(
+            gateway={"listen": f"{host}:{port}", "brokers": {node: kafka.sasl_bootstrap_servers}}
+        )
+        admin = AdminClient({**admin_sasl_config, "bootstrap.servers": f"{host}:{port}"})
+        metadata = admin.list_topics(timeout=30)
+        named.append({b.id: (b.host, b.port) for b in metadata.brokers.values()})
+    assert named == [{node: ("127.0.0.1", port + 1 + node)}, {node: ("127.0.0.2", port + 1 + node)}]
+
+
+def join_frame(group: str, member_id: str, correlation_id: int) -> bytes:
+    body = JoinGroupRequest(
+        group_id=GroupId(group),
+        session_timeout=i32Timedelta.parse(timedelta(seconds=45)),
+        rebalance_timeout=i32Timedelta.parse(timedelta(seconds=90)),
+        member_id=member_id,
+        group_instance_id=None,
+        protocol_type="consumer",
+        protocols=(JoinGroupRequestProtocol(name="range", metadata=b""),),
+    )
+    header = RequestHeaderV1(
+        request_api_key=i16(JOIN_GROUP),
+        request_api_version=i16(5),
+        correlation_id=i32(correlation_id),
+        client_id="joiner",
+    )
+    return encode_request(header, body)
+
+
+def joined(conn: socket.socket, group: str, member_id: str, correlation_id: int) -> Any:
+    conn.sendall(join_frame(group, member_id, correlation_id))
+    size = struct.unpack(">i", recv_exactly(conn, 4))[0]
+    return decode_response(JOIN_GROUP, 5, recv_exactly(conn, size))[1]
+
+
+def test_a_request_still_unanswered_at_the_bound_is_recorded_with_its_group(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    port = free_port_block(4)
+    group = f"{unique_topic}-group"
+    gw = GatewayProcess(
+        tmp_path,
+        {
+            "upstream": kafka.bootstrap_servers,
+            "listen": f"127.0.0.1:{port}",
+            "stop_timeout_seconds": 1,
+        },
+    ).start()
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=90) as first,
+            socket.create_connection(("127.0.0.1", port), timeout=90) as second,
+        ):
+            # The first member joins, and then never comes back.
+            asked = joined(first, group, "", 1)
+            assert int(asked.error_code) == MEMBER_ID_REQUIRED
+            assert int(joined(first, group, asked.member_id, 2).error_code) == 0
+            # A second member's join waits at the broker for the first to rejoin.
+            asked = joined(second, group, "", 1)
+            assert int(asked.error_code) == MEMBER_ID_REQUIRED
+            in_flight(second, join_frame(group, asked.member_id, 3))
+            took = gw.stop()
+    finally:
+        gw.kill()
+    assert 1 <= took < 60  # the bound, not the broker's 90 s rebalance timeout
+    unanswered = [
+        e
+        for e in gw.events()
+        if e["event_type"] == "kafka.request"
+        and [c["error_code"] for c in e["authorization"]["checks"]] == [NETWORK_EXCEPTION]
+    ]
+    assert [(e["resource"]["type"], e["resource"]["id"]) for e in unanswered] == [("group", group)]
+    assert unanswered[0]["context"]["api"]["name"] == "JoinGroup"
+    assert unanswered[0]["action"]["result"] == "failure"

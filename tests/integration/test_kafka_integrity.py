@@ -58,6 +58,12 @@ def _config(data: Path, kafka: KafkaInfo, topic: str, key: Path) -> Config:
     )
 
 
+def _revealed(config: Config) -> Any:
+    """`config` as JSON data with its secrets (the SASL password) written out, to be
+    loaded again from a file (a JSON dump shows them as `**********`)."""
+    return orjson.loads(orjson.dumps(config.model_dump(), default=lambda v: v.get_secret_value()))
+
+
 def _emit(session: kaudit.AuditSession, start: int, count: int) -> None:
     for i in range(start, start + count):
         session.emit(
@@ -209,7 +215,7 @@ def test_a_damaged_tree_file_is_rebuilt_from_the_topic(
 def test_an_anchor_file_with_the_kafka_log_is_refused_with_where_checkpoints_go(
     kafka: KafkaInfo, unique_topic: str, tmp_path: Path, keys: KeyFiles
 ) -> None:
-    settings = _config(tmp_path / "data", kafka, unique_topic, keys.private).model_dump(mode="json")
+    settings = _revealed(_config(tmp_path / "data", kafka, unique_topic, keys.private))
     settings["audit"]["integrity"]["checkpoints"]["anchor_path"] = str(tmp_path / "anchor")
     with pytest.raises(LogError, match="companion topic"):
         kaudit.open(Config.model_validate(settings))
@@ -283,7 +289,7 @@ def test_a_kafka_stream_grew_without_rewriting_a_consistency_proof_from_the_conf
     kafka: KafkaInfo, written: str, keys: KeyFiles, tmp_path: Path
 ) -> None:
     # The configured Kafka log is the default: no --log.
-    settings = _config(tmp_path / "data", kafka, written, keys.private).model_dump(mode="json")
+    settings = _revealed(_config(tmp_path / "data", kafka, written, keys.private))
     config_file = tmp_path / "kaudit.yaml"
     config_file.write_bytes(orjson.dumps(settings))
     proof = tmp_path / "consistency.json"

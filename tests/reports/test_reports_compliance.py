@@ -246,6 +246,7 @@ def test_kaudit_report_on_the_command_line(
     )
     assert result.exit_code == 0, result.output
     assert "<svg" in out.read_text()
+    assert out.stat().st_mode & 0o137 == 0  # audit data: 0640 or tighter
     as_json = CliRunner().invoke(
         main, ["report", "-c", str(config_file), "--period", "2026-10", "--format", "json"]
     )

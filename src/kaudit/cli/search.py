@@ -142,6 +142,7 @@ def report(
 
     Reads SOURCE, the configured index or the configured log, as `kaudit search` does.
     """
+    from kaudit.files import open_private
     from kaudit.reports.compliance import previous_month, report_on
     from kaudit.timeparse import parse_period
 
@@ -152,7 +153,8 @@ def report(
         raise click.UsageError(str(exc)) from None
     data = report_on(source, load(config_path), period, fmt=fmt, max_rows=max_rows)
     if out is not None:
-        out.write_bytes(data)
+        with open_private(out) as f:  # audit data: 0640, like the log it comes from
+            f.write(data)
         click.echo(f"wrote {out}", err=True)
     else:
         sys.stdout.buffer.write(data)

@@ -36,7 +36,9 @@ __all__ = [
 
 MASK = "***"
 _SHORTEST = 4  # shorter values would mask ordinary words
-_SECRET_KEY = re.compile(r"password|secret|token|credential|authorization|api[._-]?key", re.I)
+_JAAS_SECRET = re.compile(r'(?:password|token)\s*=\s*"([^"]*)"', re.I)
+"""The passwords inside a JAAS configuration (`... password="…";`)."""
+_SECRET_KEY = re.compile(r"password|secret|token|credential|authorization|jaas|api[._-]?key", re.I)
 
 Secret = SecretStr
 """A secret string: `str()`/`repr()` and dumps to JSON print `**********`;
@@ -73,12 +75,13 @@ def shown_url(url: str) -> str:
 
 
 def register_secret(value: str | SecretStr | None) -> None:
-    """Mask `value` (and its URL-encoded form; for a URL, its path and query too) in
-    everything `mask` sees from now on."""
+    """Mask `value` (and its URL-encoded form; for a URL, its path and query too; for a
+    JAAS configuration, the passwords in it too) in everything `mask` sees from now on."""
     text = reveal(value)
     if not text or len(text) < _SHORTEST:
         return
     forms = {text, quote(text, safe="")}
+    forms.update(p for p in _JAAS_SECRET.findall(text) if len(p) >= _SHORTEST)
     if "://" in text:
         parts = urlsplit(text)
         forms.update(p for p in (parts.path, parts.query) if len(p) > 1)
@@ -92,7 +95,7 @@ def register_secret(value: str | SecretStr | None) -> None:
 def register_config_secrets(node: Any) -> None:
     """Register every secret in a loaded configuration: `Secret` fields, and the values
     of settings maps (librdkafka `client_config`, HTTP `headers`) whose key names a
-    password, secret, token or key."""
+    password, secret, token, key or JAAS configuration."""
     if isinstance(node, SecretStr):
         register_secret(node)
     elif isinstance(node, BaseModel):

@@ -236,6 +236,7 @@ class ExporterRunner:
                     self._dead_letter(records, reason)
                     return
                 self.metrics.retried += 1
+                self.publish_metrics()  # `exporters status` shows why it is stuck
                 log.warning("%s failed, retrying in %.1fs: %s", self.name, backoff.step_s, reason)
                 self._sleep(backoff.next_wait())
                 if self._stop.is_set():

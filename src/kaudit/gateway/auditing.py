@@ -366,6 +366,20 @@ def audit_unanswered(conn: AuditedConnection, pending: Iterable[Pending], reason
             if p.api_key == SASL_AUTHENTICATE:
                 audit_auth(conn, p, "auth.failed", NETWORK_EXCEPTION, reason)
                 continue
-            conn.recording.audit(None, request_context(conn, p, decoded=p.decoded), UNANSWERED)
+            auth = _unanswered_auth(p)
+            conn.recording.audit(None, request_context(conn, p, decoded=p.decoded), auth)
     except AuditRefused as exc:
         log.error("%s: unanswered requests not recorded: %s", conn.peer, exc)
+
+
+def _unanswered_auth(pending: Pending) -> tuple[AuthInfo, ...]:
+    """What an unanswered request acted on, as far as the request itself says (its
+    group, its transactional id), each with NETWORK_EXCEPTION; else the cluster."""
+    if not pending.decoded or pending.request is None:
+        return UNANSWERED
+    try:
+        infos = chatter_auth(api_name(pending.api_key), pending.request, None)
+    except (AttributeError, TypeError, ValueError):
+        return UNANSWERED
+    unanswered = tuple(replace(i, allowed=True, error_code=NETWORK_EXCEPTION) for i in infos)
+    return unanswered or UNANSWERED

@@ -300,9 +300,13 @@ class GatewayThread:
         self._loop.call_soon_threadsafe(run)
         done.wait(10)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the gateway and wait for its thread: by default as long as requests in
+        flight may take (`stop_timeout_seconds`), and 10 s more."""
         if self._loop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self.gateway.request_stop)
+        if timeout is None:
+            timeout = self.gateway.config.stop_timeout_seconds + 10.0
         self._thread.join(timeout)
 
     def __enter__(self) -> GatewayThread:
