@@ -222,7 +222,7 @@ def pages_router() -> APIRouter:
     def my_log(request: Request) -> Response:
         user = current_user(request)
         assert user is not None
-        events = user_events(state(request).config, user.provider, user.login, 200)
+        events = user_events(state(request).config, user.provider, user.id, 200)
         return render_page(request, "my_log.html", events=events)
 
     return router
