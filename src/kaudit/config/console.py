@@ -10,6 +10,7 @@ YAML file that `kaudit.console.rbac` reads with line numbers in its errors).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal, get_args
 
@@ -173,6 +174,10 @@ class ConsoleConfig(ConfigModel):
     session_max_hours: float = Field(default=12.0, gt=0)
     secure_cookies: bool = False
     """Send the session cookie over HTTPS only (set it when serving behind TLS)."""
+    trusted_proxies: list[str] = []
+    """Addresses or networks of reverse proxies whose X-Forwarded-For and
+    X-Forwarded-Proto are believed; empty (the default), the headers are ignored and the
+    source address is the connection's."""
     login_limits: LoginLimits = LoginLimits()
     masking: list[MaskRule] = []
     max_inspect_messages: int = Field(default=500, ge=1)
@@ -197,6 +202,14 @@ class ConsoleConfig(ConfigModel):
             raise config_error("users", f"usernames must be unique, got {users}")
         if self.session_secret is not None and len(self.session_secret.get_secret_value()) < 32:
             raise config_error("session_secret", "must be at least 32 characters long")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise config_error(
+                    "trusted_proxies",
+                    f"{proxy!r} is not an IP address or network; accepted: 10.0.0.5, 10.0.0.0/8",
+                ) from None
         return self
 
     @property
