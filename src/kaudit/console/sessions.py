@@ -130,6 +130,34 @@ class LoginLimiter:
                 return True
             return bool(address and self._count(f"addr:{address}", now) >= self.per_address)
 
+    def attempt(self, login: str | None, address: str | None) -> float | None:
+        """Count an attempt as failed before its password is checked, in one step with the
+        check (so concurrent attempts cannot all pass it); None when it must wait. The
+        stamp returned is given to `withdraw` once the attempt's outcome is known."""
+        now = time.monotonic()
+        with self._lock:
+            if login and self._count(f"user:{login}", now) >= self.per_user:
+                return None
+            if address and self._count(f"addr:{address}", now) >= self.per_address:
+                return None
+            for key in self._keys(login, address):
+                self._recent(key, now).append(now)
+        return now
+
+    def withdraw(self, login: str | None, address: str | None, stamp: float) -> None:
+        """Take back the count of an attempt made with `attempt`."""
+        with self._lock:
+            for key in self._keys(login, address):
+                times = self._failures.get(key)
+                if times is not None and stamp in times:
+                    times.remove(stamp)
+                    if not times:
+                        del self._failures[key]
+
+    @staticmethod
+    def _keys(login: str | None, address: str | None) -> list[str]:
+        return [k for k, v in ((f"user:{login}", login), (f"addr:{address}", address)) if v]
+
     def failed(self, login: str | None, address: str | None) -> None:
         now = time.monotonic()
         with self._lock:
