@@ -167,7 +167,8 @@ class ConsoleConfig(ConfigModel):
     rbac_file: str | None = None
     """A Kpow RBAC YAML file (authorized_roles, admin_roles, policies), instead of `rbac`."""
     verbosity: Literal["mutations", "queries", "all"] = "all"
-    """Which actions are recorded; logins and message inspection always are."""
+    """Whether queries are recorded too (`queries`, `all`) or not (`mutations`); mutations,
+    logins and message inspection always are."""
     session_secret: SecretStr | None = None
     """Signs session cookies (32+ characters); unset, a random one per start."""
     session_idle_minutes: float = Field(default=30.0, gt=0)
