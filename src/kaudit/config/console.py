@@ -173,8 +173,10 @@ class ConsoleConfig(ConfigModel):
     """Signs session cookies (32+ characters); unset, a random one per start."""
     session_idle_minutes: float = Field(default=30.0, gt=0)
     session_max_hours: float = Field(default=12.0, gt=0)
-    secure_cookies: bool = False
-    """Send the session cookie over HTTPS only (set it when serving behind TLS)."""
+    secure_cookies: bool | None = None
+    """Send the session cookie over HTTPS only. Unset: yes unless the console listens on
+    a loopback address (so http://127.0.0.1 keeps working); set false to serve plain
+    HTTP on other addresses."""
     trusted_proxies: list[str] = []
     """Addresses or networks of reverse proxies whose X-Forwarded-For and
     X-Forwarded-Proto are believed; empty (the default), the headers are ignored and the
@@ -216,6 +218,20 @@ class ConsoleConfig(ConfigModel):
     @property
     def listen_host(self) -> str:
         return self.listen.rpartition(":")[0]
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Whether the session cookie is Secure: `secure_cookies`, else whether the
+        console listens beyond loopback."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        host = self.listen_host.strip("[]")
+        if host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: reachable from elsewhere
+            return True
 
     @property
     def listen_port(self) -> int:

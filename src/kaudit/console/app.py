@@ -216,7 +216,7 @@ def build_app(config: Config, recorder: Recorder, *, base_dir: Path | None = Non
         session_cookie="kaudit_session",
         max_age=math.ceil(console.session_max_hours * 3600),
         same_site="lax",
-        https_only=console.secure_cookies,
+        https_only=console.cookies_secure,
     )
 
     @app.middleware("http")

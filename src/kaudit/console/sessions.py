@@ -1,10 +1,11 @@
 """Console sessions, CSRF tokens, safe redirects and login rate limits.
 
 The session cookie is Starlette's signed cookie (HttpOnly, SameSite=Lax so a provider's
-redirect back carries it, Secure when `secure_cookies`); it holds a random session id and
-the CSRF token. The sessions themselves live here, in memory, so that a logout or a
-timeout ends them for good: a copied cookie of an ended session opens nothing. Each has an
-idle and an absolute timeout; a login always starts a new one (new id, new CSRF token).
+redirect back carries it, Secure unless served on loopback or `secure_cookies` is false);
+it holds a random session id and the CSRF token. The sessions themselves live here, in
+memory, so that a logout or a timeout ends them for good: a copied cookie of an ended
+session opens nothing. Each has an idle and an absolute timeout; a login always starts a
+new one (new id, new CSRF token).
 """
 
 from __future__ import annotations
