@@ -125,11 +125,13 @@ class LoginLimiter:
 
     def blocked(self, login: str | None, address: str | None) -> bool:
         """Whether another attempt for this login or from this address must wait."""
-        now = time.monotonic()
         with self._lock:
-            if login and self._count(f"user:{login}", now) >= self.per_user:
-                return True
-            return bool(address and self._count(f"addr:{address}", now) >= self.per_address)
+            return self._over(login, address, time.monotonic())
+
+    def _over(self, login: str | None, address: str | None, now: float) -> bool:
+        if login and self._count(f"user:{login}", now) >= self.per_user:
+            return True
+        return bool(address and self._count(f"addr:{address}", now) >= self.per_address)
 
     def attempt(self, login: str | None, address: str | None) -> float | None:
         """Count an attempt as failed before its password is checked, in one step with the
@@ -137,9 +139,7 @@ class LoginLimiter:
         stamp returned is given to `withdraw` once the attempt's outcome is known."""
         now = time.monotonic()
         with self._lock:
-            if login and self._count(f"user:{login}", now) >= self.per_user:
-                return None
-            if address and self._count(f"addr:{address}", now) >= self.per_address:
+            if self._over(login, address, now):
                 return None
             for key in self._keys(login, address):
                 self._recent(key, now).append(now)
