@@ -41,6 +41,18 @@ def test_the_limiter_counts_per_user_and_per_address_within_its_window() -> None
     assert limiter.blocked("dave", "10.0.0.1")
 
 
+def test_an_attempt_counts_until_withdrawn_and_is_refused_past_the_limit() -> None:
+    limiter = LoginLimiter(per_user=2, per_address=10, window_seconds=60)
+    first = limiter.attempt("alice", "10.0.0.1")
+    second = limiter.attempt("alice", "10.0.0.1")
+    assert first is not None and second is not None
+    assert limiter.attempt("alice", "10.0.0.1") is None  # two in flight fill the limit
+    limiter.withdraw("alice", "10.0.0.1", second)
+    assert not limiter.blocked("alice", "10.0.0.1")
+    limiter.withdraw("alice", "10.0.0.1", first)
+    assert len(limiter) == 0
+
+
 def test_ended_sessions_and_old_failures_are_forgotten() -> None:
     sessions = SessionStore(idle_seconds=0.05, max_seconds=10)
     first = sessions.start(ConsoleUser("local", "a", "a"))

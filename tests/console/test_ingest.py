@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,8 @@ from fastapi import FastAPI
 import kaudit
 from kaudit.config import Config
 from kaudit.config.console_auth import IngestSource
-from kaudit.console.ingest import ingest_router
+from kaudit.console.ingest import FailureLimit, ingest_router
+from kaudit.console.sessions import LoginLimiter
 from kaudit.events import Action, Actor, AuditEvent, Resource
 from kaudit.events.formats.cloudevents import to_cloudevent
 from kaudit.log.segments import LogReader
@@ -383,3 +385,30 @@ def test_a_glob_that_matches_no_event_type_is_refused_when_the_router_is_built()
     same_token = IngestSource(name="other", token=BACKUP_TOKEN, event_types=["backup.*"])
     with pytest.raises(ValueError, match="different tokens"):
         ingest_router([SOURCES[0], same_token], lambda events: None, LIMIT)
+
+
+def test_failed_authentications_past_the_limit_are_refused_without_recording(
+    session: AuditSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = FastAPI()
+    failures = FailureLimit(LoginLimiter(1, 3, 900.0))
+    app.include_router(
+        ingest_router(
+            SOURCES,
+            session.recorder.record_many,
+            LIMIT,
+            catalog=session.recorder.catalog,
+            failures=failures,
+        )
+    )
+    with caplog.at_level(logging.WARNING, "kaudit.console.ingest"), serve(app) as base:
+        codes = [post(f"{base}/api/v1/events", [], token="wrong").status_code for _ in range(8)]
+        accepted = post(f"{base}/api/v1/events", [backup_completed()])
+    assert codes == [401] * 3 + [429] * 5
+    assert accepted.status_code == 200  # a valid token is not limited
+    session.flush()
+    assert [e["event_type"] for e in events_in(session.log_dir)].count("auth.failed") == 3
+    assert failures.unrecorded == 5
+    warnings = [r.getMessage() for r in caplog.records if "not recorded" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "1 failed authentications not recorded" in warnings[0]

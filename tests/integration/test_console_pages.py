@@ -97,3 +97,22 @@ def test_the_openapi_document_describes_the_api(kafka_console: ConsoleHarness) -
     assert "/api/v1/clusters/{cluster}/groups/{group}/reset-offsets" in paths
     assert all(p.startswith("/api/v1/") for p in paths)
     assert "post" in document["paths"]["/api/v1/clusters/{cluster}/topics"]
+
+
+def test_a_group_id_with_reserved_characters_links_to_its_own_page(
+    kafka: KafkaInfo, kafka_console: ConsoleHarness, unique_topic: str
+) -> None:
+    create_topic(kafka.client_config(), unique_topic)
+    group = f"pay?x#{unique_topic}"
+    consumer = Consumer({**kafka.client_config(), "group.id": group})
+    consumer.commit(offsets=[TopicPartition(unique_topic, 0, 0)], asynchronous=False)
+    consumer.close()
+    client = kafka_console.login("root")
+    encoded = f"pay%3Fx%23{unique_topic}"
+
+    groups = client.get("/clusters/local/groups")
+    assert f'href="/clusters/local/groups/{encoded}"' in groups.text
+    group_page = client.get(f"/clusters/local/groups/{encoded}")
+    assert group_page.status_code == 200 and unique_topic in group_page.text
+    assert f'action="/clusters/local/groups/{encoded}/delete"' in group_page.text
+    assert f'action="/clusters/local/groups/{encoded}/reset-offsets"' in group_page.text

@@ -10,6 +10,7 @@ YAML file that `kaudit.console.rbac` reads with line numbers in its errors).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal, get_args
 
@@ -166,13 +167,20 @@ class ConsoleConfig(ConfigModel):
     rbac_file: str | None = None
     """A Kpow RBAC YAML file (authorized_roles, admin_roles, policies), instead of `rbac`."""
     verbosity: Literal["mutations", "queries", "all"] = "all"
-    """Which actions are recorded; logins and message inspection always are."""
+    """Whether queries are recorded too (`queries`, `all`) or not (`mutations`); mutations,
+    logins and message inspection always are."""
     session_secret: SecretStr | None = None
     """Signs session cookies (32+ characters); unset, a random one per start."""
     session_idle_minutes: float = Field(default=30.0, gt=0)
     session_max_hours: float = Field(default=12.0, gt=0)
-    secure_cookies: bool = False
-    """Send the session cookie over HTTPS only (set it when serving behind TLS)."""
+    secure_cookies: bool | None = None
+    """Send the session cookie over HTTPS only. Unset: yes unless the console listens on
+    a loopback address (so http://127.0.0.1 keeps working); set false to serve plain
+    HTTP on other addresses."""
+    trusted_proxies: list[str] = []
+    """Addresses or networks of reverse proxies whose X-Forwarded-For and
+    X-Forwarded-Proto are believed; empty (the default), the headers are ignored and the
+    source address is the connection's."""
     login_limits: LoginLimits = LoginLimits()
     masking: list[MaskRule] = []
     max_inspect_messages: int = Field(default=500, ge=1)
@@ -197,11 +205,33 @@ class ConsoleConfig(ConfigModel):
             raise config_error("users", f"usernames must be unique, got {users}")
         if self.session_secret is not None and len(self.session_secret.get_secret_value()) < 32:
             raise config_error("session_secret", "must be at least 32 characters long")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise config_error(
+                    "trusted_proxies",
+                    f"{proxy!r} is not an IP address or network; accepted: 10.0.0.5, 10.0.0.0/8",
+                ) from None
         return self
 
     @property
     def listen_host(self) -> str:
         return self.listen.rpartition(":")[0]
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Whether the session cookie is Secure: `secure_cookies`, else whether the
+        console listens beyond loopback."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        host = self.listen_host.strip("[]")
+        if host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: reachable from elsewhere
+            return True
 
     @property
     def listen_port(self) -> int:

@@ -80,18 +80,19 @@ def api_router() -> APIRouter:
         """The logged-in user's own console events, newest first."""
         user = current_user(request)
         assert user is not None
-        return user_events(state(request).config, user.provider, user.login, limit)
+        return user_events(state(request).config, user.provider, user.id, limit)
 
-    @router.get("/users/{provider}/{login}/events")
-    def users_events(request: Request, provider: str, login: str,
+    @router.get("/users/{provider}/{user_id}/events")
+    def users_events(request: Request, provider: str, user_id: str,
                      limit: int = Query(100, ge=1, le=1000)) -> list[Any]:  # fmt: skip
-        """A user's console events: their own, or anyone's for console admins."""
+        """A user's console events by their provider's stable id (the OIDC `sub`, the
+        GitHub numeric id, the local user name): their own, or anyone's for console admins."""
         user = current_user(request)
         assert user is not None
-        mine = (user.provider, user.login) == (provider, login)
+        mine = (user.provider, user.id) == (provider, user_id)
         if not mine and not state(request).service.rbac.is_admin(user):
             raise HTTPException(403, "only console admins may read another user's log")
-        return user_events(state(request).config, provider, login, limit)
+        return user_events(state(request).config, provider, user_id, limit)
 
     @router.get("/clusters")
     def clusters(request: Request) -> list[str]:

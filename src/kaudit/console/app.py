@@ -29,7 +29,7 @@ from kaudit.console.auth.github import github_router
 from kaudit.console.auth.local import SessionHooks, local_router
 from kaudit.console.auth.oidc import oidc_router
 from kaudit.console.clusters import Clusters, KafkaCallError, UnknownClusterError
-from kaudit.console.ingest import ingest_router
+from kaudit.console.ingest import FailureLimit, ingest_router
 from kaudit.console.rbac import load_rbac, policy_record
 from kaudit.console.service import ActionDenied, ConsoleService
 from kaudit.console.sessions import LoginLimiter, SessionStore, new_token
@@ -157,6 +157,8 @@ def _provider_routers(
     if console.github is not None:
         app.include_router(github_router(console.github, hooks))
     if console.ingest:
+        limits = console.login_limits
+
         # The reply says an event was accepted only once it is durable in the log, so a
         # tool that got a 200 never has to send it again.
         def record(events: list[AuditEvent]) -> None:
@@ -164,7 +166,14 @@ def _provider_routers(
 
         app.include_router(
             ingest_router(
-                console.ingest, record, console.ingest_max_body_bytes, catalog=recorder.catalog
+                console.ingest,
+                record,
+                console.ingest_max_body_bytes,
+                catalog=recorder.catalog,
+                # Failed ingest authentications share the login limits per address.
+                failures=FailureLimit(
+                    LoginLimiter(1, limits.max_failures_per_address, limits.window_seconds)
+                ),
             )
         )
 
@@ -207,7 +216,7 @@ def build_app(config: Config, recorder: Recorder, *, base_dir: Path | None = Non
         session_cookie="kaudit_session",
         max_age=math.ceil(console.session_max_hours * 3600),
         same_site="lax",
-        https_only=console.secure_cookies,
+        https_only=console.cookies_secure,
     )
 
     @app.middleware("http")

@@ -2,8 +2,9 @@
 request, the RBAC decision, Kafka's outcome and the context (cluster id, source address,
 user agent, request id).
 
-`ConsoleRecorder` owns the event's shape and the verbosity: `mutations`, `queries` or
-`all` of the console's actions are recorded; logins and message inspection always are.
+`ConsoleRecorder` owns the event's shape and the verbosity: mutations, logins and
+message inspection are always recorded; the verbosity decides whether queries are too
+(`mutations`: no; `queries` or `all`: yes).
 `details` carries Kpow's view of the action (`console_action` such as `create-topic`,
 its `subjects`, the `user` block, the `request` and the `outcome`), which the Slack
 destination turns into Kpow's message.
@@ -66,9 +67,9 @@ class ConsoleRecorder:
 
     def selected(self, event_type: str) -> bool:
         """Whether the verbosity records events of this type."""
-        if event_type in ALWAYS_RECORDED or self.verbosity == "all":
+        if event_type in ALWAYS_RECORDED or self.verbosity != "mutations":
             return True
-        return self._is_mutation(event_type) == (self.verbosity == "mutations")
+        return self._is_mutation(event_type)
 
     def action(
         self,

@@ -12,7 +12,9 @@ Every accepted event is recorded with `context.source` = `ingest:<source name>`,
 the body says, so a source cannot pass its events off as another's; any `integrity` in
 the body is dropped (the log's writer assigns it). A request without a valid token is
 recorded as `auth.failed`, and events of types beyond the token's grant as one
-`access.denied` per request.
+`access.denied` per request. Failed authentications are limited per address: past the
+limit a request is answered 429 and not recorded (so bad tokens cannot flood the log);
+how many were left out is logged as a warning, at most once per window.
 
 The route authenticates by bearer token instead of the console session: it is the
 listed public exception to "every route behind login".
@@ -23,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -34,6 +38,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from kaudit.config.console_auth import IngestSource
+from kaudit.console.sessions import LoginLimiter
 from kaudit.errors import AuditUnavailableError, EventDecodeError
 from kaudit.events.catalog import CATALOG, EventCatalog
 from kaudit.events.codec import from_dict
@@ -41,7 +46,9 @@ from kaudit.events.formats.cloudevents import TYPE_PREFIX, from_cloudevent, pars
 from kaudit.events.model import Action, Actor, AuditEvent, Context, Resource, Result
 from kaudit.recorder.stamp import Stamper
 
-__all__ = ["INGEST_PATH", "SOURCE_PREFIX", "ingest_router"]
+__all__ = ["INGEST_PATH", "SOURCE_PREFIX", "FailureLimit", "ingest_router"]
+
+log = logging.getLogger("kaudit.console.ingest")
 
 INGEST_PATH = "/api/v1/events"
 SOURCE_PREFIX = "ingest:"
@@ -69,6 +76,33 @@ class Refused(Exception):
     """One event of a batch that is not recorded; the message says why."""
 
 
+class FailureLimit:
+    """Failed ingest authentications per address (`limiter`), and the count of those past
+    the limit that were answered without being recorded."""
+
+    def __init__(self, limiter: LoginLimiter) -> None:
+        self.limiter = limiter
+        self.unrecorded = 0
+        self._warned_at: float | None = None
+        self._lock = threading.Lock()
+
+    def admit(self, address: str | None) -> bool:
+        """Whether this failure is recorded (and counted); else it is only counted here."""
+        if self.limiter.attempt(None, address) is not None:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            self.unrecorded += 1
+            if self._warned_at is None or now - self._warned_at >= self.limiter.window:
+                self._warned_at = now
+                log.warning(
+                    "ingest: %d failed authentications not recorded so far: more than %d "
+                    "from one address within %gs (latest from %s)",
+                    self.unrecorded, self.limiter.per_address, self.limiter.window, address,
+                )  # fmt: skip
+        return False
+
+
 class NotAllowed(Refused):
     """An event whose type the sending source's `event_types` does not grant."""
 
@@ -83,13 +117,17 @@ def ingest_router(
     max_body_bytes: int,
     *,
     catalog: EventCatalog = CATALOG,
+    failures: FailureLimit | None = None,
 ) -> APIRouter:
     """The `POST /api/v1/events` route.
 
     `record` takes the accepted events of one request (e.g. the recorder's
     `record_many`); it runs in a worker thread, so it may block until they are durable.
     `catalog` is the recorder's, so custom event types it declares are accepted.
+    `failures` limits the failed authentications recorded per address (default: 20
+    within 15 minutes, as the console's login limits).
     """
+    failures = failures or FailureLimit(LoginLimiter(1, 20, 900.0))
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
     names = [s.name for s in sources]
@@ -132,6 +170,7 @@ def ingest_router(
             200: {"description": "Some or all events accepted; the refused ones listed"},
             400: {"description": "The body is not JSON, or not an event or a list of events"},
             401: {"description": "No valid bearer token"},
+            429: {"description": "Too many requests without a valid token from this address"},
             413: {"description": "The body is larger than the limit"},
             422: {"description": "Every event of the batch was refused"},
             503: {"description": "The audit log cannot take the events now; retry"},
@@ -141,6 +180,8 @@ def ingest_router(
     async def ingest(request: Request) -> JSONResponse:
         source = authenticate(request)
         if source is None:
+            if not failures.admit(_client(request)[0]):
+                return _error(429, "too many requests without a valid bearer token; try later")
             await _record_quietly(record, [_auth_failed(request, stamper)])
             return _error(
                 401,

@@ -1,6 +1,8 @@
 """Masking of inspected messages: the `console.masking` rules hide JSON fields, header
 values and text matching a pattern on the topics they name, unless the user holds
-TOPIC_UNMASK; and how a message is shown (text, JSON or hex)."""
+TOPIC_UNMASK; and how a message is shown (text, JSON or hex). Masking fails closed: a
+value on a topic with field rules that cannot be read as JSON (after a UTF-8 BOM or the
+Confluent wire format's 5-byte prefix is set aside) is hidden whole."""
 
 from __future__ import annotations
 
@@ -16,6 +18,33 @@ from kaudit.config.console import MaskRule
 __all__ = ["MASK", "Masker", "render_bytes"]
 
 MASK = "****"
+_BOM = b"\xef\xbb\xbf"
+_CONFLUENT_MAGIC = b"\x00"  # then a 4-byte schema id, then the payload
+
+
+def _json_body(data: bytes) -> Any:
+    """The JSON in `data`, past a BOM or a Confluent wire-format prefix, with JSON
+    carried inside a JSON string unwrapped; None when there is none."""
+    for body in (data.removeprefix(_BOM), data[5:] if data[:1] == _CONFLUENT_MAGIC else None):
+        if body is None:
+            continue
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            continue
+        return _unwrapped(parsed)
+    return None
+
+
+def _unwrapped(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            inner = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+        if isinstance(inner, dict | list):
+            return inner
+    return value
 
 
 class Masker:
@@ -33,24 +62,30 @@ class Masker:
     def header(self, name: str, value: bytes) -> bytes:
         if any(fnmatch.fnmatchcase(name.lower(), h.lower()) for h in self.headers):
             return MASK.encode()
-        return value
+        return self._patterned(value)
+
+    def key(self, data: bytes | None) -> bytes | None:
+        return None if data is None else self._patterned(data)
 
     def value(self, data: bytes | None) -> bytes | None:
         if data is None or not self.rules:
             return data
         if self.fields:
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                parsed = None
+            parsed = _json_body(data)
             if isinstance(parsed, dict | list):
                 data = orjson.dumps(self._mask_json(parsed, ""))
-        if self.patterns:
-            text = data.decode("utf-8", errors="replace")
-            for pattern in self.patterns:
-                text = pattern.sub(MASK, text)
-            data = text.encode()
-        return data
+            elif parsed is None or isinstance(parsed, str):
+                # Not JSON fields can be found in: hidden whole rather than shown.
+                return MASK.encode()
+        return self._patterned(data)
+
+    def _patterned(self, data: bytes) -> bytes:
+        if not self.patterns:
+            return data
+        text = data.decode("utf-8", errors="replace")
+        for pattern in self.patterns:
+            text = pattern.sub(MASK, text)
+        return text.encode()
 
     def _mask_json(self, value: Any, path: str) -> Any:
         if isinstance(value, dict):
@@ -62,6 +97,10 @@ class Masker:
             return out
         if isinstance(value, list):
             return [self._mask_json(item, path) for item in value]
+        if isinstance(value, str):
+            inner = _unwrapped(value)
+            if inner is not value:
+                return orjson.dumps(self._mask_json(inner, path)).decode()
         return value
 
 

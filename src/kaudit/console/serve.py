@@ -37,6 +37,10 @@ class ConsoleServer:
                 access_log=False,
                 lifespan="off",
                 server_header=False,
+                # Forwarded headers only from configured proxies: uvicorn would otherwise
+                # believe any local process about the source address.
+                proxy_headers=bool(console.trusted_proxies),
+                forwarded_allow_ips=list(console.trusted_proxies) or None,
             )
         )
         self._thread = threading.Thread(target=self._server.run, name="console", daemon=True)

@@ -1,10 +1,11 @@
 """Console sessions, CSRF tokens, safe redirects and login rate limits.
 
 The session cookie is Starlette's signed cookie (HttpOnly, SameSite=Lax so a provider's
-redirect back carries it, Secure when `secure_cookies`); it holds a random session id and
-the CSRF token. The sessions themselves live here, in memory, so that a logout or a
-timeout ends them for good: a copied cookie of an ended session opens nothing. Each has an
-idle and an absolute timeout; a login always starts a new one (new id, new CSRF token).
+redirect back carries it, Secure unless served on loopback or `secure_cookies` is false);
+it holds a random session id and the CSRF token. The sessions themselves live here, in
+memory, so that a logout or a timeout ends them for good: a copied cookie of an ended
+session opens nothing. Each has an idle and an absolute timeout; a login always starts a
+new one (new id, new CSRF token).
 """
 
 from __future__ import annotations
@@ -124,11 +125,39 @@ class LoginLimiter:
 
     def blocked(self, login: str | None, address: str | None) -> bool:
         """Whether another attempt for this login or from this address must wait."""
+        with self._lock:
+            return self._over(login, address, time.monotonic())
+
+    def _over(self, login: str | None, address: str | None, now: float) -> bool:
+        if login and self._count(f"user:{login}", now) >= self.per_user:
+            return True
+        return bool(address and self._count(f"addr:{address}", now) >= self.per_address)
+
+    def attempt(self, login: str | None, address: str | None) -> float | None:
+        """Count an attempt as failed before its password is checked, in one step with the
+        check (so concurrent attempts cannot all pass it); None when it must wait. The
+        stamp returned is given to `withdraw` once the attempt's outcome is known."""
         now = time.monotonic()
         with self._lock:
-            if login and self._count(f"user:{login}", now) >= self.per_user:
-                return True
-            return bool(address and self._count(f"addr:{address}", now) >= self.per_address)
+            if self._over(login, address, now):
+                return None
+            for key in self._keys(login, address):
+                self._recent(key, now).append(now)
+        return now
+
+    def withdraw(self, login: str | None, address: str | None, stamp: float) -> None:
+        """Take back the count of an attempt made with `attempt`."""
+        with self._lock:
+            for key in self._keys(login, address):
+                times = self._failures.get(key)
+                if times is not None and stamp in times:
+                    times.remove(stamp)
+                    if not times:
+                        del self._failures[key]
+
+    @staticmethod
+    def _keys(login: str | None, address: str | None) -> list[str]:
+        return [k for k, v in ((f"user:{login}", login), (f"addr:{address}", address)) if v]
 
     def failed(self, login: str | None, address: str | None) -> None:
         now = time.monotonic()

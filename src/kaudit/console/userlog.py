@@ -16,10 +16,11 @@ __all__ = ["user_events"]
 
 
 def user_events(
-    config: Config, provider: str, login: str, limit: int, days: float = 7.0
+    config: Config, provider: str, user_id: str, limit: int, days: float = 7.0
 ) -> list[dict[str, Any]]:
-    """The last `limit` console events of the user `login` of `provider` within `days`,
-    newest first."""
+    """The last `limit` console events of the user `user_id` of `provider` within `days`,
+    newest first. The provider's stable id (the OIDC `sub`) is matched, not the login: two
+    accounts may share a login or email."""
     since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S")
     found: collections.deque[dict[str, Any]] = collections.deque(maxlen=limit)
     for line in tail_lines(None, config):
@@ -31,6 +32,6 @@ def user_events(
         if (event.get("context") or {}).get("source") != "console":
             continue
         user = (event.get("details") or {}).get("user") or {}
-        if user.get("provider") == provider and user.get("login") == login:
+        if user.get("provider") == provider and user.get("id") == user_id:
             found.append(event)
     return list(reversed(found))

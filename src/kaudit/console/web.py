@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
@@ -28,6 +29,7 @@ __all__ = [
     "call_for",
     "csrf_token",
     "current_user",
+    "path_segment",
     "render",
     "request_info",
     "state",
@@ -50,7 +52,14 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
 
 
+def path_segment(value: Any) -> str:
+    """A value as one URL path segment: every reserved character (`/`, `?`, `#`, `%`)
+    percent-encoded, so a group id such as `payments?x` names that group."""
+    return quote(str(value), safe="")
+
+
 _templates.filters["json"] = _json
+_templates.filters["segment"] = path_segment
 
 
 @dataclass

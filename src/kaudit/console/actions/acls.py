@@ -22,14 +22,18 @@ AclFields = dict[str, str]
 """resource_type, resource_name, pattern_type, principal, host, operation, permission."""
 
 
+_WILDCARDS = ("UNKNOWN", "ANY", "MATCH")
+"""Filter-only values: in a delete they would match many bindings, beyond the one the
+user was allowed to edit, so a binding must name each field exactly."""
+
+
 def _enum(kind: type[Any], name: str, field: str) -> Any:
-    try:
-        return kind[name.upper()]
-    except KeyError:
-        accepted = ", ".join(
-            m.name.lower() for m in kind if m.name not in ("UNKNOWN", "ANY", "MATCH")
-        )
-        raise KafkaCallError(f"{field} {name!r} is unknown; accepted: {accepted}") from None
+    accepted = [m for m in kind if m.name not in _WILDCARDS]
+    for member in accepted:
+        if member.name == name.upper():
+            return member
+    names = ", ".join(m.name.lower() for m in accepted)
+    raise KafkaCallError(f"{field} {name!r} is not accepted; accepted: {names}")
 
 
 def _binding(fields: AclFields, cls: type[Any] = AclBinding) -> Any:

@@ -4,7 +4,8 @@ layer every login provider ends in (`SessionHooks`, the `LoginHooks` of this con
 `SessionHooks.logged_in` checks the user may use the console (`authorized_roles`), starts
 a new session (new id, new CSRF token) and records `auth.login`; `login_failed` counts the
 failure for the rate limits and records `auth.failed`. Failed logins are limited per user
-and per address; a limited attempt is refused without checking the password.
+and per address; a limited attempt is refused without checking the password, and an
+attempt counts against the limits while its password is checked (in a worker thread).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import APIRouter, Form
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -119,7 +121,8 @@ def local_router(hooks: LoginHooks) -> APIRouter:
     ) -> Response:
         console = state(request)
         info = request_info(request)
-        if console.limiter.blocked(username, info.source_address):
+        stamp = console.limiter.attempt(username, info.source_address)
+        if stamp is None:
             console.recorder.auth(
                 "auth.failed", provider="local", login=username, user=None, info=info,
                 result="denied", error="too many failed logins: rate limited",
@@ -128,7 +131,13 @@ def local_router(hooks: LoginHooks) -> APIRouter:
         config = console.config.console
         assert config is not None
         found = next((u for u in config.users if u.username == username), None)
-        if not _verify(found, password) or found is None:
+        try:
+            # argon2 takes tens of milliseconds of CPU: off the event loop.
+            verified = await run_in_threadpool(_verify, found, password)
+        finally:
+            # Counted again by `login_failed` if it failed, with no await in between.
+            console.limiter.withdraw(username, info.source_address, stamp)
+        if not verified or found is None:
             return await hooks.login_failed(request, "local", username, "wrong user or password")
         user = ConsoleUser(
             provider="local",

@@ -167,7 +167,11 @@ class OidcClient:
             claims = CodeIDToken(
                 token.claims,
                 token.header,
-                {"iss": {"essential": True, "values": [metadata["issuer"]]}},
+                {
+                    "iss": {"essential": True, "values": [metadata["issuer"]]},
+                    # Without this option Authlib skips the audience check.
+                    "aud": {"essential": True, "values": [self.config.client_id]},
+                },
                 params,
             )
             claims.validate(leeway=_CLOCK_LEEWAY_S)

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from kaudit.console.userlog import user_events
-from kaudit.console.web import call_for, current_user, state
+from kaudit.console.web import call_for, current_user, path_segment, state
 from kaudit.console.web import render as render_page
 from kaudit.timeparse import parse_when
 
@@ -36,7 +36,7 @@ def pages_router() -> APIRouter:
     @router.get("/")
     def home(request: Request) -> Response:
         first = state(request).service.clusters.names[0]
-        return RedirectResponse(f"/clusters/{first}/topics", status_code=303)
+        return RedirectResponse(f"/clusters/{path_segment(first)}/topics", status_code=303)
 
     @router.get("/clusters/{cluster}/topics")
     def topics_page(request: Request, cluster: str, message: str | None = None) -> Response:
@@ -56,7 +56,9 @@ def pages_router() -> APIRouter:
         service.create_topic(
             call_for(request, cluster), name, partitions, replication_factor, _configs(configs)
         )
-        return RedirectResponse(f"/clusters/{cluster}/topics/{name}", status_code=303)
+        return RedirectResponse(
+            f"/clusters/{path_segment(cluster)}/topics/{path_segment(name)}", status_code=303
+        )
 
     @router.get("/clusters/{cluster}/topics/{topic}")
     def topic_page(request: Request, cluster: str, topic: str) -> Response:
@@ -86,7 +88,7 @@ def pages_router() -> APIRouter:
     @router.post("/clusters/{cluster}/topics/{topic}/delete")
     def delete_topic(request: Request, cluster: str, topic: str) -> Response:
         state(request).service.delete_topic(call_for(request, cluster), topic)
-        return RedirectResponse(f"/clusters/{cluster}/topics", status_code=303)
+        return RedirectResponse(f"/clusters/{path_segment(cluster)}/topics", status_code=303)
 
     @router.post("/clusters/{cluster}/topics/{topic}/produce")
     def produce(
@@ -156,7 +158,7 @@ def pages_router() -> APIRouter:
     @router.post("/clusters/{cluster}/groups/{group}/delete")
     def delete_group(request: Request, cluster: str, group: str) -> Response:
         state(request).service.delete_group(call_for(request, cluster), group)
-        return RedirectResponse(f"/clusters/{cluster}/groups", status_code=303)
+        return RedirectResponse(f"/clusters/{path_segment(cluster)}/groups", status_code=303)
 
     @router.get("/clusters/{cluster}/acls")
     def acls_page(request: Request, cluster: str) -> Response:
@@ -179,7 +181,7 @@ def pages_router() -> APIRouter:
                   "pattern_type": pattern_type, "principal": principal, "host": host,
                   "operation": operation, "permission": permission}  # fmt: skip
         state(request).service.create_acl(call_for(request, cluster), fields)
-        return RedirectResponse(f"/clusters/{cluster}/acls", status_code=303)
+        return RedirectResponse(f"/clusters/{path_segment(cluster)}/acls", status_code=303)
 
     @router.post("/clusters/{cluster}/acls/delete")
     def delete_acl(
@@ -197,7 +199,7 @@ def pages_router() -> APIRouter:
                   "pattern_type": pattern_type, "principal": principal, "host": host,
                   "operation": operation, "permission": permission}  # fmt: skip
         state(request).service.delete_acl(call_for(request, cluster), fields)
-        return RedirectResponse(f"/clusters/{cluster}/acls", status_code=303)
+        return RedirectResponse(f"/clusters/{path_segment(cluster)}/acls", status_code=303)
 
     @router.get("/clusters/{cluster}/brokers")
     def brokers_page(request: Request, cluster: str) -> Response:
@@ -222,7 +224,7 @@ def pages_router() -> APIRouter:
     def my_log(request: Request) -> Response:
         user = current_user(request)
         assert user is not None
-        events = user_events(state(request).config, user.provider, user.login, 200)
+        events = user_events(state(request).config, user.provider, user.id, 200)
         return render_page(request, "my_log.html", events=events)
 
     return router
@@ -231,5 +233,5 @@ def pages_router() -> APIRouter:
 def _done(
     request: Request, cluster: str, name: str, what: str, result: Any, kind: str = "topics"
 ) -> Response:
-    back = f"/clusters/{cluster}/{kind}/{name}"
+    back = f"/clusters/{path_segment(cluster)}/{kind}/{path_segment(name)}"
     return render_page(request, "done.html", name=name, what=what, result=result, back=back)

@@ -14,9 +14,12 @@ __all__ = ["AclActions"]
 
 
 def _object(fields: AclFields) -> tuple[str | None, str | None]:
-    """What an ACL binding is about, as RBAC resources name it."""
+    """What an ACL binding is about, as RBAC resources name it. A prefixed pattern or the
+    name `*` covers many topics or groups, some of which the policy may deny, so it is
+    decided at cluster level."""
     kind = fields.get("resource_type", "").lower()
-    if kind in ("topic", "group"):
+    pattern = fields.get("pattern_type", "literal").lower()
+    if kind in ("topic", "group") and pattern == "literal" and fields.get("resource_name") != "*":
         return kind, fields.get("resource_name")
     return None, None
 

@@ -99,6 +99,7 @@ class MessageActions(ServiceCore):
     @staticmethod
     def _shown(message: dict[str, Any], render: str, masker: Masker | None) -> dict[str, Any]:
         value = masker.value(message["value"]) if masker else message["value"]
+        key = masker.key(message["key"]) if masker else message["key"]
         headers = [
             (name, masker.header(name, data) if masker else data)
             for name, data in message["headers"]
@@ -107,7 +108,7 @@ class MessageActions(ServiceCore):
             "partition": message["partition"],
             "offset": message["offset"],
             "timestamp": message["timestamp"],
-            "key": render_bytes(message["key"], "hex" if render == "hex" else "text"),
+            "key": render_bytes(key, "hex" if render == "hex" else "text"),
             "value": render_bytes(value, render),
             "headers": [
                 {"name": name, "value": render_bytes(data, "hex" if render == "hex" else "text")}
