@@ -2,16 +2,17 @@
 every request (KIP-567) without a broker plugin, so it works for any Kafka, managed ones
 included.
 
-A request goes one way through the package, and no module imports one above it:
-listener (ports; owns the state its connections share: shared) → connection (framing,
-correlation, forwarding; upstream is its broker end; exchange, a request in flight) →
-auditing (the one audit call of a request: audit_map and audit_apis make request +
-response into events, aggregate counts produce/fetch records into windows) → recording
-(the failure policy) → the audit session. Beside the path: codec (kio, the API keys),
-framing (frames, cut-through), fetch and produce (read without copying records), rewrite
-(broker addresses, ApiVersions), sasl (the principal). Where a lower part must tell a
-higher one something (upstream: a broker's response; recording: a record now durable),
-it is handed an object that meets a small protocol of its own.
+A request goes one way through the package, and no module imports one above it: listener
+(ports; owns the state its connections share: shared) → connection (framing,
+correlation, forwarding; upstream is its broker end; answering, its response side;
+exchange, a request in flight) → auditing (the one audit call of a request: audit_map
+and audit_apis make request + response into events, aggregate counts produce/fetch
+records into windows) → recording (the failure policy) → the audit session. Beside the
+path: codec (kio, the API keys), framing (frames, cut-through), fetch and produce (read
+without copying records), rewrite (broker addresses, ApiVersions), sasl (the principal).
+Where a lower part must tell a higher one something (upstream: a broker's response;
+recording: a record now durable), it is handed an object that meets a small protocol of
+its own.
 
 What it may import: kaudit.session and, through it, the recorder; kaudit.auditor (the
 KIP-567 call and its types), kaudit.config, kaudit.events and kaudit.errors. Never

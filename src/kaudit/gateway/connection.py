@@ -1,20 +1,16 @@
-"""One client connection through the gateway: framing, correlation, forwarding, and
-holding responses until they are audited.
+"""One client connection through the gateway: its life (admission, TLS identity, the
+broker connection, closing) and the request side: framing, correlation, forwarding.
 
 Each client connection gets its own broker connection, so correlation ids pass through
 untouched and responses come back in request order. Requests are forwarded as whole
-frames the moment they are complete (large produce requests, and large fetch responses
-on the way back, piece by piece as they arrive); on the way, the connection notes what
-the audit needs (a `Pending`) in a FIFO. Each response is matched to the head of that
-FIFO, rewritten if it carries broker addresses or API versions, audited (one call per
-request, KIP-567, see auditing), and sent on. Under fail_closed a change is refused
-unsent while the log cannot take records (failclosed), and a response waits, in order,
-until its records and counts are durable (recording; a large fetch response is cut
-through but for its last byte); a read's answer that cannot be made durable becomes the
-API's own error instead. A request the gateway cannot read, for an API that
-changes state, logs in or names brokers (codec.MUST_DECODE), is never forwarded: it is
-recorded as refused and answered, in its turn, with the API's own error. What the
-gateway's connections share comes from the listener as a `SharedState`.
+frames the moment they are complete (large produce requests piece by piece as they
+arrive); on the way, the connection notes what the audit needs (a `Pending`) in a FIFO,
+which the answering side (answering.Answering, a mixin of this class) matches the
+broker's responses to. Under fail_closed a change is refused unsent while the log cannot
+take records (failclosed). A request the gateway cannot read, for an API that changes
+state, logs in or names brokers (codec.MUST_DECODE), is never forwarded: it is recorded
+as refused and answered, in its turn, with the API's own error. What the gateway's
+connections share comes from the listener as a `SharedState`.
 
 Everything here runs on the event loop; nothing blocks or awaits on the request path.
 """
@@ -22,7 +18,6 @@ Everything here runs on the event loop; nothing blocks or awaits on the request 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import struct
@@ -32,46 +27,26 @@ from typing import Any, cast
 
 from kaudit.auditor import RequestContext
 from kaudit.errors import AuditRefused
-from kaudit.gateway import rewrite
-from kaudit.gateway.auditing import (
-    audit_exchange,
-    audit_produce,
-    audit_sasl_answer,
-    audit_unanswered,
-)
+from kaudit.gateway.answering import Answering
+from kaudit.gateway.auditing import audit_produce, audit_unanswered
 from kaudit.gateway.codec import (
     API_VERSIONS,
-    DESCRIBE_CLUSTER,
-    FETCH,
-    FIND_COORDINATOR,
-    METADATA,
     PRODUCE,
     SASL_AUTHENTICATE,
     SASL_HANDSHAKE,
     FrameDecodeError,
     decode_request,
-    decode_response_noting,
-    encode_response,
     peek_client_id,
 )
-from kaudit.gateway.exchange import Held, Pending, error_answer
+from kaudit.gateway.exchange import Held, Pending
 from kaudit.gateway.failclosed import refuse_while_unavailable
-from kaudit.gateway.fetch import MAX_VERSION as FETCH_SUMMARY_MAX
-from kaudit.gateway.fetch import summarize_fetch_response
 from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation, head_of
-from kaudit.gateway.metadata import asks_all_topics, patch_metadata
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
-from kaudit.gateway.produce import (
-    ProduceResult,
-    produce_head,
-    summarize_produce_request,
-    summarize_produce_response,
-)
-from kaudit.gateway.refusal import answer_refused, refuse, refuse_unoffered
-from kaudit.gateway.rewrite import NEVER_UNREAD
+from kaudit.gateway.produce import produce_head, summarize_produce_request
+from kaudit.gateway.refusal import refuse, refuse_unoffered
 from kaudit.gateway.sasl import SaslObserver, looks_like_request
-from kaudit.gateway.shared import TOKEN_APIS, SharedState
+from kaudit.gateway.shared import SharedState
 from kaudit.gateway.tls_identity import certificate_principal
 from kaudit.gateway.upstream import STREAM_AT_LEAST, UpstreamSide
 
@@ -80,11 +55,9 @@ log = logging.getLogger("kaudit.gateway")
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
 _PRODUCE_HEAD_BYTES = 12  # size prefix, api key, version, correlation id
-_BEFORE_LOGIN = frozenset({API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE})
-"""What a broker answers before a client on a SASL listener has logged in."""
 
 
-class ClientConnection(asyncio.BufferedProtocol):
+class ClientConnection(Answering, asyncio.BufferedProtocol):
     """The client end: frames requests, forwards them, answers with audited responses."""
 
     def __init__(self, shared: SharedState, node_id: int | None) -> None:
@@ -217,11 +190,6 @@ class ClientConnection(asyncio.BufferedProtocol):
         # Requests the broker never answered are recorded as failed, not forgotten.
         pending, self.pending = self.pending, deque()
         audit_unanswered(self, [p for p in pending if not p.refused], reason)
-
-    def _trust_frames(self) -> None:
-        """Frames up to gateway.max_frame_bytes from now on: the client has logged in."""
-        self.frames.max_bytes = self.shared.max_frame_bytes
-        self.frames.limit_name = "gateway.max_frame_bytes"
 
     def drain(self) -> None:
         """The gateway is stopping: read no new requests (one being cut through is read
@@ -431,211 +399,6 @@ class ClientConnection(asyncio.BufferedProtocol):
             return
         up.transport.write(frame)
 
-    # -- responses --------------------------------------------------------------------------
-
-    def can_stream_next(self) -> bool:
-        """Whether the next response may be cut through: a fetch response (the big ones;
-        the gateway never rewrites them, see rewrite.offered_versions) with nothing held
-        before it (under fail_closed its last byte is then held until its counts are durable)."""
-        head = self.pending[0] if self.pending else None
-        return (
-            head is not None
-            and head.api_key == FETCH
-            and head.api_version <= FETCH_SUMMARY_MAX
-            and not self.held
-            and not self.client_gone
-        )
-
-    def on_response(
-        self,
-        frame: bytes,
-        sent: bool = False,
-        pieces: list[Chunk] | None = None,
-        tail: bytes | None = None,
-    ) -> None:
-        """A whole response from the broker (`frame`, or the `pieces` it arrived in, the
-        first starting with the header); `sent` when it was cut through already, but for
-        `tail`, its last bytes, held until its audit is durable (fail_closed). Refused
-        requests right behind it are answered next."""
-        self._on_response(frame, sent, pieces, tail)
-        if self.sasl.logins and self.frames.max_bytes != self.shared.max_frame_bytes:
-            self._trust_frames()
-        answer_refused(self)
-
-    def _on_response(
-        self, frame: bytes, sent: bool, pieces: list[Chunk] | None, tail: bytes | None
-    ) -> None:
-        if not self.pending:
-            raise ProtocolViolation("response with no request outstanding")
-        pending = self.pending.popleft()
-        if pending.raw_sasl:
-            self._raw_sasl_response(pending, frame)
-            return
-        correlation_id = _INT32.unpack_from(frame, 4)[0]
-        if correlation_id != pending.correlation_id:
-            raise ProtocolViolation(
-                f"response correlation id {correlation_id}, expected {pending.correlation_id}"
-            )
-        shared = self.shared
-        key = pending.api_key
-        header: Any = None
-        response: Any = None
-        out = frame
-        if self.frames.max_bytes != shared.max_frame_bytes and (
-            key not in _BEFORE_LOGIN or self.sasl.logins
-        ):
-            # Logged in, or the broker answered a request that needs a login first.
-            self._trust_frames()
-        if key == FETCH and pending.decoded and pending.api_version <= FETCH_SUMMARY_MAX:
-            # Fetch responses are summarised in place, records skipped, never re-encoded.
-            try:
-                response = summarize_fetch_response(pieces or [frame], pending.api_version)
-            except FrameDecodeError as exc:
-                log.debug("%s: fetch response not summarised: %s", self.peer, exc)
-                pending.decoded = False
-        elif (
-            key == PRODUCE
-            and pending.decoded
-            and (response := self._produce_result(frame, pending.api_version))
-        ):
-            pass  # read in place: error codes only, nothing to rewrite
-        elif (
-            key == METADATA
-            and pending.decoded
-            and not shared.records_generic(key)
-            and asks_all_topics(pending.request, pending.api_version)
-        ):
-            # Only the brokers change: patched in place, the partitions never read. An
-            # answer for all topics holds no denial to find (the broker leaves out the
-            # topics the client may not describe); one for named topics is decoded, so a
-            # topic refused in it is recorded as access.denied.
-            try:
-                out = patch_metadata(frame, pending.api_version, shared.brokers)
-            except FrameDecodeError as exc:
-                self.close(f"cannot rewrite the broker addresses of a response: {exc}")
-                return
-            shared.topic_names.keep(frame, pending.api_version)
-        elif pending.decoded and shared.decodes_response(key):
-            try:
-                header, response, unknown_tags = decode_response_noting(
-                    key,
-                    pending.api_version,
-                    memoryview(frame)[4:],  # type: ignore[arg-type]
-                )
-            except FrameDecodeError as exc:
-                if key in NEVER_UNREAD:
-                    # Passing it on would send the client to the brokers directly, past
-                    # the audit: refuse the connection instead.
-                    with contextlib.suppress(AuditRefused):
-                        audit_exchange(self, pending, None)
-                    self.close(f"cannot rewrite a response that must be rewritten: {exc}")
-                    return
-                log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
-                pending.decoded = False
-            else:
-                if unknown_tags:
-                    pending.unknown_tags = tuple(sorted({*pending.unknown_tags, *unknown_tags}))
-                if key in TOKEN_APIS and int(response.error_code) == 0:
-                    shared.learn_token_owners(key, response)
-                rewritten = None if sent else self._rewrite(key, response)
-                if rewritten is not None:
-                    response = rewritten
-                    out = encode_response(key, pending.api_version, header, response)
-        refused: str | None = None
-        try:
-            audited = audit_exchange(self, pending, response)
-        except AuditRefused as exc:
-            audited, refused = True, str(exc)
-        if self.client_gone:
-            if not self.pending:
-                self.close("client went away; in-flight requests audited", quiet=True)
-            return
-        if sent:
-            if tail is not None:  # nothing was held before it (can_stream_next)
-                held = Held(tail, pending)
-                self.held.append(held)
-                if refused is not None:
-                    self.durable(held, refused)
-                else:
-                    self.recording.when_durable(self, held)
-            return
-        if shared.fail_closed and (audited or self.held):
-            held = Held(out, pending, response=response, header=header)
-            self.held.append(held)
-            if refused is not None or not audited:
-                held.ready, held.failed = True, refused
-                self.release_ready()
-            else:
-                self.recording.when_durable(self, held)
-            return
-        self.send(out)
-
-    def _produce_result(self, frame: bytes, version: int) -> ProduceResult | None:
-        """A Produce response's error codes read in place; None when it must be decoded
-        (it names new leaders, or is not one the fast reader knows)."""
-        if not PRODUCE_MIN <= version <= PRODUCE_MAX:
-            return None
-        try:
-            return summarize_produce_response(frame, version)
-        except FrameDecodeError as exc:
-            log.debug("%s: produce response not read in place: %s", self.peer, exc)
-            return None
-
-    def send(self, frame: Chunk) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame)
-
-    def durable(self, held: Held, error: str | None) -> None:
-        """The recorder's answer for a held response (on the event loop)."""
-        held.ready = True
-        held.failed = error
-        self.release_ready()
-
-    def release_ready(self) -> None:
-        while self.held and self.held[0].ready:
-            held = self.held.popleft()
-            if held.failed is None:
-                self.send(held.frame)
-                if held.pending.close_after:
-                    self.close("refused a login the gateway cannot read")
-                    return
-                continue
-            self.shared.metrics.refused += 1
-            log.error("%s: audit record not durable, answering with an error: %s",
-                      self.peer, held.failed)  # fmt: skip
-            answer = error_answer(held)
-            if answer is None:
-                self.close(f"audit record not durable ({held.failed}); cannot build an error")
-                return
-            self.send(answer)
-            if held.pending.close_after:
-                self.close("refused a login the gateway cannot read")
-                return
-
-    def _rewrite(self, key: int, response: Any) -> Any | None:
-        brokers = self.shared.brokers
-        if key == METADATA:
-            self.shared.learn_topics(response)
-            return rewrite.rewrite_metadata(response, brokers)
-        if key == API_VERSIONS:
-            if int(response.error_code) != 0:
-                return None
-            return rewrite.clamp_api_versions(response)
-        if key == FIND_COORDINATOR:
-            return rewrite.rewrite_find_coordinator(response, brokers)
-        if key == DESCRIBE_CLUSTER:
-            return rewrite.rewrite_describe_cluster(response, brokers)
-        if key in (PRODUCE, FETCH):
-            return rewrite.rewrite_node_endpoints(response, brokers)
-        if (
-            key == SASL_HANDSHAKE
-            and int(response.error_code) == 0
-            and self.sasl.mechanism
-            and self.handshake_version == 0  # raw SASL tokens follow, without headers
-        ):
-            self.raw_sasl = True
-        return None
-
     def _raw_sasl_over(self, frame: bytes) -> bool:
         """Whether this frame, in raw SASL mode, is a Kafka request, not a token. Only an
         opaque mechanism's exchange ends unseen: the broker sends nothing for GSSAPI's
@@ -648,15 +411,3 @@ class ClientConnection(asyncio.BufferedProtocol):
         if self.pending and self.pending[-1].raw_sasl:
             sasl.unconfirmed = self.pending.pop()  # a login once this request is answered
         return True
-
-    def _raw_sasl_response(self, pending: Pending, frame: bytes) -> None:
-        """A raw v0 SASL token from the broker (which refuses by closing the connection,
-        or for OAUTHBEARER with an error challenge first)."""
-        try:
-            audit_sasl_answer(self, pending, 0, bytes(frame[4:]))
-        except AuditRefused as exc:
-            self.close(f"audit log unavailable (fail_closed): {exc}")
-            return
-        if self.sasl.verdict == "accepted":
-            self.raw_sasl = False
-        self.send(frame)
