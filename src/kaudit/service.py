@@ -37,8 +37,7 @@ def run(config: Config, *, once: bool, say: Say) -> None:
         counts = run_exporters(config, once=once, say=say, session=session, stop=stop)
         if not counts:
             if config.gateway is not None and not once:
-                if not stop.is_set():
-                    serve_gateway(config, say, session)
+                serve_gateway(config, say, session, stop)
                 return
             if session is not None:
                 stop.wait()
@@ -107,7 +106,7 @@ def run_exporters(
     say(f"kaudit: exporting to {', '.join(r.name for r in runners)} (Ctrl-C to stop)")
     try:
         if config.gateway is not None:
-            serve_gateway(config, say, session)  # returns on SIGINT/SIGTERM
+            serve_gateway(config, say, session, stop)  # returns on SIGINT/SIGTERM
             stop.set()
         while not stop.wait(0.5):
             pass
@@ -133,9 +132,15 @@ def gateway_config(config: Config, *, upstream: str | None, listen: str | None) 
     return config
 
 
-def serve_gateway(config: Config, say: Say, session: AuditSession | None = None) -> None:
+def serve_gateway(
+    config: Config,
+    say: Say,
+    session: AuditSession | None = None,
+    stop: threading.Event | None = None,
+) -> None:
     """Serve the configured gateway until SIGINT/SIGTERM, saying where it listens;
-    recording through `session` when given (shared with the console)."""
+    recording through `session` when given (shared with the console); not at all when
+    `stop` (set by this process's signal handlers) was set while it was being built."""
     from kaudit.gateway import Gateway, run_gateway
     from kaudit.session import describe_log
 
@@ -153,7 +158,7 @@ def serve_gateway(config: Config, say: Say, session: AuditSession | None = None)
             "(Ctrl-C to stop)"
         )
 
-    run_gateway(config, ready=ready, session=session)
+    run_gateway(config, ready=ready, session=session, stopped=stop)
 
 
 def start_retention(config: Config) -> None:

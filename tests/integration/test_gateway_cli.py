@@ -81,3 +81,32 @@ def test_a_taken_port_is_a_clear_error(kafka: KafkaInfo, tmp_path: Path) -> None
         )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+@pytest.mark.timeout(60)  # a stop forgotten: the gateway would serve until the timeout
+def test_a_stop_asked_for_while_the_gateway_was_being_built_is_not_lost(
+    kafka: KafkaInfo, tmp_path: Path
+) -> None:
+    """`kaudit run` takes SIGINT/SIGTERM into an event from its start; one that came
+    before the gateway's own handlers were in place (while it asked the brokers for
+    their ports, say) stops the gateway instead of being forgotten. Run on the main
+    thread, as `kaudit run` runs it (signal handlers need it)."""
+    import threading
+
+    from kaudit.config import Config
+    from kaudit.gateway import run_gateway
+
+    port = free_port_block(4)
+    config = Config.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "gateway": {"upstream": kafka.sasl_bootstrap_servers, "listen": f"127.0.0.1:{port}"},
+        }
+    )
+    stopped = threading.Event()
+    stopped.set()
+    served: list[object] = []
+    run_gateway(config, stopped=stopped, ready=served.append)
+    assert served == []  # it returned without ever serving
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Callable
 
 from kaudit.config import Config
@@ -56,9 +57,12 @@ def run_gateway(
     *,
     ready: Callable[[Gateway], None] | None = None,
     session: AuditSession | None = None,
+    stopped: threading.Event | None = None,
 ) -> None:
     """Run the gateway of `config` on uvloop until SIGINT/SIGTERM, recording through
-    `session`, or an audit session of its own that is flushed and closed on the way out."""
+    `session`, or an audit session of its own that is flushed and closed on the way out.
+    `stopped`: a stop the caller's signal handlers may have asked for before the
+    gateway's own are in place (building the gateway may call the brokers first)."""
     import uvloop
 
     owned = session is None
@@ -70,6 +74,8 @@ def run_gateway(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, gateway.request_stop)
+            if stopped is not None and stopped.is_set():
+                return
             await gateway.start()
             if ready is not None:
                 ready(gateway)
