@@ -21,6 +21,7 @@ from typing import Any
 
 from kaudit.gateway.codec import FrameDecodeError
 from kaudit.gateway.rewrite import BrokerMap
+from kaudit.gateway.varint import read_uvarint, skip_tagged_fields
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -30,31 +31,9 @@ _KEEP_RESPONSES = 8
 _KEEP_BYTES = 64 * 1024 * 1024
 
 
-def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 35:
-            raise FrameDecodeError("varint too long in a metadata response")
-
-
-def _skip_tagged(data: bytes, pos: int) -> int:
-    count, pos = _uvarint(data, pos)
-    for _ in range(count):
-        _, pos = _uvarint(data, pos)
-        size, pos = _uvarint(data, pos)
-        pos += size
-    return pos
-
-
 def _string(data: bytes, pos: int, flexible: bool) -> tuple[str | None, int]:
     if flexible:
-        size, pos = _uvarint(data, pos)
+        size, pos = read_uvarint(data, pos)
         size -= 1
     else:
         size = _I16.unpack_from(data, pos)[0]
@@ -83,7 +62,7 @@ def _brokers_start(frame: bytes, version: int) -> int:
     """Where the brokers array (its length included) starts in a response frame."""
     pos = 8  # size prefix, correlation id
     if version >= 9:
-        pos = _skip_tagged(frame, pos)  # response header v1
+        pos = skip_tagged_fields(frame, pos)  # response header v1
     if version >= 3:
         pos += 4  # throttle_time_ms
     return pos
@@ -104,7 +83,7 @@ def patch_metadata(frame: bytes, version: int, brokers: BrokerMap) -> bytes:
     try:
         pos = _brokers_start(frame, version)
         if flexible:
-            count, pos = _uvarint(frame, pos)
+            count, pos = read_uvarint(frame, pos)
             count -= 1
         else:
             count = _I32.unpack_from(frame, pos)[0]
@@ -120,7 +99,7 @@ def patch_metadata(frame: bytes, version: int, brokers: BrokerMap) -> bytes:
             if version >= 1:
                 _, pos = _string(frame, pos, flexible)  # rack
             if flexible:
-                pos = _skip_tagged(frame, pos)
+                pos = skip_tagged_fields(frame, pos)
             new_host, new_port = brokers.learn(node_id, host or "", port)
             out += (
                 _I32.pack(node_id),
@@ -130,7 +109,7 @@ def patch_metadata(frame: bytes, version: int, brokers: BrokerMap) -> bytes:
             )
         if pos > len(frame):
             raise FrameDecodeError("the brokers run past the end of a metadata response")
-    except (struct.error, IndexError) as exc:
+    except (struct.error, IndexError, ValueError) as exc:
         raise FrameDecodeError(f"malformed metadata v{version} response: {exc}") from exc
     body = b"".join((frame[4:start], *out, memoryview(frame)[pos:]))
     return _I32.pack(len(body)) + body
@@ -143,38 +122,38 @@ def topic_ids(frame: bytes, version: int) -> dict[uuid.UUID, str]:
     data = frame
     try:
         pos = _brokers_start(data, version)
-        count, pos = _uvarint(data, pos)
+        count, pos = read_uvarint(data, pos)
         for _ in range(count - 1):
             pos += 4
             _, pos = _string(data, pos, True)  # host
             pos += 4
             _, pos = _string(data, pos, True)  # rack
-            pos = _skip_tagged(data, pos)
+            pos = skip_tagged_fields(data, pos)
         _, pos = _string(data, pos, True)  # cluster id
         pos += 4  # controller id
         names: dict[uuid.UUID, str] = {}
-        topics, pos = _uvarint(data, pos)
+        topics, pos = read_uvarint(data, pos)
         for _ in range(topics - 1):
             name, pos = _string(data, pos + 2, True)  # after the error code
             topic_id = uuid.UUID(bytes=data[pos : pos + 16])
             pos += 17  # topic id, is_internal
-            partitions, pos = _uvarint(data, pos)
+            partitions, pos = read_uvarint(data, pos)
             for _ in range(partitions - 1):
                 pos += _FIXED_PARTITION_BYTES
                 for _ in range(3):  # replica, isr and offline replica node ids
                     n = data[pos]
                     if n & 0x80:
-                        n, pos = _uvarint(data, pos)
+                        n, pos = read_uvarint(data, pos)
                     else:
                         pos += 1
                     if n:
                         pos += (n - 1) << 2
                 if data[pos]:
-                    pos = _skip_tagged(data, pos)
+                    pos = skip_tagged_fields(data, pos)
                 else:
                     pos += 1
             pos += 4  # topic_authorized_operations
-            pos = _skip_tagged(data, pos)
+            pos = skip_tagged_fields(data, pos)
             if name and topic_id.int:
                 names[topic_id] = name
     except (struct.error, IndexError, ValueError) as exc:

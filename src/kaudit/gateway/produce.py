@@ -20,6 +20,7 @@ from typing import Any
 from kaudit.gateway.codec import FrameDecodeError
 from kaudit.gateway.fetch import Pieces, count_batches
 from kaudit.gateway.framing import Chunk
+from kaudit.gateway.varint import read_uvarint, skip_tagged_fields
 
 MIN_VERSION, MAX_VERSION = 3, 13
 _I16 = struct.Struct(">h")
@@ -113,8 +114,8 @@ def _summarize_flexible(data: Chunk, version: int) -> ProduceSummary:
     size = _I16.unpack_from(data, 12)[0]  # client id: a legacy nullable string
     pos = 14 + max(size, 0)
     client_id = str(data[14:pos], "utf-8", "replace") if size >= 0 else None
-    pos = _skip_tags(data, pos)  # request header v2
-    size, pos = _uvarint(data, pos)
+    pos = skip_tagged_fields(data, pos)  # request header v2
+    size, pos = read_uvarint(data, pos)
     transactional_id = None
     if size:
         transactional_id = str(data[pos : pos + size - 1], "utf-8", "replace")
@@ -123,19 +124,19 @@ def _summarize_flexible(data: Chunk, version: int) -> ProduceSummary:
     summary = ProduceSummary(client_id, transactional_id, acks)
     topics = summary.topics
     pos += 6  # acks, timeout_ms
-    count, pos = _uvarint(data, pos)
+    count, pos = read_uvarint(data, pos)
     for _ in range(count - 1):
         if version >= 13:
             topic: Any = uuid.UUID(bytes=bytes(data[pos : pos + 16]))
             pos += 16
         else:
-            size, pos = _uvarint(data, pos)
+            size, pos = read_uvarint(data, pos)
             topic = str(data[pos : pos + size - 1], "utf-8", "replace") if size else ""
             pos += max(size - 1, 0)
         produced = TopicProduced(topic)
-        partitions, pos = _uvarint(data, pos)
+        partitions, pos = read_uvarint(data, pos)
         for _ in range(partitions - 1):
-            size, pos = _uvarint(data, pos + 4)  # after the partition index
+            size, pos = read_uvarint(data, pos + 4)  # after the partition index
             size -= 1
             if size > 0:
                 if pos + size > end:
@@ -143,39 +144,12 @@ def _summarize_flexible(data: Chunk, version: int) -> ProduceSummary:
                 produced.nbytes += size
                 produced.records += _count_flat(data, pos, size)
                 pos += size
-            pos = _skip_tags(data, pos)
-        pos = _skip_tags(data, pos)
+            pos = skip_tagged_fields(data, pos)
+        pos = skip_tagged_fields(data, pos)
         topics.append(produced)
     if pos > end:
         raise ValueError("the request ends early")
     return summary
-
-
-def _uvarint(data: Chunk, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    result, shift = byte & 0x7F, 7
-    while True:
-        pos += 1
-        byte = data[pos]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos + 1
-        shift += 7
-        if shift > 35:
-            raise ValueError("varint too long")
-
-
-def _skip_tags(data: Chunk, pos: int) -> int:
-    if data[pos] == 0:
-        return pos + 1
-    count, pos = _uvarint(data, pos)
-    for _ in range(count):
-        _, pos = _uvarint(data, pos)
-        size, pos = _uvarint(data, pos)
-        pos += size
-    return pos
 
 
 def _count_flat(data: Chunk, pos: int, size: int) -> int:
@@ -216,7 +190,7 @@ def summarize_produce_response(frame: Chunk, version: int) -> ProduceResult | No
             if data[pos]:
                 return None
             pos += 1
-            count, pos = _uvarint(data, pos)
+            count, pos = read_uvarint(data, pos)
             count -= 1
         else:
             count = _I32.unpack_from(data, pos)[0]
@@ -227,7 +201,7 @@ def summarize_produce_response(frame: Chunk, version: int) -> ProduceResult | No
                 topic: Any = uuid.UUID(bytes=bytes(data[pos : pos + 16]))
                 pos += 16
             elif flexible:
-                size, pos = _uvarint(data, pos)
+                size, pos = read_uvarint(data, pos)
                 topic = str(data[pos : pos + size - 1], "utf-8", "replace") if size else ""
                 pos += max(size - 1, 0)
             else:
@@ -235,7 +209,7 @@ def summarize_produce_response(frame: Chunk, version: int) -> ProduceResult | No
                 topic = str(data[pos + 2 : pos + 2 + max(size, 0)], "utf-8", "replace")
                 pos += 2 + max(size, 0)
             if flexible:
-                partitions, pos = _uvarint(data, pos)
+                partitions, pos = read_uvarint(data, pos)
                 partitions -= 1
             else:
                 partitions = _I32.unpack_from(data, pos)[0]
@@ -253,7 +227,7 @@ def summarize_produce_response(frame: Chunk, version: int) -> ProduceResult | No
                         return None  # current_leader: a new leader to rewrite
                     pos += 1
             if flexible:
-                pos = _skip_tags(data, pos)
+                pos = skip_tagged_fields(data, pos)
             codes[topic] = code
         pos += 4  # throttle_time_ms
         if flexible and data[pos]:
@@ -267,7 +241,7 @@ def summarize_produce_response(frame: Chunk, version: int) -> ProduceResult | No
 
 def _skip_string(data: Chunk, pos: int, flexible: bool) -> int:
     if flexible:
-        size, pos = _uvarint(data, pos)
+        size, pos = read_uvarint(data, pos)
         return pos + max(size - 1, 0)
     legacy: int = _I16.unpack_from(data, pos)[0]
     return pos + 2 + max(legacy, 0)
@@ -275,7 +249,7 @@ def _skip_string(data: Chunk, pos: int, flexible: bool) -> int:
 
 def _skip_record_errors(data: Chunk, pos: int, flexible: bool) -> int:
     if flexible:
-        count, pos = _uvarint(data, pos)
+        count, pos = read_uvarint(data, pos)
         count -= 1
     else:
         count = _I32.unpack_from(data, pos)[0]
@@ -283,5 +257,5 @@ def _skip_record_errors(data: Chunk, pos: int, flexible: bool) -> int:
     for _ in range(count):
         pos = _skip_string(data, pos + 4, flexible)  # batch index, then its message
         if flexible:
-            pos = _skip_tags(data, pos)
+            pos = skip_tagged_fields(data, pos)
     return pos
