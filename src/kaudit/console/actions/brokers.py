@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported at run time
-    ConfigResource,
-    ResourceType,
-)
+from confluent_kafka.admin import ResourceType  # type: ignore[attr-defined]
 
-from kaudit.console.actions.topics import config_entries
-from kaudit.console.clusters import ClusterClients, KafkaCallError, kafka_call
+from kaudit.console.actions.configs import alter_configs, read_configs
+from kaudit.console.clusters import ClusterClients, kafka_call
 
 __all__ = ["alter_broker_configs", "broker_configs", "list_brokers"]
 
@@ -31,11 +28,7 @@ def list_brokers(cluster: ClusterClients) -> dict[str, Any]:
 
 
 def broker_configs(cluster: ClusterClients, broker: int) -> dict[str, dict[str, Any]]:
-    resource = ConfigResource(ResourceType.BROKER, str(broker))
-    futures = cluster.admin.describe_configs([resource], request_timeout=cluster.timeout)
-    entries = kafka_call(
-        f"describe configs of broker {broker}", lambda: futures[resource].result(cluster.timeout)
-    )
+    entries = read_configs(cluster, ResourceType.BROKER, str(broker), f"broker {broker}")
     return {
         name: {
             "value": None if e.is_sensitive else e.value,
@@ -51,22 +44,8 @@ def alter_broker_configs(
     cluster: ClusterClients, broker: int, changes: Mapping[str, str | None]
 ) -> dict[str, Any]:
     """Set or reset (None) dynamic broker configs; the old and new values."""
-    before = broker_configs(cluster, broker)
-    unknown = sorted(set(changes) - set(before))
-    if unknown:
-        raise KafkaCallError(
-            f"unknown broker config(s): {', '.join(unknown)}", code="INVALID_CONFIG"
-        )
-    resource = ConfigResource(
-        ResourceType.BROKER, str(broker), incremental_configs=config_entries(changes)
-    )
-    futures = cluster.admin.incremental_alter_configs([resource], request_timeout=cluster.timeout)
-    kafka_call(
-        f"alter configs of broker {broker}", lambda: futures[resource].result(cluster.timeout)
-    )
-    after = broker_configs(cluster, broker)
-    return {
-        "changes": [
-            {"name": n, "old": before[n]["value"], "new": after[n]["value"]} for n in changes
-        ]
-    }
+    return alter_configs(
+        cluster, ResourceType.BROKER, str(broker), f"broker {broker}", changes,
+        read=lambda: broker_configs(cluster, broker),
+        unknown="unknown broker config(s)",
+    )  # fmt: skip

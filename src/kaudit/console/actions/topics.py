@@ -9,20 +9,17 @@ from typing import Any
 
 from confluent_kafka import TopicCollection, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported at run time
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
     NewPartitions,
     ResourceType,
 )
 from confluent_kafka.cimpl import NewTopic
 
+from kaudit.console.actions.configs import alter_configs, read_configs
 from kaudit.console.clusters import ClusterClients, KafkaCallError, kafka_call
 
 __all__ = [
     "add_partitions",
     "alter_topic_configs",
-    "config_entries",
     "create_topic",
     "delete_topic",
     "describe_topic",
@@ -46,11 +43,7 @@ def list_topics(cluster: ClusterClients) -> list[dict[str, Any]]:
 
 def topic_configs(cluster: ClusterClients, topic: str) -> dict[str, dict[str, Any]]:
     """The topic's configs: value, whether it is the default, whether it is sensitive."""
-    resource = ConfigResource(ResourceType.TOPIC, topic)
-    futures = cluster.admin.describe_configs([resource], request_timeout=cluster.timeout)
-    entries = kafka_call(
-        f"describe configs of topic {topic}", lambda: futures[resource].result(cluster.timeout)
-    )
+    entries = read_configs(cluster, ResourceType.TOPIC, topic, f"topic {topic}")
     return {
         name: {
             "value": None if entry.is_sensitive else entry.value,
@@ -109,23 +102,11 @@ def alter_topic_configs(
     cluster: ClusterClients, topic: str, changes: Mapping[str, str | None]
 ) -> dict[str, Any]:
     """Set (a value) or reset to default (None) each config; the old and new values."""
-    before = topic_configs(cluster, topic)
-    unknown = sorted(set(changes) - set(before))
-    if unknown:
-        raise KafkaCallError(
-            f"unknown config(s) for topic {topic}: {', '.join(unknown)}", code="INVALID_CONFIG"
-        )
-    entries = config_entries(changes)
-    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=entries)
-    futures = cluster.admin.incremental_alter_configs([resource], request_timeout=cluster.timeout)
-    kafka_call(f"alter configs of topic {topic}", lambda: futures[resource].result(cluster.timeout))
-    after = topic_configs(cluster, topic)
-    return {
-        "changes": [
-            {"name": name, "old": before[name]["value"], "new": after[name]["value"]}
-            for name in changes
-        ]
-    }
+    return alter_configs(
+        cluster, ResourceType.TOPIC, topic, f"topic {topic}", changes,
+        read=lambda: topic_configs(cluster, topic),
+        unknown=f"unknown config(s) for topic {topic}",
+    )  # fmt: skip
 
 
 def add_partitions(cluster: ClusterClients, topic: str, total: int) -> dict[str, Any]:
@@ -163,17 +144,3 @@ def truncate_topic(
 
 def _waiter(future: Any, cluster: ClusterClients) -> Any:
     return lambda: future.result(cluster.timeout)
-
-
-def config_entries(changes: Mapping[str, str | None]) -> list[ConfigEntry]:
-    """Incremental config changes: SET a value, or DELETE (back to the default) for None."""
-    return [
-        ConfigEntry(
-            name,
-            value,
-            incremental_operation=(
-                AlterConfigOpType.DELETE if value is None else AlterConfigOpType.SET
-            ),
-        )
-        for name, value in changes.items()
-    ]
