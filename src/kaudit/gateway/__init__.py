@@ -30,6 +30,7 @@ from collections.abc import Callable
 from kaudit.config import Config
 from kaudit.errors import GatewayError
 from kaudit.gateway.listener import Gateway, GatewayThread
+from kaudit.gateway.rewrite import settle_offered_versions
 from kaudit.session import AuditSession
 
 __all__ = ["Gateway", "GatewayError", "GatewayThread", "build_gateway", "run_gateway"]
@@ -40,6 +41,7 @@ def build_gateway(config: Config, session: AuditSession) -> Gateway:
     failure policy."""
     if config.gateway is None:
         raise GatewayError("no `gateway:` section in the configuration")
+    settle_offered_versions()
     return Gateway(
         config.gateway,
         session.audit,

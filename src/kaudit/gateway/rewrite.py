@@ -185,6 +185,14 @@ def offered_versions(key: int) -> tuple[int, int] | None:
     return versions
 
 
+def settle_offered_versions() -> None:
+    """Work out every API's offered versions now. Doing so imports kio's response
+    schemas (seconds on a small machine), which would otherwise hold up the first
+    client's ApiVersions answer, and with it every client that connects meanwhile."""
+    for key in API_KEYS.values():
+        offered_versions(key)
+
+
 def clamp_api_versions(body: Any) -> Any:
     """Keep only the APIs and versions the gateway offers (`offered_versions`), so
     clients never send a request (or expect a response) the gateway cannot read."""
