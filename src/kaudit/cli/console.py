@@ -25,6 +25,7 @@ def console(ctx: click.Context, config_path: str | None, listen: str | None) -> 
         return
     from kaudit.config.load import with_overrides
     from kaudit.console.serve import ConsoleServer
+    from kaudit.monitoring import monitoring
     from kaudit.session import AuditSession, describe_log
 
     config = load(config_path)
@@ -36,7 +37,11 @@ def console(ctx: click.Context, config_path: str | None, listen: str | None) -> 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with AuditSession(config, source="console") as session:
+    with (
+        monitoring(config, lambda line: click.echo(line, err=True)) as mon,
+        AuditSession(config, source="console") as session,
+    ):
+        mon.watch_recorder(session.recorder)
         server = ConsoleServer(config, session.recorder, base_dir=base)
         server.start()
         click.echo(

@@ -189,7 +189,10 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
             self.upstream.transport.close()
         # Requests the broker never answered are recorded as failed, not forgotten.
         pending, self.pending = self.pending, deque()
-        audit_unanswered(self, [p for p in pending if not p.refused], reason)
+        unanswered = [p for p in pending if not p.refused]
+        for p in unanswered:
+            self.shared.metrics.ended(p.api_key, "unanswered")
+        audit_unanswered(self, unanswered, reason)
 
     def drain(self) -> None:
         """The gateway is stopping: read no new requests (one being cut through is read
@@ -237,6 +240,13 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
         return self.cut.buffer() if self.cut.left else self.reading
 
     def buffer_updated(self, nbytes: int) -> None:
+        metrics = self.shared.metrics
+        metrics.bytes_from_clients += nbytes
+        started = time.perf_counter()
+        self._requests_arrived(nbytes)
+        metrics.request_latency.observe(time.perf_counter() - started)
+
+    def _requests_arrived(self, nbytes: int) -> None:
         try:
             if self.cut.left:
                 self._stream_request(nbytes)

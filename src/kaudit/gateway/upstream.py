@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Protocol, cast
 
 from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
@@ -66,6 +67,13 @@ class UpstreamSide(asyncio.BufferedProtocol):
         return self.cut.buffer() if self.cut.left else self.reading
 
     def buffer_updated(self, nbytes: int) -> None:
+        metrics = self.conn.shared.metrics
+        metrics.bytes_from_brokers += nbytes
+        started = time.perf_counter()
+        self._responses_arrived(nbytes)
+        metrics.response_latency.observe(time.perf_counter() - started)
+
+    def _responses_arrived(self, nbytes: int) -> None:
         conn = self.conn
         try:
             if self.cut.left:
