@@ -78,7 +78,7 @@ def test_kaudit_run_serves_the_gateway_and_exporter_metrics_and_readiness(
         assert got[("kaudit_gateway_bytes_total", (("direction", "client_to_broker"),))] > 2000
         assert got[("kaudit_gateway_bytes_total", (("direction", "broker_to_client"),))] > 0
         request_reads = ("kaudit_gateway_added_latency_seconds_count", (("direction", "request"),))
-        assert got[request_reads] >= 3
+        assert got[request_reads] >= 1  # one read in 8 is timed
         assert got[("kaudit_gateway_connections_accepted_total", ())] >= 2
         assert got[("kaudit_events_written_total", ())] >= 1
         assert not any(labels for name, labels in got if "client_id" in dict(labels))

@@ -12,6 +12,7 @@ import click
 
 from kaudit.cli.common import config_option, handle_errors, load
 from kaudit.errors import UsageError
+from kaudit.ops.logs import announce
 
 
 @click.group(invoke_without_command=True)
@@ -38,15 +39,15 @@ def console(ctx: click.Context, config_path: str | None, listen: str | None) -> 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with (
-        monitoring(config, lambda line: click.echo(line, err=True)) as mon,
+        monitoring(config, lambda line: announce(line, event="kaudit.status")) as mon,
         AuditSession(config, source="console") as session,
     ):
         mon.watch_recorder(session.recorder)
         server = ConsoleServer(config, session.recorder, base_dir=base)
         server.start()
-        click.echo(
+        announce(
             f"kaudit console: {server.url} recording to {describe_log(config)} (Ctrl-C to stop)",
-            err=True,
+            event="kaudit.status",
         )
         try:
             stop.wait()

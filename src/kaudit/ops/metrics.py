@@ -293,8 +293,8 @@ def watch_gateway(
         )
         yield _histogram(
             "kaudit_gateway_added_latency_seconds",
-            "Time the gateway spends on each read before passing it on, by direction "
-            "(request: client to broker; response: broker to client).",
+            "Time the gateway spends on a read before passing it on, by direction "
+            "(request: client to broker; response: broker to client); one read in 8 is timed.",
             [(("request",), c.request_latency), (("response",), c.response_latency)],
             ("direction",),
         )
