@@ -31,6 +31,10 @@ TOOLS = {
     "kubeconform": ("github.com/yannh/kubeconform/cmd/kubeconform", "v0.7.0"),
 }
 KUBERNETES_VERSION = "1.37.0"
+_LOCATION = (
+    "/{{ .NormalizedKubernetesVersion }}-local{{ .StrictSuffix }}"
+    "/{{ .ResourceKind }}{{ .KindSuffix }}.json"
+)
 SCHEMAS = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 
 
@@ -85,7 +89,7 @@ def kubernetes_schemas(target: Path, resources: Iterable[tuple[str, str]]) -> st
             json.dumps(definitions).replace('"/api/_definitions.json#/', '"#/')
         )
         (out / name).write_text(json.dumps(schema))
-    return f"{target}/{{{{ .NormalizedKubernetesVersion }}}}-local{{{{ .StrictSuffix }}}}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json"
+    return str(target) + _LOCATION
 
 
 if __name__ == "__main__":
