@@ -35,7 +35,7 @@ from kaudit.gateway.chatter import RequestsAggregator
 from kaudit.gateway.codec import CHANGES_STATE
 from kaudit.gateway.exchange import Held
 from kaudit.gateway.journal import WindowJournal
-from kaudit.ops.metrics import Latency
+from kaudit.ops.latency import Latency
 
 log = logging.getLogger("kaudit.gateway")
 

@@ -25,7 +25,7 @@ from kaudit.errors import AuditUnavailableError
 from kaudit.events.catalog import EventCatalog
 from kaudit.events.filter import EventFilter
 from kaudit.events.model import RESULTS, Action, Actor, AuditEvent, Authorization, Resource
-from kaudit.ops.metrics import Latency
+from kaudit.ops.latency import Latency
 from kaudit.recorder.encode import ItemEncoder
 from kaudit.recorder.protocols import LogSink, Sealer
 from kaudit.recorder.queue import AuditQueue, Barrier, DurableCallback

@@ -17,7 +17,7 @@ from typing import Any
 from kaudit.errors import LogWriteError
 from kaudit.events.codec import encode_line
 from kaudit.events.model import Action, Actor, AuditEvent, Resource
-from kaudit.ops.metrics import Latency
+from kaudit.ops.latency import Latency
 from kaudit.recorder.encode import ItemEncoder, key_of
 from kaudit.recorder.protocols import LogSink, Sealer
 from kaudit.recorder.queue import AuditQueue
