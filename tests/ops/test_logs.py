@@ -28,6 +28,7 @@ def json_logs() -> Iterator[Callable[[], None]]:
     for handler in handlers:
         logging.getLogger().removeHandler(handler)
     logs._state.update(format="text", handler=None)
+    logging.captureWarnings(False)
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:

@@ -124,6 +124,9 @@ def configure(log_format: str = "text", level: str = "warning") -> logging.Handl
     root.addHandler(handler)
     if root.level > numeric or root.level == logging.NOTSET:
         root.setLevel(numeric)
+    # Python's warnings (a library's deprecation notice) become log records too, so
+    # that under json every line on stderr is JSON.
+    logging.captureWarnings(log_format == "json")
     _state["format"], _state["handler"] = log_format, handler
     return handler
 
