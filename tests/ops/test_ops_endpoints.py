@@ -20,7 +20,9 @@ import kaudit
 from kaudit.config import Config
 from kaudit.dev.ports import free_port_block
 from kaudit.exporters import runners_for
-from kaudit.monitoring import Monitoring
+from kaudit.integrity.keys import generate
+from kaudit.integrity.store import checkpoint_files
+from kaudit.monitoring import Monitoring, checkpoint_written_at
 from kaudit.ops.health import Health, broker_reachable
 from kaudit.ops.metrics import Latency, alert_fired, notification_failed
 
@@ -171,3 +173,28 @@ def test_a_taken_metrics_port_is_a_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         with pytest.raises(kaudit.errors.KauditError, match=r"metrics\.listen: cannot listen"):
             Monitoring(config(tmp_path, metrics={"listen": f"127.0.0.1:{port}"}))
+
+
+def test_the_checkpoint_age_is_that_of_the_last_signed_checkpoint(tmp_path: Path) -> None:
+    keys = generate(tmp_path / "audit", "kaudit/test")
+    cfg = config(
+        tmp_path,
+        audit={
+            "log": {"fsync": "never"},
+            "integrity": {"checkpoints": {"enabled": True, "key_file": str(keys.private)}},
+        },
+    )
+    assert checkpoint_written_at(cfg)() is None  # no log yet
+    with Monitoring(cfg) as mon, kaudit.open(cfg) as session:
+        mon.watch_recorder(session.recorder)
+        session.emit("topic.created", actor="User:alice", resource="topic:orders")
+        session.flush(10)
+        assert mon.url is not None
+        deadline = time.monotonic() + 30
+        while ("kaudit_checkpoint_age_seconds", ()) not in (got := samples(mon.url)):
+            assert time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.1)
+        assert 0 <= got[("kaudit_checkpoint_age_seconds", ())] < 30
+    written = checkpoint_written_at(cfg)()
+    newest = max(p.stat().st_mtime for p in checkpoint_files(cfg.log_dir))
+    assert written == newest
