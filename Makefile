@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench system-deps clean
+.PHONY: demo test lint typecheck unit bench system-deps deploy-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ system-deps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends golang-go npm \
 	    openjdk-17-jdk-headless; }
 
+	@# systemd-analyze verifies the systemd units in deploy/systemd (tests/deploy).
+	@command -v systemd-analyze >/dev/null \
+	  || { echo "installing systemd (systemd-analyze) from Debian packages"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd; }
+
+# helm and kubeconform check the Helm chart (tests/deploy); built once with `go install`
+# from the Go module proxy into kaudit's cache directory (tests/support/deploy_tools.py).
+deploy-tools: $(VENV)/.installed-test system-deps
+	$(BIN)/python tests/support/deploy_tools.py
+
 demo: $(VENV)/.installed system-deps
 	$(BIN)/kaudit demo
 
@@ -50,7 +60,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy src
 
-unit: $(VENV)/.installed-test system-deps
+unit: $(VENV)/.installed-test system-deps deploy-tools
 	$(BIN)/pytest
 
 test: lint typecheck unit

@@ -19,6 +19,7 @@ from kaudit.config import Config
 from kaudit.errors import UsageError
 
 if TYPE_CHECKING:
+    from kaudit.monitoring import Monitoring
     from kaudit.session import AuditSession
 
 Say = Callable[[str], None]
@@ -29,15 +30,20 @@ def run(config: Config, *, once: bool, say: Say) -> None:
     """`kaudit run`: the gateway, the console and the exporters the configuration asks
     for, and retention when starting and hourly; with `once`, deliver what is in the log
     now, then apply retention and return. UsageError when there is nothing to run."""
+    from kaudit.monitoring import monitoring
+
     if not once:
         start_retention(config)
     # Set by SIGINT/SIGTERM from before the console serves, so none is lost in between.
     stop = threading.Event()
-    with serving_console(config, say, once=once, stop=stop) as session:
-        counts = run_exporters(config, once=once, say=say, session=session, stop=stop)
+    with (
+        monitoring(config, say) if not once else contextlib.nullcontext() as mon,
+        serving_console(config, say, once=once, stop=stop, mon=mon) as session,
+    ):
+        counts = run_exporters(config, once=once, say=say, session=session, stop=stop, mon=mon)
         if not counts:
             if config.gateway is not None and not once:
-                serve_gateway(config, say, session, stop)
+                serve_gateway(config, say, session, stop, mon=mon)
                 return
             if session is not None:
                 stop.wait()
@@ -56,7 +62,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 @contextlib.contextmanager
 def serving_console(
-    config: Config, say: Say, *, once: bool, stop: threading.Event
+    config: Config, say: Say, *, once: bool, stop: threading.Event, mon: Monitoring | None = None
 ) -> Iterator[AuditSession | None]:
     """The console of `console:` served meanwhile, with the audit session it records
     through (which the gateway shares: one writer per log); None without a console.
@@ -69,6 +75,8 @@ def serving_console(
     from kaudit.session import AuditSession
 
     with AuditSession(config, source="gateway" if config.gateway else "console") as session:
+        if mon is not None:
+            mon.watch_recorder(session.recorder)
         server = ConsoleServer(config, session.recorder)
         server.start()
         say(f"kaudit console: {server.url}")
@@ -85,6 +93,7 @@ def run_exporters(
     say: Say,
     session: AuditSession | None = None,
     stop: threading.Event | None = None,
+    mon: Monitoring | None = None,
 ) -> dict[str, int]:
     """Run every destination's exporter until SIGINT/SIGTERM (serving the gateway
     meanwhile when one is configured), or with `once` until each has caught up with the
@@ -96,6 +105,10 @@ def run_exporters(
     runners = runners_for(config)
     if not runners:
         return {}
+    if mon is not None:
+        mon.watch_exporters(runners)
+        if session is None and config.gateway is None:
+            mon.watch_log_directory()
     stop = stop if stop is not None else threading.Event()
     _stop_on_signals(stop)
     threads = [
@@ -106,7 +119,7 @@ def run_exporters(
     say(f"kaudit: exporting to {', '.join(r.name for r in runners)} (Ctrl-C to stop)")
     try:
         if config.gateway is not None:
-            serve_gateway(config, say, session, stop)  # returns on SIGINT/SIGTERM
+            serve_gateway(config, say, session, stop, mon=mon)  # returns on SIGINT/SIGTERM
             stop.set()
         while not stop.wait(0.5):
             pass
@@ -137,14 +150,28 @@ def serve_gateway(
     say: Say,
     session: AuditSession | None = None,
     stop: threading.Event | None = None,
+    mon: Monitoring | None = None,
 ) -> None:
     """Serve the configured gateway until SIGINT/SIGTERM, saying where it listens;
     recording through `session` when given (shared with the console); not at all when
-    `stop` (set by this process's signal handlers) was set while it was being built."""
+    `stop` (set by this process's signal handlers) was set while it was being built.
+    Its metrics and readiness go to `mon`, else to a monitoring of its own."""
     from kaudit.gateway import Gateway, run_gateway
-    from kaudit.session import describe_log
+    from kaudit.monitoring import monitoring
+    from kaudit.session import AuditSession, describe_log
+
+    if mon is None:
+        with monitoring(config, say) as own:
+            serve_gateway(config, say, session, stop, mon=own)
+        return
+    if session is None:
+        with AuditSession(config, source="gateway") as own_session:
+            mon.watch_recorder(own_session.recorder)
+            serve_gateway(config, say, own_session, stop, mon=mon)
+        return
 
     def ready(gw: Gateway) -> None:
+        mon.watch_gateway(gw)
         known = sorted(gw.brokers.known())
         serving = (
             f" (serving {', '.join(f'{n}:{gw.brokers.port_for(n)}' for n in known)})"

@@ -16,26 +16,41 @@ from kaudit.cli.local_kafka import local_kafka
 from kaudit.cli.run import gateway, run
 from kaudit.cli.search import report, retention, search
 from kaudit.cli.verify import prove, verify, verify_proof_command
-from kaudit.config.secrets import MaskSecrets
+from kaudit.ops.logs import LOG_FORMATS
+from kaudit.ops.logs import configure as configure_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kaudit")
-def main() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    envvar="KAUDIT_LOG_FORMAT",
+    show_default=True,
+    help="kaudit's own log lines on stderr: text, or one JSON object per line "
+    "(env KAUDIT_LOG_FORMAT).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    envvar="KAUDIT_LOG_LEVEL",
+    show_default=True,
+    help="The least severe log lines shown (env KAUDIT_LOG_LEVEL).",
+)
+def main(log_format: str, log_level: str) -> None:
     """kaudit: a tamper-evident audit trail for Apache Kafka."""
-    _log_to_stderr()
+    _log_to_stderr(log_format, log_level)
 
 
-def _log_to_stderr() -> None:
-    """Warnings and errors on stderr, as Python's last-resort handler prints them, with
-    every secret of the configuration masked."""
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setLevel(logging.WARNING)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.addFilter(MaskSecrets())
-        root.addHandler(handler)
+def _log_to_stderr(log_format: str, log_level: str) -> None:
+    """Log lines on stderr (kaudit.ops.logs), with every secret of the configuration
+    masked; by default warnings and errors as text, as Python's last-resort handler
+    prints them, and nothing of ours where a harness handles log records already."""
+    if logging.getLogger().handlers and (log_format, log_level) == ("text", "warning"):
+        return
+    configure_logging(log_format, log_level)
 
 
 for _command in (

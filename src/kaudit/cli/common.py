@@ -5,6 +5,7 @@ their errors as click's (a usage error, exit 2)."""
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -15,6 +16,7 @@ import click
 from kaudit.config import Config, load_config
 from kaudit.config.secrets import mask
 from kaudit.errors import ConfigError, KauditError, TimeFormatError, UsageError
+from kaudit.ops.logs import announce, json_lines
 from kaudit.timeparse import parse_duration, parse_when
 
 P = ParamSpec("P")
@@ -25,7 +27,10 @@ EXIT_USAGE = 2
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"kaudit: error: {mask(message)}", err=True)
+    if json_lines():
+        announce(f"kaudit: error: {message}", event="kaudit.error", level=logging.ERROR)
+    else:
+        click.echo(f"kaudit: error: {mask(message)}", err=True)
     sys.exit(code)
 
 
@@ -37,6 +42,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except ConfigError as exc:
+            if json_lines():
+                issues = [str(issue) for issue in exc.issues]
+                announce(f"{exc.source}: invalid configuration", event="kaudit.config_invalid",
+                         level=logging.ERROR, issues=issues)  # fmt: skip
+                sys.exit(EXIT_USAGE)
             click.echo(f"{exc.source}: invalid configuration", err=True)
             for issue in exc.issues:
                 click.echo(f"  {mask(str(issue))}", err=True)

@@ -12,6 +12,7 @@ import click
 
 from kaudit.cli.common import config_option, handle_errors, load
 from kaudit.errors import UsageError
+from kaudit.ops.logs import announce
 
 
 @click.group(invoke_without_command=True)
@@ -25,6 +26,7 @@ def console(ctx: click.Context, config_path: str | None, listen: str | None) -> 
         return
     from kaudit.config.load import with_overrides
     from kaudit.console.serve import ConsoleServer
+    from kaudit.monitoring import monitoring
     from kaudit.session import AuditSession, describe_log
 
     config = load(config_path)
@@ -36,12 +38,16 @@ def console(ctx: click.Context, config_path: str | None, listen: str | None) -> 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with AuditSession(config, source="console") as session:
+    with (
+        monitoring(config, lambda line: announce(line, event="kaudit.status")) as mon,
+        AuditSession(config, source="console") as session,
+    ):
+        mon.watch_recorder(session.recorder)
         server = ConsoleServer(config, session.recorder, base_dir=base)
         server.start()
-        click.echo(
+        announce(
             f"kaudit console: {server.url} recording to {describe_log(config)} (Ctrl-C to stop)",
-            err=True,
+            event="kaudit.status",
         )
         try:
             stop.wait()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from kaudit.cli.common import config_option, handle_errors, load
+from kaudit.ops.logs import announce
 
 
 def _say(message: str) -> None:
-    click.echo(message, err=True)
+    announce(message, event="kaudit.status")
 
 
 @click.command()

@@ -61,6 +61,7 @@ from kaudit.config.gateway import (
 )
 from kaudit.config.integrity import Chain, Checkpoints, Integrity, Signing
 from kaudit.config.log import KafkaLog, LocalLog, LogConfig
+from kaudit.config.metrics import MetricsConfig
 from kaudit.config.retention import LifecycleRule, Retention
 from kaudit.events.catalog import EventCatalog
 
@@ -98,6 +99,7 @@ __all__ = [
     "LifecycleRule",
     "LocalLog",
     "LogConfig",
+    "MetricsConfig",
     "PluginName",
     "RequestEvents",
     "Retention",
@@ -185,6 +187,7 @@ class Config(ConfigModel):
     audit: AuditConfig = AuditConfig()
     gateway: GatewayConfig | None = None
     console: ConsoleConfig | None = None
+    metrics: MetricsConfig | None = None
 
     def catalog(self) -> EventCatalog:
         """The built-in event types plus `audit.custom_event_types`."""

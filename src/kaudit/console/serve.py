@@ -14,6 +14,7 @@ from kaudit.config import Config
 from kaudit.console.app import build_app
 from kaudit.console.clusters import KafkaCallError
 from kaudit.errors import KauditError, UsageError
+from kaudit.ops.logs import json_lines
 from kaudit.recorder.core import Recorder
 
 __all__ = ["ConsoleServer"]
@@ -34,6 +35,8 @@ class ConsoleServer:
                 host=self.host,
                 port=self.port,
                 log_level="warning",
+                # Under --log-format json uvicorn's records go to kaudit's JSON handler.
+                log_config=None if json_lines() else uvicorn.config.LOGGING_CONFIG,
                 access_log=False,
                 lifespan="off",
                 server_header=False,

@@ -166,6 +166,7 @@ class Answering:
             try:
                 out = patch_metadata(frame, pending.api_version, shared.brokers)
             except FrameDecodeError as exc:
+                shared.metrics.ended(key, "failed")
                 self.close(f"cannot rewrite the broker addresses of a response: {exc}")
                 return
             shared.topic_names.keep(frame, pending.api_version)
@@ -182,6 +183,7 @@ class Answering:
                     # the audit: refuse the connection instead.
                     with contextlib.suppress(AuditRefused):
                         audit_exchange(self, pending, None)
+                    shared.metrics.ended(key, "failed")
                     self.close(f"cannot rewrite a response that must be rewritten: {exc}")
                     return
                 log.debug("%s: forwarding undecoded response: %s", self.peer, exc)
@@ -201,11 +203,14 @@ class Answering:
         except AuditRefused as exc:
             audited, refused = True, str(exc)
         if self.client_gone:
+            shared.metrics.ended(key, "client_gone")
             if not self.pending:
                 self.close("client went away; in-flight requests audited", quiet=True)
             return
         if sent:
-            if tail is not None:  # nothing was held before it (can_stream_next)
+            if tail is None:
+                shared.metrics.answered[key] += 1
+            else:  # nothing was held before it (can_stream_next)
                 held = Held(tail, pending)
                 self.held.append(held)
                 if refused is not None:
@@ -222,6 +227,7 @@ class Answering:
             else:
                 self.recording.when_durable(self, held)
             return
+        shared.metrics.answered[key] += 1
         self.send(out)
 
     def _produce_result(self, frame: bytes, version: int) -> ProduceResult | None:
@@ -249,12 +255,16 @@ class Answering:
         while self.held and self.held[0].ready:
             held = self.held.popleft()
             if held.failed is None:
+                if not held.pending.refused:
+                    self.shared.metrics.answered[held.pending.api_key] += 1
                 self.send(held.frame)
                 if held.pending.close_after:
                     self.close("refused a login the gateway cannot read")
                     return
                 continue
             self.shared.metrics.refused += 1
+            if not held.pending.refused:
+                self.shared.metrics.ended(held.pending.api_key, "failed")
             log.error("%s: audit record not durable, answering with an error: %s",
                       self.peer, held.failed)  # fmt: skip
             answer = error_answer(held)
@@ -300,6 +310,7 @@ class Answering:
             return
         if self.sasl.verdict == "accepted":
             self.raw_sasl = False
+        self.shared.metrics.answered[pending.api_key] += 1
         self.send(frame)
 
     def _trust_frames(self) -> None:

@@ -44,6 +44,7 @@ from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation,
 from kaudit.gateway.produce import MAX_VERSION as PRODUCE_MAX
 from kaudit.gateway.produce import MIN_VERSION as PRODUCE_MIN
 from kaudit.gateway.produce import produce_head, summarize_produce_request
+from kaudit.gateway.recording import LATENCY_SAMPLE_MASK
 from kaudit.gateway.refusal import refuse, refuse_unoffered
 from kaudit.gateway.sasl import SaslObserver, looks_like_request
 from kaudit.gateway.shared import SharedState
@@ -189,7 +190,10 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
             self.upstream.transport.close()
         # Requests the broker never answered are recorded as failed, not forgotten.
         pending, self.pending = self.pending, deque()
-        audit_unanswered(self, [p for p in pending if not p.refused], reason)
+        unanswered = [p for p in pending if not p.refused]
+        for p in unanswered:
+            self.shared.metrics.ended(p.api_key, "unanswered")
+        audit_unanswered(self, unanswered, reason)
 
     def drain(self) -> None:
         """The gateway is stopping: read no new requests (one being cut through is read
@@ -237,6 +241,17 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
         return self.cut.buffer() if self.cut.left else self.reading
 
     def buffer_updated(self, nbytes: int) -> None:
+        metrics = self.shared.metrics
+        metrics.bytes_from_clients += nbytes
+        metrics.client_reads += 1
+        if metrics.client_reads & LATENCY_SAMPLE_MASK:
+            self._requests_arrived(nbytes)
+            return
+        started = time.perf_counter()  # one read in LATENCY_SAMPLE_MASK + 1 is timed
+        self._requests_arrived(nbytes)
+        metrics.request_latency.observe(time.perf_counter() - started)
+
+    def _requests_arrived(self, nbytes: int) -> None:
         try:
             if self.cut.left:
                 self._stream_request(nbytes)

@@ -99,6 +99,7 @@ def refuse_while_unavailable(
     if reason is None:
         return False
     conn.shared.metrics.refused += 1
+    conn.shared.metrics.ended(key, "refused")
     what = f"{api_name(key)} v{pending.api_version}"
     log.warning("%s: %s refused, not forwarded: %s", conn.peer, what, reason)
     if not expect_response:

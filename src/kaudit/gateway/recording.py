@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kaudit.auditor import AuthInfo, RequestContext, RequestEvent, record_types
@@ -35,6 +35,7 @@ from kaudit.gateway.chatter import RequestsAggregator
 from kaudit.gateway.codec import CHANGES_STATE
 from kaudit.gateway.exchange import Held
 from kaudit.gateway.journal import WindowJournal
+from kaudit.ops.latency import Latency
 
 log = logging.getLogger("kaudit.gateway")
 
@@ -42,6 +43,10 @@ Audit = Callable[[RequestEvent | None, RequestContext, Sequence[AuthInfo]], None
 WhenDurable = Callable[[Callable[[str | None], None]], None]
 Unavailable = Callable[[], str | None]
 Done = Callable[[str | None], None]
+
+LATENCY_SAMPLE_MASK = 7
+"""One read in 8 each way is timed for kaudit_gateway_added_latency_seconds: two clock
+reads and a histogram update on every read would cost the hot path a few per cent."""
 
 _RETRY_PARKED_S = 0.1
 """How often kept calls are tried again while the log cannot take records."""
@@ -55,7 +60,7 @@ class Holder(Protocol):
 
 @dataclass
 class GatewayMetrics:
-    """kaudit_gateway_* counters."""
+    """kaudit_gateway_* counters (exported by kaudit.ops.metrics.watch_gateway)."""
 
     requests: int = 0
     audit_calls: int = 0
@@ -65,6 +70,25 @@ class GatewayMetrics:
     connections_refused: int = 0
     parked: int = 0
     """Audit calls of answered requests kept until the log could take them."""
+    bytes_from_clients: int = 0
+    bytes_from_brokers: int = 0
+    client_reads: int = 0
+    broker_reads: int = 0
+    answered: Counter[int] = field(default_factory=Counter)
+    """Requests whose broker answer was passed on, per API key."""
+    outcomes: Counter[tuple[int, str]] = field(default_factory=Counter)
+    """Requests that ended otherwise, per API key and result: refused (answered by the
+    gateway, never forwarded), failed (the answer replaced by an error: its audit record
+    was not durable, or it could not be rewritten), unanswered (the connection closed
+    first), client_gone (answered after the client went away)."""
+    request_latency: Latency = field(default_factory=Latency)
+    """Time spent on a read from a client before it is passed on (sampled)."""
+    response_latency: Latency = field(default_factory=Latency)
+    """Time spent on a read from a broker before it is passed on (sampled)."""
+
+    def ended(self, api_key: int, result: str) -> None:
+        """Count a request that ended other than answered (off the hot path)."""
+        self.outcomes[(api_key, result)] += 1
 
 
 class Recording:

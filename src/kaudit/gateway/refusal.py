@@ -143,6 +143,8 @@ def _refuse(
         False, refused=True, answer=answer, close_after=key in AUTHENTICATES,
     )  # fmt: skip
     log.warning("%s: refusing a request: %s", conn.peer, reason)
+    conn.shared.metrics.refused += 1
+    conn.shared.metrics.ended(key, "refused")
     try:
         audit_refused(conn, pending, code, reason)
     except AuditRefused as refused:  # nothing reaches the broker all the same

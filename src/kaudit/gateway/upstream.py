@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Protocol, cast
 
 from kaudit.gateway.framing import Chunk, CutThrough, Frames, ProtocolViolation
+from kaudit.gateway.recording import LATENCY_SAMPLE_MASK
 from kaudit.gateway.shared import SharedState
 
 log = logging.getLogger("kaudit.gateway")
@@ -66,6 +68,17 @@ class UpstreamSide(asyncio.BufferedProtocol):
         return self.cut.buffer() if self.cut.left else self.reading
 
     def buffer_updated(self, nbytes: int) -> None:
+        metrics = self.conn.shared.metrics
+        metrics.bytes_from_brokers += nbytes
+        metrics.broker_reads += 1
+        if metrics.broker_reads & LATENCY_SAMPLE_MASK:
+            self._responses_arrived(nbytes)
+            return
+        started = time.perf_counter()  # one read in LATENCY_SAMPLE_MASK + 1 is timed
+        self._responses_arrived(nbytes)
+        metrics.response_latency.observe(time.perf_counter() - started)
+
+    def _responses_arrived(self, nbytes: int) -> None:
         conn = self.conn
         try:
             if self.cut.left:

@@ -25,6 +25,7 @@ from kaudit.errors import AuditUnavailableError
 from kaudit.events.catalog import EventCatalog
 from kaudit.events.filter import EventFilter
 from kaudit.events.model import RESULTS, Action, Actor, AuditEvent, Authorization, Resource
+from kaudit.ops.latency import Latency
 from kaudit.recorder.encode import ItemEncoder
 from kaudit.recorder.protocols import LogSink, Sealer
 from kaudit.recorder.queue import AuditQueue, Barrier, DurableCallback
@@ -243,14 +244,25 @@ class Recorder:
 
     def metrics(self) -> dict[str, int | bool]:
         """Counters named as exported: kaudit_events_* and the queue depth."""
+        queued = len(self._queue.items)
         return {
+            # Taken by the writer, queued, or turned away (barriers count as queued).
+            "kaudit_events_received_total": (
+                self._writer.taken + queued + self._queue.dropped_on_admit + self._filtered
+            ),
             "kaudit_events_written_total": self._writer.written,
             "kaudit_events_dropped_total": self._queue.dropped_total,
             "kaudit_events_filtered_total": self._filtered,
             "kaudit_log_write_errors_total": self._writer.write_errors,
-            "kaudit_queue_depth": len(self._queue.items),
+            "kaudit_queue_depth": queued,
+            "kaudit_queue_capacity": self._queue.max_events,
             "kaudit_log_healthy": self._queue.healthy,
         }
+
+    @property
+    def write_latency(self) -> Latency:
+        """How long appending a batch to the log takes (kaudit_log_write_seconds)."""
+        return self._writer.write_latency
 
     # -- lifecycle ---------------------------------------------------------------------------
 

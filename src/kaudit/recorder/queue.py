@@ -69,6 +69,7 @@ class AuditQueue:
         self.closed = False
         self._counts_lock = threading.Lock()
         self.dropped_total = 0
+        self.dropped_on_admit = 0  # of dropped_total: never queued (the rest were, then lost)
         self._dropped_unreported = 0
         self._first_drop_ns = 0
 
@@ -118,6 +119,7 @@ class AuditQueue:
             if self._dropped_unreported == 0:
                 self._first_drop_ns = time.time_ns()
             self.dropped_total += 1
+            self.dropped_on_admit += 1
             self._dropped_unreported += 1
 
     def add_barrier(self, barrier: Barrier, *, wake: bool = False) -> None:

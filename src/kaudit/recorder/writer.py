@@ -17,6 +17,7 @@ from typing import Any
 from kaudit.errors import LogWriteError
 from kaudit.events.codec import encode_line
 from kaudit.events.model import Action, Actor, AuditEvent, Resource
+from kaudit.ops.latency import Latency
 from kaudit.recorder.encode import ItemEncoder, key_of
 from kaudit.recorder.protocols import LogSink, Sealer
 from kaudit.recorder.queue import AuditQueue
@@ -50,7 +51,9 @@ class Writer:
         self._batch_max = batch_max_events
         self._failure_policy = failure_policy
         self.written = 0
+        self.taken = 0  # events taken from the queue (kaudit_events_received_total)
         self.write_errors = 0
+        self.write_latency = Latency()
         self.unwritten = 0  # events given up on at close because the log never took them
         self._closing = False
         self._close_deadline = 0.0
@@ -81,6 +84,7 @@ class Writer:
                 self._tick()
                 continue
             items, barriers = queue.take(batch_max)
+            self.taken += len(items)
             try:
                 if items:
                     self._write(items)
@@ -116,12 +120,14 @@ class Writer:
         else:
             lines = [line(item, seq + i) for i, item in enumerate(items)]
         keys = [key_of(item) for item in items] if self._keyed else None
+        started = time.perf_counter()
         try:
             self._append_with_retry(lines, keys)
         except LogWriteError:
             self.queue.count_lost(len(lines))
             self.unwritten += len(lines)
             raise
+        self.write_latency.observe(time.perf_counter() - started)
         self.written += len(lines)
         if sealer is not None:
             sealer.appended(lines)
