@@ -33,7 +33,10 @@ def run(config: Config, *, once: bool, say: Say) -> None:
         start_retention(config)
     # Set by SIGINT/SIGTERM from before the console serves, so none is lost in between.
     stop = threading.Event()
-    with serving_console(config, say, once=once, stop=stop) as session:
+    with (
+        serving_console(config, say, once=once, stop=stop) as console_session,
+        reading_broker_auditor(config, console_session, say, once=once, stop=stop) as session,
+    ):
         counts = run_exporters(config, once=once, say=say, session=session, stop=stop)
         if not counts:
             if config.gateway is not None and not once:
@@ -76,6 +79,44 @@ def serving_console(
             yield session
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def reading_broker_auditor(
+    config: Config,
+    session: AuditSession | None,
+    say: Say,
+    *,
+    once: bool,
+    stop: threading.Event,
+) -> Iterator[AuditSession | None]:
+    """With a `broker_auditor:` section, its decision reader and bypass detector in a
+    thread meanwhile, recording through `session` (opened here when there is none, then
+    shared with the gateway: one writer per log); `session` unchanged otherwise."""
+    if config.broker_auditor is None or once:
+        yield session
+        return
+    _stop_on_signals(stop)
+    from kaudit.brokeraudit.service import run_broker_audit
+    from kaudit.session import AuditSession
+
+    with contextlib.ExitStack() as stack:
+        if session is None:
+            session = stack.enter_context(
+                AuditSession(config, source="gateway" if config.gateway else "broker")
+            )
+        thread = threading.Thread(
+            target=run_broker_audit,
+            args=(config, session.recorder, stop),
+            kwargs={"say": say},
+            name="broker-audit",
+        )
+        thread.start()
+        try:
+            yield session
+        finally:
+            stop.set()
+            thread.join()
 
 
 def run_exporters(

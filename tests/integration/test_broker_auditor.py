@@ -8,6 +8,9 @@ harness's fixtures (`kafka_tool`, `sasl_config`, `gateway_factory`...) use it.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -346,6 +349,76 @@ def test_through_the_gateway_is_matched_and_direct_is_a_bypass(
     assert detector.matched >= 1
     gateway_created = matching(events, "topic.created", via)
     assert {e["context"]["source"] for e in gateway_created} == {"gateway", "broker"}
+
+
+def broker_audit_config(tmp_path: Path, kafka: KafkaInfo) -> Path:
+    path = tmp_path / "kaudit.yaml"
+    document = {
+        "data_dir": str(tmp_path / "data"),
+        "broker_auditor": {
+            "bootstrap_servers": [kafka.bootstrap_servers],
+            "group": f"cli-{uuid.uuid4().hex[:8]}",
+        },
+    }
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def logged(data_dir: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for _, line in LogReader(data_dir / "log").iter_lines()]
+
+
+def deny_bob(bob_config: dict[str, str], topic: str) -> None:
+    admin = AdminClient(bob_config)  # referenced until its futures resolve
+    with pytest.raises(KafkaException):
+        ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+
+
+def test_kaudit_run_and_broker_audit_record_the_decisions(
+    kafka: KafkaInfo, tmp_path: Path, bob_config: dict[str, str]
+) -> None:
+    """`kaudit run` with a broker_auditor: section records decisions as they come until
+    SIGTERM; `kaudit broker-audit --once` reads the topic to its end and exits."""
+    topic = f"cli-{uuid.uuid4().hex[:8]}"
+    config = broker_audit_config(tmp_path, kafka)
+    kaudit = [sys.executable, "-m", "kaudit.cli"]
+    service = subprocess.Popen(
+        [*kaudit, "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deny_bob(bob_config, topic)
+        data = tmp_path / "data"
+        wait_for(
+            lambda: (
+                (data / "log").is_dir()
+                and any(
+                    e["event_type"] == "access.denied" and e["resource"]["id"] == topic
+                    for e in logged(data)
+                )
+            ),
+            "kaudit run to record bob's denial",
+            timeout=60,
+        )
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, stderr = service.communicate(timeout=60)
+    assert service.returncode == 0, stderr
+
+    again = tmp_path / "once"
+    again.mkdir()
+    once = subprocess.run(
+        [*kaudit, "broker-audit", "--once", "--config",
+         str(broker_audit_config(again, kafka))],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert once.returncode == 0, once.stderr
+    assert "gateway bypasses" in once.stderr
+    events = logged(again / "data")
+    assert any(e["event_type"] == "access.denied" and e["resource"]["id"] == topic for e in events)
+    assert {e["context"]["source"] for e in events} == {"broker"}
 
 
 def test_a_broker_restart_loses_no_acknowledged_record(
