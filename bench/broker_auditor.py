@@ -9,7 +9,12 @@ alternating rounds so the machine's noise falls on both alike.
   produce() to its delivery report; `added_p99_ms` is the plugin's p99 minus the plain
   p99 (target <= 0.2 ms at 2,000 requests/s).
 
-The last line printed is one JSON object with both figures and the medians behind them.
+- the request path alone: bench/AuthorizeCost.java times one authorize() call in a loop,
+  StandardAuthorizer against the plugin, in one JVM (`authorize_added_ns_*`): what the
+  plugin adds to each request, free of the network and of the machine's other load,
+  which on a shared two-core machine moves the end-to-end p99 by far more.
+
+The last line printed is one JSON object with the figures and the medians behind them.
 The brokers and their directories are removed at the end.
 
     .venv/bin/python bench/broker_auditor.py [--records 10000] [--rate 2000] [--rounds 5]
@@ -21,6 +26,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,6 +37,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kaudit.dev.broker_auditor import broker_auditor_plugin
+from kaudit.dev.dist import TOOL_JVM_FLAGS, ensure_kafka, require_java
 from kaudit.dev.kafka import KafkaInfo, LocalKafka, run_kafka_tool
 
 TOPIC = "bench-broker-auditor"
@@ -130,6 +137,21 @@ def paced_latencies(info: KafkaInfo, rate: int, seconds: float) -> list[float]:
     return latencies
 
 
+def authorize_cost(calls: int, rounds: int) -> dict[str, float]:
+    """Median nanoseconds per authorize() call, with and without the plugin, in one JVM."""
+    dist = ensure_kafka()
+    jar = broker_auditor_plugin().jar
+    flags = [f for f in TOOL_JVM_FLAGS if f != "-XX:TieredStopAtLevel=1"]  # C2: steady state
+    done = subprocess.run(
+        [require_java(), *flags, f"-Dlog4j2.configurationFile={dist.tools_log4j_config}",
+         "-cp", f"{dist.classpath}:{jar}", str(Path(__file__).with_name("AuthorizeCost.java")),
+         str(calls), str(rounds)],
+        capture_output=True, text=True, timeout=900, check=True,
+    )  # fmt: skip
+    costs: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return costs
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -141,7 +163,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2_000)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=1_000_000, help="authorize() calls a round")
     args = parser.parse_args()
+
+    costs = authorize_cost(args.calls, args.rounds)
+    print(f"authorize(): {costs}", flush=True)
 
     rates: dict[str, list[float]] = {"plain": [], "plugin": []}
     tails: dict[str, list[float]] = {"plain": [], "plugin": []}
@@ -175,6 +201,13 @@ def main() -> None:
                 "plugin_requests_per_s": round(plugin_rate),
                 "plain_p99_ms": round(plain_p99, 3),
                 "plugin_p99_ms": round(plugin_p99, 3),
+                "authorize_added_ns_produce": round(
+                    costs["produce_plugin_ns"] - costs["produce_plain_ns"], 1
+                ),
+                "authorize_added_ns_create": round(
+                    costs["create_plugin_ns"] - costs["create_plain_ns"], 1
+                ),
+                **{f"authorize_{name}": value for name, value in costs.items()},
                 "paced_rate": args.rate,
                 "rounds": args.rounds,
                 "records_per_round": args.records,

@@ -59,19 +59,4 @@ final class Decision {
                 .field("resource_name", resourceName)
                 .field("allowed", allowed);
     }
-
-    /** What makes two decisions count towards the same aggregate. */
-    String aggregateKey() {
-        return String.join(
-                "\u0000",
-                principal,
-                String.valueOf(clientAddress),
-                listener,
-                String.valueOf(clientId),
-                Integer.toString(apiKey),
-                operation,
-                resourceType,
-                patternType,
-                resourceName);
-    }
 }

@@ -7,9 +7,12 @@ import java.util.Set;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Collectors;
 import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.metrics.Gauge;
 import org.apache.kafka.common.metrics.PluginMetrics;
+import org.apache.kafka.common.security.auth.KafkaPrincipal;
+import org.apache.kafka.common.utils.SecurityUtils;
 import org.apache.kafka.server.authorizer.Action;
 import org.apache.kafka.server.authorizer.AuthorizableRequestContext;
 import org.apache.kafka.server.authorizer.AuthorizationResult;
@@ -32,16 +35,19 @@ final class DecisionRecorder {
     static final String OWN_CLIENT_ID = "kaudit-broker-auditor";
 
     private final AuditorConfig config;
-    private final Set<String> superUsers;
+    private final Set<KafkaPrincipal> superUsers;
     final ArrayBlockingQueue<Decision> queue;
-    final ConcurrentHashMap<String, Tally> tallies = new ConcurrentHashMap<>();
+    final ConcurrentHashMap<Tally.Key, Tally> tallies = new ConcurrentHashMap<>();
     final AtomicLong dropped = new AtomicLong();
     final AtomicLong observeErrors = new AtomicLong();
     private DecisionSender sender;
 
     DecisionRecorder(AuditorConfig config, Set<String> superUsers) {
         this.config = config;
-        this.superUsers = superUsers;
+        // Compared as principals: no string is built on the request path.
+        this.superUsers = superUsers.stream()
+                .map(SecurityUtils::parseKafkaPrincipal)
+                .collect(Collectors.toUnmodifiableSet());
         this.queue = new ArrayBlockingQueue<>(config.queueCapacity);
     }
 
@@ -66,7 +72,7 @@ final class DecisionRecorder {
             if (clientId != null && clientId.startsWith(OWN_CLIENT_ID)) {
                 return;
             }
-            if (!config.includeSuperUsers && superUsers.contains(context.principal().toString())) {
+            if (!config.includeSuperUsers && superUsers.contains(context.principal())) {
                 return;
             }
             long now = System.currentTimeMillis();
@@ -76,11 +82,14 @@ final class DecisionRecorder {
                 if (!wanted(action, allowed)) {
                     continue;
                 }
-                Decision decision = new Decision(now, context, action, allowed);
                 if (allowed && counted(action.operation())) {
-                    tallies.compute(decision.aggregateKey(),
-                            (key, tally) -> (tally == null ? new Tally(decision) : tally).hit(decision));
-                } else if (!queue.offer(decision)) {
+                    // Produce and fetch: a count under a key of the objects Kafka already
+                    // made; a decision is copied out only for a key's first request.
+                    tallies.compute(new Tally.Key(context, action),
+                            (key, tally) -> (tally == null
+                                    ? new Tally(new Decision(now, context, action, true))
+                                    : tally).hit(now));
+                } else if (!queue.offer(new Decision(now, context, action, allowed))) {
                     dropped.incrementAndGet();
                 }
             }
@@ -116,7 +125,7 @@ final class DecisionRecorder {
     /** The counts of the window now ending, each reset (idle ones removed). */
     List<Tally.Snapshot> drainTallies() {
         List<Tally.Snapshot> out = new ArrayList<>();
-        for (String key : tallies.keySet()) {
+        for (Tally.Key key : tallies.keySet()) {
             tallies.computeIfPresent(key, (k, tally) -> {
                 Tally.Snapshot snapshot = tally.drain();
                 if (snapshot == null) {
