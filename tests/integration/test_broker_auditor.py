@@ -8,6 +8,7 @@ harness's fixtures (`kafka_tool`, `sasl_config`, `gateway_factory`...) use it.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -499,3 +500,20 @@ def test_a_full_queue_counts_its_drops(
                 found.reader.close()
     finally:
         audited_broker.restart()
+
+
+def test_local_kafka_start_broker_auditor_builds_the_plugin_and_finds_the_broker_running(
+    audited_broker: AuditedBroker,
+) -> None:
+    """`kaudit local-kafka start --broker-auditor` on this module's directory: the plugin
+    is built (cached) and the broker already running there is reported, not restarted."""
+    done = subprocess.run(
+        [sys.executable, "-m", "kaudit.cli", "local-kafka", "start", "--broker-auditor",
+         "--dir", str(audited_broker.broker.dir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "already running" in done.stderr
+    assert json.loads(done.stdout)["pid"] == audited_broker.broker.status().pid
+    properties = audited_broker.broker.config_file.read_text(encoding="utf-8")
+    assert "authorizer.class.name=kaudit.broker.AuditingAuthorizer" in properties
