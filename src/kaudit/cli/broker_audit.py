@@ -8,6 +8,7 @@ import threading
 import click
 
 from kaudit.cli.common import config_option, handle_errors, load
+from kaudit.config.model import KafkaLog
 
 
 @click.command("broker-audit")
@@ -24,6 +25,10 @@ def broker_audit(config_path: str | None, once: bool) -> None:
     from kaudit.session import AuditSession
 
     config = load(config_path)
+    if isinstance(config.audit.log, KafkaLog):
+        # Its own signed stream on the log topic: a writer's stream id and sequence live
+        # in its data directory, so this process must not share the gateway's.
+        config = config.model_copy(update={"data_dir": str(config.data_path / "broker-audit")})
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
