@@ -42,6 +42,8 @@ public class AuthorizeCost {
             new Endpoint("SASL_PLAINTEXT", SecurityProtocol.SASL_PLAINTEXT, "127.0.0.1", 9092);
 
     static final class Context implements AuthorizableRequestContext {
+        final KafkaPrincipal principal = new KafkaPrincipal("User", "alice");
+        final InetAddress address = InetAddress.getLoopbackAddress();
         int correlation;
         final int api;
 
@@ -51,8 +53,8 @@ public class AuthorizeCost {
 
         public String listenerName() { return "SASL_PLAINTEXT"; }
         public SecurityProtocol securityProtocol() { return SecurityProtocol.SASL_PLAINTEXT; }
-        public KafkaPrincipal principal() { return new KafkaPrincipal("User", "alice"); }
-        public InetAddress clientAddress() { return InetAddress.getLoopbackAddress(); }
+        public KafkaPrincipal principal() { return principal; }
+        public InetAddress clientAddress() { return address; }
         public int requestType() { return api; }
         public int requestVersion() { return 9; }
         public String clientId() { return "bench"; }

@@ -44,6 +44,7 @@ final class DecisionSender implements Runnable {
     private static final Logger LOG = LoggerFactory.getLogger(DecisionSender.class);
     private static final int BATCH = 512;
     private static final long RETRY_MS = 500;
+    private static final long RETRY_MAX_MS = 10_000;
     private static final Duration CLOSE_WAIT = Duration.ofSeconds(10);
 
     private final AuditorConfig config;
@@ -58,6 +59,7 @@ final class DecisionSender implements Runnable {
     private KafkaProducer<String, String> producer;
     private boolean ready;
     private String lastProblem;
+    private long retryMs = RETRY_MS;
     final AtomicLong sent = new AtomicLong();
     final AtomicLong failed = new AtomicLong();
 
@@ -83,7 +85,9 @@ final class DecisionSender implements Runnable {
                 if (!ready) {
                     ready = prepare();
                     if (!ready) {
-                        pause();
+                        // Doubling waits: an unreachable cluster costs the broker little.
+                        pause(retryMs);
+                        retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
                         continue;
                     }
                 }
@@ -107,7 +111,7 @@ final class DecisionSender implements Runnable {
                 return;
             } catch (RuntimeException e) {
                 LOG.warn("kaudit broker auditor: sending decisions failed; retrying", e);
-                pause();
+                pause(RETRY_MS);
             }
         }
         finish();
@@ -223,9 +227,9 @@ final class DecisionSender implements Runnable {
         });
     }
 
-    private void pause() {
+    private void pause(long millis) {
         try {
-            Thread.sleep(RETRY_MS);
+            Thread.sleep(millis);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             closing = true;
