@@ -77,8 +77,8 @@ def test_unknown_key_without_a_close_match_lists_the_accepted_keys() -> None:
 
 def test_unknown_top_level_key_counts_enterprise_as_accepted() -> None:
     assert issues("enterprize: {}\n") == [
-        "enterprize: unknown key 'enterprize' (did you mean 'enterprise'?; "
-        "accepted keys: data_dir, cluster, auditors, audit, gateway, console, broker_auditor, enterprise)"
+        "enterprize: unknown key 'enterprize' (did you mean 'enterprise'?; accepted keys: "
+        "data_dir, cluster, auditors, audit, gateway, console, broker_auditor, enterprise)"
     ]
 
 
