@@ -38,7 +38,10 @@ def run(config: Config, *, once: bool, say: Say) -> None:
     stop = threading.Event()
     with (
         monitoring(config, say) if not once else contextlib.nullcontext() as mon,
-        serving_console(config, say, once=once, stop=stop, mon=mon) as session,
+        serving_console(config, say, once=once, stop=stop, mon=mon) as console_session,
+        reading_broker_auditor(
+            config, console_session, say, once=once, stop=stop, mon=mon
+        ) as session,
     ):
         counts = run_exporters(config, once=once, say=say, session=session, stop=stop, mon=mon)
         if not counts:
@@ -84,6 +87,47 @@ def serving_console(
             yield session
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def reading_broker_auditor(
+    config: Config,
+    session: AuditSession | None,
+    say: Say,
+    *,
+    once: bool,
+    stop: threading.Event,
+    mon: Monitoring | None = None,
+) -> Iterator[AuditSession | None]:
+    """With a `broker_auditor:` section, its decision reader and bypass detector in a
+    thread meanwhile, recording through `session` (opened here when there is none, then
+    shared with the gateway: one writer per log); `session` unchanged otherwise."""
+    if config.broker_auditor is None or once:
+        yield session
+        return
+    _stop_on_signals(stop)
+    from kaudit.brokeraudit.service import run_broker_audit
+    from kaudit.session import AuditSession
+
+    with contextlib.ExitStack() as stack:
+        if session is None:
+            session = stack.enter_context(
+                AuditSession(config, source="gateway" if config.gateway else "broker")
+            )
+            if mon is not None:
+                mon.watch_recorder(session.recorder)
+        thread = threading.Thread(
+            target=run_broker_audit,
+            args=(config, session.recorder, stop),
+            kwargs={"say": say},
+            name="broker-audit",
+        )
+        thread.start()
+        try:
+            yield session
+        finally:
+            stop.set()
+            thread.join()
 
 
 def run_exporters(

@@ -77,8 +77,9 @@ def test_unknown_key_without_a_close_match_lists_the_accepted_keys() -> None:
 
 def test_unknown_top_level_key_counts_enterprise_as_accepted() -> None:
     assert issues("enterprize: {}\n") == [
-        "enterprize: unknown key 'enterprize' (did you mean 'enterprise'?; "
-        "accepted keys: data_dir, cluster, auditors, audit, gateway, console, metrics, enterprise)"
+        "enterprize: unknown key 'enterprize' (did you mean 'enterprise'?; accepted keys: "
+        "data_dir, cluster, auditors, audit, gateway, console, metrics, broker_auditor, "
+        "enterprise)"
     ]
 
 
@@ -183,7 +184,9 @@ def test_redact_keys_must_be_regular_expressions() -> None:
 def test_top_level_must_be_a_mapping() -> None:
     assert issues("- audit\n") == [
         "the top level must be a mapping with keys data_dir, cluster, auditors, audit, "
-        "gateway, console, metrics, enterprise, got a list"
+        "enterprize: unknown key 'enterprize' (did you mean 'enterprise'?; accepted keys: "
+        "data_dir, cluster, auditors, audit, gateway, console, metrics, broker_auditor, "
+        "enterprise)"
     ]
 
 
@@ -204,7 +207,9 @@ defaults: &rotation {max_size_mb: 10, max_files: 3}
     # An unknown top-level key still fails, but not because of the merge below it.
     assert issues(text) == [
         "defaults: unknown key 'defaults' (accepted keys: data_dir, cluster, auditors, "
-        "audit, gateway, console, metrics, enterprise)"
+        "enterprize: unknown key 'enterprize' (did you mean 'enterprise'?; accepted keys: "
+        "data_dir, cluster, auditors, audit, gateway, console, metrics, broker_auditor, "
+        "enterprise)"
     ]
     merged = """\
 audit:

@@ -194,6 +194,6 @@ def test_a_wrong_type_is_refused_with_field_path_and_actual_type(
 def test_an_unknown_result_is_refused_listing_the_accepted_ones() -> None:
     obj = _valid()
     obj["action"]["result"] = "ok"
-    expected = "action.result must be one of success, failure, denied, got 'ok'"
+    expected = "action.result must be one of success, failure, denied, unknown, got 'ok'"
     with pytest.raises(EventDecodeError, match=re.escape(expected)):
         codec.from_dict(obj)

@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from kaudit.cli.broker_audit import broker_audit
 from kaudit.cli.check_config import check_config
 from kaudit.cli.console import console
 from kaudit.cli.demo import demo
@@ -54,6 +55,7 @@ def _log_to_stderr(log_format: str, log_level: str) -> None:
 
 
 for _command in (
+    broker_audit,
     check_config,
     console,
     demo,

@@ -86,7 +86,7 @@ def tail(
 @click.option("--resource", required=True, help="What: TYPE:ID, e.g. backup:nightly-42.")
 @click.option(
     "--result",
-    type=click.Choice(["success", "failure", "denied"]),
+    type=click.Choice(["success", "failure", "denied", "unknown"]),
     default="success",
     show_default=True,
 )

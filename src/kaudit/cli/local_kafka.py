@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
+from kaudit.dev.broker_auditor import DECISIONS_TOPIC, broker_auditor_plugin
 from kaudit.dev.dist import KAFKA_VERSION
 from kaudit.dev.errors import KafkaAlreadyRunningError, LocalKafkaError, MissingToolError
 from kaudit.dev.kafka import DEFAULT_DIR, READY_TIMEOUT_S, STOP_TIMEOUT_S, LocalKafka
@@ -55,6 +56,12 @@ def local_kafka() -> None:
 )
 @click.option("--fresh", is_flag=True, help="Discard existing storage (topics, ACLs) first.")
 @click.option(
+    "--broker-auditor",
+    is_flag=True,
+    help="Load kaudit's broker auditor plugin (built from broker-auditor/ with Maven once): "
+    f"every decision of the authorizer goes to the topic {DECISIONS_TOPIC}.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=1),
     default=READY_TIMEOUT_S,
@@ -62,18 +69,29 @@ def local_kafka() -> None:
     help="Seconds to wait for the broker to answer clients.",
 )
 def start(
-    directory: Path, port_base: int | None, kafka_version: str, fresh: bool, timeout: float
+    directory: Path,
+    port_base: int | None,
+    kafka_version: str,
+    fresh: bool,
+    broker_auditor: bool,
+    timeout: float,
 ) -> None:
     """Fetch Kafka (once), format storage, start the broker detached and wait until ready."""
-    kafka = LocalKafka(
-        directory,
-        kafka_version=kafka_version,
-        port_base=port_base,
-        ready_timeout=timeout,
-        progress=_progress,
-    )
     began = time.monotonic()
     try:
+        plugin = (
+            broker_auditor_plugin(kafka_version=kafka_version, progress=_progress)
+            if broker_auditor
+            else None
+        )
+        kafka = LocalKafka(
+            directory,
+            kafka_version=kafka_version,
+            port_base=port_base,
+            ready_timeout=timeout,
+            progress=_progress,
+            broker_auditor=plugin,
+        )
         info = kafka.start(fresh=fresh)
     except KafkaAlreadyRunningError as exc:
         _progress(f"Kafka is already running in {exc.info.dir} (pid {exc.info.pid})")

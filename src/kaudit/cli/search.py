@@ -27,7 +27,7 @@ _FILTER_OPTIONS = [
     click.option("--type", "type_glob", help="Event type or glob (topic.deleted, 'acl.*')."),
     click.option("--actor", help="Actor id (User:alice) or name (alice); globs allowed."),
     click.option("--resource", help="type:id (topic:orders) or id (orders); globs allowed."),
-    click.option("--result", type=click.Choice(["success", "failure", "denied"])),
+    click.option("--result", type=click.Choice(["success", "failure", "denied", "unknown"])),
     click.option("--cluster", help="Cluster id (context.cluster_id); globs allowed."),
     click.option("--query", "-q", help="Free text: every word must occur (word* for a prefix)."),
 ]

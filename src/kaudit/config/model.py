@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Discriminator, Field, Tag
 
 from kaudit.config.audit import AuditConfig, CustomEventType, KeyPattern
+from kaudit.config.broker_auditor import BrokerAuditorConfig, BypassConfig
 from kaudit.config.connections import SASL_MECHANISMS, AwsAccess, KafkaConnection, KafkaSecurity
 from kaudit.config.console import ConsoleConfig
 from kaudit.config.destinations import (
@@ -75,6 +76,8 @@ __all__ = [
     "AwsAccess",
     "Batching",
     "BootstrapServers",
+    "BrokerAuditorConfig",
+    "BypassConfig",
     "Chain",
     "Checkpoints",
     "ClientTls",
@@ -188,6 +191,7 @@ class Config(ConfigModel):
     gateway: GatewayConfig | None = None
     console: ConsoleConfig | None = None
     metrics: MetricsConfig | None = None
+    broker_auditor: BrokerAuditorConfig | None = None
 
     def catalog(self) -> EventCatalog:
         """The built-in event types plus `audit.custom_event_types`."""

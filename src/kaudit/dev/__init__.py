@@ -12,6 +12,8 @@ of kaudit imports it but the CLI and the demo).
 - `kaudit.dev.broker_config`: ``server.properties``, log4j2, KRaft storage formatting.
 - `kaudit.dev.process`: the broker's JVM: started detached, recognised, terminated.
 - `kaudit.dev.dist`: Kafka's jars from Maven Central, cached per version; its Java tools.
+- `kaudit.dev.broker_auditor`: kaudit's broker auditor plugin (``broker-auditor/``),
+  built with Maven once per version of its sources, and what a broker running it gets.
 - `kaudit.dev.files`: a cached Kafka's layout (`KafkaDist`), atomic writes, file locks.
 - `kaudit.dev.probe`: the readiness probe (a MetadataRequest on the wire).
 - `kaudit.dev.ports`: free loopback ports.

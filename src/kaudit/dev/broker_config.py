@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from kaudit.dev.dist import run_kafka_tool
@@ -50,8 +51,15 @@ logger.request.level = WARN
 """
 
 
-def server_properties(directory: Path, host: str, ports: KafkaPorts, data_dir: Path) -> str:
-    """The ``server.properties`` of the broker in `directory` listening on `ports`."""
+def server_properties(
+    directory: Path,
+    host: str,
+    ports: KafkaPorts,
+    data_dir: Path,
+    extra: Mapping[str, str] | None = None,
+) -> str:
+    """The ``server.properties`` of the broker in `directory` listening on `ports`, with
+    `extra` properties set over them (a plugin's, e.g. kaudit's broker auditor)."""
     plain_users = " ".join(f'user_{u.name}="{jaas_escape(u.password)}"' for u in USERS)
     scram_jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     props = {
@@ -123,6 +131,7 @@ def server_properties(directory: Path, host: str, ports: KafkaPorts, data_dir: P
         "num.recovery.threads.per.data.dir": "1",
         "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
     }
+    props.update(extra or {})
     lines = [f"# Written by kaudit local-kafka for {directory}; rewritten on every start."]
     lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"

@@ -34,6 +34,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kaudit.dev.broker_auditor import BrokerAuditorPlugin
 from kaudit.dev.broker_config import (
     BROKER_LOG4J2,
     format_storage,
@@ -119,8 +120,10 @@ class LocalKafka:
         cache_dir: Path | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
         progress: Progress | None = None,
+        broker_auditor: BrokerAuditorPlugin | None = None,
     ) -> None:
         self.dir = Path(dir).expanduser().resolve()
+        self.broker_auditor = broker_auditor
         self.kafka_version = kafka_version
         self.host = host
         self.port_base = port_base
@@ -214,12 +217,19 @@ class LocalKafka:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             ports = self._choose_ports()
             cluster_id = new_cluster_id()
-        write_atomic(self.config_file, server_properties(self.dir, self.host, ports, self.data_dir))
+        plugin = self.broker_auditor
+        extra = plugin.properties(self.host, ports) if plugin is not None else None
+        write_atomic(
+            self.config_file, server_properties(self.dir, self.host, ports, self.data_dir, extra)
+        )
         write_atomic(self._log4j_file, BROKER_LOG4J2)
         if previous is None:
             format_storage(dist, self.config_file, self.data_dir, cluster_id)
         started = time.monotonic()
-        proc = spawn_broker(java, dist, self.dir, self.config_file, self._log4j_file, self.log_file)
+        jars = (plugin.jar,) if plugin is not None else ()
+        proc = spawn_broker(
+            java, dist, self.dir, self.config_file, self._log4j_file, self.log_file, jars
+        )
         info = KafkaInfo(
             dir=self.dir,
             kafka_version=self.kafka_version,
@@ -379,9 +389,12 @@ def ready_broker(directory: str | os.PathLike[str] | None) -> KafkaInfo | None:
 
 
 @contextmanager
-def started_broker(directory: str | os.PathLike[str]) -> Iterator[KafkaInfo]:
-    """A broker started in `directory` (see `LocalKafka.start`), stopped on the way out."""
-    broker = LocalKafka(directory)
+def started_broker(
+    directory: str | os.PathLike[str], broker_auditor: BrokerAuditorPlugin | None = None
+) -> Iterator[KafkaInfo]:
+    """A broker started in `directory` (see `LocalKafka.start`), stopped on the way out;
+    running kaudit's `broker_auditor` plugin when given."""
+    broker = LocalKafka(directory, broker_auditor=broker_auditor)
     info = broker.start()
     try:
         yield info

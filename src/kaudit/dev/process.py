@@ -48,9 +48,11 @@ def spawn_broker(
     config_file: Path,
     log4j_file: Path,
     log_file: Path,
+    plugin_jars: tuple[Path, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """Start the broker of `directory` (``kafka.Kafka config_file``), its output in
-    `log_file` (the previous one is kept as ``<log_file>.1``)."""
+    `log_file` (the previous one is kept as ``<log_file>.1``), with `plugin_jars` on its
+    classpath after Kafka's."""
     if log_file.exists():
         os.replace(log_file, log_file.with_name(log_file.name + ".1"))
     cmd = [
@@ -59,7 +61,7 @@ def spawn_broker(
         f"{_OWNER_PROPERTY}{directory}",
         f"-Dlog4j2.configurationFile={log4j_file}",
         "-cp",
-        dist.classpath,
+        os.pathsep.join((dist.classpath, *map(str, plugin_jars))),
         "kafka.Kafka",
         str(config_file),
     ]

@@ -60,6 +60,7 @@ _OPERATIONS = {
     "auth.token_refresh": "refresh_token",
     "access.granted": "access",
     "access.denied": "access",
+    "access.bypassed_gateway": "access",
     "kafka.request": "request",
     "audit.degraded": "record",
     **{
@@ -122,6 +123,10 @@ _BUILTIN: list[EventType] = _types(
         "auth.token_refresh": "A session token was refreshed",
         "access.granted": "Access to a resource was granted",
         "access.denied": "Access to a resource was denied",
+        "access.bypassed_gateway": (
+            "A broker authorized a client request that no kaudit gateway recorded: the client "
+            "reached the broker directly"
+        ),
         "validate.started": "A backup validation started",
         "validate.completed": "A backup validation completed",
         "validate.failed": "A backup validation failed",

@@ -21,8 +21,10 @@ from typing import Any, Literal
 
 SCHEMA_VERSION = "1.0"
 
-Result = Literal["success", "failure", "denied"]
-RESULTS: tuple[Result, ...] = ("success", "failure", "denied")
+Result = Literal["success", "failure", "denied", "unknown"]
+RESULTS: tuple[Result, ...] = ("success", "failure", "denied", "unknown")
+"""`unknown`: the source saw the request allowed but not how it ended (the broker
+auditor, whose authorizer decides before the operation runs)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Resource:
 
 @dataclass(frozen=True)
 class Action:
-    """What was done and how it ended: `result` is success, failure or denied."""
+    """What was done and how it ended: `result` is success, failure, denied or unknown."""
 
     operation: str
     result: Result = "success"

@@ -88,7 +88,9 @@ _API_NAME_ACTIVITIES = (
 )
 
 SEVERITIES = {1: "Informational", 2: "Low", 3: "Medium", 4: "High"}
-_RESULT_SEVERITY = {"success": 1, "failure": 2, "denied": 3}
+_RESULT_SEVERITY = {"success": 1, "failure": 2, "denied": 3, "unknown": 1}
+# OCSF status_id: 0 Unknown, 1 Success, 2 Failure.
+_STATUS = {"success": (1, "Success"), "unknown": (0, "Unknown")}
 # Failed sign-ins and denials are what a SOC hunts for, and dropped audit events weaken
 # the trail itself, so these outrank their plain result.
 _TYPE_SEVERITY = {"audit.degraded": 4, "auth.failed": 3, "access.denied": 3}
@@ -171,8 +173,8 @@ def to_ocsf(event: AuditEvent) -> dict[str, Any]:
         "timezone_offset": _offset_minutes(when),
         "message": _message(event),
         "metadata": _metadata(event),
-        "status_id": 1 if result == "success" else 2,
-        "status": "Success" if result == "success" else "Failure",
+        "status_id": _STATUS.get(result, (2, "Failure"))[0],
+        "status": _STATUS.get(result, (2, "Failure"))[1],
         "actor": _actor(event),
     }
     detail = event.action.error or ("Access denied" if result == "denied" else None)

@@ -1,0 +1,139 @@
+package kaudit.broker;
+
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Set;
+import org.apache.kafka.common.config.ConfigException;
+
+/**
+ * The auditor's own settings: broker properties under {@code kaudit.audit.}.
+ *
+ * <ul>
+ *   <li>{@code bootstrap.servers} (required): where the decision topic is;
+ *   <li>{@code topic} ({@code __kaudit_broker_decisions}), {@code topic.partitions} (1),
+ *       {@code topic.replication.factor} (-1: the broker's default), {@code topic.create}
+ *       (true: create it when missing);
+ *   <li>{@code producer.*}: extra producer settings (security, for instance);
+ *   <li>{@code queue.capacity} (10000): decisions waiting to be sent; more are dropped and
+ *       counted;
+ *   <li>{@code aggregate.window.ms} (10000): produce, fetch and other allowed READ/WRITE
+ *       decisions are counted per client and resource over this window;
+ *   <li>{@code include.describe}, {@code include.cluster.action}, {@code include.inter.broker},
+ *       {@code include.super.users} (all false): record those allowed decisions too.
+ * </ul>
+ *
+ * A bad value is a {@link ConfigException} naming the property and what it accepts, so the
+ * broker refuses to start rather than run unaudited.
+ */
+final class AuditorConfig {
+
+    static final String PREFIX = "kaudit.audit.";
+
+    final String bootstrapServers;
+    final String topic;
+    final int topicPartitions;
+    final short topicReplicationFactor;
+    final boolean createTopic;
+    final Map<String, Object> producer;
+    final int queueCapacity;
+    final long aggregateWindowMs;
+    final boolean includeDescribe;
+    final boolean includeClusterAction;
+    final boolean includeInterBroker;
+    final boolean includeSuperUsers;
+    final Set<String> interBrokerListeners;
+    final Set<String> controllerListeners;
+    final String nodeId;
+
+    private AuditorConfig(Map<String, ?> configs) {
+        bootstrapServers = required(configs, "bootstrap.servers");
+        topic = text(configs, "topic", "__kaudit_broker_decisions");
+        topicPartitions = integer(configs, "topic.partitions", 1, 1);
+        topicReplicationFactor = (short) integer(configs, "topic.replication.factor", -1, -1);
+        createTopic = flag(configs, "topic.create", true);
+        queueCapacity = integer(configs, "queue.capacity", 10_000, 1);
+        aggregateWindowMs = integer(configs, "aggregate.window.ms", 10_000, 1);
+        includeDescribe = flag(configs, "include.describe", false);
+        includeClusterAction = flag(configs, "include.cluster.action", false);
+        includeInterBroker = flag(configs, "include.inter.broker", false);
+        includeSuperUsers = flag(configs, "include.super.users", false);
+        producer = new HashMap<>();
+        String producerPrefix = PREFIX + "producer.";
+        for (Map.Entry<String, ?> entry : configs.entrySet()) {
+            if (entry.getKey().startsWith(producerPrefix)) {
+                producer.put(entry.getKey().substring(producerPrefix.length()), entry.getValue());
+            }
+        }
+        // Replication and the like come in on the inter-broker listener. The controller
+        // listeners are not excluded: a broker forwards clients' requests (CreateTopics,
+        // CreateAcls...) to the controller over them, with the client's principal, address
+        // and correlation id, and the controller's own traffic needs CLUSTER_ACTION.
+        interBrokerListeners = new HashSet<>();
+        Object interBroker = configs.get("inter.broker.listener.name");
+        if (interBroker == null) {
+            interBroker = configs.get("security.inter.broker.protocol");
+        }
+        interBrokerListeners.add(interBroker == null ? "PLAINTEXT" : interBroker.toString().trim());
+        controllerListeners = new HashSet<>();
+        Object controllers = configs.get("controller.listener.names");
+        if (controllers != null) {
+            for (String name : controllers.toString().split(",")) {
+                if (!name.isBlank()) {
+                    controllerListeners.add(name.trim());
+                }
+            }
+        }
+        Object node = configs.get("node.id");
+        nodeId = node == null ? "unknown" : node.toString();
+    }
+
+    static AuditorConfig from(Map<String, ?> configs) {
+        return new AuditorConfig(configs);
+    }
+
+    private static String required(Map<String, ?> configs, String name) {
+        Object value = configs.get(PREFIX + name);
+        if (value == null || value.toString().isBlank()) {
+            throw new ConfigException(
+                    PREFIX + name,
+                    value,
+                    "kaudit's broker auditor needs the bootstrap servers of the cluster that "
+                            + "holds its decision topic (host:port[,host:port])");
+        }
+        return value.toString().trim();
+    }
+
+    private static String text(Map<String, ?> configs, String name, String fallback) {
+        Object value = configs.get(PREFIX + name);
+        return value == null || value.toString().isBlank() ? fallback : value.toString().trim();
+    }
+
+    private static int integer(Map<String, ?> configs, String name, int fallback, int min) {
+        Object value = configs.get(PREFIX + name);
+        if (value == null) {
+            return fallback;
+        }
+        try {
+            int parsed = Integer.parseInt(value.toString().trim());
+            if (parsed >= min) {
+                return parsed;
+            }
+        } catch (NumberFormatException e) {
+            // reported below with what is accepted
+        }
+        throw new ConfigException(PREFIX + name, value, "expected an integer of at least " + min);
+    }
+
+    private static boolean flag(Map<String, ?> configs, String name, boolean fallback) {
+        Object value = configs.get(PREFIX + name);
+        if (value == null) {
+            return fallback;
+        }
+        String text = value.toString().trim().toLowerCase(java.util.Locale.ROOT);
+        if (text.equals("true") || text.equals("false")) {
+            return Boolean.parseBoolean(text);
+        }
+        throw new ConfigException(PREFIX + name, value, "expected true or false");
+    }
+}

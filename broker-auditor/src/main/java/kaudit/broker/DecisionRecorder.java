@@ -1,0 +1,166 @@
+package kaudit.broker;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Collectors;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.metrics.Gauge;
+import org.apache.kafka.common.metrics.PluginMetrics;
+import org.apache.kafka.common.security.auth.KafkaPrincipal;
+import org.apache.kafka.common.utils.SecurityUtils;
+import org.apache.kafka.server.authorizer.Action;
+import org.apache.kafka.server.authorizer.AuthorizableRequestContext;
+import org.apache.kafka.server.authorizer.AuthorizationResult;
+import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
+
+/**
+ * The request-path side of the auditor: which decisions are kept, and where they wait.
+ *
+ * <p>Kept by default: every denial Kafka would log ({@code logIfDenied}) and every allowed
+ * management operation (CREATE, DELETE, ALTER, ALTER_CONFIGS...). Allowed READ, WRITE and
+ * IDEMPOTENT_WRITE (produce, fetch, group traffic) are counted per client and resource and
+ * sent once per window. DESCRIBE, DESCRIBE_CONFIGS, CLUSTER_ACTION, the inter-broker
+ * listener and super users are left out unless {@link AuditorConfig} includes them. The auditor's own clients are never recorded (their requests would feed themselves).
+ *
+ * <p>Nothing here blocks or throws: a decision goes into a bounded queue with {@code offer}
+ * (a full queue drops it and counts the drop), a counted one into a concurrent map.
+ */
+final class DecisionRecorder {
+
+    static final String OWN_CLIENT_ID = "kaudit-broker-auditor";
+
+    private final AuditorConfig config;
+    private final Set<KafkaPrincipal> superUsers;
+    final ArrayBlockingQueue<Decision> queue;
+    final ConcurrentHashMap<Tally.Key, Tally> tallies = new ConcurrentHashMap<>();
+    final AtomicLong dropped = new AtomicLong();
+    final AtomicLong observeErrors = new AtomicLong();
+    private DecisionSender sender;
+
+    DecisionRecorder(AuditorConfig config, Set<String> superUsers) {
+        this.config = config;
+        // Compared as principals: no string is built on the request path.
+        this.superUsers = superUsers.stream()
+                .map(SecurityUtils::parseKafkaPrincipal)
+                .collect(Collectors.toUnmodifiableSet());
+        this.queue = new ArrayBlockingQueue<>(config.queueCapacity);
+    }
+
+    void start(AuthorizerServerInfo serverInfo) {
+        // A controller's authorizer serves only controller listeners; a broker's serves clients.
+        boolean controllerOnly = !serverInfo.endpoints().isEmpty()
+                && serverInfo.endpoints().stream()
+                        .allMatch(e -> config.controllerListeners.contains(e.listener()));
+        sender = new DecisionSender(config, this, serverInfo.brokerId(),
+                controllerOnly ? "controller" : "broker");
+        sender.start();
+    }
+
+    void observe(
+            AuthorizableRequestContext context, List<Action> actions, List<AuthorizationResult> results) {
+        try {
+            if (!config.includeInterBroker
+                    && config.interBrokerListeners.contains(context.listenerName())) {
+                return;
+            }
+            String clientId = context.clientId();
+            if (clientId != null && clientId.startsWith(OWN_CLIENT_ID)) {
+                return;
+            }
+            if (!config.includeSuperUsers && superUsers.contains(context.principal())) {
+                return;
+            }
+            long now = System.currentTimeMillis();
+            for (int i = 0; i < actions.size(); i++) {
+                Action action = actions.get(i);
+                boolean allowed = results.get(i) == AuthorizationResult.ALLOWED;
+                if (!wanted(action, allowed)) {
+                    continue;
+                }
+                if (allowed && counted(action.operation())) {
+                    // Produce and fetch: a count under a key of the objects Kafka already
+                    // made; a decision is copied out only for a key's first request.
+                    tallies.compute(new Tally.Key(context, action),
+                            (key, tally) -> (tally == null
+                                    ? new Tally(new Decision(now, context, action, true))
+                                    : tally).hit(now));
+                } else if (!queue.offer(new Decision(now, context, action, allowed))) {
+                    dropped.incrementAndGet();
+                }
+            }
+        } catch (RuntimeException e) {
+            // The audit must never change the authorizer's answer; counted and reported.
+            observeErrors.incrementAndGet();
+        }
+    }
+
+    private boolean wanted(Action action, boolean allowed) {
+        AclOperation operation = action.operation();
+        if (operation == AclOperation.CLUSTER_ACTION && !config.includeClusterAction) {
+            return false;
+        }
+        if (!allowed) {
+            return action.logIfDenied();
+        }
+        if (!action.logIfAllowed()) {
+            return false;
+        }
+        if (operation == AclOperation.DESCRIBE || operation == AclOperation.DESCRIBE_CONFIGS) {
+            return config.includeDescribe;
+        }
+        return true;
+    }
+
+    private static boolean counted(AclOperation operation) {
+        return operation == AclOperation.READ
+                || operation == AclOperation.WRITE
+                || operation == AclOperation.IDEMPOTENT_WRITE;
+    }
+
+    /** The counts of the window now ending, each reset (idle ones removed). */
+    List<Tally.Snapshot> drainTallies() {
+        List<Tally.Snapshot> out = new ArrayList<>();
+        for (Tally.Key key : tallies.keySet()) {
+            tallies.computeIfPresent(key, (k, tally) -> {
+                Tally.Snapshot snapshot = tally.drain();
+                if (snapshot == null) {
+                    return null;
+                }
+                out.add(snapshot);
+                return tally;
+            });
+        }
+        return out;
+    }
+
+    void registerMetrics(PluginMetrics metrics) {
+        gauge(metrics, "decisions-dropped-total",
+                "Decisions dropped because the auditor's queue was full", dropped::get);
+        gauge(metrics, "decisions-queued", "Decisions waiting to be sent", () -> (long) queue.size());
+        gauge(metrics, "decisions-observe-errors-total",
+                "Decisions the auditor failed to copy (the authorizer's answer stood)",
+                observeErrors::get);
+        gauge(metrics, "decisions-sent-total", "Decision records acknowledged by Kafka",
+                () -> sender == null ? 0L : sender.sent.get());
+        gauge(metrics, "decisions-send-failed-total", "Decision records Kafka did not acknowledge",
+                () -> sender == null ? 0L : sender.failed.get());
+    }
+
+    private static void gauge(
+            PluginMetrics metrics, String name, String description, java.util.function.LongSupplier value) {
+        metrics.addMetric(
+                metrics.metricName(name, description, new LinkedHashMap<>()),
+                (Gauge<Long>) (metricConfig, now) -> value.getAsLong());
+    }
+
+    void close() {
+        if (sender != null) {
+            sender.close();
+        }
+    }
+}

@@ -1,0 +1,117 @@
+"""The bypass detector over a real local log: a broker decision matched by a gateway event
+(principal, API, client id, correlation id, time) is no bypass; an unmatched one is,
+once its wait is over, or at once from an address that is not a gateway's; waiting
+decisions survive a restart of the detector."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from kaudit.brokeraudit import BypassDetector
+from kaudit.brokeraudit.decisions import parse, to_events
+from kaudit.config import load_config_text
+from kaudit.config.model import BypassConfig
+from kaudit.events.model import Action, Actor, ApiRef, AuditEvent, Context, Resource
+from kaudit.log.cursor import Cursor
+from kaudit.log.segments import LogReader
+from kaudit.session import AuditSession
+
+T0 = 1_796_658_475_000
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[AuditSession]:
+    config = load_config_text(
+        yaml.safe_dump({"data_dir": str(tmp_path / "audit")}), source="test", env={}
+    )
+    with AuditSession(config, source="broker") as opened:
+        yield opened
+
+
+def broker_event(correlation_id: int, address: str = "10.0.0.1", at: int = T0) -> AuditEvent:
+    raw = orjson.dumps(
+        {"kind": "decision", "id": f"1-r-{correlation_id}", "node": 1, "time_ms": at,
+         "correlation_id": correlation_id, "principal": "User:alice", "client_address": address,
+         "client_id": "app", "api_key": 19, "api_version": 7, "operation": "CREATE",
+         "resource_type": "TOPIC", "resource_name": f"t{correlation_id}", "allowed": True}
+    )  # fmt: skip
+    (event,) = to_events(parse(raw))
+    return event
+
+
+def gateway_event(correlation_id: int, at: int = T0 + 40) -> AuditEvent:
+    stamp = broker_event(correlation_id, at=at)
+    return AuditEvent(
+        timestamp=stamp.timestamp,
+        event_type="topic.created",
+        event_id="",
+        actor=Actor(type="user", id="User:alice", ip_address="192.0.2.7", client_id="app"),
+        resource=Resource("topic", f"t{correlation_id}"),
+        action=Action("create"),
+        context=Context(
+            correlation_id=str(correlation_id), source="gateway", api=ApiRef(19, "CreateTopics", 7)
+        ),
+    )
+
+
+def detector(session: AuditSession, now_ms: int, **settings: Any) -> BypassDetector:
+    cursor = Cursor(session.config.data_path / "bypass.json")
+    return BypassDetector(
+        session.config.log_dir,
+        session.recorder,
+        cursor,
+        BypassConfig(window_seconds=5, **settings),
+        clock=lambda: now_ms / 1000,
+    )
+
+
+def bypasses(session: AuditSession) -> list[dict[str, Any]]:
+    session.flush()
+    lines = [orjson.loads(line) for _, line in LogReader(session.config.log_dir).iter_lines()]
+    return [e for e in lines if e["event_type"] == "access.bypassed_gateway"]
+
+
+def test_a_matched_decision_is_no_bypass_and_an_unmatched_one_is_after_the_window(
+    session: AuditSession,
+) -> None:
+    session.record(broker_event(1))
+    session.record(broker_event(2))
+    session.record(gateway_event(1))
+    session.flush()
+    waiting = detector(session, T0 + 1000)
+    assert waiting.poll() == 0
+    assert waiting.matched == 1 and waiting.waiting == 1
+    assert detector(session, T0 + 6000).poll() == 1  # a fresh detector, from the cursor
+    (found,) = bypasses(session)
+    assert found["resource"]["id"] == "t2"
+    assert found["actor"]["ip_address"] == "10.0.0.1"
+    assert found["context"]["correlation_id"] == "2"
+    assert found["details"]["broker_event_type"] == "topic.created"
+
+
+def test_a_decision_from_an_address_that_is_no_gateways_is_a_bypass_at_once(
+    session: AuditSession,
+) -> None:
+    session.record(broker_event(1, address="10.0.0.1"))
+    session.record(broker_event(2, address="10.9.9.9"))
+    session.flush()
+    found = detector(session, T0, gateway_addresses=["10.0.0.1"])
+    assert found.poll() == 1
+    (event,) = bypasses(session)
+    assert event["actor"]["ip_address"] == "10.9.9.9"
+    assert event["details"]["reason"] == "the client address is not one of the gateways'"
+
+
+def test_a_gateway_event_too_far_from_the_decision_does_not_match(
+    session: AuditSession,
+) -> None:
+    session.record(broker_event(3))
+    session.record(gateway_event(3, at=T0 + 60_000))
+    session.flush()
+    assert detector(session, T0 + 120_000).poll() == 1

@@ -1,0 +1,519 @@
+"""kaudit's broker auditor plugin loaded in a real broker: ACLs behave as Kafka's own, its
+decisions become kaudit events, and requests that went around the gateway are reported.
+
+This module runs its own broker (KRaft, SASL, ACLs, the plugin built with Maven from
+broker-auditor/), shared by its tests: the `kafka` fixture is overridden here, so the
+harness's fixtures (`kafka_tool`, `sasl_config`, `gateway_factory`...) use it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+from gateway_fixtures import GatewayFactory
+
+from kaudit.brokeraudit import BypassDetector, DecisionReader
+from kaudit.config import load_config_text
+from kaudit.config.model import BrokerAuditorConfig, BypassConfig
+from kaudit.dev.broker_auditor import BrokerAuditorPlugin, broker_auditor_plugin
+from kaudit.dev.kafka import KafkaInfo, LocalKafka
+from kaudit.log.cursor import Cursor
+from kaudit.log.segments import LogReader
+from kaudit.recorder.core import Recorder
+from kaudit.session import AuditSession
+from support.kafka import ACL_COMMAND, KafkaTool, create_topic, grant, wait_for
+
+pytestmark = pytest.mark.kafka
+
+
+@dataclass
+class AuditedBroker:
+    """The module's broker and the plugin it runs (restartable with other settings)."""
+
+    broker: LocalKafka
+    plugin: BrokerAuditorPlugin
+    info: KafkaInfo
+
+    def restart(self, settings: dict[str, str] | None = None) -> KafkaInfo:
+        self.broker.stop()
+        self.broker.broker_auditor = BrokerAuditorPlugin(self.plugin.jar, settings or {})
+        self.info = self.broker.start()
+        return self.info
+
+
+@pytest.fixture(scope="module")
+def audited_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditedBroker]:
+    plugin = broker_auditor_plugin()
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka-audited"), broker_auditor=plugin)
+    info = broker.start()
+    try:
+        yield AuditedBroker(broker, plugin, info)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka(audited_broker: AuditedBroker) -> KafkaInfo:
+    """This module's broker, with the plugin loaded (overrides the run's broker)."""
+    return audited_broker.info
+
+
+def decision_config(kafka: KafkaInfo, topic: str | None = None) -> BrokerAuditorConfig:
+    return BrokerAuditorConfig(
+        bootstrap_servers=[kafka.bootstrap_servers],
+        group=f"test-{uuid.uuid4().hex[:8]}",
+        **({"topic": topic} if topic else {}),
+    )
+
+
+class Decisions:
+    """The decision topic read into an audit log through a recorder."""
+
+    def __init__(self, config: BrokerAuditorConfig, recorder: Recorder, log_dir: Path) -> None:
+        self.reader = DecisionReader(config, recorder, poll_s=0.2)
+        self.log_dir = log_dir
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = [line for _, line in LogReader(self.log_dir).iter_lines()]
+        return [orjson.loads(line) for line in lines]
+
+    def wait(self, what: str, condition: Callable[[list[dict[str, Any]]], bool]) -> None:
+        def read() -> bool:
+            self.reader.poll_once()
+            return condition(self.events())
+
+        wait_for(read, what, timeout=60)
+
+
+@pytest.fixture
+def decisions(kafka: KafkaInfo, tmp_path: Path) -> Iterator[Decisions]:
+    config = load_config_text(
+        yaml.safe_dump({"data_dir": str(tmp_path / "audit")}), source="test", env={}
+    )
+    with AuditSession(config, source="broker") as session:
+        found = Decisions(decision_config(kafka), session.recorder, config.log_dir)
+        yield found
+        found.reader.close()
+
+
+def matching(events: list[dict[str, Any]], event_type: str, resource: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["event_type"] == event_type and e["resource"]["id"] == resource]
+
+
+def ok(futures: dict[Any, Any]) -> None:
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def test_acl_command_and_denials_behave_as_kafkas_own(
+    kafka: KafkaInfo,
+    kafka_tool: KafkaTool,
+    decisions: Decisions,
+    sasl_config: Callable[..., dict[str, str]],
+    unique_topic: str,
+) -> None:
+    """AclCommand adds, lists and removes ACLs through the plugin; alice is allowed what
+    they grant, bob is denied, and bob's denial is recorded with source broker."""
+    create_topic(kafka.client_config(), unique_topic)
+    grant(kafka_tool, "User:alice", "--operation", "Write", "--operation", "Describe",
+          "--topic", unique_topic)  # fmt: skip
+    listed = kafka_tool(ACL_COMMAND, "--list", "--topic", unique_topic).stdout
+    assert "User:alice" in listed and "WRITE" in listed and "DESCRIBE" in listed
+
+    def produce(user: str) -> KafkaException | None:
+        producer = Producer({**sasl_config(user), "message.timeout.ms": 10000})
+        errors: list[Any] = []
+        producer.produce(unique_topic, b"x", on_delivery=lambda err, _: errors.append(err))
+        producer.flush(15)
+        return errors[0] if errors else KafkaException("no delivery report")
+
+    def alice_may_write() -> bool:
+        return produce("alice") is None
+
+    wait_for(alice_may_write, "alice allowed to write by her new ACL")
+    denied = produce("bob")
+    assert denied is not None and denied.code() == 29  # TOPIC_AUTHORIZATION_FAILED
+
+    kafka_tool(ACL_COMMAND, "--remove", "--force", "--allow-principal", "User:alice",
+               "--operation", "Write", "--operation", "Describe",
+               "--topic", unique_topic)  # fmt: skip
+    assert "User:alice" not in kafka_tool(ACL_COMMAND, "--list", "--topic", unique_topic).stdout
+    wait_for(lambda: produce("alice") is not None, "alice denied once her ACL is removed")
+
+    decisions.wait(
+        "bob's denial recorded",
+        lambda events: any(
+            e["actor"]["id"] == "User:bob" for e in matching(events, "access.denied", unique_topic)
+        ),
+    )
+    events = decisions.events()
+    bob = next(
+        e for e in matching(events, "access.denied", unique_topic) if e["actor"]["id"] == "User:bob"
+    )
+    assert bob["context"]["source"] == "broker"
+    assert bob["action"]["result"] == "denied"
+    # The producer asks for the topic's metadata first: DESCRIBE is what bob is refused.
+    (check,) = bob["authorization"]["checks"]
+    assert check == {"operation": check["operation"], "resource": f"Topic:LITERAL:{unique_topic}",
+                     "allowed": False, "error_code": 29}  # fmt: skip
+    assert (check["operation"], bob["context"]["api"]["name"]) in {
+        ("DESCRIBE", "Metadata"),
+        ("WRITE", "Produce"),
+    }
+    assert bob["actor"]["ip_address"] == "127.0.0.1"
+    assert bob["actor"]["client_id"] == "rdkafka"
+    # alice's allowed writes are counted, not recorded one by one; her later denial is.
+    assert any(
+        e["actor"]["id"] == "User:alice" for e in matching(events, "access.denied", unique_topic)
+    )
+
+
+def test_management_operations_direct_to_the_broker_are_recorded(
+    kafka: KafkaInfo, kafka_tool: KafkaTool, decisions: Decisions, alice_config: dict[str, str]
+) -> None:
+    """Each admin operation alice makes straight to the broker becomes the event the
+    gateway would record, with her principal, the resource, and an unknown outcome (the
+    authorizer decides before the operation runs)."""
+    stem = f"mgmt-{uuid.uuid4().hex[:8]}"
+    topic, group, user = f"{stem}-topic", f"{stem}-group", f"{stem}-user"
+    grant(kafka_tool, "User:alice", "--operation", "All", "--topic", stem,
+          "--group", stem, "--resource-pattern-type", "prefixed")  # fmt: skip
+    grant(kafka_tool, "User:alice", "--operation", "Alter", "--operation", "AlterConfigs",
+          "--cluster")  # fmt: skip
+    admin = AdminClient({**alice_config, "client.id": "mgmt-direct"})
+
+    def created() -> bool:
+        try:
+            ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+        except KafkaException as exc:
+            if exc.args[0].code() == 29:  # the ACL has not reached the authorizer yet
+                return False
+            raise
+        return True
+
+    wait_for(created, "alice allowed to create topics by her new ACL")
+    ok(admin.create_partitions([NewPartitions(topic, 2)]))
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)
+    ])  # fmt: skip
+    ok(admin.incremental_alter_configs([resource]))
+    ok(admin.delete_records([TopicPartition(topic, 0, 0)]))
+    binding = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:bob",
+                         "*", AclOperation.READ, AclPermissionType.ALLOW)  # fmt: skip
+    ok(admin.create_acls([binding]))
+    ok(admin.delete_acls([AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
+                                           "User:bob", "*", AclOperation.READ,
+                                           AclPermissionType.ALLOW)]))  # fmt: skip
+    credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096)
+    ok(admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(user, credential, b"secret")]
+    ))  # fmt: skip
+    ok(admin.delete_topics([topic]))
+    # No such group: the broker still authorizes the deletion first, and records it.
+    with pytest.raises(KafkaException):
+        ok(admin.delete_consumer_groups([group]))
+
+    expected = {
+        ("topic.created", topic),
+        ("topic.partitions_changed", topic),
+        ("topic.config_changed", topic),
+        ("records.deleted", topic),
+        ("acl.created", "kafka-cluster"),
+        ("acl.deleted", "kafka-cluster"),
+        ("auth.credentials_changed", "kafka-cluster"),
+        ("topic.deleted", topic),
+        ("group.deleted", group),
+    }
+
+    def recorded(events: list[dict[str, Any]]) -> bool:
+        seen = {(e["event_type"], e["resource"]["id"]) for e in events}
+        return expected <= seen
+
+    decisions.wait("every management operation recorded", recorded)
+    for event_type, resource_id in expected:
+        found = [
+            e for e in matching(decisions.events(), event_type, resource_id)
+            if e["actor"]["client_id"] == "mgmt-direct"
+        ]  # fmt: skip
+        assert found, (event_type, resource_id)
+        event = found[0]
+        assert event["actor"]["id"] == "User:alice"
+        assert event["context"]["source"] == "broker"
+        assert event["action"]["result"] == "unknown"
+        assert event["authorization"]["allowed"] is True
+        assert event["context"]["correlation_id"] is not None
+
+
+@pytest.fixture
+def gateway_with_bypass(
+    gateway_factory: GatewayFactory, kafka: KafkaInfo
+) -> Iterator[tuple[Any, DecisionReader, BypassDetector, list[float]]]:
+    """A gateway in front of the broker; the decisions and the bypass detector recording
+    into the gateway's own log (one writer: its session). The detector's clock can be
+    moved ahead (the list's one element, in seconds) to end its wait at once."""
+    gw = gateway_factory()
+    reader = DecisionReader(decision_config(kafka), gw.session.recorder, poll_s=0.2)
+    ahead = [0.0]
+    detector = BypassDetector(
+        gw.log_dir,
+        gw.session.recorder,
+        Cursor(gw.log_dir.parent / "bypass-cursor.json"),
+        BypassConfig(window_seconds=20),
+        clock=lambda: time.time() + ahead[0],
+    )
+    yield gw, reader, detector, ahead
+    reader.close()
+
+
+def test_through_the_gateway_is_matched_and_direct_is_a_bypass(
+    gateway_with_bypass: tuple[Any, DecisionReader, BypassDetector, list[float]],
+    kafka: KafkaInfo,
+    kafka_tool: KafkaTool,
+    alice_config: dict[str, str],
+) -> None:
+    """The same operation through the gateway is matched with the broker's record (no
+    bypass event); made directly against the broker, it is `access.bypassed_gateway`
+    with alice's principal and address."""
+    gw, reader, detector, ahead = gateway_with_bypass
+    stem = f"bypass-{uuid.uuid4().hex[:8]}"
+    via, direct = f"{stem}-via", f"{stem}-direct"
+    grant(kafka_tool, "User:alice", "--operation", "Create", "--operation", "Describe",
+          "--topic", stem, "--resource-pattern-type", "prefixed")  # fmt: skip
+
+    def create(settings: dict[str, str], topic: str) -> bool:
+        admin = AdminClient(settings)  # referenced until its futures resolve
+        try:
+            ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+        except KafkaException as exc:
+            if exc.args[0].code() == 29:
+                return False
+            raise
+        return True
+
+    wait_for(lambda: create(gw.client({**alice_config, "client.id": "via-gw"}), via),
+             "alice's topic created through the gateway")  # fmt: skip
+    assert create({**alice_config, "client.id": "straight"}, direct)
+
+    def broker_saw_both() -> bool:
+        reader.poll_once()
+        gw.events()  # flushes the gateway's records
+        detector.poll()
+        events = gw.events()
+        return all(
+            matching([e for e in events if e["context"]["source"] == "broker"], "topic.created", t)
+            for t in (via, direct)
+        )
+
+    wait_for(broker_saw_both, "both creations recorded by the broker auditor")
+    ahead[0] = 60.0  # past the window: whatever is unmatched now is a bypass
+    detector.poll()
+    events = gw.events()
+    bypasses = [e for e in events if e["event_type"] == "access.bypassed_gateway"]
+    assert [e["resource"]["id"] for e in bypasses if e["resource"]["id"].startswith(stem)] == [
+        direct
+    ]
+    bypass = next(e for e in bypasses if e["resource"]["id"] == direct)
+    assert bypass["actor"]["id"] == "User:alice"
+    assert bypass["actor"]["ip_address"] == "127.0.0.1"
+    assert bypass["actor"]["client_id"] == "straight"
+    assert bypass["details"]["reason"] == "no gateway recorded this request"
+    assert detector.matched >= 1
+    gateway_created = matching(events, "topic.created", via)
+    assert {e["context"]["source"] for e in gateway_created} == {"gateway", "broker"}
+
+
+def broker_audit_config(tmp_path: Path, kafka: KafkaInfo) -> Path:
+    path = tmp_path / "kaudit.yaml"
+    document = {
+        "data_dir": str(tmp_path / "data"),
+        "broker_auditor": {
+            "bootstrap_servers": [kafka.bootstrap_servers],
+            "group": f"cli-{uuid.uuid4().hex[:8]}",
+        },
+    }
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def logged(data_dir: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for _, line in LogReader(data_dir / "log").iter_lines()]
+
+
+def deny_bob(bob_config: dict[str, str], topic: str) -> None:
+    admin = AdminClient(bob_config)  # referenced until its futures resolve
+    with pytest.raises(KafkaException):
+        ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+
+
+def test_kaudit_run_and_broker_audit_record_the_decisions(
+    kafka: KafkaInfo, tmp_path: Path, bob_config: dict[str, str]
+) -> None:
+    """`kaudit run` with a broker_auditor: section records decisions as they come until
+    SIGTERM; `kaudit broker-audit --once` reads the topic to its end and exits."""
+    topic = f"cli-{uuid.uuid4().hex[:8]}"
+    config = broker_audit_config(tmp_path, kafka)
+    kaudit = [sys.executable, "-m", "kaudit.cli"]
+    service = subprocess.Popen(
+        [*kaudit, "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deny_bob(bob_config, topic)
+        data = tmp_path / "data"
+        wait_for(
+            lambda: (
+                (data / "log").is_dir()
+                and any(
+                    e["event_type"] == "access.denied" and e["resource"]["id"] == topic
+                    for e in logged(data)
+                )
+            ),
+            "kaudit run to record bob's denial",
+            timeout=60,
+        )
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, stderr = service.communicate(timeout=60)
+    assert service.returncode == 0, stderr
+
+    again = tmp_path / "once"
+    again.mkdir()
+    once = subprocess.run(
+        [*kaudit, "broker-audit", "--once", "--config",
+         str(broker_audit_config(again, kafka))],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert once.returncode == 0, once.stderr
+    assert "gateway bypasses" in once.stderr
+    events = logged(again / "data")
+    assert any(e["event_type"] == "access.denied" and e["resource"]["id"] == topic for e in events)
+    assert {e["context"]["source"] for e in events} == {"broker"}
+
+
+def test_a_broker_restart_loses_no_acknowledged_record(
+    audited_broker: AuditedBroker, decisions: Decisions, bob_config: dict[str, str]
+) -> None:
+    """Denials the plugin had acknowledged before the broker stopped are read after it
+    starts again, as are those made after."""
+    stem = f"restart-{uuid.uuid4().hex[:8]}"
+
+    def deny(topic: str) -> None:
+        admin = AdminClient(bob_config)  # referenced until its futures resolve
+        with pytest.raises(KafkaException):
+            ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+
+    before = [f"{stem}-before-{i}" for i in range(3)]
+    for topic in before:
+        deny(topic)
+    probe = DecisionReader(decision_config(audited_broker.info), decisions.reader.recorder)
+    try:
+        # Acknowledged: on the decision topic (read by a group of its own, discarded).
+        seen: set[str] = set()
+
+        def acknowledged() -> bool:
+            for record in probe.reader.poll_batch(500, 0.5):
+                seen.add(orjson.loads(record.line).get("resource_name", ""))
+            return set(before) <= seen
+
+        wait_for(acknowledged, "the denials acknowledged on the decision topic")
+    finally:
+        probe.close()
+    audited_broker.restart()
+    after = [f"{stem}-after-{i}" for i in range(2)]
+    for topic in after:
+        deny(topic)
+    decisions.wait(
+        "every denial from before and after the restart",
+        lambda events: (
+            {t for t in [*before, *after] if matching(events, "access.denied", t)}
+            == {*before, *after}
+        ),
+    )
+
+
+def dropped(events: list[dict[str, Any]]) -> int:
+    return sum(e["details"]["dropped"] for e in events if e["event_type"] == "audit.degraded")
+
+
+def test_a_full_queue_counts_its_drops(
+    audited_broker: AuditedBroker, tmp_path: Path, bob_config: dict[str, str]
+) -> None:
+    """With a queue of two and a decision topic not there yet (so nothing is sent),
+    further decisions are dropped and counted; once the topic exists the plugin reports
+    how many, which kaudit records as `audit.degraded`."""
+    topic = f"__kaudit_decisions_{uuid.uuid4().hex[:8]}"
+    info = audited_broker.restart({"queue.capacity": "2", "topic": topic, "topic.create": "false"})
+    try:
+        bob = AdminClient({**bob_config, "bootstrap.servers": info.sasl_bootstrap_servers})
+        for i in range(8):
+            with pytest.raises(KafkaException):
+                ok(bob.create_topics([NewTopic(f"drops-{i}", 1, 1)]))
+        create_topic(info.client_config(), topic)
+        config = load_config_text(
+            yaml.safe_dump({"data_dir": str(tmp_path / "audit")}), source="test", env={}
+        )
+        with AuditSession(config, source="broker") as session:
+            found = Decisions(decision_config(info, topic), session.recorder, config.log_dir)
+            try:
+                found.wait(
+                    "the drops reported",
+                    lambda events: dropped(events) >= 6,
+                )
+                degraded = [e for e in found.events() if e["event_type"] == "audit.degraded"]
+                assert degraded[-1]["details"]["queue_capacity"] == 2
+                assert degraded[-1]["context"]["source"] == "broker"
+                denied = [e for e in found.events() if e["event_type"] == "access.denied"]
+                assert 1 <= len(denied) <= 2  # what the queue held
+            finally:
+                found.reader.close()
+    finally:
+        audited_broker.restart()
+
+
+def test_local_kafka_start_broker_auditor_builds_the_plugin_and_finds_the_broker_running(
+    audited_broker: AuditedBroker,
+) -> None:
+    """`kaudit local-kafka start --broker-auditor` on this module's directory: the plugin
+    is built (cached) and the broker already running there is reported, not restarted."""
+    done = subprocess.run(
+        [sys.executable, "-m", "kaudit.cli", "local-kafka", "start", "--broker-auditor",
+         "--dir", str(audited_broker.broker.dir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "already running" in done.stderr
+    assert json.loads(done.stdout)["pid"] == audited_broker.broker.status().pid
+    properties = audited_broker.broker.config_file.read_text(encoding="utf-8")
+    assert "authorizer.class.name=kaudit.broker.AuditingAuthorizer" in properties
