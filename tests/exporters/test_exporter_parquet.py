@@ -1,0 +1,267 @@
+"""`encoding: parquet`: the s3 and file destinations write Parquet files partitioned by
+day, read back with pyarrow (from moto's S3 API server in its own process, and from a
+folder) row for row against the log, and verified against the checkpoints beside them.
+
+The log is sealed (HMAC chain, checkpoints) and holds `kaudit generate`'s traffic spread
+over three days, plus events whose free-form members take the slow path (RBAC policies,
+details that name "details", a duration given as an integer, a timestamp with an offset).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pa_fs
+import pyarrow.parquet as pq
+import pytest
+from kaudit_destination_helpers import drain
+from kaudit_destination_servers import MotoServer
+from kaudit_sealed import Keys, sealed_audit, signer_and_other
+
+import kaudit
+from kaudit.config import Config
+from kaudit.config.model import AwsAccess
+from kaudit.errors import ConfigError, EventDecodeError
+from kaudit.events.model import AuthCheck, Authorization
+from kaudit.exporters.parquet import PARQUET_KEY
+from kaudit.exporters.parquet_format import COLUMNS, lines_table
+from kaudit.exporters.s3_verify import verify_s3
+from kaudit.generate import generate
+from kaudit.integrity.keys import KeyRing
+from kaudit.log.segments import LogReader
+from kaudit.timeparse import parse_iso
+
+HMAC_ENV = "KAUDIT_TEST_PARQUET_HMAC"
+HMAC = "parquet-test-hmac-key-0123456789abcdef"
+GENERATED = 1200
+BUCKET = "audit-parquet"
+PREFIX = "kaudit/"
+
+
+@pytest.fixture(autouse=True)
+def _hmac_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(HMAC_ENV, HMAC)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return signer_and_other(tmp_path_factory.mktemp("keys"), "kaudit-parquet")
+
+
+def _settings(data: Path, keys: Keys, destination: dict[str, Any]) -> dict[str, Any]:
+    audit = sealed_audit(keys.signer.private, HMAC_ENV, every_events=100)
+    return {
+        "data_dir": str(data),
+        "cluster": {"id": "prod-eu-1", "environment": "production"},
+        "audit": {**audit, "destinations": [destination]},
+    }
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Path:
+    """A data directory with a sealed log over three days, not yet exported."""
+    data = tmp_path_factory.mktemp("pristine") / "data"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(HMAC_ENV, HMAC)
+        config = Config.model_validate(_settings(data, keys, {"type": "store"}))
+        with kaudit.open(config) as session:
+            generate(session, GENERATED, seed=3, spread_seconds=3 * 86400)
+            checks = (AuthCheck("ALTER", "Topic:LITERAL:orders", False, 29),)
+            policy = {"role": "ops", "effect": "Deny", "actions": ["TOPIC_*"], "details": "x"}
+            session.emit(
+                "access.denied",
+                actor="User:mallory",
+                resource="topic:orders",
+                result="denied",
+                authorization=Authorization(False, "TOPIC_EDIT", checks, (policy,)),
+                details={"details": {"nested": True}, "ünïcode": "ø\n", "big": 2**62},
+                duration_ms=12,
+            )
+            session.emit("backup.completed", actor="svc:backup", resource="topic:orders")
+    return data
+
+
+def log_lines(config: Config) -> list[bytes]:
+    return [line.rstrip(b"\n") for _, line in LogReader(config.log_dir).iter_lines()]
+
+
+def _value(event: dict[str, Any], column: str) -> Any:
+    """What column `column` should hold for `event`, read from the event's JSON."""
+    if column in ("event", "time"):
+        raise AssertionError(column)
+    if column in ("sequence_number", "signature", "previous_signature"):
+        return (event.get("integrity") or {}).get(column)
+    if column == "details":
+        return event["details"]
+    if column == "authorization_policies":
+        authorization = event.get("authorization")
+        return None if authorization is None else authorization["policies"]
+    top, _, rest = column.partition("_")
+    if top in ("actor", "resource", "action", "authorization", "context") and rest:
+        member = event.get(top) or {}
+        if top == "context" and rest.startswith("api_"):
+            return (member.get("api") or {}).get(rest[4:])
+        return member.get(rest)
+    return event[column]
+
+
+def check_rows(table: pa.Table, lines: list[bytes]) -> None:
+    """`table` holds the events of `lines`, one row each in log order, every column
+    what the event says."""
+    table = table.sort_by("sequence_number")
+    assert table.num_rows == len(lines)
+    assert [v.encode() for v in table.column("event").to_pylist()] == lines
+    rows = table.to_pylist()
+    for line, row in zip(lines, rows, strict=True):
+        event = orjson.loads(line)
+        for column in COLUMNS:
+            if column in ("event", "time"):
+                continue
+            want = _value(event, column)
+            have = row[column]
+            if column in ("details", "authorization_policies") and have is not None:
+                have = orjson.loads(have)
+            assert have == want, (column, event["event_id"])
+        assert row["time"] == parse_iso(event["timestamp"])
+
+
+@pytest.fixture
+def s3_export(pristine: Path, keys: Keys, moto: MotoServer, tmp_path: Path) -> Config:
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    destination = {
+        "type": "s3",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "encoding": "parquet",
+        "batch_size": 400,
+        "batch_interval_secs": 0,
+        "parquet": {"max_age_secs": 0},
+        **moto.access(),
+    }
+    config = Config.model_validate(_settings(data, keys, destination))
+    moto.client("s3").create_bucket(Bucket=BUCKET)
+    runner = drain(config)
+    assert runner.metrics.sent == GENERATED + 2 and runner.metrics.failed == 0
+    return config
+
+
+def _keys(moto: MotoServer) -> list[str]:
+    pages = moto.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", ()))
+
+
+def _verify(moto: MotoServer, keys: Keys) -> Any:
+    return verify_s3(
+        AwsAccess.model_validate(moto.access()),
+        BUCKET,
+        PREFIX,
+        verifiers=KeyRing([keys.signer.verifier]),
+        hmac_key=HMAC.encode(),
+    )
+
+
+def test_s3_parquet_export_reads_back_row_for_row_partitioned_by_day(
+    s3_export: Config, moto: MotoServer
+) -> None:
+    keys = [k for k in _keys(moto) if k.endswith(".parquet")]
+    names = [PARQUET_KEY.fullmatch(k[len(PREFIX) :]) for k in keys]
+    assert all(names), keys
+    assert len({m.group(1) for m in names if m}) >= 3  # three days, three partitions at least
+    filesystem = pa_fs.S3FileSystem(
+        access_key="testing",
+        secret_key="testing",
+        region="us-east-1",
+        endpoint_override=moto.url,
+        scheme="http",
+    )
+    dataset = ds.dataset(
+        f"{BUCKET}/{PREFIX}",
+        filesystem=filesystem,
+        format="parquet",
+        partitioning="hive",
+        exclude_invalid_files=True,
+    )
+    table = dataset.to_table()
+    check_rows(table.drop_columns(["dt"]), log_lines(s3_export))
+    # Each file holds its partition's day, and its name the sequence range inside.
+    days = pc.strftime(table.column("time"), format="%Y-%m-%d")
+    assert pc.all(pc.equal(days, table.column("dt"))).as_py()
+    for key, match in zip(keys, names, strict=True):
+        assert match is not None
+        body = moto.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        seqs = pq.read_table(io.BytesIO(body)).column("sequence_number").to_pylist()
+        assert (seqs[0], seqs[-1]) == (int(match.group(3)), int(match.group(4)))
+
+
+def test_s3_parquet_objects_verify_against_their_checkpoints(
+    s3_export: Config, moto: MotoServer, keys: Keys
+) -> None:
+    assert any("/checkpoints/" in k or k.startswith(f"{PREFIX}checkpoints/") for k in _keys(moto))
+    report = _verify(moto, keys)
+    assert report.ok, [f.message for f in report.findings]
+    assert report.events == GENERATED + 2
+
+
+@pytest.mark.parametrize("column", ["actor_id", "event"])
+def test_a_changed_cell_of_a_parquet_object_is_found(
+    s3_export: Config, moto: MotoServer, keys: Keys, column: str
+) -> None:
+    client = moto.client("s3")
+    key = next(k for k in _keys(moto) if k.endswith(".parquet"))
+    table = pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    values = table.column(column).to_pylist()
+    values[1] = values[1].replace("User:", "User:x") if column == "actor_id" else values[1] + " "
+    table = table.set_column(COLUMNS.index(column), column, pa.array(values, pa.string()))
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    client.put_object(Bucket=BUCKET, Key=key, Body=out.getvalue())
+    report = _verify(moto, keys)
+    assert not report.ok
+    assert any(key.removeprefix(PREFIX) in f.message for f in report.findings), [
+        f.message for f in report.findings
+    ]
+
+
+def test_a_parquet_folder_gathers_batches_into_daily_files(
+    pristine: Path, keys: Keys, tmp_path: Path
+) -> None:
+    """Batches go to the spool, and become a file of the folder when the day changes (or
+    the spool holds target_size_mb); the newest events wait for max_age_secs."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    folder = tmp_path / "export"
+    destination = {
+        "type": "file",
+        "path": str(folder),
+        "encoding": "parquet",
+        "parquet": {"target_size_mb": 1, "max_age_secs": 3600},
+    }
+    config = Config.model_validate(_settings(data, keys, destination))
+    runner = drain(config)
+    assert runner.metrics.sent == GENERATED + 2
+    files = sorted(folder.glob("dt=*/*.parquet"))
+    assert files and all(PARQUET_KEY.fullmatch(str(f.relative_to(folder))) for f in files)
+    spool = sorted((data / "exporters").glob("*.parquet-spool/*.parquet"))
+    exported = pa.concat_tables(pq.read_table(f) for f in [*files, *spool])
+    check_rows(exported, log_lines(config))
+    # Fewer files than days * batches: they gather batches (one per day here).
+    assert len(files) <= 3 and len(spool) >= 1
+
+
+def test_encoding_parquet_needs_native_events(tmp_path: Path, keys: Keys) -> None:
+    destination = {"type": "file", "path": str(tmp_path), "encoding": "parquet", "format": "ocsf"}
+    with pytest.raises((ConfigError, ValueError), match="format: native"):
+        Config.model_validate(_settings(tmp_path, keys, destination))
+
+
+def test_lines_of_other_shapes_are_refused() -> None:
+    with pytest.raises(EventDecodeError):
+        lines_table([b'{"event_type": 3}'])
