@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,13 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 from kaudit_destination_helpers import drain
 from kaudit_destination_servers import MotoServer
 from kaudit_sealed import Keys, sealed_audit, signer_and_other
 
 import kaudit
+from kaudit.cli import main
 from kaudit.config import Config
 from kaudit.config.model import AwsAccess
 from kaudit.errors import ConfigError, EventDecodeError
@@ -36,6 +39,8 @@ from kaudit.exporters.s3_verify import verify_s3
 from kaudit.generate import generate
 from kaudit.integrity.keys import KeyRing
 from kaudit.log.segments import LogReader
+from kaudit.store.export_search import ExportSearch
+from kaudit.store.query import GROUP_KEYS, Filter, IndexSearch, open_search
 from kaudit.timeparse import parse_iso
 
 HMAC_ENV = "KAUDIT_TEST_PARQUET_HMAC"
@@ -265,3 +270,81 @@ def test_encoding_parquet_needs_native_events(tmp_path: Path, keys: Keys) -> Non
 def test_lines_of_other_shapes_are_refused() -> None:
     with pytest.raises(EventDecodeError):
         lines_table([b'{"event_type": 3}'])
+
+
+# ----------------------------------------------------------------------- search an export
+
+
+@pytest.fixture
+def indexed(pristine: Path, keys: Keys, tmp_path: Path) -> Path:
+    """The search index of the pristine log (its configured store destination)."""
+    data = tmp_path / "indexed"
+    shutil.copytree(pristine, data)
+    drain(Config.model_validate(_settings(data, keys, {"type": "store"})))
+    return data / "index.sqlite"
+
+
+def _filters(log: list[bytes]) -> list[Filter]:
+    middle = parse_iso(orjson.loads(log[len(log) // 2])["timestamp"])
+    return [
+        Filter(),
+        Filter(type="topic.*"),
+        Filter(actor="carol"),
+        Filter(resource="topic:orders"),
+        Filter(resource="orders", result="denied"),
+        Filter(result="failure"),
+        Filter(cluster="prod-*"),
+        Filter(query="orders produce*"),
+        Filter(since=middle - timedelta(hours=20), until=middle + timedelta(hours=7)),
+        Filter(type="auth.*", actor="User:svc-*", since=middle),
+        Filter(type="no.such"),
+    ]
+
+
+def test_search_over_a_parquet_export_gives_the_indexed_answers(
+    s3_export: Config, moto: MotoServer, indexed: Path, tmp_path: Path, keys: Keys
+) -> None:
+    folder = tmp_path / "folder"
+    destination = {
+        "type": "file",
+        "path": str(folder),
+        "encoding": "parquet",
+        "parquet": {"max_age_secs": 0},
+    }
+    config = Config.model_validate(_settings(s3_export.data_path, keys, destination))
+    drain(config)  # the same log, also to a folder
+    index = IndexSearch(indexed)
+    local = open_search(str(folder), Config())
+    s3_config = Config.model_validate(
+        {"audit": {"destinations": [{"type": "s3", "bucket": BUCKET, **moto.access()}]}}
+    )
+    remote = open_search(f"s3://{BUCKET}/{PREFIX}", s3_config)
+    assert isinstance(local, ExportSearch) and isinstance(remote, ExportSearch)
+    for flt in _filters(log_lines(s3_export)):
+        want = index.search(flt, None)
+        assert want or flt.type == "no.such", flt
+        for export in (local, remote):
+            assert [h.line for h in export.search(flt, None)] == [h.line for h in want], flt
+            assert export.search(flt, 25) == want[:25], flt
+    for key in GROUP_KEYS:
+        flt = Filter(type="topic.*") if key != "type" else Filter()
+        assert local.count_by(flt, (key,)) == index.count_by(flt, (key,)), key
+    index.close()
+
+
+def test_kaudit_search_s3_prints_what_the_index_prints(
+    s3_export: Config, moto: MotoServer, indexed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for args in (
+        ["--type", "acl.*", "-o", "csv"],
+        ["--actor", "carol", "-o", "jsonl", "-n", "0"],
+        ["--result", "denied", "-o", "table"],
+        ["--count-by", "actor", "-o", "json"],
+    ):
+        want = CliRunner().invoke(main, ["search", str(indexed), *args])
+        got = CliRunner().invoke(main, ["search", f"s3://{BUCKET}/{PREFIX}", *args])
+        assert want.exit_code == 0 and got.exit_code == 0, got.output
+        assert got.output == want.output and want.output.count("\n") > 2, args
