@@ -50,7 +50,7 @@ PARQUET_KEY = re.compile(
 """What follows the prefix (or folder) in the name of a Parquet file of events: day,
 stream, first and last sequence number, content digest."""
 
-ROW_GROUP_ROWS = 131_072
+ROW_GROUP_ROWS = 65_536
 """Rows per row group of a finished file: large enough for engines to read efficiently,
 small enough to hold in memory while rolling."""
 

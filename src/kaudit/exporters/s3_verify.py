@@ -285,6 +285,9 @@ def verify_s3_source(
             access = access.model_copy(update={"endpoint_url": endpoint_url})
         prefix = prefix or destination.prefix
         batch_interval = destination.batch_interval_secs
+        if destination.encoding == "parquet":
+            # Its events, and so its checkpoints, also wait for the file to be complete.
+            batch_interval += destination.parquet.max_age_secs
     else:
         access = AwsAccess(endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
     return verify_s3(

@@ -15,7 +15,10 @@ counted once, at its first place in log order.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +39,25 @@ from kaudit.exporters.parquet_format import TIME_TYPE
 from kaudit.store.query import Filter, Hit, check_group_keys
 from kaudit.store.schema import MS_PER_DAY, NotAnEvent, day_name, read_event
 
-_KEY_COLUMNS = [
-    "time",
+_TERMS = {
+    "type": ("event_type",),
+    "actor": ("actor_id",),
+    "resource": ("resource_type", "resource_id"),
+    "cluster": ("context_cluster_id",),
+}
+_GROUPS = {**_TERMS, "category": ("event_type",), "result": ("action_result",), "day": ()}
+_DICTIONARY = [
     "event_type",
     "actor_id",
     "resource_type",
     "resource_id",
     "action_result",
     "context_cluster_id",
-    "event_id",
 ]
+"""Columns of few distinct values, read as dictionaries: filtered and grouped by their
+distinct values, never turned into one string per row."""
+_FILE_BITS = 40
+"""`order` is the file's number above these bits and the row's position below them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +65,7 @@ class _File:
     path: str
     day: str
     first: int
+    last: int
 
 
 def _s3(url: str, config: Config) -> tuple[pa_fs.FileSystem, str]:
@@ -104,9 +117,12 @@ class ExportSearch:
         for info in infos:
             match = PARQUET_KEY.fullmatch(info.path[len(base) :])
             if match is not None:
-                files.append(_File(info.path, match.group(1), int(match.group(3))))
-        # Log order: by first sequence number (one stream) and day.
-        self.files = sorted(files, key=lambda f: (f.first, f.day, f.path))
+                first, last = int(match.group(3)), int(match.group(4))
+                files.append(_File(info.path, match.group(1), first, last))
+        # Log order: by sequence range (one stream), then day.
+        self.files = sorted(files, key=lambda f: (f.first, f.last, f.day, f.path))
+        self._overlap = any(b.first <= a.last for a, b in itertools.pairwise(self.files))
+        """Whether two files claim a sequence number: an event may be in both."""
 
     @classmethod
     def open(cls, source: str, config: Config) -> ExportSearch:
@@ -125,77 +141,81 @@ class ExportSearch:
             if (since is None or file.day >= since) and (until is None or file.day <= until):
                 yield number, file
 
-    def _pushed(self, flt: Filter) -> pc.Expression | None:
-        """The conditions row-group statistics can answer: time and result."""
-        conditions = []
-        if flt.since_ms is not None:
-            conditions.append(pc.field("time") >= pa.scalar(flt.since_ms * 1000, TIME_TYPE))
-        if flt.until_ms is not None:
-            conditions.append(pc.field("time") < pa.scalar(flt.until_ms * 1000, TIME_TYPE))
-        if flt.result is not None:
-            conditions.append(pc.field("action_result") == flt.result)
-        if not conditions:
-            return None
-        expression = conditions[0]
-        for condition in conditions[1:]:
-            expression = expression & condition
-        return expression
-
-    def _matching(self, flt: Filter) -> pa.Table:
-        """The matching rows (key columns, `ts` in ms, `pos` in log order, the file's
-        number), each event once, at its first place."""
-        pushed = self._pushed(flt)
-        predicates = flt.term_predicates()
-        tables = []
-        for number, file in self._files(flt):
-            table = self._read(file, _KEY_COLUMNS, pushed)
-            table = table.append_column(
-                "pos", pa.array(range(table.num_rows), pa.int64())
-            ).append_column("file", pa.array([number] * table.num_rows, pa.int64()))
-            mask = None
-            for kind, predicate in predicates.items():
-                column = _term_column(table, kind)
-                values = [v for v in pc.unique(column).to_pylist() if v and predicate(v)]
-                selected = pc.is_in(column, value_set=pa.array(values, pa.string()))
-                mask = selected if mask is None else pc.and_(mask, selected)
-            if mask is not None:
-                table = table.filter(mask)
-            if flt.text is not None and table.num_rows:
-                table = table.filter(self._text_mask(file, pushed, table, flt))
-            tables.append(table)
-        if not tables:
-            return pa.table({"event_id": pa.array([], pa.string())})
-        found = pa.concat_tables(tables)
-        found = found.append_column(
-            "order", pc.add(pc.multiply(found.column("file"), 1 << 40), found.column("pos"))
-        )
-        firsts = found.group_by("event_id").aggregate([("order", "min")])
-        found = found.filter(pc.is_in(found.column("order"), value_set=firsts.column("order_min")))
-        ts = pc.divide(found.column("time").cast(pa.int64()), 1000)
-        return found.append_column("ts", ts)
-
-    def _read(self, file: _File, columns: list[str], pushed: pc.Expression | None) -> pa.Table:
+    def _open(self, file: _File) -> pq.ParquetFile:
         try:
-            return pq.read_table(
-                file.path, columns=columns, filters=pushed, filesystem=self.filesystem
+            return pq.ParquetFile(
+                self.filesystem.open_input_file(file.path), read_dictionary=_DICTIONARY
             )
         except (OSError, pa.ArrowException) as exc:
             raise SearchError(f"cannot read {file.path}: {exc}") from exc
 
-    def _text_mask(
-        self, file: _File, pushed: pc.Expression | None, rows: pa.Table, flt: Filter
-    ) -> pa.Array:
-        events = self._read(file, ["event"], pushed).column("event")
-        lines = pc.take(events, rows.column("pos")).to_pylist()
-        text = flt.text
-        assert text is not None
-        keep = []
-        for line in lines:
-            try:
-                keep.append(text.matches(read_event(line.encode())[1]))
-            except NotAnEvent:
-                keep.append(False)
-        return pa.array(keep, pa.bool_())
+    def _read(self, pf: pq.ParquetFile, file: _File, columns: list[str]) -> pa.Table:
+        try:
+            return pf.read(columns=columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise SearchError(f"cannot read {file.path}: {exc}") from exc
+
+    def _matching(self, flt: Filter, group_keys: Sequence[str] = ()) -> pa.Table:
+        """The matching rows: `ts` (ms), `order` (file and position: log order), the
+        columns `group_keys` need; each event once, at its first place."""
+        predicates = flt.term_predicates()
+        columns = {"time", "sequence_number"}
+        columns.update(c for kind in predicates for c in _TERMS[kind])
+        columns.update(c for key in group_keys for c in _GROUPS[key])
+        if flt.result is not None:
+            columns.add("action_result")
+        tables = []
+        for number, file in self._files(flt):
+            pf = self._open(file)
+            table = self._read(pf, file, sorted(columns))
+            mask = _mask(table, flt, predicates)
+            positions = pc.indices_nonzero(mask).cast(pa.int64())
+            wanted = ["time", *sorted({c for key in group_keys for c in _GROUPS[key]})]
+            rows = table.select(wanted).filter(mask)
+            if flt.text is not None and rows.num_rows:
+                keep = [
+                    _has_words(line, flt) for line in self._events(pf, file, positions.to_pylist())
+                ]
+                positions = positions.filter(pa.array(keep, pa.bool_()))
+                rows = rows.filter(pa.array(keep, pa.bool_()))
+            order = pc.add(positions, number << _FILE_BITS)
+            rows = rows.append_column("order", order)
+            seqs = table.column("sequence_number")
+            in_order = not seqs.null_count and (
+                len(seqs) < 2 or pc.all(pc.greater(seqs[1:], seqs[:-1])).as_py()
+            )
+            if self._overlap or not in_order:
+                # The same event may be here twice (or in another file): its id says so.
+                ids = self._read(pf, file, ["event_id"]).column("event_id")
+                rows = rows.append_column("event_id", pc.take(ids, positions))
+                if not self._overlap:
+                    rows = _first_of_each(rows).drop_columns(["event_id"])
+            tables.append(rows)
+        if not tables:
+            return pa.table({"ts": pa.array([], pa.int64()), "order": pa.array([], pa.int64())})
+        found = pa.concat_tables(tables)
+        if self._overlap:
+            found = _first_of_each(found)
+        ts = pc.divide(found.column("time").cast(pa.int64()), 1000)
+        return found.append_column("ts", ts)
+
+    def _events(self, pf: pq.ParquetFile, file: _File, positions: list[int]) -> list[bytes]:
+        """The native lines at `positions` of a file, reading only their row groups."""
+        starts = [0]
+        for index in range(pf.metadata.num_row_groups):
+            starts.append(starts[-1] + pf.metadata.row_group(index).num_rows)
+        out: list[bytes] = []
+        group, events = -1, None
+        for pos in positions:
+            if group < 0 or not starts[group] <= pos < starts[group + 1]:
+                group = bisect.bisect_right(starts, pos) - 1
+                try:
+                    events = pf.read_row_group(group, columns=["event"]).column("event")
+                except (OSError, pa.ArrowException) as exc:
+                    raise SearchError(f"cannot read {file.path}: {exc}") from exc
+            assert events is not None
+            out.append(events[pos - starts[group]].as_py().encode())
+        return out
 
     # ------------------------------------------------------------------ answers
 
@@ -204,72 +224,133 @@ class ExportSearch:
         if not found.num_rows:
             return []
         keys = [("ts", "descending"), ("order", "descending")]
-        if limit is None or limit >= found.num_rows:
-            best = found.sort_by(keys)
-        else:
-            best = found.take(pc.select_k_unstable(found, k=limit, sort_keys=keys))
-        lines = self._lines(best, flt)
-        hits = []
-        for file, pos in zip(
-            best.column("file").to_pylist(), best.column("pos").to_pylist(), strict=True
-        ):
-            line = lines[file, pos]
-            hits.append(Hit(read_event(line)[0], line))
-        return hits
-
-    def _lines(self, rows: pa.Table, flt: Filter) -> dict[tuple[int, int], bytes]:
-        """The native lines of `rows`, by (file number, position in the filtered file)."""
-        pushed = self._pushed(flt)
-        out: dict[tuple[int, int], bytes] = {}
+        if limit is not None and limit < found.num_rows:
+            # The newest `limit` times first (one key: fast), then all rows of those times.
+            ts = found.column("ts").combine_chunks()
+            newest = pc.take(ts, pc.select_k_unstable(ts, k=limit, sort_keys=[("", "descending")]))
+            found = found.filter(pc.greater_equal(found.column("ts"), pc.min(newest)))
+        best = found.select(["ts", "order"]).sort_by(keys)
+        if limit is not None:
+            best = best.slice(0, limit)
+        orders = best.column("order").to_pylist()
         wanted: dict[int, list[int]] = {}
-        for file, pos in zip(
-            rows.column("file").to_pylist(), rows.column("pos").to_pylist(), strict=True
-        ):
-            wanted.setdefault(file, []).append(pos)
-        for file, positions in wanted.items():
-            events = self._read(self.files[file], ["event"], pushed).column("event")
-            taken = pc.take(events, pa.array(positions, pa.int64())).to_pylist()
-            for pos, line in zip(positions, taken, strict=True):
-                out[file, pos] = line.encode()
-        return out
+        for order in orders:
+            wanted.setdefault(order >> _FILE_BITS, []).append(order & ((1 << _FILE_BITS) - 1))
+        lines: dict[int, bytes] = {}
+        for number, positions in wanted.items():
+            file = self.files[number]
+            ordered = sorted(positions)
+            for pos, line in zip(
+                ordered, self._events(self._open(file), file, ordered), strict=True
+            ):
+                lines[(number << _FILE_BITS) + pos] = line
+        return [Hit(read_event(lines[order])[0], lines[order]) for order in orders]
 
     def count_by(self, flt: Filter, keys: Sequence[str]) -> list[tuple[tuple[Any, ...], int]]:
         check_group_keys(keys)
-        found = self._matching(flt)
+        found = self._matching(flt, keys)
         if not found.num_rows:
             return []
-        columns = {f"k{i}": _group_column(found, key) for i, key in enumerate(keys)}
-        grouped = pa.table(columns).group_by(list(columns)).aggregate([([], "count_all")])
-        counts = [
-            (tuple(row[f"k{i}"] for i in range(len(keys))), int(row["count_all"]))
-            for row in grouped.to_pylist()
-        ]
+        columns = sorted({c for key in keys for c in _GROUPS[key]})
+        if "day" in keys:
+            found = found.append_column("day", pc.divide(found.column("ts"), MS_PER_DAY))
+            columns.append("day")
+        grouped = (
+            found.unify_dictionaries()
+            .group_by(columns, use_threads=False)
+            .aggregate([([], "count_all")])
+        )
+        counts: Counter[tuple[Any, ...]] = Counter()
+        for row in grouped.to_pylist():
+            counts[tuple(_group_value(row, key) for key in keys)] += row["count_all"]
         # Largest count first, then by key (None last), as the other searches list them.
         return sorted(
-            counts, key=lambda kc: (-kc[1], [(k is None, "" if k is None else k) for k in kc[0]])
+            counts.items(),
+            key=lambda kc: (-kc[1], [(k is None, "" if k is None else k) for k in kc[0]]),
         )
 
     def close(self) -> None:
         pass
 
 
-def _term_column(table: pa.Table, kind: str) -> pa.ChunkedArray:
-    if kind == "type":
-        return table.column("event_type")
-    if kind == "actor":
-        return table.column("actor_id")
-    if kind == "cluster":
-        return table.column("context_cluster_id")
-    return pc.binary_join_element_wise(
-        table.column("resource_type"), table.column("resource_id"), ":"
-    )
+def _mask(table: pa.Table, flt: Filter, predicates: dict[str, Any]) -> pa.ChunkedArray:
+    """Which rows of `table` match every condition but the free text."""
+    mask = pc.is_valid(table.column("time"))
+    if flt.since_ms is not None:
+        mask = pc.and_(mask, pc.greater_equal(table.column("time"), _time(flt.since_ms)))
+    if flt.until_ms is not None:
+        mask = pc.and_(mask, pc.less(table.column("time"), _time(flt.until_ms)))
+    if flt.result is not None:
+        mask = pc.and_(mask, pc.equal(table.column("action_result"), flt.result))
+    for kind, predicate in predicates.items():
+        if kind == "resource":
+            matched = _resource_mask(table, predicate)
+        else:
+            column = table.column(_TERMS[kind][0])
+            values = [v for v in pc.unique(column).to_pylist() if v and predicate(v)]
+            matched = _is_in(column, values)
+        mask = pc.and_(mask, matched)
+    return mask
 
 
-def _group_column(table: pa.Table, key: str) -> pa.ChunkedArray:
+def _resource_mask(table: pa.Table, predicate: Any) -> pa.ChunkedArray:
+    """`type:id` matched by pairs of distinct types and ids (not one string per row)."""
+    types, ids = table.column("resource_type"), table.column("resource_id")
+    distinct_ids = [v for v in pc.unique(ids).to_pylist() if v is not None]
+    mask = pc.equal(pc.is_valid(types), False)
+    for kind in pc.unique(types).to_pylist():
+        if kind is None:
+            continue
+        wanted = [v for v in distinct_ids if predicate(f"{kind}:{v}")]
+        if wanted:
+            ours = pc.and_(_is_in(types, [kind]), _is_in(ids, wanted))
+            mask = pc.or_(mask, ours)
+    return mask
+
+
+def _is_in(column: pa.ChunkedArray, values: list[str]) -> pa.ChunkedArray:
+    """Which rows of a dictionary column hold one of `values`: decided once per distinct
+    value, not per row."""
+    wanted = pa.array(values, pa.string())
+    chunks = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            chunk_mask = pc.take(pc.is_in(chunk.dictionary, value_set=wanted), chunk.indices)
+            chunks.append(pc.fill_null(chunk_mask, False))
+        else:
+            chunks.append(pc.is_in(chunk, value_set=wanted))
+    return pa.chunked_array(chunks, pa.bool_())
+
+
+def _first_of_each(rows: pa.Table) -> pa.Table:
+    """Each event id once: the row of it that comes first in log order."""
+    firsts = rows.group_by("event_id", use_threads=False).aggregate([("order", "min")])
+    return rows.filter(pc.is_in(rows.column("order"), value_set=firsts["order_min"]))
+
+
+def _time(ms: int) -> pa.Scalar:
+    return pa.scalar(ms * 1000, TIME_TYPE)
+
+
+def _has_words(line: bytes, flt: Filter) -> bool:
+    assert flt.text is not None
+    try:
+        return flt.text.matches(read_event(line)[1])
+    except NotAnEvent:
+        return False
+
+
+def _group_value(row: dict[str, Any], key: str) -> Any:
+    if key == "type":
+        return row["event_type"]
     if key == "category":
-        return pc.list_element(pc.split_pattern(table.column("event_type"), ".", max_splits=1), 0)
+        return row["event_type"].partition(".")[0]
+    if key == "actor":
+        return row["actor_id"]
+    if key == "resource":
+        return f"{row['resource_type']}:{row['resource_id']}"
     if key == "result":
-        return table.column("action_result")
-    if key == "day":
-        return pc.divide(table.column("ts"), MS_PER_DAY)
-    return _term_column(table, key)
+        return row["action_result"]
+    if key == "cluster":
+        return row["context_cluster_id"]
+    return row["day"]
