@@ -35,8 +35,8 @@ import kaudit
 from kaudit.config import Config
 from kaudit.config.model import FileDestination
 from kaudit.exporters.file import FileExporter
-from kaudit.exporters.parquet import ParquetExporter, parquet_name
-from kaudit.exporters.parquet_format import TIME_TYPE
+from kaudit.exporters.parquet import ROW_GROUP_ROWS, ParquetExporter, parquet_name
+from kaudit.exporters.parquet_format import TIME_TYPE, WRITE_OPTIONS
 from kaudit.generate import generate
 from kaudit.log.segments import LogReader
 from kaudit.store.export_search import ExportSearch
@@ -114,7 +114,7 @@ def grow(folder: Path, target: int) -> int:
             low, high = seqs[0].as_py(), seqs[-1].as_py()
             path = folder / parquet_name(day, "bench", low, high, f"{copy:016x}")
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, path, compression="zstd", row_group_size=65_536)
+            pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **WRITE_OPTIONS)
         total += per_copy
         copy += 1
     return total

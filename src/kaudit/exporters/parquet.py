@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from kaudit.config import Config
 from kaudit.config.destinations import FileDestination, S3Destination
 from kaudit.errors import EventDecodeError, ExporterError
-from kaudit.exporters.parquet_format import SCHEMA, lines_table
+from kaudit.exporters.parquet_format import SCHEMA, WRITE_OPTIONS, lines_table
 from kaudit.exporters.s3 import S3Exporter
 from kaudit.log.cursor import safe_name
 
@@ -70,11 +70,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, table: pa.Table) -> None:
-    """`table` as a Parquet file at `path`, whole or not at all, durably."""
+def _write_part(path: Path, table: pa.Table) -> None:
+    """`table` as a spool part at `path`, whole or not at all, durably: quick to write
+    (lz4, no dictionaries), as it is read again once, to make the file."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        pq.write_table(table, f, compression="lz4", use_dictionary=False, write_statistics=False)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -105,6 +106,9 @@ class ParquetExporter:
         self.last_name: str | None = None
         """The name (under the prefix or folder) of the last file written."""
         self._published_through: int | None = None
+        self._ratio = 0.5
+        """Size of the last file made over the size of its parts (zstd and dictionaries
+        against lz4): how big the spooled parts will be as a file."""
         try:
             self.rolling.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -147,7 +151,7 @@ class ParquetExporter:
             parts = []
         number = int(parts[-1][0].name[:12]) + 1 if parts else 0
         try:
-            _write_file(self.spool / f"{number:012d}-{day}.parquet", table)
+            _write_part(self.spool / f"{number:012d}-{day}.parquet", table)
         except OSError as exc:
             raise ExporterError(
                 f"{self.name}: cannot write to the spool {self.spool}: {exc.strerror}",
@@ -160,7 +164,7 @@ class ParquetExporter:
             return
         sizes = [path.stat() for path, _ in parts]
         if (
-            sum(s.st_size for s in sizes) >= self.target_bytes
+            sum(s.st_size for s in sizes) * self._ratio >= self.target_bytes
             or time.time() - sizes[0].st_mtime >= self.max_age_s
         ):
             self.roll()
@@ -182,6 +186,8 @@ class ParquetExporter:
         with open(out, "rb") as f:
             body = f.read()
         digest.update(body)
+        parts_size = sum(path.stat().st_size for path, _ in parts)
+        self._ratio = len(body) / parts_size if parts_size else self._ratio
         name = parquet_name(parts[0][1], stream, low, high, digest.hexdigest()[:16])
         self._publish(name, out, body, low, high)
         for path, _ in parts:
@@ -200,7 +206,7 @@ class ParquetExporter:
         stream = "kaudit"
         rows = 0
         pending: list[pa.Table] = []
-        with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
+        with pq.ParquetWriter(out, SCHEMA, **WRITE_OPTIONS) as writer:
             for index, (path, _) in enumerate(parts):
                 table = pq.read_table(path, schema=SCHEMA)
                 if low is None and table.num_rows:

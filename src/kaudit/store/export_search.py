@@ -121,6 +121,7 @@ class ExportSearch:
                 files.append(_File(info.path, match.group(1), first, last))
         # Log order: by sequence range (one stream), then day.
         self.files = sorted(files, key=lambda f: (f.first, f.last, f.day, f.path))
+        self._opened: dict[str, pq.ParquetFile] = {}
         self._overlap = any(b.first <= a.last for a, b in itertools.pairwise(self.files))
         """Whether two files claim a sequence number: an event may be in both."""
 
@@ -142,12 +143,18 @@ class ExportSearch:
                 yield number, file
 
     def _open(self, file: _File) -> pq.ParquetFile:
+        """The file, opened once per search (its footer read once)."""
+        opened = self._opened.get(file.path)
+        if opened is not None:
+            return opened
         try:
-            return pq.ParquetFile(
+            opened = pq.ParquetFile(
                 self.filesystem.open_input_file(file.path), read_dictionary=_DICTIONARY
             )
         except (OSError, pa.ArrowException) as exc:
             raise SearchError(f"cannot read {file.path}: {exc}") from exc
+        self._opened[file.path] = opened
+        return opened
 
     def _read(self, pf: pq.ParquetFile, file: _File, columns: list[str]) -> pa.Table:
         try:
@@ -158,6 +165,7 @@ class ExportSearch:
     def _matching(self, flt: Filter, group_keys: Sequence[str] = ()) -> pa.Table:
         """The matching rows: `ts` (ms), `order` (file and position: log order), the
         columns `group_keys` need; each event once, at its first place."""
+        self._opened.clear()  # a new search sees files as they are now
         predicates = flt.term_predicates()
         columns = {"time", "sequence_number"}
         columns.update(c for kind in predicates for c in _TERMS[kind])
@@ -270,7 +278,7 @@ class ExportSearch:
         )
 
     def close(self) -> None:
-        pass
+        self._opened.clear()
 
 
 def _mask(table: pa.Table, flt: Filter, predicates: dict[str, Any]) -> pa.ChunkedArray:
