@@ -31,9 +31,9 @@ import kaudit
 from kaudit.cli import main
 from kaudit.config import Config
 from kaudit.config.model import AwsAccess
-from kaudit.errors import ConfigError, EventDecodeError
+from kaudit.errors import ConfigError, EventDecodeError, ExporterError
 from kaudit.events.model import AuthCheck, Authorization
-from kaudit.exporters.parquet import PARQUET_KEY
+from kaudit.exporters.parquet import PARQUET_KEY, ParquetExporter
 from kaudit.exporters.parquet_format import COLUMNS, lines_table
 from kaudit.exporters.s3_verify import verify_s3
 from kaudit.generate import generate
@@ -348,3 +348,43 @@ def test_kaudit_search_s3_prints_what_the_index_prints(
         got = CliRunner().invoke(main, ["search", f"s3://{BUCKET}/{PREFIX}", *args])
         assert want.exit_code == 0 and got.exit_code == 0, got.output
         assert got.output == want.output and want.output.count("\n") > 2, args
+
+
+def test_a_batch_retried_after_a_failed_upload_is_exported_once(
+    pristine: Path, keys: Keys, moto: MotoServer, tmp_path: Path
+) -> None:
+    """A file is due after the second batch was spooled, and its upload fails (no bucket
+    yet); the runner's retry of that batch publishes the file without spooling the
+    batch twice."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    destination = {
+        "type": "s3",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "encoding": "parquet",
+        "parquet": {"max_age_secs": 3600},
+        **moto.access(),
+    }
+    config = Config.model_validate(_settings(data, keys, destination))
+    every = log_lines(config)
+    day = orjson.loads(every[len(every) // 2])["timestamp"][:10]  # a whole day in the middle
+    lines = [line for line in every if orjson.loads(line)["timestamp"].startswith(day)][:300]
+    assert len(lines) == 300
+    exporter = ParquetExporter(config.audit.all_destinations[0], config)
+    try:
+        exporter.send(lines[:150])  # spooled: no file due yet, no upload
+        exporter.max_age_s = 0  # the next batch makes a file
+        with pytest.raises(ExporterError, match="NoSuchBucket"):
+            exporter.send(lines[150:])
+        moto.client("s3").create_bucket(Bucket=BUCKET)
+        exporter.send(lines[150:])
+    finally:
+        exporter.close()
+    client = moto.client("s3")
+    tables = [
+        pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        for key in _keys(moto)
+        if key.endswith(".parquet")
+    ]
+    check_rows(pa.concat_tables(tables), lines)

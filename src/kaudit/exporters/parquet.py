@@ -39,6 +39,7 @@ from kaudit.config import Config
 from kaudit.config.destinations import FileDestination, S3Destination
 from kaudit.errors import EventDecodeError, ExporterError
 from kaudit.exporters.parquet_format import SCHEMA, WRITE_OPTIONS, lines_table
+from kaudit.exporters.records import Progress, batch_key
 from kaudit.exporters.s3 import S3Exporter
 from kaudit.log.cursor import safe_name
 
@@ -106,6 +107,7 @@ class ParquetExporter:
         self.last_name: str | None = None
         """The name (under the prefix or folder) of the last file written."""
         self._published_through: int | None = None
+        self._progress = Progress()
         self._ratio = 0.5
         """Size of the last file made over the size of its parts (zstd and dictionaries
         against lz4): how big the spooled parts will be as a file."""
@@ -137,12 +139,21 @@ class ParquetExporter:
         except EventDecodeError as exc:
             raise ExporterError(f"{self.name}: {exc}", retryable=False) from exc
         days = pc.strftime(table.column("time"), format="%Y-%m-%d").to_pylist()
+        runs = []
         start = 0
         for end in range(1, len(days) + 1):
             if end == len(days) or days[end] != days[start]:
-                self._add_part(table.slice(start, end - start), days[start])
+                runs.append((start, end, days[start]))
                 start = end
+        # A retry of this batch (a file could not be published) spools only what it has
+        # not yet: the runs spooled before the failure are in the spool already.
+        done = self._progress.start(batch_key(records))
+        for index, (start, end, day) in enumerate(runs):
+            if index >= done:
+                self._add_part(table.slice(start, end - start), day)
+                self._progress.advance(index + 1)
         self._roll_when_due()
+        self._progress.finish()
 
     def _add_part(self, table: pa.Table, day: str) -> None:
         parts = self._parts(self.spool)
