@@ -238,27 +238,27 @@ def test_a_changed_cell_of_a_parquet_object_is_found(
 def test_a_parquet_folder_gathers_batches_into_daily_files(
     pristine: Path, keys: Keys, tmp_path: Path
 ) -> None:
-    """Batches go to the spool, and become a file of the folder when the day changes (or
-    the spool holds target_size_mb); the newest events wait for max_age_secs."""
+    """Batches wait in the spool until a file is due (target_size_mb or max_age_secs),
+    then become one file per day in the folder."""
     data = tmp_path / "data"
     shutil.copytree(pristine, data)
     folder = tmp_path / "export"
-    destination = {
-        "type": "file",
-        "path": str(folder),
-        "encoding": "parquet",
-        "parquet": {"target_size_mb": 1, "max_age_secs": 3600},
-    }
+    destination: dict[str, Any] = {"type": "file", "path": str(folder), "encoding": "parquet"}
+    destination["parquet"] = {"max_age_secs": 3600}
     config = Config.model_validate(_settings(data, keys, destination))
     runner = drain(config)
     assert runner.metrics.sent == GENERATED + 2
+    parts = sorted((data / "exporters").glob("*.parquet-spool/*.jsonl"))
+    assert len(parts) >= 2 and not folder.exists()  # several batches, none a file yet
+    assert [line for p in parts for line in p.read_bytes().splitlines()] == log_lines(config)
+    destination["parquet"] = {"max_age_secs": 0}
+    drain(Config.model_validate(_settings(data, keys, destination)))
     files = sorted(folder.glob("dt=*/*.parquet"))
-    assert files and all(PARQUET_KEY.fullmatch(str(f.relative_to(folder))) for f in files)
-    spool = sorted((data / "exporters").glob("*.parquet-spool/*.parquet"))
-    exported = pa.concat_tables(pq.read_table(f) for f in [*files, *spool])
-    check_rows(exported, log_lines(config))
-    # Fewer files than days * batches: they gather batches (one per day here).
-    assert len(files) <= 3 and len(spool) >= 1
+    names = [PARQUET_KEY.fullmatch(str(f.relative_to(folder))) for f in files]
+    assert all(names) and not list((data / "exporters").glob("*.parquet-spool/*.jsonl"))
+    days = {orjson.loads(line)["timestamp"][:10] for line in log_lines(config)}
+    assert sorted(m.group(1) for m in names if m) == sorted(days)  # one file per day
+    check_rows(pa.concat_tables(pq.read_table(f) for f in files), log_lines(config))
 
 
 def test_encoding_parquet_needs_native_events(tmp_path: Path, keys: Keys) -> None:

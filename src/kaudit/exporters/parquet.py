@@ -11,11 +11,12 @@ same name (a retry overwrites instead of adding a copy).
 
 Query engines want large files (64 to 256 MB), far more than a batch, and the runner
 saves its cursor once `send` returns. So each batch is first written durably to a spool
-folder (`<data_dir>/exporters/<name>.parquet-spool/`, one small Parquet part per batch
-and day), and the parts become one file when they reach `parquet.target_size_mb`, when
-their first event has waited `parquet.max_age_secs`, or when the day changes. Rolling is
-crash safe: the parts being rolled are moved to `rolling/` first, and a roll found there
-on start is finished, with the same name, before new events are taken.
+folder (`<data_dir>/exporters/<name>.parquet-spool/`, one JSON Lines part per batch: the
+log's lines as they are, the cheapest thing to write), and the parts become Parquet when
+they would make a file of `parquet.target_size_mb` or their first event has waited
+`parquet.max_age_secs`: read in chunks of ROW_GROUP_ROWS, one file per day they hold.
+Rolling is crash safe: the parts being rolled are moved to `rolling/` first, and a roll
+found there on start is finished, with the same names, before new events are taken.
 
 On S3, the writer's signed checkpoints follow the files (exporters/s3_checkpoints.py),
 never ahead of the events uploaded, so `kaudit verify s3://…` checks Parquet objects as
@@ -29,6 +30,8 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,7 +58,7 @@ ROW_GROUP_ROWS = 65_536
 """Rows per row group of a finished file: large enough for engines to read efficiently,
 small enough to hold in memory while rolling."""
 
-_PART = re.compile(r"(\d{12})-(\d{4}-\d{2}-\d{2})\.parquet")
+_PART = re.compile(r"(\d{12})\.jsonl")
 
 
 def parquet_name(day: str, stream: str, low: int, high: int, digest: str) -> str:
@@ -71,16 +74,39 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_part(path: Path, table: pa.Table) -> None:
-    """`table` as a spool part at `path`, whole or not at all, durably: quick to write
-    (lz4, no dictionaries), as it is read again once, to make the file."""
+def _write_durably(path: Path, data: bytes) -> None:
+    """`data` as the file `path`, whole or not at all, on disk when this returns."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="lz4", use_dictionary=False, write_statistics=False)
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+@dataclass
+class _File:
+    """A Parquet file being made of one day's events, in the spool."""
+
+    day: str
+    path: Path
+    writer: pq.ParquetWriter
+    low: int | None = None
+    high: int | None = None
+    stream: str = "kaudit"
+    rows: int = 0
+
+    def write(self, table: pa.Table) -> None:
+        if not self.rows:
+            first = table.slice(0, 1).to_pylist()[0]
+            self.stream = first["context_host"] or first["context_cluster_id"] or "kaudit"
+            self.low = first["sequence_number"]
+        last = table.column("sequence_number")[table.num_rows - 1]
+        if last.is_valid:
+            self.high = last.as_py()
+        self.rows += table.num_rows
+        self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
 
 class ParquetExporter:
@@ -108,9 +134,10 @@ class ParquetExporter:
         """The name (under the prefix or folder) of the last file written."""
         self._published_through: int | None = None
         self._progress = Progress()
-        self._ratio = 0.5
-        """Size of the last file made over the size of its parts (zstd and dictionaries
-        against lz4): how big the spooled parts will be as a file."""
+        self._ratio = 0.15
+        """Size of the last files made over the size of their parts (Parquet against
+        JSON Lines): how big the spooled parts will be as files."""
+        self._bytes_made = 0
         try:
             self.rolling.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -121,59 +148,35 @@ class ParquetExporter:
 
     # ------------------------------------------------------------------ the spool
 
-    def _parts(self, folder: Path) -> list[tuple[Path, str]]:
-        """The parts in `folder`, oldest first, with their day."""
-        found = []
-        for name in os.listdir(folder):
-            match = _PART.fullmatch(name)
-            if match:
-                found.append((int(match.group(1)), folder / name, match.group(2)))
-        return [(path, day) for _, path, day in sorted(found)]
+    def _parts(self, folder: Path) -> list[Path]:
+        """The parts in `folder`, oldest first."""
+        return sorted(folder / n for n in os.listdir(folder) if _PART.fullmatch(n))
 
     def send(self, records: list[bytes]) -> None:
         if not records:
             return
         self._finish_roll()
-        try:
-            table = lines_table(records)
-        except EventDecodeError as exc:
-            raise ExporterError(f"{self.name}: {exc}", retryable=False) from exc
-        days = pc.strftime(table.column("time"), format="%Y-%m-%d").to_pylist()
-        runs = []
-        start = 0
-        for end in range(1, len(days) + 1):
-            if end == len(days) or days[end] != days[start]:
-                runs.append((start, end, days[start]))
-                start = end
-        # A retry of this batch (a file could not be published) spools only what it has
-        # not yet: the runs spooled before the failure are in the spool already.
-        done = self._progress.start(batch_key(records))
-        for index, (start, end, day) in enumerate(runs):
-            if index >= done:
-                self._add_part(table.slice(start, end - start), day)
-                self._progress.advance(index + 1)
+        # A retry of this batch (a file could not be published) does not spool it again.
+        if not self._progress.start(batch_key(records)):
+            parts = self._parts(self.spool)
+            number = int(parts[-1].name[:12]) + 1 if parts else 0
+            data = b"".join(r if r.endswith(b"\n") else r + b"\n" for r in records)
+            try:
+                _write_durably(self.spool / f"{number:012d}.jsonl", data)
+            except OSError as exc:
+                raise ExporterError(
+                    f"{self.name}: cannot write to the spool {self.spool}: {exc.strerror}",
+                    retryable=True,
+                ) from exc
+            self._progress.advance(1)
         self._roll_when_due()
         self._progress.finish()
-
-    def _add_part(self, table: pa.Table, day: str) -> None:
-        parts = self._parts(self.spool)
-        if parts and parts[-1][1] != day:
-            self.roll()  # a file holds one day
-            parts = []
-        number = int(parts[-1][0].name[:12]) + 1 if parts else 0
-        try:
-            _write_part(self.spool / f"{number:012d}-{day}.parquet", table)
-        except OSError as exc:
-            raise ExporterError(
-                f"{self.name}: cannot write to the spool {self.spool}: {exc.strerror}",
-                retryable=True,
-            ) from exc
 
     def _roll_when_due(self) -> None:
         parts = self._parts(self.spool)
         if not parts:
             return
-        sizes = [path.stat() for path, _ in parts]
+        sizes = [path.stat() for path in parts]
         if (
             sum(s.st_size for s in sizes) * self._ratio >= self.target_bytes
             or time.time() - sizes[0].st_mtime >= self.max_age_s
@@ -181,8 +184,8 @@ class ParquetExporter:
             self.roll()
 
     def roll(self) -> None:
-        """Make one file of the spooled parts now and publish it."""
-        for path, _ in self._parts(self.spool):
+        """Make the files of the spooled parts now and publish them."""
+        for path in self._parts(self.spool):
             os.replace(path, self.rolling / path.name)
         _fsync_dir(self.rolling)
         self._finish_roll()
@@ -191,50 +194,77 @@ class ParquetExporter:
         parts = self._parts(self.rolling)
         if not parts:
             return
-        out = self.spool / "file.parquet"
-        low, high, stream = self._write_rolled(parts, out)
-        digest = hashlib.sha256()
-        with open(out, "rb") as f:
-            body = f.read()
-        digest.update(body)
-        parts_size = sum(path.stat().st_size for path, _ in parts)
-        self._ratio = len(body) / parts_size if parts_size else self._ratio
-        name = parquet_name(parts[0][1], stream, low, high, digest.hexdigest()[:16])
-        self._publish(name, out, body, low, high)
-        for path, _ in parts:
+        made: _File | None = None
+        count = 0
+        try:
+            for chunk in _chunks(parts):
+                table = self._table(chunk)
+                days = pc.strftime(table.column("time"), format="%Y-%m-%d").to_pylist()
+                start = 0
+                for end in range(1, len(days) + 1):
+                    if end < len(days) and days[end] == days[start]:
+                        continue
+                    if made is not None and made.day != days[start]:
+                        self._publish_file(made)
+                        made = None
+                    if made is None:
+                        path = self.spool / f"file-{count}.parquet"
+                        writer = pq.ParquetWriter(path, SCHEMA, **WRITE_OPTIONS)
+                        made = _File(days[start], path, writer)
+                        count += 1
+                    made.write(table.slice(start, end - start))
+                    start = end
+            if made is not None:
+                self._publish_file(made)
+                made = None
+        finally:
+            if made is not None:
+                made.writer.close()
+        size = sum(path.stat().st_size for path in parts)
+        self._ratio = self._bytes_made / size if size else self._ratio
+        self._bytes_made = 0
+        for path in parts:
             path.unlink()
-        out.unlink()
+
+    def _table(self, lines: list[bytes]) -> pa.Table:
+        """The lines as a table; lines that are not audit events (the log holds none, but
+        a spool can be edited) are set aside in `rejected.jsonl`, with an error logged."""
+        try:
+            return lines_table(lines)
+        except EventDecodeError:
+            pass
+        good, bad = [], []
+        for line in lines:
+            try:
+                lines_table([line])
+                good.append(line)
+            except EventDecodeError:
+                bad.append(line)
+        with open(self.spool / "rejected.jsonl", "ab") as f:
+            f.write(b"".join(line + b"\n" for line in bad))
+        log.error(
+            "%s: %d line(s) of the spool are not audit events; set aside in %s",
+            self.name,
+            len(bad),
+            self.spool / "rejected.jsonl",
+        )
+        return lines_table(good) if good else SCHEMA.empty_table()
+
+    def _publish_file(self, made: _File) -> None:
+        made.writer.close()
+        body = made.path.read_bytes()
+        low = made.low if made.low is not None else 0
+        high = made.high if made.high is not None else low + made.rows - 1
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        name = parquet_name(made.day, made.stream, low, high, digest)
+        self._publish(name, made.path, body, low, high)
+        made.path.unlink()
+        self._bytes_made += len(body)
         self.last_name = name
         self.files_written += 1
         self._published_through = high
         if self.s3 is not None and self.s3.checkpoints is not None:
             self.s3.checkpoints.ship(high)
-
-    def _write_rolled(self, parts: list[tuple[Path, str]], out: Path) -> tuple[int, int, str]:
-        """The parts as one file at `out`, in row groups of ROW_GROUP_ROWS; the first and
-        last sequence numbers and the stream (host or cluster of the first event)."""
-        low = high = None
-        stream = "kaudit"
-        rows = 0
-        pending: list[pa.Table] = []
-        with pq.ParquetWriter(out, SCHEMA, **WRITE_OPTIONS) as writer:
-            for index, (path, _) in enumerate(parts):
-                table = pq.read_table(path, schema=SCHEMA)
-                if low is None and table.num_rows:
-                    first = table.slice(0, 1).to_pylist()[0]
-                    stream = first["context_host"] or first["context_cluster_id"] or "kaudit"
-                    low = first["sequence_number"]
-                seqs = table.column("sequence_number")
-                if table.num_rows and seqs[table.num_rows - 1].is_valid:
-                    high = seqs[table.num_rows - 1].as_py()
-                rows += table.num_rows
-                pending.append(table)
-                if sum(t.num_rows for t in pending) >= ROW_GROUP_ROWS or index == len(parts) - 1:
-                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
-                    pending = []
-        low = low if low is not None else 0
-        high = high if high is not None else low + rows - 1
-        return low, high, stream
 
     def _publish(self, name: str, out: Path, body: bytes, low: int, high: int) -> None:
         if self.s3 is not None:
@@ -278,3 +308,15 @@ class ParquetExporter:
     def close(self) -> None:
         if self.s3 is not None:
             self.s3.close()
+
+
+def _chunks(parts: list[Path]) -> Iterator[list[bytes]]:
+    """The lines of the parts, in order, ROW_GROUP_ROWS at a time (the last fewer)."""
+    pending: list[bytes] = []
+    for path in parts:
+        pending.extend(path.read_bytes().splitlines())
+        while len(pending) >= ROW_GROUP_ROWS:
+            yield pending[:ROW_GROUP_ROWS]
+            pending = pending[ROW_GROUP_ROWS:]
+    if pending:
+        yield pending
