@@ -83,8 +83,8 @@ def search(
 
     Searches SOURCE when given: a search index file, a log or data directory, a JSON
     Lines file, - or kafka://… (as `kaudit tail` reads them, by scanning: slower, same
-    answers). Without it: the index of the configured `store` destination, else the
-    configured log.
+    answers), or a Parquet export (s3://bucket/prefix or its local folder). Without it:
+    the index of the configured `store` destination, else the configured log.
     """
     from kaudit.store.output import write_search
     from kaudit.store.query import parse_filter

@@ -14,7 +14,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from kaudit.config.connections import AwsAccess, KafkaConnection
 from kaudit.config.fields import ConfigModel, EventSelector, TypeSwitch, config_error, type_tag
@@ -28,6 +28,8 @@ __all__ = [
     "DestinationBase",
     "FileDestination",
     "KafkaDestination",
+    "ParquetFiles",
+    "ParquetOutput",
     "Rotation",
     "S3Destination",
     "SlackDestination",
@@ -66,8 +68,35 @@ class Rotation(ConfigModel):
     compress: bool = True
 
 
-class FileDestination(DestinationBase):
-    """Events appended to a local file, rotated by size."""
+class ParquetFiles(ConfigModel):
+    """When a Parquet file is complete: at `target_size_mb` (query engines read files of
+    64 to 256 MB best), or once its first event has waited `max_age_secs`."""
+
+    target_size_mb: int = Field(default=128, ge=1, le=1024)
+    max_age_secs: float = Field(default=900.0, ge=0)
+
+
+class ParquetOutput(ConfigModel):
+    """`encoding: parquet` writes Parquet files partitioned by day (`dt=YYYY-MM-DD/`)
+    instead of JSON Lines (exporters/parquet.py); they hold native events."""
+
+    encoding: Literal["jsonl", "parquet"] = "jsonl"
+    parquet: ParquetFiles = ParquetFiles()
+
+    @model_validator(mode="after")
+    def _parquet_is_native(self) -> ParquetOutput:
+        if self.encoding == "parquet" and getattr(self, "format", "native") != "native":
+            raise config_error(
+                "parquet_format",
+                "encoding: parquet writes the native event's columns; set format: native "
+                "(or encoding: jsonl for cloudevents or ocsf)",
+            )
+        return self
+
+
+class FileDestination(DestinationBase, ParquetOutput):
+    """Events appended to a local file, rotated by size; with `encoding: parquet`, `path`
+    is the folder the Parquet files go in."""
 
     type: Literal["file"] = "file"
     path: str = Field(min_length=1)
@@ -113,9 +142,10 @@ def _s3_bucket(name: str) -> str:
     return name
 
 
-class S3Destination(DestinationBase, Batching, AwsAccess):
+class S3Destination(DestinationBase, Batching, AwsAccess, ParquetOutput):
     """Events uploaded to S3 as gzipped JSON Lines objects, one per batch, named by
-    stream and sequence range; optionally written under Object Lock retention."""
+    stream and sequence range (or as Parquet files, `encoding: parquet`); optionally
+    written under Object Lock retention."""
 
     type: Literal["s3"] = "s3"
     bucket: Annotated[str, AfterValidator(_s3_bucket)]

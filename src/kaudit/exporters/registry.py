@@ -39,6 +39,8 @@ def build_exporter(
     path of their own go; `config`: the whole configuration, for destinations that read
     other sections, like S3's retention rules)."""
     path = _EXPORTERS.get(destination.type)
+    if getattr(destination, "encoding", "jsonl") == "parquet":
+        path = "kaudit.exporters.parquet:ParquetExporter"  # file and s3 alike
     if path is None:
         raise ExporterError(
             f"no exporter for destination type {destination.type!r}; "

@@ -126,13 +126,26 @@ class S3Exporter:
     def _put_checkpoints(self, key: str, body: bytes) -> None:
         self._put(key, body, {"kind": "checkpoints"})
 
-    def _put(self, key: str, body: bytes, metadata: dict[str, str]) -> None:
+    def upload(self, key: str, body: bytes, metadata: dict[str, str], content_type: str) -> None:
+        """One object of another encoding (Parquet, exporters/parquet.py), checking the
+        bucket before the first, as `send` does."""
+        if not self._bucket_checked:
+            self._check_bucket()
+        self._put(key, body, metadata, content_type)
+
+    def _put(
+        self,
+        key: str,
+        body: bytes,
+        metadata: dict[str, str],
+        content_type: str = "application/x-ndjson",
+    ) -> None:
         """One object, with the destination's storage class and Object Lock retention."""
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
             "Body": body,
-            "ContentType": "application/x-ndjson",
+            "ContentType": content_type,
             "ContentMD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
             "Metadata": metadata,
         }

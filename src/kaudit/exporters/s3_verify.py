@@ -1,13 +1,14 @@
 """Verifying an S3 destination's copy of the audit log: `kaudit verify s3://bucket/prefix`.
 
 The objects under the prefix are listed once: objects of events, named by stream and
-sequence range (exporters/s3.py), and the signed checkpoints uploaded beside them
-(exporters/s3_checkpoints.py). The checkpoints are read first; then each object of
-events is streamed, gunzipped, into the verifier (`verify_parts` of
-kaudit.integrity.verify) in sequence order, one object open at a time, so memory does
-not grow with the copy. With the public key the copy is checked against the
-checkpoints: changed, deleted, inserted and reordered events, a deleted object and a
-cut-off end are all found.
+sequence range (exporters/s3.py) or Parquet files (exporters/parquet.py, whose columns
+are checked against their `event` column, and their day against their name), and the
+signed checkpoints uploaded beside them (exporters/s3_checkpoints.py). The checkpoints
+are read first; then each object of events is streamed, gunzipped, into the verifier
+(`verify_parts` of kaudit.integrity.verify) in sequence order, one object open at a
+time, so memory does not grow with the copy. With the public key the copy is checked
+against the checkpoints: changed, deleted, inserted and reordered events, a deleted
+object and a cut-off end are all found.
 
 The objects of all streams under the prefix are checked as one log: a local log has one
 writer, whose events may carry the host of whoever sent them (the stream in the name).
@@ -34,6 +35,8 @@ from urllib.parse import unquote, urlsplit
 from kaudit.config import load_config
 from kaudit.config.model import AwsAccess, S3Destination
 from kaudit.exporters.aws import AWS_ERRORS, aws_error, make_client
+from kaudit.exporters.parquet import PARQUET_KEY
+from kaudit.exporters.parquet_format import read_checked
 from kaudit.exporters.s3 import DATA_KEY
 from kaudit.exporters.s3_checkpoints import CHECKPOINT_KEY
 from kaudit.integrity.keys import KeyRing
@@ -118,6 +121,16 @@ class _Bucket:
 
         return open_events
 
+    def parquet_opener(self, key: str, day: str) -> Callable[[], Any]:
+        """A Parquet object's events as native lines, once its columns are checked to be
+        what its events say and its events to be of its day (an OSError when not)."""
+
+        @contextmanager
+        def open_events() -> Iterator[IO[bytes]]:
+            yield io.BytesIO(read_checked(self.read(key), day, key))
+
+        return open_events
+
 
 def _checkpoint_records(
     bucket: _Bucket, keys: list[str]
@@ -172,7 +185,19 @@ def verify_s3(
             continue
         found = DATA_KEY.fullmatch(rest)
         if found is None:
-            others += 1
+            table = PARQUET_KEY.fullmatch(rest)
+            if table is None:
+                others += 1
+                continue
+            streams.add(table.group(2))
+            parts.append(
+                LogPart(
+                    rest.lstrip("/"),
+                    int(table.group(3)),
+                    int(table.group(4)),
+                    store.parquet_opener(key, table.group(1)),
+                )
+            )
             continue
         streams.add(found.group(1))
         parts.append(
@@ -181,7 +206,8 @@ def verify_s3(
     if not parts and not checkpoint_keys:
         raise VerifyUsageError(
             f"{store.where} holds no objects of a kaudit S3 destination "
-            "(<stream>/<first>-<last>-<digest>.jsonl.gz)"
+            "(<stream>/<first>-<last>-<digest>.jsonl.gz, or "
+            "dt=<day>/<stream>_<first>-<last>-<digest>.parquet)"
         )
     notes = []
     if others:
@@ -259,6 +285,9 @@ def verify_s3_source(
             access = access.model_copy(update={"endpoint_url": endpoint_url})
         prefix = prefix or destination.prefix
         batch_interval = destination.batch_interval_secs
+        if destination.encoding == "parquet":
+            # Its events, and so its checkpoints, also wait for the file to be complete.
+            batch_interval += destination.parquet.max_age_secs
     else:
         access = AwsAccess(endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None)
     return verify_s3(

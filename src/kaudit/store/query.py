@@ -444,10 +444,14 @@ def store_destination(config: Config) -> StoreDestination | None:
 
 
 def open_search(source: str | None, config: Config) -> Search:
-    """What to search: SOURCE when given (an index file, or anything `kaudit tail`
-    reads), else the configured index, else the configured log itself."""
+    """What to search: SOURCE when given (an index file, a Parquet export, or anything
+    `kaudit tail` reads), else the configured index, else the configured log itself."""
     if source is not None:
         path = Path(source).expanduser()
+        if source.startswith("s3://") or any(path.glob("dt=*/*.parquet")):
+            from kaudit.store.export_search import ExportSearch  # pyarrow: only when needed
+
+            return ExportSearch.open(source, config)
         if path.is_file() and is_index_file(path):
             return IndexSearch(path)
         return ScanSearch(source)

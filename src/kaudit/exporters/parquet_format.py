@@ -1,0 +1,304 @@
+"""The Parquet layout of exported events: the schema, native lines to an Arrow table and back.
+
+Every standard field of the native event is a column of its own, flattened with `_`
+(`actor.id` is `actor_id`, `context.api.name` is `context_api_name`), so query engines
+(Athena, Trino, Spark, DuckDB) filter on them without parsing JSON; `details` and the
+RBAC `authorization_policies` are free-form and stay JSON text; `authorization_checks` is
+a list of structs. `time` is the event's timestamp as a UTC timestamp (microseconds),
+beside `timestamp`, the text as recorded.
+
+`event` is the native line itself, byte for byte. It is what the integrity checks sign
+(HMAC chain, Merkle tree), so an object is verified from it; and the other columns are
+checked to be what `event` says (`check_columns`), so what an engine reads is covered too.
+
+The columns are parsed by Arrow's JSON reader (C++, one pass over the batch), not event
+by event in Python: this runs for every exported event.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import UTC
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from kaudit.errors import EventDecodeError
+from kaudit.timeparse import parse_iso
+
+_S = pa.string()
+
+_CHECK = pa.struct(
+    [("operation", _S), ("resource", _S), ("allowed", pa.bool_()), ("error_code", pa.int32())]
+)
+
+_NESTED = pa.schema(
+    [
+        ("timestamp", _S),
+        ("event_type", _S),
+        ("event_id", _S),
+        ("version", _S),
+        (
+            "actor",
+            pa.struct(
+                [
+                    ("type", _S),
+                    ("id", _S),
+                    ("roles", pa.list_(_S)),
+                    ("ip_address", _S),
+                    ("user_agent", _S),
+                    ("client_id", _S),
+                    ("auth", _S),
+                    ("authorized_as", _S),
+                ]
+            ),
+        ),
+        ("resource", pa.struct([("type", _S), ("id", _S), ("path", _S)])),
+        (
+            "action",
+            pa.struct(
+                [("operation", _S), ("result", _S), ("duration_ms", pa.float64()), ("error", _S)]
+            ),
+        ),
+        (
+            "authorization",
+            pa.struct(
+                [
+                    ("allowed", pa.bool_()),
+                    ("action", _S),
+                    ("checks", pa.list_(_CHECK)),
+                    # Only how many: the policies are read as JSON text (_free_form).
+                    ("policies", pa.list_(pa.struct([]))),
+                ]
+            ),
+        ),
+        (
+            "context",
+            pa.struct(
+                [
+                    ("cluster_id", _S),
+                    ("environment", _S),
+                    ("correlation_id", _S),
+                    ("source", _S),
+                    ("host", _S),
+                    (
+                        "api",
+                        pa.struct([("key", pa.int32()), ("name", _S), ("version", pa.int32())]),
+                    ),
+                ]
+            ),
+        ),
+        (
+            "integrity",
+            pa.struct(
+                [("sequence_number", pa.int64()), ("signature", _S), ("previous_signature", _S)]
+            ),
+        ),
+    ]
+)
+"""What Arrow's JSON reader takes from each line (free-form members are read apart)."""
+
+TIME_TYPE = pa.timestamp("us", tz="UTC")
+
+_RENAMED = {
+    "integrity_sequence_number": "sequence_number",
+    "integrity_signature": "signature",
+    "integrity_previous_signature": "previous_signature",
+}
+
+
+def _flat_fields() -> list[pa.Field]:
+    flat = _NESTED.empty_table().flatten().flatten().schema
+    out = [pa.field("time", TIME_TYPE)]
+    for f in flat:
+        name = _RENAMED.get(f.name.replace(".", "_"), f.name.replace(".", "_"))
+        out.append(pa.field(name, _S if name == "authorization_policies" else f.type))
+        if name == "context_api_version":
+            out.append(pa.field("details", _S))
+    out.append(pa.field("event", _S))
+    return out
+
+
+SCHEMA = pa.schema(_flat_fields())
+"""The columns of an exported Parquet file, in order (`event` last)."""
+
+COLUMNS = tuple(SCHEMA.names)
+
+_DICTIONARY_COLUMNS = [
+    "version",
+    "actor_type",
+    "actor_id",
+    "actor_auth",
+    "actor_client_id",
+    "actor_user_agent",
+    "actor_ip_address",
+    "resource_type",
+    "resource_id",
+    "resource_path",
+    "action_operation",
+    "action_result",
+    "action_error",
+    "authorization_action",
+    "context_cluster_id",
+    "context_environment",
+    "context_source",
+    "context_host",
+    "context_api_name",
+    "event_type",
+]
+"""Columns with few distinct values, dictionary-encoded in the files (engines filter
+and group on them); the others (ids, times, the event) would only grow the dictionary."""
+
+WRITE_OPTIONS: dict[str, object] = {
+    "compression": "zstd",
+    "use_dictionary": _DICTIONARY_COLUMNS,
+    "write_statistics": ["time", "event_type", "action_result", "sequence_number"],
+}
+"""How exported files are written (pyarrow.parquet.ParquetWriter keyword arguments)."""
+
+
+def lines_table(lines: Sequence[bytes]) -> pa.Table:
+    """The events of native log lines (no trailing newline needed) as a table of SCHEMA;
+    EventDecodeError when a line is not a native audit event."""
+    stripped = [line.rstrip(b"\n") for line in lines]
+    try:
+        # As bytes, then checked as UTF-8 in one pass (far quicker than string by string).
+        events = pa.array(stripped, pa.binary()).cast(_S)
+    except pa.ArrowInvalid as exc:
+        raise EventDecodeError(f"not native audit events: {exc}") from exc
+    try:
+        nested = pa_json.read_json(
+            io.BytesIO(b"\n".join(stripped)),
+            # Blocks of 1 MiB are parsed by as many threads as there are cores.
+            read_options=pa_json.ReadOptions(block_size=1 << 20),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=_NESTED, unexpected_field_behavior="ignore"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise EventDecodeError(f"not native audit events: {exc}") from exc
+    if nested.num_rows != len(stripped):
+        raise EventDecodeError(
+            f"{len(stripped)} lines gave {nested.num_rows} events: a line is not one JSON object"
+        )
+    flat = nested.flatten().flatten()
+    columns: dict[str, pa.ChunkedArray | pa.Array] = {
+        _RENAMED.get(n.replace(".", "_"), n.replace(".", "_")): flat.column(n)
+        for n in flat.column_names
+    }
+    for required in ("timestamp", "event_type", "event_id", "actor_id", "resource_type"):
+        if columns[required].null_count:
+            raise EventDecodeError(f"not native audit events: a line has no {required}")
+    columns["time"] = _times(columns["timestamp"])
+    details, policies = _free_form(events, stripped, columns["authorization_policies"])
+    columns["details"] = details
+    columns["authorization_policies"] = policies
+    columns["event"] = events
+    return pa.Table.from_arrays([columns[n] for n in COLUMNS], schema=SCHEMA)
+
+
+def _times(text: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
+    """The timestamps as UTC times; one without an offset is UTC (as the search reads it)."""
+    try:
+        return pc.cast(text, TIME_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    times = []
+    for value in text.to_pylist():
+        try:
+            times.append(parse_iso(value).astimezone(UTC))
+        except ValueError as exc:
+            raise EventDecodeError(f"not an audit event: timestamp {value!r}: {exc}") from exc
+    return pa.array(times, TIME_TYPE)
+
+
+def _free_form(
+    events: pa.Array, lines: list[bytes], policy_lists: pa.ChunkedArray
+) -> tuple[pa.Array, pa.Array]:
+    """The `details` and `authorization.policies` members as JSON text.
+
+    The details are the last member but integrity, whose members are not free-form: the
+    text between the first `,"details":` and the last `,"integrity":` is the details as
+    recorded (a quote in a string value is escaped, so these can only be members), unless
+    policies (which come before, and are free-form) or the details themselves name a
+    member "details". Lines with policies, and lines whose details name "details", are
+    read in full instead, which gives the same text (both are orjson's compact, key-sorted
+    JSON); policies are `[]` for every other line with an authorization (Arrow's reader
+    counts them).
+    """
+    policies = pc.if_else(
+        pc.is_valid(policy_lists), pa.scalar("[]", _S), pa.scalar(None, _S)
+    ).combine_chunks()
+    has_policies = pc.fill_null(pc.greater(pc.list_value_length(policy_lists), 0), False)
+    head_tail = pc.split_pattern(events, ',"details":', max_splits=1)
+    if pc.all(pc.equal(pc.list_value_length(head_tail), 2)).as_py():
+        tail = pc.list_element(head_tail, 1)
+        details_rest = pc.split_pattern(tail, ',"integrity":', max_splits=1, reverse=True)
+        found = pc.equal(pc.list_value_length(details_rest), 2)
+        cut = pc.list_element(pc.list_slice(details_rest, 0, 1), 0)
+        slow = pc.or_(
+            pc.invert(found),
+            pc.or_(has_policies, pc.match_substring(cut, '"details":')),
+        )
+        rows = pc.indices_nonzero(slow).to_pylist()
+    else:
+        cut = pa.nulls(len(lines), _S)
+        rows = list(range(len(lines)))
+    if not rows:
+        return cut, policies
+    details_list: list[str | None] = cut.to_pylist()
+    policies_list: list[str | None] = policies.to_pylist()
+    for index in rows:
+        obj = orjson.loads(lines[index])
+        details_list[index] = orjson.dumps(obj.get("details"), option=orjson.OPT_SORT_KEYS).decode()
+        authorization = obj.get("authorization")
+        if isinstance(authorization, dict):
+            policies_list[index] = orjson.dumps(
+                authorization.get("policies", []), option=orjson.OPT_SORT_KEYS
+            ).decode()
+    return pa.array(details_list, _S), pa.array(policies_list, _S)
+
+
+def table_lines(table: pa.Table) -> list[bytes]:
+    """The native lines of a table of SCHEMA (its `event` column), in order."""
+    return [value.encode() for value in table.column("event").to_pylist()]
+
+
+def check_columns(table: pa.Table) -> str | None:
+    """None when every column of `table` is what its `event` column says; else what
+    differs (a column changed by hand, which the integrity checks of `event` would miss)."""
+    if table.schema.names != list(COLUMNS):
+        return f"the columns are not kaudit's: {', '.join(table.schema.names)}"
+    try:
+        expected = lines_table(table_lines(table))
+    except EventDecodeError as exc:
+        return str(exc)
+    for name in COLUMNS:
+        have, want = table.column(name), expected.column(name)
+        if not have.equals(want):
+            for row in range(table.num_rows):
+                if have[row] != want[row]:
+                    return f"column {name} of row {row} is not what its event says"
+    return None
+
+
+def read_checked(data: bytes, day: str, where: str) -> bytes:
+    """The native lines (newline-terminated) of an exported Parquet file of day `day`
+    (YYYY-MM-DD); OSError saying what is wrong when it cannot be read, a column is not
+    what its event says, or an event is of another day."""
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise OSError(f"{where}: not a readable Parquet file: {exc}") from exc
+    problem = check_columns(table)
+    if problem is None:
+        days = pc.unique(pc.strftime(table.column("time"), format="%Y-%m-%d")).to_pylist()
+        if days and days != [day]:
+            problem = f"events of {', '.join(map(str, days))} in the file of {day}"
+    if problem is not None:
+        raise OSError(f"{where}: {problem}")
+    return b"".join(line + b"\n" for line in table_lines(table))

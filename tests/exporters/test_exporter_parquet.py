@@ -1,0 +1,390 @@
+"""`encoding: parquet`: the s3 and file destinations write Parquet files partitioned by
+day, read back with pyarrow (from moto's S3 API server in its own process, and from a
+folder) row for row against the log, and verified against the checkpoints beside them.
+
+The log is sealed (HMAC chain, checkpoints) and holds `kaudit generate`'s traffic spread
+over three days, plus events whose free-form members take the slow path (RBAC policies,
+details that name "details", a duration given as an integer, a timestamp with an offset).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pa_fs
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from kaudit_destination_helpers import drain
+from kaudit_destination_servers import MotoServer
+from kaudit_sealed import Keys, sealed_audit, signer_and_other
+
+import kaudit
+from kaudit.cli import main
+from kaudit.config import Config
+from kaudit.config.model import AwsAccess
+from kaudit.errors import ConfigError, EventDecodeError, ExporterError
+from kaudit.events.model import AuthCheck, Authorization
+from kaudit.exporters.parquet import PARQUET_KEY, ParquetExporter
+from kaudit.exporters.parquet_format import COLUMNS, lines_table
+from kaudit.exporters.s3_verify import verify_s3
+from kaudit.generate import generate
+from kaudit.integrity.keys import KeyRing
+from kaudit.log.segments import LogReader
+from kaudit.store.export_search import ExportSearch
+from kaudit.store.query import GROUP_KEYS, Filter, IndexSearch, open_search
+from kaudit.timeparse import parse_iso
+
+HMAC_ENV = "KAUDIT_TEST_PARQUET_HMAC"
+HMAC = "parquet-test-hmac-key-0123456789abcdef"
+GENERATED = 1200
+BUCKET = "audit-parquet"
+PREFIX = "kaudit/"
+
+
+@pytest.fixture(autouse=True)
+def _hmac_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(HMAC_ENV, HMAC)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return signer_and_other(tmp_path_factory.mktemp("keys"), "kaudit-parquet")
+
+
+def _settings(data: Path, keys: Keys, destination: dict[str, Any]) -> dict[str, Any]:
+    audit = sealed_audit(keys.signer.private, HMAC_ENV, every_events=100)
+    return {
+        "data_dir": str(data),
+        "cluster": {"id": "prod-eu-1", "environment": "production"},
+        "audit": {**audit, "destinations": [destination]},
+    }
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Path:
+    """A data directory with a sealed log over three days, not yet exported."""
+    data = tmp_path_factory.mktemp("pristine") / "data"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(HMAC_ENV, HMAC)
+        config = Config.model_validate(_settings(data, keys, {"type": "store"}))
+        with kaudit.open(config) as session:
+            generate(session, GENERATED, seed=3, spread_seconds=3 * 86400)
+            checks = (AuthCheck("ALTER", "Topic:LITERAL:orders", False, 29),)
+            policy = {"role": "ops", "effect": "Deny", "actions": ["TOPIC_*"], "details": "x"}
+            session.emit(
+                "access.denied",
+                actor="User:mallory",
+                resource="topic:orders",
+                result="denied",
+                authorization=Authorization(False, "TOPIC_EDIT", checks, (policy,)),
+                details={"details": {"nested": True}, "ünïcode": "ø\n", "big": 2**62},
+                duration_ms=12,
+            )
+            session.emit("backup.completed", actor="svc:backup", resource="topic:orders")
+    return data
+
+
+def log_lines(config: Config) -> list[bytes]:
+    return [line.rstrip(b"\n") for _, line in LogReader(config.log_dir).iter_lines()]
+
+
+def _value(event: dict[str, Any], column: str) -> Any:
+    """What column `column` should hold for `event`, read from the event's JSON."""
+    if column in ("event", "time"):
+        raise AssertionError(column)
+    if column in ("sequence_number", "signature", "previous_signature"):
+        return (event.get("integrity") or {}).get(column)
+    if column == "details":
+        return event["details"]
+    if column == "authorization_policies":
+        authorization = event.get("authorization")
+        return None if authorization is None else authorization["policies"]
+    top, _, rest = column.partition("_")
+    if top in ("actor", "resource", "action", "authorization", "context") and rest:
+        member = event.get(top) or {}
+        if top == "context" and rest.startswith("api_"):
+            return (member.get("api") or {}).get(rest[4:])
+        return member.get(rest)
+    return event[column]
+
+
+def check_rows(table: pa.Table, lines: list[bytes]) -> None:
+    """`table` holds the events of `lines`, one row each in log order, every column
+    what the event says."""
+    table = table.sort_by("sequence_number")
+    assert table.num_rows == len(lines)
+    assert [v.encode() for v in table.column("event").to_pylist()] == lines
+    rows = table.to_pylist()
+    for line, row in zip(lines, rows, strict=True):
+        event = orjson.loads(line)
+        for column in COLUMNS:
+            if column in ("event", "time"):
+                continue
+            want = _value(event, column)
+            have = row[column]
+            if column in ("details", "authorization_policies") and have is not None:
+                have = orjson.loads(have)
+            assert have == want, (column, event["event_id"])
+        assert row["time"] == parse_iso(event["timestamp"])
+
+
+@pytest.fixture
+def s3_export(pristine: Path, keys: Keys, moto: MotoServer, tmp_path: Path) -> Config:
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    destination = {
+        "type": "s3",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "encoding": "parquet",
+        "batch_size": 400,
+        "batch_interval_secs": 0,
+        "parquet": {"max_age_secs": 0},
+        **moto.access(),
+    }
+    config = Config.model_validate(_settings(data, keys, destination))
+    moto.client("s3").create_bucket(Bucket=BUCKET)
+    runner = drain(config)
+    assert runner.metrics.sent == GENERATED + 2 and runner.metrics.failed == 0
+    return config
+
+
+def _keys(moto: MotoServer) -> list[str]:
+    pages = moto.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", ()))
+
+
+def _verify(moto: MotoServer, keys: Keys) -> Any:
+    return verify_s3(
+        AwsAccess.model_validate(moto.access()),
+        BUCKET,
+        PREFIX,
+        verifiers=KeyRing([keys.signer.verifier]),
+        hmac_key=HMAC.encode(),
+    )
+
+
+def test_s3_parquet_export_reads_back_row_for_row_partitioned_by_day(
+    s3_export: Config, moto: MotoServer
+) -> None:
+    keys = [k for k in _keys(moto) if k.endswith(".parquet")]
+    names = [PARQUET_KEY.fullmatch(k[len(PREFIX) :]) for k in keys]
+    assert all(names), keys
+    assert len({m.group(1) for m in names if m}) >= 3  # three days, three partitions at least
+    filesystem = pa_fs.S3FileSystem(
+        access_key="testing",
+        secret_key="testing",
+        region="us-east-1",
+        endpoint_override=moto.url,
+        scheme="http",
+    )
+    dataset = ds.dataset(
+        f"{BUCKET}/{PREFIX}",
+        filesystem=filesystem,
+        format="parquet",
+        partitioning="hive",
+        exclude_invalid_files=True,
+    )
+    table = dataset.to_table()
+    check_rows(table.drop_columns(["dt"]), log_lines(s3_export))
+    # Each file holds its partition's day, and its name the sequence range inside.
+    days = pc.strftime(table.column("time"), format="%Y-%m-%d")
+    assert pc.all(pc.equal(days, table.column("dt"))).as_py()
+    for key, match in zip(keys, names, strict=True):
+        assert match is not None
+        body = moto.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        seqs = pq.read_table(io.BytesIO(body)).column("sequence_number").to_pylist()
+        assert (seqs[0], seqs[-1]) == (int(match.group(3)), int(match.group(4)))
+
+
+def test_s3_parquet_objects_verify_against_their_checkpoints(
+    s3_export: Config, moto: MotoServer, keys: Keys
+) -> None:
+    assert any("/checkpoints/" in k or k.startswith(f"{PREFIX}checkpoints/") for k in _keys(moto))
+    report = _verify(moto, keys)
+    assert report.ok, [f.message for f in report.findings]
+    assert report.events == GENERATED + 2
+
+
+@pytest.mark.parametrize("column", ["actor_id", "event"])
+def test_a_changed_cell_of_a_parquet_object_is_found(
+    s3_export: Config, moto: MotoServer, keys: Keys, column: str
+) -> None:
+    client = moto.client("s3")
+    key = next(k for k in _keys(moto) if k.endswith(".parquet"))
+    table = pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    values = table.column(column).to_pylist()
+    values[1] = values[1].replace("User:", "User:x") if column == "actor_id" else values[1] + " "
+    table = table.set_column(COLUMNS.index(column), column, pa.array(values, pa.string()))
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    client.put_object(Bucket=BUCKET, Key=key, Body=out.getvalue())
+    report = _verify(moto, keys)
+    assert not report.ok
+    assert any(key.removeprefix(PREFIX) in f.message for f in report.findings), [
+        f.message for f in report.findings
+    ]
+
+
+def test_a_parquet_folder_gathers_batches_into_daily_files(
+    pristine: Path, keys: Keys, tmp_path: Path
+) -> None:
+    """Batches wait in the spool until a file is due (target_size_mb or max_age_secs),
+    then become one file per day in the folder."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    folder = tmp_path / "export"
+    destination: dict[str, Any] = {"type": "file", "path": str(folder), "encoding": "parquet"}
+    destination["parquet"] = {"max_age_secs": 3600}
+    config = Config.model_validate(_settings(data, keys, destination))
+    runner = drain(config)
+    assert runner.metrics.sent == GENERATED + 2
+    parts = sorted((data / "exporters").glob("*.parquet-spool/*.jsonl"))
+    assert len(parts) >= 2 and not folder.exists()  # several batches, none a file yet
+    assert [line for p in parts for line in p.read_bytes().splitlines()] == log_lines(config)
+    destination["parquet"] = {"max_age_secs": 0}
+    drain(Config.model_validate(_settings(data, keys, destination)))
+    files = sorted(folder.glob("dt=*/*.parquet"))
+    names = [PARQUET_KEY.fullmatch(str(f.relative_to(folder))) for f in files]
+    assert all(names) and not list((data / "exporters").glob("*.parquet-spool/*.jsonl"))
+    days = {orjson.loads(line)["timestamp"][:10] for line in log_lines(config)}
+    assert sorted(m.group(1) for m in names if m) == sorted(days)  # one file per day
+    check_rows(pa.concat_tables(pq.read_table(f) for f in files), log_lines(config))
+
+
+def test_encoding_parquet_needs_native_events(tmp_path: Path, keys: Keys) -> None:
+    destination = {"type": "file", "path": str(tmp_path), "encoding": "parquet", "format": "ocsf"}
+    with pytest.raises((ConfigError, ValueError), match="format: native"):
+        Config.model_validate(_settings(tmp_path, keys, destination))
+
+
+def test_lines_of_other_shapes_are_refused() -> None:
+    with pytest.raises(EventDecodeError):
+        lines_table([b'{"event_type": 3}'])
+
+
+# ----------------------------------------------------------------------- search an export
+
+
+@pytest.fixture
+def indexed(pristine: Path, keys: Keys, tmp_path: Path) -> Path:
+    """The search index of the pristine log (its configured store destination)."""
+    data = tmp_path / "indexed"
+    shutil.copytree(pristine, data)
+    drain(Config.model_validate(_settings(data, keys, {"type": "store"})))
+    return data / "index.sqlite"
+
+
+def _filters(log: list[bytes]) -> list[Filter]:
+    middle = parse_iso(orjson.loads(log[len(log) // 2])["timestamp"])
+    return [
+        Filter(),
+        Filter(type="topic.*"),
+        Filter(actor="carol"),
+        Filter(resource="topic:orders"),
+        Filter(resource="orders", result="denied"),
+        Filter(result="failure"),
+        Filter(cluster="prod-*"),
+        Filter(query="orders produce*"),
+        Filter(since=middle - timedelta(hours=20), until=middle + timedelta(hours=7)),
+        Filter(type="auth.*", actor="User:svc-*", since=middle),
+        Filter(type="no.such"),
+    ]
+
+
+def test_search_over_a_parquet_export_gives_the_indexed_answers(
+    s3_export: Config, moto: MotoServer, indexed: Path, tmp_path: Path, keys: Keys
+) -> None:
+    folder = tmp_path / "folder"
+    destination = {
+        "type": "file",
+        "path": str(folder),
+        "encoding": "parquet",
+        "parquet": {"max_age_secs": 0},
+    }
+    config = Config.model_validate(_settings(s3_export.data_path, keys, destination))
+    drain(config)  # the same log, also to a folder
+    index = IndexSearch(indexed)
+    local = open_search(str(folder), Config())
+    s3_config = Config.model_validate(
+        {"audit": {"destinations": [{"type": "s3", "bucket": BUCKET, **moto.access()}]}}
+    )
+    remote = open_search(f"s3://{BUCKET}/{PREFIX}", s3_config)
+    assert isinstance(local, ExportSearch) and isinstance(remote, ExportSearch)
+    for flt in _filters(log_lines(s3_export)):
+        want = index.search(flt, None)
+        assert want or flt.type == "no.such", flt
+        for export in (local, remote):
+            assert [h.line for h in export.search(flt, None)] == [h.line for h in want], flt
+            assert export.search(flt, 25) == want[:25], flt
+    for key in GROUP_KEYS:
+        flt = Filter(type="topic.*") if key != "type" else Filter()
+        assert local.count_by(flt, (key,)) == index.count_by(flt, (key,)), key
+    index.close()
+
+
+def test_kaudit_search_s3_prints_what_the_index_prints(
+    s3_export: Config, moto: MotoServer, indexed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for args in (
+        ["--type", "acl.*", "-o", "csv"],
+        ["--actor", "carol", "-o", "jsonl", "-n", "0"],
+        ["--result", "denied", "-o", "table"],
+        ["--count-by", "actor", "-o", "json"],
+    ):
+        want = CliRunner().invoke(main, ["search", str(indexed), *args])
+        got = CliRunner().invoke(main, ["search", f"s3://{BUCKET}/{PREFIX}", *args])
+        assert want.exit_code == 0 and got.exit_code == 0, got.output
+        assert got.output == want.output and want.output.count("\n") > 2, args
+
+
+def test_a_batch_retried_after_a_failed_upload_is_exported_once(
+    pristine: Path, keys: Keys, moto: MotoServer, tmp_path: Path
+) -> None:
+    """A file is due after the second batch was spooled, and its upload fails (no bucket
+    yet); the runner's retry of that batch publishes the file without spooling the
+    batch twice."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    destination = {
+        "type": "s3",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "encoding": "parquet",
+        "parquet": {"max_age_secs": 3600},
+        **moto.access(),
+    }
+    config = Config.model_validate(_settings(data, keys, destination))
+    every = log_lines(config)
+    day = orjson.loads(every[len(every) // 2])["timestamp"][:10]  # a whole day in the middle
+    lines = [line for line in every if orjson.loads(line)["timestamp"].startswith(day)][:300]
+    assert len(lines) == 300
+    exporter = ParquetExporter(config.audit.all_destinations[0], config)
+    try:
+        exporter.send(lines[:150])  # spooled: no file due yet, no upload
+        exporter.max_age_s = 0  # the next batch makes a file
+        with pytest.raises(ExporterError, match="NoSuchBucket"):
+            exporter.send(lines[150:])
+        moto.client("s3").create_bucket(Bucket=BUCKET)
+        exporter.send(lines[150:])
+    finally:
+        exporter.close()
+    client = moto.client("s3")
+    tables = [
+        pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        for key in _keys(moto)
+        if key.endswith(".parquet")
+    ]
+    check_rows(pa.concat_tables(tables), lines)
