@@ -58,12 +58,13 @@ def log_pages_config(
     )
 
 
-def fill(session: AuditSession, count: int, *, seed: int = 7) -> None:
-    """`count` generated events (the demo's mix of principals, types and results)."""
+def fill(config: Config, count: int, *, seed: int = 7, source: str = "sdk") -> None:
+    """`count` generated events (the demo's mix of principals, types and results) from
+    `source`, written before the console opens the log."""
     traffic = TrafficGenerator(seed)
-    for i in range(count):
-        traffic.emit_next(session, correlation_id=f"req-{i}")
-    session.flush()
+    with AuditSession(config, source=source) as session:
+        for i in range(count):
+            traffic.emit_next(session, correlation_id=f"req-{i}")
 
 
 def index(config: Config) -> int:
