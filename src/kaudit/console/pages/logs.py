@@ -286,7 +286,13 @@ def log_router() -> APIRouter:
     def _readable(request: Request, event_id: str) -> tuple[Hit | None, Response | None]:
         hit = log_view(request).find(event_id)
         if hit is None:
-            return None, _problem(request, 404, "Not found", f"no event {event_id!r} in the index")
+            return None, _problem(
+                request,
+                404,
+                "Not found",
+                f"no event {event_id!r} in the search index (a new event is there once the "
+                "store destination has indexed it)",
+            )
         user = _user(request)
         if not _is_admin(request) and event_owner(hit.event()) != (user.provider, user.id):
             return None, _problem(
