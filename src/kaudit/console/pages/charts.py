@@ -89,6 +89,10 @@ def _label(*parts: str | None) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def _fit(text: str, most: int = 40) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def _link(params: dict[str, str]) -> str:
     return "/audit?" + urlencode(params)
 
@@ -116,9 +120,10 @@ def flow_map(flows: Sequence[Flow], since: str) -> Markup:
         )
         topics.setdefault(f.topic, {"resource": f"topic:{f.topic}", "since": since})
     columns = [sorted(producers), sorted(topics), sorted(consumers)]
-    row_h, top_pad, col_w, width = 24, 40, 300, 1000
+    row_h, top_pad, width = 24, 40, 1020
     height = top_pad + row_h * max((len(c) for c in columns), default=1) + 20
-    xs = (10.0, width / 2 - col_w / 2 + 50, float(width - col_w + 10))
+    xs = (10.0, 360.0, 710.0)
+    text_w = 280.0  # labels are cut to fit (`_fit`); the full name is in their title
     place: list[dict[str, float]] = [
         {name: top_pad + i * row_h for i, name in enumerate(col)} for col in columns
     ]
@@ -126,7 +131,7 @@ def flow_map(flows: Sequence[Flow], since: str) -> Markup:
     parts = [
         f'<svg class="map" viewBox="0 0 {width} {height}" role="img" '
         'aria-label="Client–topic map: producers, topics, consumers">',
-        '<text x="10" y="20" class="heading">Producers</text>'
+        f'<text x="{xs[0]:.0f}" y="20" class="heading">Producers</text>'
         f'<text x="{xs[1]:.0f}" y="20" class="heading">Topics</text>'
         f'<text x="{xs[2]:.0f}" y="20" class="heading">Consumers</text>',
     ]
@@ -135,9 +140,9 @@ def flow_map(flows: Sequence[Flow], since: str) -> Markup:
         w = 1 + 5 * math.log1p(f.records) / math.log1p(top)
         topic_y = place[1][f.topic] - 4
         if f.direction == "produce":
-            x1, y_from, x2, y_to = xs[0] + col_w - 70, place[0][label] - 4, xs[1] - 6, topic_y
+            x1, y_from, x2, y_to = xs[0] + text_w, place[0][label] - 4, xs[1] - 6, topic_y
         else:
-            x1, y_from, x2, y_to = xs[1] + col_w - 110, topic_y, xs[2] - 6, place[2][label] - 4
+            x1, y_from, x2, y_to = xs[1] + text_w, topic_y, xs[2] - 6, place[2][label] - 4
         mid = (x1 + x2) / 2
         title = (
             f"{label} {'→' if f.direction == 'produce' else '←'} {f.topic}: "
@@ -155,7 +160,9 @@ def flow_map(flows: Sequence[Flow], since: str) -> Markup:
         for name in names:
             parts.append(
                 f'<a href="{escape(_link(links[name]))}" class="node {kind}">'
-                f'<text x="{xs[col]:.0f}" y="{place[col][name]:.0f}">{escape(name)}</text></a>'
+                f"<title>{escape(name)}</title>"
+                f'<text x="{xs[col]:.0f}" y="{place[col][name]:.0f}">'
+                f"{escape(_fit(name))}</text></a>"
             )
     parts.append("</svg>")
     return Markup("".join(parts))
