@@ -9,6 +9,7 @@ the client–topic flows and the live tail's reading of new lines. It reads thro
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -27,7 +28,7 @@ from kaudit.integrity.keys import KeyRing, load_signer, load_verifiers
 from kaudit.integrity.prover import InclusionCheck, LogProver
 from kaudit.log.segments import LogReader, Position, list_segments
 from kaudit.store.browse import Cursor, Flow, FlowCache, Page, event_by_id, page, source_of
-from kaudit.store.query import Filter, Hit, Search, open_search, parse_filter
+from kaudit.store.query import Filter, Hit, IndexSearch, Search, open_search, parse_filter
 from kaudit.store.schema import NotAnEvent, read_event, to_ms
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "TailFrom",
     "event_owner",
 ]
+
+log = logging.getLogger("kaudit.console")
 
 FILTER_FIELDS = ("since", "until", "type", "actor", "resource", "result", "source", "cluster", "q")
 """The query parameters of a filter, as the pages' form and the API name them."""
@@ -153,8 +156,10 @@ class LogView:
     config: Config
     flows_cache: FlowCache = field(default_factory=FlowCache)
     last_verify: VerifyRun | None = None
+    warmed: threading.Event = field(default_factory=threading.Event)
     _local: threading.local = field(default_factory=threading.local)
     _prover: LogProver | None = None
+    _warmer: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.config.audit.log, LocalLog):
@@ -250,9 +255,31 @@ class LogView:
         return f"BROKEN: previous_signature {previous} is not the previous event's {before}"
 
     def warm(self) -> None:
-        """Read the log for proofs ahead of the first page that needs them."""
+        """Read the log for proofs, and the produce and consume events for the map,
+        ahead of the first page that needs them."""
         if self._prover is not None:
             self._prover.catch_up()
+        search = open_search(None, self.config)
+        try:
+            if isinstance(search, IndexSearch):
+                self.flows_cache.update(search)
+        finally:
+            search.close()
+
+    def start_warming(self) -> None:
+        """`warm` on a thread of its own (the console serves meanwhile); a log or index
+        that cannot be read yet is read when a page asks."""
+
+        def run() -> None:
+            try:
+                self.warm()
+            except (KauditError, OSError) as exc:
+                log.info("console: the log was not read ahead: %s", exc)
+            finally:
+                self.warmed.set()
+
+        self._warmer = threading.Thread(target=run, name="kaudit-console-warm", daemon=True)
+        self._warmer.start()
 
     # -- overview --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import os
 import threading
 from array import array
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal
 
@@ -108,9 +109,7 @@ class LogProver:
                 offset = 0 if after.segment != position.segment else position.offset
             else:
                 offset = position.offset
-            for line in lines:
-                self._offsets.append(offset)
-                offset += len(line)
+            self._offsets.extend(accumulate(map(len, lines[:-1]), initial=offset))
             self._levels[0] += b"".join(leaf_hashes([x.rstrip(b"\n") for x in lines]))
             position = after
         self._position = position

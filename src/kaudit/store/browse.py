@@ -297,10 +297,17 @@ class FlowCache:
         self._last_id = 0
         self._hours: dict[int, dict[_Key, list[int]]] = defaultdict(dict)
 
+    def update(self, search: IndexSearch) -> None:
+        """Read the produce and consume events indexed since the last update."""
+        with self._lock:
+            self._update(search)
+
     def _update(self, search: IndexSearch) -> None:
         conn = search.index.conn
+        # `+event_type`: walk the rows after the last one read (the primary key), not
+        # every produce and consume event through the type index.
         rows = conn.execute(
-            "SELECT id, ts FROM events WHERE id > ? AND event_type IN "
+            "SELECT id, ts FROM events WHERE id > ? AND +event_type IN "
             "('records.produced', 'records.consumed') ORDER BY id",
             (self._last_id,),
         ).fetchall()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -42,21 +41,9 @@ from kaudit.store.browse import Flow, hourly_counts
 from kaudit.store.output import write_hits
 from kaudit.store.query import Hit
 
-__all__ = ["log_router", "log_view"]
+__all__ = ["log_router"]
 
-_view_lock = threading.Lock()
 TAIL_POLL_SECONDS = 0.25
-
-
-def log_view(request: Request) -> LogView:
-    """The app's LogView, made on first use."""
-    app_state = request.app.state
-    with _view_lock:
-        view: LogView | None = getattr(app_state, "log_view", None)
-        if view is None:
-            view = LogView(state(request).config)
-            app_state.log_view = view
-    return view
 
 
 def _is_api(request: Request) -> bool:
@@ -138,7 +125,9 @@ def _links(raw: Mapping[str, str], **extra: str) -> str:
     return urlencode({**raw, **extra})
 
 
-def log_router() -> APIRouter:
+def log_router(view: LogView) -> APIRouter:
+    """The routes, reading the log through `view`."""
+
     router = APIRouter(include_in_schema=False)
     api = APIRouter(prefix="/api/v1/audit", tags=["audit log"])
 
@@ -163,7 +152,6 @@ def log_router() -> APIRouter:
         refused = _admins_only(request)
         if refused is not None:
             return refused
-        view = log_view(request)
         params = request.query_params
         try:
             query = LogQuery.parse(params)
@@ -222,7 +210,7 @@ def log_router() -> APIRouter:
         if fmt not in ("jsonl", "csv"):
             raise BadQuery(f"export format {fmt!r} is not one of jsonl, csv")
         query = LogQuery.parse(request.query_params)
-        hits = log_view(request).export(query)
+        hits = view.export(query)
         out = io.BytesIO()
         write_hits(hits, fmt, out)
         # Recorded before the file is sent: who exported what, and how much.
@@ -257,7 +245,6 @@ def log_router() -> APIRouter:
         from the log position the page was rendered at."""
         if not await run_in_threadpool(_is_admin, request):
             return _problem(request, 403, "Refused", "the audit log is for console admins")
-        view = log_view(request)
         try:
             query = LogQuery.parse(request.query_params, default_since=None)
             start = request.query_params.get("from")
@@ -284,7 +271,7 @@ def log_router() -> APIRouter:
     # -- one event -------------------------------------------------------------------------
 
     def _readable(request: Request, event_id: str) -> tuple[Hit | None, Response | None]:
-        hit = log_view(request).find(event_id)
+        hit = view.find(event_id)
         if hit is None:
             return None, _problem(
                 request,
@@ -305,7 +292,7 @@ def log_router() -> APIRouter:
         if hit is None:
             assert refused is not None
             return refused
-        detail = log_view(request).detail(hit)
+        detail = view.detail(hit)
         check = detail.inclusion
         integrity = {
             "status": check.status,
@@ -336,7 +323,7 @@ def log_router() -> APIRouter:
         if hit is None:
             assert refused is not None
             return refused
-        check = log_view(request).detail(hit).inclusion
+        check = view.detail(hit).inclusion
         if check.document is None:
             return _problem(request, 409, "No proof", check.message)
         body = orjson.dumps(check.document, option=orjson.OPT_INDENT_2) + b"\n"
@@ -357,7 +344,6 @@ def log_router() -> APIRouter:
             return refused
         from kaudit.exporters.status import exporter_status
 
-        view = log_view(request)
         period = request.query_params.get("period", "24h")
         since, until = since_for(period)
         query = LogQuery.parse({"since": since.isoformat(), "until": until.isoformat()})
@@ -418,7 +404,7 @@ def log_router() -> APIRouter:
         refused = _admins_only(request)
         if refused is not None:
             return refused
-        log_view(request).run_verify()
+        view.run_verify()
         from starlette.responses import RedirectResponse
 
         return RedirectResponse("/overview", status_code=303)
@@ -433,7 +419,7 @@ def log_router() -> APIRouter:
         period = params.get("period", "7d").strip() or "7d"
         since, until = since_for(period)
         focus = params.get("focus", "").strip()
-        found: list[Flow] = log_view(request).flows(since, until)
+        found: list[Flow] = view.flows(since, until)
         if focus:
             found = [
                 f
