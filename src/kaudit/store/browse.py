@@ -286,9 +286,10 @@ def _add(totals: dict[_Key, list[int]], items: Iterable[tuple[_Key, int, int]]) 
 
 
 class FlowCache:
-    """The flows of an index kept per hour in memory and brought up to date on each
-    call: only events indexed since the last call are read, so the map of a week costs
-    a sum over the hours rather than reading every produce and consume event again.
+    """The flows of an index kept in memory per hour (and per UTC day, to add a week up
+    quickly) and brought up to date on each call: only events indexed since the last
+    call are read, so the map of a week costs a sum over days and hours rather than
+    reading every produce and consume event again.
 
     Times are whole hours: a period's first and last hours are counted whole."""
 
@@ -296,6 +297,7 @@ class FlowCache:
         self._lock = threading.Lock()
         self._last_id = 0
         self._hours: dict[int, dict[_Key, list[int]]] = defaultdict(dict)
+        self._days: dict[int, dict[_Key, list[int]]] = defaultdict(dict)
 
     def update(self, search: IndexSearch) -> None:
         """Read the produce and consume events indexed since the last update."""
@@ -318,28 +320,56 @@ class FlowCache:
             for row_id, ts in part:
                 found = _flow_key(lines[row_id])
                 if found is not None:
-                    _add(self._hours[ts // MS_PER_HOUR], (found,))
+                    hour = ts // MS_PER_HOUR
+                    _add(self._hours[hour], (found,))
+                    _add(self._days[hour // 24], (found,))
         if rows:
             self._last_id = rows[-1][0]
         oldest = conn.execute("SELECT min(ts) FROM events").fetchone()[0]
-        if oldest is not None:  # retention removed older events: forget their hours
-            for hour in [h for h in self._hours if h < oldest // MS_PER_HOUR]:
-                del self._hours[hour]
+        if oldest is not None:
+            self._forget_before(oldest // MS_PER_HOUR)
+
+    def _forget_before(self, first_hour: int) -> None:
+        """Retention removed older events: forget their hours, and add up again the
+        day they were cut from."""
+        gone = [h for h in self._hours if h < first_hour]
+        for hour in gone:
+            del self._hours[hour]
+        for day in {h // 24 for h in gone}:
+            totals: dict[_Key, list[int]] = {}
+            for hour in range(day * 24, day * 24 + 24):
+                _sum_into(totals, self._hours.get(hour, {}))
+            if totals:
+                self._days[day] = totals
+            else:
+                self._days.pop(day, None)
 
     def flows(self, search: Search, since_ms: int, until_ms: int) -> list[Flow]:
         """The flows between `since_ms` and `until_ms`, most records first."""
+        totals: dict[_Key, list[int]] = {}
         if not isinstance(search, IndexSearch):
             flt = Filter(type="records.*", since=from_ms(since_ms), until=from_ms(until_ms))
-            totals: dict[_Key, list[int]] = {}
             _add(totals, (k for h in search.search(flt, None) if (k := _flow_key(h.line))))
             return _flows(totals)
         with self._lock:
             self._update(search)
-            totals = {}
-            for hour in range(since_ms // MS_PER_HOUR, (until_ms - 1) // MS_PER_HOUR + 1):
-                for key, (r, b, e) in self._hours.get(hour, {}).items():
-                    t = totals.setdefault(key, [0, 0, 0])
-                    t[0] += r
-                    t[1] += b
-                    t[2] += e
+            hour, last = since_ms // MS_PER_HOUR, (until_ms - 1) // MS_PER_HOUR
+            while hour <= last:
+                if hour % 24 == 0 and hour + 23 <= last:
+                    _sum_into(totals, self._days.get(hour // 24, {}))
+                    hour += 24
+                else:
+                    _sum_into(totals, self._hours.get(hour, {}))
+                    hour += 1
             return _flows(totals)
+
+
+def _sum_into(totals: dict[_Key, list[int]], bucket: dict[_Key, list[int]]) -> None:
+    for key, (r, b, e) in bucket.items():
+        t = totals.get(key)
+        if t is None:
+            totals[key] = [r, b, e]
+        else:
+            t[0] += r
+            t[1] += b
+            t[2] += e
