@@ -165,6 +165,12 @@ class LogView:
         if isinstance(self.config.audit.log, LocalLog):
             self._prover = LogProver(self.config.log_dir)
 
+    @property
+    def default_since(self) -> str:
+        """How far back the pages look unless asked (`console.log_days`)."""
+        console = self.config.console
+        return f"{console.log_days if console is not None else 7.0:g}d"
+
     # -- searching -------------------------------------------------------------------------
 
     def search(self) -> Search:

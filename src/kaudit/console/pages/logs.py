@@ -154,7 +154,7 @@ def log_router(view: LogView) -> APIRouter:
             return refused
         params = request.query_params
         try:
-            query = LogQuery.parse(params)
+            query = LogQuery.parse(params, view.default_since)
             size = _size(params)
             found = view.page(query, size, params.get("after"))
         except BadQuery as exc:
@@ -209,7 +209,7 @@ def log_router(view: LogView) -> APIRouter:
             return refused
         if fmt not in ("jsonl", "csv"):
             raise BadQuery(f"export format {fmt!r} is not one of jsonl, csv")
-        query = LogQuery.parse(request.query_params)
+        query = LogQuery.parse(request.query_params, view.default_since)
         hits = view.export(query)
         out = io.BytesIO()
         write_hits(hits, fmt, out)
@@ -352,10 +352,10 @@ def log_router(view: LogView) -> APIRouter:
 
         by_result = hourly_counts(search, query.filter, "result", to_ms(since), to_ms(until))
         by_category = hourly_counts(search, query.filter, "category", to_ms(since), to_ms(until))
-        week = LogQuery.parse({}).filter
+        week = LogQuery.parse({}, view.default_since).filter
         principals = search.count_by(week, ["actor"])[:10]
         refusals = search.count_by(
-            LogQuery.parse({"result": "denied"}).filter, ["actor", "resource"]
+            LogQuery.parse({"result": "denied"}, view.default_since).filter, ["actor", "resource"]
         )[:10]
         size, age = view.checkpoint_age()
         exporters = []
@@ -375,6 +375,7 @@ def log_router(view: LogView) -> APIRouter:
             "period": period,
             "by_result": by_result,
             "by_category": by_category,
+            "top_since": view.default_since,
             "top_principals": [{"actor": k[0], "count": n} for k, n in principals],
             "top_refusals": [{"actor": k[0], "resource": k[1], "count": n} for k, n in refusals],
             "checkpoint": {"size": size, "age_seconds": age},
@@ -435,7 +436,7 @@ def log_router(view: LogView) -> APIRouter:
             period=period,
             focus=focus,
             flows=found,
-            since=since.isoformat(),
+            since=since.strftime("%Y-%m-%d %H:%M UTC"),
             svg=flow_map(found, since.isoformat()),
             max_flows=MAX_MAP_FLOWS,
         )
