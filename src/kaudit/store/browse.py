@@ -291,7 +291,8 @@ class FlowCache:
     call are read, so the map of a week costs a sum over days and hours rather than
     reading every produce and consume event again.
 
-    Times are whole hours: a period's first and last hours are counted whole."""
+    Times are whole hours: a period's first and last hours are counted whole, and so is
+    the hour retention cut into (its removed events still count until the hour goes)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -124,8 +124,14 @@ def flow_map(flows: Sequence[Flow], since: str) -> Markup:
     height = top_pad + row_h * max((len(c) for c in columns), default=1) + 20
     xs = (10.0, 360.0, 710.0)
     text_w = 280.0  # labels are cut to fit (`_fit`); the full name is in their title
+    tallest = max((len(c) for c in columns), default=1)
+    # Each column spread over the height of the tallest, so short ones sit in the middle.
     place: list[dict[str, float]] = [
-        {name: top_pad + i * row_h for i, name in enumerate(col)} for col in columns
+        {
+            name: top_pad + (i + 0.5) * row_h * tallest / len(col) - row_h / 2
+            for i, name in enumerate(col)
+        }
+        for col in columns
     ]
     top = float(max((f.records for f in shown), default=1) or 1)
     parts = [
