@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from kaudit.cli import main
 from kaudit.store.query import store_destination
-from support.console import ConsoleHarness, harness, local_user
+from support.console import ConsoleHarness, console_config, harness, local_user
 from support.logpages import fill, index, log_pages_config
 
 
@@ -180,3 +180,32 @@ def test_an_event_has_a_verified_proof_kaudit_verify_proof_accepts(
     pub = key.removesuffix(".key") + ".pub"
     checked = CliRunner().invoke(main, ["verify-proof", str(proof), "--public-key", pub])
     assert checked.exit_code == 0 and "is included at index" in checked.output
+
+
+def test_the_overview_verifies_the_log_on_request(console: ConsoleHarness) -> None:
+    client = console.login("root")
+    assert client.get("/api/v1/audit/overview").json()["last_verify"] is None
+    assert client.post("/overview/verify").status_code == 303
+    overview = client.get("/api/v1/audit/overview").json()
+    assert overview["last_verify"]["ok"] is True, overview["last_verify"]
+    assert overview["checkpoint"]["size"] >= 300
+    assert overview["top_principals"] and overview["top_refusals"]
+    hours = overview["by_result"]
+    assert sum(sum(counts.values()) for _, counts in hours) > 0
+
+
+def test_without_checkpoints_or_an_index_an_event_is_never_shown_verified(
+    tmp_path: Path,
+) -> None:
+    config = console_config(tmp_path, users=[local_user("root", "ops")],
+                            rbac={"admin_roles": ["ops"], "policies": []})  # fmt: skip
+    for h in harness(config):
+        client = h.login("root")
+        h.session.flush()
+        events = client.get("/api/v1/audit/events").json()["events"]  # a scan of the log
+        assert events
+        detail = client.get(f"/api/v1/audit/events/{events[0]['event_id']}").json()
+        assert detail["integrity"]["status"] == "unchecked"
+        assert "no signed checkpoint" in detail["integrity"]["message"]
+        page = client.get(f"/events/{events[0]['event_id']}")
+        assert "cannot be checked" in page.text and "badge-verified" not in page.text
