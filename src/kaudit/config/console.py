@@ -184,6 +184,9 @@ class ConsoleConfig(ConfigModel):
     login_limits: LoginLimits = LoginLimits()
     masking: list[MaskRule] = []
     max_inspect_messages: int = Field(default=500, ge=1)
+    log_days: float = Field(default=7.0, gt=0, le=3660)
+    """How far back the audit log and each user's log look unless asked otherwise (days;
+    Kpow shows seven)."""
     oidc: list[OidcProvider] = []
     """OpenID Connect providers, each a button on the login page."""
     github: GithubLogin | None = None

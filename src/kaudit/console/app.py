@@ -182,6 +182,8 @@ def build_app(config: Config, recorder: Recorder, *, base_dir: Path | None = Non
     """The console of `config.console`, recording to `recorder`; `base_dir` resolves a
     relative `rbac_file` (default: the working directory)."""
     from kaudit.console.api import api_router
+    from kaudit.console.logview import LogView
+    from kaudit.console.pages.logs import log_router
     from kaudit.console.pages.routes import pages_router
 
     console = config.console
@@ -256,5 +258,8 @@ def build_app(config: Config, recorder: Recorder, *, base_dir: Path | None = Non
     _provider_routers(app, config, hooks, recorder)
     app.include_router(api_router())
     app.include_router(pages_router())
+    app.state.log_view = LogView(config)
+    app.state.log_view.start_warming()
+    app.include_router(log_router(app.state.log_view))
     app.mount("/static", StaticFiles(directory=PAGES / "static"), name="static")
     return app

@@ -24,8 +24,11 @@ from kaudit.recorder.core import Recorder
 
 __all__ = ["ALWAYS_RECORDED", "ConsoleRecorder", "RequestInfo", "user_record"]
 
-ALWAYS_RECORDED = frozenset({"auth.login", "auth.logout", "auth.failed", "records.inspected"})
-"""Recorded whatever the verbosity: who logged in, and who looked at data."""
+ALWAYS_RECORDED = frozenset(
+    {"auth.login", "auth.logout", "auth.failed", "records.inspected", "audit.exported"}
+)
+"""Recorded whatever the verbosity: who logged in, who looked at data, who exported the
+audit log."""
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ __all__ = ["user_events"]
 
 
 def user_events(
-    config: Config, provider: str, user_id: str, limit: int, days: float = 7.0
+    config: Config, provider: str, user_id: str, limit: int, days: float | None = None
 ) -> list[dict[str, Any]]:
-    """The last `limit` console events of the user `user_id` of `provider` within `days`,
-    newest first. The provider's stable id (the OIDC `sub`) is matched, not the login: two
-    accounts may share a login or email."""
+    """The last `limit` console events of the user `user_id` of `provider` within `days`
+    (default: `console.log_days`), newest first. The provider's stable id (the OIDC `sub`)
+    is matched, not the login: two accounts may share a login or email."""
+    if days is None:
+        days = config.console.log_days if config.console is not None else 7.0
     since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S")
     found: collections.deque[dict[str, Any]] = collections.deque(maxlen=limit)
     for line in tail_lines(None, config):

@@ -117,6 +117,7 @@ _BUILTIN: list[EventType] = _types(
         "config.viewed": "A configuration was read",
         "records.consumed": "Records were fetched from a topic (aggregated over a window)",
         "records.inspected": "Records were inspected in a console",
+        "audit.exported": "Audit events were exported from the console's audit log",
         "auth.login": "A principal authenticated",
         "auth.logout": "A session ended",
         "auth.failed": "Authentication failed",

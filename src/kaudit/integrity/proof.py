@@ -79,6 +79,15 @@ def inclusion_document(
 ) -> dict[str, Any]:
     """The inclusion proof of `event` (canonical bytes) at `index` in the tree of the
     first `checkpoint.size` of `leaves` (leaf hashes in sequence order)."""
+    path = inclusion_proof(leaves, index, checkpoint.size)
+    return inclusion_path_document(event_id, index, event, path, checkpoint)
+
+
+def inclusion_path_document(
+    event_id: str, index: int, event: bytes, path: Sequence[bytes], checkpoint: StoredCheckpoint
+) -> dict[str, Any]:
+    """The inclusion proof document of `event` at `index` given its audit path (RFC 9162
+    PATH) in the tree of `checkpoint`."""
     return {
         "type": "inclusion",
         "event_id": event_id,
@@ -86,7 +95,7 @@ def inclusion_document(
         "event": event.decode(),
         "leaf_hash": leaf_hash(event).hex(),
         "tree_size": checkpoint.size,
-        "proof": [h.hex() for h in inclusion_proof(leaves, index, checkpoint.size)],
+        "proof": [h.hex() for h in path],
         "checkpoint": checkpoint.note.decode(),
     }
 
