@@ -33,20 +33,26 @@ def run(config: Config, *, once: bool, say: Say) -> None:
         start_retention(config)
     # Set by SIGINT/SIGTERM from before the console serves, so none is lost in between.
     stop = threading.Event()
+    if not once:
+        _stop_on_signals(stop)
     with serving_console(config, say, once=once, stop=stop) as session:
         counts = run_exporters(config, once=once, say=say, session=session, stop=stop)
         if not counts:
             if config.gateway is not None and not once:
                 serve_gateway(config, say, session, stop)
-                return
-            if session is not None:
+            elif session is not None:
                 stop.wait()
-                return
-            raise UsageError("no destination configured (audit.destination or audit.destinations)")
-    for name, n in counts.items():
-        say(f"{name}: {n} events")
+            else:
+                raise UsageError(
+                    "no destination configured (audit.destination or audit.destinations)"
+                )
+    # One line once everything is closed (the log with its final checkpoint).
+    sent = ", ".join(f"{name}: {n} {'event' if n == 1 else 'events'}" for name, n in counts.items())
     if once:
+        say(f"kaudit run: delivered {sent}")
         apply_retention_once(config, say)
+    else:
+        say("kaudit run: stopped" + (f"; sent {sent}" if sent else ""))
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

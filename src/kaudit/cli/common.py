@@ -1,12 +1,15 @@
-"""What every command shares: exit codes, turning kaudit's errors into a message and
-an exit code, the `-c/--config` option, and times and durations read from options with
-their errors as click's (a usage error, exit 2)."""
+"""What every command shares: exit codes, stopping on SIGINT/SIGTERM, turning kaudit's
+errors into a message and an exit code, the `-c/--config` option, and times and
+durations read from options with their errors as click's (a usage error, exit 2)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import NoReturn, ParamSpec, TypeVar
 
@@ -22,6 +25,34 @@ R = TypeVar("R")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+"""A command stopped by SIGINT or SIGTERM before it finished what it was asked (the
+shell's 128 + SIGINT); what was recorded until then is kept, with its final checkpoint.
+Commands that run until stopped (`run`, `gateway`, `console`, `tail -f`) exit 0."""
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done (or stopped by SIGINT/SIGTERM, for commands that run until "
+    "stopped); 1 failed (verify: tampered); 2 usage or configuration error; "
+    "130 interrupted before finishing."
+)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT and SIGTERM (a terminal's Ctrl-C, systemd's stop, both sent to the whole
+    process group) set the event instead of interrupting whatever runs, so that the
+    command stops at a point of its choosing and closes the log cleanly; the previous
+    handlers come back afterwards."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -50,6 +81,23 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             sys.exit(0)
 
     return wrapper
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """`word` as `n` of them are called: 1 checkpoint, 2 checkpoints."""
+    return word if n == 1 else (words or f"{word}s")
+
+
+def say_what_runs(command: str, config_path: str | None, config: Config) -> None:
+    """One line at the start of a command that writes or serves: which configuration,
+    data directory and audit log it uses."""
+    from kaudit.session import describe_log
+
+    click.echo(
+        f"kaudit {command}: config {config_path or '(built-in defaults)'}, data directory "
+        f"{config.data_path}, log {describe_log(config)}",
+        err=True,
+    )
 
 
 def load(config_path: str | None) -> Config:

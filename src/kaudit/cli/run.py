@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from kaudit.cli.common import config_option, handle_errors, load
+from kaudit.cli.common import (
+    config_option,
+    handle_errors,
+    load,
+    say_what_runs,
+    stop_on_signals,
+)
 
 
 def _say(message: str) -> None:
@@ -21,7 +27,9 @@ def run(config_path: str | None, once: bool) -> None:
     hourly, or once at the end with --once."""
     from kaudit.service import run as run_service
 
-    run_service(load(config_path), once=once, say=_say)
+    config = load(config_path)
+    say_what_runs("run", config_path, config)
+    run_service(config, once=once, say=_say)
 
 
 @click.command()
@@ -34,4 +42,7 @@ def gateway(upstream: str | None, listen: str | None, config_path: str | None) -
     from kaudit.service import gateway_config, serve_gateway
 
     config = gateway_config(load(config_path), upstream=upstream, listen=listen)
-    serve_gateway(config, _say)
+    say_what_runs("gateway", config_path, config)
+    with stop_on_signals() as stop:  # one that comes before the gateway serves stops it too
+        serve_gateway(config, _say, stop=stop)
+    _say("kaudit gateway: stopped")  # after its log was closed, with the final checkpoint

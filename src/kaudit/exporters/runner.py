@@ -68,7 +68,7 @@ class ExporterRunner:
         dead_letter: Path | None = None,
         metrics_path: Path | None = None,
         max_backoff_s: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.exporter = exporter
         if feed is None:
@@ -238,7 +238,11 @@ class ExporterRunner:
                 self.metrics.retried += 1
                 self.publish_metrics()  # `exporters status` shows why it is stuck
                 log.warning("%s failed, retrying in %.1fs: %s", self.name, backoff.step_s, reason)
-                self._sleep(backoff.next_wait())
+                # A stop (SIGTERM) ends the wait: the cursor has not moved, nothing is lost.
+                if self._sleep is None:
+                    self._stop.wait(backoff.next_wait())
+                else:
+                    self._sleep(backoff.next_wait())
                 if self._stop.is_set():
                     raise
                 continue
