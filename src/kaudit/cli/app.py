@@ -11,6 +11,7 @@ from kaudit.cli.console import console
 from kaudit.cli.demo import demo
 from kaudit.cli.events import emit, generate, tail
 from kaudit.cli.exporters import exporters
+from kaudit.cli.group import EPILOG, KauditGroup
 from kaudit.cli.keys import keys
 from kaudit.cli.local_kafka import local_kafka
 from kaudit.cli.run import gateway, run
@@ -19,8 +20,10 @@ from kaudit.cli.verify import prove, verify, verify_proof_command
 from kaudit.config.secrets import MaskSecrets
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="kaudit")
+@click.group(
+    cls=KauditGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG
+)
+@click.version_option(None, "-V", "--version", package_name="kaudit", message="kaudit %(version)s")
 def main() -> None:
     """kaudit: a tamper-evident audit trail for Apache Kafka."""
     _log_to_stderr()

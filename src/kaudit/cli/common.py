@@ -9,13 +9,13 @@ import functools
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
-from kaudit.config import Config, load_config
+from kaudit.config import Config, load_config, load_config_text
 from kaudit.config.secrets import mask
 from kaudit.errors import ConfigError, KauditError, TimeFormatError, UsageError
 from kaudit.timeparse import parse_duration, parse_when
@@ -68,7 +68,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except ConfigError as exc:
-            click.echo(f"{exc.source}: invalid configuration", err=True)
+            click.echo(f"kaudit: error: {exc.source}: invalid configuration", err=True)
             for issue in exc.issues:
                 click.echo(f"  {mask(str(issue))}", err=True)
             sys.exit(EXIT_USAGE)
@@ -100,9 +100,14 @@ def say_what_runs(command: str, config_path: str | None, config: Config) -> None
     )
 
 
-def load(config_path: str | None) -> Config:
-    """The configuration in `config_path`, or the built-in defaults without one."""
-    return load_config(config_path) if config_path else Config()
+def load(
+    config_path: str | None, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Config:
+    """The configuration in `config_path`, or the built-in defaults without one, with
+    `overrides` (command-line options, by section) replacing or filling in its keys."""
+    if config_path:
+        return load_config(config_path, overrides=overrides)
+    return load_config_text("", "command line", overrides=overrides) if overrides else Config()
 
 
 config_option = click.option(
@@ -110,7 +115,11 @@ config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False),
-    help="kaudit YAML configuration file (default: built-in defaults).",
+    help=(
+        "kaudit YAML configuration file (default: built-in defaults). Every setting "
+        "without an option of its own lives there (examples/ in the repository); "
+        "options override or fill in the file's values."
+    ),
 )
 
 
