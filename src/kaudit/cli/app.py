@@ -12,6 +12,7 @@ from kaudit.cli.demo import demo
 from kaudit.cli.events import emit, generate, tail
 from kaudit.cli.exporters import exporters
 from kaudit.cli.group import EPILOG, KauditGroup
+from kaudit.cli.integrity import rotate_integrity
 from kaudit.cli.keys import keys
 from kaudit.cli.local_kafka import local_kafka
 from kaudit.cli.run import gateway, run
@@ -54,6 +55,7 @@ for _command in (
     prove,
     report,
     retention,
+    rotate_integrity,
     run,
     search,
     tail,

@@ -84,8 +84,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
-    """`word` as `n` of them are called: 1 checkpoint, 2 checkpoints."""
-    return word if n == 1 else (words or f"{word}s")
+    """`n` and `word` as that many are called: 1 checkpoint, 2 checkpoints."""
+    return f"{n} {word if n == 1 else (words or f'{word}s')}"
 
 
 def say_what_runs(command: str, config_path: str | None, config: Config) -> None:

@@ -72,7 +72,7 @@ def generate(config_path: str | None, count: int, seed: int, spread: str) -> Non
     elapsed = time.perf_counter() - started
     click.echo(
         ("stopped: " if interrupted else "")
-        + f"recorded {recorded} {plural(recorded, 'event')} in {elapsed:.2f}s into "
+        + f"recorded {plural(recorded, 'event')} in {elapsed:.2f}s into "
         + describe_log(config)
         + (f" ({dropped} dropped)" if dropped else ""),
         err=True,

@@ -171,6 +171,4 @@ def verify_proof(document: bytes, verifiers: KeyRing) -> str:
     except CheckpointError as exc:
         raise ProofError(f"the proof's checkpoint is not trusted: {exc}") from exc
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise NotAProofError(
-            f"not a kaudit proof document (from `kaudit prove`): {exc}"
-        ) from exc
+        raise NotAProofError(f"not a kaudit proof document (from `kaudit prove`): {exc}") from exc
