@@ -12,6 +12,7 @@ from kaudit.cli.demo import demo
 from kaudit.cli.events import emit, generate, tail
 from kaudit.cli.exporters import exporters
 from kaudit.cli.group import EPILOG, KauditGroup
+from kaudit.cli.init import init
 from kaudit.cli.integrity import rotate_integrity
 from kaudit.cli.keys import keys
 from kaudit.cli.local_kafka import local_kafka
@@ -50,6 +51,7 @@ for _command in (
     exporters,
     gateway,
     generate,
+    init,
     keys,
     local_kafka,
     prove,
