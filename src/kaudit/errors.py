@@ -97,6 +97,14 @@ class ExporterError(KauditError):
         self.retryable = retryable
 
 
+class DeliveryIncompleteError(ExporterError):
+    """A batch run (`kaudit run --once`) gave up on destinations that still failed after
+    their retries; their cursors stay where delivery stopped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
 class PluginError(KauditError):
     """A plugin (auditor, exporter) named in the configuration cannot be loaded."""
 

@@ -26,16 +26,19 @@ Say = Callable[[str], None]
 """Where messages for the person running kaudit go."""
 
 
-def run(config: Config, *, once: bool, say: Say) -> None:
+def run(config: Config, *, once: bool, say: Say, retries: int | None = None) -> None:
     """`kaudit run`: the gateway, the console and the exporters the configuration asks
     for, and retention when starting and hourly; with `once`, deliver what is in the log
-    now, then apply retention and return. UsageError when there is nothing to run."""
+    now, then apply retention and return (a destination still failing after `retries`
+    is given up on: DeliveryIncompleteError). UsageError when there is nothing to run."""
     from kaudit.monitoring import monitoring
 
     if not once:
         start_retention(config)
     # Set by SIGINT/SIGTERM from before the console serves, so none is lost in between.
     stop = threading.Event()
+    if not once:
+        _stop_on_signals(stop)
     with (
         monitoring(config, say) if not once else contextlib.nullcontext() as mon,
         serving_console(config, say, once=once, stop=stop, mon=mon) as console_session,
@@ -43,19 +46,25 @@ def run(config: Config, *, once: bool, say: Say) -> None:
             config, console_session, say, once=once, stop=stop, mon=mon
         ) as session,
     ):
-        counts = run_exporters(config, once=once, say=say, session=session, stop=stop, mon=mon)
+        counts = run_exporters(
+            config, once=once, say=say, session=session, stop=stop, mon=mon, retries=retries
+        )
         if not counts:
             if config.gateway is not None and not once:
                 serve_gateway(config, say, session, stop, mon=mon)
-                return
-            if session is not None:
+            elif session is not None:
                 stop.wait()
-                return
-            raise UsageError("no destination configured (audit.destination or audit.destinations)")
-    for name, n in counts.items():
-        say(f"{name}: {n} events")
+            else:
+                raise UsageError(
+                    "no destination configured (audit.destination or audit.destinations)"
+                )
+    # One line once everything is closed (the log with its final checkpoint).
+    sent = ", ".join(f"{name}: {n} {'event' if n == 1 else 'events'}" for name, n in counts.items())
     if once:
+        say(f"kaudit run: delivered {sent}")
         apply_retention_once(config, say)
+    else:
+        say("kaudit run: stopped" + (f"; sent {sent}" if sent else ""))
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -138,6 +147,7 @@ def run_exporters(
     session: AuditSession | None = None,
     stop: threading.Event | None = None,
     mon: Monitoring | None = None,
+    retries: int | None = None,
 ) -> dict[str, int]:
     """Run every destination's exporter until SIGINT/SIGTERM (serving the gateway
     meanwhile when one is configured), or with `once` until each has caught up with the
@@ -145,7 +155,7 @@ def run_exporters(
     from kaudit.exporters import drain_all, runners_for
 
     if once:
-        return drain_all(config)
+        return drain_all(config, retries)
     runners = runners_for(config)
     if not runners:
         return {}
@@ -174,19 +184,6 @@ def run_exporters(
         for r in runners:
             r.close()
     return {r.name: r.metrics.sent for r in runners}
-
-
-def gateway_config(config: Config, *, upstream: str | None, listen: str | None) -> Config:
-    """`config` with the command line's `--upstream` and `--listen` in its `gateway:`
-    section; UsageError when neither names an upstream cluster."""
-    from kaudit.config.load import with_overrides
-
-    overrides = {key: value for key, value in (("upstream", upstream), ("listen", listen)) if value}
-    if config.gateway is None and not upstream:
-        raise UsageError("no upstream: pass --upstream HOST:PORT or set gateway.upstream")
-    if overrides:
-        config = with_overrides(config, "gateway", overrides, "command line")
-    return config
 
 
 def serve_gateway(

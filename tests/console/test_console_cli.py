@@ -142,7 +142,7 @@ def test_check_config_reads_the_rbac_file_and_reports_its_errors(tmp_path: Path)
     done = subprocess.run([*KAUDIT, "check-config", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (
-        "console: 127.0.0.1:8080, clusters offline, 1 local users, 1 RBAC policies" in done.stdout
+        "console: 127.0.0.1:8080, clusters offline, 1 local user, 1 RBAC policy" in done.stdout
     )
 
 

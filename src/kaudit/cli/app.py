@@ -12,6 +12,9 @@ from kaudit.cli.console import console
 from kaudit.cli.demo import demo
 from kaudit.cli.events import emit, generate, tail
 from kaudit.cli.exporters import exporters
+from kaudit.cli.group import EPILOG, KauditGroup
+from kaudit.cli.init import init
+from kaudit.cli.integrity import rotate_integrity
 from kaudit.cli.keys import keys
 from kaudit.cli.local_kafka import local_kafka
 from kaudit.cli.run import gateway, run
@@ -21,8 +24,10 @@ from kaudit.ops.logs import LOG_FORMATS
 from kaudit.ops.logs import configure as configure_logging
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="kaudit")
+@click.group(
+    cls=KauditGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG
+)
+@click.version_option(None, "-V", "--version", package_name="kaudit", message="kaudit %(version)s")
 @click.option(
     "--log-format",
     type=click.Choice(LOG_FORMATS),
@@ -63,11 +68,13 @@ for _command in (
     exporters,
     gateway,
     generate,
+    init,
     keys,
     local_kafka,
     prove,
     report,
     retention,
+    rotate_integrity,
     run,
     search,
     tail,

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from kaudit.cli.common import handle_errors
+from kaudit.cli.common import EXIT_USAGE, handle_errors, plural
 from kaudit.config import load_config
+from kaudit.config.secrets import mask
 
 
 @click.command("check-config")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Check the file alone: not the environment variables, files, keys, "
+    "certificates and directories it names.",
+)
 @handle_errors
-def check_config(file: str) -> None:
-    """Validate a configuration file: exit 0 when valid, 2 listing every error when not."""
+def check_config(file: str, offline: bool) -> None:
+    """Validate a configuration file, and that it can run here: the environment
+    variables it names are set, its files exist with safe permissions, keys and
+    certificates load, URLs are well formed (--offline: the file alone). Exit 0 when
+    valid, 2 listing every error when not."""
     config = load_config(file)
+    if not offline:
+        from kaudit.reports.readiness import readiness_problems
+
+        problems = readiness_problems(config)
+        if problems:
+            click.echo(f"kaudit: error: {file}: valid, but cannot run here", err=True)
+            for problem in problems:
+                click.echo(f"  {mask(str(problem))}", err=True)
+            sys.exit(EXIT_USAGE)
     if config.console is not None:
         from pathlib import Path
 
@@ -33,5 +54,6 @@ def check_config(file: str) -> None:
         click.echo(
             f"  console: {config.console.listen}, clusters "
             f"{', '.join(c.name for c in config.console.clusters)}, "
-            f"{len(config.console.users)} local users, {len(rbac.policy.policies)} RBAC policies"
+            f"{plural(len(config.console.users), 'local user')}, "
+            f"{plural(len(rbac.policy.policies), 'RBAC policy', 'RBAC policies')}"
         )

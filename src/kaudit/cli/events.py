@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
 from typing import Any
@@ -10,7 +12,16 @@ from typing import Any
 import click
 import orjson
 
-from kaudit.cli.common import config_option, duration_arg, handle_errors, load
+from kaudit.cli.common import (
+    EXIT_INTERRUPTED,
+    config_option,
+    duration_arg,
+    handle_errors,
+    load,
+    plural,
+    say_what_runs,
+    stop_on_signals,
+)
 from kaudit.events.formats import FORMATS
 
 
@@ -26,7 +37,10 @@ from kaudit.events.formats import FORMATS
 )
 @handle_errors
 def generate(config_path: str | None, count: int, seed: int, spread: str) -> None:
-    """Write COUNT realistic synthetic events through the recorder."""
+    """Write COUNT realistic synthetic events through the recorder.
+
+    SIGINT or SIGTERM stops it early: the events recorded so far stay, with the final
+    checkpoint, and it exits 130."""
     from kaudit.generate import generate as run_generate
     from kaudit.session import describe_log
     from kaudit.session import open as open_session
@@ -34,19 +48,41 @@ def generate(config_path: str | None, count: int, seed: int, spread: str) -> Non
     spread_s = duration_arg(spread)
     config = load(config_path)
     started = time.perf_counter()
-    with (
-        open_session(config) as session,
-        click.progressbar(length=count, label="recording", file=sys.stderr) as bar,
-    ):
-        run_generate(session, count, seed=seed, spread_seconds=spread_s, progress=bar.update)
-        session.flush()
-        dropped = session.recorder.metrics()["kaudit_events_dropped_total"]
+    recorded = 0
+    with stop_on_signals() as stop:
+        say_what_runs("generate", config_path, config)
+        with (
+            open_session(config) as session,
+            click.progressbar(length=count, label="recording", file=sys.stderr) as bar,
+        ):
+
+            def progress(n: int) -> None:
+                nonlocal recorded
+                recorded += n
+                bar.update(n)
+                if stop.is_set():
+                    raise _Stopped
+
+            with contextlib.suppress(_Stopped):
+                run_generate(session, count, seed=seed, spread_seconds=spread_s, progress=progress)
+            session.flush()
+            dropped = session.recorder.metrics()["kaudit_events_dropped_total"]
+        # The session is closed: its final checkpoint is written.
+        interrupted = stop.is_set() and recorded < count
     elapsed = time.perf_counter() - started
     click.echo(
-        f"recorded {count} events in {elapsed:.2f}s into {describe_log(config)}"
+        ("stopped: " if interrupted else "")
+        + f"recorded {plural(recorded, 'event')} in {elapsed:.2f}s into "
+        + describe_log(config)
         + (f" ({dropped} dropped)" if dropped else ""),
         err=True,
     )
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+class _Stopped(Exception):
+    """SIGINT/SIGTERM came: generating ends at the next progress report."""
 
 
 @click.command()
@@ -76,7 +112,19 @@ def tail(
 
     config = load(config_path) if config_path or source is None else None
     stream = tail_lines(source, config, follow=follow, type_glob=type_glob, last=lines)
-    write_lines(stream, fmt, sys.stdout.buffer)
+    # Following ends only by Ctrl-C or SIGTERM: that is its normal end, so quietly, exit 0.
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in stops}
+    try:
+        write_lines(stream, fmt, sys.stdout.buffer)
+    except KeyboardInterrupt:
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.flush()
+        if not follow:
+            sys.exit(EXIT_INTERRUPTED)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.command()

@@ -151,7 +151,7 @@ def _print_json(data: dict[str, Any]) -> None:
 
 
 def _fail(exc: LocalKafkaError) -> NoReturn:
-    click.echo(f"error: {exc}", err=True)
+    click.echo(f"kaudit: error: {exc}", err=True)
     raise SystemExit(_EXIT_MISSING_TOOL if isinstance(exc, MissingToolError) else _EXIT_FAILED)
 
 

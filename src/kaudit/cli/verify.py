@@ -14,7 +14,7 @@ from typing import Any
 import click
 import orjson
 
-from kaudit.cli.common import EXIT_FAILED, config_option, handle_errors, when_arg
+from kaudit.cli.common import EXIT_FAILED, EXIT_USAGE, config_option, fail, handle_errors, when_arg
 
 
 @click.command()
@@ -172,13 +172,16 @@ class _Progress:
 )
 @handle_errors
 def verify_proof_command(proof_file: Any, public_keys: tuple[str, ...]) -> None:
-    """Check a proof from `kaudit prove` with public keys only (exit 0 holds, 1 not)."""
+    """Check a proof from `kaudit prove` with public keys only (exit 0 holds, 1 not, 2
+    not a proof)."""
     from kaudit.integrity.keys import load_verifiers
-    from kaudit.integrity.proof import ProofError, verify_proof
+    from kaudit.integrity.proof import NotAProofError, ProofError, verify_proof
 
     ring = load_verifiers([Path(k) for k in public_keys])
     try:
         click.echo(f"OK: {verify_proof(proof_file.read(), ring)}")
+    except NotAProofError as exc:
+        fail(f"{proof_file.name}: {exc}", EXIT_USAGE)
     except ProofError as exc:
         click.echo(f"FAILED: {exc}")
         sys.exit(EXIT_FAILED)

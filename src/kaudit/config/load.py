@@ -34,11 +34,17 @@ from kaudit.errors import ConfigError, ConfigIssue
 __all__ = ["load_config", "load_config_text"]
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
     """Read, substitute and validate the configuration file at `path`.
 
-    `env` defaults to the process environment. Raises `ConfigError` listing every
-    problem, including a file that cannot be read.
+    `env` defaults to the process environment. `overrides` (command-line options, by
+    top-level section) replace or fill in the file's keys before it is validated, so a
+    section the file leaves incomplete may be completed by them. Raises `ConfigError`
+    listing every problem, including a file that cannot be read.
     """
     source = os.fspath(path)
     try:
@@ -54,11 +60,14 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     except OSError as exc:
         issue = ConfigIssue("", f"cannot read the file: {exc.strerror or exc}")
         raise ConfigError([issue], source) from exc
-    return load_config_text(text, source, env)
+    return load_config_text(text, source, env, overrides)
 
 
 def load_config_text(
-    text: str, source: str = "<string>", env: Mapping[str, str] | None = None
+    text: str,
+    source: str = "<string>",
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Config:
     """Parse, substitute and validate configuration `text`; `source` names it in errors.
 
@@ -78,6 +87,9 @@ def load_config_text(
     data = substitute(document, env if env is not None else os.environ, (), issues)
     substitution_paths = {issue.path for issue in issues}
     data, audit_prefix = _apply_enterprise_alias(data, issues)
+    for section, values in (overrides or {}).items():
+        current = data.get(section)
+        data[section] = {**(current if isinstance(current, dict) else {}), **values}
 
     try:
         config = Config.model_validate(data)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from kaudit.config import Config
 from kaudit.config.model import Batching, Destination, KafkaLog
-from kaudit.errors import ExporterError
+from kaudit.config.secrets import mask
+from kaudit.errors import DeliveryIncompleteError, ExporterError
 from kaudit.exporters.base import Exporter
 from kaudit.exporters.feeds import Feed, KafkaFeed, LocalFeed
 from kaudit.exporters.metrics import metrics_path
@@ -98,13 +99,32 @@ def runners_for(config: Config) -> list[ExporterRunner]:
     return runners
 
 
-def drain_all(config: Config) -> dict[str, int]:
+def drain_all(config: Config, retries: int | None = None) -> dict[str, int]:
     """Deliver what is in the log now to every configured destination, then close them;
-    the log lines each one consumed, by destination name."""
+    the log lines each one consumed, by destination name. With `retries`, a destination
+    still failing after them is given up on (its cursor stays where delivery stopped),
+    the others are served, then DeliveryIncompleteError says what was not delivered."""
     counts: dict[str, int] = {}
+    undelivered: list[str] = []
     for runner in runners_for(config):
         try:
-            counts[runner.name] = runner.drain()
+            counts[runner.name] = runner.drain(retries)
+        except ExporterError as exc:
+            if retries is None or not exc.retryable:
+                raise
+            after = runner.metrics.last_sequence
+            undelivered.append(
+                f"{runner.name}: {runner.lag()} events not delivered, from sequence "
+                f"{0 if after is None else after + 1} on ({mask(str(exc))})"
+            )
         finally:
             runner.close()
+    if undelivered:
+        done = ", ".join(f"{name}: {n}" for name, n in counts.items())
+        raise DeliveryIncompleteError(
+            f"gave up after {retries} retries; "
+            + "; ".join(undelivered)
+            + (f"; delivered {done}" if done else "")
+            + ". Their cursors stay there: the next run starts from them."
+        )
     return counts

@@ -68,7 +68,7 @@ class ExporterRunner:
         dead_letter: Path | None = None,
         metrics_path: Path | None = None,
         max_backoff_s: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.exporter = exporter
         if feed is None:
@@ -97,8 +97,10 @@ class ExporterRunner:
         )
         self._pending: collections.deque[tuple[float, Any, int | None]] = collections.deque()
         self._sleep = sleep
-        # Set by run(); drain() never sets it, so a retry there goes on until it succeeds.
+        # Set by run(); drain() never sets it, so a retry there goes on until it succeeds
+        # or, given `retries`, until it gives up.
         self._stop = threading.Event()
+        self._retries: int | None = None
         self._idle_hook: Callable[[int | None], None] | None = getattr(exporter, "idle", None)
 
     @property
@@ -211,6 +213,7 @@ class ExporterRunner:
 
     def _deliver(self, records: list[bytes]) -> None:
         backoff = Backoff(0.2, self.max_backoff_s, jitter=True)
+        retried = 0
         while True:
             try:
                 self.exporter.send(records)
@@ -235,10 +238,18 @@ class ExporterRunner:
                     log.error("%s refused a batch of %d: %s", self.name, len(records), reason)
                     self._dead_letter(records, reason)
                     return
+                if self._retries is not None and retried >= self._retries:
+                    self.publish_metrics(force=True)
+                    raise  # a batch run gives up: the cursor stays before this batch
+                retried += 1
                 self.metrics.retried += 1
                 self.publish_metrics()  # `exporters status` shows why it is stuck
                 log.warning("%s failed, retrying in %.1fs: %s", self.name, backoff.step_s, reason)
-                self._sleep(backoff.next_wait())
+                # A stop (SIGTERM) ends the wait: the cursor has not moved, nothing is lost.
+                if self._sleep is None:
+                    self._stop.wait(backoff.next_wait())
+                else:
+                    self._sleep(backoff.next_wait())
                 if self._stop.is_set():
                     raise
                 continue
@@ -262,8 +273,11 @@ class ExporterRunner:
                 f.write(orjson.dumps({"reason": reason, "record": orjson.Fragment(record)}))
                 f.write(b"\n")
 
-    def drain(self) -> int:
-        """Deliver until caught up with the log; the number of log lines consumed."""
+    def drain(self, retries: int | None = None) -> int:
+        """Deliver until caught up with the log; the number of log lines consumed. With
+        `retries`, a batch still failing after that many retries raises its
+        ExporterError (the cursor stays before it); without, it is retried until it goes."""
+        self._retries = retries
         total = 0
         while n := self.run_once():
             total += n

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -226,6 +227,11 @@ def _serve(settings: dict[str, Any], commands: IO[bytes], replies: IO[bytes]) ->
 
 
 def main() -> int:
+    # The writer ends the follower (`C`, or end of input): Ctrl-C in a terminal and
+    # systemd's SIGTERM reach the whole process group, and a follower that died of them
+    # would leave the writer's clean stop without its final checkpoint.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     # Background work: the writer, whose callers may wait on it, goes first for the CPU;
     # checkpoints are due every few seconds, not per event.
     os.nice(_NICENESS)
@@ -275,6 +281,9 @@ class FollowerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
+            # Out of the writer's process group, so that Ctrl-C does not reach it even
+            # before it ignores signals (see `main`).
+            process_group=0,
         )
         reply = self._reply(proc, _START_TIMEOUT_S)
         if not reply.startswith(b"ready "):

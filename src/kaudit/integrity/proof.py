@@ -31,7 +31,12 @@ from kaudit.log.segments import LogReader
 
 
 class ProofError(KauditError):
-    """A proof cannot be made (unknown event, no checkpoint) or is malformed."""
+    """A proof cannot be made (unknown event, no checkpoint) or does not hold."""
+
+
+class NotAProofError(ProofError):
+    """The document given to check is not a kaudit proof (a usage error, not a failed
+    proof)."""
 
 
 def _checkpoints(log_dir: Path) -> list[StoredCheckpoint]:
@@ -171,8 +176,8 @@ def verify_proof(document: bytes, verifiers: KeyRing) -> str:
                 f"{new.origin} grew from {old.size} to {new.size} events without rewriting "
                 "any (both checkpoints signed by a trusted key)"
             )
-        raise ProofError(f"unknown proof type {kind!r}; accepted: inclusion, consistency")
+        raise NotAProofError(f"unknown proof type {kind!r}; accepted: inclusion, consistency")
     except CheckpointError as exc:
         raise ProofError(f"the proof's checkpoint is not trusted: {exc}") from exc
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ProofError(f"not a kaudit proof document: {exc}") from exc
+        raise NotAProofError(f"not a kaudit proof document (from `kaudit prove`): {exc}") from exc

@@ -19,6 +19,7 @@ from kaudit.errors import LogError
 from kaudit.integrity.chain import HmacChain, signing_key, split_sealed
 from kaudit.integrity.follower import FollowerProcess
 from kaudit.integrity.keys import load_signer
+from kaudit.integrity.settings import check_log_settings
 from kaudit.log.segments import SegmentLog
 
 
@@ -86,7 +87,10 @@ def default_origin(cluster_id: str | None) -> str:
 def build_sealer(
     integrity: Integrity, sink: object, cluster_id: str | None = None
 ) -> IntegritySealer | None:
-    """The sealer for this configuration, continuing the chain and tree of the log."""
+    """The sealer for this configuration, continuing the chain and tree of the log;
+    refused (IntegrityMismatchError) when a local log was written with other settings."""
+    if isinstance(sink, SegmentLog):
+        check_log_settings(sink.dir, integrity, data_dir=sink.dir.parent)
     chain: HmacChain | None = None
     if integrity.signing.enabled:
         previous = None

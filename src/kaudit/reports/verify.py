@@ -196,9 +196,11 @@ def _report_lines(report: VerifyReport) -> list[str]:
     covered = report.covered.to_dict()
     requested = report.requested.to_dict()
     lines = [
-        f"{report.source}: {status} — {report.events:,} events "
+        f"{report.source}: {status} — {report.events:,} "
+        f"{'event' if report.events == 1 else 'events'} "
         f"(sequence {report.first_sequence}–{report.last_sequence}), "
-        f"{report.checkpoints_checked} checkpoints checked, "
+        f"{report.checkpoints_checked} "
+        f"{'checkpoint' if report.checkpoints_checked == 1 else 'checkpoints'} checked, "
         f"checks: {', '.join(report.checks)}",
         f"  requested: {requested['start'] or '(start)'} to {requested['end'] or '(now)'}",
         f"  covered:   events {covered['first_event']} to {covered['last_event']}, "
