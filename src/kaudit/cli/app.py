@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from kaudit.cli.alerts import alerts
 from kaudit.cli.check_config import check_config
 from kaudit.cli.console import console
 from kaudit.cli.demo import demo
@@ -39,6 +40,7 @@ def _log_to_stderr() -> None:
 
 
 for _command in (
+    alerts,
     check_config,
     console,
     demo,

@@ -1,0 +1,150 @@
+"""Conditions: a rule's rule-engine expression, evaluated against a decoded event.
+
+The seed writes dotted paths into the event (`context.environment`); rule-engine reads
+those as attributes of a mapping through a slow, deprecated fallback that also computes
+spelling suggestions on every miss. `_EventContext` resolves them itself: a key of a
+mapping is looked up directly, a missing one (or one below a null) is null, never an
+error. Nested mappings are handed to rule-engine as `_Node`s, which it does not copy,
+so evaluating a condition costs the paths it reads, not the size of the event.
+
+`event_types` reads the expression's tree for the event types it can match (from
+`event_type == 'x'`, `event_type in [...]` joined by `and`/`or`), so the engine runs a
+rule only on events of those types; `needs_evaluation` is False when that test is the
+whole condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import rule_engine
+from rule_engine import ast as rast
+from rule_engine import types as rtypes
+
+__all__ = ["Condition"]
+
+
+class _Node(Mapping[str, Any]):
+    """A mapping of the event that rule-engine does not copy (it copies dicts deeply)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return _value(self._data[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        return self._data == (other._data if isinstance(other, _Node) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _value(value: Any) -> Any:
+    if type(value) is dict:
+        return _Node(value)
+    if type(value) is list:
+        return tuple(_value(v) for v in value)
+    return value
+
+
+_MAPPING_ATTRIBUTES = frozenset({"is_empty", "keys", "length", "values"})
+"""rule-engine's own attributes of a mapping (`details.length`), used when no key of
+that name is present."""
+
+
+class _EventContext(rule_engine.Context):  # type: ignore[misc]
+    """Dotted paths into nested mappings, missing keys as null."""
+
+    def resolve_attribute(self, thing: Any, object_: Any, name: str) -> Any:
+        if object_ is None:
+            return None
+        if isinstance(object_, _Node):
+            data = object_._data
+            if name in data:
+                return rtypes.coerce_value(_value(data[name]), verify_type=False)
+            if name in _MAPPING_ATTRIBUTES:
+                plain = rtypes.coerce_value(data)
+                return super().resolve_attribute(thing, plain, name)
+            return None
+        return super().resolve_attribute(thing, object_, name)
+
+
+def _resolve_symbol(thing: Any, name: str) -> Any:
+    value = thing.get(name) if isinstance(thing, dict) else None
+    return _value(value)
+
+
+_CONTEXT = _EventContext(default_value=None, resolver=_resolve_symbol)
+
+
+class Condition:
+    """One rule's condition, compiled once."""
+
+    __slots__ = ("event_types", "needs_evaluation", "rule", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.rule = rule_engine.Rule(text, context=_CONTEXT)
+        types, exact = _types(self.rule.statement.expression)
+        self.event_types: frozenset[str] | None = types
+        """The event types the condition can match; None when it can match any."""
+        self.needs_evaluation = not exact
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        """Whether the decoded event satisfies the condition (errors count as no)."""
+        if not self.needs_evaluation:
+            return event.get("event_type") in (self.event_types or ())
+        try:
+            return bool(self.rule.matches(event))
+        except rule_engine.errors.EvaluationError:
+            return False
+
+
+def _literal_strings(node: Any) -> frozenset[str] | None:
+    if isinstance(node, rast.StringExpression):
+        return frozenset([node.value])
+    if isinstance(node, rast.ArrayExpression) and all(
+        isinstance(item, rast.StringExpression) for item in node.value
+    ):
+        return frozenset(item.value for item in node.value)
+    return None
+
+
+def _is_event_type(node: Any) -> bool:
+    return isinstance(node, rast.SymbolExpression) and node.name == "event_type"
+
+
+def _types(node: Any) -> tuple[frozenset[str] | None, bool]:
+    """(event types `node` can be true for, or None for any; whether `node` is exactly
+    a test of the event type)."""
+    if isinstance(node, rast.ComparisonExpression) and node.type == "eq":
+        for symbol, literal in ((node.left, node.right), (node.right, node.left)):
+            if _is_event_type(symbol) and isinstance(literal, rast.StringExpression):
+                return frozenset([literal.value]), True
+    if isinstance(node, rast.ContainsExpression) and _is_event_type(node.member):
+        found = _literal_strings(node.container)
+        if found is not None:
+            return found, True
+    if isinstance(node, rast.LogicExpression):
+        left, left_exact = _types(node.left)
+        right, right_exact = _types(node.right)
+        if node.type == "and":
+            if left is None:
+                return right, False
+            if right is None:
+                return left, False
+            return left & right, left_exact and right_exact
+        if node.type == "or":
+            if left is None or right is None:
+                return None, False
+            return left | right, left_exact and right_exact
+    return None, False
