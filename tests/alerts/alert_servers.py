@@ -153,7 +153,7 @@ class AlertReceiver:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
 
     def wait_for(self, count: int, timeout_s: float = 30.0) -> list[Request]:
         """The requests once there are at least `count` of them."""

@@ -42,7 +42,7 @@ def authenticator(
         and auth_data.login.decode() == os.environ["SMTP_USER"]
         and auth_data.password.decode() == os.environ["SMTP_PASS"]
     )
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)
 
 
 def main() -> None:

@@ -48,9 +48,10 @@ def replay(
         if not candidates:
             continue
         event = orjson.loads(line)
-        if floor is not None and (event_time(event) or 0.0) < floor:
+        at = event_time(event)
+        if at is None or (floor is not None and at < floor):
             continue
-        yield from evaluator.sweep()
+        yield from evaluator.sweep(at)  # what resolved before this event
         yield from evaluator.judge(event, candidates)
     yield from evaluator.sweep()
 
