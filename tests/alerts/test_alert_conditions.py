@@ -46,6 +46,19 @@ def test_condition(condition: str, expected: bool) -> None:
         assert Condition(condition).matches(EVENT) is expected
 
 
+def test_other_fields_index_a_rule_when_no_event_type_is_named() -> None:
+    denied = Condition("action.result == 'denied' and actor.id =~ 'User:.*'")
+    assert denied.event_types is None
+    assert denied.index == (("action", "result"), {"denied"})
+    assert denied.needs_evaluation
+    either = Condition("context.environment == 'prod' or context.environment == 'dr'")
+    assert either.index == (("context", "environment"), {"prod", "dr"})
+    assert not either.needs_evaluation
+    assert either.matches({"context": {"environment": "dr"}})
+    assert not either.matches({"context": {"environment": {"nested": 1}}})
+    assert Condition("actor.id =~ 'User:.*'").index is None
+
+
 def test_event_types_are_read_from_the_condition() -> None:
     assert Condition("event_type == 'a' and actor.id == 'x'").event_types == {"a"}
     assert Condition("event_type in ['a', 'b']").event_types == {"a", "b"}

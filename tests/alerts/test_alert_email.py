@@ -35,7 +35,7 @@ def _email(smtp: SmtpServer, ca_file: Path, **extra: Any) -> tuple[Notify, Alert
             "severity": "medium", "notify": [target]}  # fmt: skip
     config = load_config_text(orjson.dumps({"audit": {"alerts": [rule]}}).decode())
     evaluator = Evaluator(compile_rules(config.audit.alerts, config.audit.builtin_alerts))
-    (alert,) = evaluator.judge(EVENT, evaluator.candidates("access.denied"))
+    (alert,) = evaluator.judge(EVENT, evaluator.candidates("access.denied") or [])
     return config.audit.alerts[0].notify[0], alert
 
 

@@ -43,7 +43,7 @@ def _alert(
     config = load_config_text(yaml)
     evaluator = Evaluator(compile_rules(config.audit.alerts, config.audit.builtin_alerts))
     event = event or EVENT
-    (alert,) = evaluator.judge(event, evaluator.candidates(event["event_type"]))
+    (alert,) = evaluator.judge(event, evaluator.candidates(event["event_type"]) or [])
     return config.audit.alerts[0].notify[0], alert
 
 

@@ -86,27 +86,54 @@ def _resolve_symbol(thing: Any, name: str) -> Any:
 _CONTEXT = _EventContext(default_value=None, resolver=_resolve_symbol)
 
 
+Path = tuple[str, ...]
+"""A dotted path into the event, as its keys."""
+
+
 class Condition:
     """One rule's condition, compiled once."""
 
-    __slots__ = ("event_types", "needs_evaluation", "rule", "text")
+    __slots__ = ("event_types", "index", "needs_evaluation", "rule", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.rule = rule_engine.Rule(text, context=_CONTEXT)
-        types, exact = _types(self.rule.statement.expression)
+        keys, exact = _keys(self.rule.statement.expression)
+        types = keys.get(("event_type",))
         self.event_types: frozenset[str] | None = types
         """The event types the condition can match; None when it can match any."""
-        self.needs_evaluation = not exact
+        self.index: tuple[Path, frozenset[str]] | None = None
+        """Where the engine looks this rule up: the event types it can match, else
+        the values another path must have (`action.result == 'denied'`); None when the
+        condition names no such value."""
+        if types is not None:
+            self.index = (("event_type",), types)
+        elif keys:
+            self.index = next(iter(keys.items()))
+        self.needs_evaluation = not (exact and len(keys) == 1)
 
     def matches(self, event: dict[str, Any]) -> bool:
         """Whether the decoded event satisfies the condition (errors count as no)."""
-        if not self.needs_evaluation:
-            return event.get("event_type") in (self.event_types or ())
+        if not self.needs_evaluation and self.index is not None:
+            path, values = self.index
+            value: Any = event
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            return isinstance(value, str) and value in values
         try:
             return bool(self.rule.matches(event))
         except rule_engine.errors.EvaluationError:
             return False
+
+
+def _path(node: Any) -> Path | None:
+    """The dotted path an expression reads (`context.environment`), if it is one."""
+    if isinstance(node, rast.SymbolExpression) and node.scope is None:
+        return (node.name,)
+    if isinstance(node, rast.GetAttributeExpression) and not node.safe:
+        parent = _path(node.object)
+        return None if parent is None else (*parent, node.name)
+    return None
 
 
 def _literal_strings(node: Any) -> frozenset[str] | None:
@@ -119,32 +146,32 @@ def _literal_strings(node: Any) -> frozenset[str] | None:
     return None
 
 
-def _is_event_type(node: Any) -> bool:
-    return isinstance(node, rast.SymbolExpression) and node.name == "event_type"
+Keys = dict[Path, frozenset[str]]
 
 
-def _types(node: Any) -> tuple[frozenset[str] | None, bool]:
-    """(event types `node` can be true for, or None for any; whether `node` is exactly
-    a test of the event type)."""
+def _keys(node: Any) -> tuple[Keys, bool]:
+    """(paths whose string value `node` requires to be one of a set, for `node` to be
+    true; whether `node` is exactly that requirement)."""
     if isinstance(node, rast.ComparisonExpression) and node.type == "eq":
         for symbol, literal in ((node.left, node.right), (node.right, node.left)):
-            if _is_event_type(symbol) and isinstance(literal, rast.StringExpression):
-                return frozenset([literal.value]), True
-    if isinstance(node, rast.ContainsExpression) and _is_event_type(node.member):
+            path = _path(symbol)
+            if path is not None and isinstance(literal, rast.StringExpression):
+                return {path: frozenset([literal.value])}, True
+    if isinstance(node, rast.ContainsExpression):
+        path = _path(node.member)
         found = _literal_strings(node.container)
-        if found is not None:
-            return found, True
+        if path is not None and found is not None:
+            return {path: found}, True
     if isinstance(node, rast.LogicExpression):
-        left, left_exact = _types(node.left)
-        right, right_exact = _types(node.right)
+        left, left_exact = _keys(node.left)
+        right, right_exact = _keys(node.right)
         if node.type == "and":
-            if left is None:
-                return right, False
-            if right is None:
-                return left, False
-            return left & right, left_exact and right_exact
+            merged = dict(left)
+            for path, values in right.items():
+                merged[path] = merged[path] & values if path in merged else values
+            return merged, left_exact and right_exact
         if node.type == "or":
-            if left is None or right is None:
-                return None, False
-            return left | right, left_exact and right_exact
-    return None, False
+            common = {p: left[p] | right[p] for p in left.keys() & right.keys()}
+            exact = left_exact and right_exact and len(left) == len(right) == len(common) == 1
+            return common, exact
+    return {}, False

@@ -150,7 +150,7 @@ class AlertEngine:
                     continue
                 last_seq = seq
             candidates = evaluator.candidates(str(envelope.event_type))
-            if not candidates:
+            if candidates is None:
                 continue
             self.counters.events_judged += 1
             alerts += evaluator.judge(orjson.loads(line), candidates)

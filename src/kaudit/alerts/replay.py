@@ -45,7 +45,7 @@ def replay(
         except msgspec.MsgspecError:
             continue
         candidates = evaluator.candidates(str(event_type))
-        if not candidates:
+        if candidates is None:
             continue
         event = orjson.loads(line)
         at = event_time(event)

@@ -177,16 +177,24 @@ class Evaluator:
         self.states: dict[tuple[str, str], GroupState] = {}
         self.dirty: set[tuple[str, str]] = set()
         self._by_type: dict[str, list[CompiledRule]] = {}
-        self._any: list[CompiledRule] = []
+        self._by_path: dict[tuple[str, ...], dict[str, list[CompiledRule]]] = {}
+        self._unindexed: list[CompiledRule] = []
         for rule in rules:
             if rule.condition is None:
                 continue
-            if rule.condition.event_types is None:
-                self._any.append(rule)
-            else:
-                for name in rule.condition.event_types:
+            index = rule.condition.index
+            if index is None:
+                self._unindexed.append(rule)
+            elif index[0] == ("event_type",):
+                for name in index[1]:
                     self._by_type.setdefault(name, []).append(rule)
-        self._candidates: dict[str, list[CompiledRule]] = {}
+            else:
+                by_value = self._by_path.setdefault(index[0], {})
+                for value in index[1]:
+                    by_value.setdefault(value, []).append(rule)
+        self.judges_every_type = bool(self._by_path or self._unindexed)
+        """Whether some rule is not tied to event types (every event must be decoded)."""
+        self._candidates: dict[str, list[CompiledRule] | None] = {}
         self.watermark: float | None = None
         """The latest event time seen: the clock windows slide by."""
 
@@ -199,20 +207,45 @@ class Evaluator:
                     data, rule.config.window, rule.config.threshold
                 )
 
-    def candidates(self, event_type: str) -> list[CompiledRule]:
-        """The rules an event of this type can match (an alert.* event matches none:
-        the engine's own records are never judged)."""
-        found = self._candidates.get(event_type)
-        if found is None:
-            if event_type.startswith("alert."):
-                found = []
-            else:
-                found = self._by_type.get(event_type, []) + self._any
-            self._candidates[event_type] = found
+    def candidates(self, event_type: str) -> list[CompiledRule] | None:
+        """The rules an event of this type may match by its type alone, or None when no
+        rule can match it at all (an alert.* event matches none: the engine's own
+        records are never judged)."""
+        try:
+            return self._candidates[event_type]
+        except KeyError:
+            pass
+        found: list[CompiledRule] | None
+        if event_type.startswith("alert."):
+            found = None
+        else:
+            found = self._by_type.get(event_type, [])
+            if not found and not self.judges_every_type:
+                found = None
+        self._candidates[event_type] = found
         return found
 
-    def judge(self, event: dict[str, Any], rules: list[CompiledRule]) -> list[AlertRecord]:
-        """Run `rules` (this event's candidates) on the decoded event."""
+    def _all_candidates(
+        self, event: dict[str, Any], by_type: list[CompiledRule]
+    ) -> list[CompiledRule]:
+        if not self.judges_every_type:
+            return by_type
+        found = list(by_type)
+        for path, by_value in self._by_path.items():
+            value: Any = event
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, str):
+                found += by_value.get(value, ())
+        found += self._unindexed
+        return found
+
+    def judge(self, event: dict[str, Any], by_type: list[CompiledRule]) -> list[AlertRecord]:
+        """Run the rules that may match the decoded event (`by_type`: its
+        `candidates`, to which the rules indexed by other fields are added)."""
+        rules = self._all_candidates(event, by_type)
+        if not rules:
+            return []
         at = event_time(event)
         if at is None:
             return []
