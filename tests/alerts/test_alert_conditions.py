@@ -80,3 +80,80 @@ def test_template_renders_paths_and_escapes_for_the_target() -> None:
     )
     assert render_template(template, data) == ":warning: *acl.created* by <@U123> & co !"
     assert render_template(parse_template("{{ .n }}/{{ .l }}"), {"n": 3, "l": [1]}) == "3/[1]"
+
+
+COMPILED = [
+    "event_type == 'restore.started' and context.environment == 'production'",
+    "event_type != 'backup.failed' or actor.id == 'User:alice'",
+    "not (context.environment == 'production')",
+    "details.records > 1000 and details.records <= 1500",
+    "details.records >= 1500.0",
+    "details.ratio < 1.5",
+    "details.records > 'x'",
+    "details.missing > 1",
+    "details.missing >= null",
+    "'ops' in actor.roles",
+    "'op' in actor.id",
+    "1500 in details.values_list",
+    "actor.id in details",
+    "'x' in details.missing",
+    "1 in actor.id",
+    "context.environment in ['production', 'dr']",
+    "actor.id =~ 'User:a.*'",
+    "actor.id =~ 'alice'",
+    "actor.id =~~ 'alice'",
+    "actor.id !~ 'User:b.*'",
+    "actor.id !~~ 'bob'",
+    "details.missing =~ 'x'",
+    "details.missing !~ 'x'",
+    "details.records =~ '1'",
+    "details.flag == true and details.flag != 1",
+    "details.records == 1500 and details.records != '1500'",
+    "details.nested.deep == null and not details.nested.deep",
+    "actor.roles == ['ops', 'backup']",
+    "details.topics == ['orders', 'payments', 'users']",
+    "details.empty_list",
+    "details.records",
+    "not details.zero",
+]
+EVENTS: list[dict[str, Any]] = [
+    EVENT,
+    {**EVENT, "actor": {"id": "User:bob", "roles": []}, "context": {"environment": "dr"}},
+    {
+        "event_type": "backup.failed",
+        "details": {
+            "records": "1500",
+            "flag": 1,
+            "zero": 0.0,
+            "nested": {"deep": 1},
+            "ratio": 1.25,
+            "values_list": [1500.0],
+        },
+    },
+    {
+        "event_type": "x",
+        "actor": None,
+        "details": {
+            "records": 2000.5,
+            "flag": True,
+            "nested": None,
+            "empty_list": [],
+            "values_list": ["1500"],
+        },
+    },
+    {},
+]
+
+
+@pytest.mark.parametrize("condition", COMPILED)
+def test_compiled_conditions_agree_with_rule_engine(condition: str) -> None:
+    compiled = Condition(condition)
+    assert compiled.compiled, "expected this condition to be compiled"
+    for event in EVENTS:
+        assert compiled.matches(event) is compiled.slow_matches(event), event
+
+
+def test_conditions_using_rule_engine_attributes_are_left_to_rule_engine() -> None:
+    length = Condition("details.topics.length == 3")
+    assert not length.compiled and length.matches(EVENT)
+    assert Condition("details.topics[0] == 'orders'").compiled is False

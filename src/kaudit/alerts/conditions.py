@@ -5,7 +5,9 @@ those as attributes of a mapping through a slow, deprecated fallback that also c
 spelling suggestions on every miss. `_EventContext` resolves them itself: a key of a
 mapping is looked up directly, a missing one (or one below a null) is null, never an
 error. Nested mappings are handed to rule-engine as `_Node`s, which it does not copy,
-so evaluating a condition costs the paths it reads, not the size of the event.
+so evaluating a condition costs the paths it reads, not the size of the event. Most
+conditions are not walked by rule-engine at all: `kaudit.alerts.compiled` turns their
+tree into closures once; the rest are evaluated this way.
 
 `event_types` reads the expression's tree for the event types it can match (from
 `event_type == 'x'`, `event_type in [...]` joined by `and`/`or`), so the engine runs a
@@ -15,12 +17,14 @@ whole condition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import rule_engine
 from rule_engine import ast as rast
 from rule_engine import types as rtypes
+
+from kaudit.alerts.compiled import EvalError, compile_tree
 
 __all__ = ["Condition"]
 
@@ -93,7 +97,7 @@ Path = tuple[str, ...]
 class Condition:
     """One rule's condition, compiled once."""
 
-    __slots__ = ("event_types", "index", "needs_evaluation", "rule", "text")
+    __slots__ = ("_fast", "event_types", "index", "matches", "needs_evaluation", "rule", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -111,19 +115,36 @@ class Condition:
         elif keys:
             self.index = next(iter(keys.items()))
         self.needs_evaluation = not (exact and len(keys) == 1)
+        self._fast = compile_tree(self.rule.statement.expression)
 
-    def matches(self, event: dict[str, Any]) -> bool:
+        self.matches: Callable[[dict[str, Any]], bool] = self._chosen()
         """Whether the decoded event satisfies the condition (errors count as no)."""
-        if not self.needs_evaluation and self.index is not None:
-            path, values = self.index
-            value: Any = event
-            for key in path:
-                value = value.get(key) if isinstance(value, dict) else None
-            return isinstance(value, str) and value in values
+
+    def _chosen(self) -> Callable[[dict[str, Any]], bool]:
+        fast = self._fast
+        if fast is None:
+            return self.slow_matches
+
+        def matches(event: dict[str, Any]) -> bool:
+            try:
+                return bool(fast(event))
+            except EvalError:
+                return False
+
+        return matches
+
+    def slow_matches(self, event: dict[str, Any]) -> bool:
+        """`matches` by rule-engine's own evaluation of the tree."""
         try:
             return bool(self.rule.matches(event))
-        except rule_engine.errors.EvaluationError:
+        except (rule_engine.errors.EvaluationError, TypeError):
+            # TypeError: `in` on a null container, which rule-engine does not catch.
             return False
+
+    @property
+    def compiled(self) -> bool:
+        """Whether `matches` runs the compiled closures (else rule-engine's evaluation)."""
+        return self._fast is not None
 
 
 def _path(node: Any) -> Path | None:

@@ -208,9 +208,9 @@ class Evaluator:
                 )
 
     def candidates(self, event_type: str) -> list[CompiledRule] | None:
-        """The rules an event of this type may match by its type alone, or None when no
-        rule can match it at all (an alert.* event matches none: the engine's own
-        records are never judged)."""
+        """The rules an event of this type may match by its type (and those tied to no
+        value), or None when no rule can match it at all (an alert.* event matches
+        none: the engine's own records are never judged)."""
         try:
             return self._candidates[event_type]
         except KeyError:
@@ -219,7 +219,7 @@ class Evaluator:
         if event_type.startswith("alert."):
             found = None
         else:
-            found = self._by_type.get(event_type, [])
+            found = self._by_type.get(event_type, []) + self._unindexed
             if not found and not self.judges_every_type:
                 found = None
         self._candidates[event_type] = found
@@ -228,16 +228,15 @@ class Evaluator:
     def _all_candidates(
         self, event: dict[str, Any], by_type: list[CompiledRule]
     ) -> list[CompiledRule]:
-        if not self.judges_every_type:
+        if not self._by_path:
             return by_type
-        found = list(by_type)
+        found = by_type
         for path, by_value in self._by_path.items():
             value: Any = event
             for key in path:
-                value = value.get(key) if isinstance(value, dict) else None
-            if isinstance(value, str):
-                found += by_value.get(value, ())
-        found += self._unindexed
+                value = value.get(key) if type(value) is dict else None
+            if type(value) is str and value in by_value:
+                found = found + by_value[value]
         return found
 
     def judge(self, event: dict[str, Any], by_type: list[CompiledRule]) -> list[AlertRecord]:
@@ -253,8 +252,10 @@ class Evaluator:
             self.watermark = at
         alerts = []
         for rule in rules:
-            assert rule.condition is not None
-            if not rule.condition.matches(event):
+            condition = rule.condition
+            assert condition is not None
+            # A rule found by the only value its condition tests needs no evaluation.
+            if condition.needs_evaluation and not condition.matches(event):
                 continue
             if rule.extra is not None and not rule.extra(at):
                 continue
