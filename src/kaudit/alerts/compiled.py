@@ -24,7 +24,7 @@ from typing import Any
 
 from rule_engine import ast as rast
 
-__all__ = ["Compiled", "compile_tree"]
+__all__ = ["Compiled", "compile_tree", "path_getter"]
 
 Compiled = Callable[[dict[str, Any]], Any]
 
@@ -77,7 +77,8 @@ def _path(node: Any) -> tuple[str, ...] | None:
     return None
 
 
-def _getter(path: tuple[str, ...]) -> Compiled:
+def path_getter(path: tuple[str, ...]) -> Compiled:
+    """A function reading `path` from a decoded event (null where it is missing)."""
     if len(path) == 1:
         (a,) = path
         return lambda e: e.get(a)
@@ -104,7 +105,7 @@ def _getter(path: tuple[str, ...]) -> Compiled:
 def _value(node: Any) -> Compiled:
     path = _path(node)
     if path is not None:
-        return _getter(path)
+        return path_getter(path)
     if isinstance(node, rast.ArrayExpression):
         if not all(isinstance(item, rast.LiteralExpressionBase) for item in node.value):
             raise _Unsupported("an array of expressions")

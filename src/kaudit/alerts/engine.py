@@ -128,6 +128,12 @@ class AlertEngine:
         self._notifiers: dict[tuple[str, int], Notifier] = {}
         self._wake_delivery = threading.Event()
         self.warnings = alert_warnings(config.audit.alerts, config.audit.builtin_alerts)
+        self.save_every_s = 1.0
+        self._saved_at = 0.0
+        self._unsaved_seq: int | None = None
+        self._unsaved_token: Any = None
+        self._held: list[AlertRecord] = []
+        """Alerts raised in batches not saved yet (while catching up)."""
 
     # -- judging -----------------------------------------------------------------------
 
@@ -154,14 +160,29 @@ class AlertEngine:
                 continue
             self.counters.events_judged += 1
             alerts += evaluator.judge(orjson.loads(line), candidates)
-        alerts += evaluator.sweep(self._now() if not lines else None)
-        alerts += self.probes.run_if_due(time.time())
-        self._save(alerts, last_seq)
+        if last_seq is not None:
+            self._unsaved_seq = last_seq
         if lines:
-            self.feed.commit(token, last_seq)
-        if alerts:
-            self._wake_delivery.set()
-        self.record_pending()
+            self._unsaved_token = token
+        # While catching up on a backlog, state (with the alerts raised) and cursor are
+        # saved about once a second: until then a stop loses nothing, as judging resumes
+        # from the state and position saved before. Once caught up, after every read.
+        caught_up = len(lines) < self.batch_max
+        if caught_up or time.monotonic() - self._saved_at >= self.save_every_s:
+            alerts, self._held = self._held + alerts, []
+            alerts += evaluator.sweep(None if lines else self._now())
+            alerts += self.probes.run_if_due(time.time())
+            seq = self._unsaved_seq
+            self._save(alerts, seq)
+            if self._unsaved_token is not None:
+                self.feed.commit(self._unsaved_token, seq)
+                self._unsaved_token = None
+            self._saved_at = time.monotonic()
+            if alerts:
+                self._wake_delivery.set()
+            self.record_pending()
+        else:
+            self._held += alerts
         return len(lines)
 
     def _now(self) -> float | None:
@@ -173,6 +194,7 @@ class AlertEngine:
         changed = self.evaluator.changed()
         if not alerts and not changed and last_seq is None:
             return
+        self._unsaved_seq = None
         meta: dict[str, Any] = {"counters": self.counters.as_dict()}
         if last_seq is not None:
             meta["last_sequence"] = last_seq

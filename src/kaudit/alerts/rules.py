@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from kaudit.alerts.compiled import path_getter
 from kaudit.alerts.conditions import Condition
 from kaudit.alerts.state import AlertRecord
 from kaudit.alerts.windows import Decision, GroupState
@@ -44,6 +45,7 @@ class CompiledRule:
     notify: tuple[Notify, ...]
     extra: Callable[[float], bool] | None = None
     """A further test on the event time (the off-hours rule's hours and days)."""
+    group_getters: tuple[Callable[[dict[str, Any]], Any], ...] = ()
 
 
 def _off_hours(rule: OffHoursRule) -> Callable[[float], bool]:
@@ -135,6 +137,7 @@ def compile_rules(rules: Iterable[AlertRule], builtin: BuiltinAlerts) -> list[Co
                 config=rule,
                 condition=None if probe else Condition(rule.condition),
                 group_paths=tuple(tuple(p.split(".")) for p in rule.group_by),
+                group_getters=tuple(path_getter(tuple(p.split("."))) for p in rule.group_by),
                 notify=tuple(rule.notify),
                 extra=extra,
             )
@@ -146,15 +149,6 @@ def dedup_key(rule: str, group: str) -> str:
     """The same for every alert of one rule and group (PagerDuty's dedup_key)."""
     digest = hashlib.sha256(f"{rule}\n{group}".encode()).hexdigest()[:32]
     return f"kaudit-{digest}"
-
-
-def _get(event: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = event
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def event_time(event: dict[str, Any]) -> float | None:
@@ -195,6 +189,7 @@ class Evaluator:
         self.judges_every_type = bool(self._by_path or self._unindexed)
         """Whether some rule is not tied to event types (every event must be decoded)."""
         self._candidates: dict[str, list[CompiledRule] | None] = {}
+        self._group_names: dict[tuple[Any, ...], str] = {}
         self.watermark: float | None = None
         """The latest event time seen: the clock windows slide by."""
 
@@ -259,8 +254,7 @@ class Evaluator:
                 continue
             if rule.extra is not None and not rule.extra(at):
                 continue
-            values = [_get(event, p) for p in rule.group_paths]
-            group = orjson.dumps(values).decode() if values else ""
+            group = self._group(rule, event) if rule.group_getters else ""
             key = (rule.name, group)
             state = self.states.get(key)
             if state is None:
@@ -274,6 +268,20 @@ class Evaluator:
             if rule.config.window is None:
                 state.after_single()
         return alerts
+
+    def _group(self, rule: CompiledRule, event: dict[str, Any]) -> str:
+        """The group's name: its values as a JSON array (kept per values, as most
+        events fall in groups seen before)."""
+        values = tuple(get(event) for get in rule.group_getters)
+        try:
+            return self._group_names[values]
+        except KeyError:
+            name = self._group_names[values] = orjson.dumps(values).decode()
+            if len(self._group_names) > 100_000:
+                self._group_names.clear()
+            return name
+        except TypeError:  # a list or mapping among the values
+            return orjson.dumps(values).decode()
 
     def sweep(self, now: float | None = None) -> list[AlertRecord]:
         """Resolve the firing windows that have fallen back below their threshold by

@@ -41,42 +41,44 @@ class GroupState:
     first_at: float | None = None
     last_at: float | None = None
     fired_count: int = 0
+    _resolution: float = field(default=1.0, init=False, repr=False)
 
-    def _resolution(self) -> float:
-        return self.window_s / 1000.0 if self.window_s else 1.0
+    def __post_init__(self) -> None:
+        self._resolution = self.window_s / 1000.0 if self.window_s else 1.0
+        self.ids = collections.deque(self.ids, maxlen=max(1, min(self.threshold, MAX_IDS)))
 
     def add(self, at: float, event_id: str) -> None:
         """Count one matching event at event time `at`."""
-        self.expire(at)
+        buckets = self.buckets
         if self.window_s is not None:
-            start = at - at % self._resolution()
-            if self.buckets and self.buckets[-1][0] >= start:
-                self.buckets[-1][1] += 1  # same bucket, or an event slightly out of order
+            if buckets and buckets[0][0] + self._resolution <= at - self.window_s:
+                self.expire(at)
+            start = at - at % self._resolution
+            if buckets and buckets[-1][0] >= start:
+                buckets[-1][1] += 1  # same bucket, or an event slightly out of order
             else:
-                self.buckets.append([start, 1])
+                buckets.append([start, 1])
         self.count += 1
         self.ids.append(event_id)
-        while len(self.ids) > min(self.threshold, MAX_IDS):
-            self.ids.popleft()
-        if self.first_at is None or self.count == 1:
+        if self.count == 1 or self.first_at is None:
             self.first_at = at
-        self.last_at = at if self.last_at is None else max(self.last_at, at)
+        if self.last_at is None or at > self.last_at:
+            self.last_at = at
 
     def expire(self, now: float) -> None:
         """Forget what has slid out of the window by event time `now`."""
         if self.window_s is None:
             return
-        edge = now - self.window_s
+        edge = now - self.window_s - self._resolution
         buckets = self.buckets
         dropped = False
-        while buckets and buckets[0][0] + self._resolution() <= edge:
+        while buckets and buckets[0][0] <= edge:
             self.count -= int(buckets.popleft()[1])
             dropped = True
         if dropped:
             self.first_at = buckets[0][0] if buckets else None
-            if self.count < len(self.ids):
-                for _ in range(len(self.ids) - max(self.count, 0)):
-                    self.ids.popleft()
+            while len(self.ids) > max(self.count, 0):
+                self.ids.popleft()
 
     def decide(self, at: float, cooldown_s: float, repeat_s: float | None) -> Decision | None:
         """After an event was added at `at`: fire, repeat, or nothing."""
@@ -144,7 +146,7 @@ class GroupState:
         if data.get("window_s") == window_s:
             state.buckets = collections.deque([list(b) for b in data.get("buckets", [])])
             state.count = int(data.get("count", 0))
-            state.ids = collections.deque(data.get("ids", []))
+            state.ids.extend(data.get("ids", []))
             state.first_at = data.get("first_at")
             state.last_at = data.get("last_at")
         state.firing = bool(data.get("firing", False))
