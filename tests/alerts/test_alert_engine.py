@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from alert_servers import AlertReceiver
 
 import kaudit
@@ -167,4 +168,39 @@ def test_window_resolution_resolves_the_pagerduty_incident(
     status = alert_status(config)
     assert status["rules"][0]["firing"] is False
     assert status["rules"][0]["last_alert"]["status"] == "resolved"
+    engine.close()
+
+
+def test_log_integrity_fires_on_an_event_cut_out_of_the_chain(
+    tmp_path: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDIT_SIGNING_KEY", "k" * 32)
+    config = load_config_text(f"""
+data_dir: {tmp_path}
+audit:
+  integrity:
+    signing: {{enabled: true}}
+    chain: {{enabled: true}}
+  builtin_alerts:
+    log_integrity:
+      enabled: true
+      notify: [{{type: webhook, url: "{receiver.url}/hook"}}]
+""")
+    _emit(config, *[("topic.created", "User:a")] * 3)
+    engine = _engine(config, [])
+    engine.drain()
+    assert engine.counters.alerts_fired == 0
+    engine.close()
+    _emit(config, *[("topic.created", "User:a")] * 3)
+    # Someone removes the first of the new events from the segment.
+    (segment,) = config.log_dir.glob("*.jsonl")
+    lines = segment.read_bytes().splitlines(keepends=True)
+    segment.write_bytes(b"".join(lines[:3] + lines[4:]))
+    engine = _engine(config, [])
+    engine.drain()
+    assert engine.counters.alerts_fired == 1
+    assert engine.deliver_due() == 1
+    body = receiver.wait_for(1)[0].json()
+    assert body["alert"]["rule"] == "builtin.log_integrity"
+    assert body["event"]["details"]["problem"] == "sequence number 4 follows 2"
     engine.close()

@@ -31,7 +31,7 @@ import msgspec
 import orjson
 
 from kaudit.alerts.notifiers import Notifier, build_notifier
-from kaudit.alerts.probes import Probes
+from kaudit.alerts.probes import ChainWatch, Probes
 from kaudit.alerts.rules import CompiledRule, Evaluator, compile_rules
 from kaudit.alerts.state import AlertRecord, StateStore
 from kaudit.config import Config
@@ -125,6 +125,11 @@ class AlertEngine:
         self.max_backoff_s = max_backoff_s
         self.counters = AlertCounters()
         self.probes = Probes(config, self.evaluator, every_s=probe_every_s)
+        self.chain = (
+            ChainWatch(self.evaluator, self.store.meta("chain_tail"))
+            if self.probes.integrity is not None
+            else None
+        )
         self._notifiers: dict[tuple[str, int], Notifier] = {}
         self._wake_delivery = threading.Event()
         self.warnings = alert_warnings(config.audit.alerts, config.audit.builtin_alerts)
@@ -144,6 +149,7 @@ class AlertEngine:
         last_seq = None
         evaluator = self.evaluator
         skip = self._skip_through
+        chain = self.chain
         for line in lines:
             try:
                 envelope = _decode_envelope(line)
@@ -155,6 +161,10 @@ class AlertEngine:
                 if skip is not None and seq <= skip:
                     continue
                 last_seq = seq
+                if chain is not None:
+                    broken = chain.check(integrity)
+                    if broken is not None:
+                        alerts.append(broken)
             candidates = evaluator.candidates(str(envelope.event_type))
             if candidates is None:
                 continue
@@ -198,6 +208,8 @@ class AlertEngine:
         meta: dict[str, Any] = {"counters": self.counters.as_dict()}
         if last_seq is not None:
             meta["last_sequence"] = last_seq
+        if self.chain is not None and self.chain.tail is not None:
+            meta["chain_tail"] = self.chain.tail
         self.store.save_batch(meta=meta, groups=changed, alerts=alerts)
         for alert in alerts:
             if alert.status == "resolved":

@@ -2,7 +2,10 @@
 
 - `log_integrity`: the local log's newest checkpoint promised a heartbeat that is now
   overdue by more than `grace` (the writer stopped sealing: the log may be frozen or cut
-  back), while the stream was not closed cleanly;
+  back), while the stream was not closed cleanly; and, as the engine reads, `ChainWatch`
+  checks each event against the one before it (consecutive sequence numbers, the HMAC
+  chain's `previous_signature` link): a gap or a broken link is what `kaudit verify`
+  would report, seen as it happens;
 - `exporter_lag`: a destination more than `max_events` lines behind the local log.
 
 Each fact is handed to `Evaluator.observe`, which fires when it starts to hold and
@@ -13,7 +16,9 @@ consumer lag are watched by `kaudit verify` and the consumer group's own metrics
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, timedelta
+from typing import Any
 
 from kaudit.alerts.rules import Evaluator
 from kaudit.alerts.state import AlertRecord
@@ -24,7 +29,7 @@ from kaudit.integrity.checkpoint import Checkpoint
 from kaudit.integrity.store import last_checkpoint
 from kaudit.log.cursor import Cursor
 
-__all__ = ["Probes"]
+__all__ = ["ChainWatch", "Probes"]
 
 log = logging.getLogger("kaudit.alerts")
 
@@ -99,3 +104,40 @@ class Probes:
             if alert is not None:
                 alerts.append(alert)
         return alerts
+
+
+class ChainWatch:
+    """Checks the log's sequence numbers and HMAC links as the engine reads them; the
+    first break fires `log_integrity` (group `chain`) with where it is."""
+
+    def __init__(self, evaluator: Evaluator, tail: list[Any] | None) -> None:
+        self.evaluator = evaluator
+        self.sequence: int | None = tail[0] if tail else None
+        self.signature: str | None = tail[1] if tail else None
+
+    def check(self, integrity: dict[str, Any]) -> AlertRecord | None:
+        seq = integrity.get("sequence_number")
+        if type(seq) is not int:
+            return None
+        signature = integrity.get("signature")
+        link = integrity.get("previous_signature")
+        problem = None
+        if self.sequence is not None:
+            if seq != self.sequence + 1:
+                problem = f"sequence number {seq} follows {self.sequence}"
+            elif self.signature is not None and link != self.signature:
+                problem = f"event {seq} does not link to the signature of event {self.sequence}"
+        self.sequence, self.signature = seq, signature if isinstance(signature, str) else None
+        if problem is None:
+            return None
+        facts = {
+            "event_type": "integrity.chain_broken",
+            "resource": {"type": "log", "id": "audit log"},
+            "details": {"problem": problem, "sequence_number": seq},
+        }
+        return self.evaluator.observe("log_integrity", "chain", True, time.time(), facts)
+
+    @property
+    def tail(self) -> list[Any] | None:
+        """What to save, to go on checking after a restart."""
+        return None if self.sequence is None else [self.sequence, self.signature]

@@ -288,8 +288,8 @@ class OffHoursRule(BuiltinRule):
 
 
 class IntegrityRule(BuiltinRule):
-    """The log's checkpoints stopped coming (its heartbeat is overdue), or an
-    `integrity.verify_failed` event was recorded."""
+    """The log's checkpoints stopped coming (their heartbeat is overdue), or the events
+    read do not follow one another (a sequence gap, a broken HMAC link)."""
 
     severity: Literal["critical", "high", "medium", "low", "info"] = "critical"
     grace: Duration = 30.0
