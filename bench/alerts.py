@@ -141,8 +141,8 @@ def write_events(session: kaudit.AuditSession, n: int, seed: int = 7) -> None:
             details={"partitions": 6, "records": i % 1000},
         )  # fmt: skip
         if i % 50_000 == 0:
-            session.flush()
-    session.flush()
+            session.flush(timeout=600)  # the queue holds 100,000: never let it fill
+    session.flush(timeout=600)
 
 
 def throughput(work: Path, cfg: Config, events: int) -> tuple[float, float, int]:
