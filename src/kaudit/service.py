@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from kaudit.config import Config
 from kaudit.errors import UsageError
@@ -44,7 +44,8 @@ def run(config: Config, *, once: bool, say: Say, retries: int | None = None) -> 
         serving_console(config, say, once=once, stop=stop, mon=mon) as console_session,
         reading_broker_auditor(
             config, console_session, say, once=once, stop=stop, mon=mon
-        ) as session,
+        ) as auditor_session,
+        alerting(config, say, once=once, session=auditor_session, stop=stop) as session,
     ):
         counts = run_exporters(
             config, once=once, say=say, session=session, stop=stop, mon=mon, retries=retries
@@ -132,6 +133,43 @@ def reading_broker_auditor(
             name="broker-audit",
         )
         thread.start()
+        try:
+            yield session
+        finally:
+            stop.set()
+            thread.join()
+
+
+@contextlib.contextmanager
+def alerting(
+    config: Config, say: Say, *, once: bool, session: AuditSession | None, stop: threading.Event
+) -> Iterator[AuditSession | None]:
+    """The alert engine judging the log meanwhile, when rules are configured (not with
+    `once`), recording `alert.fired` through `session`, or through a session of its own
+    that it yields for the gateway to share (one writer per log)."""
+    from kaudit.alerts import AlertEngine, has_rules
+
+    if once or not has_rules(config):
+        yield session
+        return
+    _stop_on_signals(stop)
+    with contextlib.ExitStack() as stack:
+        if session is None:
+            from kaudit.session import AuditSession
+
+            session = stack.enter_context(
+                AuditSession(config, source="gateway" if config.gateway else "alerts")
+            )
+        recording = session
+
+        def record(event_type: str, fields: Mapping[str, Any]) -> None:
+            recording.emit(event_type, durable=True, **fields)
+
+        engine = AlertEngine(config, record=record)
+        stack.callback(engine.close)
+        thread = threading.Thread(target=engine.run, args=(stop,), name="alerts")
+        thread.start()
+        say(f"kaudit alerts: {len(engine.rules)} rules ({', '.join(r.name for r in engine.rules)})")
         try:
             yield session
         finally:

@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from kaudit.cli.alerts import alerts
 from kaudit.cli.broker_audit import broker_audit
 from kaudit.cli.check_config import check_config
 from kaudit.cli.console import console
@@ -60,6 +61,7 @@ def _log_to_stderr(log_format: str, log_level: str) -> None:
 
 
 for _command in (
+    alerts,
     broker_audit,
     check_config,
     console,

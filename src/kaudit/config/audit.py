@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
+from kaudit.config.alerts import AlertRule, BuiltinAlerts
 from kaudit.config.destinations import Destination
 from kaudit.config.fields import ConfigModel, EventSelector, config_error
 from kaudit.config.integrity import Integrity
@@ -90,6 +91,9 @@ class AuditConfig(ConfigModel):
     destinations: list[Destination] = []
     integrity: Integrity = Integrity()
     retention: Retention = Retention()
+    alerts: list[AlertRule] = []
+    """Alert rules (the OSO seed's `enterprise.audit.alerts`), see kaudit.config.alerts."""
+    builtin_alerts: BuiltinAlerts = BuiltinAlerts()
 
     @property
     def all_destinations(self) -> list[Destination]:

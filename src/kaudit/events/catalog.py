@@ -63,6 +63,8 @@ _OPERATIONS = {
     "access.bypassed_gateway": "access",
     "kafka.request": "request",
     "audit.degraded": "record",
+    "alert.fired": "fire",
+    "alert.resolved": "resolve",
     **{
         f"{c}.{v}": c
         for c in ("backup", "restore", "validate")
@@ -133,6 +135,8 @@ _BUILTIN: list[EventType] = _types(
         "validate.failed": "A backup validation failed",
         "kafka.request": "Any other Kafka API request (generic event)",
         "audit.degraded": "kaudit dropped events under fail_open and has recovered",
+        "alert.fired": "An alert rule fired (rule, group, count and the events behind it)",
+        "alert.resolved": "A firing alert's count fell back below its threshold",
     },
 )
 

@@ -26,8 +26,19 @@ def make_client(timeout: float, headers: Mapping[str, str] | None = None) -> htt
     )
 
 
-def post(client: httpx.Client, where: str, url: str, body: bytes, headers: dict[str, str]) -> None:
-    """POST `body`, or raise an ExporterError saying why and whether to retry."""
+REFUSED_HINT = " (the receiver refused the content: it goes to the dead-letter file)"
+
+
+def post(
+    client: httpx.Client,
+    where: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    refused_hint: str = REFUSED_HINT,
+) -> httpx.Response:
+    """POST `body` and return the (2xx) answer, or raise an ExporterError saying why and
+    whether to retry (`refused_hint` says what becomes of content refused for good)."""
     try:
         response = client.post(url, content=body, headers=headers)
     except httpx.TimeoutException as exc:
@@ -41,7 +52,7 @@ def post(client: httpx.Client, where: str, url: str, body: bytes, headers: dict[
             f"{where}: cannot reach {shown_url(url)}: {mask(str(exc))}", retryable=True
         ) from exc
     if response.is_success:
-        return
+        return response
     detail = response.text[:200].strip()
     status = response.status_code
     retryable = status >= 500 or status in RETRYABLE_STATUS
@@ -50,7 +61,7 @@ def post(client: httpx.Client, where: str, url: str, body: bytes, headers: dict[
     elif status == 429:
         hint = f" (rate limited; Retry-After {response.headers.get('Retry-After', '-')})"
     elif not retryable:
-        hint = " (the receiver refused the content: it goes to the dead-letter file)"
+        hint = refused_hint
     else:
         hint = ""
     raise DestinationHttpError(

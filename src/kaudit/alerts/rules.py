@@ -1,0 +1,402 @@
+"""From configured rules to alerts: which rules an event can match, their groups and
+windows, and the firings and resolutions that follow. No I/O: the engine reads the log,
+saves what changed and sends the notifications.
+
+`compile_rules` turns `audit.alerts` and the enabled `audit.builtin_alerts` into
+`CompiledRule`s. `Evaluator.judge` runs the rules an event can match (indexed by the
+event types their conditions name), `Evaluator.sweep` resolves windows that fell back
+below their threshold, and `Evaluator.observe` feeds the rules whose facts are not
+events (a checkpoint heartbeat that is overdue, an exporter lagging), which fire while
+the fact holds and resolve when it stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from kaudit.alerts.compiled import path_getter
+from kaudit.alerts.conditions import Condition
+from kaudit.alerts.state import AlertRecord
+from kaudit.alerts.windows import Decision, GroupState
+from kaudit.config.alerts import AlertRule, BuiltinAlerts, Notify, OffHoursRule
+
+__all__ = ["PROBE_RULES", "CompiledRule", "Evaluator", "compile_rules", "dedup_key"]
+
+PROBE_RULES = ("log_integrity", "exporter_lag")
+"""Built-in rules fed by the engine's own checks rather than by events."""
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule ready to judge events (or, for probe rules, observations)."""
+
+    name: str
+    config: AlertRule
+    condition: Condition | None
+    group_paths: tuple[tuple[str, ...], ...]
+    notify: tuple[Notify, ...]
+    extra: Callable[[float], bool] | None = None
+    """A further test on the event time (the off-hours rule's hours and days)."""
+    group_getters: tuple[Callable[[dict[str, Any]], Any], ...] = ()
+
+
+def _off_hours(rule: OffHoursRule) -> Callable[[float], bool]:
+    start, _, end = rule.hours.partition("-")
+    first = int(start[:2].rstrip(":")) * 60 + int(start[-2:])
+    last = int(end[:2].rstrip(":")) * 60 + int(end[-2:])
+    days = {_DAYS.index(d) for d in rule.days}
+
+    def outside(at: float) -> bool:
+        when = datetime.fromtimestamp(at, UTC)
+        minute = when.hour * 60 + when.minute
+        return when.weekday() not in days or not first <= minute < last
+
+    return outside
+
+
+def _builtin(builtin: BuiltinAlerts) -> list[tuple[AlertRule, Callable[[float], bool] | None]]:
+    shared = builtin.notify
+    rules: list[tuple[AlertRule, Callable[[float], bool] | None]] = []
+
+    def add(name: str, condition: str, settings: Any, **extra: Any) -> AlertRule | None:
+        if not settings.enabled:
+            return None
+        rule = AlertRule(
+            name=f"builtin.{name}",
+            condition=condition,
+            severity=settings.severity,
+            cooldown=settings.cooldown,
+            notify=settings.notify or shared,
+            **extra,
+        )
+        return rule
+
+    a = builtin.auth_failures
+    spec: list[tuple[str, str, Any, dict[str, Any]]] = [
+        (
+            "auth_failures",
+            "event_type == 'auth.failed'",
+            a,
+            {"threshold": a.threshold, "window": a.window, "group_by": ["actor.ip_address"]},
+        ),
+        (
+            "access_denied_burst",
+            "event_type == 'access.denied'",
+            builtin.access_denied_burst,
+            {
+                "threshold": builtin.access_denied_burst.threshold,
+                "window": builtin.access_denied_burst.window,
+                "group_by": ["actor.id"],
+            },
+        ),
+        ("audit_degraded", "event_type == 'audit.degraded'", builtin.audit_degraded, {}),
+        (
+            "gateway_bypass",
+            "event_type == 'access.bypassed_gateway'",
+            builtin.gateway_bypass,
+            {"group_by": ["actor.id"]},
+        ),
+    ]
+    for name, condition, settings, extra in spec:
+        rule = add(name, condition, settings, **extra)
+        if rule is not None:
+            rules.append((rule, None))
+    off = builtin.off_hours_changes
+    rule = add(
+        "off_hours_changes",
+        "event_type in ['acl.created', 'acl.deleted', 'auth.credentials_changed']",
+        off,
+    )
+    if rule is not None:
+        rules.append((rule, _off_hours(off)))
+    for name in PROBE_RULES:
+        settings = getattr(builtin, name)
+        rule = add(name, "false", settings)
+        if rule is not None:
+            rules.append((rule, None))
+    return rules
+
+
+def compile_rules(rules: Iterable[AlertRule], builtin: BuiltinAlerts) -> list[CompiledRule]:
+    """The enabled configured rules, then the enabled built-in ones."""
+    compiled = []
+    pairs = [(r, None) for r in rules if r.enabled] + _builtin(builtin)
+    for rule, extra in pairs:
+        probe = rule.name.removeprefix("builtin.") in PROBE_RULES
+        compiled.append(
+            CompiledRule(
+                name=rule.name,
+                config=rule,
+                condition=None if probe else Condition(rule.condition),
+                group_paths=tuple(tuple(p.split(".")) for p in rule.group_by),
+                group_getters=tuple(path_getter(tuple(p.split("."))) for p in rule.group_by),
+                notify=tuple(rule.notify),
+                extra=extra,
+            )
+        )
+    return compiled
+
+
+def dedup_key(rule: str, group: str) -> str:
+    """The same for every alert of one rule and group (PagerDuty's dedup_key)."""
+    digest = hashlib.sha256(f"{rule}\n{group}".encode()).hexdigest()[:32]
+    return f"kaudit-{digest}"
+
+
+def event_time(event: dict[str, Any]) -> float | None:
+    """The event's timestamp as Unix seconds; None when it has none that reads."""
+    stamp = event.get("timestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+class Evaluator:
+    """The rules and the state of each of their groups."""
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.rules = {r.name: r for r in rules}
+        self.states: dict[tuple[str, str], GroupState] = {}
+        self.dirty: set[tuple[str, str]] = set()
+        self._by_type: dict[str, list[CompiledRule]] = {}
+        self._by_path: dict[tuple[str, ...], dict[str, list[CompiledRule]]] = {}
+        self._unindexed: list[CompiledRule] = []
+        for rule in rules:
+            if rule.condition is None:
+                continue
+            index = rule.condition.index
+            if index is None:
+                self._unindexed.append(rule)
+            elif index[0] == ("event_type",):
+                for name in index[1]:
+                    self._by_type.setdefault(name, []).append(rule)
+            else:
+                by_value = self._by_path.setdefault(index[0], {})
+                for value in index[1]:
+                    by_value.setdefault(value, []).append(rule)
+        self.judges_every_type = bool(self._by_path or self._unindexed)
+        """Whether some rule is not tied to event types (every event must be decoded)."""
+        self._candidates: dict[str, list[CompiledRule] | None] = {}
+        self._group_names: dict[tuple[Any, ...], str] = {}
+        self.watermark: float | None = None
+        """The latest event time seen: the clock windows slide by."""
+
+    def load(self, saved: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Bring back saved group states (of rules still configured)."""
+        for name, group, data in saved:
+            rule = self.rules.get(name)
+            if rule is not None:
+                self.states[(name, group)] = GroupState.from_json(
+                    data, rule.config.window, rule.config.threshold
+                )
+
+    def candidates(self, event_type: str) -> list[CompiledRule] | None:
+        """The rules an event of this type may match by its type (and those tied to no
+        value), or None when no rule can match it at all (an alert.* event matches
+        none: the engine's own records are never judged)."""
+        try:
+            return self._candidates[event_type]
+        except KeyError:
+            pass
+        found: list[CompiledRule] | None
+        if event_type.startswith("alert."):
+            found = None
+        else:
+            found = self._by_type.get(event_type, []) + self._unindexed
+            if not found and not self.judges_every_type:
+                found = None
+        self._candidates[event_type] = found
+        return found
+
+    def _all_candidates(
+        self, event: dict[str, Any], by_type: list[CompiledRule]
+    ) -> list[CompiledRule]:
+        if not self._by_path:
+            return by_type
+        found = by_type
+        for path, by_value in self._by_path.items():
+            value: Any = event
+            for key in path:
+                value = value.get(key) if type(value) is dict else None
+            if type(value) is str and value in by_value:
+                found = found + by_value[value]
+        return found
+
+    def judge(self, event: dict[str, Any], by_type: list[CompiledRule]) -> list[AlertRecord]:
+        """Run the rules that may match the decoded event (`by_type`: its
+        `candidates`, to which the rules indexed by other fields are added)."""
+        rules = self._all_candidates(event, by_type)
+        if not rules:
+            return []
+        at = event_time(event)
+        if at is None:
+            return []
+        if self.watermark is None or at > self.watermark:
+            self.watermark = at
+        alerts = []
+        for rule in rules:
+            condition = rule.condition
+            assert condition is not None
+            # A rule found by the only value its condition tests needs no evaluation.
+            if condition.needs_evaluation and not condition.matches(event):
+                continue
+            if rule.extra is not None and not rule.extra(at):
+                continue
+            group = self._group(rule, event) if rule.group_getters else ""
+            key = (rule.name, group)
+            state = self.states.get(key)
+            if state is None:
+                state = GroupState(rule.config.window, rule.config.threshold)
+                self.states[key] = state
+            self.dirty.add(key)
+            state.add(at, str(event.get("event_id") or ""))
+            decision = state.decide(at, rule.config.cooldown, rule.config.repeat_interval)
+            if decision is not None:
+                alerts.append(self._alert(rule, group, state, decision, at, event))
+            if rule.config.window is None:
+                state.after_single()
+        return alerts
+
+    def _group(self, rule: CompiledRule, event: dict[str, Any]) -> str:
+        """The group's name: its values as a JSON array (kept per values, as most
+        events fall in groups seen before)."""
+        values = tuple(get(event) for get in rule.group_getters)
+        try:
+            return self._group_names[values]
+        except KeyError:
+            name = self._group_names[values] = orjson.dumps(values).decode()
+            if len(self._group_names) > 100_000:
+                self._group_names.clear()
+            return name
+        except TypeError:  # a list or mapping among the values
+            return orjson.dumps(values).decode()
+
+    def sweep(self, now: float | None = None) -> list[AlertRecord]:
+        """Resolve the firing windows that have fallen back below their threshold by
+        `now` (default: the watermark), and forget idle groups."""
+        now = self.watermark if now is None else max(now, self.watermark or now)
+        if now is None:
+            return []
+        alerts = []
+        for key, state in list(self.states.items()):
+            rule = self.rules[key[0]]
+            if rule.condition is None or state.window_s is None:
+                continue
+            before = state.count
+            if state.check_resolved(now):
+                self.dirty.add(key)
+                if rule.config.resolve:
+                    alerts.append(self._alert(rule, key[1], state, "resolve", now, None))
+            else:
+                state.expire(now)
+                if state.count != before:
+                    self.dirty.add(key)
+        return alerts
+
+    def observe(
+        self, name: str, group: str, holds: bool, at: float, facts: dict[str, Any]
+    ) -> AlertRecord | None:
+        """A probe rule's fact for `group` at wall time `at`: fire when it starts to hold
+        (after cooldown), resolve when it stops."""
+        rule = self.rules.get(f"builtin.{name}")
+        if rule is None:
+            return None
+        key = (rule.name, group)
+        state = self.states.get(key)
+        if state is None:
+            if not holds:
+                return None
+            state = self.states[key] = GroupState(None, 1)
+        if holds == state.firing:
+            return None
+        self.dirty.add(key)
+        if holds:
+            if state.fired_at is not None and at - state.fired_at < rule.config.cooldown:
+                return None
+            state.firing = True
+            state.count = 1
+            state.fired_at = at
+            state.fired_count += 1
+            return self._alert(rule, group, state, "fire", at, facts)
+        state.firing = False
+        state.count = 0
+        return (
+            self._alert(rule, group, state, "resolve", at, facts) if rule.config.resolve else None
+        )
+
+    def changed(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """The groups changed since the last call, to save (None: forget it)."""
+        out: list[tuple[str, str, dict[str, Any] | None]] = []
+        for key in self.dirty:
+            state = self.states.get(key)
+            if state is None:
+                continue
+            if state.idle and state.fired_at is None:
+                del self.states[key]
+                out.append((key[0], key[1], None))
+            else:
+                out.append((key[0], key[1], state.to_json()))
+        self.dirty.clear()
+        return out
+
+    def _alert(
+        self,
+        rule: CompiledRule,
+        group: str,
+        state: GroupState,
+        decision: Decision,
+        at: float,
+        event: dict[str, Any] | None,
+    ) -> AlertRecord:
+        status = "resolved" if decision == "resolve" else "fired"
+        key = dedup_key(rule.name, group)
+        if rule.group_paths:
+            values = orjson.loads(group)
+            groups = {".".join(p): v for p, v in zip(rule.group_paths, values, strict=False)}
+        else:
+            groups = {"name": group} if group else {}
+        alert = {
+            "rule": rule.name,
+            "status": status,
+            "repeat": decision == "repeat",
+            "severity": rule.config.severity,
+            "description": rule.config.description,
+            "group": groups,
+            "count": state.count,
+            "threshold": rule.config.threshold,
+            "window_s": rule.config.window,
+            "event_ids": list(state.ids),
+            "first_at": _iso(state.first_at),
+            "last_at": _iso(state.last_at),
+            "at": _iso(at),
+            "dedup_key": key,
+        }
+        data = {**(event or {}), "severity": rule.config.severity, "alert": alert}
+        return AlertRecord(
+            rule=rule.name,
+            group=group,
+            dedup_key=key,
+            status=status,
+            at=at,
+            count=state.count,
+            data=data,
+            targets=tuple(t.type for t in rule.notify),
+        )
+
+
+def _iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
