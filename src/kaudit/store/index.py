@@ -36,6 +36,7 @@ import zstandard
 
 from kaudit.errors import StoreError
 from kaudit.files import open_private_fd
+from kaudit.store import migrate, rollups
 from kaudit.store.schema import (
     DDL,
     SCHEMA_VERSION,
@@ -49,6 +50,10 @@ log = logging.getLogger("kaudit.store")
 
 _BUSY_TIMEOUT_MS = 30_000
 _DELETE_CHUNK = 5_000
+FIELD_COLUMNS = (
+    "ts, event_type, actor, resource_type, resource_id, result, cluster, event_id, seq, source"
+)
+"""The events table's columns in the order of `schema.Fields`."""
 BLOCK_EVENTS = 64
 """Lines compressed together: enough for zstd to find the repetition between events,
 few enough that fetching one event decompresses little (about 50 KiB)."""
@@ -65,7 +70,7 @@ class _Chunk:
     rows: list[Fields] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
-    blocks: list[tuple[int, int, bytes]] = field(default_factory=list)
+    blocks: list[tuple[int, int, bytes, int]] = field(default_factory=list)
     terms: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -143,6 +148,10 @@ class EventIndex:
             version = self._version()
             if version is None:
                 raise StoreError(f"{self.path} is not a kaudit search index")
+            if version in migrate.UPGRADABLE:
+                # Upgraded by a writable connection of its own; this one reads on.
+                EventIndex(self.path).close()
+                version = self._version()
         else:
             # Set before the first table is made (a file keeps the size it was made
             # with): 16 KiB pages make the six B-trees shallower and split less often,
@@ -155,12 +164,15 @@ class EventIndex:
             c.execute("PRAGMA wal_autocheckpoint = 10000")
             version = self._version()
             if version is None:
-                c.executescript(DDL)
+                c.executescript(DDL + rollups.ROLLUPS_DDL)
                 c.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
                 version = SCHEMA_VERSION
+            elif version in migrate.UPGRADABLE:
+                migrate.upgrade(c, self.path, self._decompress)
+                version = self._version()
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"search index {self.path} has schema version {version}, this kaudit reads "
@@ -266,10 +278,10 @@ class EventIndex:
             chunk.lines.append(line.rstrip(b"\n"))
             chunk.texts.append(text)
         if chunk.rows:
-            chunk.blocks = self._blocks(chunk.lines)
-            types, actors, rtypes, rids, clusters = zip(
+            chunk.blocks = self._blocks(chunk.lines, chunk.rows)
+            types, actors, rtypes, rids, clusters, sources = zip(
                 *(
-                    (f.event_type, f.actor, f.resource_type, f.resource_id, f.cluster)
+                    (f.event_type, f.actor, f.resource_type, f.resource_id, f.cluster, f.source)
                     for f in chunk.rows
                 ),
                 strict=True,
@@ -280,12 +292,19 @@ class EventIndex:
                 ("resource", f"{t}:{i}") for t, i in set(zip(rtypes, rids, strict=True))
             )
             chunk.terms.update(("cluster", v) for v in set(clusters) if v is not None)
+            chunk.terms.update(("source", v) for v in set(sources) if v is not None)
         return chunk
 
-    def _blocks(self, lines: list[bytes]) -> list[tuple[int, int, bytes]]:
-        """(offset of the first line, count, compressed lines) for each block."""
+    def _blocks(self, lines: list[bytes], rows: list[Fields]) -> list[tuple[int, int, bytes, int]]:
+        """(offset of the first line, count, compressed lines, latest timestamp) for
+        each block."""
         return [
-            (at, len(block), self._compress(b"\n".join(block)))
+            (
+                at,
+                len(block),
+                self._compress(b"\n".join(block)),
+                max(f.ts for f in rows[at : at + BLOCK_EVENTS]),
+            )
             for at in range(0, len(lines), BLOCK_EVENTS)
             for block in (lines[at : at + BLOCK_EVENTS],)
         ]
@@ -309,19 +328,25 @@ class EventIndex:
                 keep = [i for i, eid in enumerate(chunk.ids) if eid not in known]
                 rows = [rows[i] for i in keep]
                 texts = [texts[i] for i in keep]
-                blocks = self._blocks([chunk.lines[i] for i in keep])
+                blocks = self._blocks([chunk.lines[i] for i in keep], rows)
             first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
             # Without an id, each row gets the largest id so far plus one: `first`,
             # `first + 1`... (this transaction is the only writer).
             c.executemany(
                 "INSERT INTO events (ts, event_type, actor, resource_type, resource_id, "
-                "result, cluster, event_id, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "result, cluster, event_id, seq, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            c.executemany(
-                "INSERT INTO blocks VALUES (?, ?, ?)",
-                [(first + at, count, data) for at, count, data in blocks],
-            )
+            latest = c.execute(
+                "SELECT max_ts FROM blocks ORDER BY first_id DESC LIMIT 1"
+            ).fetchone()
+            running = latest[0] if latest else None
+            block_rows = []
+            for at, count, data, block_max in blocks:
+                running = block_max if running is None else max(running, block_max)
+                block_rows.append((first + at, count, data, running))
+            c.executemany("INSERT INTO blocks VALUES (?, ?, ?, ?)", block_rows)
+            rollups.add(c, rows)
             c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(chunk.terms))
             words = orjson.dumps(texts).decode()
         except BaseException:
@@ -367,15 +392,14 @@ class EventIndex:
         try:
             while True:
                 with self._transaction() as c:
-                    ids = [
-                        r[0]
-                        for r in c.execute(
-                            "SELECT id FROM events WHERE ts < ? LIMIT ?",
-                            (cutoff_ms, _DELETE_CHUNK),
-                        )
-                    ]
-                    if not ids:
+                    found = c.execute(
+                        f"SELECT id, {FIELD_COLUMNS} FROM events WHERE ts < ? LIMIT ?",
+                        (cutoff_ms, _DELETE_CHUNK),
+                    ).fetchall()
+                    if not found:
                         break
+                    ids = [r[0] for r in found]
+                    rollups.subtract(c, [Fields(*r[1:]) for r in found])
                     lines, blocks = self._lines(ids)
                     # A contentless full-text table forgets a row when given its words.
                     c.executemany(
@@ -402,6 +426,7 @@ class EventIndex:
             "type": "event_type",
             "actor": "actor",
             "cluster": "cluster",
+            "source": "source",
             "resource": "resource_type || ':' || resource_id",
         }
         for kind in TERM_KINDS:
