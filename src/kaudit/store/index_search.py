@@ -51,8 +51,12 @@ _SQL_TERM_COLUMN = {
     "source": "source",
 }
 
-_SPLIT_KINDS = ("type", "actor", "resource")
-"""Columns with a `(column, ts)` index: a newest-first search splits on their lists."""
+_SPLIT_INDEX = {
+    "type": "events_type_ts",
+    "actor": "events_actor_ts",
+    "resource": "events_resource_ts",
+}
+"""Columns with a `(column, ts)` index: a newest-first search may split on their lists."""
 _MAX_SPLIT = 64
 _MAX_INLINE_VALUES = 200
 _FIRST_TEXT_STEP = 1_000
@@ -150,12 +154,16 @@ class IndexSearch:
     def _rows(self, flt: Filter, terms: Terms, limit: int | None) -> list[tuple[Any, ...]]:
         conn = self.index.conn
         order = "ORDER BY ts DESC, id DESC LIMIT ?"
+        # One value of an indexed column (or a rare result) already reads newest first.
+        ordered_by_index = flt.result not in (None, "success") or any(
+            len(terms.get(k, ())) == 1 for k in _SPLIT_INDEX
+        )
         split = min(
-            (k for k in _SPLIT_KINDS if 1 < len(terms.get(k, ())) <= _MAX_SPLIT),
+            (k for k in _SPLIT_INDEX if 1 < len(terms.get(k, ())) <= _MAX_SPLIT),
             key=lambda k: len(terms[k]),
             default=None,
         )
-        if limit is None or split is None:
+        if limit is None or split is None or ordered_by_index:
             sql, params = self._clauses(flt, terms)
             return conn.execute(
                 f"SELECT id, {FIELD_COLUMNS} FROM events WHERE {sql} {order}",
@@ -166,7 +174,8 @@ class IndexSearch:
         for value in terms[split]:
             sql, params = self._clauses(flt, {**terms, split: [value]})
             arms.append(
-                f"SELECT * FROM (SELECT id, {FIELD_COLUMNS} FROM events WHERE {sql} {order})"
+                f"SELECT * FROM (SELECT id, {FIELD_COLUMNS} FROM events "
+                f"INDEXED BY {_SPLIT_INDEX[split]} WHERE {sql} {order})"
             )
             arm_params += [*params, limit]
         return conn.execute(f"{' UNION ALL '.join(arms)} {order}", [*arm_params, limit]).fetchall()

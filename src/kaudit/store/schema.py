@@ -152,8 +152,26 @@ def day_name(day: int) -> str:
     return (_EPOCH_DAY + timedelta(days=day)).isoformat()
 
 
+_MINUTES: dict[str, int] = {}
+_MAX_MINUTES = 100_000
+
+
 def parse_timestamp(text: str) -> int:
-    """An event's ISO 8601 timestamp as milliseconds; a time without offset is UTC."""
+    """An event's ISO 8601 timestamp as milliseconds; a time without offset is UTC.
+
+    The form the log writes (`2026-11-22T10:15:30.123Z`) is read by adding its seconds
+    to its minute, parsed once: parsing every timestamp in full was a tenth of what
+    indexing an event costs."""
+    if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[16] == ":":
+        seconds, millis = text[17:19], text[20:23]
+        if seconds.isdigit() and millis.isdigit() and seconds < "60":
+            minute = _MINUTES.get(text[:16])
+            if minute is None:
+                minute = to_ms(parse_iso(text[:16] + "Z"))
+                if len(_MINUTES) >= _MAX_MINUTES:
+                    _MINUTES.clear()
+                _MINUTES[text[:16]] = minute
+            return minute + int(seconds) * 1000 + int(millis)
     return to_ms(parse_iso(text))
 
 
