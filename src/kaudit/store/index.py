@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import zstandard
 
 from kaudit.errors import StoreError
 from kaudit.files import open_private_fd
 from kaudit.store import migrate, rollups
+from kaudit.store.blocks import LineBlocks, MissingLine, Packed
 from kaudit.store.schema import (
     DDL,
     SCHEMA_VERSION,
@@ -54,12 +54,6 @@ FIELD_COLUMNS = (
     "ts, event_type, actor, resource_type, resource_id, result, cluster, event_id, seq, source"
 )
 """The events table's columns in the order of `schema.Fields`."""
-BLOCK_EVENTS = 32
-"""Lines compressed together: enough for zstd to find the repetition between events
-(to about an eighth of their size), few enough that fetching one event decompresses
-little (about 25 KiB). A search's hits are often one to a block: 64 made reading them
-back half the time of a filtered search at a million events."""
-_ZSTD_LEVEL = 1
 PART_EVENTS = 5000
 """Events per transaction (see `add`)."""
 
@@ -72,7 +66,7 @@ class _Chunk:
     rows: list[Fields] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
-    blocks: list[tuple[int, int, bytes, int]] = field(default_factory=list)
+    blocks: list[Packed] = field(default_factory=list)
     terms: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -110,8 +104,7 @@ class EventIndex:
         self.added = 0
         """Events newly added (committed) through this object."""
         self._in_flight: _InFlight | None = None
-        self._compress = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress
-        self._decompress = zstandard.ZstdDecompressor().decompress
+        self._blocks = LineBlocks()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="kaudit-index")
         try:
             if readonly:
@@ -173,7 +166,7 @@ class EventIndex:
                 )
                 version = SCHEMA_VERSION
             elif version in migrate.UPGRADABLE:
-                migrate.upgrade(c, self.path, self._decompress)
+                migrate.upgrade(c, self.path, self._blocks.decompress)
                 version = self._version()
         if version != SCHEMA_VERSION:
             raise StoreError(
@@ -280,7 +273,7 @@ class EventIndex:
             chunk.lines.append(line.rstrip(b"\n"))
             chunk.texts.append(text)
         if chunk.rows:
-            chunk.blocks = self._blocks(chunk.lines, chunk.rows)
+            chunk.blocks = self._blocks.pack(chunk.lines, chunk.rows)
             types, actors, rtypes, rids, clusters, sources = zip(
                 *(
                     (f.event_type, f.actor, f.resource_type, f.resource_id, f.cluster, f.source)
@@ -296,20 +289,6 @@ class EventIndex:
             chunk.terms.update(("cluster", v) for v in set(clusters) if v is not None)
             chunk.terms.update(("source", v) for v in set(sources) if v is not None)
         return chunk
-
-    def _blocks(self, lines: list[bytes], rows: list[Fields]) -> list[tuple[int, int, bytes, int]]:
-        """(offset of the first line, count, compressed lines, latest timestamp) for
-        each block."""
-        return [
-            (
-                at,
-                len(block),
-                self._compress(b"\n".join(block)),
-                max(f.ts for f in rows[at : at + BLOCK_EVENTS]),
-            )
-            for at in range(0, len(lines), BLOCK_EVENTS)
-            for block in (lines[at : at + BLOCK_EVENTS],)
-        ]
 
     def _write_chunk(self, chunk: _Chunk) -> Future[int]:
         """Begin a transaction, add the rows and lines of `chunk`, and leave the words
@@ -330,7 +309,7 @@ class EventIndex:
                 keep = [i for i, eid in enumerate(chunk.ids) if eid not in known]
                 rows = [rows[i] for i in keep]
                 texts = [texts[i] for i in keep]
-                blocks = self._blocks([chunk.lines[i] for i in keep], rows)
+                blocks = self._blocks.pack([chunk.lines[i] for i in keep], rows)
             first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
             # Without an id, each row gets the largest id so far plus one: `first`,
             # `first + 1`... (this transaction is the only writer).
@@ -339,15 +318,7 @@ class EventIndex:
                 "result, cluster, event_id, seq, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            latest = c.execute(
-                "SELECT max_ts FROM blocks ORDER BY first_id DESC LIMIT 1"
-            ).fetchone()
-            running = latest[0] if latest else None
-            block_rows = []
-            for at, count, data, block_max in blocks:
-                running = block_max if running is None else max(running, block_max)
-                block_rows.append((first + at, count, data, running))
-            c.executemany("INSERT INTO blocks VALUES (?, ?, ?, ?)", block_rows)
+            self._blocks.insert(c, first, blocks)
             rollups.add(c, rows)
             c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(chunk.terms))
             words = orjson.dumps(texts).decode()
@@ -455,34 +426,11 @@ class EventIndex:
             raise _wrap(self.path, "read events", exc) from exc
 
     def _lines(self, ids: Sequence[int]) -> tuple[dict[int, bytes], list[tuple[int, int]]]:
-        """The lines of `ids`, and the blocks (first id, count) they were read from.
-
-        A block's lines are found by walking its newlines up to the last one wanted,
-        not by splitting it: a search's hits are often one or two to a block."""
-        out: dict[int, bytes] = {}
-        blocks: list[tuple[int, int]] = []
-        text = b""
-        first = count = -1
-        at = line = 0  # `text[at:]` starts with line number `line` of the block
-        for i in sorted(ids):
-            if not first <= i < first + count:
-                row = self.conn.execute(
-                    "SELECT first_id, count, data FROM blocks WHERE first_id <= ? "
-                    "ORDER BY first_id DESC LIMIT 1",
-                    (i,),
-                ).fetchone()
-                if row is None or not row[0] <= i < row[0] + row[1]:
-                    raise StoreError(f"search index {self.path}: event row {i} has no line")
-                first, count = row[0], row[1]
-                text = self._decompress(row[2])
-                at = line = 0
-                blocks.append((first, count))
-            while line < i - first:
-                at = text.index(b"\n", at) + 1
-                line += 1
-            end = text.find(b"\n", at)
-            out[i] = text[at:] if end < 0 else text[at:end]
-        return out, blocks
+        """The lines of `ids`, and the blocks (first id, count) they were read from."""
+        try:
+            return self._blocks.read(self.conn, ids)
+        except MissingLine as exc:
+            raise StoreError(f"search index {self.path}: event row {exc} has no line") from None
 
     def count(self) -> int:
         self.flush()
