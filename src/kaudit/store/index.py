@@ -1,8 +1,9 @@
 """The embedded search index: one SQLite file holding every indexed event.
 
-This module owns opening the file (schema, pragmas, version check), adding events
-(idempotent on `event_id`), removing events older than a time (retention) and the
-connection queries read through.
+This module owns opening the file (schema, pragmas, version check, the upgrade of an
+older index by `migrate`), adding events (idempotent on `event_id`; their hourly and
+daily counts in `rollups` in the same transaction), removing events older than a time
+(retention, counts included) and the connection queries read through.
 
 How it is fast enough to keep up with the log (see bench/search.py): each line is
 decoded once, and only the members the index reads (`schema.read_event`); WAL, so
