@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -92,6 +94,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--queries", type=int, default=20, help="times each query runs")
     args = parser.parse_args()
+    # Stopped with SIGTERM, it still removes what it wrote (the `with` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(dir=os.getcwd(), prefix="bench-search-") as d:
         base = Path(d)
         config, seconds = record(base / "data", args.events)
