@@ -146,7 +146,15 @@ class EventIndex:
                 raise StoreError(f"{self.path} is not a kaudit search index")
             if version in migrate.UPGRADABLE:
                 # Upgraded by a writable connection of its own; this one reads on.
-                EventIndex(self.path).close()
+                try:
+                    EventIndex(self.path).close()
+                except StoreError as exc:
+                    raise StoreError(
+                        f"search index {self.path} was made by an earlier kaudit (schema "
+                        f"version {version}) and is upgraded once when opened, which needs "
+                        f"write access to it and its directory: {exc}",
+                        retryable=exc.retryable,
+                    ) from exc
                 version = self._version()
         else:
             # Set before the first table is made (a file keeps the size it was made
