@@ -128,6 +128,23 @@ def test_count_by_day_names_dates(data: tuple[Path, list[bytes]]) -> None:
     assert sum(days.values()) == len(lines)
 
 
+def test_count_by_hour_names_utc_hours_and_source_filters(data: tuple[Path, list[bytes]]) -> None:
+    config_file, lines = data
+    args = ["-c", str(config_file), "--since", "2026-08-02T10:30Z", "--until", "2026-08-02T13:00Z"]
+    result = search(*args, "--count-by", "hour", "--source", "sd*", "-o", "json")
+    assert result.exit_code == 0, result.output
+    hours = {r["hour"]: r["count"] for r in orjson.loads(result.output)}
+    assert sorted(hours) == ["2026-08-02T10:00Z", "2026-08-02T11:00Z", "2026-08-02T12:00Z"]
+    in_range = [
+        e
+        for e in map(orjson.loads, lines)
+        if "2026-08-02T10:30" <= e["timestamp"] < "2026-08-02T13:00"
+    ]
+    assert sum(hours.values()) == len(in_range)
+    result = search(*args, "--count-by", "source", "--source", "gateway", "-o", "json")
+    assert orjson.loads(result.output) == []
+
+
 def test_the_index_and_a_scan_of_the_data_dir_print_the_same(
     data: tuple[Path, list[bytes]],
 ) -> None:

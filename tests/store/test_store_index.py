@@ -23,8 +23,9 @@ from kaudit_store_data import (
 from kaudit.config import Config
 from kaudit.errors import StoreError
 from kaudit.exporters import build_exporter
+from kaudit.store.blocks import BLOCK_EVENTS
 from kaudit.store.exporter import StoreExporter
-from kaudit.store.index import BLOCK_EVENTS, EventIndex
+from kaudit.store.index import EventIndex
 from kaudit.store.query import Filter, IndexSearch
 
 START = datetime(2026, 9, 1, tzinfo=UTC)

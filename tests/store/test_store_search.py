@@ -117,6 +117,8 @@ CASES: dict[str, tuple[Filter, Callable[[dict[str, Any]], bool]]] = {
         lambda e: e["action"]["result"] == "failure",
     ),
     "cluster": (Filter(cluster="prod-eu-1"), lambda e: True),
+    "source": (Filter(source="sdk", type="auth.*"), lambda e: e["event_type"].startswith("auth.")),
+    "other source": (Filter(source="gateway"), lambda e: False),
     "other cluster": (Filter(cluster="staging"), lambda e: False),
     "free text, two words": (
         Filter(query="storage unreachable"),
@@ -168,7 +170,7 @@ def test_each_filter_gives_the_reference_answer_from_index_and_scans(
     flt, keep = CASES[case]
     want = expected(setup.events, keep)
     assert all_agree(setup, flt) == want
-    if case not in ("other cluster", "free text, no such word"):
+    if case not in ("other cluster", "other source", "free text, no such word"):
         assert want, "the generated set should hold events for this filter"
 
 
@@ -178,6 +180,14 @@ def test_results_are_newest_first_and_limited(setup: Setup) -> None:
     assert all_agree(setup, Filter(), limit=25) == everything[:25]
     denied = all_agree(setup, Filter(result="denied"), limit=3)
     assert denied == expected(setup.events, lambda e: e["action"]["result"] == "denied")[:3]
+    # Several types, each read newest first on its own, then merged.
+    acl = all_agree(setup, Filter(type="acl.*", actor="svc-*"), limit=10)
+    assert len(acl) == 10
+    # Free text walked back from the newest row, stopped once nothing older can rank.
+    since = datetime(2026, 10, 3, 7, 30, tzinfo=UTC)
+    for words, limit in (("topic", 1), ("topic", 40), ("alice orders", 5), ("req", 1200)):
+        found = all_agree(setup, Filter(query=words, since=since), limit=limit)
+        assert len(found) == limit
 
 
 def test_events_at_the_same_instant_are_listed_later_recorded_first(tmp_path: Path) -> None:
@@ -204,17 +214,32 @@ GROUPS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "result": lambda e: e["action"]["result"],
     "cluster": lambda e: e["context"]["cluster_id"],
     "day": lambda e: _ts(e).date().isoformat(),
+    "source": lambda e: e["context"]["source"],
+    "hour": lambda e: int(_ts(e).timestamp()) // 3600,
 }
 
 
 @pytest.mark.parametrize("key", list(GROUPS))
-def test_count_by_each_key_matches_the_reference(setup: Setup, key: str) -> None:
-    flt = Filter(since=datetime(2026, 10, 5, tzinfo=UTC), type="*.*")
+@pytest.mark.parametrize(
+    "since, until",
+    [
+        (datetime(2026, 10, 5, tzinfo=UTC), None),
+        # Inside hours at both ends: whole hours from the rollups, the rest from rows.
+        (datetime(2026, 10, 5, 6, 59, 1, tzinfo=UTC), datetime(2026, 10, 9, 0, 0, 5, tzinfo=UTC)),
+        (datetime(2026, 10, 5, 6, 10, tzinfo=UTC), datetime(2026, 10, 5, 7, 50, tzinfo=UTC)),
+    ],
+)
+def test_count_by_each_key_matches_the_reference(
+    setup: Setup, key: str, since: datetime, until: datetime | None
+) -> None:
+    flt = Filter(since=since, until=until, type="*.*")
     got = setup.index.count_by(flt, (key,))
     assert setup.scan_dir.count_by(flt, (key,)) == got
     assert setup.scan_file.count_by(flt, (key,)) == got
     want = Counter(
-        GROUPS[key](e) for e in setup.events if _ts(e) >= datetime(2026, 10, 5, tzinfo=UTC)
+        GROUPS[key](e)
+        for e in setup.events
+        if _ts(e) >= since and (until is None or _ts(e) < until)
     )
     shown = {(day_name(k[0]) if key == "day" else k[0]): n for k, n in got}
     assert shown == dict(want)

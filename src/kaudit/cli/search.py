@@ -29,6 +29,11 @@ _FILTER_OPTIONS = [
     click.option("--resource", help="type:id (topic:orders) or id (orders); globs allowed."),
     click.option("--result", type=click.Choice(["success", "failure", "denied", "unknown"])),
     click.option("--cluster", help="Cluster id (context.cluster_id); globs allowed."),
+    click.option(
+        "--source",
+        "source_filter",
+        help="Where it was recorded (context.source: gateway, console, sdk, ingest); globs.",
+    ),
     click.option("--query", "-q", help="Free text: every word must occur (word* for a prefix)."),
 ]
 
@@ -52,7 +57,9 @@ def _filter_options(fn: Callable[P, R]) -> Callable[P, R]:
 )
 @click.option(
     "--count-by",
-    type=click.Choice(["type", "category", "actor", "resource", "result", "cluster", "day"]),
+    type=click.Choice(
+        ["type", "category", "actor", "resource", "result", "cluster", "day", "source", "hour"]
+    ),
     help="Count matching events by this instead of listing them.",
 )
 @click.option(
@@ -74,6 +81,7 @@ def search(
     resource: str | None,
     result: str | None,
     cluster: str | None,
+    source_filter: str | None,
     query: str | None,
     fmt: str | None,
     count_by: str | None,
@@ -99,6 +107,7 @@ def search(
             result=result,
             cluster=cluster,
             query=query,
+            source=source_filter,
         )
     except SearchError as exc:
         raise click.UsageError(str(exc)) from None

@@ -1,8 +1,9 @@
 """The embedded search index: one SQLite file holding every indexed event.
 
-This module owns opening the file (schema, pragmas, version check), adding events
-(idempotent on `event_id`), removing events older than a time (retention) and the
-connection queries read through.
+This module owns opening the file (schema, pragmas, version check, the upgrade of an
+older index by `migrate`), adding events (idempotent on `event_id`; their hourly and
+daily counts in `rollups` in the same transaction), removing events older than a time
+(retention, counts included) and the connection queries read through.
 
 How it is fast enough to keep up with the log (see bench/search.py): each line is
 decoded once, and only the members the index reads (`schema.read_event`); WAL, so
@@ -32,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import zstandard
 
 from kaudit.errors import StoreError
 from kaudit.files import open_private_fd
+from kaudit.store import migrate, rollups
+from kaudit.store.blocks import LineBlocks, MissingLine, Packed
 from kaudit.store.schema import (
     DDL,
     SCHEMA_VERSION,
@@ -49,10 +51,10 @@ log = logging.getLogger("kaudit.store")
 
 _BUSY_TIMEOUT_MS = 30_000
 _DELETE_CHUNK = 5_000
-BLOCK_EVENTS = 64
-"""Lines compressed together: enough for zstd to find the repetition between events,
-few enough that fetching one event decompresses little (about 50 KiB)."""
-_ZSTD_LEVEL = 1
+FIELD_COLUMNS = (
+    "ts, event_type, actor, resource_type, resource_id, result, cluster, event_id, seq, source"
+)
+"""The events table's columns in the order of `schema.Fields`."""
 PART_EVENTS = 5000
 """Events per transaction (see `add`)."""
 
@@ -65,7 +67,7 @@ class _Chunk:
     rows: list[Fields] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
-    blocks: list[tuple[int, int, bytes]] = field(default_factory=list)
+    blocks: list[Packed] = field(default_factory=list)
     terms: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -103,8 +105,7 @@ class EventIndex:
         self.added = 0
         """Events newly added (committed) through this object."""
         self._in_flight: _InFlight | None = None
-        self._compress = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress
-        self._decompress = zstandard.ZstdDecompressor().decompress
+        self._blocks = LineBlocks()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="kaudit-index")
         try:
             if readonly:
@@ -143,6 +144,18 @@ class EventIndex:
             version = self._version()
             if version is None:
                 raise StoreError(f"{self.path} is not a kaudit search index")
+            if version in migrate.UPGRADABLE:
+                # Upgraded by a writable connection of its own; this one reads on.
+                try:
+                    EventIndex(self.path).close()
+                except StoreError as exc:
+                    raise StoreError(
+                        f"search index {self.path} was made by an earlier kaudit (schema "
+                        f"version {version}) and is upgraded once when opened, which needs "
+                        f"write access to it and its directory: {exc}",
+                        retryable=exc.retryable,
+                    ) from exc
+                version = self._version()
         else:
             # Set before the first table is made (a file keeps the size it was made
             # with): 16 KiB pages make the six B-trees shallower and split less often,
@@ -155,12 +168,15 @@ class EventIndex:
             c.execute("PRAGMA wal_autocheckpoint = 10000")
             version = self._version()
             if version is None:
-                c.executescript(DDL)
+                c.executescript(DDL + rollups.ROLLUPS_DDL)
                 c.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
                 version = SCHEMA_VERSION
+            elif version in migrate.UPGRADABLE:
+                migrate.upgrade(c, self.path, self._blocks.decompress)
+                version = self._version()
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"search index {self.path} has schema version {version}, this kaudit reads "
@@ -266,10 +282,10 @@ class EventIndex:
             chunk.lines.append(line.rstrip(b"\n"))
             chunk.texts.append(text)
         if chunk.rows:
-            chunk.blocks = self._blocks(chunk.lines)
-            types, actors, rtypes, rids, clusters = zip(
+            chunk.blocks = self._blocks.pack(chunk.lines, chunk.rows)
+            types, actors, rtypes, rids, clusters, sources = zip(
                 *(
-                    (f.event_type, f.actor, f.resource_type, f.resource_id, f.cluster)
+                    (f.event_type, f.actor, f.resource_type, f.resource_id, f.cluster, f.source)
                     for f in chunk.rows
                 ),
                 strict=True,
@@ -280,15 +296,8 @@ class EventIndex:
                 ("resource", f"{t}:{i}") for t, i in set(zip(rtypes, rids, strict=True))
             )
             chunk.terms.update(("cluster", v) for v in set(clusters) if v is not None)
+            chunk.terms.update(("source", v) for v in set(sources) if v is not None)
         return chunk
-
-    def _blocks(self, lines: list[bytes]) -> list[tuple[int, int, bytes]]:
-        """(offset of the first line, count, compressed lines) for each block."""
-        return [
-            (at, len(block), self._compress(b"\n".join(block)))
-            for at in range(0, len(lines), BLOCK_EVENTS)
-            for block in (lines[at : at + BLOCK_EVENTS],)
-        ]
 
     def _write_chunk(self, chunk: _Chunk) -> Future[int]:
         """Begin a transaction, add the rows and lines of `chunk`, and leave the words
@@ -309,19 +318,17 @@ class EventIndex:
                 keep = [i for i, eid in enumerate(chunk.ids) if eid not in known]
                 rows = [rows[i] for i in keep]
                 texts = [texts[i] for i in keep]
-                blocks = self._blocks([chunk.lines[i] for i in keep])
+                blocks = self._blocks.pack([chunk.lines[i] for i in keep], rows)
             first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
             # Without an id, each row gets the largest id so far plus one: `first`,
             # `first + 1`... (this transaction is the only writer).
             c.executemany(
                 "INSERT INTO events (ts, event_type, actor, resource_type, resource_id, "
-                "result, cluster, event_id, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "result, cluster, event_id, seq, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            c.executemany(
-                "INSERT INTO blocks VALUES (?, ?, ?)",
-                [(first + at, count, data) for at, count, data in blocks],
-            )
+            self._blocks.insert(c, first, blocks)
+            rollups.add(c, rows)
             c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(chunk.terms))
             words = orjson.dumps(texts).decode()
         except BaseException:
@@ -367,15 +374,14 @@ class EventIndex:
         try:
             while True:
                 with self._transaction() as c:
-                    ids = [
-                        r[0]
-                        for r in c.execute(
-                            "SELECT id FROM events WHERE ts < ? LIMIT ?",
-                            (cutoff_ms, _DELETE_CHUNK),
-                        )
-                    ]
-                    if not ids:
+                    found = c.execute(
+                        f"SELECT id, {FIELD_COLUMNS} FROM events WHERE ts < ? LIMIT ?",
+                        (cutoff_ms, _DELETE_CHUNK),
+                    ).fetchall()
+                    if not found:
                         break
+                    ids = [r[0] for r in found]
+                    rollups.subtract(c, [Fields(*r[1:]) for r in found])
                     lines, blocks = self._lines(ids)
                     # A contentless full-text table forgets a row when given its words.
                     c.executemany(
@@ -402,6 +408,7 @@ class EventIndex:
             "type": "event_type",
             "actor": "actor",
             "cluster": "cluster",
+            "source": "source",
             "resource": "resource_type || ':' || resource_id",
         }
         for kind in TERM_KINDS:
@@ -429,24 +436,10 @@ class EventIndex:
 
     def _lines(self, ids: Sequence[int]) -> tuple[dict[int, bytes], list[tuple[int, int]]]:
         """The lines of `ids`, and the blocks (first id, count) they were read from."""
-        out: dict[int, bytes] = {}
-        blocks: list[tuple[int, int]] = []
-        block: list[bytes] = []
-        first = count = -1
-        for i in sorted(ids):
-            if not first <= i < first + count:
-                row = self.conn.execute(
-                    "SELECT first_id, count, data FROM blocks WHERE first_id <= ? "
-                    "ORDER BY first_id DESC LIMIT 1",
-                    (i,),
-                ).fetchone()
-                if row is None or not row[0] <= i < row[0] + row[1]:
-                    raise StoreError(f"search index {self.path}: event row {i} has no line")
-                first, count = row[0], row[1]
-                block = self._decompress(row[2]).split(b"\n")
-                blocks.append((first, count))
-            out[i] = block[i - first]
-        return out, blocks
+        try:
+            return self._blocks.read(self.conn, ids)
+        except MissingLine as exc:
+            raise StoreError(f"search index {self.path}: event row {exc} has no line") from None
 
     def count(self) -> int:
         self.flush()

@@ -101,13 +101,16 @@ def write_hits(hits: Sequence[Hit], fmt: str, out: BinaryIO) -> None:
 def _key_text(key: str, value: Any) -> Any:
     if key == "day" and isinstance(value, int):
         return day_name(value)
+    if key == "hour" and isinstance(value, int):
+        return f"{day_name(value // 24)}T{value % 24:02d}:00Z"
     return value
 
 
 def write_counts(
     counts: Sequence[tuple[tuple[Any, ...], int]], keys: Sequence[str], fmt: str, out: BinaryIO
 ) -> None:
-    """Groups and their counts in `fmt`; `day` numbers are written as dates."""
+    """Groups and their counts in `fmt`; `day` and `hour` numbers are written as UTC
+    dates and hours (2026-11-22, 2026-11-22T10:00Z)."""
     records = [
         {**{k: _key_text(k, v) for k, v in zip(keys, group, strict=True)}, "count": n}
         for group, n in counts

@@ -21,11 +21,13 @@ import orjson
 
 from kaudit.timeparse import parse_iso
 
-SCHEMA_VERSION = 2
-"""Bumped when the tables or the words of an event change; an index of another version
-is refused with a message saying to rebuild it."""
+SCHEMA_VERSION = 3
+"""Bumped when the tables or the words of an event change. An index of version 2 is
+upgraded in place when it is opened (`migrate`); one of another version is refused with
+a message saying to rebuild it."""
 
 MS_PER_DAY = 86_400_000
+MS_PER_HOUR = 3_600_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DAY = date(1970, 1, 1)
 _ONE_MS = timedelta(milliseconds=1)
@@ -33,6 +35,18 @@ _ONE_MS = timedelta(milliseconds=1)
 # unicode61 without diacritics removal: letters and digits make words, everything else
 # (punctuation, `_`, spaces) separates them, case is folded. `words()` splits the same way.
 FTS_TOKENIZER = "unicode61 remove_diacritics 0"
+
+FTS_AUTOMERGE = 8
+"""Segments of a size the full-text index lets pile up before merging them (FTS5's
+default is 4): each word's list of rows is rewritten less often as the index grows,
+about a fifth less work per event added at a million events, more at ten."""
+
+TEXT_DDL = f"""
+CREATE VIRTUAL TABLE IF NOT EXISTS events_text USING fts5 (
+    words, content='', detail=none, columnsize=0, tokenize='{FTS_TOKENIZER}'
+);
+INSERT INTO events_text (events_text, rank) VALUES ('automerge', {FTS_AUTOMERGE});
+"""
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -46,13 +60,16 @@ CREATE TABLE IF NOT EXISTS events (
     result TEXT NOT NULL,
     cluster TEXT,
     event_id TEXT NOT NULL,
-    seq INTEGER
+    seq INTEGER,
+    source TEXT
 );
 CREATE TABLE IF NOT EXISTS blocks (
     first_id INTEGER PRIMARY KEY,
     count INTEGER NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    max_ts INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS blocks_max_ts ON blocks (max_ts);
 CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events (event_id);
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_type_ts ON events (event_type, ts);
@@ -65,23 +82,23 @@ CREATE TABLE IF NOT EXISTS terms (
     value TEXT NOT NULL,
     PRIMARY KEY (kind, value)
 ) WITHOUT ROWID;
-CREATE VIRTUAL TABLE IF NOT EXISTS events_text USING fts5 (
-    words, content='', detail=none, columnsize=0, tokenize='{FTS_TOKENIZER}'
-);
-"""
+{TEXT_DDL}"""
 """`blocks` keeps the native lines: events `first_id` to `first_id + count - 1`, joined
 by newlines and compressed with zstd together, which makes them a tenth of their size
 (JSON events repeat themselves) and the index fast to write. `terms` lists the distinct
 values of the filtered columns, so a glob or a short actor name is turned into an exact
-`IN` list that the composite indexes answer. Each index costs time for every event
-added, so there are only those the searches need: no index on the cluster (most
-installations have one, and the time index finds the newest events of any cluster
-quickly) and on the result only for failures and denials, the rare results searched
-for (`success` matches most events: the time index finds them). `events_text` is
-contentless: it holds only which words each row has; removing a row gives its words
-again, computed from the stored line."""
+`IN` list that the composite indexes answer. A block's `max_ts` is the latest timestamp
+of its events and of every event before it (ids are in log order, timestamps nearly so):
+a search walking back from the newest id knows from it when no older event can be newer
+than what it has found, and where the events of a time range can start. Each index
+costs time for every event added, so there are only those the searches need: no index
+on the cluster or the source (most installations have one cluster, and the time index
+finds the newest events of any cluster quickly) and on the result only for failures
+and denials, the rare results searched for (`success` matches most events: the time
+index finds them). `events_text` is contentless: it holds only which words each row
+has; removing a row gives its words again, computed from the stored line."""
 
-TERM_KINDS = ("type", "actor", "resource", "cluster")
+TERM_KINDS = ("type", "actor", "resource", "cluster", "source")
 
 
 class NotAnEvent(ValueError):
@@ -101,6 +118,8 @@ class Fields(NamedTuple):
     cluster: str | None
     event_id: str
     seq: int | None
+    source: str | None = None
+    """`context.source`: gateway, console, sdk, ingest..."""
 
     @property
     def resource(self) -> str:
@@ -113,6 +132,10 @@ class Fields(NamedTuple):
     @property
     def day(self) -> int:
         return self.ts // MS_PER_DAY
+
+    @property
+    def hour(self) -> int:
+        return self.ts // MS_PER_HOUR
 
 
 def to_ms(when: datetime) -> int:
@@ -129,8 +152,26 @@ def day_name(day: int) -> str:
     return (_EPOCH_DAY + timedelta(days=day)).isoformat()
 
 
+_MINUTES: dict[str, int] = {}
+_MAX_MINUTES = 100_000
+
+
 def parse_timestamp(text: str) -> int:
-    """An event's ISO 8601 timestamp as milliseconds; a time without offset is UTC."""
+    """An event's ISO 8601 timestamp as milliseconds; a time without offset is UTC.
+
+    The form the log writes (`2026-11-22T10:15:30.123Z`) is read by adding its seconds
+    to its minute, parsed once: parsing every timestamp in full was a tenth of what
+    indexing an event costs."""
+    if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[16] == ":":
+        seconds, millis = text[17:19], text[20:23]
+        if seconds.isdigit() and millis.isdigit() and seconds < "60":
+            minute = _MINUTES.get(text[:16])
+            if minute is None:
+                minute = to_ms(parse_iso(text[:16] + "Z"))
+                if len(_MINUTES) >= _MAX_MINUTES:
+                    _MINUTES.clear()
+                _MINUTES[text[:16]] = minute
+            return minute + int(seconds) * 1000 + int(millis)
     return to_ms(parse_iso(text))
 
 
@@ -143,6 +184,7 @@ def fields_of(obj: dict[str, Any]) -> Fields:
         seq = integrity.get("sequence_number") if type(integrity) is dict else None
         context = obj.get("context")
         cluster = context.get("cluster_id") if type(context) is dict else None
+        source = context.get("source") if type(context) is dict else None
         fields = Fields(
             parse_timestamp(obj["timestamp"]),
             obj["event_type"],
@@ -150,9 +192,10 @@ def fields_of(obj: dict[str, Any]) -> Fields:
             resource["type"],
             resource["id"],
             obj["action"]["result"],
-            cluster if type(cluster) is str else None,
+            _text_or_none(cluster),
             obj["event_id"],
             seq if type(seq) is int else None,
+            _text_or_none(source),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NotAnEvent(f"not an audit event: {exc!r}") from None
@@ -160,6 +203,12 @@ def fields_of(obj: dict[str, Any]) -> Fields:
     if not all(type(v) is str for v in fields[1:6]) or type(fields.event_id) is not str:
         raise NotAnEvent(f"not an audit event: a field is not a string in {fields!r}")
     return fields
+
+
+def _text_or_none(value: object) -> str | None:
+    """A cluster or source as indexed: a non-empty string, else None (an empty one names
+    nothing, and the rollups keep a missing one as '')."""
+    return value if type(value) is str and value else None
 
 
 def _strings(values: Iterable[object]) -> list[str]:
@@ -225,6 +274,7 @@ class _Action(msgspec.Struct, gc=False):
 
 class _Context(msgspec.Struct, gc=False):
     cluster_id: Any = None
+    source: Any = None
     correlation_id: Any = None
     api: Any = None
 
@@ -283,7 +333,6 @@ def read_event(line: bytes) -> tuple[Fields, str]:
     actor, resource, action, context = ev.actor, ev.resource, ev.action, ev.context
     integrity = ev.integrity
     seq = integrity.sequence_number if integrity is not None else None
-    cluster = context.cluster_id if context is not None else None
     fields = Fields(
         ts,
         ev.event_type,
@@ -291,9 +340,10 @@ def read_event(line: bytes) -> tuple[Fields, str]:
         resource.type,
         resource.id,
         action.result,
-        cluster if type(cluster) is str else None,
+        _text_or_none(context.cluster_id) if context is not None else None,
         ev.event_id,
         seq if type(seq) is int else None,
+        _text_or_none(context.source) if context is not None else None,
     )
     parts = [ev.event_type, actor.id]
     parts += _strings((actor.client_id, actor.ip_address, actor.user_agent))
