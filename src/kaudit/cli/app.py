@@ -13,6 +13,7 @@ from kaudit.cli.events import emit, generate, tail
 from kaudit.cli.exporters import exporters
 from kaudit.cli.keys import keys
 from kaudit.cli.local_kafka import local_kafka
+from kaudit.cli.reload import reload_command
 from kaudit.cli.run import gateway, run
 from kaudit.cli.search import report, retention, search
 from kaudit.cli.verify import prove, verify, verify_proof_command
@@ -49,6 +50,7 @@ for _command in (
     keys,
     local_kafka,
     prove,
+    reload_command,
     report,
     retention,
     run,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from kaudit.cli.common import config_option, handle_errors, load
+from kaudit.cli.reload import reloading
+from kaudit.config import Config
 
 
 def _say(message: str) -> None:
@@ -21,7 +23,12 @@ def run(config_path: str | None, once: bool) -> None:
     hourly, or once at the end with --once."""
     from kaudit.service import run as run_service
 
-    run_service(load(config_path), once=once, say=_say)
+    config = load(config_path)
+    if once:
+        run_service(config, once=once, say=_say)
+        return
+    with reloading(lambda: load(config_path), config, "kaudit run"):
+        run_service(config, once=once, say=_say)
 
 
 @click.command()
@@ -33,5 +40,9 @@ def gateway(upstream: str | None, listen: str | None, config_path: str | None) -
     """Run the audit gateway: a Kafka proxy that audits every request (KIP-567)."""
     from kaudit.service import gateway_config, serve_gateway
 
-    config = gateway_config(load(config_path), upstream=upstream, listen=listen)
-    serve_gateway(config, _say)
+    def load_again() -> Config:
+        return gateway_config(load(config_path), upstream=upstream, listen=listen)
+
+    config = load_again()
+    with reloading(load_again, config, "kaudit gateway"):
+        serve_gateway(config, _say)

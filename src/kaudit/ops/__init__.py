@@ -1,0 +1,1 @@
+"""Running kaudit: reloading the configuration of a running process."""
