@@ -18,6 +18,7 @@ continue the sequence without reusing a number.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -74,6 +75,7 @@ class KafkaLogSink:
             ensure_topic(config)
         self.state_dir = state_dir
         self._state_path = state_dir / f"{config.topic}.json"
+        self._lock = _lock_stream(state_dir / f"{config.topic}.lock", config.topic)
         self._producer = self._new_producer()
         # The batch being appended: sequences handed to the producer, and those it
         # reported failed. Only failures are reported (delivery.report.only.error), so a
@@ -378,3 +380,22 @@ class KafkaLogSink:
             self._save_state()
         if self._watermarks is not None:
             self._watermarks.close()
+        self._lock.close()
+
+
+def _lock_stream(path: Path, topic: str) -> IO[bytes]:
+    """Hold the stream of this state directory for this process: two writers sharing
+    one stream would reuse its sequence numbers. The lock goes with the process, however
+    it ends (kill -9 included)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+b")  # noqa: SIM115 (held open while the sink lives)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise LogError(
+            f"kafka audit log {topic}: another kaudit process writes the stream kept in "
+            f"{path.parent}; give each instance (gateway, console) a data_dir of its own, "
+            "so each is a writer stream of its own"
+        ) from None
+    return handle
