@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -48,12 +49,18 @@ def local_broker(kafka_dir: Path | None) -> Iterator[KafkaInfo]:
     if info is not None:
         yield info
         return
-    broker = LocalKafka(kafka_dir or Path(tempfile.mkdtemp(prefix="kaudit-bench-kafka-")))
+    made = kafka_dir is None
+    where = kafka_dir or Path(tempfile.mkdtemp(prefix="kaudit-bench-kafka-"))
+    broker = LocalKafka(where)
     try:
-        info = broker.start()
-    except KauditError as exc:
-        raise SystemExit(f"cannot start Kafka: {exc}") from exc
-    try:
-        yield info
+        try:
+            info = broker.start()
+        except KauditError as exc:
+            raise SystemExit(f"cannot start Kafka: {exc}") from exc
+        try:
+            yield info
+        finally:
+            broker.stop()
     finally:
-        broker.stop()
+        if made:  # a benchmark removes the directories it created
+            shutil.rmtree(where, ignore_errors=True)

@@ -190,25 +190,24 @@ def run_exporters(
     """Run every destination's exporter until SIGINT/SIGTERM (serving the gateway
     meanwhile when one is configured), or with `once` until each has caught up with the
     log; events sent per destination, empty when none is configured."""
-    from kaudit.exporters import drain_all, runners_for
+    from kaudit.exporters import drain_all
+    from kaudit.exporters.pool import ExporterPool
+    from kaudit.ops import reload
 
     if once:
         return drain_all(config, retries)
-    runners = runners_for(config)
-    if not runners:
+    pool = ExporterPool(config)
+    if not pool.names:
         return {}
     if mon is not None:
-        mon.watch_exporters(runners)
+        mon.watch_exporters(pool.runners)
         if session is None and config.gateway is None:
             mon.watch_log_directory()
     stop = stop if stop is not None else threading.Event()
     _stop_on_signals(stop)
-    threads = [
-        threading.Thread(target=r.run, args=(stop,), name=f"exporter-{r.name}") for r in runners
-    ]
-    for t in threads:
-        t.start()
-    say(f"kaudit: exporting to {', '.join(r.name for r in runners)} (Ctrl-C to stop)")
+    pool.start()
+    unregister = reload.register("exporters", pool.prepare_reload)
+    say(f"kaudit: exporting to {', '.join(pool.names)} (Ctrl-C to stop)")
     try:
         if config.gateway is not None:
             serve_gateway(config, say, session, stop, mon=mon)  # returns on SIGINT/SIGTERM
@@ -217,11 +216,9 @@ def run_exporters(
             pass
     finally:
         stop.set()
-        for t in threads:
-            t.join()
-        for r in runners:
-            r.close()
-    return {r.name: r.metrics.sent for r in runners}
+        unregister()
+        sent = pool.close()
+    return sent
 
 
 def serve_gateway(

@@ -20,6 +20,7 @@ from kaudit.errors import AuditUnavailableError
 from kaudit.events.model import Action, Actor, AuditEvent, Authorization, Resource
 from kaudit.integrity.sealer import build_sealer
 from kaudit.log.segments import SegmentLog
+from kaudit.ops import reload
 from kaudit.plugins import load_auditor
 from kaudit.recorder.core import LogSink, Recorder, RecorderSettings
 
@@ -94,12 +95,30 @@ class AuditSession:
             )
         self.auditors: list[Auditor] = []
         self.auditor_failures = 0
+        self._unregister_reload = reload.register("recorder", self._prepare_reload)
         try:
             for spec in config.auditor_specs:
                 self.auditors.append(load_auditor(spec.name, spec.config, self.recorder))
         except BaseException:
             self.close()
             raise
+
+    def _prepare_reload(self, old: Config, new: Config) -> reload.Change | None:
+        """A reload's new event selection and redaction (the rest of `audit` applies at
+        start: reload.restart_needed names it)."""
+        settings = recorder_settings(new, self.recorder.settings.source)
+        current = self.recorder.settings
+        parts = ("events", "exclude_events", "custom_event_types", "redact_keys")
+        if all(getattr(settings, p) == getattr(current, p) for p in parts):
+            return None
+        return reload.Committed(
+            lambda: self.recorder.reconfigure(
+                events=settings.events,
+                exclude_events=settings.exclude_events,
+                custom_event_types=settings.custom_event_types,
+                redact_keys=settings.redact_keys,
+            )
+        )
 
     @property
     def log_dir(self) -> Path:
@@ -167,6 +186,7 @@ class AuditSession:
         self.recorder.flush(timeout)
 
     def close(self) -> None:
+        self._unregister_reload()
         errors: list[BaseException] = []
         for auditor in self.auditors:
             try:

@@ -18,6 +18,7 @@ from kaudit.cli.init import init
 from kaudit.cli.integrity import rotate_integrity
 from kaudit.cli.keys import keys
 from kaudit.cli.local_kafka import local_kafka
+from kaudit.cli.reload import reload_command
 from kaudit.cli.run import gateway, run
 from kaudit.cli.search import report, retention, search
 from kaudit.cli.verify import prove, verify, verify_proof_command
@@ -74,6 +75,7 @@ for _command in (
     keys,
     local_kafka,
     prove,
+    reload_command,
     report,
     retention,
     rotate_integrity,

@@ -15,6 +15,8 @@ from kaudit.cli.common import (
 )
 from kaudit.errors import UsageError
 from kaudit.ops.logs import announce
+from kaudit.cli.reload import reloading
+from kaudit.config import Config
 
 
 def _say(message: str) -> None:
@@ -41,7 +43,11 @@ def run(config_path: str | None, once: bool, retries: int) -> None:
 
     config = load(config_path)
     say_what_runs("run", config_path, config)
-    run_service(config, once=once, say=_say, retries=retries)
+    if once:
+        run_service(config, once=once, say=_say, retries=retries)
+        return
+    with reloading(lambda: load(config_path), config, "kaudit run"):
+        run_service(config, once=once, say=_say, retries=retries)
 
 
 def gateway_overrides(
@@ -67,8 +73,14 @@ def gateway(upstream: str | None, listen: str | None, config_path: str | None) -
     the file given with -c; every other gateway setting lives there."""
     from kaudit.service import serve_gateway
 
-    config = load(config_path, gateway_overrides(upstream, listen, config_path))
+    def load_again() -> Config:
+        return load(config_path, gateway_overrides(upstream, listen, config_path))
+
+    config = load_again()
     say_what_runs("gateway", config_path, config)
-    with stop_on_signals() as stop:  # one that comes before the gateway serves stops it too
+    with (
+        stop_on_signals() as stop,  # one that comes before the gateway serves stops it too
+        reloading(load_again, config, "kaudit gateway"),
+    ):
         serve_gateway(config, _say, stop=stop)
     _say("kaudit gateway: stopped")  # after its log was closed, with the final checkpoint

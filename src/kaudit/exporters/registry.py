@@ -70,33 +70,33 @@ def batching(destination: Destination) -> tuple[int | None, float]:
 
 def runners_for(config: Config) -> list[ExporterRunner]:
     """One runner per configured destination, each with its own cursor and dead letters."""
-    runners = []
+    return [runner_for(config, destination) for destination in config.audit.all_destinations]
+
+
+def runner_for(config: Config, destination: Destination) -> ExporterRunner:
+    """The runner of one configured destination, with its own cursor and dead letters."""
     log_config = config.audit.log
-    for destination in config.audit.all_destinations:
-        exporter = build_exporter(destination, config.data_path, config)
-        batch_max, linger_s = batching(destination)
-        name = destination.display_name
-        feed: Feed = (
-            KafkaFeed(log_config, group=f"kaudit-exporter-{safe_name(name)}")
-            if isinstance(log_config, KafkaLog)
-            else LocalFeed(config.log_dir, Cursor.named(config.data_path, name))
-        )
-        runners.append(
-            ExporterRunner(
-                exporter,
-                feed=feed,
-                fmt=destination.format,
-                events=tuple(destination.events),
-                exclude_events=tuple(destination.exclude_events),
-                batch_max=batch_max,
-                linger_s=linger_s,
-                # A short linger is also how quickly new events are noticed.
-                interval_s=min(1.0, linger_s) if linger_s > 0 else 1.0,
-                dead_letter=config.data_path / "dead-letter" / f"{safe_name(name)}.jsonl",
-                metrics_path=metrics_path(config, name),
-            )
-        )
-    return runners
+    exporter = build_exporter(destination, config.data_path, config)
+    batch_max, linger_s = batching(destination)
+    name = destination.display_name
+    feed: Feed = (
+        KafkaFeed(log_config, group=f"kaudit-exporter-{safe_name(name)}")
+        if isinstance(log_config, KafkaLog)
+        else LocalFeed(config.log_dir, Cursor.named(config.data_path, name))
+    )
+    return ExporterRunner(
+        exporter,
+        feed=feed,
+        fmt=destination.format,
+        events=tuple(destination.events),
+        exclude_events=tuple(destination.exclude_events),
+        batch_max=batch_max,
+        linger_s=linger_s,
+        # A short linger is also how quickly new events are noticed.
+        interval_s=min(1.0, linger_s) if linger_s > 0 else 1.0,
+        dead_letter=config.data_path / "dead-letter" / f"{safe_name(name)}.jsonl",
+        metrics_path=metrics_path(config, name),
+    )
 
 
 def drain_all(config: Config, retries: int | None = None) -> dict[str, int]:

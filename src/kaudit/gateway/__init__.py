@@ -30,6 +30,8 @@ from collections.abc import Callable
 from kaudit.config import Config
 from kaudit.errors import GatewayError
 from kaudit.gateway.listener import Gateway, GatewayThread
+from kaudit.gateway.reconfigure import with_reloaded
+from kaudit.ops import reload
 from kaudit.gateway.rewrite import settle_offered_versions
 from kaudit.session import AuditSession
 
@@ -52,6 +54,25 @@ def build_gateway(config: Config, session: AuditSession) -> Gateway:
         durable_timeout=config.audit.block_timeout_ms / 1000,
         journal_dir=config.data_path / "gateway",
     )
+
+
+def reloading(gateway: Gateway, loop: asyncio.AbstractEventLoop) -> reload.Prepare:
+    """How a configuration reload reaches a running gateway: its reloadable settings
+    (kaudit.gateway.reconfigure) applied on its loop; a reload also has the certificate
+    files looked at now, whether or not the configuration is taken."""
+
+    def prepare(old: Config, new: Config) -> reload.Change | None:
+        loop.call_soon_threadsafe(gateway.certificates.check)
+        changed = with_reloaded(gateway.config, new.gateway) if new.gateway else None
+        if changed is None:
+            return None
+
+        def commit() -> None:
+            loop.call_soon_threadsafe(gateway.reconfigure, changed)
+
+        return reload.Committed(commit)
+
+    return prepare
 
 
 def run_gateway(
@@ -79,9 +100,13 @@ def run_gateway(
             if stopped is not None and stopped.is_set():
                 return
             await gateway.start()
+            unregister = reload.register("gateway", reloading(gateway, loop))
             if ready is not None:
                 ready(gateway)
-            await gateway.serve_until_stopped()
+            try:
+                await gateway.serve_until_stopped()
+            finally:
+                unregister()
 
         uvloop.run(main())
     finally:

@@ -30,6 +30,7 @@ from kaudit.files import UnprotectedKeyError, check_private_key
 from kaudit.gateway.connection import ClientConnection
 from kaudit.gateway.discovery import discover_brokers, static_brokers
 from kaudit.gateway.journal import WindowJournal
+from kaudit.gateway.reconfigure import CERTIFICATE_CHECK_SECONDS, CertificateWatcher
 from kaudit.gateway.recording import Audit, GatewayMetrics, Recording, Unavailable, WhenDurable
 from kaudit.gateway.rewrite import BrokerMap, BrokerPortError
 from kaudit.gateway.shared import SharedState
@@ -102,6 +103,11 @@ class Gateway:
         )
         self.client_ssl = _client_ssl(config.tls) if config.tls else None
         upstream_ssl = _upstream_ssl(config.upstream_tls) if config.upstream_tls else None
+        self.certificates = CertificateWatcher()
+        if self.client_ssl is not None and config.tls is not None:
+            self.certificates.watch_client(self.client_ssl, config.tls)
+        if upstream_ssl is not None and config.upstream_tls is not None:
+            self.certificates.watch_upstream(upstream_ssl, config.upstream_tls)
         host = config.advertised_host or config.listen_host
         if host in ("0.0.0.0", "::", ""):
             host = socket.gethostname()
@@ -185,6 +191,8 @@ class Gateway:
         gc.freeze()
         await self._serve_socket(None, sock)
         self._schedule_flush()
+        if self.certificates.watching:
+            self._schedule_certificate_check()
         log.info(
             "gateway listening on %s for %s (brokers from port %d)",
             self.config.listen,
@@ -201,6 +209,22 @@ class Gateway:
             self._schedule_flush()
 
         self.shared.loop.call_later(min(1.0, self.config.records_window_seconds), tick)
+
+    def _schedule_certificate_check(self) -> None:
+        def tick() -> None:
+            if self._stopping is not None and self._stopping.is_set():
+                return
+            self.certificates.check()
+            self._schedule_certificate_check()
+
+        self.shared.loop.call_later(CERTIFICATE_CHECK_SECONDS, tick)
+
+    def reconfigure(self, config: GatewayConfig) -> None:
+        """Apply a reloaded configuration's gateway settings (`with_reloaded`), and look
+        at the certificate files now; on the gateway's loop."""
+        self.config = config
+        self.shared.reconfigure(config)
+        self.certificates.check()
 
     async def serve(self) -> None:
         """Start, then run until `request_stop()`."""

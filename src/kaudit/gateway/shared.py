@@ -69,10 +69,7 @@ class SharedState:
         self.upstream_ssl = upstream_ssl
         # Who a client certificate names, and whom the brokers authorize the gateway as.
         self.client_principals, self.upstream_principal = gateway_identities(config)
-        self.max_frame_bytes = config.max_frame_bytes
-        self.max_frame_bytes_before_auth = min(
-            config.max_frame_bytes_before_auth, config.max_frame_bytes
-        )
+        self._apply_limits(config)
         self._per_address: dict[str | None, int] = {}
         self.buffers = BufferPool(_POOLED_BUFFER_BYTES)
         # Where every connection's ordinary reads land. One buffer serves them all: each
@@ -84,6 +81,27 @@ class SharedState:
         self.topic_names = TopicNames()
         self._token_owners: dict[str, str] = {}
         self.positions = ConsumptionPositions()
+        self._apply_apis(config)
+        # Every answer is read: any may refuse the client a resource (audit_map).
+        self._decoded_responses = frozenset(API_NAMES)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- configuration-derived decisions --------------------------------------------------
+
+    def reconfigure(self, config: GatewayConfig) -> None:
+        """Decide by `config` from the next request on (a configuration reload)."""
+        self.config = config
+        self._apply_limits(config)
+        self._apply_apis(config)
+
+    def _apply_limits(self, config: GatewayConfig) -> None:
+        self.max_frame_bytes = config.max_frame_bytes
+        self.max_frame_bytes_before_auth = min(
+            config.max_frame_bytes_before_auth, config.max_frame_bytes
+        )
+
+    def _apply_apis(self, config: GatewayConfig) -> None:
         self._generic = self._generic_apis()
         # Under fail_closed each answer waits for its own record, and a window's counts
         # of chatter would be lost to a kill -9: those requests are recorded one by one.
@@ -92,12 +110,6 @@ class SharedState:
             for name in config.request_events.aggregate_apis
             if name in API_KEYS and not self.fail_closed
         )
-        # Every answer is read: any may refuse the client a resource (audit_map).
-        self._decoded_responses = frozenset(API_NAMES)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    # -- configuration-derived decisions --------------------------------------------------
 
     def _generic_apis(self) -> frozenset[int]:
         events = self.config.request_events

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from kaudit.errors import AuditUnavailableError
@@ -65,7 +66,7 @@ class Recorder:
         self._filter = EventFilter(s.events, s.exclude_events)
         self._selected: dict[str, bool] = {}
         self._filtered = 0
-        encoder = ItemEncoder(s, self.catalog)
+        self._encoder = encoder = ItemEncoder(s, self.catalog)
         self._queue = queue = AuditQueue(s.failure_policy, s.queue_max_events, s.block_timeout_ms)
         self._admit = queue.admit
         self._writer = Writer(
@@ -77,6 +78,29 @@ class Recorder:
             failure_policy=s.failure_policy,
         )
         self._writer.start()
+
+    def reconfigure(
+        self,
+        *,
+        events: tuple[str, ...],
+        exclude_events: tuple[str, ...],
+        custom_event_types: tuple[str, ...],
+        redact_keys: tuple[str, ...],
+    ) -> None:
+        """Select, declare and redact as told from now on (a configuration reload).
+        Events already queued are written as they are; none is lost. Each part is
+        swapped whole, so a caller on another thread sees the old or the new one."""
+        catalog = EventCatalog(custom_event_types)
+        event_filter = EventFilter(events, exclude_events)
+        self._encoder.reconfigure(catalog, redact_keys)
+        self.settings = replace(
+            self.settings,
+            events=events,
+            exclude_events=exclude_events,
+            custom_event_types=custom_event_types,
+            redact_keys=redact_keys,
+        )
+        self.catalog, self._filter, self._selected = catalog, event_filter, {}
 
     # -- caller side: cheap ----------------------------------------------------------------
 

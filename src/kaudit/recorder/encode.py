@@ -73,6 +73,14 @@ class ItemEncoder:
         self._acts: dict[tuple[Any, ...], bytes] = {}
         self._layouts: dict[str | None, LineLayout] = {}
 
+    def reconfigure(self, catalog: EventCatalog, redact_keys: tuple[str, ...]) -> None:
+        """Use this catalog and these redaction patterns from the next item on (called
+        from another thread: each is swapped whole; the cache of encoded acts, which
+        took actions from the old catalog, starts afresh)."""
+        self.redactor = Redactor(redact_keys)
+        self.catalog = catalog
+        self._acts = {}
+
     def line(self, item: Any, seq: int, *, head: bool = False) -> bytes:
         """Canonical bytes of one queued item, never failing: an event whose details cannot
         be serialised is kept with those details replaced by a description of the error.

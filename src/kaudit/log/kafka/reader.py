@@ -31,6 +31,7 @@ from kaudit.log.kafka.client import (
 )
 
 STREAM_HEADER = "kaudit_stream"
+_GROUP_SESSION_TIMEOUT_MS = 10_000
 _LEADERLESS = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
@@ -82,6 +83,11 @@ class KafkaLogReader:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": True,
         }
+        if group is not None:
+            # An exporter that dies (kill -9, a lost node) hands its partitions to the
+            # others of its group within 10 s, not librdkafka's default 45 s.
+            settings["session.timeout.ms"] = _GROUP_SESSION_TIMEOUT_MS
+            settings["heartbeat.interval.ms"] = _GROUP_SESSION_TIMEOUT_MS // 5
         if prefetch_kbytes is not None:
             settings["queued.max.messages.kbytes"] = prefetch_kbytes
         self._consumer = Consumer(settings)
