@@ -134,9 +134,7 @@ class NotificationError(ExporterError):
     """An alert notification was not delivered; it stays pending and is tried again.
     `retry_after` is the delay in seconds the receiver asked for, if any."""
 
-    def __init__(
-        self, message: str, *, retryable: bool, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
         super().__init__(message, retryable=retryable)
         self.retry_after = retry_after
 

@@ -13,10 +13,10 @@ from kaudit.cli.common import (
     say_what_runs,
     stop_on_signals,
 )
-from kaudit.errors import UsageError
-from kaudit.ops.logs import announce
 from kaudit.cli.reload import reloading
 from kaudit.config import Config
+from kaudit.errors import UsageError
+from kaudit.ops.logs import announce
 
 
 def _say(message: str) -> None:

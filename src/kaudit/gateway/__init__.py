@@ -31,8 +31,8 @@ from kaudit.config import Config
 from kaudit.errors import GatewayError
 from kaudit.gateway.listener import Gateway, GatewayThread
 from kaudit.gateway.reconfigure import with_reloaded
-from kaudit.ops import reload
 from kaudit.gateway.rewrite import settle_offered_versions
+from kaudit.ops import reload
 from kaudit.session import AuditSession
 
 __all__ = ["Gateway", "GatewayError", "GatewayThread", "build_gateway", "run_gateway"]
