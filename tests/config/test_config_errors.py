@@ -184,9 +184,7 @@ def test_redact_keys_must_be_regular_expressions() -> None:
 def test_top_level_must_be_a_mapping() -> None:
     assert issues("- audit\n") == [
         "the top level must be a mapping with keys data_dir, cluster, auditors, audit, "
-        "enterprize: unknown key 'enterprize' (did you mean 'enterprise'?; accepted keys: "
-        "data_dir, cluster, auditors, audit, gateway, console, metrics, broker_auditor, "
-        "enterprise)"
+        "gateway, console, metrics, broker_auditor, enterprise, got a list"
     ]
 
 
