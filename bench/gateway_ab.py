@@ -8,6 +8,9 @@ that alternates between rounds: the CPU per request of a producer sending one re
 per request at `--rate` for `--seconds` (bench/gateway.py's `latency`), then the CPU per
 MiB produced and consumed of `--messages` 1 KiB records (`throughput`).
 
+The baseline runs in this virtualenv: compare with a revision whose dependencies it
+has (a new dependency on either side needs installing first).
+
 The last line is one JSON object: the medians per side, every round's figures, and the
 load average (the machine is shared: compare the spread of the rounds, not one round).
 """
@@ -55,7 +58,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kaudit-bench-gateway-ab-"))
     try:
         baseline_src = export_baseline(args.baseline, work)
-        with local_broker(args.kafka_dir) as info:
+        # A broker of its own lives under `work` too, and goes with it.
+        with local_broker(args.kafka_dir or work / "kafka") as info:
             result = measure(info, work, baseline_src, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -64,17 +68,17 @@ def main() -> None:
 
 def measure(info: Any, work: Path, baseline_src: Path, args: argparse.Namespace) -> dict[str, Any]:
     gateways = {"this": g.GatewayProcess(info, work, "fail_open")}
-    os.environ["PYTHONPATH"] = str(baseline_src)
-    try:
-        gateways["baseline"] = g.GatewayProcess(info, work, "fail_open")
-    finally:
-        os.environ.pop("PYTHONPATH")
     admin = AdminClient(g.client_config(info, info.sasl_bootstrap_servers))
     rounds: dict[str, dict[str, list[float]]] = {
-        side: {f: [] for f in FIGURES} for side in gateways
+        side: {f: [] for f in FIGURES} for side in ("this", "baseline")
     }
     mib = args.messages * len(g.RECORD) / 2**20
     try:
+        os.environ["PYTHONPATH"] = str(baseline_src)
+        try:
+            gateways["baseline"] = g.GatewayProcess(info, work, "fail_open")
+        finally:
+            os.environ.pop("PYTHONPATH")
         for n in range(args.rounds):
             for side in ("baseline", "this") if n % 2 == 0 else ("this", "baseline"):
                 gw = gateways[side]
