@@ -58,6 +58,10 @@ ROW_GROUP_ROWS = 65_536
 """Rows per row group of a finished file: large enough for engines to read efficiently,
 small enough to hold in memory while rolling."""
 
+INCREASING_KEY = "kaudit.sequence_increasing"
+"""File metadata saying each row's sequence number is above the row's before: no event
+is in the file twice (`kaudit search` then needs no event ids to count each once)."""
+
 _PART = re.compile(r"(\d{12})\.jsonl")
 
 
@@ -96,17 +100,30 @@ class _File:
     high: int | None = None
     stream: str = "kaudit"
     rows: int = 0
+    increasing: bool = True
+    """Whether every sequence number is above the one before (no event twice)."""
 
     def write(self, table: pa.Table) -> None:
         if not self.rows:
             first = table.slice(0, 1).to_pylist()[0]
             self.stream = first["context_host"] or first["context_cluster_id"] or "kaudit"
             self.low = first["sequence_number"]
-        last = table.column("sequence_number")[table.num_rows - 1]
+        seqs = table.column("sequence_number")
+        self.increasing = self.increasing and not seqs.null_count
+        if self.increasing:
+            after = seqs[0].as_py() > self.high if self.rows and self.high is not None else True
+            later = pc.greater(seqs[1:], seqs[:-1]) if len(seqs) > 1 else None
+            self.increasing = after and (later is None or pc.all(later).as_py())
+        last = seqs[table.num_rows - 1]
         if last.is_valid:
             self.high = last.as_py()
         self.rows += table.num_rows
         self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+
+    def close(self) -> None:
+        if self.increasing:
+            self.writer.add_key_value_metadata({INCREASING_KEY: "true"})
+        self.writer.close()
 
 
 class ParquetExporter:
@@ -251,7 +268,7 @@ class ParquetExporter:
         return lines_table(good) if good else SCHEMA.empty_table()
 
     def _publish_file(self, made: _File) -> None:
-        made.writer.close()
+        made.close()
         body = made.path.read_bytes()
         low = made.low if made.low is not None else 0
         high = made.high if made.high is not None else low + made.rows - 1
