@@ -127,8 +127,8 @@ class _File:
 
 
 class ParquetExporter:
-    """Spools batches as Parquet parts and publishes them as large daily files, to a
-    folder (`file`) or a bucket (`s3`)."""
+    """Spools batches as they come and publishes them as large daily Parquet files, to
+    a folder (`file`) or a bucket (`s3`)."""
 
     native_input = True
     wants_config = True
@@ -274,7 +274,7 @@ class ParquetExporter:
         high = made.high if made.high is not None else low + made.rows - 1
         digest = hashlib.sha256(body).hexdigest()[:16]
         name = parquet_name(made.day, made.stream, low, high, digest)
-        self._publish(name, made.path, body, low, high)
+        self._publish(name, body, low, high)
         made.path.unlink()
         self._bytes_made += len(body)
         self.last_name = name
@@ -283,7 +283,7 @@ class ParquetExporter:
         if self.s3 is not None and self.s3.checkpoints is not None:
             self.s3.checkpoints.ship(high)
 
-    def _publish(self, name: str, out: Path, body: bytes, low: int, high: int) -> None:
+    def _publish(self, name: str, body: bytes, low: int, high: int) -> None:
         if self.s3 is not None:
             metadata = {
                 "first-sequence": str(low),
@@ -299,13 +299,7 @@ class ParquetExporter:
         target = self.folder / name
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-            _fsync_dir(target.parent)
+            _write_durably(target, body)
         except OSError as exc:
             raise ExporterError(
                 f"{self.name}: cannot write {target}: {exc.strerror}", retryable=True
