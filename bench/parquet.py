@@ -56,7 +56,7 @@ def record(data_dir: Path, events: int) -> Config:
     )
     with kaudit.open(config) as session:
         generate(session, events, seed=11, spread_seconds=SPREAD_SECONDS)
-        session.flush()
+        session.flush(timeout=600)  # a busy machine writes slowly; nothing is timed here
     return config
 
 
