@@ -388,3 +388,30 @@ def test_a_batch_retried_after_a_failed_upload_is_exported_once(
         if key.endswith(".parquet")
     ]
     check_rows(pa.concat_tables(tables), lines)
+
+
+def test_search_counts_an_event_exported_twice_once(
+    pristine: Path, keys: Keys, indexed: Path, tmp_path: Path
+) -> None:
+    """At-least-once delivery: a file sent again under another name (overlapping
+    sequence ranges), and a file holding some events twice, count each event once."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    folder = tmp_path / "export"
+    destination = {"type": "file", "path": str(folder), "encoding": "parquet"}
+    destination["parquet"] = {"max_age_secs": 0}
+    drain(Config.model_validate(_settings(data, keys, destination)))
+    files = sorted(folder.glob("dt=*/*.parquet"))
+    again = files[0].with_name(
+        files[0].name[: -len("0123456789abcdef.parquet")] + "f" * 16 + ".parquet"
+    )
+    shutil.copyfile(files[0], again)
+    table = pq.read_table(files[-1])
+    twice = pa.concat_tables([table, table.slice(0, 10)]).replace_schema_metadata(None)
+    pq.write_table(twice, files[-1])  # no longer said to hold each event once
+    index = IndexSearch(indexed)
+    export = open_search(str(folder), Config())
+    for flt in (Filter(), Filter(type="topic.*"), Filter(query="orders")):
+        assert export.search(flt, None) == index.search(flt, None), flt
+        assert export.count_by(flt, ("type",)) == index.count_by(flt, ("type",)), flt
+    index.close()

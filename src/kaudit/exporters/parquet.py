@@ -58,6 +58,10 @@ ROW_GROUP_ROWS = 65_536
 """Rows per row group of a finished file: large enough for engines to read efficiently,
 small enough to hold in memory while rolling."""
 
+INCREASING_KEY = "kaudit.sequence_increasing"
+"""File metadata saying each row's sequence number is above the row's before: no event
+is in the file twice (`kaudit search` then needs no event ids to count each once)."""
+
 _PART = re.compile(r"(\d{12})\.jsonl")
 
 
@@ -96,22 +100,35 @@ class _File:
     high: int | None = None
     stream: str = "kaudit"
     rows: int = 0
+    increasing: bool = True
+    """Whether every sequence number is above the one before (no event twice)."""
 
     def write(self, table: pa.Table) -> None:
         if not self.rows:
             first = table.slice(0, 1).to_pylist()[0]
             self.stream = first["context_host"] or first["context_cluster_id"] or "kaudit"
             self.low = first["sequence_number"]
-        last = table.column("sequence_number")[table.num_rows - 1]
+        seqs = table.column("sequence_number")
+        self.increasing = self.increasing and not seqs.null_count
+        if self.increasing:
+            after = seqs[0].as_py() > self.high if self.rows and self.high is not None else True
+            later = pc.greater(seqs[1:], seqs[:-1]) if len(seqs) > 1 else None
+            self.increasing = after and (later is None or pc.all(later).as_py())
+        last = seqs[table.num_rows - 1]
         if last.is_valid:
             self.high = last.as_py()
         self.rows += table.num_rows
         self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
+    def close(self) -> None:
+        if self.increasing:
+            self.writer.add_key_value_metadata({INCREASING_KEY: "true"})
+        self.writer.close()
+
 
 class ParquetExporter:
-    """Spools batches as Parquet parts and publishes them as large daily files, to a
-    folder (`file`) or a bucket (`s3`)."""
+    """Spools batches as they come and publishes them as large daily Parquet files, to
+    a folder (`file`) or a bucket (`s3`)."""
 
     native_input = True
     wants_config = True
@@ -251,13 +268,13 @@ class ParquetExporter:
         return lines_table(good) if good else SCHEMA.empty_table()
 
     def _publish_file(self, made: _File) -> None:
-        made.writer.close()
+        made.close()
         body = made.path.read_bytes()
         low = made.low if made.low is not None else 0
         high = made.high if made.high is not None else low + made.rows - 1
         digest = hashlib.sha256(body).hexdigest()[:16]
         name = parquet_name(made.day, made.stream, low, high, digest)
-        self._publish(name, made.path, body, low, high)
+        self._publish(name, body, low, high)
         made.path.unlink()
         self._bytes_made += len(body)
         self.last_name = name
@@ -266,7 +283,7 @@ class ParquetExporter:
         if self.s3 is not None and self.s3.checkpoints is not None:
             self.s3.checkpoints.ship(high)
 
-    def _publish(self, name: str, out: Path, body: bytes, low: int, high: int) -> None:
+    def _publish(self, name: str, body: bytes, low: int, high: int) -> None:
         if self.s3 is not None:
             metadata = {
                 "first-sequence": str(low),
@@ -282,13 +299,7 @@ class ParquetExporter:
         target = self.folder / name
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-            _fsync_dir(target.parent)
+            _write_durably(target, body)
         except OSError as exc:
             raise ExporterError(
                 f"{self.name}: cannot write {target}: {exc.strerror}", retryable=True

@@ -34,7 +34,7 @@ from kaudit.config import Config
 from kaudit.config.model import AwsAccess, S3Destination
 from kaudit.config.secrets import reveal
 from kaudit.errors import SearchError
-from kaudit.exporters.parquet import PARQUET_KEY
+from kaudit.exporters.parquet import INCREASING_KEY, PARQUET_KEY
 from kaudit.exporters.parquet_format import TIME_TYPE
 from kaudit.store.query import Filter, Hit, check_group_keys
 from kaudit.store.schema import MS_PER_DAY, NotAnEvent, day_name, read_event
@@ -167,7 +167,7 @@ class ExportSearch:
         columns `group_keys` need; each event once, at its first place."""
         self._opened.clear()  # a new search sees files as they are now
         predicates = flt.term_predicates()
-        columns = {"time", "sequence_number"}
+        columns = {"time"}
         columns.update(c for kind in predicates for c in _TERMS[kind])
         columns.update(c for key in group_keys for c in _GROUPS[key])
         if flt.result is not None:
@@ -175,7 +175,10 @@ class ExportSearch:
         tables = []
         for number, file in self._files(flt):
             pf = self._open(file)
-            table = self._read(pf, file, sorted(columns))
+            wanted_columns = sorted(columns)
+            if not _says_increasing(pf):
+                wanted_columns.append("sequence_number")
+            table = self._read(pf, file, wanted_columns)
             mask = _mask(table, flt, predicates)
             positions = pc.indices_nonzero(mask).cast(pa.int64())
             wanted = ["time", *sorted({c for key in group_keys for c in _GROUPS[key]})]
@@ -188,10 +191,7 @@ class ExportSearch:
                 rows = rows.filter(pa.array(keep, pa.bool_()))
             order = pc.add(positions, number << _FILE_BITS)
             rows = rows.append_column("order", order)
-            seqs = table.column("sequence_number")
-            in_order = not seqs.null_count and (
-                len(seqs) < 2 or pc.all(pc.greater(seqs[1:], seqs[:-1])).as_py()
-            )
+            in_order = _increasing(pf, table)
             if self._overlap or not in_order:
                 # The same event may be here twice (or in another file): its id says so.
                 ids = self._read(pf, file, ["event_id"]).column("event_id")
@@ -328,6 +328,21 @@ def _is_in(column: pa.ChunkedArray, values: list[str]) -> pa.ChunkedArray:
         else:
             chunks.append(pc.is_in(chunk, value_set=wanted))
     return pa.chunked_array(chunks, pa.bool_())
+
+
+def _says_increasing(pf: pq.ParquetFile) -> bool:
+    return bool((pf.metadata.metadata or {}).get(INCREASING_KEY.encode()) == b"true")
+
+
+def _increasing(pf: pq.ParquetFile, table: pa.Table) -> bool:
+    """Whether no event is twice in the file: its exporter says so, or its sequence
+    numbers (read when it does not) go up from row to row."""
+    if _says_increasing(pf):
+        return True
+    seqs = table.column("sequence_number")
+    return not seqs.null_count and (
+        len(seqs) < 2 or bool(pc.all(pc.greater(seqs[1:], seqs[:-1])).as_py())
+    )
 
 
 def _first_of_each(rows: pa.Table) -> pa.Table:
