@@ -1,8 +1,12 @@
-"""What the benchmarks share: the event they write and the timed emit-until-durable loop."""
+"""What the benchmarks share: the event they write, the timed emit-until-durable loop,
+and leaving nothing behind: a broker started here runs in a temporary directory removed
+with it, and SIGTERM unwinds a benchmark like Ctrl-C so its temporary data goes too."""
 
 from __future__ import annotations
 
 import contextlib
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,20 +44,33 @@ def emit_until_durable(
     return elapsed
 
 
+def remove_on_sigterm() -> None:
+    """SIGTERM ends the benchmark through SystemExit, so the `with` blocks that hold its
+    temporary directories and broker remove them (as they do on Ctrl-C)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 @contextlib.contextmanager
 def local_broker(kafka_dir: Path | None) -> Iterator[KafkaInfo]:
-    """The broker running in `kafka_dir` (left running), or a new one in a temporary
-    directory, stopped on the way out."""
+    """The broker running in `kafka_dir` (left running), or a new one started there, or
+    in a temporary directory (its data, up to gigabytes, removed with it), stopped on
+    the way out."""
+    remove_on_sigterm()
     info = ready_broker(kafka_dir)
     if info is not None:
         yield info
         return
-    broker = LocalKafka(kafka_dir or Path(tempfile.mkdtemp(prefix="kaudit-bench-kafka-")))
-    try:
-        info = broker.start()
-    except KauditError as exc:
-        raise SystemExit(f"cannot start Kafka: {exc}") from exc
-    try:
-        yield info
-    finally:
-        broker.stop()
+    with contextlib.ExitStack() as stack:
+        if kafka_dir is None:
+            kafka_dir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="kaudit-bench-kafka-"))
+            )
+        broker = LocalKafka(kafka_dir)
+        try:
+            info = broker.start()
+        except KauditError as exc:
+            raise SystemExit(f"cannot start Kafka: {exc}") from exc
+        try:
+            yield info
+        finally:
+            broker.stop()

@@ -305,9 +305,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kafka-dir", type=Path, default=None)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="kaudit-bench-gateway-"))
-    with local_broker(args.kafka_dir) as info:
-        result = measure(info, work, args)
+    with (
+        local_broker(args.kafka_dir) as info,
+        tempfile.TemporaryDirectory(prefix="kaudit-bench-gateway-") as work,
+    ):
+        result = measure(info, Path(work), args)
     print(json.dumps(result))
 
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import kaudit
+from common import remove_on_sigterm
 from kaudit.config import Config
 from kaudit.config.model import StoreDestination
 from kaudit.exporters import ExporterRunner
@@ -81,6 +82,7 @@ def timed(fn: Callable[[], object], times: int) -> list[float]:
 
 
 def main() -> None:
+    remove_on_sigterm()  # its temporary data is removed on SIGTERM too
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
