@@ -141,9 +141,7 @@ def test_check_config_reads_the_rbac_file_and_reports_its_errors(tmp_path: Path)
     )
     done = subprocess.run([*KAUDIT, "check-config", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert (
-        "console: 127.0.0.1:8080, clusters offline, 1 local user, 1 RBAC policy" in done.stdout
-    )
+    assert "console: 127.0.0.1:8080, clusters offline, 1 local user, 1 RBAC policy" in done.stdout
 
 
 def test_the_demos_console_configuration_is_valid(tmp_path: Path) -> None:

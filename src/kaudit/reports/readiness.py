@@ -164,9 +164,7 @@ def _load_cert_chain(cert: str, key: str) -> None:
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
     except ssl.SSLError as exc:
-        raise ValueError(
-            f"{cert} with {key}: the certificate and key do not load ({exc})"
-        ) from exc
+        raise ValueError(f"{cert} with {key}: the certificate and key do not load ({exc})") from exc
 
 
 def _load_ca(ca: str) -> None:
