@@ -109,3 +109,31 @@ def test_the_completion_script_loads_in_bash() -> None:
         ["bash", "-c", f"{script}\ncomplete -p kaudit"], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0 and "_kaudit_completion" in done.stdout, done.stderr
+
+
+def test_logged_warnings_and_errors_are_worded_like_the_command_line(tmp_path: Path) -> None:
+    """A destination that refuses connections (nothing listens on its port): the retry
+    is logged as `kaudit: warning:`, giving up is `kaudit: error:`."""
+    from kaudit.dev.ports import free_port_block
+
+    config = tmp_path / "kaudit.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "audit:\n"
+        f"  destination: {{type: webhook, url: 'http://127.0.0.1:{free_port_block(1)}/in',"
+        " retry_attempts: 0}\n"
+    )
+    with kaudit.open(config) as session:
+        session.emit("topic.created", actor="User:alice", resource="topic:orders")
+    done = subprocess.run(
+        [KAUDIT, "run", "--once", "--retries", "1", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert any(line.startswith("kaudit: warning: webhook") for line in lines), done.stderr
+    assert lines[-1].startswith("kaudit: error: gave up after 1 retry; ")
+    assert ": 1 event not delivered" in lines[-1]
+    assert all(line.startswith(("kaudit ", "kaudit: ")) for line in lines), done.stderr
