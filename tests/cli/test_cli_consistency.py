@@ -111,9 +111,8 @@ def test_the_completion_script_loads_in_bash() -> None:
     assert done.returncode == 0 and "_kaudit_completion" in done.stdout, done.stderr
 
 
-def test_logged_warnings_and_errors_are_worded_like_the_command_line(tmp_path: Path) -> None:
-    """A destination that refuses connections (nothing listens on its port): the retry
-    is logged as `kaudit: warning:`, giving up is `kaudit: error:`."""
+def test_giving_up_is_one_error_line_with_the_right_plurals(tmp_path: Path) -> None:
+    """A destination that refuses connections (nothing listens on its port)."""
     from kaudit.dev.ports import free_port_block
 
     config = tmp_path / "kaudit.yaml"
@@ -132,8 +131,6 @@ def test_logged_warnings_and_errors_are_worded_like_the_command_line(tmp_path: P
         timeout=120,
     )
     assert done.returncode == 1
-    lines = done.stderr.splitlines()
-    assert any(line.startswith("kaudit: warning: webhook") for line in lines), done.stderr
-    assert lines[-1].startswith("kaudit: error: gave up after 1 retry; ")
-    assert ": 1 event not delivered" in lines[-1]
-    assert all(line.startswith(("kaudit ", "kaudit: ")) for line in lines), done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("kaudit: error: gave up after 1 retry; "), done.stderr
+    assert ": 1 event not delivered" in last

@@ -11,7 +11,7 @@ from kaudit.cli.console import console
 from kaudit.cli.demo import demo
 from kaudit.cli.events import emit, generate, tail
 from kaudit.cli.exporters import exporters
-from kaudit.cli.group import EPILOG, KauditGroup, LevelPrefix
+from kaudit.cli.group import EPILOG, KauditGroup
 from kaudit.cli.init import init
 from kaudit.cli.integrity import rotate_integrity
 from kaudit.cli.keys import keys
@@ -32,14 +32,13 @@ def main() -> None:
 
 
 def _log_to_stderr() -> None:
-    """Warnings and errors on stderr, each line starting `kaudit: error:` or `kaudit:
-    warning:` like the command line's own, with every secret of the configuration
-    masked."""
+    """Warnings and errors on stderr, as Python's last-resort handler prints them, with
+    every secret of the configuration masked."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
         handler.setLevel(logging.WARNING)
-        handler.setFormatter(LevelPrefix())
+        handler.setFormatter(logging.Formatter("%(message)s"))
         handler.addFilter(MaskSecrets())
         root.addHandler(handler)
 

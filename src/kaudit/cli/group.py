@@ -4,7 +4,6 @@ the exit codes are those of `kaudit.cli.common` and `--help` lists them."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -45,11 +44,3 @@ class KauditGroup(click.Group):
 
 
 EPILOG = f"{EXIT_CODES_HELP}\n\n{COMPLETION_HELP}"
-
-
-class LevelPrefix(logging.Formatter):
-    """Log records as the command line words its messages: `kaudit: error: ...`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        level = "error" if record.levelno >= logging.ERROR else record.levelname.lower()
-        return f"kaudit: {level}: {super().format(record)}"
