@@ -1,10 +1,9 @@
-"""What the benchmarks share: the event they write, the timed emit-until-durable loop,
-and leaving nothing behind: a broker started here runs in a temporary directory removed
-with it, and SIGTERM unwinds a benchmark like Ctrl-C so its temporary data goes too."""
+"""What the benchmarks share: the event they write and the timed emit-until-durable loop."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import sys
 import tempfile
@@ -44,28 +43,18 @@ def emit_until_durable(
     return elapsed
 
 
-def remove_on_sigterm() -> None:
-    """SIGTERM ends the benchmark through SystemExit, so the `with` blocks that hold its
-    temporary directories and broker remove them (as they do on Ctrl-C)."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-
-
 @contextlib.contextmanager
 def local_broker(kafka_dir: Path | None) -> Iterator[KafkaInfo]:
-    """The broker running in `kafka_dir` (left running), or a new one started there, or
-    in a temporary directory (its data, up to gigabytes, removed with it), stopped on
-    the way out."""
-    remove_on_sigterm()
+    """The broker running in `kafka_dir` (left running), or a new one in a temporary
+    directory, stopped on the way out."""
     info = ready_broker(kafka_dir)
     if info is not None:
         yield info
         return
-    with contextlib.ExitStack() as stack:
-        if kafka_dir is None:
-            kafka_dir = Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="kaudit-bench-kafka-"))
-            )
-        broker = LocalKafka(kafka_dir)
+    made = kafka_dir is None
+    where = kafka_dir or Path(tempfile.mkdtemp(prefix="kaudit-bench-kafka-"))
+    broker = LocalKafka(where)
+    try:
         try:
             info = broker.start()
         except KauditError as exc:
@@ -74,3 +63,12 @@ def local_broker(kafka_dir: Path | None) -> Iterator[KafkaInfo]:
             yield info
         finally:
             broker.stop()
+    finally:
+        if made:  # a benchmark removes the directories it created
+            shutil.rmtree(where, ignore_errors=True)
+
+
+def remove_on_sigterm() -> None:
+    """SIGTERM ends the benchmark through SystemExit, so the `with` blocks that hold its
+    temporary directories and broker remove them (as they do on Ctrl-C)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
