@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -64,3 +66,9 @@ def local_broker(kafka_dir: Path | None) -> Iterator[KafkaInfo]:
     finally:
         if made:  # a benchmark removes the directories it created
             shutil.rmtree(where, ignore_errors=True)
+
+
+def remove_on_sigterm() -> None:
+    """SIGTERM ends the benchmark through SystemExit, so the `with` blocks that hold its
+    temporary directories and broker remove them (as they do on Ctrl-C)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))

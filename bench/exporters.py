@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "exporter
 from kaudit_destination_servers import HttpReceiver, MotoServer, Rsyslog
 
 import kaudit
-from common import emit_until_durable
+from common import emit_until_durable, remove_on_sigterm
 from kaudit.config import Config
 from kaudit.exporters import runners_for
 
@@ -66,6 +66,7 @@ def _one_run(work: Path, destination: dict[str, Any], events: int) -> float:
 
 
 def main() -> None:
+    remove_on_sigterm()  # its temporary data is removed on SIGTERM too
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)

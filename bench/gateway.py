@@ -41,7 +41,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from common import local_broker
+from common import local_broker, remove_on_sigterm
 from kaudit.dev.kafka import KafkaInfo
 from kaudit.dev.ports import free_port_block
 
@@ -298,6 +298,7 @@ def latency(
 
 
 def main() -> None:
+    remove_on_sigterm()  # its broker and work directory are removed on SIGTERM too
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--rate", type=int, default=2000)
@@ -305,9 +306,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kafka-dir", type=Path, default=None)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="kaudit-bench-gateway-"))
-    with local_broker(args.kafka_dir) as info:
-        result = measure(info, work, args)
+    with (
+        local_broker(args.kafka_dir) as info,
+        tempfile.TemporaryDirectory(prefix="kaudit-bench-gateway-") as work,
+    ):
+        result = measure(info, Path(work), args)
     print(json.dumps(result))
 
 

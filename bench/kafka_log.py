@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import kaudit
-from common import emit_until_durable, local_broker
+from common import emit_until_durable, local_broker, remove_on_sigterm
 from kaudit.config import Config
 from kaudit.config.model import KafkaLog
 from kaudit.dev.kafka import KafkaInfo
@@ -66,6 +66,7 @@ def one_run(info: KafkaInfo, events: int) -> tuple[float, float, int]:
 
 
 def main() -> None:
+    remove_on_sigterm()  # its broker and data are removed on SIGTERM too
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=3)

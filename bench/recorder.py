@@ -18,7 +18,7 @@ import tempfile
 import time
 
 import kaudit
-from common import DETAILS, emit_until_durable
+from common import DETAILS, emit_until_durable, remove_on_sigterm
 from kaudit.config import Config
 from kaudit.log.segments import LogReader
 
@@ -76,6 +76,7 @@ def emit_latency(events: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    remove_on_sigterm()  # its temporary data is removed on SIGTERM too
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=3)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import kaudit
-from common import emit_until_durable
+from common import emit_until_durable, remove_on_sigterm
 from kaudit.config import Config
 from kaudit.integrity.keys import KeyRing, generate, load_verifiers
 from kaudit.integrity.verify import verify_log
@@ -106,6 +106,7 @@ def timed_verify(log_dir: Path, ring: KeyRing, hmac_key: bytes | None) -> tuple[
 
 
 def main() -> None:
+    remove_on_sigterm()  # its temporary data is removed on SIGTERM too
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=3)

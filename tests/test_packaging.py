@@ -6,6 +6,8 @@ in README.md points at a file of the repository or an anchor in it."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -38,3 +40,16 @@ def test_readme_links_only_to_files_in_the_repository() -> None:
         path = (ROOT / target.split("#")[0]).resolve()
         assert path.is_relative_to(ROOT), f"README links outside the repository: {target}"
         assert path.exists(), f"README links to a missing file: {target}"
+
+
+def test_building_the_package_prints_nothing() -> None:
+    """What `make demo` runs first (`pip install --quiet -e .`) builds the metadata with
+    the newest setuptools in an isolated environment: it must print no warning. A dry
+    run builds the same metadata and installs nothing."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--no-deps", "-e",
+         str(ROOT)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == "", done.stdout + done.stderr

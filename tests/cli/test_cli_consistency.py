@@ -109,3 +109,28 @@ def test_the_completion_script_loads_in_bash() -> None:
         ["bash", "-c", f"{script}\ncomplete -p kaudit"], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0 and "_kaudit_completion" in done.stdout, done.stderr
+
+
+def test_giving_up_is_one_error_line_with_the_right_plurals(tmp_path: Path) -> None:
+    """A destination that refuses connections (nothing listens on its port)."""
+    from kaudit.dev.ports import free_port_block
+
+    config = tmp_path / "kaudit.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "audit:\n"
+        f"  destination: {{type: webhook, url: 'http://127.0.0.1:{free_port_block(1)}/in',"
+        " retry_attempts: 0}\n"
+    )
+    with kaudit.open(config) as session:
+        session.emit("topic.created", actor="User:alice", resource="topic:orders")
+    done = subprocess.run(
+        [KAUDIT, "run", "--once", "--retries", "1", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("kaudit: error: gave up after 1 retry; "), done.stderr
+    assert ": 1 event not delivered" in last

@@ -310,4 +310,5 @@ def test_kaudit_run_stops_cleanly_on_sigterm(tmp_path: Path, receiver: HttpRecei
     assert run.proc is not None
     os.kill(run.proc.pid, signal.SIGTERM)
     assert run.proc.wait(20) == 0
-    assert "1 events" in (tmp_path / "run.log").read_text()
+    assert "kaudit run: stopped; sent " in (log := (tmp_path / "run.log").read_text())
+    assert log.rstrip().endswith(": 1 event")  # one line, singular

@@ -114,7 +114,8 @@ def drain_all(config: Config, retries: int | None = None) -> dict[str, int]:
                 raise
             after = runner.metrics.last_sequence
             undelivered.append(
-                f"{runner.name}: {runner.lag()} events not delivered, from sequence "
+                f"{runner.name}: {runner.lag()} {'event' if runner.lag() == 1 else 'events'} "
+                "not delivered, from sequence "
                 f"{0 if after is None else after + 1} on ({mask(str(exc))})"
             )
         finally:
@@ -122,7 +123,7 @@ def drain_all(config: Config, retries: int | None = None) -> dict[str, int]:
     if undelivered:
         done = ", ".join(f"{name}: {n}" for name, n in counts.items())
         raise DeliveryIncompleteError(
-            f"gave up after {retries} retries; "
+            f"gave up after {retries} {'retry' if retries == 1 else 'retries'}; "
             + "; ".join(undelivered)
             + (f"; delivered {done}" if done else "")
             + ". Their cursors stay there: the next run starts from them."

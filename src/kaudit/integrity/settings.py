@@ -109,3 +109,29 @@ def rotate(log_dir: Path, integrity: Integrity, *, next_sequence: int) -> dict[s
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def recorded_unsigned(log_dir: Path) -> list[tuple[int, int | None, str]]:
+    """The sequence ranges (first, last or None for open) that a recorded change
+    (`rotate`) says were written without HMAC signatures, each with the change in
+    words; empty when the log's settings never changed."""
+    record = _read(log_dir)
+    changes = (record or {}).get("changes") or []
+    if not changes:
+        return []
+    spans: list[tuple[int, int | None, str]] = []
+    start, settings = 0, changes[0].get("from") or {}
+    for i, change in enumerate([*changes, None]):
+        end = None if change is None else int(change["from_sequence"]) - 1
+        if not settings.get("signing") and (end is None or end >= start):
+            if change is not None:
+                why = (
+                    f"signing off until the change at sequence {change['from_sequence']}, "
+                    f"{change.get('at')}"
+                )
+            else:
+                why = f"signing off from the change at sequence {start}, {changes[i - 1].get('at')}"
+            spans.append((start, end, why))
+        if change is not None:
+            start, settings = int(change["from_sequence"]), change.get("to") or {}
+    return spans

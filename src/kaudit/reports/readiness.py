@@ -86,7 +86,11 @@ def _check_fields(path: str, model: BaseModel) -> Iterator[Problem]:
         if name.endswith("_env_var") and isinstance(value, str):
             if not os.environ.get(value):
                 yield Problem(where, f"the environment variable {value} is not set")
-        elif name.endswith("_file") and name not in _OWN_CHECKS and isinstance(value, str):
+        elif (
+            name.endswith(("_file", "_location"))
+            and name not in _OWN_CHECKS
+            and isinstance(value, str)
+        ):
             yield from _readable_file(where, value, private=_private(name))
         elif name.endswith("_url") or name in ("url", "webhook"):
             secret = isinstance(value, SecretStr)
@@ -106,7 +110,9 @@ to the configuration file's directory."""
 
 
 def _private(name: str) -> bool:
-    return name == "key_file" or name.endswith(("secret_file", "token_file", "password_file"))
+    return name in ("key_file", "ssl_key_location") or name.endswith(
+        ("secret_file", "token_file", "password_file")
+    )
 
 
 def _readable_file(where: str, name: str, *, private: bool) -> Iterator[Problem]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.merkle import MerkleTree
+from kaudit.integrity.settings import recorded_unsigned
 from kaudit.integrity.store import read_checkpoints
 from kaudit.integrity.verify.checkpoints import (
     Checkpoints,
@@ -238,6 +239,8 @@ def verify_log(
             "checked with the HMAC key only: events cut off the end of the log cannot be "
             "seen without the checkpoints (give the public key)"
         )
+    else:
+        _excuse_recorded_unsigned(log_dir, walker.findings, notes)
     return build_report(
         str(log_dir),
         checks_made(ring, hmac_key),
@@ -252,6 +255,29 @@ def verify_log(
         stop_cp,
         started,
     )
+
+
+def _excuse_recorded_unsigned(log_dir: Path, findings: list[Finding], notes: list[str]) -> None:
+    """Events without HMAC signatures in a range that `kaudit rotate-integrity` recorded
+    as written with signing off are a note, not a finding. Only with the checkpoints
+    checked: they still cover those events, and the record itself is not signed."""
+    spans = recorded_unsigned(log_dir)
+    if not spans:
+        return
+    for finding in list(findings):
+        lo, hi = finding.sequence_from, finding.sequence_to
+        if finding.kind != FindingKind.BAD_SIGNATURE or lo is None or hi is None:
+            continue
+        if "no HMAC signature" not in finding.message:
+            continue
+        for first, last, why in spans:
+            if first <= lo and (last is None or hi <= last):
+                findings.remove(finding)
+                notes.append(
+                    f"events {lo}..{hi} carry no HMAC signature, as recorded in "
+                    f"{log_dir / 'integrity.json'} ({why}); the signed checkpoints protect them"
+                )
+                break
 
 
 # ---------------------------------------------------------------------- a JSON Lines file
