@@ -55,6 +55,17 @@ FIELD_COLUMNS = (
     "ts, event_type, actor, resource_type, resource_id, result, cluster, event_id, seq, source"
 )
 """The events table's columns in the order of `schema.Fields`."""
+_ADD_TERMS = "INSERT OR IGNORE INTO terms " + " UNION ".join(
+    f"SELECT '{kind}', {column} FROM events WHERE id >= :first AND {column} IS NOT NULL"
+    for kind, column in (
+        ("type", "event_type"),
+        ("actor", "actor"),
+        ("resource", "resource_type || ':' || resource_id"),
+        ("cluster", "cluster"),
+        ("source", "source"),
+    )
+)
+"""Lists the values of the rows from id `first` on among the terms."""
 PART_EVENTS = 5000
 """Events per transaction (see `add`)."""
 
@@ -68,7 +79,6 @@ class _Chunk:
     lines: list[bytes] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     blocks: list[Packed] = field(default_factory=list)
-    terms: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _rollback(c: sqlite3.Connection) -> None:
@@ -283,20 +293,6 @@ class EventIndex:
             chunk.texts.append(text)
         if chunk.rows:
             chunk.blocks = self._blocks.pack(chunk.lines, chunk.rows)
-            types, actors, rtypes, rids, clusters, sources = zip(
-                *(
-                    (f.event_type, f.actor, f.resource_type, f.resource_id, f.cluster, f.source)
-                    for f in chunk.rows
-                ),
-                strict=True,
-            )
-            chunk.terms.update(("type", v) for v in set(types))
-            chunk.terms.update(("actor", v) for v in set(actors))
-            chunk.terms.update(
-                ("resource", f"{t}:{i}") for t, i in set(zip(rtypes, rids, strict=True))
-            )
-            chunk.terms.update(("cluster", v) for v in set(clusters) if v is not None)
-            chunk.terms.update(("source", v) for v in set(sources) if v is not None)
         return chunk
 
     def _write_chunk(self, chunk: _Chunk) -> Future[int]:
@@ -328,8 +324,6 @@ class EventIndex:
                 rows,
             )
             self._blocks.insert(c, first, blocks)
-            rollups.add(c, rows)
-            c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(chunk.terms))
             words = orjson.dumps(texts).decode()
         except BaseException:
             _rollback(c)
@@ -337,14 +331,17 @@ class EventIndex:
         return self._writer.submit(self._commit_words, first, words, len(rows))
 
     def _commit_words(self, first: int, words: str, count: int) -> int:
-        """On the writer thread: the full-text rows of ids `first`... and the commit.
-        One statement each, so SQLite does all of it without taking Python's lock."""
+        """On the writer thread: the full-text rows of ids `first`..., the rollups and
+        terms of those rows, and the commit. One statement each, so SQLite does all of
+        it without taking Python's lock (which the next part is being decoded under)."""
         c = self.conn
         try:
             c.execute(
                 "INSERT INTO events_text (rowid, words) SELECT ? + key, value FROM json_each(?)",
                 (first, words),
             )
+            rollups.add_rows_from(c, first)
+            c.execute(_ADD_TERMS, {"first": first})
             c.execute("COMMIT")
         except BaseException:
             _rollback(c)
