@@ -5,7 +5,7 @@ This module owns the `rollups` table: one row per hour and combination of event 
 actor, result, resource type, cluster and source, with how many indexed events have
 them; and `rollups_daily`, the same per UTC day, so a month is read from thirty rows a
 combination rather than seven hundred. The index adds to both in the transaction that
-adds the rows (`add_rows_from`), retention takes from both in the transaction that
+adds the rows (`add`), retention takes from both in the transaction that
 removes them (`subtract`), so the counts always agree with the rows. `rollup_counts` answers a
 count-by when every condition and every group is one of their columns: whole days from
 the daily rows, whole hours from the hourly ones; the caller counts the parts of a
@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from kaudit.store.schema import MS_PER_DAY, MS_PER_HOUR, Fields
+from kaudit.store.schema import MS_PER_HOUR, Fields
 
 _TABLES = {"rollups": "hour", "rollups_daily": "day"}
 """Each rollup table and its time column."""
@@ -79,21 +79,31 @@ def _by_day(hourly: Counter[RollupKey]) -> Counter[RollupKey]:
     return daily
 
 
-def add_rows_from(conn: sqlite3.Connection, first: int) -> None:
-    """Count the events from row id `first` on, being added in the open transaction
-    (one statement a table: SQLite counts them without Python)."""
-    dimensions = ", ".join(_DIMENSIONS)
-    for table, period in (
-        ("rollups", floor_div("ts", MS_PER_HOUR)),
-        ("rollups_daily", floor_div("ts", MS_PER_DAY)),
-    ):
-        conn.execute(
-            f"INSERT INTO {table} SELECT {period}, event_type, actor, result, resource_type, "
-            "ifnull(cluster, ''), ifnull(source, ''), count(*) FROM events WHERE id >= ? "
-            f"GROUP BY 1, 2, 3, 4, 5, 6, 7 ON CONFLICT ({_TABLES[table]}, {dimensions}) "
-            "DO UPDATE SET count = count + excluded.count",
-            (first,),
-        )
+def _upsert(table: str) -> str:
+    key = ", ".join((_TABLES[table], *_DIMENSIONS))
+    return (
+        f"INSERT INTO {table} VALUES ({', '.join('?' * (len(_DIMENSIONS) + 2))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET count = count + excluded.count"
+    )
+
+
+def add(conn: sqlite3.Connection, hourly: Counter[RollupKey]) -> None:
+    """Count events being added in the open transaction (`counts` of their fields)."""
+    for table, found in (("rollups", hourly), ("rollups_daily", _by_day(hourly))):
+        conn.executemany(_upsert(table), [(*key, n) for key, n in found.items()])
+
+
+def terms(hourly: Counter[RollupKey]) -> set[tuple[str, str]]:
+    """The terms (`schema.TERM_KINDS`, but resources) of the counted events."""
+    out: set[tuple[str, str]] = set()
+    for _, event_type, actor, _, _, cluster, source in hourly:
+        out.add(("type", event_type))
+        out.add(("actor", actor))
+        if cluster:
+            out.add(("cluster", cluster))
+        if source:
+            out.add(("source", source))
+    return out
 
 
 def subtract(conn: sqlite3.Connection, rows: Iterable[Fields]) -> None:
