@@ -10,8 +10,11 @@ events while it runs.
 
     .venv/bin/python bench/search.py [--events N] [--repeat R] [--queries Q]
 
-At ten million events (`--events 10000000 --repeat 1`) recording the log alone takes
-minutes on a shared machine.
+Above `--generated` events (default 1,000,000), that many are generated and recorded,
+and the log is then written again with `events / generated` copies of each (fresh event
+and correlation ids and sequence numbers, times spread evenly between it and the next),
+in time order as a recorded log is: generating ten million events through the recorder
+took over an hour on the shared machine. `--events 10000000 --repeat 1` for ten million.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -28,12 +32,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
+
 import kaudit
 from kaudit.config import Config
 from kaudit.config.model import StoreDestination
 from kaudit.exporters import ExporterRunner
 from kaudit.generate import generate
 from kaudit.log.cursor import Cursor
+from kaudit.log.segments import LogReader, segment_name
 from kaudit.store.exporter import StoreExporter
 from kaudit.store.query import Filter, IndexSearch
 
@@ -54,6 +61,40 @@ def record(data_dir: Path, events: int) -> tuple[Config, float]:
         # The writer may be far behind the generator on a busy machine: wait for it.
         session.flush(timeout=3600)
     return config, time.perf_counter() - started
+
+
+_SEGMENT_LINES = 200_000
+
+
+def expand(config: Config, copies: int, gap_ms: int) -> None:
+    """Write the log again with `copies` events for each one recorded: copy k of an event
+    `k * gap_ms / copies` after it, with its own ids and sequence number."""
+    recorded = config.log_dir.with_name("recorded")
+    config.log_dir.rename(recorded)
+    config.log_dir.mkdir()
+    out = None
+    sequence = 0
+    try:
+        for _, line in LogReader(recorded).iter_lines():
+            event = orjson.loads(line)
+            at = datetime.fromisoformat(event["timestamp"])
+            event_id, correlation = event["event_id"], event["context"]["correlation_id"]
+            for k in range(copies):
+                if sequence % _SEGMENT_LINES == 0:
+                    if out is not None:
+                        out.close()
+                    out = open(config.log_dir / segment_name(sequence), "wb")  # noqa: SIM115
+                when = at + timedelta(milliseconds=k * gap_ms // copies)
+                event["timestamp"] = when.isoformat(timespec="milliseconds")[:-6] + "Z"
+                event["event_id"] = f"{event_id}{k:03d}"
+                event["context"]["correlation_id"] = f"{correlation}_{k}"
+                event["integrity"]["sequence_number"] = sequence
+                out.write(orjson.dumps(event) + b"\n")
+                sequence += 1
+    finally:
+        if out is not None:
+            out.close()
+    shutil.rmtree(recorded)
 
 
 def build_index(config: Config, index: Path, events: int) -> tuple[float, float]:
@@ -93,13 +134,26 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--queries", type=int, default=20, help="times each query runs")
+    parser.add_argument(
+        "--generated", type=int, default=1_000_000, help="events generated (the rest copied)"
+    )
     args = parser.parse_args()
     # Stopped with SIGTERM, it still removes what it wrote (the `with` below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(dir=os.getcwd(), prefix="bench-search-") as d:
         base = Path(d)
-        config, seconds = record(base / "data", args.events)
-        print(f"recorded {args.events:,} events in {seconds:.1f}s")
+        generated = min(args.events, args.generated)
+        copies = args.events // generated
+        if copies * generated != args.events:
+            parser.error(f"--events must be a multiple of --generated ({generated:,})")
+        config, seconds = record(base / "data", generated)
+        print(f"recorded {generated:,} events in {seconds:.1f}s")
+        if copies > 1:
+            started = time.perf_counter()
+            expand(config, copies, SPREAD_DAYS * 86_400_000 // generated)
+            print(
+                f"wrote {copies} of each: {args.events:,} in {time.perf_counter() - started:.1f}s"
+            )
         rates, cpu_rates = [], []
         size = 0
         index = base / "index-0.sqlite"

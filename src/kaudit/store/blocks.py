@@ -41,12 +41,13 @@ class LineBlocks:
 
     def pack(self, lines: list[bytes], rows: list[Fields]) -> list[Packed]:
         """The blocks of a part's lines (and of their fields, in the same order)."""
+        stamps = [f.ts for f in rows]
         return [
             (
                 at,
                 len(block),
                 self._compress(b"\n".join(block)),
-                max(f.ts for f in rows[at : at + BLOCK_EVENTS]),
+                max(stamps[at : at + BLOCK_EVENTS]),
             )
             for at in range(0, len(lines), BLOCK_EVENTS)
             for block in (lines[at : at + BLOCK_EVENTS],)

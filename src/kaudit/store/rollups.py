@@ -5,8 +5,8 @@ This module owns the `rollups` table: one row per hour and combination of event 
 actor, result, resource type, cluster and source, with how many indexed events have
 them; and `rollups_daily`, the same per UTC day, so a month is read from thirty rows a
 combination rather than seven hundred. The index adds to both in the transaction that
-adds the rows (`add`), retention takes from both in the transaction that removes them
-(`subtract`), so the counts always agree with the rows. `rollup_counts` answers a
+adds the rows (`add`), retention takes from both in the transaction that
+removes them (`subtract`), so the counts always agree with the rows. `rollup_counts` answers a
 count-by when every condition and every group is one of their columns: whole days from
 the daily rows, whole hours from the hourly ones; the caller counts the parts of a
 time range inside an hour from the rows (which the time index finds quickly), so the
@@ -48,14 +48,6 @@ CREATE TABLE IF NOT EXISTS {table} (
 _DIMENSIONS = ("event_type", "actor", "result", "resource_type", "cluster", "source")
 
 
-def _upsert(table: str) -> str:
-    key = ", ".join((_TABLES[table], *_DIMENSIONS))
-    return (
-        f"INSERT INTO {table} VALUES ({', '.join('?' * (len(_DIMENSIONS) + 2))}) "
-        f"ON CONFLICT ({key}) DO UPDATE SET count = count + excluded.count"
-    )
-
-
 def _take(table: str) -> str:
     key = " AND ".join(f"{column} = ?" for column in (_TABLES[table], *_DIMENSIONS))
     return f"UPDATE {table} SET count = count - ? WHERE {key}"
@@ -87,11 +79,31 @@ def _by_day(hourly: Counter[RollupKey]) -> Counter[RollupKey]:
     return daily
 
 
-def add(conn: sqlite3.Connection, rows: Iterable[Fields]) -> None:
-    """Count `rows`, which are being added in the open transaction."""
-    hourly = counts(rows)
+def _upsert(table: str) -> str:
+    key = ", ".join((_TABLES[table], *_DIMENSIONS))
+    return (
+        f"INSERT INTO {table} VALUES ({', '.join('?' * (len(_DIMENSIONS) + 2))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET count = count + excluded.count"
+    )
+
+
+def add(conn: sqlite3.Connection, hourly: Counter[RollupKey]) -> None:
+    """Count events being added in the open transaction (`counts` of their fields)."""
     for table, found in (("rollups", hourly), ("rollups_daily", _by_day(hourly))):
         conn.executemany(_upsert(table), [(*key, n) for key, n in found.items()])
+
+
+def terms(hourly: Counter[RollupKey]) -> set[tuple[str, str]]:
+    """The terms (`schema.TERM_KINDS`, but resources) of the counted events."""
+    out: set[tuple[str, str]] = set()
+    for _, event_type, actor, _, _, cluster, source in hourly:
+        out.add(("type", event_type))
+        out.add(("actor", actor))
+        if cluster:
+            out.add(("cluster", cluster))
+        if source:
+            out.add(("source", source))
+    return out
 
 
 def subtract(conn: sqlite3.Connection, rows: Iterable[Fields]) -> None:

@@ -254,11 +254,13 @@ def search_text(obj: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+# Members that are words are typed `str | None`: a line where one is of another type is
+# read by the full decode (`read_event`), which skips it as `search_text` does.
 class _Actor(msgspec.Struct, gc=False):
     id: str
-    client_id: Any = None
-    ip_address: Any = None
-    user_agent: Any = None
+    client_id: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
 
 
 class _Resource(msgspec.Struct, gc=False):
@@ -268,14 +270,14 @@ class _Resource(msgspec.Struct, gc=False):
 
 class _Action(msgspec.Struct, gc=False):
     result: str
-    operation: Any = None
-    error: Any = None
+    operation: str | None = None
+    error: str | None = None
 
 
 class _Context(msgspec.Struct, gc=False):
     cluster_id: Any = None
     source: Any = None
-    correlation_id: Any = None
+    correlation_id: str | None = None
     api: Any = None
 
 
@@ -345,13 +347,19 @@ def read_event(line: bytes) -> tuple[Fields, str]:
         seq if type(seq) is int else None,
         _text_or_none(context.source) if context is not None else None,
     )
-    parts = [ev.event_type, actor.id]
-    parts += _strings((actor.client_id, actor.ip_address, actor.user_agent))
-    parts += (resource.type, resource.id)
-    parts += _strings((action.operation, action.error))
+    parts: list[str | None] = [
+        ev.event_type,
+        actor.id,
+        actor.client_id,
+        actor.ip_address,
+        actor.user_agent,
+        resource.type,
+        resource.id,
+        action.operation,
+        action.error,
+    ]
     if context is not None:
-        if type(context.correlation_id) is str:
-            parts.append(context.correlation_id)
+        parts.append(context.correlation_id)
         api = context.api
         if type(api) is dict and type(api.get("name")) is str:
             parts.append(api["name"])
@@ -363,10 +371,11 @@ def read_event(line: bytes) -> tuple[Fields, str]:
         details = orjson.dumps(orjson.loads(details))
     if details not in _NO_DETAILS:
         parts.append(details.decode())
-    return fields, " ".join(parts)
+    # Members left out (None) and empty ones have no words.
+    return fields, " ".join(filter(None, parts))
 
 
-def _authorization_words(authorization: object, parts: list[str]) -> None:
+def _authorization_words(authorization: object, parts: list[str] | list[str | None]) -> None:
     if type(authorization) is dict:
         if isinstance(authorization.get("action"), str):
             parts.append(authorization["action"])
