@@ -124,3 +124,34 @@ def test_kaudit_run_judges_notifies_and_records(tmp_path: Path, receiver: AlertR
     assert rules["access-denied-spike"]["last_alert"]["status"] == "resolved"
     assert [n["status"] for n in report["notifications"]] == ["sent"] * 3
     assert report["pending"] == 0
+
+
+def test_alerts_status_before_any_run_lists_the_rules(tmp_path: Path) -> None:
+    path = tmp_path / "kaudit.yaml"
+    path.write_text(RULES.format(data=tmp_path / "data", url="http://127.0.0.1:9"))
+    result = CliRunner().invoke(main, ["alerts", "status", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert [r["rule"] for r in report["rules"]] == ["unauthorized-restore", "access-denied-spike"]
+    assert all(r["last_alert"] is None and not r["firing"] for r in report["rules"])
+    assert report["notifications"] == [] and report["pending"] == 0
+
+
+def test_alerts_test_needs_rules_and_warns_about_slack_channels(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(f"data_dir: {tmp_path}\n")
+    result = CliRunner().invoke(main, ["alerts", "test", "-c", str(empty)])
+    assert result.exit_code == 2
+    assert "no alert rules (audit.alerts) are enabled" in result.stderr
+    seed = Path(__file__).parents[1] / "fixtures" / "seed" / "alerts.yaml"
+    config = tmp_path / "seed.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n" + seed.read_text())
+    _setup(tmp_path)
+    env = {"SLACK_WEBHOOK": "https://hooks.slack.com/services/T/B/x", "PAGERDUTY_KEY": "k"}
+    result = CliRunner().invoke(main, ["alerts", "test", "-c", str(config)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "warning: alert unauthorized-restore: the Slack target names no webhook" in (
+        result.stderr
+    )
+    rows = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["rule"], r["notify"]) for r in rows] == [("unauthorized-restore", ["slack"])]

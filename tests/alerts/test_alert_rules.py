@@ -160,3 +160,17 @@ def test_probe_rules_fire_while_the_fact_holds_and_resolve_after() -> None:
     assert ev.observe("exporter_lag", "s3:x", True, T0 + 1, {}) is None
     resolved = ev.observe("exporter_lag", "s3:x", False, T0 + 2, {})
     assert resolved is not None and resolved.status == "resolved"
+
+
+def test_event_time_reads_the_timestamps_events_carry() -> None:
+    from kaudit.alerts.rules import event_time
+
+    base = datetime(2026, 11, 22, 10, 15, 30, tzinfo=UTC).timestamp()
+    assert event_time({"timestamp": "2026-11-22T10:15:30Z"}) == base
+    assert event_time({"timestamp": "2026-11-22T10:15:30.123Z"}) == base + 0.123
+    assert event_time({"timestamp": "2026-11-22T10:15:30.5+00:00"}) == base + 0.5
+    assert event_time({"timestamp": "2026-11-22T12:15:30+02:00"}) == base
+    assert event_time({"timestamp": "2026-11-22T10:15:30"}) == base
+    assert event_time({"timestamp": "yesterday"}) is None
+    assert event_time({"timestamp": "2026-13-22T10:15:30.1Z"}) is None
+    assert event_time({}) is None

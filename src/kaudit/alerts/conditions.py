@@ -9,9 +9,10 @@ so evaluating a condition costs the paths it reads, not the size of the event. M
 conditions are not walked by rule-engine at all: `kaudit.alerts.compiled` turns their
 tree into closures once; the rest are evaluated this way.
 
-`event_types` reads the expression's tree for the event types it can match (from
-`event_type == 'x'`, `event_type in [...]` joined by `and`/`or`), so the engine runs a
-rule only on events of those types; `needs_evaluation` is False when that test is the
+`event_types` and `index` read the expression's tree for the values a path must have
+for it to be true (`event_type == 'x'`, `action.result in ['denied', 'failure']`, joined
+by `and`/`or`), so the engine looks a rule up by the event type, or another field, and
+runs it only on events it can match; `needs_evaluation` is False when that test is the
 whole condition.
 """
 

@@ -63,6 +63,23 @@ class _Envelope(msgspec.Struct, gc=False):
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 
 
+class _Whole:
+    """A line decoded whole, with the envelope's two fields at hand."""
+
+    __slots__ = ("event", "event_type", "integrity")
+
+    def __init__(self, event: Any) -> None:
+        if type(event) is not dict:
+            raise orjson.JSONDecodeError("not an object", "", 0)
+        self.event = event
+        self.event_type = event.get("event_type")
+        self.integrity = event.get("integrity")
+
+
+def _decode_whole(line: bytes) -> _Whole:
+    return _Whole(orjson.loads(line))
+
+
 @dataclass
 class AlertCounters:
     """What the engine has done since it started (for metrics)."""
@@ -150,12 +167,14 @@ class AlertEngine:
         evaluator = self.evaluator
         skip = self._skip_through
         chain = self.chain
+        # When some rule is judged on every event, every line is decoded whole anyway.
+        decode = _decode_whole if evaluator.judges_every_type else _decode_envelope
         for line in lines:
             try:
-                envelope = _decode_envelope(line)
-            except msgspec.MsgspecError:
+                envelope = decode(line)
+            except (msgspec.MsgspecError, orjson.JSONDecodeError):
                 continue  # not an event: the verifier reports such lines
-            integrity = envelope.integrity
+            integrity: Any = envelope.integrity
             seq = integrity.get("sequence_number") if type(integrity) is dict else None
             if type(seq) is int:
                 if skip is not None and seq <= skip:
@@ -169,7 +188,8 @@ class AlertEngine:
             if candidates is None:
                 continue
             self.counters.events_judged += 1
-            alerts += evaluator.judge(orjson.loads(line), candidates)
+            event = envelope.event if type(envelope) is _Whole else orjson.loads(line)
+            alerts += evaluator.judge(event, candidates)
         if last_seq is not None:
             self._unsaved_seq = last_seq
         if lines:

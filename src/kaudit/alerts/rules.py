@@ -154,7 +154,7 @@ def dedup_key(rule: str, group: str) -> str:
 def event_time(event: dict[str, Any]) -> float | None:
     """The event's timestamp as Unix seconds; None when it has none that reads."""
     stamp = event.get("timestamp")
-    if not isinstance(stamp, str):
+    if type(stamp) is not str:
         return None
     try:
         when = datetime.fromisoformat(stamp)

@@ -31,8 +31,11 @@ class GroupState:
 
     window_s: float | None
     threshold: int
-    buckets: collections.deque[list[float]] = field(default_factory=collections.deque)
-    """(bucket start time, matching events) pairs, oldest first."""
+    starts: collections.deque[float] = field(default_factory=collections.deque)
+    """Each bucket's start time, oldest first (floats and ints in deques of their own
+    keep the window out of the garbage collector's way)."""
+    counts: collections.deque[int] = field(default_factory=collections.deque)
+    """The matching events in each bucket."""
     count: int = 0
     ids: collections.deque[str] = field(default_factory=collections.deque)
     firing: bool = False
@@ -49,15 +52,16 @@ class GroupState:
 
     def add(self, at: float, event_id: str) -> None:
         """Count one matching event at event time `at`."""
-        buckets = self.buckets
+        starts = self.starts
         if self.window_s is not None:
-            if buckets and buckets[0][0] + self._resolution <= at - self.window_s:
+            if starts and starts[0] + self._resolution <= at - self.window_s:
                 self.expire(at)
             start = at - at % self._resolution
-            if buckets and buckets[-1][0] >= start:
-                buckets[-1][1] += 1  # same bucket, or an event slightly out of order
+            if starts and starts[-1] >= start:
+                self.counts[-1] += 1  # same bucket, or an event slightly out of order
             else:
-                buckets.append([start, 1])
+                starts.append(start)
+                self.counts.append(1)
         self.count += 1
         self.ids.append(event_id)
         if self.count == 1 or self.first_at is None:
@@ -70,13 +74,14 @@ class GroupState:
         if self.window_s is None:
             return
         edge = now - self.window_s - self._resolution
-        buckets = self.buckets
+        starts, counts = self.starts, self.counts
         dropped = False
-        while buckets and buckets[0][0] <= edge:
-            self.count -= int(buckets.popleft()[1])
+        while starts and starts[0] <= edge:
+            starts.popleft()
+            self.count -= counts.popleft()
             dropped = True
         if dropped:
-            self.first_at = buckets[0][0] if buckets else None
+            self.first_at = starts[0] if starts else None
             while len(self.ids) > max(self.count, 0):
                 self.ids.popleft()
 
@@ -128,7 +133,7 @@ class GroupState:
         return {
             "window_s": self.window_s,
             "threshold": self.threshold,
-            "buckets": list(self.buckets),
+            "buckets": [[t, c] for t, c in zip(self.starts, self.counts, strict=True)],
             "count": self.count,
             "ids": list(self.ids),
             "firing": self.firing,
@@ -144,7 +149,9 @@ class GroupState:
         configuration change may have moved)."""
         state = cls(window_s=window_s, threshold=threshold)
         if data.get("window_s") == window_s:
-            state.buckets = collections.deque([list(b) for b in data.get("buckets", [])])
+            buckets = data.get("buckets", [])
+            state.starts.extend(float(t) for t, _ in buckets)
+            state.counts.extend(int(c) for _, c in buckets)
             state.count = int(data.get("count", 0))
             state.ids.extend(data.get("ids", []))
             state.first_at = data.get("first_at")
