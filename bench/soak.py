@@ -106,8 +106,12 @@ class KauditRun:
 
     def lines_in_log(self) -> int:
         reader = LogReader(self.data / "log")
-        lines, _ = reader.read(reader.start(), 10_000_000)
-        return len(lines)
+        total, position = 0, reader.start()
+        while True:
+            lines, position = reader.read(position, 50_000)
+            if not lines:
+                return total
+            total += len(lines)
 
     def wait_exported(self, seconds: float) -> bool:
         """Wait until the destination holds as many lines as the log (True), or give up."""
@@ -234,8 +238,13 @@ def recorded_requests(log_dir: Path) -> tuple[set[tuple[str, int]], int]:
 
 def event_ids(log_dir: Path) -> set[bytes]:
     reader = LogReader(log_dir)
-    lines, _ = reader.read(reader.start(), 10_000_000)
-    return {_event_id(line) for line in lines}
+    out: set[bytes] = set()
+    position = reader.start()
+    while True:
+        lines, position = reader.read(position, 50_000)
+        if not lines:
+            return out
+        out.update(_event_id(line) for line in lines)
 
 
 def event_ids_in(path: Path) -> set[bytes]:
