@@ -65,7 +65,16 @@ class KauditRun:
             json.dumps(
                 {
                     "data_dir": str(self.data),
-                    "audit": {"destinations": [{"type": "file", "path": str(self.exported)}]},
+                    "audit": {
+                        "destinations": [
+                            {
+                                "type": "file",
+                                "path": str(self.exported),
+                                # One file, so that every event exported can be counted.
+                                "rotation": {"max_size_mb": 100_000},
+                            }
+                        ]
+                    },
                     "gateway": {
                         "upstream": upstream,
                         "listen": f"127.0.0.1:{self.port}",
@@ -97,8 +106,12 @@ class KauditRun:
 
     def lines_in_log(self) -> int:
         reader = LogReader(self.data / "log")
-        lines, _ = reader.read(reader.start(), 10_000_000)
-        return len(lines)
+        total, position = 0, reader.start()
+        while True:
+            lines, position = reader.read(position, 50_000)
+            if not lines:
+                return total
+            total += len(lines)
 
     def wait_exported(self, seconds: float) -> bool:
         """Wait until the destination holds as many lines as the log (True), or give up."""
@@ -130,6 +143,7 @@ class Load:
         self.sent = 0
         self.errors: list[str] = []
         self.latencies: list[float] = []
+        self.duration = 0.0
 
     @staticmethod
     def _request(client_id: str) -> bytearray:
@@ -142,17 +156,26 @@ class Load:
         body = DescribeClusterRequest(include_cluster_authorized_operations=False)
         return bytearray(encode_request(header, body))
 
-    async def _connection(self, n: int, start_at: float, end_at: float) -> None:
+    async def _open(self, n: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        try:
+            return await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError as exc:
+            self.errors.append(f"soak-{n}: connect: {exc}")
+            return None
+
+    async def _connection(
+        self,
+        n: int,
+        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        start_at: float,
+        end_at: float,
+    ) -> None:
         client_id = f"soak-{n}"
         frame = self._request(client_id)
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError as exc:
-            self.errors.append(f"{client_id}: connect: {exc}")
-            return
+        reader, writer = streams
         loop = asyncio.get_running_loop()
         correlation = 0
-        # Spread the connections' first requests over one interval.
+        # Spread the connections' requests evenly over each interval.
         next_at = start_at + self.interval * n / self.connections
         try:
             while next_at < end_at:
@@ -177,12 +200,20 @@ class Load:
             writer.close()
 
     async def run(self) -> None:
+        """Open every connection, then send for `seconds` (the load's own duration, as
+        the machine allowed, is `self.duration`)."""
         loop = asyncio.get_running_loop()
-        start_at = loop.time() + 2.0  # every connection opens before the first request
+        opened = await asyncio.gather(*(self._open(n) for n in range(self.connections)))
+        start_at = loop.time() + 1.0
         end_at = start_at + self.seconds
         await asyncio.gather(
-            *(self._connection(n, start_at, end_at) for n in range(self.connections))
+            *(
+                self._connection(n, streams, start_at, end_at)
+                for n, streams in enumerate(opened)
+                if streams is not None
+            )
         )
+        self.duration = loop.time() - start_at
 
 
 def recorded_requests(log_dir: Path) -> tuple[set[tuple[str, int]], int]:
@@ -207,8 +238,13 @@ def recorded_requests(log_dir: Path) -> tuple[set[tuple[str, int]], int]:
 
 def event_ids(log_dir: Path) -> set[bytes]:
     reader = LogReader(log_dir)
-    lines, _ = reader.read(reader.start(), 10_000_000)
-    return {_event_id(line) for line in lines}
+    out: set[bytes] = set()
+    position = reader.start()
+    while True:
+        lines, position = reader.read(position, 50_000)
+        if not lines:
+            return out
+        out.update(_event_id(line) for line in lines)
 
 
 def event_ids_in(path: Path) -> set[bytes]:
@@ -317,7 +353,8 @@ def soak(upstream: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         "seconds": args.seconds,
         "requests_sent": load.sent,
         "requests_answered": len(load.answered),
-        "rate_answered": round(len(load.answered) / args.seconds, 1),
+        "load_seconds": round(load.duration, 1),
+        "rate_answered": round(len(load.answered) / max(load.duration, 1e-9), 1),
         "connection_errors": len(load.errors),
         "first_errors": load.errors[:5],
         "answered_not_recorded": len(unrecorded),

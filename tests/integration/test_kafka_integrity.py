@@ -114,6 +114,21 @@ def _records(kafka: KafkaInfo, topic: str) -> list[Any]:
     return read_messages(kafka.client_config(), topic)
 
 
+def _lines(message: Any) -> list[bytes]:
+    """The event lines of one record of the log (a writer puts several in one)."""
+    return bytes(message.value()).split(b"\n")
+
+
+def _genuine(kafka: KafkaInfo, topic: str, seq: int) -> tuple[Any, bytes]:
+    """The record holding event `seq`, and that event's line."""
+    marker = b'"sequence_number":%d,' % seq
+    for message in _records(kafka, topic):
+        for line in _lines(message):
+            if marker in line:
+                return message, line
+    raise LookupError(seq)
+
+
 def test_an_untouched_kafka_log_verifies_clean_across_a_restart(
     kafka: KafkaInfo, written: str, keys: KeyFiles
 ) -> None:
@@ -140,8 +155,8 @@ def test_the_cli_verifies_a_kafka_topic_with_the_public_key(
 def test_a_forged_record_produced_into_the_log_is_caught(
     kafka: KafkaInfo, written: str, keys: KeyFiles
 ) -> None:
-    genuine = next(m for m in _records(kafka, written) if b'"sequence_number":77,' in m.value())
-    forged = genuine.value().replace(b"User:alice", b"User:mallory")
+    genuine, line = _genuine(kafka, written, 77)
+    forged = line.replace(b"User:alice", b"User:mallory")
     producer = Producer(kafka.client_config())
     # Same stream header, same sequence number: a replacement for event 77.
     producer.produce(
@@ -173,9 +188,10 @@ def test_records_deleted_with_the_admin_api_are_missing(
     future = admin.delete_records([cut])[cut]
     future.result(20)
     deleted = {
-        orjson.loads(m.value())["integrity"]["sequence_number"]
+        orjson.loads(line)["integrity"]["sequence_number"]
         for m in records
         if m.partition() == partition and m.offset() < 10
+        for line in _lines(m)
     }
     report = _verify(kafka, written, keys)
     assert not report.ok
@@ -234,7 +250,7 @@ def test_each_writer_stream_is_verified_and_a_record_without_a_stream_is_caught(
     ]
     genuine = _records(kafka, unique_topic)[0]
     producer = Producer(kafka.client_config())
-    producer.produce(unique_topic, genuine.value().replace(b"User:alice", b"User:eve"))
+    producer.produce(unique_topic, _lines(genuine)[0].replace(b"User:alice", b"User:eve"))
     producer.flush(10)  # no stream header: forged by hand
     reports = verify_kafka(connection, name, verifiers=KeyRing([keys.verifier]))
     assert [r.ok for r in reports].count(True) == 2
@@ -248,11 +264,7 @@ def test_each_writer_stream_is_verified_and_a_record_without_a_stream_is_caught(
 
 
 def _event_id(kafka: KafkaInfo, topic: str, seq: int) -> str:
-    for message in _records(kafka, topic):
-        event = orjson.loads(message.value())
-        if event["integrity"]["sequence_number"] == seq:
-            return str(event["event_id"])
-    raise LookupError(seq)
+    return str(orjson.loads(_genuine(kafka, topic, seq)[1])["event_id"])
 
 
 def _prove(args: list[str], out: Path) -> Any:
@@ -305,11 +317,11 @@ def test_a_kafka_stream_grew_without_rewriting_a_consistency_proof_from_the_conf
 def test_no_proof_is_made_from_a_tampered_kafka_stream(
     kafka: KafkaInfo, written: str, keys: KeyFiles, tmp_path: Path
 ) -> None:
-    genuine = next(m for m in _records(kafka, written) if b'"sequence_number":77,' in m.value())
+    genuine, line = _genuine(kafka, written, 77)
     producer = Producer(kafka.client_config())
     producer.produce(
         written,
-        genuine.value().replace(b"User:alice", b"User:mallory"),
+        line.replace(b"User:alice", b"User:mallory"),
         genuine.key(),
         partition=genuine.partition(),
         headers=genuine.headers(),

@@ -88,10 +88,15 @@ class Recorder:
         redact_keys: tuple[str, ...],
     ) -> None:
         """Select, declare and redact as told from now on (a configuration reload).
-        Events already queued are written as they are; none is lost. Each part is
-        swapped whole, so a caller on another thread sees the old or the new one."""
+        Events accepted before are written first, redacted as they were meant to be
+        (waiting at most block_timeout_ms for a failing log); none is lost. Each part
+        is swapped whole, so a caller on another thread sees the old or the new one."""
         catalog = EventCatalog(custom_event_types)
         event_filter = EventFilter(events, exclude_events)
+        try:
+            self.flush()
+        except AuditUnavailableError as exc:
+            log.warning("reload: events accepted before it are redacted as now told: %s", exc)
         self._encoder.reconfigure(catalog, redact_keys)
         self.settings = replace(
             self.settings,

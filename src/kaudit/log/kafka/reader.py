@@ -5,8 +5,9 @@ cursor (exporters: `poll_batch`, `commit`, `rewind`, `lag`), or reads every part
 from the start without a group (`kaudit tail kafka://…`, verification, the writer's
 recovery: `lines`, `records_from`, `partition_records`). `lines` drops the duplicates
 at-least-once delivery can leave, by `event_id`, remembering a bounded number of ids.
-Each record is a `LogRecord`: the event line, where it is, and the writer stream it
-names in its `STREAM_HEADER` header.
+A Kafka record holds one or more event lines (a writer sends a batch's lines for one
+partition together); each line is a `LogRecord`: the event line, the record it is in,
+and the writer stream that record names in its `STREAM_HEADER` header.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class KafkaLogReader:
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._dedupe = dedupe
         self._assigned = False
+        self._records_read = self._lines_read = 0
 
     def _partitions(self, timeout: float = 15.0) -> list[int]:
         what = f"kafka audit log {self.topic} ({self._where})"
@@ -173,17 +175,21 @@ class KafkaLogReader:
                     raise LogError(
                         f"kafka audit log {self.topic} ({self._where}): {error_text(err)}"
                     )
-                record = self._record(msg)
                 if (msg.offset() or 0) + 1 >= ends.get(partition, 0):
                     todo.discard(partition)
-                yield record
+                yield from self._records(msg)
 
-    def _record(self, msg: Any) -> LogRecord:
+    def _records(self, msg: Any) -> list[LogRecord]:
+        """The event lines of one Kafka record (a writer puts several in one, a line
+        each), each with the record's place and stream."""
         stream = None
         for key, value in msg.headers() or ():
             if key == STREAM_HEADER and value is not None:
                 stream = value.decode()
-        return LogRecord(msg.value() or b"", msg.partition(), msg.offset(), stream)
+        partition, offset = msg.partition(), msg.offset()
+        return [
+            LogRecord(line, partition, offset, stream) for line in (msg.value() or b"").split(b"\n")
+        ]
 
     def lines(self, *, follow: bool = False) -> Iterator[bytes]:
         """Every event line from the start (no group), duplicates dropped by event_id;
@@ -201,9 +207,9 @@ class KafkaLogReader:
             yield b""
             for msg in self._consumer.consume(1000, 0.5):
                 if msg.error() is None:
-                    record = self._record(msg)
-                    if self._first_time(record.line):
-                        yield record.line
+                    for record in self._records(msg):
+                        if self._first_time(record.line):
+                            yield record.line
 
     def _first_time(self, line: bytes) -> bool:
         """False for an event id already seen (at-least-once delivery can repeat one)."""
@@ -227,17 +233,29 @@ class KafkaLogReader:
             self._assigned = True
 
     def poll_batch(self, max_records: int, timeout: float) -> list[LogRecord]:
-        """The next records for this group (not yet committed)."""
+        """The next lines for this group (not yet committed): about `max_records` of
+        them, never part of a Kafka record (its lines are committed together)."""
         self.subscribe()
-        out = []
-        for msg in self._consumer.consume(max_records, timeout):
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise LogError(f"kafka audit log {self.topic} ({self._where}): {error_text(err)}")
-            out.append(self._record(msg))
-        return out
+        out: list[LogRecord] = []
+        asked, wait = max_records, timeout
+        while True:
+            messages = self._consumer.consume(max(1, asked), wait)
+            for msg in messages:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise LogError(
+                        f"kafka audit log {self.topic} ({self._where}): {error_text(err)}"
+                    )
+                out.extend(self._records(msg))
+            if not messages or len(out) >= max_records:
+                return out
+            # Records hold several lines: ask for as many more as should fill the batch.
+            per_message = max(1, len(out) // len(messages))
+            asked, wait = (max_records - len(out)) // per_message, 0.0
+            if asked == 0:
+                return out
 
     def commit(self, records: Sequence[LogRecord]) -> None:
         """Save the group's cursor past `records` (synchronously: it is the cursor)."""
@@ -257,7 +275,8 @@ class KafkaLogReader:
             self._consumer.seek(TopicPartition(self.topic, p, o))
 
     def lag(self) -> int:
-        """Records of the topic past this group's committed offsets."""
+        """Events of the topic past this group's committed offsets: its records there,
+        times the events per record read so far (a record holds one or more)."""
         partitions = self._partitions()
         committed = self._consumer.committed(
             [TopicPartition(self.topic, p) for p in partitions], timeout=10
@@ -267,6 +286,8 @@ class KafkaLogReader:
             low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
             position = tp.offset if tp.offset >= 0 else low
             total += max(0, high - position)
+        if self._records_read:
+            return round(total * self._lines_read / self._records_read)
         return total
 
     def close(self) -> None:

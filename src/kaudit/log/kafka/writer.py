@@ -1,16 +1,21 @@
 """The writer of the audit log on a Kafka topic (`KafkaLogSink`): one log stream.
 
-An idempotent producer with acks=all; each event is keyed by its resource so one
-resource's events stay in order in one partition, and carries the writer's stream id in
-a `kaudit_stream` header. A batch is appended when every record of it is acknowledged;
-records acknowledged before a failure are not produced again when the recorder retries
-the batch (they are tracked by sequence number), while records that were in flight when
-a write timed out may reach the topic twice — delivery is at-least-once and readers drop
-duplicates by `event_id`.
+An idempotent producer with acks=all. Each event goes to the partition of its resource
+(the partition Kafka's default partitioner gives the resource as a key), so one
+resource's events stay in order in one partition; the events of a batch bound for one
+partition travel together, one line each, in records of up to 256 lines (one record per
+event cost the writer most of its time in produce(), and the broker its work per
+record). Every record carries the writer's stream id in a `kaudit_stream` header.
 
-Each writer is one log stream with its own sequence numbers. Its stream id and next
-sequence number are kept in `<data_dir>/kafka-log/<topic>.json`, written after every
-acknowledged batch together with the partition end offsets seen then; after an unclean
+A batch is appended when every record of it is acknowledged; events acknowledged before
+a failure are not produced again when the recorder retries the batch (they are tracked
+by sequence number), while records that were in flight when a write timed out may reach
+the topic twice — delivery is at-least-once and readers drop duplicates by `event_id`.
+
+Each writer is one log stream with its own sequence numbers, and holds it: a second
+process on the same state directory is refused. Its stream id and next sequence number
+are kept in `<data_dir>/kafka-log/<topic>.json`, written at most once a second after an
+acknowledged batch, and at close, with the partition end offsets seen then; after an unclean
 stop the writer reads its own records past those offsets (with a `KafkaLogReader`) to
 continue the sequence without reusing a number.
 """
@@ -24,7 +29,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,6 +59,11 @@ _DENIED = {
 _OFFSETS_REFRESH_S = 30.0
 _REPORT_GRACE_S = 2.0
 _STATE_SAVE_EVERY_S = 1.0
+# Lines per record: a record holds one partition's lines of a batch, in sequence order,
+# so a producer makes a few records per batch instead of one per event (the largest
+# cost of writing was produce() per event, and the broker's work per record).
+_RECORD_LINES = 256
+_RECORD_BYTES = 256 * 1024
 
 
 class KafkaLogSink:
@@ -96,6 +107,8 @@ class KafkaLogSink:
         # the dict costs half as much to convert (the largest cost of produce()).
         self._stream_header: dict[str, str | bytes | None] = {STREAM_HEADER: self.stream.encode()}
         self._saved_at = self._appended_at = float("-inf")
+        self._partitions: int | None = None
+        self._partitions_at = float("-inf")
 
     def _new_producer(self) -> Producer:
         # Each producer reports to a tracker of its own: a replaced producer that reports
@@ -242,12 +255,13 @@ class KafkaLogSink:
         if err.code() != KafkaError._PURGE_QUEUE:  # purging is ours, not the cause
             self._failure = error_text(err)
             self._failure_code = err.code()
-        value = msg.value() or b""
-        at = value.rfind(b'"sequence_number":')
-        if at >= 0:
-            digits = value[at + 18 : at + 40].split(b",")[0].split(b"}")[0]
-            if digits.isdigit():
-                self._failed.add(int(digits))
+        for line in (msg.value() or b"").split(b"\n"):
+            # The integrity block ends the line: its sequence number is the last one.
+            at = line.rfind(b'"sequence_number":')
+            if at >= 0:
+                digits = line[at + 18 : at + 40].split(b",")[0].split(b"}")[0]
+                if digits.isdigit():
+                    self._failed.add(int(digits))
 
     def _drain(self, deadline: float) -> bool:
         """Wait until the producer has reported on every record; False at the deadline."""
@@ -308,17 +322,17 @@ class KafkaLogSink:
         headers = self._stream_header
         error: KafkaException | None = None
         replaced = False
-        for i in todo:
-            line = lines[i]
-            self._produced.add(base + i)
+        for partition, chunk in self._records(lines, keys, todo):
+            value = b"\n".join(
+                line[:-1] if line[-1:] == b"\n" else line for line in (lines[i] for i in chunk)
+            )
+            self._produced.update(base + i for i in chunk)
             while True:
                 try:
-                    produce(
-                        topic,
-                        line[:-1] if line[-1:] == b"\n" else line,
-                        keys[i] if keys is not None else None,
-                        headers=headers,
-                    )
+                    if partition is None:
+                        produce(topic, value, keys[chunk[0]] if keys else None, headers=headers)
+                    else:
+                        produce(topic, value, partition=partition, headers=headers)
                     break
                 except BufferError:
                     self._producer.poll(0.05)  # local queue full: let deliveries drain
@@ -331,7 +345,7 @@ class KafkaLogSink:
                         self._replace_fatal_producer()
                         produce = self._producer.produce
                         continue
-                    self._produced.discard(base + i)
+                    self._produced.difference_update(base + i for i in chunk)
                     error = exc
                     break
             if error is not None:
@@ -350,6 +364,55 @@ class KafkaLogSink:
         # nothing, while at 100k events/s it was a tenth of the writer's time.
         if time.monotonic() - self._saved_at >= _STATE_SAVE_EVERY_S:
             self._save_state()
+
+    def _records(
+        self, lines: Sequence[bytes], keys: Sequence[bytes] | None, todo: list[int]
+    ) -> Iterator[tuple[int | None, list[int]]]:
+        """(partition, indexes of the lines of one record) for the lines to produce: the
+        lines of one partition in sequence order, at most `_RECORD_LINES` lines and about
+        `_RECORD_BYTES` bytes to a record. A key goes to the partition librdkafka's
+        default partitioner would give it (CRC32), so a resource's events stay in one
+        partition, in order; lines without a key are spread over the partitions. While
+        the topic's partitions cannot be read (not allowed to describe it, no leader
+        yet), each line is a record of its own, keyed (partition None): the producer
+        then says what is wrong when it fails."""
+        count = self._partition_count()
+        if count is None:
+            for i in todo:
+                yield None, [i]
+            return
+        by_partition: dict[int, list[int]] = {}
+        for n, i in enumerate(todo):
+            partition = zlib.crc32(keys[i]) % count if keys is not None else n % count
+            by_partition.setdefault(partition, []).append(i)
+        for partition, indexes in by_partition.items():
+            chunk: list[int] = []
+            size = 0
+            for i in indexes:
+                if chunk and (len(chunk) >= _RECORD_LINES or size + len(lines[i]) > _RECORD_BYTES):
+                    yield partition, chunk
+                    chunk, size = [], 0
+                chunk.append(i)
+                size += len(lines[i])
+            if chunk:
+                yield partition, chunk
+
+    def _partition_count(self) -> int | None:
+        """The topic's partitions, None while they cannot be read (looked up again every
+        30 s, partitions can be added; every second while unknown: a topic just created
+        takes a moment to appear in the metadata)."""
+        now = time.monotonic()
+        again = _OFFSETS_REFRESH_S if self._partitions is not None else 1.0
+        if now - self._partitions_at > again:
+            self._partitions_at = now
+            try:
+                found = self._producer.list_topics(self.topic, timeout=10).topics[self.topic]
+            except (KafkaException, KeyError) as exc:
+                log.warning("kafka audit log %s: cannot read its partitions: %s", self.topic, exc)
+            else:
+                if found.partitions:
+                    self._partitions = len(found.partitions)
+        return self._partitions
 
     def _explain(self, missing: int, total: int) -> str:
         cause = self._failure or self._errors.last or "no acknowledgement in time"
