@@ -66,14 +66,17 @@ class AuditedBroker:
 
     def restart(self, settings: dict[str, str] | None = None) -> KafkaInfo:
         self.broker.stop()
-        self.broker.broker_auditor = BrokerAuditorPlugin(self.plugin.jar, settings or {})
+        self.broker.broker_auditor = BrokerAuditorPlugin(
+            self.plugin.jar, {**self.plugin.settings, **(settings or {})}
+        )
         self.info = self.broker.start()
         return self.info
 
 
 @pytest.fixture(scope="module")
 def audited_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditedBroker]:
-    plugin = broker_auditor_plugin()
+    # Produce and fetch counts close every second, so a test sees them soon.
+    plugin = broker_auditor_plugin({"aggregate.window.ms": "1000"})
     broker = LocalKafka(tmp_path_factory.mktemp("kafka-audited"), broker_auditor=plugin)
     info = broker.start()
     try:
@@ -193,6 +196,22 @@ def test_acl_command_and_denials_behave_as_kafkas_own(
     assert bob["actor"]["ip_address"] == "127.0.0.1"
     assert bob["actor"]["client_id"] == "rdkafka"
     # alice's allowed writes are counted, not recorded one by one; her later denial is.
+    decisions.wait(
+        "alice's writes counted",
+        lambda events: any(
+            e["actor"]["id"] == "User:alice"
+            for e in matching(events, "records.produced", unique_topic)
+        ),
+    )
+    events = decisions.events()
+    (counted, *_) = [
+        e for e in matching(events, "records.produced", unique_topic)
+        if e["actor"]["id"] == "User:alice"
+    ]  # fmt: skip
+    assert counted["details"]["requests"] >= 1
+    assert counted["context"]["correlation_id"] is None
+    assert counted["action"]["result"] == "unknown"
+    assert counted["authorization"]["checks"][0]["operation"] == "WRITE"
     assert any(
         e["actor"]["id"] == "User:alice" for e in matching(events, "access.denied", unique_topic)
     )
