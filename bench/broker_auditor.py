@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -166,6 +167,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1_000_000, help="authorize() calls a round")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     costs = authorize_cost(args.calls, args.rounds)
     print(f"authorize(): {costs}", flush=True)
 
@@ -211,6 +213,7 @@ def main() -> None:
                 "paced_rate": args.rate,
                 "rounds": args.rounds,
                 "records_per_round": args.records,
+                "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                 "note": "medians of alternating rounds on a shared 2-core machine",
             }
         )
