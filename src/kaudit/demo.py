@@ -8,7 +8,9 @@
    CloudEvents form.
 3. The audit gateway in front of that broker: real Kafka clients create a topic, grant
    and use ACLs, change a config, produce and consume, and get refused, all through the
-   gateway, which records who did what.
+   gateway, which records who did what. The broker runs kaudit's broker auditor plugin:
+   what it authorized is matched with the gateway's records, and alice creating a topic
+   straight at the broker is caught as ``access.bypassed_gateway``.
 4. The web console on that broker, with two local users: an admin, and a developer
    limited by the seed's policy. It serves until Ctrl-C; every action is audited.
 Then it tells the user what is where and how to look at it.
@@ -22,17 +24,20 @@ import gc
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
 
-from kaudit.config import load_config
+from kaudit.config import Config, load_config
+from kaudit.dev.broker_auditor import AUTHORIZER_CLASS, broker_auditor_plugin
 from kaudit.dev.errors import KafkaAlreadyRunningError
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.dev.ports import free_port_block
 from kaudit.exporters import drain_all
 from kaudit.generate import generate
 from kaudit.log.segments import LogReader, list_segments
+from kaudit.session import AuditSession
 from kaudit.session import open as open_session
 
 _CONFIG = """\
@@ -165,11 +170,17 @@ def _kafka_demo(directory: Path, count: int, *, console: bool) -> None:
     echo(
         "kaudit demo: starting a local Apache Kafka (fetched from Maven Central once)...", err=True
     )
-    broker = LocalKafka(directory / "kafka", progress=lambda m: echo(f"  {m}", err=True))
+    progress = lambda m: echo(f"  {m}", err=True)  # noqa: E731
+    plugin = broker_auditor_plugin(progress=progress)
+    broker = LocalKafka(directory / "kafka", progress=progress, broker_auditor=plugin)
     try:
         info = broker.start()
     except KafkaAlreadyRunningError as exc:
         info = exc.info
+    audited = AUTHORIZER_CLASS in broker.config_file.read_text(encoding="utf-8")
+    if not audited:
+        echo(f"  (the broker already running in {info.dir} has no broker auditor: stop it to "
+             "see bypasses caught)", err=True)  # fmt: skip
     config_path = directory / "kaudit-kafka.yaml"
     config_path.write_text(
         _KAFKA_CONFIG.format(data=directory / "data-kafka", servers=info.sasl_bootstrap_servers),
@@ -202,7 +213,7 @@ Look at them:
   .venv/bin/kaudit exporters status -c {config_path}
 
 """)
-    _gateway_demo(directory, info)
+    gateway_demo(directory, info, broker_auditor=audited)
     echo(f"""Stop the broker when done:
   .venv/bin/kaudit local-kafka stop --dir {directory / "kafka"}
 """)
@@ -342,9 +353,18 @@ gateway:
   records_window_seconds: 60
 """
 
+_BROKER_AUDITOR_CONFIG = """\
+broker_auditor:                  # the broker auditor plugin's decisions, read beside the gateway
+  bootstrap_servers: [{servers}]
+  bypass:
+    window_seconds: 3            # how long a broker decision waits for the gateway's record
+"""
 
-def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
-    """Real clients through the gateway; what they did, as the gateway recorded it."""
+
+def gateway_demo(directory: Path, info: KafkaInfo, *, broker_auditor: bool) -> Path:
+    """Real clients through the gateway; what they did, as the gateway recorded it. With
+    `broker_auditor` (the broker runs the plugin), also what the broker authorized, and
+    alice going around the gateway caught as a bypass. Returns the gateway's configuration."""
     from confluent_kafka import Consumer, KafkaException, Producer
     from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported at run time
         AclBinding,
@@ -364,12 +384,12 @@ def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
     echo = click.echo
     port = free_port_block(3)
     config_path = directory / "kaudit-gateway.yaml"
-    config_path.write_text(
-        _GATEWAY_CONFIG.format(
-            data=directory / "data-gateway", servers=info.sasl_bootstrap_servers, port=port
-        ),
-        encoding="utf-8",
+    text = _GATEWAY_CONFIG.format(
+        data=directory / "data-gateway", servers=info.sasl_bootstrap_servers, port=port
     )
+    if broker_auditor:
+        text += _BROKER_AUDITOR_CONFIG.format(servers=info.bootstrap_servers)
+    config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
     topic = f"payments-{int(time.time())}"
     echo(f"kaudit demo: the audit gateway on 127.0.0.1:{port}, clients going through it", err=True)
@@ -381,11 +401,14 @@ def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
             admin.create_topics([NewTopic(topic, 3, 1, config={"retention.ms": "86400000"})])[
                 topic
             ].result(timeout=30)
-            binding = AclBinding(
-                ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*",
-                AclOperation.READ, AclPermissionType.ALLOW,
-            )  # fmt: skip
-            admin.create_acls([binding])[binding].result(timeout=30)
+            bindings = [
+                AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice",
+                           "*", AclOperation.READ, AclPermissionType.ALLOW),
+                AclBinding(ResourceType.TOPIC, f"{topic}-", ResourcePatternType.PREFIXED,
+                           "User:alice", "*", AclOperation.CREATE, AclPermissionType.ALLOW),
+            ]  # fmt: skip
+            for future in admin.create_acls(bindings).values():
+                future.result(timeout=30)
             change = ConfigResource(
                 ResourceType.TOPIC,
                 topic,
@@ -414,22 +437,85 @@ def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
             bob = AdminClient({**info.client_config("bob"), "bootstrap.servers": via})
             with contextlib.suppress(KafkaException):  # refused by the ACLs, and recorded
                 bob.delete_topics([topic])[topic].result(timeout=30)
+            # alice creates one topic through the gateway, and one straight at the broker.
+            alice: dict[str, Any] = info.client_config("alice")
+            _create_topic(
+                AdminClient({**alice, "bootstrap.servers": via, "client.id": "alice-tool"}),
+                f"{topic}-archive",
+            )
+            _create_topic(AdminClient({**alice, "client.id": "alice-laptop"}), f"{topic}-shadow")
             del admin, producer, bob  # the clients go before the gateway does
             gc.collect()
         # Stopping the gateway closes the produce/consume window: its records are written.
         session.flush()
+        if broker_auditor:
+            _catch_bypass(config, session, f"{topic}-shadow")
     lines = [orjson.loads(line) for _, line in LogReader(config.log_dir).iter_lines()]
-    shown = [e for e in lines if e["event_type"] not in ("auth.login", "kafka.request")]
-    echo(f"\nThe gateway recorded {len(lines)} events; the changes, data access and refusals:")
+    shown = [  # the broker's produce/fetch counts are admin's: a super user, not recorded
+        e for e in lines if e["event_type"] not in ("auth.login", "kafka.request")
+    ]  # fmt: skip
+    what = "the gateway and the broker auditor" if broker_auditor else "the gateway"
+    echo(f"\n{what} recorded {len(lines)} events; the changes, data access and refusals:")
     for e in shown:
         details = e["details"] or {}
         extra = f" count={details['count']}" if e["event_type"].startswith("records.") else ""
         echo(
-            f"  {e['event_type']:<22} {e['actor']['id']:<11} {e['resource']['type']}:"
-            f"{e['resource']['id']:<28} {e['action']['result']}{extra}"
+            f"  {e['context']['source']:<8}{e['event_type']:<24}{e['actor']['id']:<11} "
+            f"{e['resource']['type']}:{e['resource']['id']:<28} {e['action']['result']}{extra}"
         )
+    if broker_auditor:
+        echo(f"""
+The broker auditor plugin recorded what the broker authorized (source broker), and kaudit
+matched it with the gateway's records. alice created {topic}-shadow
+straight at the broker, which no gateway saw: access.bypassed_gateway.
+  .venv/bin/kaudit tail {config.log_dir} --type access.bypassed_gateway
+  .venv/bin/kaudit run -c {config_path}     # the gateway and the broker auditor together""")
     echo(f"""
 Run it yourself in front of any Kafka (clients connect to the gateway instead):
   .venv/bin/kaudit gateway --upstream {info.sasl_bootstrap_servers} --listen 127.0.0.1:9192
   .venv/bin/kaudit tail {config.log_dir} --type 'access.*'
 """)
+    return config_path
+
+
+def _create_topic(admin: Any, name: str) -> None:
+    """Create topic `name`, waiting while a new ACL allowing it reaches the broker."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.cimpl import NewTopic
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            admin.create_topics([NewTopic(name, 1, 1)])[name].result(timeout=30)
+            return
+        except KafkaException as exc:
+            if exc.args[0].code() != 29 or time.monotonic() > deadline:  # not authorized yet
+                raise
+            time.sleep(0.2)
+
+
+def _catch_bypass(config: Config, session: AuditSession, topic: str) -> None:
+    """Read the broker auditor's decisions into the session and run the bypass detector
+    until it has reported the creation of `topic` (at most a minute)."""
+    from kaudit.brokeraudit import DecisionReader
+    from kaudit.brokeraudit.service import bypass_detector
+
+    assert config.broker_auditor is not None
+    reader = DecisionReader(config.broker_auditor, session.recorder, poll_s=0.2)
+    detector = bypass_detector(config, session.recorder)
+    assert detector is not None
+    echo = click.echo
+    echo(f"kaudit demo: the broker auditor's decisions, waiting for {topic}'s bypass", err=True)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            reader.poll_once()
+            if detector.poll() and any(
+                b'"access.bypassed_gateway"' in line and topic.encode() in line
+                for _, line in LogReader(config.log_dir).iter_lines()
+            ):
+                return
+        echo(f"  no bypass of {topic} reported within a minute", err=True)
+    finally:
+        reader.close()
+        detector.close()

@@ -44,8 +44,9 @@ from gateway_fixtures import GatewayFactory
 
 from kaudit.brokeraudit import BypassDetector, DecisionReader
 from kaudit.brokeraudit.service import bypass_detector, bypass_group
-from kaudit.config import load_config_text
+from kaudit.config import load_config, load_config_text
 from kaudit.config.model import BrokerAuditorConfig, BypassConfig, KafkaLog
+from kaudit.demo import gateway_demo
 from kaudit.dev.broker_auditor import BrokerAuditorPlugin, broker_auditor_plugin
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.log.kafka import KafkaLogReader
@@ -576,3 +577,25 @@ def test_local_kafka_start_broker_auditor_builds_the_plugin_and_finds_the_broker
     assert json.loads(done.stdout)["pid"] == audited_broker.broker.status().pid
     properties = audited_broker.broker.config_file.read_text(encoding="utf-8")
     assert "authorizer.class.name=kaudit.broker.AuditingAuthorizer" in properties
+
+
+def test_the_demo_catches_alice_going_around_the_gateway(
+    kafka: KafkaInfo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kaudit demo`'s gateway part on a broker running the plugin: beside the gateway's
+    events, the broker's, and alice's topic created straight at the broker recorded as
+    `access.bypassed_gateway` (her topic created through the gateway is matched)."""
+    config_path = gateway_demo(tmp_path, kafka, broker_auditor=True)
+    config = load_config(config_path)
+    events = logged(config.data_path)
+    bypasses = [e for e in events if e["event_type"] == "access.bypassed_gateway"]
+    shadow = [e for e in bypasses if e["resource"]["id"].endswith("-shadow")]
+    assert len(shadow) == 1, bypasses
+    assert shadow[0]["actor"]["id"] == "User:alice"
+    assert shadow[0]["actor"]["client_id"] == "alice-laptop"
+    assert not [e for e in bypasses if e["resource"]["id"].endswith("-archive")]
+    archive = [e for e in events if e["event_type"] == "topic.created"
+               and e["resource"]["id"].endswith("-archive")]  # fmt: skip
+    assert {e["context"]["source"] for e in archive} == {"gateway", "broker"}
+    out = capsys.readouterr().out
+    assert "access.bypassed_gateway" in out and "-shadow" in out
