@@ -29,7 +29,8 @@ from typing import Any
 import click
 import orjson
 
-from kaudit.config import Config, load_config
+from kaudit.config import load_config
+from kaudit.demo_bypass import BROKER_AUDITOR_CONFIG, catch_bypass, create_topic
 from kaudit.dev.broker_auditor import AUTHORIZER_CLASS, broker_auditor_plugin
 from kaudit.dev.errors import KafkaAlreadyRunningError
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
@@ -37,7 +38,6 @@ from kaudit.dev.ports import free_port_block
 from kaudit.exporters import drain_all
 from kaudit.generate import generate
 from kaudit.log.segments import LogReader, list_segments
-from kaudit.session import AuditSession
 from kaudit.session import open as open_session
 
 _CONFIG = """\
@@ -168,9 +168,14 @@ Look at them:
 def _kafka_demo(directory: Path, count: int, *, console: bool) -> None:
     echo = click.echo
     echo(
-        "kaudit demo: starting a local Apache Kafka (fetched from Maven Central once)...", err=True
+        "kaudit demo: starting a local Apache Kafka with kaudit's broker auditor plugin "
+        "(Kafka fetched from Maven Central and the plugin built with Maven, once)...",
+        err=True,
     )
-    progress = lambda m: echo(f"  {m}", err=True)  # noqa: E731
+
+    def progress(message: str) -> None:
+        echo(f"  {message}", err=True)
+
     plugin = broker_auditor_plugin(progress=progress)
     broker = LocalKafka(directory / "kafka", progress=progress, broker_auditor=plugin)
     try:
@@ -353,13 +358,6 @@ gateway:
   records_window_seconds: 60
 """
 
-_BROKER_AUDITOR_CONFIG = """\
-broker_auditor:                  # the broker auditor plugin's decisions, read beside the gateway
-  bootstrap_servers: [{servers}]
-  bypass:
-    window_seconds: 3            # how long a broker decision waits for the gateway's record
-"""
-
 
 def gateway_demo(directory: Path, info: KafkaInfo, *, broker_auditor: bool) -> Path:
     """Real clients through the gateway; what they did, as the gateway recorded it. With
@@ -388,7 +386,7 @@ def gateway_demo(directory: Path, info: KafkaInfo, *, broker_auditor: bool) -> P
         data=directory / "data-gateway", servers=info.sasl_bootstrap_servers, port=port
     )
     if broker_auditor:
-        text += _BROKER_AUDITOR_CONFIG.format(servers=info.bootstrap_servers)
+        text += BROKER_AUDITOR_CONFIG.format(servers=info.bootstrap_servers)
     config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
     topic = f"payments-{int(time.time())}"
@@ -439,22 +437,25 @@ def gateway_demo(directory: Path, info: KafkaInfo, *, broker_auditor: bool) -> P
                 bob.delete_topics([topic])[topic].result(timeout=30)
             # alice creates one topic through the gateway, and one straight at the broker.
             alice: dict[str, Any] = info.client_config("alice")
-            _create_topic(
+            create_topic(
                 AdminClient({**alice, "bootstrap.servers": via, "client.id": "alice-tool"}),
                 f"{topic}-archive",
             )
-            _create_topic(AdminClient({**alice, "client.id": "alice-laptop"}), f"{topic}-shadow")
+            create_topic(AdminClient({**alice, "client.id": "alice-laptop"}), f"{topic}-shadow")
             del admin, producer, bob  # the clients go before the gateway does
             gc.collect()
         # Stopping the gateway closes the produce/consume window: its records are written.
         session.flush()
         if broker_auditor:
-            _catch_bypass(config, session, f"{topic}-shadow")
+            catch_bypass(config, session, f"{topic}-shadow")
     lines = [orjson.loads(line) for _, line in LogReader(config.log_dir).iter_lines()]
-    shown = [  # the broker's produce/fetch counts are admin's: a super user, not recorded
-        e for e in lines if e["event_type"] not in ("auth.login", "kafka.request")
-    ]  # fmt: skip
-    what = "the gateway and the broker auditor" if broker_auditor else "the gateway"
+    shown, seen = [], set()
+    for e in lines:  # a request the broker authorizes twice (broker, controller) shows once
+        row = (e["context"]["source"], e["event_type"], e["actor"]["id"], e["resource"]["id"])
+        if e["event_type"] not in ("auth.login", "kafka.request") and row not in seen:
+            seen.add(row)
+            shown.append(e)
+    what = "The gateway and the broker auditor" if broker_auditor else "The gateway"
     echo(f"\n{what} recorded {len(lines)} events; the changes, data access and refusals:")
     for e in shown:
         details = e["details"] or {}
@@ -476,46 +477,3 @@ Run it yourself in front of any Kafka (clients connect to the gateway instead):
   .venv/bin/kaudit tail {config.log_dir} --type 'access.*'
 """)
     return config_path
-
-
-def _create_topic(admin: Any, name: str) -> None:
-    """Create topic `name`, waiting while a new ACL allowing it reaches the broker."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.cimpl import NewTopic
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            admin.create_topics([NewTopic(name, 1, 1)])[name].result(timeout=30)
-            return
-        except KafkaException as exc:
-            if exc.args[0].code() != 29 or time.monotonic() > deadline:  # not authorized yet
-                raise
-            time.sleep(0.2)
-
-
-def _catch_bypass(config: Config, session: AuditSession, topic: str) -> None:
-    """Read the broker auditor's decisions into the session and run the bypass detector
-    until it has reported the creation of `topic` (at most a minute)."""
-    from kaudit.brokeraudit import DecisionReader
-    from kaudit.brokeraudit.service import bypass_detector
-
-    assert config.broker_auditor is not None
-    reader = DecisionReader(config.broker_auditor, session.recorder, poll_s=0.2)
-    detector = bypass_detector(config, session.recorder)
-    assert detector is not None
-    echo = click.echo
-    echo(f"kaudit demo: the broker auditor's decisions, waiting for {topic}'s bypass", err=True)
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            reader.poll_once()
-            if detector.poll() and any(
-                b'"access.bypassed_gateway"' in line and topic.encode() in line
-                for _, line in LogReader(config.log_dir).iter_lines()
-            ):
-                return
-        echo(f"  no bypass of {topic} reported within a minute", err=True)
-    finally:
-        reader.close()
-        detector.close()
