@@ -459,7 +459,10 @@ def gateway_demo(directory: Path, info: KafkaInfo, *, broker_auditor: bool) -> P
     echo(f"\n{what} recorded {len(lines)} events; the changes, data access and refusals:")
     for e in shown:
         details = e["details"] or {}
-        extra = f" count={details['count']}" if e["event_type"].startswith("records.") else ""
+        extra = ""
+        if e["event_type"].startswith("records."):  # the broker counts requests, not records
+            extra = f" count={details['count']}" if "count" in details else ""
+            extra += f" requests={details['requests']}" if "requests" in details else ""
         echo(
             f"  {e['context']['source']:<8}{e['event_type']:<24}{e['actor']['id']:<11} "
             f"{e['resource']['type']}:{e['resource']['id']:<28} {e['action']['result']}{extra}"

