@@ -8,7 +8,9 @@
    CloudEvents form.
 3. The audit gateway in front of that broker: real Kafka clients create a topic, grant
    and use ACLs, change a config, produce and consume, and get refused, all through the
-   gateway, which records who did what.
+   gateway, which records who did what. The broker runs kaudit's broker auditor plugin:
+   what it authorized is matched with the gateway's records, and alice creating a topic
+   straight at the broker is caught as ``access.bypassed_gateway``.
 4. The web console on that broker, with two local users: an admin, and a developer
    limited by the seed's policy. It serves until Ctrl-C; every action is audited.
 Then it tells the user what is where and how to look at it.
@@ -22,11 +24,14 @@ import gc
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
 
 from kaudit.config import load_config
+from kaudit.demo_bypass import BROKER_AUDITOR_CONFIG, catch_bypass, create_topic
+from kaudit.dev.broker_auditor import AUTHORIZER_CLASS, broker_auditor_plugin
 from kaudit.dev.errors import KafkaAlreadyRunningError
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.dev.ports import free_port_block
@@ -163,13 +168,24 @@ Look at them:
 def _kafka_demo(directory: Path, count: int, *, console: bool) -> None:
     echo = click.echo
     echo(
-        "kaudit demo: starting a local Apache Kafka (fetched from Maven Central once)...", err=True
+        "kaudit demo: starting a local Apache Kafka with kaudit's broker auditor plugin "
+        "(Kafka fetched from Maven Central and the plugin built with Maven, once)...",
+        err=True,
     )
-    broker = LocalKafka(directory / "kafka", progress=lambda m: echo(f"  {m}", err=True))
+
+    def progress(message: str) -> None:
+        echo(f"  {message}", err=True)
+
+    plugin = broker_auditor_plugin(progress=progress)
+    broker = LocalKafka(directory / "kafka", progress=progress, broker_auditor=plugin)
     try:
         info = broker.start()
     except KafkaAlreadyRunningError as exc:
         info = exc.info
+    audited = AUTHORIZER_CLASS in broker.config_file.read_text(encoding="utf-8")
+    if not audited:
+        echo(f"  (the broker already running in {info.dir} has no broker auditor: stop it to "
+             "see bypasses caught)", err=True)  # fmt: skip
     config_path = directory / "kaudit-kafka.yaml"
     config_path.write_text(
         _KAFKA_CONFIG.format(data=directory / "data-kafka", servers=info.sasl_bootstrap_servers),
@@ -202,7 +218,7 @@ Look at them:
   .venv/bin/kaudit exporters status -c {config_path}
 
 """)
-    _gateway_demo(directory, info)
+    gateway_demo(directory, info, broker_auditor=audited)
     echo(f"""Stop the broker when done:
   .venv/bin/kaudit local-kafka stop --dir {directory / "kafka"}
 """)
@@ -343,8 +359,10 @@ gateway:
 """
 
 
-def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
-    """Real clients through the gateway; what they did, as the gateway recorded it."""
+def gateway_demo(directory: Path, info: KafkaInfo, *, broker_auditor: bool) -> Path:
+    """Real clients through the gateway; what they did, as the gateway recorded it. With
+    `broker_auditor` (the broker runs the plugin), also what the broker authorized, and
+    alice going around the gateway caught as a bypass. Returns the gateway's configuration."""
     from confluent_kafka import Consumer, KafkaException, Producer
     from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported at run time
         AclBinding,
@@ -364,12 +382,12 @@ def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
     echo = click.echo
     port = free_port_block(3)
     config_path = directory / "kaudit-gateway.yaml"
-    config_path.write_text(
-        _GATEWAY_CONFIG.format(
-            data=directory / "data-gateway", servers=info.sasl_bootstrap_servers, port=port
-        ),
-        encoding="utf-8",
+    text = _GATEWAY_CONFIG.format(
+        data=directory / "data-gateway", servers=info.sasl_bootstrap_servers, port=port
     )
+    if broker_auditor:
+        text += BROKER_AUDITOR_CONFIG.format(servers=info.bootstrap_servers)
+    config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
     topic = f"payments-{int(time.time())}"
     echo(f"kaudit demo: the audit gateway on 127.0.0.1:{port}, clients going through it", err=True)
@@ -381,11 +399,14 @@ def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
             admin.create_topics([NewTopic(topic, 3, 1, config={"retention.ms": "86400000"})])[
                 topic
             ].result(timeout=30)
-            binding = AclBinding(
-                ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*",
-                AclOperation.READ, AclPermissionType.ALLOW,
-            )  # fmt: skip
-            admin.create_acls([binding])[binding].result(timeout=30)
+            bindings = [
+                AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice",
+                           "*", AclOperation.READ, AclPermissionType.ALLOW),
+                AclBinding(ResourceType.TOPIC, f"{topic}-", ResourcePatternType.PREFIXED,
+                           "User:alice", "*", AclOperation.CREATE, AclPermissionType.ALLOW),
+            ]  # fmt: skip
+            for future in admin.create_acls(bindings).values():
+                future.result(timeout=30)
             change = ConfigResource(
                 ResourceType.TOPIC,
                 topic,
@@ -414,22 +435,48 @@ def _gateway_demo(directory: Path, info: KafkaInfo) -> None:
             bob = AdminClient({**info.client_config("bob"), "bootstrap.servers": via})
             with contextlib.suppress(KafkaException):  # refused by the ACLs, and recorded
                 bob.delete_topics([topic])[topic].result(timeout=30)
+            # alice creates one topic through the gateway, and one straight at the broker.
+            alice: dict[str, Any] = info.client_config("alice")
+            create_topic(
+                AdminClient({**alice, "bootstrap.servers": via, "client.id": "alice-tool"}),
+                f"{topic}-archive",
+            )
+            create_topic(AdminClient({**alice, "client.id": "alice-laptop"}), f"{topic}-shadow")
             del admin, producer, bob  # the clients go before the gateway does
             gc.collect()
         # Stopping the gateway closes the produce/consume window: its records are written.
         session.flush()
+        if broker_auditor:
+            catch_bypass(config, session, f"{topic}-shadow")
     lines = [orjson.loads(line) for _, line in LogReader(config.log_dir).iter_lines()]
-    shown = [e for e in lines if e["event_type"] not in ("auth.login", "kafka.request")]
-    echo(f"\nThe gateway recorded {len(lines)} events; the changes, data access and refusals:")
+    shown, seen = [], set()
+    for e in lines:  # a request the broker authorizes twice (broker, controller) shows once
+        row = (e["context"]["source"], e["event_type"], e["actor"]["id"], e["resource"]["id"])
+        if e["event_type"] not in ("auth.login", "kafka.request") and row not in seen:
+            seen.add(row)
+            shown.append(e)
+    what = "The gateway and the broker auditor" if broker_auditor else "The gateway"
+    echo(f"\n{what} recorded {len(lines)} events; the changes, data access and refusals:")
     for e in shown:
         details = e["details"] or {}
-        extra = f" count={details['count']}" if e["event_type"].startswith("records.") else ""
+        extra = ""
+        if e["event_type"].startswith("records."):  # the broker counts requests, not records
+            extra = f" count={details['count']}" if "count" in details else ""
+            extra += f" requests={details['requests']}" if "requests" in details else ""
         echo(
-            f"  {e['event_type']:<22} {e['actor']['id']:<11} {e['resource']['type']}:"
-            f"{e['resource']['id']:<28} {e['action']['result']}{extra}"
+            f"  {e['context']['source']:<8}{e['event_type']:<24}{e['actor']['id']:<11} "
+            f"{e['resource']['type']}:{e['resource']['id']:<28} {e['action']['result']}{extra}"
         )
+    if broker_auditor:
+        echo(f"""
+The broker auditor plugin recorded what the broker authorized (source broker), and kaudit
+matched it with the gateway's records. alice created {topic}-shadow
+straight at the broker, which no gateway saw: access.bypassed_gateway.
+  .venv/bin/kaudit tail {config.log_dir} --type access.bypassed_gateway
+  .venv/bin/kaudit run -c {config_path}     # the gateway and the broker auditor together""")
     echo(f"""
 Run it yourself in front of any Kafka (clients connect to the gateway instead):
   .venv/bin/kaudit gateway --upstream {info.sasl_bootstrap_servers} --listen 127.0.0.1:9192
   .venv/bin/kaudit tail {config.log_dir} --type 'access.*'
 """)
+    return config_path

@@ -15,6 +15,7 @@ import yaml
 
 from kaudit.brokeraudit import BypassDetector
 from kaudit.brokeraudit.decisions import parse, to_events
+from kaudit.brokeraudit.logsources import LocalLogSource
 from kaudit.config import load_config_text
 from kaudit.config.model import BypassConfig
 from kaudit.events.model import Action, Actor, ApiRef, AuditEvent, Context, Resource
@@ -63,9 +64,8 @@ def gateway_event(correlation_id: int, at: int = T0 + 40) -> AuditEvent:
 def detector(session: AuditSession, now_ms: int, **settings: Any) -> BypassDetector:
     cursor = Cursor(session.config.data_path / "bypass.json")
     return BypassDetector(
-        session.config.log_dir,
+        LocalLogSource(session.config.log_dir, cursor),
         session.recorder,
-        cursor,
         BypassConfig(window_seconds=5, **settings),
         clock=lambda: now_ms / 1000,
     )
@@ -115,3 +115,18 @@ def test_a_gateway_event_too_far_from_the_decision_does_not_match(
     session.record(gateway_event(3, at=T0 + 60_000))
     session.flush()
     assert detector(session, T0 + 120_000).poll() == 1
+
+
+def test_after_a_restart_a_gateway_event_read_before_the_waiting_decision_still_matches(
+    session: AuditSession,
+) -> None:
+    """The gateway's record of request 2 comes before the still-waiting decision 1 in the
+    log: the cursor stays before it, so a fresh detector does not call 2 a bypass."""
+    session.record(gateway_event(2))
+    session.record(broker_event(1))
+    session.record(broker_event(2))
+    session.flush()
+    first = detector(session, T0 + 1000)
+    assert first.poll() == 0 and first.matched == 1 and first.waiting == 1
+    assert detector(session, T0 + 6000).poll() == 1
+    assert [e["resource"]["id"] for e in bypasses(session)] == ["t1"]

@@ -43,15 +43,17 @@ from confluent_kafka.admin import (
 from gateway_fixtures import GatewayFactory
 
 from kaudit.brokeraudit import BypassDetector, DecisionReader
-from kaudit.config import load_config_text
-from kaudit.config.model import BrokerAuditorConfig, BypassConfig
+from kaudit.brokeraudit.service import bypass_detector, bypass_group
+from kaudit.config import load_config, load_config_text
+from kaudit.config.model import BrokerAuditorConfig, BypassConfig, KafkaLog
+from kaudit.demo import gateway_demo
 from kaudit.dev.broker_auditor import BrokerAuditorPlugin, broker_auditor_plugin
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
-from kaudit.log.cursor import Cursor
+from kaudit.log.kafka import KafkaLogReader
 from kaudit.log.segments import LogReader
 from kaudit.recorder.core import Recorder
 from kaudit.session import AuditSession
-from support.kafka import ACL_COMMAND, KafkaTool, create_topic, grant, wait_for
+from support.kafka import ACL_COMMAND, KafkaTool, create_topic, grant, kafka_log, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -66,14 +68,17 @@ class AuditedBroker:
 
     def restart(self, settings: dict[str, str] | None = None) -> KafkaInfo:
         self.broker.stop()
-        self.broker.broker_auditor = BrokerAuditorPlugin(self.plugin.jar, settings or {})
+        self.broker.broker_auditor = BrokerAuditorPlugin(
+            self.plugin.jar, {**self.plugin.settings, **(settings or {})}
+        )
         self.info = self.broker.start()
         return self.info
 
 
 @pytest.fixture(scope="module")
 def audited_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditedBroker]:
-    plugin = broker_auditor_plugin()
+    # Produce and fetch counts close every second, so a test sees them soon.
+    plugin = broker_auditor_plugin({"aggregate.window.ms": "1000"})
     broker = LocalKafka(tmp_path_factory.mktemp("kafka-audited"), broker_auditor=plugin)
     info = broker.start()
     try:
@@ -193,6 +198,22 @@ def test_acl_command_and_denials_behave_as_kafkas_own(
     assert bob["actor"]["ip_address"] == "127.0.0.1"
     assert bob["actor"]["client_id"] == "rdkafka"
     # alice's allowed writes are counted, not recorded one by one; her later denial is.
+    decisions.wait(
+        "alice's writes counted",
+        lambda events: any(
+            e["actor"]["id"] == "User:alice"
+            for e in matching(events, "records.produced", unique_topic)
+        ),
+    )
+    events = decisions.events()
+    (counted, *_) = [
+        e for e in matching(events, "records.produced", unique_topic)
+        if e["actor"]["id"] == "User:alice"
+    ]  # fmt: skip
+    assert counted["details"]["requests"] >= 1
+    assert counted["context"]["correlation_id"] is None
+    assert counted["action"]["result"] == "unknown"
+    assert counted["authorization"]["checks"][0]["operation"] == "WRITE"
     assert any(
         e["actor"]["id"] == "User:alice" for e in matching(events, "access.denied", unique_topic)
     )
@@ -274,37 +295,67 @@ def test_management_operations_direct_to_the_broker_are_recorded(
         assert event["context"]["correlation_id"] is not None
 
 
-@pytest.fixture
-def gateway_with_bypass(
-    gateway_factory: GatewayFactory, kafka: KafkaInfo
-) -> Iterator[tuple[Any, DecisionReader, BypassDetector, list[float]]]:
-    """A gateway in front of the broker; the decisions and the bypass detector recording
-    into the gateway's own log (one writer: its session). The detector's clock can be
-    moved ahead (the list's one element, in seconds) to end its wait at once."""
-    gw = gateway_factory()
+@dataclass
+class BypassRig:
+    """A gateway in front of the broker, and the decisions recorded into the gateway's own
+    log (one writer: its session): the local log, or a Kafka log topic on the broker."""
+
+    gw: Any
+    reader: DecisionReader
+    kafka_info: KafkaInfo
+    kafka_log: KafkaLog | None
+    ahead: list[float]
+    """The detectors' clock is moved ahead by this (seconds) to end their wait at once."""
+
+    def detector(self) -> BypassDetector:
+        """The bypass detector `kaudit run` would start for the gateway's configuration with
+        a broker_auditor: section; a fresh one resumes from the first one's cursor."""
+        section = self.reader.config.model_copy(update={"bypass": BypassConfig(window_seconds=20)})
+        config = self.gw.session.config.model_copy(update={"broker_auditor": section})
+        found = bypass_detector(config, self.gw.session.recorder)
+        assert found is not None
+        found.clock = lambda: time.time() + self.ahead[0]
+        return found
+
+    def events(self) -> list[dict[str, Any]]:
+        if self.kafka_log is None:
+            return list(self.gw.events())
+        self.gw.thread.call(self.gw.gateway.flush_records)
+        self.gw.session.flush(10)
+        reader = KafkaLogReader(self.kafka_log, group=None)
+        try:
+            return [orjson.loads(line) for line in reader.lines()]
+        finally:
+            reader.close()
+
+
+@pytest.fixture(params=["local", "kafka"])
+def bypass_rig(
+    request: pytest.FixtureRequest, gateway_factory: GatewayFactory, kafka: KafkaInfo
+) -> Iterator[BypassRig]:
+    audit: dict[str, Any] = {}
+    if request.param == "kafka":
+        topic = f"audit-log-{uuid.uuid4().hex[:8]}"
+        audit["log"] = kafka_log(kafka.bootstrap_servers, topic, {"security_protocol": "PLAINTEXT"})
+    gw = gateway_factory(audit=audit)
+    log_config = gw.session.config.audit.log
     reader = DecisionReader(decision_config(kafka), gw.session.recorder, poll_s=0.2)
-    ahead = [0.0]
-    detector = BypassDetector(
-        gw.log_dir,
-        gw.session.recorder,
-        Cursor(gw.log_dir.parent / "bypass-cursor.json"),
-        BypassConfig(window_seconds=20),
-        clock=lambda: time.time() + ahead[0],
+    found = BypassRig(
+        gw, reader, kafka, log_config if isinstance(log_config, KafkaLog) else None, [0.0]
     )
-    yield gw, reader, detector, ahead
+    yield found
     reader.close()
 
 
 def test_through_the_gateway_is_matched_and_direct_is_a_bypass(
-    gateway_with_bypass: tuple[Any, DecisionReader, BypassDetector, list[float]],
-    kafka: KafkaInfo,
-    kafka_tool: KafkaTool,
-    alice_config: dict[str, str],
+    bypass_rig: BypassRig, kafka_tool: KafkaTool, alice_config: dict[str, str]
 ) -> None:
     """The same operation through the gateway is matched with the broker's record (no
     bypass event); made directly against the broker, it is `access.bypassed_gateway`
-    with alice's principal and address."""
-    gw, reader, detector, ahead = gateway_with_bypass
+    with alice's principal and address. On a local log and on a Kafka log; a fresh
+    detector resumes from the first one's durable cursor."""
+    gw, reader = bypass_rig.gw, bypass_rig.reader
+    detector = bypass_rig.detector()
     stem = f"bypass-{uuid.uuid4().hex[:8]}"
     via, direct = f"{stem}-via", f"{stem}-direct"
     grant(kafka_tool, "User:alice", "--operation", "Create", "--operation", "Describe",
@@ -326,18 +377,28 @@ def test_through_the_gateway_is_matched_and_direct_is_a_bypass(
 
     def broker_saw_both() -> bool:
         reader.poll_once()
-        gw.events()  # flushes the gateway's records
+        events = bypass_rig.events()  # flushes the gateway's records
         detector.poll()
-        events = gw.events()
         return all(
             matching([e for e in events if e["context"]["source"] == "broker"], "topic.created", t)
             for t in (via, direct)
         )
 
-    wait_for(broker_saw_both, "both creations recorded by the broker auditor")
-    ahead[0] = 60.0  # past the window: whatever is unmatched now is a bypass
+    wait_for(broker_saw_both, "both creations recorded by the broker auditor", timeout=60)
     detector.poll()
-    events = gw.events()
+    assert detector.matched >= 1
+    detector.close()
+    resumed = bypass_rig.detector()
+    bypass_rig.ahead[0] = 60.0  # past the window: whatever is unmatched now is a bypass
+    resumed.poll()
+    resumed.close()
+    if bypass_rig.kafka_log is not None:  # the cursor: the detector's own consumer group
+        cursor = KafkaLogReader(bypass_rig.kafka_log, group=bypass_group(reader.config.group))
+        try:
+            assert sum(cursor.committed_offsets().values()) > 0
+        finally:
+            cursor.close()
+    events = bypass_rig.events()
     bypasses = [e for e in events if e["event_type"] == "access.bypassed_gateway"]
     assert [e["resource"]["id"] for e in bypasses if e["resource"]["id"].startswith(stem)] == [
         direct
@@ -347,7 +408,6 @@ def test_through_the_gateway_is_matched_and_direct_is_a_bypass(
     assert bypass["actor"]["ip_address"] == "127.0.0.1"
     assert bypass["actor"]["client_id"] == "straight"
     assert bypass["details"]["reason"] == "no gateway recorded this request"
-    assert detector.matched >= 1
     gateway_created = matching(events, "topic.created", via)
     assert {e["context"]["source"] for e in gateway_created} == {"gateway", "broker"}
 
@@ -517,3 +577,25 @@ def test_local_kafka_start_broker_auditor_builds_the_plugin_and_finds_the_broker
     assert json.loads(done.stdout)["pid"] == audited_broker.broker.status().pid
     properties = audited_broker.broker.config_file.read_text(encoding="utf-8")
     assert "authorizer.class.name=kaudit.broker.AuditingAuthorizer" in properties
+
+
+def test_the_demo_catches_alice_going_around_the_gateway(
+    kafka: KafkaInfo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kaudit demo`'s gateway part on a broker running the plugin: beside the gateway's
+    events, the broker's, and alice's topic created straight at the broker recorded as
+    `access.bypassed_gateway` (her topic created through the gateway is matched)."""
+    config_path = gateway_demo(tmp_path, kafka, broker_auditor=True)
+    config = load_config(config_path)
+    events = logged(config.data_path)
+    bypasses = [e for e in events if e["event_type"] == "access.bypassed_gateway"]
+    shadow = [e for e in bypasses if e["resource"]["id"].endswith("-shadow")]
+    assert len(shadow) == 1, bypasses
+    assert shadow[0]["actor"]["id"] == "User:alice"
+    assert shadow[0]["actor"]["client_id"] == "alice-laptop"
+    assert not [e for e in bypasses if e["resource"]["id"].endswith("-archive")]
+    archive = [e for e in events if e["event_type"] == "topic.created"
+               and e["resource"]["id"].endswith("-archive")]  # fmt: skip
+    assert {e["context"]["source"] for e in archive} == {"gateway", "broker"}
+    out = capsys.readouterr().out
+    assert "access.bypassed_gateway" in out and "-shadow" in out

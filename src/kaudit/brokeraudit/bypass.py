@@ -15,28 +15,30 @@ addresses gateways connect from, a decision from any other address is a bypass a
 Produce and fetch counts have no correlation id: a broker's count matches a gateway's
 count of the same principal, type and topic whose window overlaps it.
 
-The cursor is saved before the oldest broker event still waiting, so after a restart
-nothing waiting is forgotten; an event reported twice then has the same id (derived
-from the broker event's), so readers drop the copy. Reads the local segment log.
+The cursor is saved before the oldest broker event still waiting, and before the gateway
+events it could still match (those at most a window older), so after a restart nothing
+waiting is forgotten and no request is reported for want of a gateway event read before
+the restart; an event reported twice then has the same id (derived from the broker
+event's), so readers drop the copy. It reads the local segment log or
+the Kafka log topic (`kaudit.brokeraudit.logsources`).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from kaudit.brokeraudit.decisions import SOURCE, event_id
+from kaudit.brokeraudit.logsources import LogSource
 from kaudit.config.model import BypassConfig
 from kaudit.events.codec import from_dict
 from kaudit.events.model import AuditEvent, Context
-from kaudit.log.cursor import Cursor
-from kaudit.log.segments import LogReader, Position
 from kaudit.recorder.core import Recorder
 
 EVENT_TYPE = "access.bypassed_gateway"
@@ -50,7 +52,7 @@ _CountKey = tuple[str, str, str]
 @dataclass
 class _Waiting:
     event: dict[str, Any]
-    before: Position
+    before: object
     """Where the log stood before this event: the cursor goes no further while it waits."""
     at_ms: int
     deadline_ms: int
@@ -60,26 +62,26 @@ class _Waiting:
 
 
 class BypassDetector:
-    """Matches broker events with gateway events in the local log; reports the unmatched."""
+    """Matches broker events with gateway events in the audit log; reports the unmatched."""
 
     def __init__(
         self,
-        log_dir: Path,
+        source: LogSource,
         recorder: Recorder,
-        cursor: Cursor,
         settings: BypassConfig,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.reader = LogReader(log_dir)
+        self.source = source
         self.recorder = recorder
-        self.cursor = cursor
         self.settings = settings
         self.clock = clock
-        self._read_at = cursor.load()
         self._requests: dict[_RequestKey, list[int]] = {}
         self._counts: dict[_CountKey, list[tuple[int, int]]] = {}
         self._waiting: list[_Waiting] = []
+        # Per lane of the log (a Kafka partition), where each gateway event read was, in
+        # log order: the cursor stays before those a waiting decision could still match.
+        self._gateway_places: dict[object, deque[tuple[int, object]]] = {}
         self._gateways = frozenset(settings.gateway_addresses)
         self.matched = 0
         self.reported = 0
@@ -87,30 +89,41 @@ class BypassDetector:
     def poll(self) -> int:
         """Read what the log gained, settle what can be settled, save the cursor; returns
         the bypass events recorded."""
-        while True:
-            start = self._read_at
-            lines, after = self.reader.read(start, 5_000)
-            if not lines:
-                break
-            offset = after.offset - sum(len(line) for line in lines)
-            for line in lines:
-                before = Position(after.segment, offset)
-                offset += len(line)
-                self._take(orjson.loads(line), before)
-            self._read_at = after
+        for line, before in self.source.lines():
+            self._take(orjson.loads(line), before)
         reported = self._settle(int(self.clock() * 1000))
         if reported:
             self.recorder.flush()
-        self._save()
+        self.source.save(self._keep_from())
         return reported
 
-    def _take(self, event: dict[str, Any], before: Position) -> None:
+    def _keep_from(self) -> list[object]:
+        """The places the cursor must stay before: each waiting decision's, and the first
+        gateway event of each lane that a waiting decision could still match."""
+        if not self._waiting:
+            self._gateway_places.clear()
+            return []
+        margin = max(int(self.settings.window_seconds * 1000), self._aggregate_wait_ms())
+        limit = min(min(item.at_ms, item.span[0]) for item in self._waiting) - margin
+        places = [item.before for item in self._waiting]
+        for lane, seen in list(self._gateway_places.items()):
+            while seen and seen[0][0] < limit:
+                seen.popleft()
+            if seen:
+                places.append(seen[0][1])
+            else:
+                del self._gateway_places[lane]
+        return places
+
+    def _take(self, event: dict[str, Any], before: object) -> None:
         source = (event.get("context") or {}).get("source")
         event_type = event.get("event_type")
         if event_type in _IGNORED:
             return
         if source == "gateway":
             self._remember_gateway(event)
+            lane = self.source.lane(before)
+            self._gateway_places.setdefault(lane, deque()).append((_ms(event["timestamp"]), before))
         elif source == SOURCE:
             self._wait_for(event, before)
 
@@ -127,7 +140,7 @@ class BypassDetector:
             )
             self._counts.setdefault(_count_key(event), []).append(span)
 
-    def _wait_for(self, event: dict[str, Any], before: Position) -> None:
+    def _wait_for(self, event: dict[str, Any], before: object) -> None:
         at = _ms(event["timestamp"])
         key = _request_key(event)
         window_ms = int(self.settings.window_seconds * 1000)
@@ -206,14 +219,12 @@ class BypassDetector:
         )
         self.reported += 1
 
-    def _save(self) -> None:
-        target = self._waiting[0].before if self._waiting else self._read_at
-        if target is not None:
-            self.cursor.save(target)
-
     @property
     def waiting(self) -> int:
         return len(self._waiting)
+
+    def close(self) -> None:
+        self.source.close()
 
 
 def _request_key(event: dict[str, Any]) -> _RequestKey | None:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 from kaudit.brokeraudit.bypass import BypassDetector
+from kaudit.brokeraudit.logsources import KafkaLogSource, LocalLogSource, LogSource
 from kaudit.brokeraudit.reader import DecisionReader
 from kaudit.config import Config
 from kaudit.config.model import KafkaLog
@@ -30,13 +31,20 @@ def bypass_detector(config: Config, recorder: Recorder) -> BypassDetector | None
     section = config.broker_auditor
     if section is None or not section.bypass.enabled:
         return None
+    source: LogSource
     if isinstance(config.audit.log, KafkaLog):
-        raise UsageError(
-            "broker_auditor.bypass reads the local audit log (audit.log type: local); with "
-            "a Kafka audit log set broker_auditor.bypass.enabled: false"
-        )
-    cursor = Cursor.named(config.data_path / "broker-auditor", BYPASS_CURSOR)
-    return BypassDetector(config.log_dir, recorder, cursor, section.bypass)
+        source = KafkaLogSource(config.audit.log, bypass_group(section.group))
+    else:
+        cursor = Cursor.named(config.data_path / "broker-auditor", BYPASS_CURSOR)
+        source = LocalLogSource(config.log_dir, cursor)
+    return BypassDetector(source, recorder, section.bypass)
+
+
+def bypass_group(decision_group: str) -> str:
+    """The consumer group whose offsets are the bypass detector's cursor in a Kafka log:
+    named after the decision reader's group, so two kaudits reading two clusters' decisions
+    into one log keep two cursors."""
+    return f"{decision_group}-bypass"
 
 
 def run_broker_audit(
@@ -74,4 +82,6 @@ def run_broker_audit(
                 break
     finally:
         reader.close()
+        if detector is not None:
+            detector.close()
     return reader.records_read, detector.reported if detector is not None else 0

@@ -266,6 +266,21 @@ class KafkaLogReader:
             offsets = [TopicPartition(self.topic, p, o + 1) for p, o in last.items()]
             self._consumer.commit(offsets=offsets, asynchronous=False)
 
+    def committed_offsets(self) -> dict[int, int]:
+        """This group's committed offset of each partition that has one."""
+        partitions = [TopicPartition(self.topic, p) for p in self._partitions()]
+        committed = self._consumer.committed(partitions, timeout=10)
+        return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+
+    def commit_offsets(self, offsets: dict[int, int]) -> None:
+        """Save the group's cursor at `offsets` (partition: next offset to read), also
+        before what was read already (a reader holding records back)."""
+        if offsets:
+            self._consumer.commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
+                asynchronous=False,
+            )
+
     def rewind(self, records: Sequence[LogRecord]) -> None:
         """Go back to the first of `records` per partition (a delivery failed)."""
         first: dict[int, int] = {}
