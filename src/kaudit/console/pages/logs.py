@@ -44,6 +44,7 @@ from kaudit.store.query import Hit
 __all__ = ["log_router"]
 
 TAIL_POLL_SECONDS = 0.25
+KEEPALIVE_SECONDS = 15.0
 
 
 def _is_api(request: Request) -> bool:
@@ -242,12 +243,13 @@ def log_router(view: LogView) -> APIRouter:
     @router.get("/audit/tail")
     async def tail(request: Request) -> Response:
         """New events matching the filter as server-sent events (`event: row`, a JSON row),
-        from the log position the page was rendered at."""
+        from the log position the page was rendered at; each row's id is the position
+        after it, so a browser that reconnects (`Last-Event-ID`) carries on from there."""
         if not await run_in_threadpool(_is_admin, request):
             return _problem(request, 403, "Refused", "the audit log is for console admins")
         try:
             query = LogQuery.parse(request.query_params, default_since=None)
-            start = request.query_params.get("from")
+            start = request.headers.get("last-event-id") or request.query_params.get("from")
             position = TailFrom.decode(start) if start else view.tail_start()
         except BadQuery as exc:
             return _problem(request, 400, "Bad request", str(exc))
@@ -256,13 +258,23 @@ def log_router(view: LogView) -> APIRouter:
 
         async def stream() -> AsyncIterator[bytes]:
             batches = view.tail(query, position)
-            yield b": live tail\n\n"
+            yield b"retry: 1000\n: live tail\n\n"
+            quiet = 0.0
             while not await request.is_disconnected():
-                batch = await run_in_threadpool(next, batches)
+                batch, after = await run_in_threadpool(next, batches)
+                mark = after.encode().encode()
                 for hit in batch:
-                    yield b"event: row\ndata: " + orjson.dumps(row(hit)) + b"\n\n"
-                if not batch:
-                    await asyncio.sleep(TAIL_POLL_SECONDS)
+                    yield (
+                        b"event: row\nid: " + mark + b"\ndata: " + orjson.dumps(row(hit)) + b"\n\n"
+                    )
+                if batch:
+                    quiet = 0.0
+                    continue
+                await asyncio.sleep(TAIL_POLL_SECONDS)
+                quiet += TAIL_POLL_SECONDS
+                if quiet >= KEEPALIVE_SECONDS:  # a comment, so proxies keep the stream open
+                    quiet = 0.0
+                    yield b": idle\n\n"
 
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
