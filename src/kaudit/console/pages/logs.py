@@ -14,12 +14,13 @@ import io
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from kaudit.console.identity import ConsoleUser
 from kaudit.console.logview import (
@@ -37,9 +38,11 @@ from kaudit.console.pages.charts import MAX_MAP_FLOWS, bar_chart, flow_map
 from kaudit.console.web import current_user, render, request_info, state
 from kaudit.errors import KauditError
 from kaudit.events.model import Resource
+from kaudit.exporters.status import exporter_status
 from kaudit.store.browse import Flow, hourly_counts
 from kaudit.store.output import write_hits
 from kaudit.store.query import Hit
+from kaudit.store.schema import to_ms
 
 __all__ = ["log_router"]
 
@@ -121,8 +124,6 @@ def row(hit: Hit) -> dict[str, Any]:
 
 
 def _links(raw: Mapping[str, str], **extra: str) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({**raw, **extra})
 
 
@@ -354,14 +355,10 @@ def log_router(view: LogView) -> APIRouter:
         refused = _admins_only(request)
         if refused is not None:
             return refused
-        from kaudit.exporters.status import exporter_status
-
         period = request.query_params.get("period", "24h")
         since, until = since_for(period)
         query = LogQuery.parse({"since": since.isoformat(), "until": until.isoformat()})
         search = view.search()
-        from kaudit.store.schema import to_ms
-
         by_result = hourly_counts(search, query.filter, "result", to_ms(since), to_ms(until))
         by_category = hourly_counts(search, query.filter, "category", to_ms(since), to_ms(until))
         week = LogQuery.parse({}, view.default_since).filter
@@ -418,8 +415,6 @@ def log_router(view: LogView) -> APIRouter:
         if refused is not None:
             return refused
         view.run_verify()
-        from starlette.responses import RedirectResponse
-
         return RedirectResponse("/overview", status_code=303)
 
     router.post("/overview/verify")(guarded(verify_now))
