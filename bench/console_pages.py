@@ -152,12 +152,17 @@ def main() -> None:
             login(client)
 
             page_ms: list[float] = []
+            by_filter: dict[str, list[float]] = {}
             cursors: list[str] = []
+            rounds = 0
             while len(page_ms) < args.requests:
-                flt = FILTERS[len(page_ms) % len(FILTERS)]
+                flt = FILTERS[rounds % len(FILTERS)]
+                rounds += 1
+                name = "&".join(f"{k}={v}" for k, v in flt.items()) or "(none)"
                 ms, answer = timed(lambda flt=flt: client.get("/audit", params=flt))
                 assert answer.status_code == 200, answer.text[:300]
                 page_ms.append(ms)
+                by_filter.setdefault(name, []).append(ms)
                 api = client.get("/api/v1/audit/events", params={**flt, "size": 50}).json()
                 after = api["next"]
                 for _ in range(3):  # deeper pages by keyset
@@ -170,10 +175,13 @@ def main() -> None:
                     )
                     assert answer.status_code == 200
                     page_ms.append(ms)
+                    by_filter[name].append(ms)
                     cursors.append(after)
                     after = client.get(
                         "/api/v1/audit/events", params={**flt, "size": 50, "after": after}
                     ).json()["next"]
+            for name, samples in by_filter.items():
+                print(f"  {name}: median {statistics.median(samples):.1f} ms")
             print(f"audit log pages: p50 {percentile(page_ms, 0.5):.1f} ms, "
                   f"p95 {percentile(page_ms, 0.95):.1f} ms ({len(page_ms)} pages)")  # fmt: skip
 
@@ -218,6 +226,9 @@ def main() -> None:
                 "audit_log_page_p50_ms": round(percentile(page_ms, 0.5), 1),
                 "audit_log_page_p95_ms": round(percentile(page_ms, 0.95), 1),
                 "read_ahead_at_start_s": round(warm_up, 1),
+                "audit_log_page_median_ms_by_filter": {
+                    k: round(statistics.median(v), 1) for k, v in by_filter.items()
+                },
                 "event_detail_first_ms": round(first_ms, 1),
                 "event_detail_p50_ms": round(percentile(detail_ms, 0.5), 1),
                 "event_detail_p95_ms": round(percentile(detail_ms, 0.95), 1),

@@ -3,6 +3,7 @@ same way, and reads a changed event in the log as FAILED."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import orjson
@@ -78,3 +79,19 @@ def test_an_event_changed_in_the_log_fails(signed_log: tuple[Path, Path]) -> Non
     assert prover.check(event["event_id"], seq, original, ring).status == "failed"
     fresh = LogProver(log_dir).check(event["event_id"], seq, tampered, ring)
     assert fresh.status == "failed" and "NOT included" in fresh.message
+
+
+def test_while_the_log_is_still_being_read_a_check_says_so_not_verified(
+    signed_log: tuple[Path, Path],
+) -> None:
+    log_dir, pub = signed_log
+    line = _lines(log_dir)[3]
+    event = orjson.loads(line)
+    prover = LogProver(log_dir)
+    reading = threading.Thread(target=prover.catch_up)
+    with prover._lock:  # the first read of a large log, held by another thread
+        reading.start()
+        busy = prover.check(event["event_id"], event["integrity"]["sequence_number"], line,
+                            load_verifiers([pub]), wait=0.05)  # fmt: skip
+    reading.join()
+    assert busy.status == "unchecked" and "still being read" in busy.message

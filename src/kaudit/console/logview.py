@@ -333,9 +333,10 @@ class LogView:
         size = (self.config.log_dir / f"{last:020d}.jsonl").stat().st_size
         return TailFrom(last, size)
 
-    def tail(self, query: LogQuery, start: TailFrom) -> Iterator[list[Hit]]:
+    def tail(self, query: LogQuery, start: TailFrom) -> Iterator[tuple[list[Hit], TailFrom]]:
         """Batches of new matching events from `start` on, read as they are appended (an
-        empty batch when there was nothing new); the caller decides how long to follow."""
+        empty batch when there was nothing new), each with the position after it; the
+        caller decides how long to follow."""
         reader = LogReader(self.config.log_dir)
         position = Position(start.segment, start.offset)
         # New events are after any `since`; an `until` in the past would show none.
@@ -356,7 +357,7 @@ class LogView:
                 if query.source is not None and source_of(line) != query.source:
                     continue
                 batch.append(Hit(fields, line))
-            yield batch
+            yield batch, TailFrom(position.segment, position.offset)
 
 
 def since_for(period: str) -> tuple[datetime, datetime]:

@@ -190,44 +190,64 @@ class LogProver:
     # -- proving ---------------------------------------------------------------------------
 
     def check(
+        self,
+        event_id: str,
+        sequence: int | None,
+        line: bytes,
+        verifiers: KeyRing | None,
+        wait: float = 5.0,
+    ) -> InclusionCheck:
+        """Whether the event `line` (as the index holds it) is in the signed log. While
+        the log is still being read (the first time, a large log takes a while) for
+        longer than `wait` seconds, it says so instead of keeping the caller waiting."""
+        if not self._lock.acquire(timeout=wait):
+            return InclusionCheck(
+                "unchecked",
+                f"the log is still being read for proofs ({self.size:,} events so far); "
+                "reload in a moment",
+            )
+        try:
+            return self._check(event_id, sequence, line, verifiers)
+        finally:
+            self._lock.release()
+
+    def _check(
         self, event_id: str, sequence: int | None, line: bytes, verifiers: KeyRing | None
     ) -> InclusionCheck:
-        """Whether the event `line` (as the index holds it) is in the signed log."""
-        with self._lock:
-            self._catch_up()
-            checkpoint = self.latest_checkpoint()
-            index = self.index_of(sequence) if sequence is not None else None
-            if index is None:
-                return InclusionCheck(
-                    "failed" if checkpoint is not None else "unchecked",
-                    f"the log in {self.log_dir} holds no event with sequence number {sequence}",
-                )
-            in_log = self.line_at(index)
-            if checkpoint is None:
-                return InclusionCheck(
-                    "unchecked",
-                    "the log has no signed checkpoint to prove it against "
-                    "(audit.integrity.checkpoints is off, or none was written yet)",
-                    index,
-                )
-            if index >= checkpoint.size:
-                return InclusionCheck(
-                    "pending",
-                    f"not yet checkpointed: the latest checkpoint covers {checkpoint.size} "
-                    f"events, this is event {index}",
-                    index,
-                    checkpoint,
-                )
-            if checkpoint.size > self.size:
-                return InclusionCheck(
-                    "failed",
-                    f"the log holds {self.size} events but its checkpoint covers "
-                    f"{checkpoint.size}: events were removed",
-                    index,
-                    checkpoint,
-                )
-            path = self._path(index, checkpoint.size)
-            document = inclusion_path_document(event_id, index, in_log, path, checkpoint)
+        self._catch_up()
+        checkpoint = self.latest_checkpoint()
+        index = self.index_of(sequence) if sequence is not None else None
+        if index is None:
+            return InclusionCheck(
+                "failed" if checkpoint is not None else "unchecked",
+                f"the log in {self.log_dir} holds no event with sequence number {sequence}",
+            )
+        in_log = self.line_at(index)
+        if checkpoint is None:
+            return InclusionCheck(
+                "unchecked",
+                "the log has no signed checkpoint to prove it against "
+                "(audit.integrity.checkpoints is off, or none was written yet)",
+                index,
+            )
+        if index >= checkpoint.size:
+            return InclusionCheck(
+                "pending",
+                f"not yet checkpointed: the latest checkpoint covers {checkpoint.size} "
+                f"events, this is event {index}",
+                index,
+                checkpoint,
+            )
+        if checkpoint.size > self.size:
+            return InclusionCheck(
+                "failed",
+                f"the log holds {self.size} events but its checkpoint covers "
+                f"{checkpoint.size}: events were removed",
+                index,
+                checkpoint,
+            )
+        path = self._path(index, checkpoint.size)
+        document = inclusion_path_document(event_id, index, in_log, path, checkpoint)
         if in_log != line:
             return InclusionCheck(
                 "failed",

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from kaudit.errors import SearchError
+from kaudit.errors import SearchError, StoreError
 from kaudit.store.query import Filter, Hit, IndexSearch, Search
 from kaudit.store.schema import Fields, from_ms
 
@@ -345,14 +345,22 @@ class FlowCache:
             else:
                 self._days.pop(day, None)
 
-    def flows(self, search: Search, since_ms: int, until_ms: int) -> list[Flow]:
-        """The flows between `since_ms` and `until_ms`, most records first."""
+    def flows(self, search: Search, since_ms: int, until_ms: int, wait: float = 5.0) -> list[Flow]:
+        """The flows between `since_ms` and `until_ms`, most records first; StoreError
+        (retryable) when the index is still being read, the first time, after `wait`
+        seconds."""
         totals: dict[_Key, list[int]] = {}
         if not isinstance(search, IndexSearch):
             flt = Filter(type="records.*", since=from_ms(since_ms), until=from_ms(until_ms))
             _add(totals, (k for h in search.search(flt, None) if (k := _flow_key(h.line))))
             return _flows(totals)
-        with self._lock:
+        if not self._lock.acquire(timeout=wait):
+            raise StoreError(
+                "the map is still reading the produce and consume events of the index; "
+                "reload in a moment",
+                retryable=True,
+            )
+        try:
             self._update(search)
             hour, last = since_ms // MS_PER_HOUR, (until_ms - 1) // MS_PER_HOUR
             while hour <= last:
@@ -363,6 +371,8 @@ class FlowCache:
                     _sum_into(totals, self._hours.get(hour, {}))
                     hour += 1
             return _flows(totals)
+        finally:
+            self._lock.release()
 
 
 def _sum_into(totals: dict[_Key, list[int]], bucket: dict[_Key, list[int]]) -> None:

@@ -14,12 +14,13 @@ import io
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from kaudit.console.identity import ConsoleUser
 from kaudit.console.logview import (
@@ -37,13 +38,16 @@ from kaudit.console.pages.charts import MAX_MAP_FLOWS, bar_chart, flow_map
 from kaudit.console.web import current_user, render, request_info, state
 from kaudit.errors import KauditError
 from kaudit.events.model import Resource
+from kaudit.exporters.status import exporter_status
 from kaudit.store.browse import Flow, hourly_counts
 from kaudit.store.output import write_hits
 from kaudit.store.query import Hit
+from kaudit.store.schema import to_ms
 
 __all__ = ["log_router"]
 
 TAIL_POLL_SECONDS = 0.25
+KEEPALIVE_SECONDS = 15.0
 
 
 def _is_api(request: Request) -> bool:
@@ -120,8 +124,6 @@ def row(hit: Hit) -> dict[str, Any]:
 
 
 def _links(raw: Mapping[str, str], **extra: str) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({**raw, **extra})
 
 
@@ -242,12 +244,13 @@ def log_router(view: LogView) -> APIRouter:
     @router.get("/audit/tail")
     async def tail(request: Request) -> Response:
         """New events matching the filter as server-sent events (`event: row`, a JSON row),
-        from the log position the page was rendered at."""
+        from the log position the page was rendered at; each row's id is the position
+        after it, so a browser that reconnects (`Last-Event-ID`) carries on from there."""
         if not await run_in_threadpool(_is_admin, request):
             return _problem(request, 403, "Refused", "the audit log is for console admins")
         try:
             query = LogQuery.parse(request.query_params, default_since=None)
-            start = request.query_params.get("from")
+            start = request.headers.get("last-event-id") or request.query_params.get("from")
             position = TailFrom.decode(start) if start else view.tail_start()
         except BadQuery as exc:
             return _problem(request, 400, "Bad request", str(exc))
@@ -256,13 +259,23 @@ def log_router(view: LogView) -> APIRouter:
 
         async def stream() -> AsyncIterator[bytes]:
             batches = view.tail(query, position)
-            yield b": live tail\n\n"
+            yield b"retry: 1000\n: live tail\n\n"
+            quiet = 0.0
             while not await request.is_disconnected():
-                batch = await run_in_threadpool(next, batches)
+                batch, after = await run_in_threadpool(next, batches)
+                mark = after.encode().encode()
                 for hit in batch:
-                    yield b"event: row\ndata: " + orjson.dumps(row(hit)) + b"\n\n"
-                if not batch:
-                    await asyncio.sleep(TAIL_POLL_SECONDS)
+                    yield (
+                        b"event: row\nid: " + mark + b"\ndata: " + orjson.dumps(row(hit)) + b"\n\n"
+                    )
+                if batch:
+                    quiet = 0.0
+                    continue
+                await asyncio.sleep(TAIL_POLL_SECONDS)
+                quiet += TAIL_POLL_SECONDS
+                if quiet >= KEEPALIVE_SECONDS:  # a comment, so proxies keep the stream open
+                    quiet = 0.0
+                    yield b": idle\n\n"
 
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
@@ -342,14 +355,10 @@ def log_router(view: LogView) -> APIRouter:
         refused = _admins_only(request)
         if refused is not None:
             return refused
-        from kaudit.exporters.status import exporter_status
-
         period = request.query_params.get("period", "24h")
         since, until = since_for(period)
         query = LogQuery.parse({"since": since.isoformat(), "until": until.isoformat()})
         search = view.search()
-        from kaudit.store.schema import to_ms
-
         by_result = hourly_counts(search, query.filter, "result", to_ms(since), to_ms(until))
         by_category = hourly_counts(search, query.filter, "category", to_ms(since), to_ms(until))
         week = LogQuery.parse({}, view.default_since).filter
@@ -406,8 +415,6 @@ def log_router(view: LogView) -> APIRouter:
         if refused is not None:
             return refused
         view.run_verify()
-        from starlette.responses import RedirectResponse
-
         return RedirectResponse("/overview", status_code=303)
 
     router.post("/overview/verify")(guarded(verify_now))
