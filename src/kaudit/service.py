@@ -45,7 +45,7 @@ def run(config: Config, *, once: bool, say: Say, retries: int | None = None) -> 
         reading_broker_auditor(
             config, console_session, say, once=once, stop=stop, mon=mon
         ) as auditor_session,
-        alerting(config, say, once=once, session=auditor_session, stop=stop) as session,
+        alerting(config, say, once=once, session=auditor_session, stop=stop, mon=mon) as session,
     ):
         counts = run_exporters(
             config, once=once, say=say, session=session, stop=stop, mon=mon, retries=retries
@@ -142,7 +142,13 @@ def reading_broker_auditor(
 
 @contextlib.contextmanager
 def alerting(
-    config: Config, say: Say, *, once: bool, session: AuditSession | None, stop: threading.Event
+    config: Config,
+    say: Say,
+    *,
+    once: bool,
+    session: AuditSession | None,
+    stop: threading.Event,
+    mon: Monitoring | None = None,
 ) -> Iterator[AuditSession | None]:
     """The alert engine judging the log meanwhile, when rules are configured (not with
     `once`), recording `alert.fired` through `session`, or through a session of its own
@@ -160,12 +166,22 @@ def alerting(
             session = stack.enter_context(
                 AuditSession(config, source="gateway" if config.gateway else "alerts")
             )
+            if mon is not None:
+                mon.watch_recorder(session.recorder)
         recording = session
 
         def record(event_type: str, fields: Mapping[str, Any]) -> None:
             recording.emit(event_type, durable=True, **fields)
 
-        engine = AlertEngine(config, record=record)
+        counting: dict[str, Callable[[str], None]] = {}
+        if mon is not None:
+            from kaudit.ops import metrics
+
+            counting = {
+                "on_fired": metrics.alert_fired,
+                "on_notification_failed": metrics.notification_failed,
+            }
+        engine = AlertEngine(config, record=record, **counting)
         stack.callback(engine.close)
         thread = threading.Thread(target=engine.run, args=(stop,), name="alerts")
         thread.start()

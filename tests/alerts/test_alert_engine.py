@@ -204,3 +204,31 @@ audit:
     assert body["alert"]["rule"] == "builtin.log_integrity"
     assert body["event"]["details"]["problem"] == "sequence number 4 follows 2"
     engine.close()
+
+
+def test_firings_and_failed_notifications_reach_the_metrics_by_rule_and_notifier_kind(
+    tmp_path: Path, receiver: AlertReceiver
+) -> None:
+    from kaudit.ops import metrics
+
+    def sample(name: str, **labels: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    fired_before = sample("kaudit_alerts_fired_total", rule="access-denied-spike")
+    failed_before = sample("kaudit_alert_notifications_failed_total", notifier="pagerduty")
+    config = _config(tmp_path, receiver, threshold=1)
+    _emit(config, ("access.denied", "User:mallory"))
+    engine = AlertEngine(
+        config,
+        record=lambda *_: None,
+        on_fired=metrics.alert_fired,
+        on_notification_failed=metrics.notification_failed,
+    )
+    engine.drain()
+    receiver.answer(500, b"unavailable")
+    engine.deliver_due()
+    engine.close()
+    assert sample("kaudit_alerts_fired_total", rule="access-denied-spike") == fired_before + 1
+    assert (
+        sample("kaudit_alert_notifications_failed_total", notifier="pagerduty") == failed_before + 1
+    )

@@ -124,8 +124,13 @@ class AlertEngine:
         batch_max: int = 5000,
         probe_every_s: float = 15.0,
         max_backoff_s: float = 300.0,
+        on_fired: Callable[[str], None] | None = None,
+        on_notification_failed: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        # Metrics, by rule name and by notifier kind (kaudit.ops.metrics when served).
+        self._on_fired = on_fired or (lambda rule: None)
+        self._on_notification_failed = on_notification_failed or (lambda kind: None)
         self.rules: list[CompiledRule] = compile_rules(
             config.audit.alerts, config.audit.builtin_alerts
         )
@@ -236,6 +241,7 @@ class AlertEngine:
                 self.counters.alerts_resolved += 1
             else:
                 self.counters.alerts_fired += 1
+                self._on_fired(alert.rule)
             log.warning(
                 "alert %s %s%s: %d events",
                 alert.rule,
@@ -310,11 +316,13 @@ class AlertEngine:
                 error = "its rule or target is no longer configured"
                 self.store.failed(pending.id, error, now + self.max_backoff_s)
                 self.counters.notifications_failed += 1
+                self._on_notification_failed(pending.target_type)
                 continue
             try:
                 notifier.send(alert)
             except ExporterError as exc:
                 self.counters.notifications_failed += 1
+                self._on_notification_failed(pending.target_type)
                 wait = self._backoff(pending.attempts, exc)
                 reason = mask(str(exc))
                 self.store.failed(pending.id, reason, now + wait)
