@@ -286,6 +286,7 @@ def indexed(pristine: Path, keys: Keys, tmp_path: Path) -> Path:
 
 def _filters(log: list[bytes]) -> list[Filter]:
     middle = parse_iso(orjson.loads(log[len(log) // 2])["timestamp"])
+    source = orjson.loads(log[0])["context"]["source"]
     return [
         Filter(),
         Filter(type="topic.*"),
@@ -298,6 +299,8 @@ def _filters(log: list[bytes]) -> list[Filter]:
         Filter(since=middle - timedelta(hours=20), until=middle + timedelta(hours=7)),
         Filter(type="auth.*", actor="User:svc-*", since=middle),
         Filter(type="no.such"),
+        Filter(source=source[:2] + "*"),
+        Filter(source="no-such-source"),
     ]
 
 
@@ -322,7 +325,7 @@ def test_search_over_a_parquet_export_gives_the_indexed_answers(
     assert isinstance(local, ExportSearch) and isinstance(remote, ExportSearch)
     for flt in _filters(log_lines(s3_export)):
         want = index.search(flt, None)
-        assert want or flt.type == "no.such", flt
+        assert want or "no" in f"{flt.type}{flt.source}", flt
         for export in (local, remote):
             assert [h.line for h in export.search(flt, None)] == [h.line for h in want], flt
             assert export.search(flt, 25) == want[:25], flt

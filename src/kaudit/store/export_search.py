@@ -44,8 +44,16 @@ _TERMS = {
     "actor": ("actor_id",),
     "resource": ("resource_type", "resource_id"),
     "cluster": ("context_cluster_id",),
+    "source": ("context_source",),
 }
-_GROUPS = {**_TERMS, "category": ("event_type",), "result": ("action_result",), "day": ()}
+_GROUPS = {
+    **_TERMS,
+    "category": ("event_type",),
+    "result": ("action_result",),
+    "day": (),
+    "hour": (),
+}
+_MS_PER_HOUR = 3_600_000
 _DICTIONARY = [
     "event_type",
     "actor_id",
@@ -53,6 +61,7 @@ _DICTIONARY = [
     "resource_id",
     "action_result",
     "context_cluster_id",
+    "context_source",
 ]
 """Columns of few distinct values, read as dictionaries: filtered and grouped by their
 distinct values, never turned into one string per row."""
@@ -260,9 +269,10 @@ class ExportSearch:
         if not found.num_rows:
             return []
         columns = sorted({c for key in keys for c in _GROUPS[key]})
-        if "day" in keys:
-            found = found.append_column("day", pc.divide(found.column("ts"), MS_PER_DAY))
-            columns.append("day")
+        for key, ms in (("day", MS_PER_DAY), ("hour", _MS_PER_HOUR)):
+            if key in keys:
+                found = found.append_column(key, pc.divide(found.column("ts"), ms))
+                columns.append(key)
         grouped = (
             found.unify_dictionaries()
             .group_by(columns, use_threads=False)
@@ -376,4 +386,6 @@ def _group_value(row: dict[str, Any], key: str) -> Any:
         return row["action_result"]
     if key == "cluster":
         return row["context_cluster_id"]
-    return row["day"]
+    if key == "source":
+        return row["context_source"]
+    return row[key]  # day or hour
