@@ -103,10 +103,10 @@ def say_what_runs(command: str, config_path: str | None, config: Config) -> None
     data directory and audit log it uses."""
     from kaudit.session import describe_log
 
-    click.echo(
+    announce(
         f"kaudit {command}: config {config_path or '(built-in defaults)'}, data directory "
         f"{config.data_path}, log {describe_log(config)}",
-        err=True,
+        event="kaudit.status",
     )
 
 
