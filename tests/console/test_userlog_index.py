@@ -118,5 +118,7 @@ def test_keyset_pages_read_the_index_not_the_whole_log(console: ConsoleHarness) 
         # The words of the provider and id find the user's events and the few that share
         # them, not the thousands of others.
         assert search.rows_read < 10 * MINE < total / 10
+        # Only the last `days`: none of these events is in a window that starts now.
+        assert user_page(search, ME.provider, ME.id, days=0, size=7).hits == []
     finally:
         search.close()
