@@ -8,7 +8,9 @@ through Starlette's test client) and times, server side and over the whole app:
 - filtered audit-log pages (several filters, first and deep keyset pages);
 - event detail pages with their server-checked inclusion proof;
 - the client–topic map of 7 days (`map_7d_ms`: the median of 5; `map_7d_first_ms`: the
-  first call).
+  first call);
+- the signed-in user's own log (`/my-log`, first and older keyset pages), once the user
+  has `--own-events` console events of their own among the N (`user_log_page_p95_ms`).
 
 The console reads the log ahead when it starts (leaf hashes for the proofs, produce and
 consume events for the map's hourly cache): that time is `read_ahead_at_start_s`, and
@@ -25,10 +27,12 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +41,9 @@ from starlette.testclient import TestClient
 import kaudit
 from kaudit.config import Config
 from kaudit.console.app import build_app
+from kaudit.console.audit import RequestInfo
 from kaudit.console.auth.local import hash_password
+from kaudit.console.identity import ConsoleUser
 from kaudit.exporters import ExporterRunner
 from kaudit.generate import generate
 from kaudit.integrity.keys import generate as generate_keys
@@ -91,6 +97,13 @@ def record_and_index(config: Config, events: int) -> tuple[float, float]:
         generate(session, events, seed=7, spread_seconds=SPREAD_SECONDS)
         session.flush(3600)  # the machine may be busy: wait as long as it takes
     recorded = time.perf_counter() - started
+    started = time.perf_counter()
+    assert index_new(config) == events
+    return recorded, time.perf_counter() - started
+
+
+def index_new(config: Config) -> int:
+    """Index the events logged since the last call, as the store exporter does."""
     store = store_destination(config)
     assert store is not None
     path = store.index_path(config.data_path)
@@ -99,12 +112,38 @@ def record_and_index(config: Config, events: int) -> tuple[float, float]:
         log_dir=config.log_dir,
         cursor=Cursor(path.with_suffix(".cursor.json")),
     )
-    started = time.perf_counter()
     try:
-        assert runner.drain() == events
+        return runner.drain()
     finally:
         runner.close()
-    return recorded, time.perf_counter() - started
+
+
+def user_log_pages(
+    app: Any, client: TestClient, session: kaudit.AuditSession, config: Config, own: int,
+    requests: int,
+) -> list[float]:  # fmt: skip
+    """Give the signed-in user (root) `own` console events of their own, index them, and
+    time their log's pages: the first, then older ones by the page's keyset link."""
+    recorder = app.state.console.recorder
+    user = ConsoleUser(provider="local", login="root", id="root", roles=("ops",))
+    for n in range(own):
+        recorder.auth(
+            "auth.login", provider="local", login="root", user=user,
+            info=RequestInfo(request_id=f"bench-{n}", source_address="192.0.2.1"),
+            result="success",
+        )  # fmt: skip
+    session.flush(3600)
+    index_new(config)
+    samples: list[float] = []
+    url = "/my-log"
+    while len(samples) < requests:
+        ms, answer = timed(partial(client.get, url))
+        assert answer.status_code == 200, answer.text[:300]
+        assert answer.text.count('<tr class="event"') > 0
+        samples.append(ms)
+        older = re.search(r'href="(/my-log\?after=[^"]+)" rel="next"', answer.text)
+        url = older[1].replace("&amp;", "&") if older else "/my-log"
+    return samples
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -119,8 +158,6 @@ def timed(call: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def login(client: TestClient) -> None:
-    import re
-
     page = client.get("/login").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert token
@@ -134,6 +171,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=60, help="requests per measure")
+    parser.add_argument(
+        "--own-events", type=int, default=1000, help="the user's own events for /my-log"
+    )
     args = parser.parse_args()
     rng = random.Random(3)
     with tempfile.TemporaryDirectory(dir=os.getcwd(), prefix="bench-console-pages-") as d:
@@ -217,6 +257,9 @@ def main() -> None:
                          for _ in range(5)]  # fmt: skip
             print(f"map 7d: first {map_first:.0f} ms, then median "
                   f"{statistics.median(map_later):.0f} ms")  # fmt: skip
+            user_ms = user_log_pages(app, client, session, config, args.own_events, args.requests)
+            print(f"user log pages: p50 {percentile(user_ms, 0.5):.1f} ms, "
+                  f"p95 {percentile(user_ms, 0.95):.1f} ms")  # fmt: skip
             client.close()
     print(
         json.dumps(
@@ -235,6 +278,9 @@ def main() -> None:
                 "map_7d_first_ms": round(map_first, 1),
                 "map_7d_ms": round(statistics.median(map_later), 1),
                 "badges": statuses,
+                "user_log_own_events": args.own_events,
+                "user_log_page_p50_ms": round(percentile(user_ms, 0.5), 1),
+                "user_log_page_p95_ms": round(percentile(user_ms, 0.95), 1),
             }
         )
     )

@@ -160,6 +160,7 @@ def test_a_users_log_holds_only_their_own_events(served: Served) -> None:
     with browser_page("log-pages-user") as page:
         problems = _login(page, served.url, "alice", "/audit")
         expect(page.locator("h1")).to_have_text("Refused")
+        index(served.config)  # her login, as the store destination's exporter does
         page.click("header nav >> text=My log")
         expect(page.locator("h1")).to_have_text("My log")
         rows = page.locator("tr.event")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -138,13 +138,14 @@ def source_of(line: bytes) -> str | None:
 
 def page(
     search: Search, flt: Filter, *, size: int, after: Cursor | None = None,
-    source: str | None = None,
+    source: str | None = None, keep: Callable[[bytes], bool] | None = None,
 ) -> Page:  # fmt: skip
     """One page of matches, newest first, after `after`; `source` keeps only events
-    from that source."""
+    from that source, and `keep` only the lines it accepts (both checked on the lines
+    found, within `SOURCE_SCAN_BUDGET` rows a page)."""
     if size < 1:
         raise SearchError(f"page size {size} must be at least 1")
-    if source is None:
+    if source is None and keep is None:
         hits = _older(search, flt, after, size + 1)
         more = len(hits) > size
         hits = hits[:size]
@@ -156,7 +157,10 @@ def page(
     while len(kept) <= size:
         found = _older(search, flt, cursor, batch)
         scanned += len(found)
-        kept += [h for h in found if source_of(h.line) == source]
+        kept += [
+            h for h in found
+            if (source is None or source_of(h.line) == source) and (keep is None or keep(h.line))
+        ]  # fmt: skip
         if len(found) < batch:  # the end of the matches
             cursor = None
             break

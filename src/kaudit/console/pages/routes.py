@@ -5,17 +5,23 @@ shows what happened, or why it was refused."""
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlencode
 
+import orjson
 from fastapi import APIRouter, Form, HTTPException, Query
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from kaudit.console.userlog import user_events
+from kaudit.console.userlog import log_days, user_page
 from kaudit.console.web import call_for, current_user, path_segment, state
 from kaudit.console.web import render as render_page
+from kaudit.errors import SearchError
+from kaudit.store.browse import Cursor
 from kaudit.timeparse import parse_when
 
 __all__ = ["pages_router"]
+
+MY_LOG_PAGE_SIZE = 200
 
 
 def _configs(text: str) -> dict[str, str]:
@@ -224,8 +230,21 @@ def pages_router() -> APIRouter:
     def my_log(request: Request) -> Response:
         user = current_user(request)
         assert user is not None
-        events = user_events(state(request).config, user.provider, user.id, 200)
-        return render_page(request, "my_log.html", events=events)
+        view = request.app.state.log_view
+        after = request.query_params.get("after")
+        try:
+            cursor = Cursor.decode(after) if after else None
+        except SearchError as exc:
+            raise HTTPException(400, str(exc)) from None
+        found = user_page(
+            view.search(), user.provider, user.id, days=log_days(view.config),
+            size=MY_LOG_PAGE_SIZE, after=cursor,
+        )  # fmt: skip
+        older = urlencode({"after": found.next.encode()}) if found.next else None
+        return render_page(
+            request, "my_log.html", events=[orjson.loads(h.line) for h in found.hits],
+            older=older, searched_to=found.searched_to,
+        )  # fmt: skip
 
     return router
 
