@@ -117,27 +117,17 @@ def reading_broker_auditor(
         return
     _stop_on_signals(stop)
     from kaudit.brokeraudit.service import run_broker_audit
-    from kaudit.session import AuditSession
 
     with contextlib.ExitStack() as stack:
-        if session is None:
-            session = stack.enter_context(
-                AuditSession(config, source="gateway" if config.gateway else "broker")
-            )
-            if mon is not None:
-                mon.watch_recorder(session.recorder)
+        session = _shared_session(stack, config, session, "broker", mon)
         thread = threading.Thread(
             target=run_broker_audit,
             args=(config, session.recorder, stop),
             kwargs={"say": say},
             name="broker-audit",
         )
-        thread.start()
-        try:
+        with _running(thread, stop):
             yield session
-        finally:
-            stop.set()
-            thread.join()
 
 
 @contextlib.contextmanager
@@ -160,37 +150,61 @@ def alerting(
         return
     _stop_on_signals(stop)
     with contextlib.ExitStack() as stack:
-        if session is None:
-            from kaudit.session import AuditSession
-
-            session = stack.enter_context(
-                AuditSession(config, source="gateway" if config.gateway else "alerts")
-            )
-            if mon is not None:
-                mon.watch_recorder(session.recorder)
+        session = _shared_session(stack, config, session, "alerts", mon)
         recording = session
 
         def record(event_type: str, fields: Mapping[str, Any]) -> None:
             recording.emit(event_type, durable=True, **fields)
 
-        counting: dict[str, Callable[[str], None]] = {}
-        if mon is not None:
+        if mon is None:
+            engine = AlertEngine(config, record=record)
+        else:
             from kaudit.ops import metrics
 
-            counting = {
-                "on_fired": metrics.alert_fired,
-                "on_notification_failed": metrics.notification_failed,
-            }
-        engine = AlertEngine(config, record=record, **counting)
+            engine = AlertEngine(
+                config,
+                record=record,
+                on_fired=metrics.alert_fired,
+                on_notification_failed=metrics.notification_failed,
+            )
         stack.callback(engine.close)
         thread = threading.Thread(target=engine.run, args=(stop,), name="alerts")
-        thread.start()
-        say(f"kaudit alerts: {len(engine.rules)} rules ({', '.join(r.name for r in engine.rules)})")
-        try:
+        names = ", ".join(rule.name for rule in engine.rules)
+        with _running(thread, stop):
+            say(f"kaudit alerts: {len(engine.rules)} rules ({names})")
             yield session
-        finally:
-            stop.set()
-            thread.join()
+
+
+def _shared_session(
+    stack: contextlib.ExitStack,
+    config: Config,
+    session: AuditSession | None,
+    source: str,
+    mon: Monitoring | None,
+) -> AuditSession:
+    """`session`, or one opened on `stack` when there is none yet (recording as `source`
+    unless a gateway will share it: one writer per log), its recorder watched by `mon`."""
+    if session is not None:
+        return session
+    from kaudit.session import AuditSession
+
+    opened = stack.enter_context(
+        AuditSession(config, source="gateway" if config.gateway else source)
+    )
+    if mon is not None:
+        mon.watch_recorder(opened.recorder)
+    return opened
+
+
+@contextlib.contextmanager
+def _running(thread: threading.Thread, stop: threading.Event) -> Iterator[None]:
+    """`thread` started, and on the way out stopped (`stop`) and waited for."""
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run_exporters(
