@@ -32,7 +32,7 @@ import orjson
 from kaudit.config import load_config
 from kaudit.demo_bypass import BROKER_AUDITOR_CONFIG, catch_bypass, create_topic
 from kaudit.dev.broker_auditor import AUTHORIZER_CLASS, broker_auditor_plugin
-from kaudit.dev.errors import KafkaAlreadyRunningError
+from kaudit.dev.errors import KafkaAlreadyRunningError, KafkaDownloadError, MissingToolError
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.dev.ports import free_port_block
 from kaudit.exporters import drain_all
@@ -176,14 +176,18 @@ def _kafka_demo(directory: Path, count: int, *, console: bool) -> None:
     def progress(message: str) -> None:
         echo(f"  {message}", err=True)
 
-    plugin = broker_auditor_plugin(progress=progress)
+    try:
+        plugin = broker_auditor_plugin(progress=progress)
+    except (MissingToolError, KafkaDownloadError) as exc:  # `make demo` installs Maven
+        echo(f"  the broker runs without kaudit's broker auditor: {exc}", err=True)
+        plugin = None
     broker = LocalKafka(directory / "kafka", progress=progress, broker_auditor=plugin)
     try:
         info = broker.start()
     except KafkaAlreadyRunningError as exc:
         info = exc.info
     audited = AUTHORIZER_CLASS in broker.config_file.read_text(encoding="utf-8")
-    if not audited:
+    if plugin is not None and not audited:
         echo(f"  (the broker already running in {info.dir} has no broker auditor: stop it to "
              "see bypasses caught)", err=True)  # fmt: skip
     config_path = directory / "kaudit-kafka.yaml"
