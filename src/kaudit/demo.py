@@ -32,7 +32,7 @@ import orjson
 from kaudit.config import load_config
 from kaudit.demo_bypass import BROKER_AUDITOR_CONFIG, catch_bypass, create_topic
 from kaudit.dev.broker_auditor import AUTHORIZER_CLASS, broker_auditor_plugin
-from kaudit.dev.errors import KafkaAlreadyRunningError
+from kaudit.dev.errors import KafkaAlreadyRunningError, KafkaDownloadError, MissingToolError
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.dev.ports import free_port_block
 from kaudit.exporters import drain_all
@@ -176,14 +176,18 @@ def _kafka_demo(directory: Path, count: int, *, console: bool) -> None:
     def progress(message: str) -> None:
         echo(f"  {message}", err=True)
 
-    plugin = broker_auditor_plugin(progress=progress)
+    try:
+        plugin = broker_auditor_plugin(progress=progress)
+    except (MissingToolError, KafkaDownloadError) as exc:  # `make demo` installs Maven
+        echo(f"  the broker runs without kaudit's broker auditor: {exc}", err=True)
+        plugin = None
     broker = LocalKafka(directory / "kafka", progress=progress, broker_auditor=plugin)
     try:
         info = broker.start()
     except KafkaAlreadyRunningError as exc:
         info = exc.info
     audited = AUTHORIZER_CLASS in broker.config_file.read_text(encoding="utf-8")
-    if not audited:
+    if plugin is not None and not audited:
         echo(f"  (the broker already running in {info.dir} has no broker auditor: stop it to "
              "see bypasses caught)", err=True)  # fmt: skip
     config_path = directory / "kaudit-kafka.yaml"
@@ -436,13 +440,12 @@ def gateway_demo(directory: Path, info: KafkaInfo, *, broker_auditor: bool) -> P
             with contextlib.suppress(KafkaException):  # refused by the ACLs, and recorded
                 bob.delete_topics([topic])[topic].result(timeout=30)
             # alice creates one topic through the gateway, and one straight at the broker.
-            alice: dict[str, Any] = info.client_config("alice")
-            create_topic(
-                AdminClient({**alice, "bootstrap.servers": via, "client.id": "alice-tool"}),
-                f"{topic}-archive",
-            )
-            create_topic(AdminClient({**alice, "client.id": "alice-laptop"}), f"{topic}-shadow")
-            del admin, producer, bob  # the clients go before the gateway does
+            alice: dict[str, Any] = {**info.client_config("alice"), "log_level": 4}
+            tool = AdminClient({**alice, "bootstrap.servers": via, "client.id": "alice-tool"})
+            create_topic(tool, f"{topic}-archive")
+            laptop = AdminClient({**alice, "client.id": "alice-laptop"})
+            create_topic(laptop, f"{topic}-shadow")
+            del admin, producer, bob, tool, laptop  # the clients go before the gateway does
             gc.collect()
         # Stopping the gateway closes the produce/consume window: its records are written.
         session.flush()
@@ -450,13 +453,14 @@ def gateway_demo(directory: Path, info: KafkaInfo, *, broker_auditor: bool) -> P
             catch_bypass(config, session, f"{topic}-shadow")
     lines = [orjson.loads(line) for _, line in LogReader(config.log_dir).iter_lines()]
     shown, seen = [], set()
-    for e in lines:  # a request the broker authorizes twice (broker, controller) shows once
+    for e in lines:  # this run's; a request the broker authorizes twice shows once
         row = (e["context"]["source"], e["event_type"], e["actor"]["id"], e["resource"]["id"])
-        if e["event_type"] not in ("auth.login", "kafka.request") and row not in seen:
+        hidden = e["event_type"] in ("auth.login", "kafka.request")
+        if not hidden and topic in str(e["resource"]["id"]) and row not in seen:
             seen.add(row)
             shown.append(e)
     what = "The gateway and the broker auditor" if broker_auditor else "The gateway"
-    echo(f"\n{what} recorded {len(lines)} events; the changes, data access and refusals:")
+    echo(f"\n{what} recorded these changes, data access and refusals ({len(lines)} events):")
     for e in shown:
         details = e["details"] or {}
         extra = ""

@@ -51,6 +51,14 @@ def test_a_denial_is_the_typed_event_denied_plus_access_denied() -> None:
     assert len({e.event_id for e in events}) == 2
 
 
+def test_a_denial_also_refused_on_describe_is_one_denial_with_both_checks() -> None:
+    raw = record(allowed=False, api_key=20, operation="DELETE", also_denied="DESCRIBE")
+    events = to_events(parse(raw))
+    assert [e.event_type for e in events] == ["topic.deleted", "access.denied"]
+    checks = events[0].authorization.checks if events[0].authorization else ()
+    assert [(c.operation, c.allowed) for c in checks] == [("DESCRIBE", False), ("DELETE", False)]
+
+
 def test_the_same_record_read_twice_gives_the_same_event_ids() -> None:
     first = [e.event_id for e in to_events(parse(record(allowed=False)))]
     again = [e.event_id for e in to_events(parse(record(allowed=False)))]

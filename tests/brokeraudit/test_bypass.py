@@ -35,25 +35,33 @@ def session(tmp_path: Path) -> Iterator[AuditSession]:
         yield opened
 
 
-def broker_event(correlation_id: int, address: str = "10.0.0.1", at: int = T0) -> AuditEvent:
+def broker_event(
+    correlation_id: int,
+    address: str = "10.0.0.1",
+    at: int = T0,
+    topic: str | None = None,
+    record: str = "",
+    resource_type: str = "TOPIC",
+) -> AuditEvent:
     raw = orjson.dumps(
-        {"kind": "decision", "id": f"1-r-{correlation_id}", "node": 1, "time_ms": at,
+        {"kind": "decision", "id": f"1-r-{correlation_id}{record}", "node": 1, "time_ms": at,
          "correlation_id": correlation_id, "principal": "User:alice", "client_address": address,
          "client_id": "app", "api_key": 19, "api_version": 7, "operation": "CREATE",
-         "resource_type": "TOPIC", "resource_name": f"t{correlation_id}", "allowed": True}
+         "resource_type": resource_type, "resource_name": topic or f"t{correlation_id}",
+         "allowed": True}
     )  # fmt: skip
     (event,) = to_events(parse(raw))
     return event
 
 
-def gateway_event(correlation_id: int, at: int = T0 + 40) -> AuditEvent:
+def gateway_event(correlation_id: int, at: int = T0 + 40, topic: str | None = None) -> AuditEvent:
     stamp = broker_event(correlation_id, at=at)
     return AuditEvent(
         timestamp=stamp.timestamp,
         event_type="topic.created",
         event_id="",
         actor=Actor(type="user", id="User:alice", ip_address="192.0.2.7", client_id="app"),
-        resource=Resource("topic", f"t{correlation_id}"),
+        resource=Resource("topic", topic or f"t{correlation_id}"),
         action=Action("create"),
         context=Context(
             correlation_id=str(correlation_id), source="gateway", api=ApiRef(19, "CreateTopics", 7)
@@ -130,3 +138,51 @@ def test_after_a_restart_a_gateway_event_read_before_the_waiting_decision_still_
     assert first.poll() == 0 and first.matched == 1 and first.waiting == 1
     assert detector(session, T0 + 6000).poll() == 1
     assert [e["resource"]["id"] for e in bypasses(session)] == ["t1"]
+
+
+def test_a_direct_request_mirroring_a_gateway_request_on_another_topic_is_a_bypass(
+    session: AuditSession,
+) -> None:
+    """Same principal, API, client id and correlation id (a fresh connection starts where
+    the gateway's did), another topic: the gateway event does not hide it."""
+    session.record(gateway_event(1, topic="orders"))
+    session.record(broker_event(1, topic="orders"))
+    session.record(broker_event(1, at=T0 + 100, topic="payroll", record="direct"))
+    session.flush()
+    found = detector(session, T0 + 6000)
+    assert found.poll() == 1 and found.matched == 1
+    (event,) = bypasses(session)
+    assert event["resource"]["id"] == "payroll"
+
+
+def test_one_gateway_request_covers_one_decision_per_resource(session: AuditSession) -> None:
+    """The same request sent once more, straight to the broker: one gateway event cannot
+    cover two decisions on the same topic."""
+    session.record(gateway_event(1, topic="orders"))
+    session.record(broker_event(1, topic="orders"))
+    session.record(broker_event(1, at=T0 + 100, topic="orders", record="again"))
+    session.flush()
+    found = detector(session, T0 + 6000)
+    assert found.poll() == 1 and found.matched == 1
+    (event,) = bypasses(session)
+    assert event["details"]["broker_event_id"] != ""
+
+
+def test_a_request_on_several_topics_matches_each_decision_once_and_one_cluster_decision(
+    session: AuditSession,
+) -> None:
+    """A gateway request naming two topics covers the broker's decision on each and one
+    decision on the cluster (Kafka's CREATE on the cluster for CreateTopics), no more."""
+    session.record(gateway_event(1, topic="a"))
+    session.record(gateway_event(1, topic="b"))
+    session.record(broker_event(1, topic="a"))
+    session.record(broker_event(1, topic="b", record="b"))
+    session.record(broker_event(1, topic="kafka-cluster", record="c", resource_type="CLUSTER"))
+    session.record(
+        broker_event(1, at=T0 + 100, topic="kafka-cluster", record="d", resource_type="CLUSTER")
+    )
+    session.flush()
+    found = detector(session, T0 + 6000)
+    assert found.poll() == 1 and found.matched == 3
+    (event,) = bypasses(session)
+    assert (event["resource"]["type"], event["resource"]["id"]) == ("cluster", "kafka-cluster")

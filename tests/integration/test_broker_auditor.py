@@ -599,3 +599,41 @@ def test_the_demo_catches_alice_going_around_the_gateway(
     assert {e["context"]["source"] for e in archive} == {"gateway", "broker"}
     out = capsys.readouterr().out
     assert "access.bypassed_gateway" in out and "-shadow" in out
+
+
+def test_a_denial_is_recorded_once_per_request_and_resource(
+    admin_config: dict[str, str], decisions: Decisions, bob_config: dict[str, str]
+) -> None:
+    """The controller checks DESCRIBE (whether to reveal the topic) and then DELETE for
+    bob's DeleteTopics: one denial with both checks. His second request is denied again,
+    and recorded again."""
+    topic = f"once-{uuid.uuid4().hex[:8]}"
+    create_topic(admin_config, topic)
+    admin = AdminClient({**bob_config, "client.id": "denied-once"})
+    for _ in range(2):
+        with pytest.raises(KafkaException):
+            ok(admin.delete_topics([topic]))
+
+    def denials(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in matching(events, "access.denied", topic)
+                if e["actor"]["client_id"] == "denied-once"]  # fmt: skip
+
+    decisions.wait("both requests' denials", lambda events: len(denials(events)) >= 2)
+    # A third request marks the end: what the first two made is read by then.
+    with pytest.raises(KafkaException):
+        ok(admin.delete_topics([topic]))
+    decisions.wait("the third request's denial", lambda events: len(denials(events)) >= 3)
+    events = decisions.events()
+    found = denials(events)
+    assert len(found) == 3
+    assert len({e["context"]["correlation_id"] for e in found}) == 3
+    deleted = [e for e in matching(events, "topic.deleted", topic)
+               if e["actor"]["client_id"] == "denied-once"]  # fmt: skip
+    assert len(deleted) == 3
+    for event in deleted:
+        checks = event["authorization"]["checks"]
+        assert [(c["operation"], c["allowed"]) for c in checks] == [
+            ("DESCRIBE", False),
+            ("DELETE", False),
+        ]
+        assert event["action"]["result"] == "denied"

@@ -8,8 +8,18 @@ gateway's record of the same request, or until it stops waiting and records an
 What ties the two records of one request together: the gateway opens one broker
 connection per client connection and passes the client's correlation id and client id
 through untouched, and the broker authorizes the principal the client logged in as. So
-a broker decision matches a gateway event with the same principal, API key, client id
-and correlation id, at most `window_seconds` apart. The client address cannot be
+a broker decision matches a gateway request with the same principal, API key, client id
+and correlation id, at most `window_seconds` apart, that names the decision's resource.
+Resources are compared in one form, ``(type, name)``: the gateway's ``topic:orders`` and
+the resources of its authorization checks, the broker's pattern ``Topic:LITERAL:orders``.
+A decision on the cluster (``CREATE`` on the cluster for CreateTopics, ``ALTER`` for
+CreateAcls, a broker's configs) matches any gateway request of the same key; the
+gateway's own resources that Kafka authorizes on the cluster (``acl``, ``broker``...)
+count as the cluster. Each gateway request covers at most as many decisions as it names
+resources (one cluster decision at least), so one seen request cannot hide a second, direct
+one that mirrors it: fresh connections with the same client id start at the same
+correlation id. The gateway's events of one request are consecutive in the log; they are
+taken as one request until one names a resource again. The client address cannot be
 compared — the broker sees the gateway's — but when `gateway_addresses` lists the
 addresses gateways connect from, a decision from any other address is a bypass at once.
 Produce and fetch counts have no correlation id: a broker's count matches a gateway's
@@ -26,9 +36,9 @@ the Kafka log topic (`kaudit.brokeraudit.logsources`).
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,10 +53,41 @@ from kaudit.recorder.core import Recorder
 
 EVENT_TYPE = "access.bypassed_gateway"
 _AGGREGATED = frozenset({"records.produced", "records.consumed"})
+# How far apart the gateway's events of one request may be stamped.
+_SAME_REQUEST_MS = 1000
 _IGNORED = frozenset({"access.denied", "audit.degraded", EVENT_TYPE})
 
 _RequestKey = tuple[str, int, str | None, str]
 _CountKey = tuple[str, str, str]
+_ResourceKey = tuple[str, str]
+CLUSTER: _ResourceKey = ("cluster", "kafka-cluster")
+# Kafka's resource types other than the cluster: any other gateway resource (acl, broker,
+# client quota...) is one Kafka authorizes on the cluster.
+_RESOURCE_TYPES = frozenset({"topic", "group", "transactional_id", "delegation_token", "user"})
+
+
+@dataclass
+class _GatewayRequest:
+    """One request the gateway recorded: when, and the resources its decisions may name,
+    each as many times as it is left unclaimed by a broker decision."""
+
+    at_ms: int
+    named: set[_ResourceKey]
+    # Every request may give one decision on the cluster, whatever it names.
+    resources: Counter[_ResourceKey] = field(default_factory=lambda: Counter({CLUSTER: 1}))
+
+    def add(self, named: set[_ResourceKey]) -> None:
+        for resource in named:
+            if resource == CLUSTER and CLUSTER not in self.named:
+                continue  # the request's own cluster decision
+            self.resources[resource] += 1
+        self.named |= named
+
+    def claim(self, resource: _ResourceKey) -> bool:
+        if self.resources[resource] > 0:
+            self.resources[resource] -= 1
+            return True
+        return False
 
 
 @dataclass
@@ -57,6 +98,7 @@ class _Waiting:
     at_ms: int
     deadline_ms: int
     key: _RequestKey | None
+    resource: _ResourceKey | None
     count_key: _CountKey | None
     span: tuple[int, int]
 
@@ -76,7 +118,8 @@ class BypassDetector:
         self.recorder = recorder
         self.settings = settings
         self.clock = clock
-        self._requests: dict[_RequestKey, list[int]] = {}
+        self._requests: dict[_RequestKey, list[_GatewayRequest]] = {}
+        self._last_gateway_key: _RequestKey | None = None
         self._counts: dict[_CountKey, list[tuple[int, int]]] = {}
         self._waiting: list[_Waiting] = []
         # Per lane of the log (a Kafka partition), where each gateway event read was, in
@@ -130,8 +173,22 @@ class BypassDetector:
     def _remember_gateway(self, event: dict[str, Any]) -> None:
         at = _ms(event["timestamp"])
         key = _request_key(event)
+        previous, self._last_gateway_key = self._last_gateway_key, key
         if key is not None:
-            self._requests.setdefault(key, []).append(at)
+            named = _gateway_resources(event)
+            requests = self._requests.setdefault(key, [])
+            last = requests[-1] if requests else None
+            if (
+                previous == key
+                and last is not None
+                and not (named & last.named)
+                and abs(at - last.at_ms) <= _SAME_REQUEST_MS
+            ):
+                last.add(named)
+            else:
+                fresh = _GatewayRequest(at, set())
+                fresh.add(named)
+                requests.append(fresh)
         elif event["event_type"] in _AGGREGATED:
             details = event.get("details") or {}
             span = (
@@ -145,13 +202,16 @@ class BypassDetector:
         key = _request_key(event)
         window_ms = int(self.settings.window_seconds * 1000)
         if key is not None:
-            self._waiting.append(_Waiting(event, before, at, at + window_ms, key, None, (at, at)))
+            self._waiting.append(
+                _Waiting(event, before, at, at + window_ms, key, _broker_resource(event), None,
+                         (at, at))
+            )  # fmt: skip
         elif event["event_type"] in _AGGREGATED:
             details = event.get("details") or {}
             span = (_ms(details.get("first_seen") or event["timestamp"]), at)
             deadline = span[1] + int(self.settings.aggregate_wait_seconds * 1000)
             self._waiting.append(
-                _Waiting(event, before, at, deadline, None, _count_key(event), span)
+                _Waiting(event, before, at, deadline, None, None, _count_key(event), span)
             )
 
     def _settle(self, now_ms: int) -> int:
@@ -176,7 +236,19 @@ class BypassDetector:
 
     def _seen_by_gateway(self, item: _Waiting, window_ms: int) -> bool:
         if item.key is not None:
-            return any(abs(at - item.at_ms) <= window_ms for at in self._requests.get(item.key, ()))
+            near = sorted(
+                (
+                    r
+                    for r in self._requests.get(item.key, ())
+                    if abs(r.at_ms - item.at_ms) <= window_ms
+                ),
+                key=lambda r: abs(r.at_ms - item.at_ms),
+            )
+            resource = item.resource
+            if resource == CLUSTER:
+                # A cluster decision covers the request, whatever it names.
+                return any(r.claim(CLUSTER) for r in near)
+            return resource is not None and any(r.claim(resource) for r in near)
         first, last = item.span
         return any(
             start <= last + window_ms and end >= first - window_ms
@@ -187,7 +259,7 @@ class BypassDetector:
         return int(self.settings.aggregate_wait_seconds * 1000)
 
     def _forget_before(self, limit_ms: int) -> None:
-        for key in [k for k, v in self._requests.items() if max(v) < limit_ms]:
+        for key in [k for k, v in self._requests.items() if max(r.at_ms for r in v) < limit_ms]:
             del self._requests[key]
         for count in [k for k, v in self._counts.items() if max(e for _, e in v) < limit_ms]:
             del self._counts[count]
@@ -235,6 +307,42 @@ def _request_key(event: dict[str, Any]) -> _RequestKey | None:
         return None
     actor = event.get("actor") or {}
     return (str(actor.get("id")), int(api.get("key", -1)), actor.get("client_id"), str(correlation))
+
+
+def _resource(resource_type: str, name: str) -> _ResourceKey:
+    kind = resource_type.lower()
+    return (kind, name) if kind in _RESOURCE_TYPES else CLUSTER
+
+
+def _pattern_resource(pattern: str) -> _ResourceKey | None:
+    """``Topic:LITERAL:orders`` as ``("topic", "orders")``; None for a prefixed pattern."""
+    kind, _, rest = pattern.partition(":")
+    pattern_type, _, name = rest.partition(":")
+    return _resource(kind, name) if pattern_type.upper() == "LITERAL" else None
+
+
+def _checks(event: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((event.get("authorization") or {}).get("checks") or ())
+
+
+def _gateway_resources(event: dict[str, Any]) -> set[_ResourceKey]:
+    """The resources a gateway event names, as broker decisions name them: its resource
+    and those of its checks."""
+    resource = event.get("resource") or {}
+    named = {_resource(str(resource.get("type")), str(resource.get("id")))}
+    for check in _checks(event):
+        found = _pattern_resource(str(check.get("resource", "")))
+        if found is not None:
+            named.add(found)
+    return named
+
+
+def _broker_resource(event: dict[str, Any]) -> _ResourceKey | None:
+    """The resource of a broker decision, from its one authorization check."""
+    for check in _checks(event):
+        return _pattern_resource(str(check.get("resource", "")))
+    resource = event.get("resource") or {}
+    return _resource(str(resource.get("type")), str(resource.get("id")))
 
 
 def _count_key(event: dict[str, Any]) -> _CountKey:

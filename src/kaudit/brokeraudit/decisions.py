@@ -5,7 +5,9 @@ sends one JSON object per record to its decision topic:
 
 - ``decision``: one authorization decision of one request: principal, client address,
   listener, security protocol, client id, API key and version, correlation id,
-  operation, resource pattern, allowed;
+  operation, resource pattern, allowed; a denial may add ``also_denied``, the operation
+  the same request was refused on the same resource first (Kafka's DESCRIBE check, made
+  to decide whether to reveal that it exists), kept as a second check of one denial;
 - ``aggregate``: a window's count of one client's allowed READ/WRITE decisions on one
   resource (produce, fetch, group traffic): ``count``, ``first_ms``, ``last_ms``;
 - ``dropped``: how many decisions the plugin's full queue dropped since its last report.
@@ -210,9 +212,14 @@ def to_events(record: BrokerRecord) -> list[AuditEvent]:
         # The authorizer's refusal is what the client is answered with.
         error_code=0 if allowed else _denied_code(resource_type),
     )
+    checks = [info]
+    also = f.get("also_denied")
+    if also is not None:
+        # The same request's DESCRIBE check on the resource, refused too: one denial.
+        checks.insert(0, replace(info, operation=str(also)))
     event_type = event_type_of(ctx.api_name, resource_type)
     target = ActionTarget(event_type, resource_type.lower(), name, details)
-    events = to_audit_events(ActionEvent(operation.lower(), (target,)), ctx, (info,))
+    events = to_audit_events(ActionEvent(operation.lower(), (target,)), ctx, checks)
     stamped = []
     for index, event in enumerate(events):
         action = event.action

@@ -8,7 +8,9 @@ import org.apache.kafka.server.authorizer.AuthorizableRequestContext;
  * One authorization decision, as much of it as the caller's thread copies out of Kafka's
  * objects: who asked (principal, client address and id, listener and security protocol),
  * through which request (API key and version, correlation id) for what (operation,
- * resource pattern), and the answer. Turned into JSON on the sender's thread.
+ * resource pattern), and the answer. Turned into JSON on the sender's thread. A denial may
+ * name the operation the same request was also refused on the same resource ({@code
+ * alsoDenied}: the DESCRIBE check Kafka makes to decide whether to reveal that it exists).
  */
 final class Decision {
 
@@ -26,8 +28,14 @@ final class Decision {
     final String patternType;
     final String resourceName;
     final boolean allowed;
+    final String alsoDenied;
 
     Decision(long timeMs, AuthorizableRequestContext context, Action action, boolean allowed) {
+        this(timeMs, context, action, allowed, null);
+    }
+
+    Decision(long timeMs, AuthorizableRequestContext context, Action action, boolean allowed,
+            String alsoDenied) {
         this.timeMs = timeMs;
         this.principal = context.principal().toString();
         this.clientAddress = context.clientAddress();
@@ -42,6 +50,7 @@ final class Decision {
         this.patternType = action.resourcePattern().patternType().name();
         this.resourceName = action.resourcePattern().name();
         this.allowed = allowed;
+        this.alsoDenied = alsoDenied;
     }
 
     /** The fields every record of a request shares, as JSON members (no braces). */
@@ -58,5 +67,8 @@ final class Decision {
                 .field("pattern_type", patternType)
                 .field("resource_name", resourceName)
                 .field("allowed", allowed);
+        if (alsoDenied != null) {
+            json.field("also_denied", alsoDenied);
+        }
     }
 }

@@ -9,6 +9,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Collectors;
 import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.resource.ResourcePattern;
 import org.apache.kafka.common.metrics.Gauge;
 import org.apache.kafka.common.metrics.PluginMetrics;
 import org.apache.kafka.common.security.auth.KafkaPrincipal;
@@ -27,12 +28,36 @@ import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
  * sent once per window. DESCRIBE, DESCRIBE_CONFIGS, CLUSTER_ACTION, the inter-broker
  * listener and super users are left out unless {@link AuditorConfig} includes them. The auditor's own clients are never recorded (their requests would feed themselves).
  *
+ * <p>One request, one denial per resource: Kafka checks DESCRIBE on a resource to decide
+ * whether to reveal that it exists, then the operation itself (DeleteTopics on a KRaft
+ * controller), in two {@code authorize()} calls of the same request. So a DESCRIBE denial is
+ * held, per request thread, until that thread's next decision: refused again on the same
+ * resource by the same request (the same context object), the two make one record with
+ * {@code also_denied}; anything else sends the held denial as it was. The sender releases
+ * denials held longer than {@link #HOLD_MS}, so none waits on a thread that went quiet.
+ *
  * <p>Nothing here blocks or throws: a decision goes into a bounded queue with {@code offer}
  * (a full queue drops it and counts the drop), a counted one into a concurrent map.
  */
 final class DecisionRecorder {
 
     static final String OWN_CLIENT_ID = "kaudit-broker-auditor";
+    static final long HOLD_MS = 50;
+
+    /** The DESCRIBE denials one request thread holds (owned by whoever removed it from
+     * {@link #held}: that thread, or the sender releasing it). */
+    static final class Held {
+        final AuthorizableRequestContext context;
+        final long sinceMs;
+        final LinkedHashMap<ResourcePattern, Decision> denials = new LinkedHashMap<>();
+
+        Held(AuthorizableRequestContext context, long sinceMs) {
+            this.context = context;
+            this.sinceMs = sinceMs;
+        }
+    }
+
+    final ConcurrentHashMap<Thread, Held> held = new ConcurrentHashMap<>();
 
     private final AuditorConfig config;
     private final Set<KafkaPrincipal> superUsers;
@@ -64,6 +89,11 @@ final class DecisionRecorder {
     void observe(
             AuthorizableRequestContext context, List<Action> actions, List<AuthorizationResult> results) {
         try {
+            Held pending = held.isEmpty() ? null : held.remove(Thread.currentThread());
+            if (pending != null && pending.context != context) {
+                enqueue(pending.denials.values());
+                pending = null;
+            }
             if (!config.includeInterBroker
                     && config.interBrokerListeners.contains(context.listenerName())) {
                 return;
@@ -82,20 +112,63 @@ final class DecisionRecorder {
                 if (!wanted(action, allowed)) {
                     continue;
                 }
-                if (allowed && counted(action.operation())) {
+                Decision described = pending == null ? null : pending.denials.remove(action.resourcePattern());
+                if (described != null && !allowed) {
+                    // The same request refused again on the resource: one denial.
+                    enqueue(new Decision(now, context, action, false, described.operation));
+                    continue;
+                }
+                if (described != null) {
+                    enqueue(described);  // refused DESCRIBE, allowed operation: both stand
+                }
+                if (!allowed && action.operation() == AclOperation.DESCRIBE) {
+                    if (pending == null) {
+                        pending = new Held(context, now);
+                    }
+                    Decision again = pending.denials.put(action.resourcePattern(),
+                            new Decision(now, context, action, false));
+                    if (again != null) {
+                        enqueue(again);
+                    }
+                } else if (allowed && counted(action.operation())) {
                     // Produce and fetch: a count under a key of the objects Kafka already
                     // made; a decision is copied out only for a key's first request.
                     tallies.compute(new Tally.Key(context, action),
                             (key, tally) -> (tally == null
                                     ? new Tally(new Decision(now, context, action, true))
                                     : tally).hit(now));
-                } else if (!queue.offer(new Decision(now, context, action, allowed))) {
-                    dropped.incrementAndGet();
+                } else {
+                    enqueue(new Decision(now, context, action, allowed));
                 }
+            }
+            if (pending != null && !pending.denials.isEmpty()) {
+                held.put(Thread.currentThread(), pending);
             }
         } catch (RuntimeException e) {
             // The audit must never change the authorizer's answer; counted and reported.
             observeErrors.incrementAndGet();
+        }
+    }
+
+    private void enqueue(Decision decision) {
+        if (!queue.offer(decision)) {
+            dropped.incrementAndGet();
+        }
+    }
+
+    private void enqueue(Iterable<Decision> decisions) {
+        for (Decision decision : decisions) {
+            enqueue(decision);
+        }
+    }
+
+    /** Queues the denials held since before {@code cutoffMs} (all, with Long.MAX_VALUE). */
+    void releaseHeld(long cutoffMs) {
+        for (var entry : held.entrySet()) {
+            Held pending = entry.getValue();
+            if (pending.sinceMs < cutoffMs && held.remove(entry.getKey(), pending)) {
+                enqueue(pending.denials.values());
+            }
         }
     }
 

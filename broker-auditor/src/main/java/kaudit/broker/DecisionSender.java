@@ -91,6 +91,7 @@ final class DecisionSender implements Runnable {
                         continue;
                     }
                 }
+                recorder.releaseHeld(System.currentTimeMillis() - DecisionRecorder.HOLD_MS);
                 Decision first = recorder.queue.poll(100, TimeUnit.MILLISECONDS);
                 if (first != null) {
                     batch.add(first);
@@ -243,6 +244,7 @@ final class DecisionSender implements Runnable {
         }
         try {
             if (ready) {
+                recorder.releaseHeld(Long.MAX_VALUE);
                 List<Decision> rest = new ArrayList<>();
                 recorder.queue.drainTo(rest);
                 for (Decision decision : rest) {
