@@ -150,8 +150,10 @@ class AlertEngine:
         self._notifiers: dict[tuple[str, int], Notifier] = {}
         self._wake_delivery = threading.Event()
         self.warnings = alert_warnings(config.audit.alerts, config.audit.builtin_alerts)
-        self.save_every_s = 1.0
+        self.save_every_s = 10.0
+        self.save_every_lines = 100_000
         self._saved_at = 0.0
+        self._unsaved_lines = 0
         self._unsaved_seq: int | None = None
         self._unsaved_token: Any = None
         self._held: list[AlertRecord] = []
@@ -195,10 +197,19 @@ class AlertEngine:
         if lines:
             self._unsaved_token = token
         # While catching up on a backlog, state (with the alerts raised) and cursor are
-        # saved about once a second: until then a stop loses nothing, as judging resumes
-        # from the state and position saved before. Once caught up, after every read.
+        # saved every `save_every_lines` lines or `save_every_s` seconds, whichever comes
+        # first (saving writes every changed window, so counting lines keeps its cost per
+        # event the same however slow the machine is): until then a stop loses nothing,
+        # as judging resumes from the state and position saved before. Once caught up,
+        # after every read.
+        self._unsaved_lines += len(lines)
         caught_up = len(lines) < self.batch_max
-        if caught_up or time.monotonic() - self._saved_at >= self.save_every_s:
+        if (
+            caught_up
+            or self._unsaved_lines >= self.save_every_lines
+            or time.monotonic() - self._saved_at >= self.save_every_s
+        ):
+            self._unsaved_lines = 0
             alerts, self._held = self._held + alerts, []
             alerts += evaluator.sweep(None if lines else self._now())
             alerts += self.probes.run_if_due(time.time())

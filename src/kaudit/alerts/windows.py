@@ -133,7 +133,7 @@ class GroupState:
         return {
             "window_s": self.window_s,
             "threshold": self.threshold,
-            "buckets": [[t, c] for t, c in zip(self.starts, self.counts, strict=True)],
+            "buckets": list(zip(self.starts, self.counts, strict=True)),
             "count": self.count,
             "ids": list(self.ids),
             "firing": self.firing,
