@@ -12,6 +12,7 @@ the fact holds and resolve when it stops.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from kaudit.alerts.compiled import path_getter
+from kaudit.alerts.compiled import EvalError, path_getter
 from kaudit.alerts.conditions import Condition
 from kaudit.alerts.state import AlertRecord
 from kaudit.alerts.windows import Decision, GroupState
@@ -156,6 +157,12 @@ def event_time(event: dict[str, Any]) -> float | None:
     stamp = event.get("timestamp")
     if type(stamp) is not str:
         return None
+    return _stamp_seconds(stamp)
+
+
+@functools.lru_cache(maxsize=1024)
+def _stamp_seconds(stamp: str) -> float | None:
+    """Parsed once per distinct timestamp: events written together share it."""
     try:
         when = datetime.fromisoformat(stamp)
     except ValueError:
@@ -246,26 +253,35 @@ class Evaluator:
         if self.watermark is None or at > self.watermark:
             self.watermark = at
         alerts = []
+        event_id: str | None = None
+        states, dirty = self.states, self.dirty
         for rule in rules:
             condition = rule.condition
             assert condition is not None
             # A rule found by the only value its condition tests needs no evaluation.
-            if condition.needs_evaluation and not condition.matches(event):
-                continue
+            if condition.needs_evaluation:
+                try:
+                    if not condition.test(event):
+                        continue
+                except EvalError:
+                    continue
             if rule.extra is not None and not rule.extra(at):
                 continue
             group = self._group(rule, event) if rule.group_getters else ""
             key = (rule.name, group)
-            state = self.states.get(key)
+            config = rule.config
+            state = states.get(key)
             if state is None:
-                state = GroupState(rule.config.window, rule.config.threshold)
-                self.states[key] = state
-            self.dirty.add(key)
-            state.add(at, str(event.get("event_id") or ""))
-            decision = state.decide(at, rule.config.cooldown, rule.config.repeat_interval)
-            if decision is not None:
-                alerts.append(self._alert(rule, group, state, decision, at, event))
-            if rule.config.window is None:
+                state = states[key] = GroupState(config.window, config.threshold)
+            dirty.add(key)
+            if event_id is None:
+                event_id = str(event.get("event_id") or "")
+            state.add(at, event_id)
+            if state.count >= state.threshold:
+                decision = state.decide(at, config.cooldown, config.repeat_interval)
+                if decision is not None:
+                    alerts.append(self._alert(rule, group, state, decision, at, event))
+            if config.window is None:
                 state.after_single()
         return alerts
 
