@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -170,6 +170,10 @@ def _stamp_seconds(stamp: str) -> float | None:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
+_NO_ALERTS: tuple[AlertRecord, ...] = ()
+"""What judging most events raises (shared: no list per event)."""
+
+
 class Evaluator:
     """The rules and the state of each of their groups."""
 
@@ -193,6 +197,9 @@ class Evaluator:
                 by_value = self._by_path.setdefault(index[0], {})
                 for value in index[1]:
                     by_value.setdefault(value, []).append(rule)
+        self._by_getter = [
+            (path_getter(path), by_value) for path, by_value in self._by_path.items()
+        ]
         self.judges_every_type = bool(self._by_path or self._unindexed)
         """Whether some rule is not tied to event types (every event must be decoded)."""
         self._candidates: dict[str, list[CompiledRule] | None] = {}
@@ -230,29 +237,25 @@ class Evaluator:
     def _all_candidates(
         self, event: dict[str, Any], by_type: list[CompiledRule]
     ) -> list[CompiledRule]:
-        if not self._by_path:
-            return by_type
         found = by_type
-        for path, by_value in self._by_path.items():
-            value: Any = event
-            for key in path:
-                value = value.get(key) if type(value) is dict else None
+        for get, by_value in self._by_getter:
+            value = get(event)
             if type(value) is str and value in by_value:
                 found = found + by_value[value]
         return found
 
-    def judge(self, event: dict[str, Any], by_type: list[CompiledRule]) -> list[AlertRecord]:
+    def judge(self, event: dict[str, Any], by_type: list[CompiledRule]) -> Sequence[AlertRecord]:
         """Run the rules that may match the decoded event (`by_type`: its
         `candidates`, to which the rules indexed by other fields are added)."""
-        rules = self._all_candidates(event, by_type)
+        rules = self._all_candidates(event, by_type) if self._by_getter else by_type
         if not rules:
-            return []
+            return _NO_ALERTS
         at = event_time(event)
         if at is None:
-            return []
+            return _NO_ALERTS
         if self.watermark is None or at > self.watermark:
             self.watermark = at
-        alerts = []
+        alerts: list[AlertRecord] | None = None
         event_id: str | None = None
         states, dirty = self.states, self.dirty
         for rule in rules:
@@ -280,15 +283,17 @@ class Evaluator:
             if state.count >= state.threshold:
                 decision = state.decide(at, config.cooldown, config.repeat_interval)
                 if decision is not None:
-                    alerts.append(self._alert(rule, group, state, decision, at, event))
+                    alert = self._alert(rule, group, state, decision, at, event)
+                    alerts = [alert] if alerts is None else [*alerts, alert]
             if config.window is None:
                 state.after_single()
-        return alerts
+        return _NO_ALERTS if alerts is None else alerts
 
     def _group(self, rule: CompiledRule, event: dict[str, Any]) -> str:
         """The group's name: its values as a JSON array (kept per values, as most
         events fall in groups seen before)."""
-        values = tuple(get(event) for get in rule.group_getters)
+        getters = rule.group_getters
+        values = (getters[0](event),) if len(getters) == 1 else tuple(get(event) for get in getters)
         try:
             return self._group_names[values]
         except KeyError:

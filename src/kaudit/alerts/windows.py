@@ -25,7 +25,7 @@ MAX_IDS = 50
 Decision = Literal["fire", "repeat", "resolve"]
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupState:
     """One (rule, group): its window and firing state. Times are Unix seconds."""
 
