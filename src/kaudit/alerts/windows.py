@@ -52,11 +52,11 @@ class GroupState:
 
     def add(self, at: float, event_id: str) -> None:
         """Count one matching event at event time `at`."""
-        starts = self.starts
         if self.window_s is not None:
-            if starts and starts[0] + self._resolution <= at - self.window_s:
+            starts, resolution = self.starts, self._resolution
+            if starts and starts[0] + resolution <= at - self.window_s:
                 self.expire(at)
-            start = at - at % self._resolution
+            start = at - at % resolution
             if starts and starts[-1] >= start:
                 self.counts[-1] += 1  # same bucket, or an event slightly out of order
             else:
@@ -66,7 +66,8 @@ class GroupState:
         self.ids.append(event_id)
         if self.count == 1 or self.first_at is None:
             self.first_at = at
-        if self.last_at is None or at > self.last_at:
+        last = self.last_at
+        if last is None or at > last:
             self.last_at = at
 
     def expire(self, now: float) -> None:
