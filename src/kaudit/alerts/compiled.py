@@ -233,7 +233,20 @@ def _boolean(node: Any) -> Compiled:
     if isinstance(node, rast.FuzzyComparisonExpression):
         return _regex(node)
     if isinstance(node, rast.ArithmeticComparisonExpression):
-        compare = _ordered(_ORDER[node.type])
+        op = _ORDER[node.type]
+        compare = _ordered(op)
+        is_literal, limit = _literal_of(node.right)
+        if is_literal and type(limit) in _NUMBERS:
+            # `path > 100`: a number is compared at once, anything else as below.
+            value = _value(node.left)
+
+            def against_number(e: dict[str, Any]) -> bool:
+                v = value(e)
+                if type(v) is int or type(v) is float:
+                    return bool(op(v, limit))
+                return compare(v, limit)
+
+            return against_number
         left, right = _value(node.left), _value(node.right)
         return lambda e: compare(left(e), right(e))
     if isinstance(node, rast.ComparisonExpression) and node.type in ("eq", "ne"):
