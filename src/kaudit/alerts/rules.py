@@ -47,6 +47,9 @@ class CompiledRule:
     extra: Callable[[float], bool] | None = None
     """A further test on the event time (the off-hours rule's hours and days)."""
     group_getters: tuple[Callable[[dict[str, Any]], Any], ...] = ()
+    test: Callable[[dict[str, Any]], Any] | None = None
+    """The condition's `test`, None when finding the rule by its indexed value was
+    the whole test (the judging loop reads it in one step)."""
 
 
 def _off_hours(rule: OffHoursRule) -> Callable[[float], bool]:
@@ -132,11 +135,13 @@ def compile_rules(rules: Iterable[AlertRule], builtin: BuiltinAlerts) -> list[Co
     pairs = [(r, None) for r in rules if r.enabled] + _builtin(builtin)
     for rule, extra in pairs:
         probe = rule.name.removeprefix("builtin.") in PROBE_RULES
+        condition = None if probe else Condition(rule.condition)
         compiled.append(
             CompiledRule(
                 name=rule.name,
                 config=rule,
-                condition=None if probe else Condition(rule.condition),
+                condition=condition,
+                test=condition.test if condition and condition.needs_evaluation else None,
                 group_paths=tuple(tuple(p.split(".")) for p in rule.group_by),
                 group_getters=tuple(path_getter(tuple(p.split("."))) for p in rule.group_by),
                 notify=tuple(rule.notify),
@@ -259,12 +264,11 @@ class Evaluator:
         event_id: str | None = None
         states, dirty = self.states, self.dirty
         for rule in rules:
-            condition = rule.condition
-            assert condition is not None
             # A rule found by the only value its condition tests needs no evaluation.
-            if condition.needs_evaluation:
+            test = rule.test
+            if test is not None:
                 try:
-                    if not condition.test(event):
+                    if not test(event):
                         continue
                 except EvalError:
                     continue
