@@ -115,6 +115,14 @@ COMPILED = [
     "details.empty_list",
     "details.records",
     "not details.zero",
+    "details.values_list == ['1500']",
+    "details.records > 100",
+    "details.flag >= 1",
+    "details.missing < 2.5",
+    "details.records > 1 and actor.id == 'User:alice'",
+    "actor.id =~ 'User:.*' and details.flag == true and 'x' in details.missing",
+    "not (details.records > 1 and actor.id == 'User:bob')",
+    "(details.records > 1 and actor.id == 'User:bob') or details.zero == 0",
 ]
 EVENTS: list[dict[str, Any]] = [
     EVENT,

@@ -133,6 +133,10 @@ def _eq(left: Any, right: Any) -> bool:
 
 def _equals_literal(value: Compiled, literal: Any) -> Compiled:
     """`path == literal`, specialised by the literal's type."""
+    if isinstance(literal, list) and all(type(item) is str for item in literal):
+        # A list of strings equals only a list of the same strings: Python's list
+        # equality, as no other value equals a string.
+        return lambda e: type(v := value(e)) is list and v == literal
     if isinstance(literal, str) or literal is None or isinstance(literal, bool):
         # Only a value of the literal's own type can equal it (True == 1 is ruled out
         # by the identity test for bools and None).
@@ -229,14 +233,29 @@ def _boolean(node: Any) -> Compiled:
     if isinstance(node, rast.FuzzyComparisonExpression):
         return _regex(node)
     if isinstance(node, rast.ArithmeticComparisonExpression):
-        compare = _ordered(_ORDER[node.type])
+        op = _ORDER[node.type]
+        compare = _ordered(op)
+        is_literal, limit = _literal_of(node.right)
+        if is_literal and type(limit) in _NUMBERS:
+            # `path > 100`: a number is compared at once, anything else as below.
+            value = _value(node.left)
+
+            def against_number(e: dict[str, Any]) -> bool:
+                v = value(e)
+                if type(v) is int or type(v) is float:
+                    return bool(op(v, limit))
+                return compare(v, limit)
+
+            return against_number
         left, right = _value(node.left), _value(node.right)
         return lambda e: compare(left(e), right(e))
     if isinstance(node, rast.ComparisonExpression) and node.type in ("eq", "ne"):
         equal: Compiled | None = None
         for one, other in ((node.left, node.right), (node.right, node.left)):
             is_literal, literal = _literal_of(other)
-            if is_literal and not isinstance(literal, list):
+            if is_literal and (
+                not isinstance(literal, list) or all(type(item) is str for item in literal)
+            ):
                 equal = _equals_literal(_value(one), literal)
                 break
         if equal is None:
@@ -254,11 +273,55 @@ def _boolean(node: Any) -> Compiled:
     raise _Unsupported(type(node).__name__)
 
 
+def _conjuncts(node: Any) -> list[Any]:
+    """The parts of a chain of `and`s (the node itself when it is not one)."""
+    if isinstance(node, rast.LogicExpression) and node.type == "and":
+        return _conjuncts(node.left) + _conjuncts(node.right)
+    return [node]
+
+
+def _cost(node: Any) -> int:
+    """A rough rank of what testing a part costs: a path against a literal first, a
+    regular expression last."""
+    if isinstance(node, rast.ComparisonExpression | rast.ContainsExpression):
+        sides = (
+            (node.left, node.right)
+            if isinstance(node, rast.ComparisonExpression)
+            else (
+                node.member,
+                node.container,
+            )
+        )
+        if any(_literal_of(side)[0] for side in sides):
+            return 1
+    if isinstance(node, rast.FuzzyComparisonExpression):
+        return 3
+    return 2
+
+
+def _all_of(parts: list[Compiled]) -> Compiled:
+    if len(parts) == 2:
+        a, b = parts
+        return lambda e: bool(a(e) and b(e))
+    if len(parts) == 3:
+        a, b, c = parts
+        return lambda e: bool(a(e) and b(e) and c(e))
+    return lambda e: all(part(e) for part in parts)
+
+
 def compile_tree(expression: Any) -> Compiled | None:
     """The closure evaluating a rule-engine expression tree on a decoded event (raising
     EvalError where rule-engine would raise), or None when the tree uses a node this
-    module does not compile."""
+    module does not compile.
+
+    The parts of a top-level chain of `and`s are tested cheapest first. Only there is
+    the order free: an error makes the whole condition false, as does any false part,
+    whichever comes first (below a `not` or an `or`, an error in a part the original
+    order never reaches would change the answer)."""
     try:
-        return _value(expression)
+        parts = _conjuncts(expression)
+        if len(parts) == 1:
+            return _value(expression)
+        return _all_of([_value(part) for part in sorted(parts, key=_cost)])
     except _Unsupported:
         return None

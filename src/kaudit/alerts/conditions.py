@@ -98,7 +98,16 @@ Path = tuple[str, ...]
 class Condition:
     """One rule's condition, compiled once."""
 
-    __slots__ = ("_fast", "event_types", "index", "matches", "needs_evaluation", "rule", "text")
+    __slots__ = (
+        "_fast",
+        "event_types",
+        "index",
+        "matches",
+        "needs_evaluation",
+        "rule",
+        "test",
+        "text",
+    )
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -120,6 +129,11 @@ class Condition:
 
         self.matches: Callable[[dict[str, Any]], bool] = self._chosen()
         """Whether the decoded event satisfies the condition (errors count as no)."""
+        self.test: Callable[[dict[str, Any]], Any] = (
+            self._fast if self._fast is not None else self.slow_matches
+        )
+        """`matches` for the engine's inner loop, one call less: its result is truthy
+        when the condition holds, and it may raise EvalError (which counts as no)."""
 
     def _chosen(self) -> Callable[[dict[str, Any]], bool]:
         fast = self._fast

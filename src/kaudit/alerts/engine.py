@@ -63,23 +63,6 @@ class _Envelope(msgspec.Struct, gc=False):
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 
 
-class _Whole:
-    """A line decoded whole, with the envelope's two fields at hand."""
-
-    __slots__ = ("event", "event_type", "integrity")
-
-    def __init__(self, event: Any) -> None:
-        if type(event) is not dict:
-            raise orjson.JSONDecodeError("not an object", "", 0)
-        self.event = event
-        self.event_type = event.get("event_type")
-        self.integrity = event.get("integrity")
-
-
-def _decode_whole(line: bytes) -> _Whole:
-    return _Whole(orjson.loads(line))
-
-
 @dataclass
 class AlertCounters:
     """What the engine has done since it started (for metrics)."""
@@ -155,8 +138,10 @@ class AlertEngine:
         self._notifiers: dict[tuple[str, int], Notifier] = {}
         self._wake_delivery = threading.Event()
         self.warnings = alert_warnings(config.audit.alerts, config.audit.builtin_alerts)
-        self.save_every_s = 1.0
+        self.save_every_s = 30.0
+        self.save_every_lines = 250_000
         self._saved_at = 0.0
+        self._unsaved_lines = 0
         self._unsaved_seq: int | None = None
         self._unsaved_token: Any = None
         self._held: list[AlertRecord] = []
@@ -172,14 +157,25 @@ class AlertEngine:
         evaluator = self.evaluator
         skip = self._skip_through
         chain = self.chain
-        # When some rule is judged on every event, every line is decoded whole anyway.
-        decode = _decode_whole if evaluator.judges_every_type else _decode_envelope
+        # When some rule is judged on every event, every line is decoded whole anyway;
+        # else only its type and sequence number, and the rest when a rule may match.
+        whole = evaluator.judges_every_type
+        loads, decode = orjson.loads, _decode_envelope
+        judged = 0
+        integrity: Any
         for line in lines:
+            event: Any = None
             try:
-                envelope = decode(line)
+                if whole:
+                    event = loads(line)
+                    if type(event) is not dict:
+                        continue  # not an event: the verifier reports such lines
+                    event_type, integrity = event.get("event_type"), event.get("integrity")
+                else:
+                    envelope = decode(line)
+                    event_type, integrity = envelope.event_type, envelope.integrity
             except (msgspec.MsgspecError, orjson.JSONDecodeError):
-                continue  # not an event: the verifier reports such lines
-            integrity: Any = envelope.integrity
+                continue
             seq = integrity.get("sequence_number") if type(integrity) is dict else None
             if type(seq) is int:
                 if skip is not None and seq <= skip:
@@ -189,21 +185,36 @@ class AlertEngine:
                     broken = chain.check(integrity)
                     if broken is not None:
                         alerts.append(broken)
-            candidates = evaluator.candidates(str(envelope.event_type))
+            candidates = evaluator.candidates(
+                event_type if type(event_type) is str else str(event_type)
+            )
             if candidates is None:
                 continue
-            self.counters.events_judged += 1
-            event = envelope.event if type(envelope) is _Whole else orjson.loads(line)
-            alerts += evaluator.judge(event, candidates)
+            judged += 1
+            if event is None:
+                event = loads(line)
+            raised = evaluator.judge(event, candidates)
+            if raised:
+                alerts += raised
+        self.counters.events_judged += judged
         if last_seq is not None:
             self._unsaved_seq = last_seq
         if lines:
             self._unsaved_token = token
         # While catching up on a backlog, state (with the alerts raised) and cursor are
-        # saved about once a second: until then a stop loses nothing, as judging resumes
-        # from the state and position saved before. Once caught up, after every read.
+        # saved every `save_every_lines` lines or `save_every_s` seconds, whichever comes
+        # first (saving writes every changed window, so counting lines keeps its cost per
+        # event the same however slow the machine is): until then a stop loses nothing,
+        # as judging resumes from the state and position saved before. Once caught up,
+        # after every read.
+        self._unsaved_lines += len(lines)
         caught_up = len(lines) < self.batch_max
-        if caught_up or time.monotonic() - self._saved_at >= self.save_every_s:
+        if (
+            caught_up
+            or self._unsaved_lines >= self.save_every_lines
+            or time.monotonic() - self._saved_at >= self.save_every_s
+        ):
+            self._unsaved_lines = 0
             alerts, self._held = self._held + alerts, []
             alerts += evaluator.sweep(None if lines else self._now())
             alerts += self.probes.run_if_due(time.time())

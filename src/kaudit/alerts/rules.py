@@ -12,15 +12,16 @@ the fact holds and resolve when it stops.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from kaudit.alerts.compiled import path_getter
+from kaudit.alerts.compiled import EvalError, path_getter
 from kaudit.alerts.conditions import Condition
 from kaudit.alerts.state import AlertRecord
 from kaudit.alerts.windows import Decision, GroupState
@@ -46,6 +47,9 @@ class CompiledRule:
     extra: Callable[[float], bool] | None = None
     """A further test on the event time (the off-hours rule's hours and days)."""
     group_getters: tuple[Callable[[dict[str, Any]], Any], ...] = ()
+    test: Callable[[dict[str, Any]], Any] | None = None
+    """The condition's `test`, None when finding the rule by its indexed value was
+    the whole test (the judging loop reads it in one step)."""
 
 
 def _off_hours(rule: OffHoursRule) -> Callable[[float], bool]:
@@ -131,11 +135,13 @@ def compile_rules(rules: Iterable[AlertRule], builtin: BuiltinAlerts) -> list[Co
     pairs = [(r, None) for r in rules if r.enabled] + _builtin(builtin)
     for rule, extra in pairs:
         probe = rule.name.removeprefix("builtin.") in PROBE_RULES
+        condition = None if probe else Condition(rule.condition)
         compiled.append(
             CompiledRule(
                 name=rule.name,
                 config=rule,
-                condition=None if probe else Condition(rule.condition),
+                condition=condition,
+                test=condition.test if condition and condition.needs_evaluation else None,
                 group_paths=tuple(tuple(p.split(".")) for p in rule.group_by),
                 group_getters=tuple(path_getter(tuple(p.split("."))) for p in rule.group_by),
                 notify=tuple(rule.notify),
@@ -156,11 +162,21 @@ def event_time(event: dict[str, Any]) -> float | None:
     stamp = event.get("timestamp")
     if type(stamp) is not str:
         return None
+    return _stamp_seconds(stamp)
+
+
+@functools.lru_cache(maxsize=1024)
+def _stamp_seconds(stamp: str) -> float | None:
+    """Parsed once per distinct timestamp: events written together share it."""
     try:
         when = datetime.fromisoformat(stamp)
     except ValueError:
         return None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+_NO_ALERTS: tuple[AlertRecord, ...] = ()
+"""What judging most events raises (shared: no list per event)."""
 
 
 class Evaluator:
@@ -186,6 +202,9 @@ class Evaluator:
                 by_value = self._by_path.setdefault(index[0], {})
                 for value in index[1]:
                     by_value.setdefault(value, []).append(rule)
+        self._by_getter = [
+            (path_getter(path), by_value) for path, by_value in self._by_path.items()
+        ]
         self.judges_every_type = bool(self._by_path or self._unindexed)
         """Whether some rule is not tied to event types (every event must be decoded)."""
         self._candidates: dict[str, list[CompiledRule] | None] = {}
@@ -223,56 +242,62 @@ class Evaluator:
     def _all_candidates(
         self, event: dict[str, Any], by_type: list[CompiledRule]
     ) -> list[CompiledRule]:
-        if not self._by_path:
-            return by_type
         found = by_type
-        for path, by_value in self._by_path.items():
-            value: Any = event
-            for key in path:
-                value = value.get(key) if type(value) is dict else None
+        for get, by_value in self._by_getter:
+            value = get(event)
             if type(value) is str and value in by_value:
                 found = found + by_value[value]
         return found
 
-    def judge(self, event: dict[str, Any], by_type: list[CompiledRule]) -> list[AlertRecord]:
+    def judge(self, event: dict[str, Any], by_type: list[CompiledRule]) -> Sequence[AlertRecord]:
         """Run the rules that may match the decoded event (`by_type`: its
         `candidates`, to which the rules indexed by other fields are added)."""
-        rules = self._all_candidates(event, by_type)
+        rules = self._all_candidates(event, by_type) if self._by_getter else by_type
         if not rules:
-            return []
+            return _NO_ALERTS
         at = event_time(event)
         if at is None:
-            return []
+            return _NO_ALERTS
         if self.watermark is None or at > self.watermark:
             self.watermark = at
-        alerts = []
+        alerts: list[AlertRecord] | None = None
+        event_id: str | None = None
+        states, dirty = self.states, self.dirty
         for rule in rules:
-            condition = rule.condition
-            assert condition is not None
             # A rule found by the only value its condition tests needs no evaluation.
-            if condition.needs_evaluation and not condition.matches(event):
-                continue
+            test = rule.test
+            if test is not None:
+                try:
+                    if not test(event):
+                        continue
+                except EvalError:
+                    continue
             if rule.extra is not None and not rule.extra(at):
                 continue
             group = self._group(rule, event) if rule.group_getters else ""
             key = (rule.name, group)
-            state = self.states.get(key)
+            config = rule.config
+            state = states.get(key)
             if state is None:
-                state = GroupState(rule.config.window, rule.config.threshold)
-                self.states[key] = state
-            self.dirty.add(key)
-            state.add(at, str(event.get("event_id") or ""))
-            decision = state.decide(at, rule.config.cooldown, rule.config.repeat_interval)
-            if decision is not None:
-                alerts.append(self._alert(rule, group, state, decision, at, event))
-            if rule.config.window is None:
+                state = states[key] = GroupState(config.window, config.threshold)
+            dirty.add(key)
+            if event_id is None:
+                event_id = str(event.get("event_id") or "")
+            state.add(at, event_id)
+            if state.count >= state.threshold:
+                decision = state.decide(at, config.cooldown, config.repeat_interval)
+                if decision is not None:
+                    alert = self._alert(rule, group, state, decision, at, event)
+                    alerts = [alert] if alerts is None else [*alerts, alert]
+            if config.window is None:
                 state.after_single()
-        return alerts
+        return _NO_ALERTS if alerts is None else alerts
 
     def _group(self, rule: CompiledRule, event: dict[str, Any]) -> str:
         """The group's name: its values as a JSON array (kept per values, as most
         events fall in groups seen before)."""
-        values = tuple(get(event) for get in rule.group_getters)
+        getters = rule.group_getters
+        values = (getters[0](event),) if len(getters) == 1 else tuple(get(event) for get in getters)
         try:
             return self._group_names[values]
         except KeyError:
