@@ -144,6 +144,8 @@ def alerting(
     `once`), recording `alert.fired` through `session`, or through a session of its own
     that it yields for the gateway to share (one writer per log)."""
     from kaudit.alerts import AlertEngine, has_rules
+    from kaudit.alerts.running import RunningAlerts
+    from kaudit.ops import reload
 
     if once or not has_rules(config):
         yield session
@@ -156,23 +158,24 @@ def alerting(
         def record(event_type: str, fields: Mapping[str, Any]) -> None:
             recording.emit(event_type, durable=True, **fields)
 
-        if mon is None:
-            engine = AlertEngine(config, record=record)
-        else:
+        hooks: dict[str, Any] = {}
+        if mon is not None:
             from kaudit.ops import metrics
 
-            engine = AlertEngine(
-                config,
-                record=record,
-                on_fired=metrics.alert_fired,
-                on_notification_failed=metrics.notification_failed,
-            )
-        stack.callback(engine.close)
-        thread = threading.Thread(target=engine.run, args=(stop,), name="alerts")
-        names = ", ".join(rule.name for rule in engine.rules)
-        with _running(thread, stop):
-            say(f"kaudit alerts: {len(engine.rules)} rules ({names})")
-            yield session
+            hooks = {
+                "on_fired": metrics.alert_fired,
+                "on_notification_failed": metrics.notification_failed,
+            }
+
+        def build(settings: Config) -> AlertEngine:
+            return AlertEngine(settings, record=record, **hooks)
+
+        running = RunningAlerts(config, build)
+        stack.callback(running.close)
+        stack.callback(reload.register("alerts", running.prepare_reload))
+        names = ", ".join(rule.name for rule in running.engine.rules)
+        say(f"kaudit alerts: {len(running.engine.rules)} rules ({names})")
+        yield session
 
 
 def _shared_session(
