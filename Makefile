@@ -60,8 +60,10 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy src
 
+# Two workers, each test file on one of them (--dist loadfile), so a file's broker,
+# Keycloak and other session fixtures start once per worker that runs it.
 unit: $(VENV)/.installed-test system-deps deploy-tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 test: lint typecheck unit
 
