@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 from authlib.common.errors import AuthlibBaseError
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
@@ -23,6 +22,7 @@ from kaudit.config.console_auth import GithubLogin
 from kaudit.console.auth.callback import LoginError, checked_code
 from kaudit.console.auth.hooks import LoginHooks
 from kaudit.console.auth.next_url import local_path
+from kaudit.console.auth.oauth_client import AsyncOAuth2Client
 from kaudit.console.identity import ConsoleUser
 
 __all__ = ["PROVIDER", "github_router"]

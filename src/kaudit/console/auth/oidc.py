@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 from authlib.common.errors import AuthlibBaseError
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oidc.core import CodeIDToken
 from fastapi import APIRouter, HTTPException, Request
 from joserfc import jwt
@@ -35,6 +34,7 @@ from kaudit.config.console_auth import OidcProvider
 from kaudit.console.auth.callback import LoginError, checked_code
 from kaudit.console.auth.hooks import LoginHooks
 from kaudit.console.auth.next_url import local_path
+from kaudit.console.auth.oauth_client import AsyncOAuth2Client
 from kaudit.console.identity import ConsoleUser
 
 __all__ = ["OidcClient", "claim_at", "oidc_router"]
