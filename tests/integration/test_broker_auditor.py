@@ -395,7 +395,10 @@ def test_through_the_gateway_is_matched_and_direct_is_a_bypass(
     if bypass_rig.kafka_log is not None:  # the cursor: the detector's own consumer group
         cursor = KafkaLogReader(bypass_rig.kafka_log, group=bypass_group(reader.config.group))
         try:
-            assert sum(cursor.committed_offsets().values()) > 0
+            # Saved in its own group. Where depends on what is still waiting: a
+            # produce/fetch count holds the cursor before it for its window, so the
+            # saved position may still be the start of a partition.
+            assert cursor.committed_offsets()
         finally:
             cursor.close()
     events = bypass_rig.events()
