@@ -15,6 +15,7 @@ This module imports nothing of kaudit's but its errors.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -32,11 +33,28 @@ def parse_duration(text: str) -> float:
     text = text.strip()
     try:
         if text and text[-1] in DURATION_UNITS:
-            return float(text[:-1]) * DURATION_UNITS[text[-1]]
-        return float(text)
+            seconds = float(text[:-1]) * DURATION_UNITS[text[-1]]
+        else:
+            seconds = float(text)
     except ValueError:
+        seconds = math.nan
+    # float() also reads "nan", "inf" and "1e400"; none of them is a span of time.
+    if not math.isfinite(seconds):
         raise TimeFormatError(
             f"{text!r} is not a duration; use a number with s, m, h, d or w (e.g. 7d)"
+        )
+    return seconds
+
+
+def _back_from(now: datetime | None, seconds: float, named: str) -> datetime:
+    """`seconds` before `now` (or now), refused when that is outside the calendar; `named`
+    is the value as the error names it."""
+    try:
+        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+    except OverflowError:
+        raise TimeFormatError(
+            f"{named} reaches outside the years 1 to 9999; give a shorter duration or a "
+            "date (e.g. 90d, 2026-01-01)"
         ) from None
 
 
@@ -58,7 +76,7 @@ def parse_time(text: str, *, now: datetime | None = None, what: str = "time") ->
             pass
         else:
             if seconds >= 0:
-                return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+                return _back_from(now, seconds, f"{what} {text!r}")
     try:
         return parse_iso(text)
     except ValueError:
@@ -79,7 +97,7 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
     try:
         return parse_iso(text.replace("Z", "+00:00"))
     except ValueError:
-        return (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(text))
+        return _back_from(now, parse_duration(text), repr(text))
 
 
 def parse_period(text: str) -> tuple[datetime, datetime]:

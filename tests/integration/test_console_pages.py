@@ -116,3 +116,34 @@ def test_a_group_id_with_reserved_characters_links_to_its_own_page(
     assert group_page.status_code == 200 and unique_topic in group_page.text
     assert f'action="/clusters/local/groups/{encoded}/delete"' in group_page.text
     assert f'action="/clusters/local/groups/{encoded}/reset-offsets"' in group_page.text
+
+
+def test_a_bad_time_or_offset_in_a_form_is_a_400_and_changes_nothing(
+    kafka: KafkaInfo, kafka_console: ConsoleHarness, unique_topic: str
+) -> None:
+    create_topic(kafka.client_config(), unique_topic)
+    group = f"bad-input-{unique_topic}"
+    consumer = Consumer({**kafka.client_config(), "group.id": group})
+    consumer.commit(offsets=[TopicPartition(unique_topic, 0, 0)], asynchronous=False)
+    client = kafka_console.login("root")
+    del client.headers["X-CSRF-Token"]
+
+    for since in ("yesterday", "nan", "99999999999d"):
+        messages = client.get(
+            f"/clusters/local/topics/{unique_topic}/messages", params={"since": since}
+        )
+        assert messages.status_code == 400, (since, messages.status_code)
+        assert "accepted" in messages.text or "duration" in messages.text
+
+    group_page = client.get(f"/clusters/local/groups/{group}")
+    for to, value in (("offset", "12abc"), ("offset", "-3"), ("time", "soon")):
+        reset = client.post(
+            f"/clusters/local/groups/{group}/reset-offsets",
+            data={"topic": unique_topic, "to": to, "value": value,
+                  "csrf_token": page_csrf(group_page.text)},
+        )  # fmt: skip
+        assert reset.status_code == 400, (to, value, reset.status_code)
+        assert repr(value) in reset.text.replace("&#39;", "'")
+    committed = consumer.committed([TopicPartition(unique_topic, 0)], timeout=30)
+    consumer.close()
+    assert committed[0].offset == 0

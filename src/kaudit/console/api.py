@@ -42,7 +42,7 @@ class NewMessage(BaseModel):
 class OffsetReset(BaseModel):
     topic: str = Field(min_length=1)
     to: Literal["earliest", "latest", "time", "offset"]
-    value: int | None = None
+    value: int | None = Field(default=None, ge=0)
     """The offset, or the time in milliseconds since the epoch."""
     dry_run: bool = True
 

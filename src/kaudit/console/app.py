@@ -33,8 +33,8 @@ from kaudit.console.ingest import FailureLimit, ingest_router
 from kaudit.console.rbac import load_rbac, policy_record
 from kaudit.console.service import ActionDenied, ConsoleService
 from kaudit.console.sessions import LoginLimiter, SessionStore, new_token
-from kaudit.console.web import PAGES, ConsoleState, render, state
-from kaudit.errors import UsageError
+from kaudit.console.web import PAGES, BadRequest, ConsoleState, render, state
+from kaudit.errors import SearchError, UsageError
 from kaudit.events.model import AuditEvent
 from kaudit.recorder.core import Recorder
 
@@ -122,6 +122,13 @@ def _kafka_failed(request: Request, exc: Exception) -> Response:
     if _wants_json(request):
         return JSONResponse(body, status_code=502)
     return render(request, "error.html", status_code=502, title="Kafka refused", problem=body)
+
+
+def _bad_request(request: Request, exc: Exception) -> Response:
+    body = {"error": "bad_request", "message": str(exc)}
+    if _wants_json(request):
+        return JSONResponse(body, status_code=400)
+    return render(request, "error.html", status_code=400, title="Bad request", problem=body)
 
 
 def _unknown_cluster(request: Request, exc: Exception) -> Response:
@@ -238,6 +245,8 @@ def build_app(config: Config, recorder: Recorder, *, base_dir: Path | None = Non
         (ActionDenied, _denied),
         (KafkaCallError, _kafka_failed),
         (UnknownClusterError, _unknown_cluster),
+        (BadRequest, _bad_request),
+        (SearchError, _bad_request),
         (NotLoggedIn, _not_logged_in),
         (CsrfRefused, _csrf_refused),
     ):

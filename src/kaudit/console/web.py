@@ -22,9 +22,11 @@ from kaudit.console.audit import ConsoleRecorder, RequestInfo
 from kaudit.console.identity import ConsoleUser
 from kaudit.console.service import Call, ConsoleService
 from kaudit.console.sessions import LoginLimiter, SessionStore, new_token
+from kaudit.errors import KauditError
 
 __all__ = [
     "PAGES",
+    "BadRequest",
     "ConsoleState",
     "call_for",
     "csrf_token",
@@ -36,6 +38,12 @@ __all__ = [
 ]
 
 PAGES = Path(__file__).parent / "pages"
+
+
+class BadRequest(KauditError, ValueError):
+    """A form or query value that cannot be read: a 400 whose message says what was
+    wrong and what is accepted. Nothing was asked of Kafka."""
+
 
 _templates = Environment(
     loader=FileSystemLoader(PAGES / "templates"),

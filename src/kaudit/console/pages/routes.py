@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from kaudit.console.userlog import log_days, user_page
-from kaudit.console.web import call_for, current_user, path_segment, state
+from kaudit.console.web import BadRequest, call_for, current_user, path_segment, state
 from kaudit.console.web import render as render_page
 from kaudit.errors import SearchError
 from kaudit.store.browse import Cursor
@@ -34,6 +34,26 @@ def _configs(text: str) -> dict[str, str]:
                 raise HTTPException(422, f"expected name=value on each line, got {line.strip()!r}")
             out[name.strip()] = value.strip()
     return out
+
+
+def _epoch_ms(text: str) -> int:
+    """A time as `parse_when` reads it, in milliseconds since the epoch."""
+    ms = int(parse_when(text).timestamp() * 1000)
+    if ms < 0:
+        raise BadRequest(f"time {text!r} is before 1970; accepted: a time since 1970-01-01")
+    return ms
+
+
+def _reset_value(to: str, value: str) -> int | None:
+    """The reset form's value: a time (milliseconds) for `time`, an offset for `offset`."""
+    text = value.strip()
+    if not text:
+        return None
+    if to == "time":
+        return _epoch_ms(text)
+    if not (text.isascii() and text.isdigit()):
+        raise BadRequest(f"offset {text!r} is not an offset; accepted: a whole number, 0 or more")
+    return int(text)
 
 
 def pages_router() -> APIRouter:
@@ -120,9 +140,7 @@ def pages_router() -> APIRouter:
         limit: int = Query(20, ge=1),
         render: Literal["text", "json", "hex"] = "text",
     ) -> Response:
-        since_ms = None
-        if since:
-            since_ms = int(parse_when(since).timestamp() * 1000)
+        since_ms = _epoch_ms(since) if since else None
         found = state(request).service.inspect(
             call_for(request, cluster), topic, offset=None if since_ms else offset,
             since_ms=since_ms, limit=limit, render=render,
@@ -150,13 +168,8 @@ def pages_router() -> APIRouter:
         value: str = Form(""),
         dry_run: bool = Form(False),
     ) -> Response:
-        number = None
-        if value.strip():
-            number = (
-                int(parse_when(value).timestamp() * 1000) if to == "time" else int(value.strip())
-            )
         done = state(request).service.reset_offsets(
-            call_for(request, cluster), group, topic, to, number, dry_run
+            call_for(request, cluster), group, topic, to, _reset_value(to, value), dry_run
         )
         what = "Offsets preview (dry run)" if dry_run else "Offsets reset"
         return _done(request, cluster, group, what, done, kind="groups")
