@@ -48,10 +48,12 @@ class OffsetReset(BaseModel):
 
 
 class AclBinding(BaseModel):
+    """One ACL binding, as the API's JSON body or the ACL page's form posts it."""
+
     resource_type: str = Field(examples=["topic"])
-    resource_name: str
+    resource_name: str = Field(min_length=1)
     pattern_type: str = "literal"
-    principal: str = Field(examples=["User:alice"])
+    principal: str = Field(min_length=1, examples=["User:alice"])
     host: str = "*"
     operation: str = Field(examples=["read"])
     permission: str = Field(examples=["allow"])

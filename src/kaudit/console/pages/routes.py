@@ -4,7 +4,7 @@ shows what happened, or why it was refused."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import orjson
@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, HTTPException, Query
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from kaudit.console.api import AclBinding
 from kaudit.console.userlog import log_days, user_page
 from kaudit.console.web import BadRequest, call_for, current_user, path_segment, state
 from kaudit.console.web import render as render_page
@@ -186,38 +187,16 @@ def pages_router() -> APIRouter:
 
     @router.post("/clusters/{cluster}/acls")
     def create_acl(
-        request: Request,
-        cluster: str,
-        resource_type: str = Form(),
-        resource_name: str = Form(min_length=1),
-        pattern_type: str = Form("literal"),
-        principal: str = Form(min_length=1),
-        host: str = Form("*"),
-        operation: str = Form(),
-        permission: str = Form("allow"),
+        request: Request, cluster: str, binding: Annotated[AclBinding, Form()]
     ) -> Response:
-        fields = {"resource_type": resource_type, "resource_name": resource_name,
-                  "pattern_type": pattern_type, "principal": principal, "host": host,
-                  "operation": operation, "permission": permission}  # fmt: skip
-        state(request).service.create_acl(call_for(request, cluster), fields)
+        state(request).service.create_acl(call_for(request, cluster), binding.model_dump())
         return RedirectResponse(f"/clusters/{path_segment(cluster)}/acls", status_code=303)
 
     @router.post("/clusters/{cluster}/acls/delete")
     def delete_acl(
-        request: Request,
-        cluster: str,
-        resource_type: str = Form(),
-        resource_name: str = Form(),
-        pattern_type: str = Form(),
-        principal: str = Form(),
-        host: str = Form(),
-        operation: str = Form(),
-        permission: str = Form(),
+        request: Request, cluster: str, binding: Annotated[AclBinding, Form()]
     ) -> Response:
-        fields = {"resource_type": resource_type, "resource_name": resource_name,
-                  "pattern_type": pattern_type, "principal": principal, "host": host,
-                  "operation": operation, "permission": permission}  # fmt: skip
-        state(request).service.delete_acl(call_for(request, cluster), fields)
+        state(request).service.delete_acl(call_for(request, cluster), binding.model_dump())
         return RedirectResponse(f"/clusters/{path_segment(cluster)}/acls", status_code=303)
 
     @router.get("/clusters/{cluster}/brokers")
