@@ -69,7 +69,17 @@ def test_every_page_renders_and_its_forms_post(
         },
     )
     assert created.status_code == 303
-    assert "User:pages" in client.get("/clusters/local/acls").text
+    listed = client.get("/clusters/local/acls").text
+    assert "User:pages" in listed
+    binding = {
+        "resource_type": "topic", "resource_name": unique_topic, "pattern_type": "literal",
+        "principal": "User:pages", "host": "*", "operation": "read", "permission": "allow",
+    }  # fmt: skip
+    removed = client.post(
+        "/clusters/local/acls/delete", data={**binding, "csrf_token": page_csrf(listed)}
+    )
+    assert removed.status_code == 303
+    assert "User:pages" not in client.get("/clusters/local/acls").text
 
     brokers = client.get("/clusters/local/brokers")
     assert brokers.status_code == 200
