@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kaudit_destination_servers import free_port, make_pki, wait_for_port
+from kaudit_destination_servers import free_port, make_pki, serve_posts, wait_for_port
 
 PD_SEVERITIES = {"critical", "error", "warning", "info"}
 
@@ -131,29 +131,16 @@ class AlertReceiver:
         return 200, b"ok", {}
 
     def start(self) -> None:
-        receiver = self
+        self._server = serve_posts(self.port, self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status, text, extra = receiver._reply(self.path, body)
-                with receiver._changed:
-                    receiver.requests.append(Request(self.path, dict(self.headers), body, status))
-                    receiver._changed.notify_all()
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    def _answer(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        status, text, extra = self._reply(path, body)
+        with self._changed:
+            self.requests.append(Request(path, headers, body, status))
+            self._changed.notify_all()
+        return status, text, extra
 
     def wait_for(self, count: int, timeout_s: float = 30.0) -> list[Request]:
         """The requests once there are at least `count` of them."""

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,37 @@ class HttpBehaviour:
     answers: list[int] = field(default_factory=list)
 
 
+Answer = Callable[[str, dict[str, str], bytes], tuple[int, bytes, dict[str, str]]]
+"""(path, headers, body) -> (status, body, extra headers) of a POST."""
+
+
+def serve_posts(port: int, answer: Answer) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1:`port`, serving in a daemon thread, whose POSTs are
+    answered by `answer`; a client that gave up waiting is not an error."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status, text, extra = answer(self.path, dict(self.headers), body)
+            try:
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+            except OSError:
+                pass  # the client gave up waiting
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
 class HttpReceiver:
     """An HTTP server in a thread that records every request it accepts (2xx)."""
 
@@ -347,33 +379,9 @@ class HttpReceiver:
         self.behaviour = HttpBehaviour()
         self._lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status, text, extra = receiver._answer(self.path, dict(self.headers), body)
-                try:
-                    self.send_response(status)
-                    for name, value in extra.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(text)))
-                    self.end_headers()
-                    self.wfile.write(text)
-                except OSError:
-                    pass  # the client gave up waiting
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = serve_posts(self.port, self._answer)
 
     def _answer(
         self, path: str, headers: dict[str, str], body: bytes
@@ -407,8 +415,6 @@ class HttpReceiver:
         if server is not None:
             server.shutdown()
             server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
 
     def bodies(self) -> list[Any]:
         with self._lock:
