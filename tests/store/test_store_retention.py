@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -302,3 +303,37 @@ def test_a_kafka_log_is_left_to_its_topic_retention(tmp_path: Path, dry_run: boo
     )
     report = apply_retention(config, dry_run=dry_run)
     assert any("retention_ms" in note for note in report.notes)
+
+
+def test_parquet_days_wholly_before_the_cutoff_go(tmp_path: Path) -> None:
+    out = tmp_path / "parquet"
+    config = retained_config(
+        tmp_path,
+        min_days=1,
+        max_days=2,
+        destinations=[{"type": "file", "path": str(out), "encoding": "parquet",
+                       "parquet": {"max_age_secs": 0}}],
+    )  # fmt: skip
+    record_traffic(config, 2000, START, START + timedelta(days=4))
+    export(config)
+    days = sorted(p.name for p in out.iterdir())
+    assert days == ["dt=2026-01-01", "dt=2026-01-02", "dt=2026-01-03", "dt=2026-01-04"]
+    (out / "dt=2026-01-01" / "notes.txt").write_text("not the exporter's")
+    # Two days back from the middle of 2026-01-05: before 12:00 on 2026-01-03.
+    now = START + timedelta(days=4, hours=12)
+
+    dry = apply_retention(config, now=now, dry_run=True)
+    assert {p.parent.name for p in dry.files} == {"dt=2026-01-01", "dt=2026-01-02"}
+    assert sorted(p.name for p in out.iterdir()) == days
+
+    apply_retention(config, now=now)
+    assert sorted(p.name for p in out.iterdir()) == ["dt=2026-01-01", *days[2:]]
+    assert [p.name for p in (out / "dt=2026-01-01").iterdir()] == ["notes.txt"]
+    cutoff_ms = to_ms(now - timedelta(days=2))
+    kept = [
+        to_ms(when)
+        for path in out.glob("dt=*/*.parquet")
+        for when in pq.read_table(path, columns=["time"]).column("time").to_pylist()
+    ]
+    assert kept and min(kept) >= to_ms(START + timedelta(days=2))
+    assert max(kept) > cutoff_ms

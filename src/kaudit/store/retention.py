@@ -15,7 +15,10 @@ age is its timestamp's; "older than" is strict, so an event exactly `max_days` o
 - Search index: events with a timestamp before the cutoff.
 - File destinations: rotated files (`audit.log.3.gz`) last written before the cutoff;
   a file is written after every event in it, so all its events are older still. The
-  file being written is never removed.
+  file being written is never removed. With `encoding: parquet`, the Parquet files of a
+  `dt=YYYY-MM-DD/` folder whose whole day lies before the cutoff (each holds that day's
+  events only), and the folder once empty; files not named as the exporter names its
+  own are left where they are.
 - A Kafka log keeps what its topic's `retention_ms` says; S3 lifecycle rules are
   applied by the S3 destination.
 
@@ -29,7 +32,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import orjson
@@ -153,7 +156,9 @@ def apply_retention(
     if store is not None:
         _prune_index(store.index_path(config.data_path), cutoff_ms, report)
     for destination in config.audit.all_destinations:
-        if isinstance(destination, FileDestination):
+        if isinstance(destination, FileDestination) and destination.encoding == "parquet":
+            _prune_parquet(Path(destination.path).expanduser(), cutoff_ms, report)
+        elif isinstance(destination, FileDestination):
             _prune_files(Path(destination.path).expanduser(), cutoff_ms, report)
     return report
 
@@ -200,6 +205,31 @@ def _prune_files(path: Path, cutoff_ms: int, report: RetentionReport) -> None:
         if not report.dry_run:
             rotated.unlink(missing_ok=True)
             log.info("retention removed %s", rotated)
+
+
+def _prune_parquet(folder: Path, cutoff_ms: int, report: RetentionReport) -> None:
+    from kaudit.exporters.parquet import PARQUET_KEY  # imports pyarrow: only when needed
+
+    try:
+        days = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("dt="))
+    except FileNotFoundError:
+        return
+    for day_folder in days:
+        try:
+            day = date.fromisoformat(day_folder.name.removeprefix("dt="))
+        except ValueError:
+            continue  # not a day partition of ours
+        day_end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+        if to_ms(day_end) > cutoff_ms:
+            continue  # some of the day is younger than the cutoff
+        for path in sorted(day_folder.iterdir()):
+            if PARQUET_KEY.fullmatch(f"/{day_folder.name}/{path.name}"):
+                report.files.append(path)
+                if not report.dry_run:
+                    path.unlink(missing_ok=True)
+                    log.info("retention removed %s", path)
+        if not report.dry_run and not any(day_folder.iterdir()):
+            day_folder.rmdir()
 
 
 class RetentionWorker:
