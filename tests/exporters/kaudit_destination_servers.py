@@ -295,8 +295,9 @@ action(type="omfile" file="{self.output}" template="kaudit_test" flushOnTXEnd="o
         if not self.output.exists():
             return []
         out = []
-        for raw in self.output.read_text(encoding="utf-8").splitlines():
-            parts = raw.split("\t", len(_FIELDS) - 1)
+        # Whole lines only: rsyslogd may be half way through writing the last one.
+        for raw in self.output.read_bytes().split(b"\n")[:-1]:
+            parts = raw.decode().split("\t", len(_FIELDS) - 1)
             if len(parts) == len(_FIELDS):
                 out.append(SyslogLine(*parts))
         return out
