@@ -108,13 +108,18 @@ class Monitoring:
     def watch_gateway(self, gateway: Gateway) -> None:
         """The gateway's counters, and a readiness check that an upstream broker accepts
         connections."""
-        from kaudit.gateway.codec import api_name
+        from kaudit.gateway.codec import API_NAMES
+
+        def api_label(key: int) -> str:
+            # A client may send any of 65,536 API keys: one label for those Kafka lacks,
+            # so no client can grow the number of series.
+            return API_NAMES.get(key, "unknown")
 
         self._undo.append(
             metrics.watch_gateway(
                 gateway.metrics,
                 open_connections=lambda: len(gateway.shared.connections),
-                api_name=api_name,
+                api_name=api_label,
             )
         )
         timeout = self.settings.broker_timeout_seconds if self.settings else 2.0

@@ -6,6 +6,8 @@ each way and the time the gateway adds, what the recorder wrote and the exporter
 from __future__ import annotations
 
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -32,6 +34,18 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def send_unknown_api(port: int, api_key: int) -> None:
+    """One request for an API Kafka does not have, before any login; whatever the
+    gateway answers (it cannot answer in the API's shape), the connection ends."""
+    client_id = b"probe"
+    header = struct.pack(">hhih", api_key, 0, api_key, len(client_id)) + client_id
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(struct.pack(">i", len(header)) + header)
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):
+            pass
 
 
 def test_kaudit_run_serves_the_gateway_and_exporter_metrics_and_readiness(
@@ -61,11 +75,16 @@ def test_kaudit_run_serves_the_gateway_and_exporter_metrics_and_readiness(
         for i in range(20):
             producer.produce(unique_topic, b"x" * 100, key=str(i).encode())
         assert producer.flush(30) == 0
+        for api_key in range(30_000, 30_040):  # APIs Kafka does not have
+            send_unknown_api(port, api_key)
         deadline = time.monotonic() + 60
         while True:
             got = scrape(metrics_port)
             sent = got.get(("kaudit_exporter_sent_total", (("destination", "archive"),)), 0)
-            if sent >= 1:
+            unknown = got.get(
+                ("kaudit_gateway_requests_total", (("api", "unknown"), ("result", "refused"))), 0
+            )
+            if sent >= 1 and unknown >= 40:
                 break
             assert time.monotonic() < deadline, "the exporter never sent the topic.created"
             time.sleep(0.2)
@@ -82,6 +101,8 @@ def test_kaudit_run_serves_the_gateway_and_exporter_metrics_and_readiness(
         assert got[("kaudit_gateway_connections_accepted_total", ())] >= 2
         assert got[("kaudit_events_written_total", ())] >= 1
         assert not any(labels for name, labels in got if "client_id" in dict(labels))
+        apis = {dict(labels).get("api") for _, labels in got} - {None}
+        assert not [api for api in apis if api.removeprefix("Api").isdigit()], apis
         ready = httpx.get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
         assert set(ready.json()["checks"]) == {"audit_log", "broker", "exporters"}

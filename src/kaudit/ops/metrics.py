@@ -197,7 +197,8 @@ def watch_gateway(
     api_name: Callable[[int], str],
 ) -> Callable[[], None]:
     """Export a gateway's counters until the returned function is called; `api_name`
-    names an API key (the label), `open_connections` counts the open client connections."""
+    names an API key (the label; keys with one name are summed), `open_connections`
+    counts the open client connections."""
 
     def collect() -> Iterator[Metric]:
         c = counters
@@ -222,10 +223,15 @@ def watch_gateway(
             "(the connection closed first).",
             labels=("api", "result"),
         )
-        for key, n in sorted(dict(c.answered).items()):
-            requests.add_metric([api_name(key), "answered"], n)
-        for (key, result), n in sorted(dict(c.outcomes).items()):
-            requests.add_metric([api_name(key), result], n)
+        by_label: dict[tuple[str, str], int] = {}
+        for key, n in dict(c.answered).items():
+            label = (api_name(key), "answered")
+            by_label[label] = by_label.get(label, 0) + n
+        for (key, result), n in dict(c.outcomes).items():
+            label = (api_name(key), result)
+            by_label[label] = by_label.get(label, 0) + n
+        for (name, result), n in sorted(by_label.items()):
+            requests.add_metric([name, result], n)
         yield requests
         yield CounterMetricFamily(
             "kaudit_gateway_requests_received", "Requests read from clients.", value=c.requests
