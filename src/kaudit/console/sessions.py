@@ -87,6 +87,15 @@ class SessionStore:
             live.seen = now
             return live.user
 
+    def peek(self, sid: str | None) -> ConsoleUser | None:
+        """The user of a live session, without marking it used (a stream that checks its
+        session must not keep it from going idle); None when it has ended."""
+        with self._lock:
+            live = self._sessions.get(sid or "")
+            if live is None or self._expired(live, time.monotonic()):
+                return None
+            return live.user
+
     def end(self, sid: str | None) -> ConsoleUser | None:
         """End a session; its user, if it was live."""
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,8 @@ __all__ = ["log_router"]
 
 TAIL_POLL_SECONDS = 0.25
 KEEPALIVE_SECONDS = 15.0
+TAIL_RECHECK_SECONDS = 1.0
+"""How often a live tail checks that its session is still live and still an admin's."""
 
 
 def _is_api(request: Request) -> bool:
@@ -257,11 +260,27 @@ def log_router(view: LogView) -> APIRouter:
         if position is None:
             return _problem(request, 400, "Bad request", "the live tail follows a local log")
 
+        console = state(request)
+        sid = request.session.get("sid")
+
+        def still_admin() -> bool:
+            # The session and the rights it was opened with are checked again as it runs:
+            # a logout, a timeout or a lost admin role ends the stream.
+            user = console.sessions.peek(sid)
+            rbac = console.service.rbac
+            return user is not None and rbac.authorized(user) and rbac.is_admin(user)
+
         async def stream() -> AsyncIterator[bytes]:
             batches = view.tail(query, position)
             yield b"retry: 1000\n: live tail\n\n"
             quiet = 0.0
+            checked = time.monotonic()
             while not await request.is_disconnected():
+                if time.monotonic() - checked >= TAIL_RECHECK_SECONDS:
+                    checked = time.monotonic()
+                    if not still_admin():
+                        yield b"event: end\ndata: the session ended or lost its admin rights\n\n"
+                        return
                 batch, after = await run_in_threadpool(next, batches)
                 mark = after.encode().encode()
                 for hit in batch:

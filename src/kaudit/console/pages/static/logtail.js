@@ -66,6 +66,11 @@
       var r = JSON.parse(e.data);
       if (paused) { waiting.push(r); count(); } else { show([r]); }
     });
+    source.addEventListener("end", function (e) {
+      source.close();
+      source = null;
+      stateText.textContent = "Live tail stopped: " + e.data + ". Log in again to follow the log.";
+    });
     source.onerror = function () { stateText.textContent = "Live tail interrupted; reconnecting…"; };
     source.onopen = function () { if (!paused) stateText.textContent = "Live: new events appear at the top."; };
   }
