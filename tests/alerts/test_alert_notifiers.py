@@ -185,6 +185,18 @@ def test_teams_gets_an_adaptive_card(receiver: AlertReceiver) -> None:
     ]  # fmt: skip
 
 
+def test_teams_shows_a_markdown_link_in_an_event_as_text(receiver: AlertReceiver) -> None:
+    phish = "[Re-authenticate](https://evil.example/login)"
+    evil = {**EVENT, "resource": {"type": "backup", "id": phish}}
+    teams = {"type": "teams", "url": f"{receiver.url}/teams/workflow",
+             "template": "{{ .event_type }} on {{ .resource.id }}"}  # fmt: skip
+    target, alert = _alert(teams, evil)
+    build_notifier(target).send(alert)
+    (request,) = receiver.wait_for(1)
+    text = request.json()["attachments"][0]["content"]["body"][1]["text"]
+    assert text == "backup.failed on \\[Re-authenticate\\]\\(https://evil.example/login\\)"
+
+
 def test_generic_webhook_is_hmac_signed(receiver: AlertReceiver) -> None:
     secret = "0123456789abcdef-secret"
     target, alert = _alert({"type": "webhook", "url": f"{receiver.url}/hook", "secret": secret})

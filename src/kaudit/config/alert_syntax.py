@@ -105,10 +105,21 @@ def _plain(text: str) -> str:
     return text
 
 
+_MARKDOWN_LINK = re.compile(r"([\\\[\]()])")
+
+
+def _teams(text: str) -> str:
+    # Adaptive Card TextBlocks and facts read Markdown: a value of "[Re-login](https://…)"
+    # would be a link that hides where it goes. A backslash makes the link's marks
+    # literal; emphasis marks are left, since Teams mobile shows escapes as written.
+    return _MARKDOWN_LINK.sub(r"\\\1", text)
+
+
 ESCAPES: dict[str, Callable[[str], str]] = {
     "slack": _slack,
     "html": html.escape,
     "plain": _plain,
+    "teams": _teams,
 }
 """How a value is escaped for each kind of target."""
 

@@ -11,6 +11,7 @@ import orjson
 
 from kaudit.alerts.notifiers.base import message_text, post_json
 from kaudit.alerts.state import AlertRecord
+from kaudit.config.alert_syntax import ESCAPES
 from kaudit.config.alerts import TeamsNotify
 from kaudit.exporters.http import make_client
 
@@ -56,16 +57,18 @@ class TeamsNotifier:
         info = alert.data["alert"]
         resolved = alert.status == "resolved"
         title = f"{'Resolved' if resolved else 'Alert'}: {info['rule']} ({info['severity']})"
+        quote = ESCAPES["teams"]
+        group = ", ".join(f"{k}={v}" for k, v in info["group"].items())
         facts = [
-            ("Rule", str(info["rule"])),
-            ("Severity", str(info["severity"])),
+            ("Rule", quote(str(info["rule"]))),
+            ("Severity", quote(str(info["severity"]))),
             ("Count", str(info["count"])),
-            ("Group", ", ".join(f"{k}={v}" for k, v in info["group"].items()) or "-"),
-            ("Time", str(info["at"])),
+            ("Group", quote(group) or "-"),
+            ("Time", quote(str(info["at"]))),
         ]
         color = "Good" if resolved else _COLOR.get(str(info["severity"]), "Default")
-        # Adaptive Card TextBlocks read a subset of Markdown; values go in as plain text.
-        return card(title, message_text(self.target.template, alert, "plain"), facts, color)
+        # Adaptive Card TextBlocks and facts read Markdown: values are escaped for it.
+        return card(title, message_text(self.target.template, alert, "teams"), facts, color)
 
     def send(self, alert: AlertRecord) -> None:
         body = orjson.dumps(self.payload(alert))
