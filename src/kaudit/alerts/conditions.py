@@ -25,7 +25,7 @@ import rule_engine
 from rule_engine import ast as rast
 from rule_engine import types as rtypes
 
-from kaudit.alerts.compiled import EvalError, compile_tree
+from kaudit.alerts.compiled import Compiled, EvalError, Getters, compile_tree, path_getter
 
 __all__ = ["Condition"]
 
@@ -104,6 +104,7 @@ class Condition:
         "index",
         "matches",
         "needs_evaluation",
+        "paths",
         "rule",
         "test",
         "text",
@@ -125,7 +126,16 @@ class Condition:
         elif keys:
             self.index = next(iter(keys.items()))
         self.needs_evaluation = not (exact and len(keys) == 1)
-        self._fast = compile_tree(self.rule.statement.expression)
+        read: set[Path] = set()
+
+        def recording(path: Path) -> Compiled:
+            read.add(path)
+            return path_getter(path)
+
+        self._fast = compile_tree(self.rule.statement.expression, recording)
+        self.paths: frozenset[Path] | None = frozenset(read) if self._fast is not None else None
+        """The paths of the event the compiled condition reads; None when it is left to
+        rule-engine (which may read anything)."""
 
         self.matches: Callable[[dict[str, Any]], bool] = self._chosen()
         """Whether the decoded event satisfies the condition (errors count as no)."""
@@ -155,6 +165,13 @@ class Condition:
         except (rule_engine.errors.EvaluationError, TypeError):
             # TypeError: `in` on a null container, which rule-engine does not catch.
             return False
+
+    def test_with(self, get: Getters) -> Compiled:
+        """`test` on events whose paths `get` reads (a compiled condition only)."""
+        test = compile_tree(self.rule.statement.expression, get)
+        if test is None:
+            raise ValueError(f"condition {self.text!r} is not compiled")
+        return test
 
     @property
     def compiled(self) -> bool:

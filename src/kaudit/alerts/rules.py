@@ -12,6 +12,7 @@ the fact holds and resolve when it stops.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
@@ -21,8 +22,9 @@ from typing import Any
 
 import orjson
 
-from kaudit.alerts.compiled import EvalError, path_getter
+from kaudit.alerts.compiled import EvalError, Getters, path_getter
 from kaudit.alerts.conditions import Condition
+from kaudit.alerts.projection import Projection
 from kaudit.alerts.state import AlertRecord
 from kaudit.alerts.windows import Decision, GroupState
 from kaudit.config.alerts import AlertRule, BuiltinAlerts, Notify, OffHoursRule
@@ -46,8 +48,8 @@ class CompiledRule:
     notify: tuple[Notify, ...]
     extra: Callable[[float], bool] | None = None
     """A further test on the event time (the off-hours rule's hours and days)."""
-    group_getters: tuple[Callable[[dict[str, Any]], Any], ...] = ()
-    test: Callable[[dict[str, Any]], Any] | None = None
+    group_getters: tuple[Callable[[Any], Any], ...] = ()
+    test: Callable[[Any], Any] | None = None
     """The condition's `test`, None when finding the rule by its indexed value was
     the whole test (the judging loop reads it in one step)."""
 
@@ -179,10 +181,46 @@ _NO_ALERTS: tuple[AlertRecord, ...] = ()
 """What judging most events raises (shared: no list per event)."""
 
 
-class Evaluator:
-    """The rules and the state of each of their groups."""
+def _projection(rules: list[CompiledRule]) -> Projection | None:
+    """The projection of events that every rule's condition and groups read, or None
+    when a condition is left to rule-engine (it may read anything)."""
+    paths: set[tuple[str, ...]] = set()
+    for rule in rules:
+        if rule.condition is None:
+            continue
+        if rule.condition.paths is None:
+            return None
+        paths |= rule.condition.paths
+        paths.update(rule.group_paths)
+        if rule.condition.index is not None:
+            paths.add(rule.condition.index[0])
+    return Projection(paths)
 
-    def __init__(self, rules: list[CompiledRule]) -> None:
+
+def _reading(rule: CompiledRule, get: Getters) -> CompiledRule:
+    """The rule with its test and groups reading events through `get`."""
+    condition = rule.condition
+    return dataclasses.replace(
+        rule,
+        test=condition.test_with(get) if condition and rule.test is not None else None,
+        group_getters=tuple(get(path) for path in rule.group_paths),
+    )
+
+
+class Evaluator:
+    """The rules and the state of each of their groups.
+
+    Events are decoded dicts; with `projected`, when every condition is compiled, they
+    are lines decoded by `projection` instead (the engine's way: `judge` then takes the
+    line too, decoded whole only for an alert's data)."""
+
+    def __init__(self, rules: list[CompiledRule], *, projected: bool = False) -> None:
+        self.projection = _projection(rules) if projected else None
+        get: Getters = path_getter if self.projection is None else self.projection.getter
+        if self.projection is not None:
+            rules = [_reading(rule, get) for rule in rules]
+        self._timestamp = get(("timestamp",))
+        self._event_id = get(("event_id",))
         self.rules = {r.name: r for r in rules}
         self.states: dict[tuple[str, str], GroupState] = {}
         self.dirty: set[tuple[str, str]] = set()
@@ -202,9 +240,7 @@ class Evaluator:
                 by_value = self._by_path.setdefault(index[0], {})
                 for value in index[1]:
                     by_value.setdefault(value, []).append(rule)
-        self._by_getter = [
-            (path_getter(path), by_value) for path, by_value in self._by_path.items()
-        ]
+        self._by_getter = [(get(path), by_value) for path, by_value in self._by_path.items()]
         self.judges_every_type = bool(self._by_path or self._unindexed)
         """Whether some rule is not tied to event types (every event must be decoded)."""
         self._candidates: dict[str, list[CompiledRule] | None] = {}
@@ -239,9 +275,7 @@ class Evaluator:
         self._candidates[event_type] = found
         return found
 
-    def _all_candidates(
-        self, event: dict[str, Any], by_type: list[CompiledRule]
-    ) -> list[CompiledRule]:
+    def _all_candidates(self, event: Any, by_type: list[CompiledRule]) -> list[CompiledRule]:
         found = by_type
         for get, by_value in self._by_getter:
             value = get(event)
@@ -249,13 +283,17 @@ class Evaluator:
                 found = found + by_value[value]
         return found
 
-    def judge(self, event: dict[str, Any], by_type: list[CompiledRule]) -> Sequence[AlertRecord]:
-        """Run the rules that may match the decoded event (`by_type`: its
-        `candidates`, to which the rules indexed by other fields are added)."""
+    def judge(
+        self, event: Any, by_type: list[CompiledRule], line: bytes | None = None
+    ) -> Sequence[AlertRecord]:
+        """Run the rules that may match the event (`by_type`: its `candidates`, to
+        which the rules indexed by other fields are added). With a projection, `event`
+        is `line` decoded by it."""
         rules = self._all_candidates(event, by_type) if self._by_getter else by_type
         if not rules:
             return _NO_ALERTS
-        at = event_time(event)
+        stamp = self._timestamp(event)
+        at = _stamp_seconds(stamp) if type(stamp) is str else None
         if at is None:
             return _NO_ALERTS
         if self.watermark is None or at > self.watermark:
@@ -282,18 +320,19 @@ class Evaluator:
                 state = states[key] = GroupState(config.window, config.threshold)
             dirty.add(key)
             if event_id is None:
-                event_id = str(event.get("event_id") or "")
+                event_id = str(self._event_id(event) or "")
             state.add(at, event_id)
             if state.count >= state.threshold:
                 decision = state.decide(at, config.cooldown, config.repeat_interval)
                 if decision is not None:
-                    alert = self._alert(rule, group, state, decision, at, event)
+                    whole = event if line is None else orjson.loads(line)
+                    alert = self._alert(rule, group, state, decision, at, whole)
                     alerts = [alert] if alerts is None else [*alerts, alert]
             if config.window is None:
                 state.after_single()
         return _NO_ALERTS if alerts is None else alerts
 
-    def _group(self, rule: CompiledRule, event: dict[str, Any]) -> str:
+    def _group(self, rule: CompiledRule, event: Any) -> str:
         """The group's name: its values as a JSON array (kept per values, as most
         events fall in groups seen before)."""
         getters = rule.group_getters
