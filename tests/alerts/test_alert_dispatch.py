@@ -40,6 +40,7 @@ audit:
     - {name: big, condition: "details.partitions > 100 or details.partitions == '7'"}
     - {name: either, condition: "event_type == 'x.one' or actor.ip_address == '10.0.0.1'",
        threshold: 6, window: 30s, group_by: details}
+    - {name: five, condition: "event_type == '5' and details.partitions == 6"}
     - {name: nested, condition: "details.meta.owner == 'ops' and 'ops' in actor.roles"}
   builtin_alerts:
     auth_failures: {enabled: true, threshold: 3, window: 1m}
@@ -53,7 +54,7 @@ TYPES = [
     "backup.failed", "access.denied", "restore.started", "auth.login", "auth.failed",
     "topic.created", "topic.deleted", "records.produced", "acl.created", "acl.deleted",
     "auth.credentials_changed", "audit.degraded", "access.bypassed_gateway", "x.one",
-    "alert.fired", "other",
+    "alert.fired", "other", 5, "5", None,
 ]  # fmt: skip
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC).timestamp()  # a Monday, before 09:00
 
@@ -141,7 +142,7 @@ def test_indexed_compiled_and_projected_judging_fires_as_every_rule_on_every_eve
     by_index: list[AlertRecord] = []
     by_projection: list[AlertRecord] = []
     for n, (event, line) in enumerate(zip(events, lines, strict=True)):
-        if not event["event_type"].startswith("alert."):
+        if not str(event["event_type"]).startswith("alert."):
             expected += every.judge(event, by_rule_engine)
         candidates = indexed.candidates(event["event_type"])
         if candidates is not None:

@@ -313,7 +313,9 @@ def _all_of(parts: list[Compiled]) -> Compiled:
     return lambda e: all(part(e) for part in parts)
 
 
-def compile_tree(expression: Any, get: Getters = path_getter) -> Compiled | None:
+def compile_tree(
+    expression: Any, get: Getters = path_getter, known: Callable[[Any], bool] | None = None
+) -> Compiled | None:
     """The closure evaluating a rule-engine expression tree on an event whose paths
     `get` reads (default: a decoded dict), raising EvalError where rule-engine would
     raise, or None when the tree uses a node this
@@ -322,11 +324,19 @@ def compile_tree(expression: Any, get: Getters = path_getter) -> Compiled | None
     The parts of a top-level chain of `and`s are tested cheapest first. Only there is
     the order free: an error makes the whole condition false, as does any false part,
     whichever comes first (below a `not` or an `or`, an error in a part the original
-    order never reaches would change the answer)."""
+    order never reaches would change the answer). `known` picks the parts that hold
+    for every event the closure will be given (an event type its rule is looked up
+    by): those are left out, as they can neither be false nor raise.
+
+    """
     try:
         parts = _conjuncts(expression)
+        if known is not None:
+            parts = [part for part in parts if not known(part)]
+            if not parts:
+                return lambda e: True
         if len(parts) == 1:
-            return _value(expression, get)
+            return _value(parts[0], get)
         return _all_of([_value(part, get) for part in sorted(parts, key=_cost)])
     except _Unsupported:
         return None

@@ -192,9 +192,7 @@ class AlertEngine:
                     broken = chain.check(integrity)
                     if broken is not None:
                         alerts.append(broken)
-            candidates = evaluator.candidates(
-                event_type if type(event_type) is str else str(event_type)
-            )
+            candidates = evaluator.candidates(event_type)
             if candidates is None:
                 continue
             judged += 1

@@ -257,10 +257,13 @@ class Evaluator:
                     data, rule.config.window, rule.config.threshold
                 )
 
-    def candidates(self, event_type: str) -> list[CompiledRule] | None:
+    def candidates(self, event_type: Any) -> list[CompiledRule] | None:
         """The rules an event of this type may match by its type (and those tied to no
         value), or None when no rule can match it at all (an alert.* event matches
-        none: the engine's own records are never judged)."""
+        none: the engine's own records are never judged). An event type that is not a
+        string matches no rule looked up by type."""
+        if type(event_type) is not str:
+            return self._unindexed if self.judges_every_type else None
         try:
             return self._candidates[event_type]
         except KeyError:
