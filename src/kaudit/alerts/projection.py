@@ -90,7 +90,7 @@ class Projection:
 
     def getter(self, path: Path) -> Callable[[Any], Any]:
         """A function reading `path` from a decoded line (None where it is missing)."""
-        steps: list[tuple[str, type[msgspec.Struct] | None]] = []
+        steps: list[str] = []
         node = self._root
         rest: Path = ()
         for i, key in enumerate(path):
@@ -101,34 +101,24 @@ class Projection:
             assert node.struct is not None
             field = node.struct.__struct_fields__[list(children).index(key)]
             node = children[key]
-            steps.append((field, node.struct if node.children is not None else None))
+            steps.append(field)
         return _getter(steps, rest)
 
 
-def _getter(
-    steps: list[tuple[str, type[msgspec.Struct] | None]], rest: Path
-) -> Callable[[Any], Any]:
-    """Reads `steps` through Structs (each with the Struct the value must be to go on),
-    then `rest` through dicts."""
+def _getter(steps: list[str], rest: Path) -> Callable[[Any], Any]:
+    """Reads the fields `steps` through Structs, then `rest` through dicts."""
     if len(steps) == 1 and not rest:
-        ((a, _),) = steps
-        return operator.attrgetter(a)
-    if len(steps) == 2 and not rest:
-        (a, a_struct), (b, _) = steps
-
-        def get2(e: Any) -> Any:
-            v = getattr(e, a)
-            return getattr(v, b) if type(v) is a_struct else None
-
-        return get2
+        return operator.attrgetter(steps[0])
+    # One C call through the Structs: a value that is not the Struct its path goes
+    # through (a string, a list, None) has no such field, as fields below the top are
+    # named `f0`, `f1`, ...
+    through = operator.attrgetter(".".join(steps))
 
     def get(e: Any) -> Any:
-        v = e
-        for field, struct in steps[:-1]:
-            v = getattr(v, field)
-            if type(v) is not struct:
-                return None
-        v = getattr(v, steps[-1][0])
+        try:
+            v = through(e)
+        except AttributeError:
+            return None
         return _walk_dict(v, rest) if rest else v
 
     return get

@@ -37,7 +37,7 @@ PROBE_RULES = ("log_integrity", "exporter_lag")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompiledRule:
     """A rule ready to judge events (or, for probe rules, observations)."""
 
@@ -52,6 +52,11 @@ class CompiledRule:
     test: Callable[[Any], Any] | None = None
     """The condition's `test`, None when finding the rule by its indexed value was
     the whole test (the judging loop reads it in one step)."""
+    key: tuple[str, str] = dataclasses.field(init=False)
+    """The key of its state when it has no `group_by`."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.name, ""))
 
 
 def _off_hours(rule: OffHoursRule) -> Callable[[float], bool]:
@@ -244,6 +249,9 @@ class Evaluator:
         self.judges_every_type = bool(self._by_path or self._unindexed)
         """Whether some rule is not tied to event types (every event must be decoded)."""
         self._candidates: dict[str, list[CompiledRule] | None] = {}
+        self._last_stamp: str | None = None
+        self._last_at: float | None = None
+        """The last timestamp read, and its time (events written together share it)."""
         self._group_names: dict[tuple[Any, ...], str] = {}
         self.watermark: float | None = None
         """The latest event time seen: the clock windows slide by."""
@@ -278,25 +286,29 @@ class Evaluator:
         self._candidates[event_type] = found
         return found
 
-    def _all_candidates(self, event: Any, by_type: list[CompiledRule]) -> list[CompiledRule]:
-        found = by_type
-        for get, by_value in self._by_getter:
-            value = get(event)
-            if type(value) is str and value in by_value:
-                found = found + by_value[value]
-        return found
-
     def judge(
         self, event: Any, by_type: list[CompiledRule], line: bytes | None = None
     ) -> Sequence[AlertRecord]:
         """Run the rules that may match the event (`by_type`: its `candidates`, to
         which the rules indexed by other fields are added). With a projection, `event`
         is `line` decoded by it."""
-        rules = self._all_candidates(event, by_type) if self._by_getter else by_type
+        rules = by_type
+        for get, by_value in self._by_getter:
+            value = get(event)
+            if type(value) is str:
+                more = by_value.get(value)
+                if more is not None:
+                    rules = rules + more
         if not rules:
             return _NO_ALERTS
         stamp = self._timestamp(event)
-        at = _stamp_seconds(stamp) if type(stamp) is str else None
+        if type(stamp) is not str:
+            return _NO_ALERTS
+        if stamp == self._last_stamp:
+            at = self._last_at
+        else:
+            at = self._last_at = _stamp_seconds(stamp)
+            self._last_stamp = stamp
         if at is None:
             return _NO_ALERTS
         if self.watermark is None or at > self.watermark:
@@ -315,23 +327,26 @@ class Evaluator:
                     continue
             if rule.extra is not None and not rule.extra(at):
                 continue
-            group = self._group(rule, event) if rule.group_getters else ""
-            key = (rule.name, group)
-            config = rule.config
+            if rule.group_getters:
+                group = self._group(rule, event)
+                key = (rule.name, group)
+            else:
+                group, key = "", rule.key
             state = states.get(key)
             if state is None:
+                config = rule.config
                 state = states[key] = GroupState(config.window, config.threshold)
             dirty.add(key)
             if event_id is None:
                 event_id = str(self._event_id(event) or "")
-            state.add(at, event_id)
-            if state.count >= state.threshold:
+            if state.add(at, event_id):
+                config = rule.config
                 decision = state.decide(at, config.cooldown, config.repeat_interval)
                 if decision is not None:
                     whole = event if line is None else orjson.loads(line)
                     alert = self._alert(rule, group, state, decision, at, whole)
                     alerts = [alert] if alerts is None else [*alerts, alert]
-            if config.window is None:
+            if state.window_s is None:
                 state.after_single()
         return _NO_ALERTS if alerts is None else alerts
 
