@@ -168,7 +168,13 @@ def test_projection_reads_paths_as_the_decoded_event_does() -> None:
     for event in [*_events(200), {}, {"a": {"b": {"c": [1]}}}, {"a": {"b": 3}}, {"a": "s"}]:
         view = projection.decode(orjson.dumps(event))
         for path in paths:
-            assert projection.getter(path)(view) == path_getter(path)(event), (path, event)
+            expected = path_getter(path)(event)
+            assert projection.getter(path)(view) == expected, (path, event)
+            try:
+                fast = projection.fast_getter(path)(view)
+            except AttributeError:  # a value on the way is not an object: null
+                fast = None
+            assert fast == expected, (path, event)
 
 
 def test_a_condition_left_to_rule_engine_gets_whole_events() -> None:

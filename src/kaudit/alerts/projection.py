@@ -90,6 +90,11 @@ class Projection:
 
     def getter(self, path: Path) -> Callable[[Any], Any]:
         """A function reading `path` from a decoded line (None where it is missing)."""
+        return _getter(*self._steps(path))
+
+    def _steps(self, path: Path) -> tuple[list[str], Path]:
+        """The fields `path` reads through Structs, and the keys it reads below them in
+        a value decoded whole."""
         steps: list[str] = []
         node = self._root
         rest: Path = ()
@@ -102,7 +107,14 @@ class Projection:
             field = node.struct.__struct_fields__[list(children).index(key)]
             node = children[key]
             steps.append(field)
-        return _getter(steps, rest)
+        return steps, rest
+
+    def fast_getter(self, path: Path) -> Callable[[Any], Any]:
+        """`getter` without its Python frame where the path runs through Structs only:
+        it raises AttributeError where `getter` returns None for a value on the way
+        that is not an object (the caller reads the path again with `getter`)."""
+        steps, rest = self._steps(path)
+        return operator.attrgetter(".".join(steps)) if not rest else _getter(steps, rest)
 
 
 def _getter(steps: list[str], rest: Path) -> Callable[[Any], Any]:

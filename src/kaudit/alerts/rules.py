@@ -52,6 +52,10 @@ class CompiledRule:
     test: Callable[[Any], Any] | None = None
     """The condition's `test`, None when finding the rule by its indexed value was
     the whole test (the judging loop reads it in one step)."""
+    retest: Callable[[Any], Any] | None = None
+    """`test` again, when `test` raised AttributeError (it reads a projected event
+    through attrgetters, which raise on a value on the way that is not an object,
+    where this one reads None)."""
     key: tuple[str, str] = dataclasses.field(init=False)
     """The key of its state when it has no `group_by`."""
 
@@ -202,13 +206,15 @@ def _projection(rules: list[CompiledRule]) -> Projection | None:
     return Projection(paths)
 
 
-def _reading(rule: CompiledRule, get: Getters) -> CompiledRule:
-    """The rule with its test and groups reading events through `get`."""
+def _reading(rule: CompiledRule, projection: Projection) -> CompiledRule:
+    """The rule with its test and groups reading events decoded by `projection`."""
     condition = rule.condition
+    tested = condition is not None and rule.test is not None
     return dataclasses.replace(
         rule,
-        test=condition.test_with(get) if condition and rule.test is not None else None,
-        group_getters=tuple(get(path) for path in rule.group_paths),
+        test=condition.test_with(projection.fast_getter) if condition and tested else None,
+        retest=condition.test_with(projection.getter) if condition and tested else None,
+        group_getters=tuple(projection.getter(path) for path in rule.group_paths),
     )
 
 
@@ -223,7 +229,7 @@ class Evaluator:
         self.projection = _projection(rules) if projected else None
         get: Getters = path_getter if self.projection is None else self.projection.getter
         if self.projection is not None:
-            rules = [_reading(rule, get) for rule in rules]
+            rules = [_reading(rule, self.projection) for rule in rules]
         self._timestamp = get(("timestamp",))
         self._event_id = get(("event_id",))
         self.rules = {r.name: r for r in rules}
@@ -245,7 +251,10 @@ class Evaluator:
                 by_value = self._by_path.setdefault(index[0], {})
                 for value in index[1]:
                     by_value.setdefault(value, []).append(rule)
-        self._by_getter = [(get(path), by_value) for path, by_value in self._by_path.items()]
+        fast: Getters = get if self.projection is None else self.projection.fast_getter
+        self._by_getter = [(fast(path), by_value) for path, by_value in self._by_path.items()]
+        """Each indexed path other than the event type, read by a getter that may raise
+        AttributeError where the path is null."""
         self.judges_every_type = bool(self._by_path or self._unindexed)
         """Whether some rule is not tied to event types (every event must be decoded)."""
         self._candidates: dict[str, list[CompiledRule] | None] = {}
@@ -294,7 +303,10 @@ class Evaluator:
         is `line` decoded by it."""
         rules = by_type
         for get, by_value in self._by_getter:
-            value = get(event)
+            try:
+                value = get(event)
+            except AttributeError:
+                continue  # null
             if type(value) is str:
                 more = by_value.get(value)
                 if more is not None:
@@ -325,6 +337,9 @@ class Evaluator:
                         continue
                 except EvalError:
                     continue
+                except AttributeError:
+                    if not _retest(rule, event):
+                        continue
             if rule.extra is not None and not rule.extra(at):
                 continue
             if rule.group_getters:
@@ -476,6 +491,14 @@ class Evaluator:
             data=data,
             targets=tuple(t.type for t in rule.notify),
         )
+
+
+def _retest(rule: CompiledRule, event: Any) -> bool:
+    assert rule.retest is not None
+    try:
+        return bool(rule.retest(event))
+    except EvalError:
+        return False
 
 
 def _iso(at: float | None) -> str | None:
