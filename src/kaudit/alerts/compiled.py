@@ -197,12 +197,21 @@ def _regex(node: Any, get: Getters) -> Compiled:
     return match
 
 
-def _contains(node: Any, get: Getters) -> Compiled:
+def _among_strings(node: Any, get: Getters) -> tuple[Compiled, frozenset[str]] | None:
+    """For `x in ['a', 'b']`: what reads x, and the strings."""
+    if not isinstance(node, rast.ContainsExpression):
+        return None
     is_literal, items = _literal_of(node.container)
     if is_literal and isinstance(items, list) and all(isinstance(i, str) for i in items):
+        return _value(node.member, get), frozenset(items)
+    return None
+
+
+def _contains(node: Any, get: Getters) -> Compiled:
+    among = _among_strings(node, get)
+    if among is not None:
         # `path in ['a', 'b']`: only a string can equal one of these strings.
-        strings = frozenset(items)
-        value = _value(node.member, get)
+        value, strings = among
         return lambda e: type(v := value(e)) is str and v in strings
     container, member = _value(node.container, get), _value(node.member, get)
 
@@ -232,6 +241,11 @@ def _boolean(node: Any, get: Getters) -> Compiled:
             return lambda e: bool(left(e) and right(e))
         return lambda e: bool(left(e) or right(e))
     if isinstance(node, rast.UnaryExpression) and node.type == "not":
+        among = _among_strings(node.right, get)
+        if among is not None:
+            # `not (path in ['a', 'b'])` in one step (the cost of a call per event).
+            value, strings = among
+            return lambda e: not (type(v := value(e)) is str and v in strings)
         inner = _value(node.right, get)
         return lambda e: not inner(e)
     if isinstance(node, rast.FuzzyComparisonExpression):
@@ -260,6 +274,10 @@ def _boolean(node: Any, get: Getters) -> Compiled:
             if is_literal and (
                 not isinstance(literal, list) or all(type(item) is str for item in literal)
             ):
+                if node.type == "ne" and isinstance(literal, str):
+                    # Any value but that string, whatever its type: Python's own `!=`.
+                    unequal = _value(one, get)
+                    return lambda e: unequal(e) != literal
                 equal = _equals_literal(_value(one, get), literal)
                 break
         if equal is None:
