@@ -183,3 +183,18 @@ def test_a_condition_left_to_rule_engine_gets_whole_events() -> None:
     )
     rules = compile_rules(config.audit.alerts, config.audit.builtin_alerts)
     assert Evaluator(rules, projected=True).projection is None
+
+
+def test_groups_of_equal_but_different_values_stay_apart() -> None:
+    config = load_config_text(
+        "audit:\n  alerts:\n"
+        "    - {name: g, condition: \"event_type == 'x'\", group_by: details.v}\n"
+    )
+    evaluator = Evaluator(compile_rules(config.audit.alerts, config.audit.builtin_alerts))
+    groups = []
+    for n, value in enumerate([1, True, 1.0, "1", None, 1]):
+        event = {"event_type": "x", "timestamp": "2026-11-23T08:00:00Z", "event_id": f"e{n}",
+                 "details": {"v": value}}  # fmt: skip
+        (alert,) = evaluator.judge(event, evaluator.candidates("x") or [])
+        groups.append(alert.group)
+    assert groups == ["[1]", "[true]", "[1.0]", '["1"]', "[null]", "[1]"]

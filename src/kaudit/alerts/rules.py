@@ -162,6 +162,7 @@ def compile_rules(rules: Iterable[AlertRule], builtin: BuiltinAlerts) -> list[Co
     return compiled
 
 
+@functools.lru_cache(maxsize=4096)
 def dedup_key(rule: str, group: str) -> str:
     """The same for every alert of one rule and group (PagerDuty's dedup_key)."""
     digest = hashlib.sha256(f"{rule}\n{group}".encode()).hexdigest()[:32]
@@ -261,7 +262,7 @@ class Evaluator:
         self._last_stamp: str | None = None
         self._last_at: float | None = None
         """The last timestamp read, and its time (events written together share it)."""
-        self._group_names: dict[tuple[Any, ...], str] = {}
+        self._group_names: dict[str | tuple[str, ...], str] = {}
         self.watermark: float | None = None
         """The latest event time seen: the clock windows slide by."""
 
@@ -366,19 +367,27 @@ class Evaluator:
         return _NO_ALERTS if alerts is None else alerts
 
     def _group(self, rule: CompiledRule, event: Any) -> str:
-        """The group's name: its values as a JSON array (kept per values, as most
-        events fall in groups seen before)."""
+        """The group's name: its values as a JSON array (kept per strings, as most
+        events fall in groups seen before; other values are written each time, as
+        1, 1.0 and true are equal keys of a dict but different groups)."""
         getters = rule.group_getters
-        values = (getters[0](event),) if len(getters) == 1 else tuple(get(event) for get in getters)
-        try:
-            return self._group_names[values]
-        except KeyError:
-            name = self._group_names[values] = orjson.dumps(values).decode()
-            if len(self._group_names) > 100_000:
+        key: Any
+        if len(getters) == 1:
+            key = getters[0](event)
+            if type(key) is not str:
+                return orjson.dumps((key,)).decode()
+        else:
+            key = tuple(get(event) for get in getters)
+            if not all(type(value) is str for value in key):
+                return orjson.dumps(key).decode()
+        name = self._group_names.get(key)
+        if name is None:
+            if len(self._group_names) >= 100_000:
                 self._group_names.clear()
-            return name
-        except TypeError:  # a list or mapping among the values
-            return orjson.dumps(values).decode()
+            name = self._group_names[key] = orjson.dumps(
+                key if type(key) is tuple else (key,)
+            ).decode()
+        return name
 
     def sweep(self, now: float | None = None) -> list[AlertRecord]:
         """Resolve the firing windows that have fallen back below their threshold by
