@@ -123,6 +123,8 @@ COMPILED = [
     "actor.id =~ 'User:.*' and details.flag == true and 'x' in details.missing",
     "not (details.records > 1 and actor.id == 'User:bob')",
     "(details.records > 1 and actor.id == 'User:bob') or details.zero == 0",
+    "not (context.environment in ['production', 'x']) and actor.id != 'User:alice'",
+    "details.records != 'x' and not (details.missing in ['x'])",
 ]
 EVENTS: list[dict[str, Any]] = [
     EVENT,

@@ -24,9 +24,13 @@ from typing import Any
 
 from rule_engine import ast as rast
 
-__all__ = ["Compiled", "compile_tree", "path_getter"]
+__all__ = ["Compiled", "Getters", "compile_tree", "path_getter"]
 
-Compiled = Callable[[dict[str, Any]], Any]
+Compiled = Callable[[Any], Any]
+
+Getters = Callable[[tuple[str, ...]], Compiled]
+"""Makes the function reading a dotted path from an event: `path_getter` for a decoded
+dict, `Projection.getter` for a line decoded into Structs."""
 
 
 class EvalError(Exception):
@@ -102,10 +106,10 @@ def path_getter(path: tuple[str, ...]) -> Compiled:
     return get
 
 
-def _value(node: Any) -> Compiled:
+def _value(node: Any, get: Getters) -> Compiled:
     path = _path(node)
     if path is not None:
-        return path_getter(path)
+        return get(path)
     if isinstance(node, rast.ArrayExpression):
         if not all(isinstance(item, rast.LiteralExpressionBase) for item in node.value):
             raise _Unsupported("an array of expressions")
@@ -116,7 +120,7 @@ def _value(node: Any) -> Compiled:
     ):
         value = _literal(node.value)
         return lambda e: value
-    return _boolean(node)
+    return _boolean(node, get)
 
 
 _NUMBERS = (int, float)
@@ -174,13 +178,13 @@ def _ordered(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     return compare
 
 
-def _regex(node: Any) -> Compiled:
+def _regex(node: Any, get: Getters) -> Compiled:
     if not isinstance(node.right, rast.StringExpression):
         raise _Unsupported("a regular expression that is not a literal")
     pattern = re.compile(node.right.value, flags=node.context.regex_flags)
     method = pattern.search if node.type.endswith("fzs") else pattern.match
     negate: bool = node.type.startswith("ne")
-    left = _value(node.left)
+    left = _value(node.left, get)
 
     def match(e: dict[str, Any]) -> bool:
         text = left(e)
@@ -193,14 +197,23 @@ def _regex(node: Any) -> Compiled:
     return match
 
 
-def _contains(node: Any) -> Compiled:
+def _among_strings(node: Any, get: Getters) -> tuple[Compiled, frozenset[str]] | None:
+    """For `x in ['a', 'b']`: what reads x, and the strings."""
+    if not isinstance(node, rast.ContainsExpression):
+        return None
     is_literal, items = _literal_of(node.container)
     if is_literal and isinstance(items, list) and all(isinstance(i, str) for i in items):
+        return _value(node.member, get), frozenset(items)
+    return None
+
+
+def _contains(node: Any, get: Getters) -> Compiled:
+    among = _among_strings(node, get)
+    if among is not None:
         # `path in ['a', 'b']`: only a string can equal one of these strings.
-        strings = frozenset(items)
-        value = _value(node.member)
+        value, strings = among
         return lambda e: type(v := value(e)) is str and v in strings
-    container, member = _value(node.container), _value(node.member)
+    container, member = _value(node.container, get), _value(node.member, get)
 
     def contains(e: dict[str, Any]) -> bool:
         within, item = container(e), member(e)
@@ -221,24 +234,29 @@ def _contains(node: Any) -> Compiled:
     return contains
 
 
-def _boolean(node: Any) -> Compiled:
+def _boolean(node: Any, get: Getters) -> Compiled:
     if isinstance(node, rast.LogicExpression):
-        left, right = _value(node.left), _value(node.right)
+        left, right = _value(node.left, get), _value(node.right, get)
         if node.type == "and":
             return lambda e: bool(left(e) and right(e))
         return lambda e: bool(left(e) or right(e))
     if isinstance(node, rast.UnaryExpression) and node.type == "not":
-        inner = _value(node.right)
+        among = _among_strings(node.right, get)
+        if among is not None:
+            # `not (path in ['a', 'b'])` in one step (the cost of a call per event).
+            value, strings = among
+            return lambda e: not (type(v := value(e)) is str and v in strings)
+        inner = _value(node.right, get)
         return lambda e: not inner(e)
     if isinstance(node, rast.FuzzyComparisonExpression):
-        return _regex(node)
+        return _regex(node, get)
     if isinstance(node, rast.ArithmeticComparisonExpression):
         op = _ORDER[node.type]
         compare = _ordered(op)
         is_literal, limit = _literal_of(node.right)
         if is_literal and type(limit) in _NUMBERS:
             # `path > 100`: a number is compared at once, anything else as below.
-            value = _value(node.left)
+            value = _value(node.left, get)
 
             def against_number(e: dict[str, Any]) -> bool:
                 v = value(e)
@@ -247,7 +265,7 @@ def _boolean(node: Any) -> Compiled:
                 return compare(v, limit)
 
             return against_number
-        left, right = _value(node.left), _value(node.right)
+        left, right = _value(node.left, get), _value(node.right, get)
         return lambda e: compare(left(e), right(e))
     if isinstance(node, rast.ComparisonExpression) and node.type in ("eq", "ne"):
         equal: Compiled | None = None
@@ -256,10 +274,14 @@ def _boolean(node: Any) -> Compiled:
             if is_literal and (
                 not isinstance(literal, list) or all(type(item) is str for item in literal)
             ):
-                equal = _equals_literal(_value(one), literal)
+                if node.type == "ne" and isinstance(literal, str):
+                    # Any value but that string, whatever its type: Python's own `!=`.
+                    unequal = _value(one, get)
+                    return lambda e: unequal(e) != literal
+                equal = _equals_literal(_value(one, get), literal)
                 break
         if equal is None:
-            left, right = _value(node.left), _value(node.right)
+            left, right = _value(node.left, get), _value(node.right, get)
 
             def equal(e: dict[str, Any]) -> bool:
                 return _eq(left(e), right(e))
@@ -269,7 +291,7 @@ def _boolean(node: Any) -> Compiled:
         test = equal
         return lambda e: not test(e)
     if isinstance(node, rast.ContainsExpression):
-        return _contains(node)
+        return _contains(node, get)
     raise _Unsupported(type(node).__name__)
 
 
@@ -309,19 +331,30 @@ def _all_of(parts: list[Compiled]) -> Compiled:
     return lambda e: all(part(e) for part in parts)
 
 
-def compile_tree(expression: Any) -> Compiled | None:
-    """The closure evaluating a rule-engine expression tree on a decoded event (raising
-    EvalError where rule-engine would raise), or None when the tree uses a node this
+def compile_tree(
+    expression: Any, get: Getters = path_getter, known: Callable[[Any], bool] | None = None
+) -> Compiled | None:
+    """The closure evaluating a rule-engine expression tree on an event whose paths
+    `get` reads (default: a decoded dict), raising EvalError where rule-engine would
+    raise, or None when the tree uses a node this
     module does not compile.
 
     The parts of a top-level chain of `and`s are tested cheapest first. Only there is
     the order free: an error makes the whole condition false, as does any false part,
     whichever comes first (below a `not` or an `or`, an error in a part the original
-    order never reaches would change the answer)."""
+    order never reaches would change the answer). `known` picks the parts that hold
+    for every event the closure will be given (an event type its rule is looked up
+    by): those are left out, as they can neither be false nor raise.
+
+    """
     try:
         parts = _conjuncts(expression)
+        if known is not None:
+            parts = [part for part in parts if not known(part)]
+            if not parts:
+                return lambda e: True
         if len(parts) == 1:
-            return _value(expression)
-        return _all_of([_value(part) for part in sorted(parts, key=_cost)])
+            return _value(parts[0], get)
+        return _all_of([_value(part, get) for part in sorted(parts, key=_cost)])
     except _Unsupported:
         return None

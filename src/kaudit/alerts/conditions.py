@@ -25,7 +25,7 @@ import rule_engine
 from rule_engine import ast as rast
 from rule_engine import types as rtypes
 
-from kaudit.alerts.compiled import EvalError, compile_tree
+from kaudit.alerts.compiled import Compiled, EvalError, Getters, compile_tree, path_getter
 
 __all__ = ["Condition"]
 
@@ -100,10 +100,12 @@ class Condition:
 
     __slots__ = (
         "_fast",
+        "_indexed",
         "event_types",
         "index",
         "matches",
         "needs_evaluation",
+        "paths",
         "rule",
         "test",
         "text",
@@ -125,15 +127,30 @@ class Condition:
         elif keys:
             self.index = next(iter(keys.items()))
         self.needs_evaluation = not (exact and len(keys) == 1)
-        self._fast = compile_tree(self.rule.statement.expression)
+        read: set[Path] = set()
+
+        def recording(path: Path) -> Compiled:
+            read.add(path)
+            return path_getter(path)
+
+        self._fast = compile_tree(self.rule.statement.expression, recording)
+        self._indexed = (
+            compile_tree(self.rule.statement.expression, known=self._holds_by_index)
+            if self._fast is not None
+            else None
+        )
+        self.paths: frozenset[Path] | None = frozenset(read) if self._fast is not None else None
+        """The paths of the event the compiled condition reads; None when it is left to
+        rule-engine (which may read anything)."""
 
         self.matches: Callable[[dict[str, Any]], bool] = self._chosen()
         """Whether the decoded event satisfies the condition (errors count as no)."""
         self.test: Callable[[dict[str, Any]], Any] = (
-            self._fast if self._fast is not None else self.slow_matches
+            self._indexed if self._indexed is not None else self.slow_matches
         )
-        """`matches` for the engine's inner loop, one call less: its result is truthy
-        when the condition holds, and it may raise EvalError (which counts as no)."""
+        """`matches` for the engine's inner loop, on events found by `index` (the
+        requirements the index met are not tested again), one call less: its result is
+        truthy when the condition holds, and it may raise EvalError (which counts as no)."""
 
     def _chosen(self) -> Callable[[dict[str, Any]], bool]:
         fast = self._fast
@@ -155,6 +172,22 @@ class Condition:
         except (rule_engine.errors.EvaluationError, TypeError):
             # TypeError: `in` on a null container, which rule-engine does not catch.
             return False
+
+    def _holds_by_index(self, part: Any) -> bool:
+        """Whether a part of the top-level `and`s holds for every event found by the
+        index: it requires the indexed path to be one of a set of strings, and the
+        index's values are the intersection of every such set."""
+        if self.index is None:
+            return False
+        keys, exact = _keys(part)
+        return exact and list(keys) == [self.index[0]]
+
+    def test_with(self, get: Getters) -> Compiled:
+        """`test` on events whose paths `get` reads (a compiled condition only)."""
+        test = compile_tree(self.rule.statement.expression, get, self._holds_by_index)
+        if test is None:
+            raise ValueError(f"condition {self.text!r} is not compiled")
+        return test
 
     @property
     def compiled(self) -> bool:

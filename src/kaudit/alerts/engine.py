@@ -117,7 +117,7 @@ class AlertEngine:
         self.rules: list[CompiledRule] = compile_rules(
             config.audit.alerts, config.audit.builtin_alerts
         )
-        self.evaluator = Evaluator(self.rules)
+        self.evaluator = Evaluator(self.rules, projected=True)
         self.store = StateStore(state_path(config))
         self.evaluator.load(self.store.groups())
         self.feed = feed if feed is not None else _feed(config)
@@ -157,8 +157,12 @@ class AlertEngine:
         evaluator = self.evaluator
         skip = self._skip_through
         chain = self.chain
-        # When some rule is judged on every event, every line is decoded whole anyway;
-        # else only its type and sequence number, and the rest when a rule may match.
+        # Every line is decoded once, into what the rules read (the evaluator's
+        # projection). When some condition is left to rule-engine (which may read
+        # anything): when some rule is judged on every event, every line is decoded
+        # whole; else only its type and sequence number, and the rest when a rule may
+        # match.
+        projection = evaluator.projection
         whole = evaluator.judges_every_type
         loads, decode = orjson.loads, _decode_envelope
         judged = 0
@@ -166,7 +170,10 @@ class AlertEngine:
         for line in lines:
             event: Any = None
             try:
-                if whole:
+                if projection is not None:
+                    event = projection.decode(line)
+                    event_type, integrity = event.event_type, event.integrity
+                elif whole:
                     event = loads(line)
                     if type(event) is not dict:
                         continue  # not an event: the verifier reports such lines
@@ -185,15 +192,13 @@ class AlertEngine:
                     broken = chain.check(integrity)
                     if broken is not None:
                         alerts.append(broken)
-            candidates = evaluator.candidates(
-                event_type if type(event_type) is str else str(event_type)
-            )
+            candidates = evaluator.candidates(event_type)
             if candidates is None:
                 continue
             judged += 1
             if event is None:
                 event = loads(line)
-            raised = evaluator.judge(event, candidates)
+            raised = evaluator.judge(event, candidates, line if projection is not None else None)
             if raised:
                 alerts += raised
         self.counters.events_judged += judged

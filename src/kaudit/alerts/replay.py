@@ -44,7 +44,7 @@ def replay(
             event_type = _decode(line).event_type
         except msgspec.MsgspecError:
             continue
-        candidates = evaluator.candidates(str(event_type))
+        candidates = evaluator.candidates(event_type)
         if candidates is None:
             continue
         event = orjson.loads(line)

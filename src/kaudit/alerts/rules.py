@@ -12,6 +12,7 @@ the fact holds and resolve when it stops.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
@@ -21,8 +22,9 @@ from typing import Any
 
 import orjson
 
-from kaudit.alerts.compiled import EvalError, path_getter
+from kaudit.alerts.compiled import EvalError, Getters, path_getter
 from kaudit.alerts.conditions import Condition
+from kaudit.alerts.projection import Projection
 from kaudit.alerts.state import AlertRecord
 from kaudit.alerts.windows import Decision, GroupState
 from kaudit.config.alerts import AlertRule, BuiltinAlerts, Notify, OffHoursRule
@@ -35,7 +37,7 @@ PROBE_RULES = ("log_integrity", "exporter_lag")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompiledRule:
     """A rule ready to judge events (or, for probe rules, observations)."""
 
@@ -46,10 +48,19 @@ class CompiledRule:
     notify: tuple[Notify, ...]
     extra: Callable[[float], bool] | None = None
     """A further test on the event time (the off-hours rule's hours and days)."""
-    group_getters: tuple[Callable[[dict[str, Any]], Any], ...] = ()
-    test: Callable[[dict[str, Any]], Any] | None = None
+    group_getters: tuple[Callable[[Any], Any], ...] = ()
+    test: Callable[[Any], Any] | None = None
     """The condition's `test`, None when finding the rule by its indexed value was
     the whole test (the judging loop reads it in one step)."""
+    retest: Callable[[Any], Any] | None = None
+    """`test` again, when `test` raised AttributeError (it reads a projected event
+    through attrgetters, which raise on a value on the way that is not an object,
+    where this one reads None)."""
+    key: tuple[str, str] = dataclasses.field(init=False)
+    """The key of its state when it has no `group_by`."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.name, ""))
 
 
 def _off_hours(rule: OffHoursRule) -> Callable[[float], bool]:
@@ -151,6 +162,7 @@ def compile_rules(rules: Iterable[AlertRule], builtin: BuiltinAlerts) -> list[Co
     return compiled
 
 
+@functools.lru_cache(maxsize=4096)
 def dedup_key(rule: str, group: str) -> str:
     """The same for every alert of one rule and group (PagerDuty's dedup_key)."""
     digest = hashlib.sha256(f"{rule}\n{group}".encode()).hexdigest()[:32]
@@ -179,10 +191,48 @@ _NO_ALERTS: tuple[AlertRecord, ...] = ()
 """What judging most events raises (shared: no list per event)."""
 
 
-class Evaluator:
-    """The rules and the state of each of their groups."""
+def _projection(rules: list[CompiledRule]) -> Projection | None:
+    """The projection of events that every rule's condition and groups read, or None
+    when a condition is left to rule-engine (it may read anything)."""
+    paths: set[tuple[str, ...]] = set()
+    for rule in rules:
+        if rule.condition is None:
+            continue
+        if rule.condition.paths is None:
+            return None
+        paths |= rule.condition.paths
+        paths.update(rule.group_paths)
+        if rule.condition.index is not None:
+            paths.add(rule.condition.index[0])
+    return Projection(paths)
 
-    def __init__(self, rules: list[CompiledRule]) -> None:
+
+def _reading(rule: CompiledRule, projection: Projection) -> CompiledRule:
+    """The rule with its test and groups reading events decoded by `projection`."""
+    condition = rule.condition
+    tested = condition is not None and rule.test is not None
+    return dataclasses.replace(
+        rule,
+        test=condition.test_with(projection.fast_getter) if condition and tested else None,
+        retest=condition.test_with(projection.getter) if condition and tested else None,
+        group_getters=tuple(projection.getter(path) for path in rule.group_paths),
+    )
+
+
+class Evaluator:
+    """The rules and the state of each of their groups.
+
+    Events are decoded dicts; with `projected`, when every condition is compiled, they
+    are lines decoded by `projection` instead (the engine's way: `judge` then takes the
+    line too, decoded whole only for an alert's data)."""
+
+    def __init__(self, rules: list[CompiledRule], *, projected: bool = False) -> None:
+        self.projection = _projection(rules) if projected else None
+        get: Getters = path_getter if self.projection is None else self.projection.getter
+        if self.projection is not None:
+            rules = [_reading(rule, self.projection) for rule in rules]
+        self._timestamp = get(("timestamp",))
+        self._event_id = get(("event_id",))
         self.rules = {r.name: r for r in rules}
         self.states: dict[tuple[str, str], GroupState] = {}
         self.dirty: set[tuple[str, str]] = set()
@@ -202,13 +252,17 @@ class Evaluator:
                 by_value = self._by_path.setdefault(index[0], {})
                 for value in index[1]:
                     by_value.setdefault(value, []).append(rule)
-        self._by_getter = [
-            (path_getter(path), by_value) for path, by_value in self._by_path.items()
-        ]
+        fast: Getters = get if self.projection is None else self.projection.fast_getter
+        self._by_getter = [(fast(path), by_value) for path, by_value in self._by_path.items()]
+        """Each indexed path other than the event type, read by a getter that may raise
+        AttributeError where the path is null."""
         self.judges_every_type = bool(self._by_path or self._unindexed)
         """Whether some rule is not tied to event types (every event must be decoded)."""
         self._candidates: dict[str, list[CompiledRule] | None] = {}
-        self._group_names: dict[tuple[Any, ...], str] = {}
+        self._last_stamp: str | None = None
+        self._last_at: float | None = None
+        """The last timestamp read, and its time (events written together share it)."""
+        self._group_names: dict[str | tuple[str, ...], str] = {}
         self.watermark: float | None = None
         """The latest event time seen: the clock windows slide by."""
 
@@ -221,10 +275,13 @@ class Evaluator:
                     data, rule.config.window, rule.config.threshold
                 )
 
-    def candidates(self, event_type: str) -> list[CompiledRule] | None:
+    def candidates(self, event_type: Any) -> list[CompiledRule] | None:
         """The rules an event of this type may match by its type (and those tied to no
         value), or None when no rule can match it at all (an alert.* event matches
-        none: the engine's own records are never judged)."""
+        none: the engine's own records are never judged). An event type that is not a
+        string matches no rule looked up by type."""
+        if type(event_type) is not str:
+            return self._unindexed if self.judges_every_type else None
         try:
             return self._candidates[event_type]
         except KeyError:
@@ -239,23 +296,32 @@ class Evaluator:
         self._candidates[event_type] = found
         return found
 
-    def _all_candidates(
-        self, event: dict[str, Any], by_type: list[CompiledRule]
-    ) -> list[CompiledRule]:
-        found = by_type
+    def judge(
+        self, event: Any, by_type: list[CompiledRule], line: bytes | None = None
+    ) -> Sequence[AlertRecord]:
+        """Run the rules that may match the event (`by_type`: its `candidates`, to
+        which the rules indexed by other fields are added). With a projection, `event`
+        is `line` decoded by it."""
+        rules = by_type
         for get, by_value in self._by_getter:
-            value = get(event)
-            if type(value) is str and value in by_value:
-                found = found + by_value[value]
-        return found
-
-    def judge(self, event: dict[str, Any], by_type: list[CompiledRule]) -> Sequence[AlertRecord]:
-        """Run the rules that may match the decoded event (`by_type`: its
-        `candidates`, to which the rules indexed by other fields are added)."""
-        rules = self._all_candidates(event, by_type) if self._by_getter else by_type
+            try:
+                value = get(event)
+            except AttributeError:
+                continue  # null
+            if type(value) is str:
+                more = by_value.get(value)
+                if more is not None:
+                    rules = rules + more
         if not rules:
             return _NO_ALERTS
-        at = event_time(event)
+        stamp = self._timestamp(event)
+        if type(stamp) is not str:
+            return _NO_ALERTS
+        if stamp == self._last_stamp:
+            at = self._last_at
+        else:
+            at = self._last_at = _stamp_seconds(stamp)
+            self._last_stamp = stamp
         if at is None:
             return _NO_ALERTS
         if self.watermark is None or at > self.watermark:
@@ -272,41 +338,56 @@ class Evaluator:
                         continue
                 except EvalError:
                     continue
+                except AttributeError:
+                    if not _retest(rule, event):
+                        continue
             if rule.extra is not None and not rule.extra(at):
                 continue
-            group = self._group(rule, event) if rule.group_getters else ""
-            key = (rule.name, group)
-            config = rule.config
+            if rule.group_getters:
+                group = self._group(rule, event)
+                key = (rule.name, group)
+            else:
+                group, key = "", rule.key
             state = states.get(key)
             if state is None:
+                config = rule.config
                 state = states[key] = GroupState(config.window, config.threshold)
             dirty.add(key)
             if event_id is None:
-                event_id = str(event.get("event_id") or "")
-            state.add(at, event_id)
-            if state.count >= state.threshold:
+                event_id = str(self._event_id(event) or "")
+            if state.add(at, event_id):
+                config = rule.config
                 decision = state.decide(at, config.cooldown, config.repeat_interval)
                 if decision is not None:
-                    alert = self._alert(rule, group, state, decision, at, event)
+                    whole = event if line is None else orjson.loads(line)
+                    alert = self._alert(rule, group, state, decision, at, whole)
                     alerts = [alert] if alerts is None else [*alerts, alert]
-            if config.window is None:
+            if state.window_s is None:
                 state.after_single()
         return _NO_ALERTS if alerts is None else alerts
 
-    def _group(self, rule: CompiledRule, event: dict[str, Any]) -> str:
-        """The group's name: its values as a JSON array (kept per values, as most
-        events fall in groups seen before)."""
+    def _group(self, rule: CompiledRule, event: Any) -> str:
+        """The group's name: its values as a JSON array (kept per strings, as most
+        events fall in groups seen before; other values are written each time, as
+        1, 1.0 and true are equal keys of a dict but different groups)."""
         getters = rule.group_getters
-        values = (getters[0](event),) if len(getters) == 1 else tuple(get(event) for get in getters)
-        try:
-            return self._group_names[values]
-        except KeyError:
-            name = self._group_names[values] = orjson.dumps(values).decode()
-            if len(self._group_names) > 100_000:
+        key: Any
+        if len(getters) == 1:
+            key = getters[0](event)
+            if type(key) is not str:
+                return orjson.dumps((key,)).decode()
+        else:
+            key = tuple(get(event) for get in getters)
+            if not all(type(value) is str for value in key):
+                return orjson.dumps(key).decode()
+        name = self._group_names.get(key)
+        if name is None:
+            if len(self._group_names) >= 100_000:
                 self._group_names.clear()
-            return name
-        except TypeError:  # a list or mapping among the values
-            return orjson.dumps(values).decode()
+            name = self._group_names[key] = orjson.dumps(
+                key if type(key) is tuple else (key,)
+            ).decode()
+        return name
 
     def sweep(self, now: float | None = None) -> list[AlertRecord]:
         """Resolve the firing windows that have fallen back below their threshold by
@@ -419,6 +500,14 @@ class Evaluator:
             data=data,
             targets=tuple(t.type for t in rule.notify),
         )
+
+
+def _retest(rule: CompiledRule, event: Any) -> bool:
+    assert rule.retest is not None
+    try:
+        return bool(rule.retest(event))
+    except EvalError:
+        return False
 
 
 def _iso(at: float | None) -> str | None:

@@ -50,25 +50,32 @@ class GroupState:
         self._resolution = self.window_s / 1000.0 if self.window_s else 1.0
         self.ids = collections.deque(self.ids, maxlen=max(1, min(self.threshold, MAX_IDS)))
 
-    def add(self, at: float, event_id: str) -> None:
-        """Count one matching event at event time `at`."""
-        if self.window_s is not None:
+    def add(self, at: float, event_id: str) -> bool:
+        """Count one matching event at event time `at`; whether the count has reached
+        the threshold."""
+        window_s = self.window_s
+        if window_s is not None:
             starts, resolution = self.starts, self._resolution
-            if starts and starts[0] + resolution <= at - self.window_s:
-                self.expire(at)
-            start = at - at % resolution
-            if starts and starts[-1] >= start:
-                self.counts[-1] += 1  # same bucket, or an event slightly out of order
+            if starts:
+                if starts[0] + resolution <= at - window_s:
+                    self.expire(at)
+                start = at - at % resolution
+                if starts and starts[-1] >= start:
+                    self.counts[-1] += 1  # same bucket, or an event slightly out of order
+                else:
+                    starts.append(start)
+                    self.counts.append(1)
             else:
-                starts.append(start)
+                starts.append(at - at % resolution)
                 self.counts.append(1)
-        self.count += 1
+        count = self.count = self.count + 1
         self.ids.append(event_id)
-        if self.count == 1 or self.first_at is None:
+        if count == 1 or self.first_at is None:
             self.first_at = at
         last = self.last_at
         if last is None or at > last:
             self.last_at = at
+        return count >= self.threshold
 
     def expire(self, now: float) -> None:
         """Forget what has slid out of the window by event time `now`."""
