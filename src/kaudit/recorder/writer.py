@@ -112,13 +112,11 @@ class Writer:
     def _write(self, items: list[Any]) -> None:
         seq = self.sink.next_sequence
         sealer = self.sealer
-        line = self.encoder.line
         if sealer is not None and sealer.seals:
             # Heads only: the sealer finishes each line with its signatures, once.
-            heads = [line(item, seq + i, head=True) for i, item in enumerate(items)]
-            lines = sealer.seal_heads(heads)
+            lines = sealer.seal_heads(self.encoder.lines(items, seq, head=True))
         else:
-            lines = [line(item, seq + i) for i, item in enumerate(items)]
+            lines = self.encoder.lines(items, seq)
         keys = [key_of(item) for item in items] if self._keyed else None
         started = time.perf_counter()
         try:

@@ -322,11 +322,10 @@ class KafkaLogSink:
         headers = self._stream_header
         error: KafkaException | None = None
         replaced = False
+        produced = self._produced
         for partition, chunk in self._records(lines, keys, todo):
-            value = b"\n".join(
-                line[:-1] if line[-1:] == b"\n" else line for line in (lines[i] for i in chunk)
-            )
-            self._produced.update(base + i for i in chunk)
+            value = _record_value([lines[i] for i in chunk])
+            produced.update(map(base.__add__, chunk))
             while True:
                 try:
                     if partition is None:
@@ -345,7 +344,7 @@ class KafkaLogSink:
                         self._replace_fatal_producer()
                         produce = self._producer.produce
                         continue
-                    self._produced.difference_update(base + i for i in chunk)
+                    produced.difference_update(map(base.__add__, chunk))
                     error = exc
                     break
             if error is not None:
@@ -382,20 +381,27 @@ class KafkaLogSink:
                 yield None, [i]
             return
         by_partition: dict[int, list[int]] = {}
-        for n, i in enumerate(todo):
-            partition = zlib.crc32(keys[i]) % count if keys is not None else n % count
-            by_partition.setdefault(partition, []).append(i)
+        if keys is not None:
+            crc32 = zlib.crc32
+            for i in todo:
+                partition = crc32(keys[i]) % count
+                indexes = by_partition.get(partition)
+                if indexes is None:
+                    by_partition[partition] = [i]
+                else:
+                    indexes.append(i)
+        else:
+            for n, i in enumerate(todo):
+                by_partition.setdefault(n % count, []).append(i)
+        size_of = lines.__getitem__
         for partition, indexes in by_partition.items():
-            chunk: list[int] = []
-            size = 0
-            for i in indexes:
-                if chunk and (len(chunk) >= _RECORD_LINES or size + len(lines[i]) > _RECORD_BYTES):
-                    yield partition, chunk
-                    chunk, size = [], 0
-                chunk.append(i)
-                size += len(lines[i])
-            if chunk:
+            start = 0
+            while start < len(indexes):
+                chunk = indexes[start : start + _RECORD_LINES]
+                if sum(map(len, map(size_of, chunk))) > _RECORD_BYTES:
+                    chunk = _first_bytes(chunk, lines)
                 yield partition, chunk
+                start += len(chunk)
 
     def _partition_count(self) -> int | None:
         """The topic's partitions, None while they cannot be read (looked up again every
@@ -444,6 +450,31 @@ class KafkaLogSink:
         if self._watermarks is not None:
             self._watermarks.close()
         self._lock.close()
+
+
+def _first_bytes(chunk: list[int], lines: Sequence[bytes]) -> list[int]:
+    """The first lines of `chunk` that fit in `_RECORD_BYTES` (at least one)."""
+    size = 0
+    for n, i in enumerate(chunk):
+        size += len(lines[i])
+        if n and size > _RECORD_BYTES:
+            return chunk[:n]
+    return chunk
+
+
+def _record_value(lines: list[bytes]) -> bytes:
+    """One record's value: its lines joined by newlines, without a newline at the end.
+    The recorder's lines each end in one, so they are joined as they are, all but the
+    last: one copy of the record instead of one per line."""
+    last = lines[-1]
+    if last[-1:] == b"\n":
+        lines[-1] = last[:-1]
+    value = b"".join(lines)
+    if value.count(b"\n") == len(lines) - 1:
+        return value
+    # Some line ended without a newline (JSON lines hold none inside): join them by one.
+    lines[-1] = last
+    return b"\n".join(line[:-1] if line[-1:] == b"\n" else line for line in lines)
 
 
 def _lock_stream(path: Path, topic: str) -> IO[bytes]:
