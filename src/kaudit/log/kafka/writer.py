@@ -109,6 +109,10 @@ class KafkaLogSink:
         self._saved_at = self._appended_at = float("-inf")
         self._partitions: int | None = None
         self._partitions_at = float("-inf")
+        # The batch sent and not yet confirmed: its deadline, size and last line; and how
+        # many of its lines this attempt produced.
+        self._sending: tuple[float, int, bytes | None] = (0.0, 0, None)
+        self._todo = 0
 
     def _new_producer(self) -> Producer:
         # Each producer reports to a tracker of its own: a replaced producer that reports
@@ -297,9 +301,18 @@ class KafkaLogSink:
 
     def append(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
         """Produce the batch and wait for every acknowledgement (acks=all)."""
+        self.send(lines, keys)
+        self.confirm()
+
+    def send(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
+        """Produce the batch (what `append` does first); `confirm` waits until it is
+        acknowledged. The recorder's writer encodes its next batch meanwhile. Until
+        confirmed (or given up), no other batch may be sent; a failed send or confirm is
+        retried with `append` of the same lines."""
         # message.timeout.ms is the write timeout: a little grace past it lets the
         # producer report each record's own failure (the cause) rather than nothing.
         deadline = time.monotonic() + self.config.write_timeout_ms / 1000 + _REPORT_GRACE_S
+        self._sending = (deadline, len(lines), lines[-1] if lines else None)
         base = self.next_sequence
         if self._produced and min(self._produced) != base:
             self._produced.clear()  # a different batch than the failed one: start afresh
@@ -349,13 +362,19 @@ class KafkaLogSink:
                     break
             if error is not None:
                 raise LogWriteError(self._explain(len(lines), len(lines))) from error
+        self._todo = len(todo)
+
+    def confirm(self) -> None:
+        """Wait until every record of the batch `send` produced is acknowledged; the
+        batch is then appended. LogWriteError when one failed or the write timed out."""
+        deadline, count, last = self._sending
         drained = self._drain(deadline)
         if not drained or self._failed:
             missing = len(self._failed) if drained else len(self._producer)
-            raise LogWriteError(self._explain(missing or len(todo), len(lines)))
-        self.next_sequence = base + len(lines)
-        if lines:
-            self.last_line = lines[-1].rstrip(b"\n")
+            raise LogWriteError(self._explain(missing or self._todo, count))
+        self.next_sequence += count
+        if last is not None:
+            self.last_line = last.rstrip(b"\n")
         self._produced.clear()
         self._appended_at = time.monotonic()
         # The state is a lower bound for recovery, which reads our records past the saved
