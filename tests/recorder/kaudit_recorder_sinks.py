@@ -71,3 +71,29 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 def assert_contiguous(events: list[dict[str, Any]]) -> None:
     seqs = [e["integrity"]["sequence_number"] for e in events]
     assert seqs == list(range(len(seqs))), "sequence numbers have gaps or duplicates"
+
+
+class SendingSink(SwitchableSink):
+    """A SwitchableSink that sends a batch and confirms it later, as the Kafka log does
+    (`send`, then `confirm` once acknowledged): the writer encodes its next batch in
+    between. `before_confirm`, when set, runs once at the start of the next confirm."""
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__(log_dir)
+        self.sent: list[bytes] | None = None
+        self.sends = 0
+        self.before_confirm: Callable[[], None] | None = None
+
+    def send(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
+        assert self.sent is None, "a batch was sent before the one before was confirmed"
+        self.sends += 1
+        self.sent = list(lines)
+
+    def confirm(self) -> None:
+        hook, self.before_confirm = self.before_confirm, None
+        if hook is not None:
+            hook()
+        lines = self.sent
+        assert lines is not None
+        self.sent = None
+        self.append(lines)

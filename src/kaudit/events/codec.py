@@ -36,6 +36,8 @@ from kaudit.events.model import (
 )
 
 _OPTIONS = orjson.OPT_SORT_KEYS
+DETAILS_OPTIONS = _OPTIONS
+"""The orjson options free-form mappings (`details`) are serialised with."""
 
 
 def encode(event: AuditEvent) -> bytes:
@@ -182,6 +184,25 @@ class LineLayout:
         self._head_end = after["sequence_number"]  # up to `"signature":`
         self._unsealed_end = self._head_end + b"null" + after["signature"]
         self._types: dict[str, bytes] = {}
+
+    def frame(self, *, head: bool = False) -> tuple[bytes, ...]:
+        """The fixed bytes of this layout's lines, for a writer that joins many lines
+        itself: (start, after timestamp, after event type, after event id, after
+        authorization, after correlation id, after details, end). The parts go between
+        them in that order: the timestamp and the event id as they are (the quotes are in
+        the frame), the event type's and the correlation id's JSON, `encode_act`, the
+        details' JSON (orjson with DETAILS_OPTIONS; `{}` when empty) and the sequence
+        number's digits. With `head`, the end stops at `"signature":`."""
+        return (
+            self._start,
+            self._after_timestamp,
+            self._after_event_type,
+            self._after_event_id,
+            self._after_act,
+            self._after_correlation,
+            self._after_details,
+            self._head_end if head else self._unsealed_end,
+        )
 
     def line(
         self,

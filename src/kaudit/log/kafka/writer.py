@@ -109,6 +109,10 @@ class KafkaLogSink:
         self._saved_at = self._appended_at = float("-inf")
         self._partitions: int | None = None
         self._partitions_at = float("-inf")
+        # The batch sent and not yet confirmed: its deadline, size and last line; and how
+        # many of its lines this attempt produced.
+        self._sending: tuple[float, int, bytes | None] = (0.0, 0, None)
+        self._todo = 0
 
     def _new_producer(self) -> Producer:
         # Each producer reports to a tracker of its own: a replaced producer that reports
@@ -297,9 +301,18 @@ class KafkaLogSink:
 
     def append(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
         """Produce the batch and wait for every acknowledgement (acks=all)."""
+        self.send(lines, keys)
+        self.confirm()
+
+    def send(self, lines: Sequence[bytes], keys: Sequence[bytes] | None = None) -> None:
+        """Produce the batch (what `append` does first); `confirm` waits until it is
+        acknowledged. The recorder's writer encodes its next batch meanwhile. Until
+        confirmed (or given up), no other batch may be sent; a failed send or confirm is
+        retried with `append` of the same lines."""
         # message.timeout.ms is the write timeout: a little grace past it lets the
         # producer report each record's own failure (the cause) rather than nothing.
         deadline = time.monotonic() + self.config.write_timeout_ms / 1000 + _REPORT_GRACE_S
+        self._sending = (deadline, len(lines), lines[-1] if lines else None)
         base = self.next_sequence
         if self._produced and min(self._produced) != base:
             self._produced.clear()  # a different batch than the failed one: start afresh
@@ -322,11 +335,10 @@ class KafkaLogSink:
         headers = self._stream_header
         error: KafkaException | None = None
         replaced = False
+        produced = self._produced
         for partition, chunk in self._records(lines, keys, todo):
-            value = b"\n".join(
-                line[:-1] if line[-1:] == b"\n" else line for line in (lines[i] for i in chunk)
-            )
-            self._produced.update(base + i for i in chunk)
+            value = _record_value([lines[i] for i in chunk])
+            produced.update(map(base.__add__, chunk))
             while True:
                 try:
                     if partition is None:
@@ -345,18 +357,24 @@ class KafkaLogSink:
                         self._replace_fatal_producer()
                         produce = self._producer.produce
                         continue
-                    self._produced.difference_update(base + i for i in chunk)
+                    produced.difference_update(map(base.__add__, chunk))
                     error = exc
                     break
             if error is not None:
                 raise LogWriteError(self._explain(len(lines), len(lines))) from error
+        self._todo = len(todo)
+
+    def confirm(self) -> None:
+        """Wait until every record of the batch `send` produced is acknowledged; the
+        batch is then appended. LogWriteError when one failed or the write timed out."""
+        deadline, count, last = self._sending
         drained = self._drain(deadline)
         if not drained or self._failed:
             missing = len(self._failed) if drained else len(self._producer)
-            raise LogWriteError(self._explain(missing or len(todo), len(lines)))
-        self.next_sequence = base + len(lines)
-        if lines:
-            self.last_line = lines[-1].rstrip(b"\n")
+            raise LogWriteError(self._explain(missing or self._todo, count))
+        self.next_sequence += count
+        if last is not None:
+            self.last_line = last.rstrip(b"\n")
         self._produced.clear()
         self._appended_at = time.monotonic()
         # The state is a lower bound for recovery, which reads our records past the saved
@@ -382,20 +400,27 @@ class KafkaLogSink:
                 yield None, [i]
             return
         by_partition: dict[int, list[int]] = {}
-        for n, i in enumerate(todo):
-            partition = zlib.crc32(keys[i]) % count if keys is not None else n % count
-            by_partition.setdefault(partition, []).append(i)
+        if keys is not None:
+            crc32 = zlib.crc32
+            for i in todo:
+                partition = crc32(keys[i]) % count
+                indexes = by_partition.get(partition)
+                if indexes is None:
+                    by_partition[partition] = [i]
+                else:
+                    indexes.append(i)
+        else:
+            for n, i in enumerate(todo):
+                by_partition.setdefault(n % count, []).append(i)
+        size_of = lines.__getitem__
         for partition, indexes in by_partition.items():
-            chunk: list[int] = []
-            size = 0
-            for i in indexes:
-                if chunk and (len(chunk) >= _RECORD_LINES or size + len(lines[i]) > _RECORD_BYTES):
-                    yield partition, chunk
-                    chunk, size = [], 0
-                chunk.append(i)
-                size += len(lines[i])
-            if chunk:
+            start = 0
+            while start < len(indexes):
+                chunk = indexes[start : start + _RECORD_LINES]
+                if sum(map(len, map(size_of, chunk))) > _RECORD_BYTES:
+                    chunk = _first_bytes(chunk, lines)
                 yield partition, chunk
+                start += len(chunk)
 
     def _partition_count(self) -> int | None:
         """The topic's partitions, None while they cannot be read (looked up again every
@@ -444,6 +469,31 @@ class KafkaLogSink:
         if self._watermarks is not None:
             self._watermarks.close()
         self._lock.close()
+
+
+def _first_bytes(chunk: list[int], lines: Sequence[bytes]) -> list[int]:
+    """The first lines of `chunk` that fit in `_RECORD_BYTES` (at least one)."""
+    size = 0
+    for n, i in enumerate(chunk):
+        size += len(lines[i])
+        if n and size > _RECORD_BYTES:
+            return chunk[:n]
+    return chunk
+
+
+def _record_value(lines: list[bytes]) -> bytes:
+    """One record's value: its lines joined by newlines, without a newline at the end.
+    The recorder's lines each end in one, so they are joined as they are, all but the
+    last: one copy of the record instead of one per line."""
+    last = lines[-1]
+    if last[-1:] == b"\n":
+        lines[-1] = last[:-1]
+    value = b"".join(lines)
+    if value.count(b"\n") == len(lines) - 1:
+        return value
+    # Some line ended without a newline (JSON lines hold none inside): join them by one.
+    lines[-1] = last
+    return b"\n".join(line[:-1] if line[-1:] == b"\n" else line for line in lines)
 
 
 def _lock_stream(path: Path, topic: str) -> IO[bytes]:
