@@ -1,34 +1,37 @@
-"""What kaudit's broker auditor plugin costs a producer: local brokers in one run, one with
-Kafka's StandardAuthorizer ("plain"), one with the plugin (which delegates to it), and a
-second plain one ("control", left out with --no-control) that shows how far two identical
-brokers differ on this machine. All run with the same JVM flags and heap (no GC logging on
-any), and the same client settings (alice, SASL, acks=1, linger.ms=0, one record a request).
+"""What kaudit's broker auditor plugin costs a producer: two local brokers in one run, one
+with Kafka's StandardAuthorizer ("plain"), one with the plugin (which delegates to it). Both
+run with the same JVM flags and heap (kaudit.dev.process.BROKER_JVM_FLAGS, no GC logging on
+either) and get the same client settings (alice over SASL, acks=1, linger.ms=0, one record
+a request) and the same warm-up. With --aa the second broker is plain too: an A/A run,
+whose figures are what two brokers that differ in nothing show on this machine, i.e. the
+noise floor of every figure below.
 
 - throughput: `--records` records produced by alice (an ACL-governed user, whose writes the
   plugin counts) as one request each, on one broker at a time in alternating rounds;
   `ratio` is the median over rounds of the plugin broker's rate over the plain one's
-  (target >= 0.97); `aa_ratio` is the same for the control broker.
+  (target >= 0.97).
 - latency: paired rounds. One producer per broker, made and warmed up (connected,
   authenticated, metadata known) before any timing, so no round's tail holds a connection
-  set-up. Then in the same loop, at each tick of `--rate` per second, one request goes to
-  every broker (their order rotating from tick to tick), each timed from produce() to its
-  delivery report. Every broker thus gets `--rate` requests per second in the same
-  seconds: a stall of the shared machine (this process or a broker descheduled, another
-  helper's burst) lands on the requests of all of them alike, instead of on whichever
-  broker a sequential round happened to be measuring. `added_p99_ms` is the median over
-  `--rounds` rounds of (plugin p99 - plain p99), each round `--seconds` long (target
-  <= 0.2 ms at 2,000 requests/s); `aa_p99_ms` is the same for control - plain: what two
-  brokers that differ in nothing show, i.e. the noise floor of this figure.
-- CPU: each broker JVM's CPU time (user + system, /proc) over the latency rounds, per
-  1,000 requests; `cpu_ratio` is plugin over plain: what the plugin costs the broker in
-  work, which the machine's noise moves far less than wall-clock times.
+  set-up. Then, in one loop, at each tick of `--rate` per second one request goes to each
+  broker (which goes first alternates tick by tick), each timed from produce() to its
+  delivery report. Both brokers get `--rate` requests per second in the same seconds: a
+  stall of the shared machine (this process or a broker descheduled, another helper's
+  burst) lands on the requests of both alike, instead of on whichever broker a sequential
+  round happened to be measuring. `added_p99_ms` is the median over `--rounds` rounds of
+  (plugin p99 - plain p99), each round `--seconds` long (target <= 0.2 ms at 2,000
+  requests/s); `added_p99_rounds_ms` lists the rounds' differences.
+- CPU: each broker JVM's CPU time (user + system, from /proc) over the latency rounds, per
+  1,000 requests; `cpu_ratio` is plugin over plain: the work the plugin adds to the
+  broker, which the machine's noise moves far less than wall-clock times.
 - the request path alone: bench/AuthorizeCost.java times one authorize() call in a loop,
-  StandardAuthorizer against the plugin, in one JVM (`authorize_added_ns_*`).
+  StandardAuthorizer against the plugin, in one JVM: with C2 as a production broker runs
+  (`authorize_added_ns_*`) and with the local brokers' own flags, C1 only
+  (`authorize_added_ns_*_c1`).
 
 The last line printed is one JSON object with the figures, the per-round figures behind
 them and the load average. The brokers and their directories are removed at the end.
 
-    .venv/bin/python bench/broker_auditor.py [--records 10000] [--rate 2000] [--rounds 9]
+    .venv/bin/python bench/broker_auditor.py [--records 10000] [--rate 2000] [--rounds 9] [--aa]
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -51,6 +54,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kaudit.dev.broker_auditor import broker_auditor_plugin
 from kaudit.dev.dist import TOOL_JVM_FLAGS, ensure_kafka, require_java
 from kaudit.dev.kafka import KafkaInfo, LocalKafka, run_kafka_tool
+from kaudit.dev.process import BROKER_JVM_FLAGS
 
 TOPIC = "bench-broker-auditor"
 PAYLOAD = b"x" * 100
@@ -183,11 +187,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def authorize_cost(calls: int, rounds: int) -> dict[str, float]:
-    """Median nanoseconds per authorize() call, with and without the plugin, in one JVM."""
+def authorize_cost(calls: int, rounds: int, flags: Sequence[str]) -> dict[str, float]:
+    """Median nanoseconds per authorize() call, with and without the plugin, in one JVM
+    started with `flags`."""
     dist = ensure_kafka()
     jar = broker_auditor_plugin().jar
-    flags = [f for f in TOOL_JVM_FLAGS if f != "-XX:TieredStopAtLevel=1"]  # C2: steady state
     done = subprocess.run(
         [require_java(), *flags, f"-Dlog4j2.configurationFile={dist.tools_log4j_config}",
          "-cp", f"{dist.classpath}:{jar}", str(Path(__file__).with_name("AuthorizeCost.java")),
@@ -217,24 +221,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--calls", type=int, default=1_000_000, help="authorize() calls a round")
     parser.add_argument(
-        "--control",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also run a second plain broker, for the A/A figures (aa_ratio, aa_p99_ms)",
+        "--aa",
+        action="store_true",
+        help="A/A run: the second broker is plain too, so every figure shows noise alone",
     )
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
-    costs = authorize_cost(args.calls, args.rounds)
-    print(f"authorize(): {costs}", flush=True)
+    c2_flags = [f for f in TOOL_JVM_FLAGS if f != "-XX:TieredStopAtLevel=1"]
+    costs = authorize_cost(args.calls, args.rounds, c2_flags)
+    costs_c1 = authorize_cost(args.calls, args.rounds, BROKER_JVM_FLAGS)
+    print(f"authorize(): C2 {costs}, C1 {costs_c1}", flush=True)
 
-    names = ["plain", "plugin", *(["control"] if args.control else [])]
+    names = ["plain", "plugin"]
     rates: dict[str, list[float]] = {name: [] for name in names}
     tails: dict[str, list[float]] = {name: [] for name in names}
     medians: dict[str, list[float]] = {name: [] for name in names}
     cpu_ms: dict[str, float] = {}
     with ExitStack() as stack:
-        brokers = {name: stack.enter_context(broker(name == "plugin")) for name in names}
+        brokers = {
+            name: stack.enter_context(broker(name == "plugin" and not args.aa)) for name in names
+        }
         for info in brokers.values():  # warm every JVM up alike before measuring
             produce_rate(info, args.records // 4)
         for round_ in range(args.rounds):
@@ -272,13 +279,11 @@ def main() -> None:
         "added_p99_ms": round(paired_median(tails, "plugin", "-"), 3),
         "added_p50_ms": round(paired_median(medians, "plugin", "-"), 3),
     }
-    if args.control:
-        figures |= {
-            "aa_ratio": round(paired_median(rates, "control", "/"), 3),
-            "aa_p99_ms": round(paired_median(tails, "control", "-"), 3),
-            "aa_p50_ms": round(paired_median(medians, "control", "-"), 3),
-        }
     figures |= {
+        "compared": "plain vs plain (A/A)" if args.aa else "plain vs plugin",
+        "added_p99_rounds_ms": [
+            round(b - a, 3) for a, b in zip(tails["plain"], tails["plugin"], strict=True)
+        ],
         "cpu_ratio": round(cpu_ms["plugin"] / cpu_ms["plain"], 3),
         **{f"{n}_cpu_ms_per_1k_requests": round(cpu_ms[n], 2) for n in names},
         **{f"{n}_requests_per_s": round(statistics.median(rates[n])) for n in names},
@@ -289,6 +294,12 @@ def main() -> None:
         ),
         "authorize_added_ns_create": round(costs["create_plugin_ns"] - costs["create_plain_ns"], 1),
         **{f"authorize_{name}": value for name, value in costs.items()},
+        "authorize_added_ns_produce_c1": round(
+            costs_c1["produce_plugin_ns"] - costs_c1["produce_plain_ns"], 1
+        ),
+        "authorize_added_ns_create_c1": round(
+            costs_c1["create_plugin_ns"] - costs_c1["create_plain_ns"], 1
+        ),
         "paced_rate": args.rate,
         "rounds": args.rounds,
         "seconds_per_round": args.seconds,
