@@ -4,7 +4,8 @@ run with the same JVM flags and heap (kaudit.dev.process.BROKER_JVM_FLAGS, no GC
 either) and get the same client settings (alice over SASL, acks=1, linger.ms=0, one record
 a request) and the same warm-up. With --aa the second broker is plain too: an A/A run,
 whose figures are what two brokers that differ in nothing show on this machine, i.e. the
-noise floor of every figure below.
+noise floor of every figure below (the JSON keeps its keys: "plugin" is then the second
+plain broker, and `compared` says so).
 
 - throughput: `--records` records produced by alice (an ACL-governed user, whose writes the
   plugin counts) as one request each, on one broker at a time in alternating rounds;
