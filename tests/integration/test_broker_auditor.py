@@ -219,6 +219,49 @@ def test_acl_command_and_denials_behave_as_kafkas_own(
     )
 
 
+def test_every_allowed_produce_request_is_counted_once(
+    kafka: KafkaInfo,
+    kafka_tool: KafkaTool,
+    decisions: Decisions,
+    sasl_config: Callable[..., dict[str, str]],
+    unique_topic: str,
+) -> None:
+    """Produce requests from four connections of one client (one tally, counted by several
+    request threads at once, across several windows) add up to exactly the requests made:
+    none lost between windows, none counted twice."""
+    create_topic(kafka.client_config(), unique_topic)
+    grant(kafka_tool, "User:alice", "--operation", "Write", "--operation", "Describe",
+          "--topic", unique_topic)  # fmt: skip
+    one_request = {"linger.ms": 0, "batch.num.messages": 1, "retries": 0}
+
+    def produce(count: int, producers: int) -> int:
+        clients = [Producer({**sasl_config("alice"), **one_request}) for _ in range(producers)]
+        delivered: list[Any] = []
+
+        def report(err: Any, _msg: Any) -> None:
+            if err is None:
+                delivered.append(1)
+
+        for i in range(count):
+            clients[i % producers].produce(unique_topic, b"x", on_delivery=report)
+        for client in clients:
+            client.flush(30)
+        return len(delivered)
+
+    wait_for(lambda: produce(1, 1) == 1, "alice allowed to write by her new ACL")
+    assert produce(400, 4) == 400
+
+    def requests(events: list[dict[str, Any]]) -> int:
+        return sum(
+            e["details"]["requests"]
+            for e in matching(events, "records.produced", unique_topic)
+            if e["actor"]["id"] == "User:alice"
+        )
+
+    decisions.wait("alice's 401 produce requests counted", lambda events: requests(events) >= 401)
+    assert requests(decisions.events()) == 401
+
+
 def test_management_operations_direct_to_the_broker_are_recorded(
     kafka: KafkaInfo, kafka_tool: KafkaTool, decisions: Decisions, alice_config: dict[str, str]
 ) -> None:

@@ -131,12 +131,7 @@ final class DecisionRecorder {
                         enqueue(again);
                     }
                 } else if (allowed && counted(action.operation())) {
-                    // Produce and fetch: a count under a key of the objects Kafka already
-                    // made; a decision is copied out only for a key's first request.
-                    tallies.compute(new Tally.Key(context, action),
-                            (key, tally) -> (tally == null
-                                    ? new Tally(new Decision(now, context, action, true))
-                                    : tally).hit(now));
+                    count(context, action, now);
                 } else {
                     enqueue(new Decision(now, context, action, allowed));
                 }
@@ -148,6 +143,25 @@ final class DecisionRecorder {
             // The audit must never change the authorizer's answer; counted and reported.
             observeErrors.incrementAndGet();
         }
+    }
+
+    /** Produce and fetch: a count under a key of the objects Kafka already made. A key
+     * seen before is counted without allocating or taking the map's lock; a decision is
+     * copied out only for a key's first request (or after its idle tally was removed). */
+    private void count(AuthorizableRequestContext context, Action action, long now) {
+        Tally.Key probe = Tally.Key.probe().fill(context, action);
+        Tally known = tallies.get(probe);
+        if (known != null && known.hit(now)) {
+            return;
+        }
+        tallies.compute(probe.copy(), (key, tally) -> {
+            if (tally != null && tally.hit(now)) {
+                return tally;
+            }
+            Tally fresh = new Tally(new Decision(now, context, action, true));
+            fresh.hit(now);
+            return fresh;
+        });
     }
 
     private void enqueue(Decision decision) {
