@@ -186,3 +186,105 @@ def test_a_request_on_several_topics_matches_each_decision_once_and_one_cluster_
     assert found.poll() == 1 and found.matched == 3
     (event,) = bypasses(session)
     assert (event["resource"]["type"], event["resource"]["id"]) == ("cluster", "kafka-cluster")
+
+
+def broker_count(
+    requests: int,
+    *,
+    client_id: str = "billing-app",
+    address: str = "10.0.0.1",
+    at: int = T0,
+    record: str = "",
+) -> AuditEvent:
+    """The broker's count of User:billing's fetches of `payments` over one second."""
+    raw = orjson.dumps(
+        {"kind": "aggregate", "id": f"1-r-count{record}", "node": 1, "time_ms": at + 1000,
+         "principal": "User:billing", "client_address": address, "client_id": client_id,
+         "api_key": 1, "api_version": 13, "operation": "READ", "resource_type": "TOPIC",
+         "resource_name": "payments", "allowed": True, "count": requests, "first_ms": at,
+         "last_ms": at + 1000}
+    )  # fmt: skip
+    (event,) = to_events(parse(raw))
+    assert event.event_type == "records.consumed"
+    return event
+
+
+def gateway_count(requests: int, at: int = T0) -> AuditEvent:
+    """The gateway's count of the billing app's fetches of `payments`."""
+    stamp = broker_count(1, at=at + 1000)
+    return AuditEvent(
+        timestamp=stamp.timestamp,
+        event_type="records.consumed",
+        event_id="",
+        actor=Actor(
+            type="user", id="User:billing", ip_address="192.0.2.7", client_id="billing-app"
+        ),
+        resource=Resource("topic", "payments"),
+        action=Action("consume"),
+        context=Context(source="gateway", api=ApiRef(1, "Fetch", 13)),
+        details={"topic": "payments", "count": requests * 10, "requests": requests,
+                 "first_seen": broker_count(1, at=at).timestamp, "last_seen": stamp.timestamp},
+    )  # fmt: skip
+
+
+def test_a_stolen_credential_fetching_directly_does_not_hide_behind_the_apps_traffic(
+    session: AuditSession,
+) -> None:
+    """The billing app fetches through the gateway (3 requests); a stolen User:billing
+    credential fetches `payments` directly from another host, with its own client id and
+    with the app's: neither is covered by the app's count, each is a bypass of what the
+    gateway did not see."""
+    session.record(gateway_count(3))
+    session.record(broker_count(3, record="app"))
+    session.record(broker_count(50_000, client_id="thief", address="10.6.6.6", record="a"))
+    session.record(broker_count(50_000, client_id="billing-app", address="10.6.6.6", record="b"))
+    session.flush()
+    found = detector(session, T0 + 1_000_000)
+    assert found.poll() == 2 and found.matched == 1
+    mimic, thief = sorted(bypasses(session), key=lambda e: e["actor"]["client_id"])
+    assert thief["actor"]["client_id"] == "thief"
+    assert thief["details"]["reason"] == "no gateway recorded this request"
+    assert thief["details"]["unmatched_requests"] == 50_000
+    assert mimic["actor"]["ip_address"] == "10.6.6.6"
+    assert mimic["details"]["reason"] == "the broker counted more requests than the gateways did"
+    assert mimic["details"]["broker_requests"] == 50_000
+    assert mimic["details"]["gateway_requests"] == 3
+    assert mimic["details"]["unmatched_requests"] == 49_997
+
+
+def test_retries_within_the_tolerance_are_no_bypass(session: AuditSession) -> None:
+    """The broker counts a few requests more than the gateway did (retries, window
+    edges): within `count_tolerance` and `count_slack`, no bypass."""
+    session.record(gateway_count(1000))
+    session.record(broker_count(1100 + 10))  # 10 % and the slack of 10, idle polls aside
+    session.flush()
+    found = detector(session, T0 + 1_000_000, idle_fetches_per_second=0)
+    assert found.poll() == 0 and found.matched == 1
+    assert bypasses(session) == []
+
+
+def test_a_count_just_beyond_the_tolerance_is_a_bypass_of_the_difference(
+    session: AuditSession,
+) -> None:
+    session.record(gateway_count(1000))
+    session.record(broker_count(1200))
+    session.flush()
+    found = detector(session, T0 + 1_000_000, idle_fetches_per_second=0)
+    assert found.poll() == 1
+    (event,) = bypasses(session)
+    assert event["details"]["gateway_requests"] == 1000
+    assert event["details"]["unmatched_requests"] == 200
+
+
+def test_behind_snat_a_gateways_address_is_not_enough(session: AuditSession) -> None:
+    """With gateway_addresses set to the nodes' addresses (Kubernetes SNAT), a pod on a
+    gateway's node reaches the broker from that address: unmatched, it is still a bypass."""
+    session.record(gateway_event(1))
+    session.record(broker_event(1, address="10.0.0.1"))
+    session.record(broker_event(2, address="10.0.0.1"))
+    session.record(broker_count(500, address="10.0.0.1"))
+    session.flush()
+    waiting = detector(session, T0 + 1000, gateway_addresses=["10.0.0.1"])
+    assert waiting.poll() == 0 and waiting.matched == 1 and waiting.waiting == 2
+    assert detector(session, T0 + 1_000_000, gateway_addresses=["10.0.0.1"]).poll() == 2
+    assert sorted(e["resource"]["id"] for e in bypasses(session)) == ["payments", "t2"]
