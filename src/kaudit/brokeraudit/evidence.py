@@ -42,8 +42,9 @@ class GatewayEvidence:
     def __init__(self, hmac_key: bytes | None) -> None:
         self.hmac_key = hmac_key
         self._last_in_lane: dict[tuple[str, object], int] = {}
-        # Per stream, the signature of each line read, by sequence number.
-        self._seen: dict[str, OrderedDict[int, str]] = {}
+        # Per stream, each line read by sequence number: a hash of its bytes (to tell a
+        # copy from another line) and its signature (the next line's link).
+        self._seen: dict[str, OrderedDict[int, tuple[int, str | None]]] = {}
         self.rejected: Counter[str] = Counter()
 
     def note(self, line: bytes, stream: str | None, lane: object, *, judge: bool) -> str | None:
@@ -61,11 +62,10 @@ class GatewayEvidence:
             _, signature, previous = split_sealed(body)
         except ValueError:
             return "no integrity fields"
-        # An unsigned line is told from another by a hash of its bytes.
-        mark = signature or f"line:{hash(body)}"
+        mark = hash(body)
         seen = self._seen.setdefault(stream, OrderedDict())
         if seq in seen:
-            return DUPLICATE if seen[seq] == mark else "a second line for a sequence number"
+            return DUPLICATE if seen[seq][0] == mark else "a second line for a sequence number"
         last = self._last_in_lane.get((stream, lane))
         if last is not None and seq < last:
             return "a sequence number out of order"
@@ -75,11 +75,11 @@ class GatewayEvidence:
                 why = "not signed"
             elif not verify_signature(self.hmac_key, body):
                 why = "a signature that does not verify"
-            elif previous is not None and seen.get(seq - 1, previous) != previous:
+            elif previous is not None and seen.get(seq - 1, (0, previous))[1] != previous:
                 why = "a previous_signature that is not the line before's"
         if why is None:
             self._last_in_lane[(stream, lane)] = seq
-            seen[seq] = mark
+            seen[seq] = (mark, signature)
             if len(seen) > _REMEMBERED:
                 seen.popitem(last=False)
         return why
