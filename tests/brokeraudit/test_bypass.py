@@ -19,8 +19,9 @@ from kaudit.brokeraudit.logsources import LocalLogSource
 from kaudit.config import load_config_text
 from kaudit.config.model import BypassConfig
 from kaudit.events.model import Action, Actor, ApiRef, AuditEvent, Context, Resource
+from kaudit.integrity.chain import HmacChain
 from kaudit.log.cursor import Cursor
-from kaudit.log.segments import LogReader
+from kaudit.log.segments import LogReader, list_segments, segment_name
 from kaudit.session import AuditSession
 
 T0 = 1_796_658_475_000
@@ -69,13 +70,16 @@ def gateway_event(correlation_id: int, at: int = T0 + 40, topic: str | None = No
     )
 
 
-def detector(session: AuditSession, now_ms: int, **settings: Any) -> BypassDetector:
+def detector(
+    session: AuditSession, now_ms: int, hmac_key: bytes | None = None, **settings: Any
+) -> BypassDetector:
     cursor = Cursor(session.config.data_path / "bypass.json")
     return BypassDetector(
         LocalLogSource(session.config.log_dir, cursor),
         session.recorder,
         BypassConfig(window_seconds=5, **settings),
         clock=lambda: now_ms / 1000,
+        hmac_key=hmac_key,
     )
 
 
@@ -186,3 +190,201 @@ def test_a_request_on_several_topics_matches_each_decision_once_and_one_cluster_
     assert found.poll() == 1 and found.matched == 3
     (event,) = bypasses(session)
     assert (event["resource"]["type"], event["resource"]["id"]) == ("cluster", "kafka-cluster")
+
+
+def broker_count(
+    requests: int,
+    *,
+    client_id: str = "billing-app",
+    address: str = "10.0.0.1",
+    at: int = T0,
+    record: str = "",
+) -> AuditEvent:
+    """The broker's count of User:billing's fetches of `payments` over one second."""
+    raw = orjson.dumps(
+        {"kind": "aggregate", "id": f"1-r-count{record}", "node": 1, "time_ms": at + 1000,
+         "principal": "User:billing", "client_address": address, "client_id": client_id,
+         "api_key": 1, "api_version": 13, "operation": "READ", "resource_type": "TOPIC",
+         "resource_name": "payments", "allowed": True, "count": requests, "first_ms": at,
+         "last_ms": at + 1000}
+    )  # fmt: skip
+    (event,) = to_events(parse(raw))
+    assert event.event_type == "records.consumed"
+    return event
+
+
+def gateway_count(requests: int, at: int = T0) -> AuditEvent:
+    """The gateway's count of the billing app's fetches of `payments`."""
+    stamp = broker_count(1, at=at + 1000)
+    return AuditEvent(
+        timestamp=stamp.timestamp,
+        event_type="records.consumed",
+        event_id="",
+        actor=Actor(
+            type="user", id="User:billing", ip_address="192.0.2.7", client_id="billing-app"
+        ),
+        resource=Resource("topic", "payments"),
+        action=Action("consume"),
+        context=Context(source="gateway", api=ApiRef(1, "Fetch", 13)),
+        details={"topic": "payments", "count": requests * 10, "requests": requests,
+                 "first_seen": broker_count(1, at=at).timestamp, "last_seen": stamp.timestamp},
+    )  # fmt: skip
+
+
+def test_a_stolen_credential_fetching_directly_does_not_hide_behind_the_apps_traffic(
+    session: AuditSession,
+) -> None:
+    """The billing app fetches through the gateway (3 requests); a stolen User:billing
+    credential fetches `payments` directly from another host, with its own client id and
+    with the app's: neither is covered by the app's count, each is a bypass of what the
+    gateway did not see."""
+    session.record(gateway_count(3))
+    session.record(broker_count(3, record="app"))
+    session.record(broker_count(50_000, client_id="thief", address="10.6.6.6", record="a"))
+    session.record(broker_count(50_000, client_id="billing-app", address="10.6.6.6", record="b"))
+    session.flush()
+    found = detector(session, T0 + 1_000_000)
+    assert found.poll() == 2 and found.matched == 1
+    mimic, thief = sorted(bypasses(session), key=lambda e: e["actor"]["client_id"])
+    assert thief["actor"]["client_id"] == "thief"
+    assert thief["details"]["reason"] == "no gateway recorded this request"
+    assert thief["details"]["unmatched_requests"] == 50_000
+    assert mimic["actor"]["ip_address"] == "10.6.6.6"
+    assert mimic["details"]["reason"] == "the broker counted more requests than the gateways did"
+    assert mimic["details"]["broker_requests"] == 50_000
+    assert mimic["details"]["gateway_requests"] == 3
+    assert mimic["details"]["unmatched_requests"] == 49_997
+
+
+def test_retries_within_the_tolerance_are_no_bypass(session: AuditSession) -> None:
+    """The broker counts a few requests more than the gateway did (retries, window
+    edges): within `count_tolerance` and `count_slack`, no bypass."""
+    session.record(gateway_count(1000))
+    session.record(broker_count(1100 + 10))  # 10 % and the slack of 10, idle polls aside
+    session.flush()
+    found = detector(session, T0 + 1_000_000, idle_fetches_per_second=0)
+    assert found.poll() == 0 and found.matched == 1
+    assert bypasses(session) == []
+
+
+def test_a_count_just_beyond_the_tolerance_is_a_bypass_of_the_difference(
+    session: AuditSession,
+) -> None:
+    session.record(gateway_count(1000))
+    session.record(broker_count(1200))
+    session.flush()
+    found = detector(session, T0 + 1_000_000, idle_fetches_per_second=0)
+    assert found.poll() == 1
+    (event,) = bypasses(session)
+    assert event["details"]["gateway_requests"] == 1000
+    assert event["details"]["unmatched_requests"] == 200
+
+
+def test_behind_snat_a_gateways_address_is_not_enough(session: AuditSession) -> None:
+    """With gateway_addresses set to the nodes' addresses (Kubernetes SNAT), a pod on a
+    gateway's node reaches the broker from that address: unmatched, it is still a bypass."""
+    session.record(gateway_event(1))
+    session.record(broker_event(1, address="10.0.0.1"))
+    session.record(broker_event(2, address="10.0.0.1"))
+    session.record(broker_count(500, address="10.0.0.1"))
+    session.flush()
+    waiting = detector(session, T0 + 1000, gateway_addresses=["10.0.0.1"])
+    assert waiting.poll() == 0 and waiting.matched == 1 and waiting.waiting == 2
+    assert detector(session, T0 + 1_000_000, gateway_addresses=["10.0.0.1"]).poll() == 2
+    assert sorted(e["resource"]["id"] for e in bypasses(session)) == ["payments", "t2"]
+
+
+HMAC_KEY = "k" * 32
+
+
+@pytest.fixture
+def signed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditSession]:
+    """A session whose log is signed and chained with HMAC_KEY."""
+    monkeypatch.setenv("KAUDIT_BYPASS_HMAC", HMAC_KEY)
+    integrity = {"signing": {"enabled": True, "key_env_var": "KAUDIT_BYPASS_HMAC"},
+                 "chain": {"enabled": True}}  # fmt: skip
+    config = load_config_text(
+        yaml.safe_dump({"data_dir": str(tmp_path / "audit"), "audit": {"integrity": integrity}}),
+        source="test",
+        env={},
+    )
+    with AuditSession(config, source="broker") as opened:
+        yield opened
+
+
+def inject(session: AuditSession, line: bytes) -> None:
+    """Append `line` to the local log by hand, as a writer other than kaudit would."""
+    last = max(list_segments(session.config.log_dir))
+    with (session.config.log_dir / segment_name(last)).open("ab") as f:
+        f.write(line.rstrip(b"\n") + b"\n")
+
+
+def test_an_injected_gateway_line_does_not_cancel_a_bypass(signed: AuditSession) -> None:
+    """Forged gateway events for the direct request 2 (unsigned; signed but chained to
+    nothing; carrying another line's signature) and a copy of the real gateway line of
+    request 1 (replayed to cover a second, direct request 1): none is evidence. Request 2
+    and the second request 1 are bypasses; the refused lines are counted and recorded as
+    audit.degraded (the copy is only dropped: at-least-once delivery makes copies)."""
+    signed.record(broker_event(1))
+    signed.record(broker_event(1, at=T0 + 100, record="again"))
+    signed.record(broker_event(2))
+    signed.record(gateway_event(1))
+    signed.flush()
+    lines = [line for _, line in LogReader(signed.config.log_dir).iter_lines()]
+    real = lines[-1]
+    assert b'"source":"gateway"' in real
+    seq = orjson.loads(real)["integrity"]["sequence_number"]
+    forged = (
+        real.replace(b'"correlation_id":"1"', b'"correlation_id":"2"')
+        .replace(b'"id":"t1"', b'"id":"t2"')
+        .replace(b'"sequence_number":%d' % seq, b'"sequence_number":%d' % (seq + 1))
+    )
+    assert forged != real and b'"id":"t2"' in forged
+    unsigned = forged.split(b'"signature":')[0] + b'"signature":null,"previous_signature":null}}'
+    inject(signed, unsigned)
+    # Signed with the key, but linked to no line of the stream: the chain refuses it.
+    bogus = "sha256:" + "0" * 64
+    inject(signed, HmacChain(HMAC_KEY.encode(), chained=True, previous=bogus).seal(unsigned))
+    inject(
+        signed,
+        forged.replace(b'"sequence_number":%d' % (seq + 1), b'"sequence_number":%d' % (seq + 2)),
+    )
+    inject(signed, real)  # replayed
+    found = detector(signed, T0 + 6000, hmac_key=HMAC_KEY.encode())
+    assert found.poll() == 2 and found.matched == 1
+    assert sorted(e["resource"]["id"] for e in bypasses(signed)) == ["t1", "t2"]
+    assert found.evidence.rejected == {
+        "not signed": 1,
+        "a previous_signature that is not the line before's": 1,
+        "a signature that does not verify": 1,
+    }
+    degraded = [
+        orjson.loads(line)
+        for _, line in LogReader(signed.config.log_dir).iter_lines()
+        if b'"audit.degraded"' in line
+    ]
+    (note,) = degraded
+    assert note["details"]["untrusted"] == 3
+
+
+def test_without_the_key_an_unsigned_gateway_line_of_the_stream_is_still_taken(
+    signed: AuditSession,
+) -> None:
+    """What the HMAC key adds: without it, a forged line that fits the stream (a later
+    sequence number) cannot be told from the writer's, and is taken as evidence."""
+    signed.record(broker_event(2))
+    signed.record(gateway_event(1))
+    signed.flush()
+    real = [line for _, line in LogReader(signed.config.log_dir).iter_lines()][-1]
+    seq = orjson.loads(real)["integrity"]["sequence_number"]
+    inject(
+        signed,
+        real.replace(b'"correlation_id":"1"', b'"correlation_id":"2"')
+        .replace(b'"id":"t1"', b'"id":"t2"')
+        .replace(b'"sequence_number":%d' % seq, b'"sequence_number":%d' % (seq + 1)),
+    )
+    # Another line for a sequence number already read: refused even without the key.
+    inject(signed, real.replace(b'"correlation_id":"1"', b'"correlation_id":"3"'))
+    found = detector(signed, T0 + 6000)
+    assert found.poll() == 0 and found.matched == 1
+    assert found.evidence.rejected == {"a second line for a sequence number": 1}

@@ -49,7 +49,7 @@ from kaudit.config.model import BrokerAuditorConfig, BypassConfig, KafkaLog
 from kaudit.demo import gateway_demo
 from kaudit.dev.broker_auditor import BrokerAuditorPlugin, broker_auditor_plugin
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
-from kaudit.log.kafka import KafkaLogReader
+from kaudit.log.kafka import STREAM_HEADER, KafkaLogReader
 from kaudit.log.segments import LogReader
 from kaudit.recorder.core import Recorder
 from kaudit.session import AuditSession
@@ -350,10 +350,12 @@ class BypassRig:
     ahead: list[float]
     """The detectors' clock is moved ahead by this (seconds) to end their wait at once."""
 
-    def detector(self) -> BypassDetector:
+    def detector(self, **settings: Any) -> BypassDetector:
         """The bypass detector `kaudit run` would start for the gateway's configuration with
-        a broker_auditor: section; a fresh one resumes from the first one's cursor."""
-        section = self.reader.config.model_copy(update={"bypass": BypassConfig(window_seconds=20)})
+        a broker_auditor: section (and bypass `settings`); a fresh one resumes from the
+        first one's cursor."""
+        bypass = BypassConfig(window_seconds=20, **settings)
+        section = self.reader.config.model_copy(update={"bypass": bypass})
         config = self.gw.session.config.model_copy(update={"broker_auditor": section})
         found = bypass_detector(config, self.gw.session.recorder)
         assert found is not None
@@ -456,6 +458,104 @@ def test_through_the_gateway_is_matched_and_direct_is_a_bypass(
     assert bypass["details"]["reason"] == "no gateway recorded this request"
     gateway_created = matching(events, "topic.created", via)
     assert {e["context"]["source"] for e in gateway_created} == {"gateway", "broker"}
+
+
+def test_a_stolen_credential_producing_directly_is_a_bypass_beside_the_apps_traffic(
+    bypass_rig: BypassRig, kafka_tool: KafkaTool, alice_config: dict[str, str]
+) -> None:
+    """alice's app produces through the gateway (client id billing-app); her credential,
+    stolen, produces to the same topic straight at the broker, once with a client id of
+    its own and once with the app's. Neither hides behind the app's count: each is
+    `access.bypassed_gateway`, the second for what the gateway did not see, though the
+    broker sees it come from the gateway's own address (listed in `gateway_addresses`, as
+    behind SNAT). On a Kafka log,
+    gateway events forged into the log topic (no stream header; a sequence number the
+    gateway's stream already used) are not taken as evidence."""
+    gw, reader = bypass_rig.gw, bypass_rig.reader
+    topic = f"payments-{uuid.uuid4().hex[:8]}"
+    create_topic(bypass_rig.kafka_info.client_config(), topic)
+    grant(kafka_tool, "User:alice", "--operation", "Write", "--operation", "Describe",
+          "--topic", topic)  # fmt: skip
+
+    def produce(settings: dict[str, str], requests: int) -> None:
+        producer = Producer({**settings, "message.timeout.ms": 20000})
+        for n in range(requests):
+            producer.produce(topic, f"m{n}".encode())
+            assert producer.flush(20) == 0  # one Produce request each
+        producer.flush(20)
+
+    produce(gw.client({**alice_config, "client.id": "billing-app"}), 5)
+    produce({**alice_config, "client.id": "thief"}, 30)
+    produce({**alice_config, "client.id": "billing-app"}, 100)
+    # The gateway's address listed, as with SNAT a direct client shares it: not enough.
+    detector = bypass_rig.detector(gateway_addresses=["127.0.0.1"])
+
+    def counted(events: list[dict[str, Any]], source: str) -> dict[str | None, int]:
+        out: dict[str | None, int] = {}
+        for e in matching(events, "records.produced", topic):
+            if e["context"]["source"] == source:
+                client = e["actor"]["client_id"]
+                out[client] = out.get(client, 0) + e["details"]["requests"]
+        return out
+
+    def all_counted() -> bool:
+        reader.poll_once()
+        events = bypass_rig.events()  # flushes the gateway's records
+        detector.poll()
+        return counted(events, "broker") == {"billing-app": 105, "thief": 30} and counted(
+            events, "gateway"
+        ) == {"billing-app": 5}
+
+    wait_for(all_counted, "the produce counts of the broker and the gateway", timeout=60)
+    if bypass_rig.kafka_log is not None:
+        forge_gateway_counts(bypass_rig.kafka_log, bypass_rig.kafka_info, topic)
+    bypass_rig.ahead[0] = 2000.0  # past every wait, produce/fetch counts' included
+    detector.poll()
+    detector.close()
+    bypasses = matching(bypass_rig.events(), "access.bypassed_gateway", topic)
+    by_client: dict[str, list[dict[str, Any]]] = {}
+    for e in bypasses:
+        by_client.setdefault(e["actor"]["client_id"], []).append(e)
+    assert set(by_client) == {"thief", "billing-app"}
+    assert sum(e["details"]["unmatched_requests"] for e in by_client["thief"]) == 30
+    assert {e["details"]["reason"] for e in by_client["thief"]} == {
+        "no gateway recorded this request"
+    }
+    # The 100 direct requests share the app's client id and (here) its address; counted by
+    # the broker in 1 s windows, each window with more than the tolerance is reported.
+    mimic = by_client["billing-app"]
+    assert sum(e["details"]["unmatched_requests"] for e in mimic) >= 70
+    assert all(e["actor"]["id"] == "User:alice" for e in bypasses)
+    if bypass_rig.kafka_log is not None:
+        assert detector.evidence.rejected == {
+            "no writer stream header": 1,
+            "a second line for a sequence number": 1,
+        }
+
+
+def forge_gateway_counts(log: KafkaLog, kafka: KafkaInfo, topic: str) -> None:
+    """Write into the Kafka log topic, as anyone allowed to write to it could, two copies
+    of the gateway's count of billing-app made out for the thief: one without the stream
+    header, one with the gateway's stream header and a sequence number it already used."""
+    reader = KafkaLogReader(log, group=None)
+    try:
+        real = next(
+            r for r in reader.records_from({})
+            if b'"records.produced"' in r.line and b'"source":"gateway"' in r.line
+            and topic.encode() in r.line
+        )  # fmt: skip
+    finally:
+        reader.close()
+    forged = real.line.replace(b'"client_id":"billing-app"', b'"client_id":"thief"').replace(
+        b'"requests":5', b'"requests":5000'
+    )
+    assert forged != real.line and real.stream
+    producer = Producer(kafka.client_config())
+    producer.produce(log.topic, forged, partition=real.partition)
+    producer.produce(
+        log.topic, forged, partition=real.partition, headers={STREAM_HEADER: real.stream}
+    )
+    assert producer.flush(20) == 0
 
 
 def broker_audit_config(tmp_path: Path, kafka: KafkaInfo) -> Path:

@@ -22,8 +22,25 @@ correlation id. The gateway's events of one request are consecutive in the log; 
 taken as one request until one names a resource again. The client address cannot be
 compared — the broker sees the gateway's — but when `gateway_addresses` lists the
 addresses gateways connect from, a decision from any other address is a bypass at once.
-Produce and fetch counts have no correlation id: a broker's count matches a gateway's
-count of the same principal, type and topic whose window overlaps it.
+A listed address is necessary, not sufficient: behind NAT (Kubernetes SNAT gives every pod
+on a node the node's address) a direct client can share it, so a decision from a gateway's
+address must still match a gateway event.
+
+Produce and fetch counts have no correlation id. A broker's count is matched with the
+gateway's counts of the same principal, type, topic and client id whose windows overlap
+it, and by magnitude: each gateway count is a budget of requests that the broker counts it
+overlaps draw on, so one gateway count cannot cover a second client that borrows the
+principal (and even the client id) from another host. A broker count may exceed what it
+draws by `count_tolerance` (a fraction: retries, requests either side of a window's edge)
+plus `count_slack` requests, and a fetch count by `idle_fetches_per_second` over its span
+(the gateway counts only the fetches that returned records, the broker every poll). What
+is beyond that, once its wait is over, is a bypass of the difference
+(``details.unmatched_requests``).
+
+Only gateway events that are intact lines of a writer stream count as evidence
+(`kaudit.brokeraudit.evidence`: the stream header, sequence numbers, and the HMAC
+signature and chain when the key is configured); a line that merely says it is the
+gateway's is counted, logged and recorded as ``audit.degraded``, and matches nothing.
 
 The cursor is saved before the oldest broker event still waiting, and before the gateway
 events it could still match (those at most a window older), so after a restart nothing
@@ -44,11 +61,12 @@ from typing import Any
 
 import orjson
 
-from kaudit.brokeraudit.decisions import SOURCE, event_id
+from kaudit.brokeraudit.decisions import SOURCE, event_id, iso
+from kaudit.brokeraudit.evidence import DUPLICATE, GatewayEvidence
 from kaudit.brokeraudit.logsources import LogSource
 from kaudit.config.model import BypassConfig
 from kaudit.events.codec import from_dict
-from kaudit.events.model import AuditEvent, Context
+from kaudit.events.model import Action, Actor, AuditEvent, Context, Resource
 from kaudit.recorder.core import Recorder
 
 EVENT_TYPE = "access.bypassed_gateway"
@@ -58,7 +76,7 @@ _SAME_REQUEST_MS = 1000
 _IGNORED = frozenset({"access.denied", "audit.degraded", EVENT_TYPE})
 
 _RequestKey = tuple[str, int, str | None, str]
-_CountKey = tuple[str, str, str]
+_CountKey = tuple[str, str, str, str | None]
 _ResourceKey = tuple[str, str]
 CLUSTER: _ResourceKey = ("cluster", "kafka-cluster")
 # Kafka's resource types other than the cluster: any other gateway resource (acl, broker,
@@ -91,6 +109,15 @@ class _GatewayRequest:
 
 
 @dataclass
+class _GatewayCount:
+    """A gateway's produce/fetch count: its span, and the requests it has left to cover."""
+
+    start_ms: int
+    end_ms: int
+    left: int
+
+
+@dataclass
 class _Waiting:
     event: dict[str, Any]
     before: object
@@ -113,6 +140,7 @@ class BypassDetector:
         settings: BypassConfig,
         *,
         clock: Callable[[], float] = time.time,
+        hmac_key: bytes | None = None,
     ) -> None:
         self.source = source
         self.recorder = recorder
@@ -120,22 +148,26 @@ class BypassDetector:
         self.clock = clock
         self._requests: dict[_RequestKey, list[_GatewayRequest]] = {}
         self._last_gateway_key: _RequestKey | None = None
-        self._counts: dict[_CountKey, list[tuple[int, int]]] = {}
+        self._counts: dict[_CountKey, list[_GatewayCount]] = {}
         self._waiting: list[_Waiting] = []
         # Per lane of the log (a Kafka partition), where each gateway event read was, in
         # log order: the cursor stays before those a waiting decision could still match.
         self._gateway_places: dict[object, deque[tuple[int, object]]] = {}
         self._gateways = frozenset(settings.gateway_addresses)
+        self.evidence = GatewayEvidence(hmac_key)
+        self._rejected_reported = 0
         self.matched = 0
         self.reported = 0
 
     def poll(self) -> int:
         """Read what the log gained, settle what can be settled, save the cursor; returns
         the bypass events recorded."""
-        for line, before in self.source.lines():
-            self._take(orjson.loads(line), before)
-        reported = self._settle(int(self.clock() * 1000))
-        if reported:
+        for line, before, stream in self.source.lines():
+            self._take(line, before, stream)
+        now_ms = int(self.clock() * 1000)
+        reported = self._settle(now_ms)
+        untrusted = self._note_untrusted(now_ms)
+        if reported or untrusted:
             self.recorder.flush()
         self.source.save(self._keep_from())
         return reported
@@ -158,14 +190,20 @@ class BypassDetector:
                 del self._gateway_places[lane]
         return places
 
-    def _take(self, event: dict[str, Any], before: object) -> None:
+    def _take(self, line: bytes, before: object, stream: str | None) -> None:
+        event = orjson.loads(line)
         source = (event.get("context") or {}).get("source")
         event_type = event.get("event_type")
+        lane = self.source.lane(before)
+        untrusted = self.evidence.note(line, stream, lane, judge=source == "gateway")
         if event_type in _IGNORED:
             return
         if source == "gateway":
+            if untrusted is not None:
+                if untrusted != DUPLICATE:
+                    self.evidence.reject(untrusted, before)
+                return
             self._remember_gateway(event)
-            lane = self.source.lane(before)
             self._gateway_places.setdefault(lane, deque()).append((_ms(event["timestamp"]), before))
         elif source == SOURCE:
             self._wait_for(event, before)
@@ -195,7 +233,8 @@ class BypassDetector:
                 _ms(details.get("first_seen") or event["timestamp"]),
                 _ms(details.get("last_seen") or event["timestamp"]),
             )
-            self._counts.setdefault(_count_key(event), []).append(span)
+            count = _GatewayCount(span[0], span[1], _requests(event))
+            self._counts.setdefault(_count_key(event), []).append(count)
 
     def _wait_for(self, event: dict[str, Any], before: object) -> None:
         at = _ms(event["timestamp"])
@@ -223,10 +262,12 @@ class BypassDetector:
             if self._gateways and address not in self._gateways:
                 self._report(item, "the client address is not one of the gateways'")
                 reported += 1
-            elif self._gateways or self._seen_by_gateway(item, window_ms):
+            elif self._seen_by_gateway(item, window_ms):
+                # A gateway's address alone proves nothing: behind NAT a direct client
+                # shares it. The request must match a gateway event too.
                 self.matched += 1
             elif now_ms >= item.deadline_ms:
-                self._report(item, "no gateway recorded this request")
+                self._report(item, *self._why_unmatched(item, window_ms))
                 reported += 1
             else:
                 still.append(item)
@@ -249,11 +290,59 @@ class BypassDetector:
                 # A cluster decision covers the request, whatever it names.
                 return any(r.claim(CLUSTER) for r in near)
             return resource is not None and any(r.claim(resource) for r in near)
+        overlapping = self._overlapping_counts(item, window_ms)
+        budget = sum(count.left for count in overlapping)
+        beyond = self._beyond_gateway(item, budget)
+        if not overlapping or beyond > 0:
+            return False
+        # Draw the requests this count needs from the nearest gateway counts first.
+        need = max(0, _requests(item.event) - self._allowance(item))
+        for count in sorted(overlapping, key=lambda c: abs(c.end_ms - item.span[1])):
+            taken = min(count.left, need)
+            count.left -= taken
+            need -= taken
+        return True
+
+    def _overlapping_counts(self, item: _Waiting, window_ms: int) -> list[_GatewayCount]:
         first, last = item.span
-        return any(
-            start <= last + window_ms and end >= first - window_ms
-            for start, end in self._counts.get(item.count_key or ("", "", ""), ())
-        )
+        return [
+            count
+            for count in self._counts.get(item.count_key or ("", "", "", None), ())
+            if count.start_ms <= last + window_ms and count.end_ms >= first - window_ms
+        ]
+
+    def _allowance(self, item: _Waiting) -> int:
+        """Requests a broker count may have beyond the gateway's in any case: the slack,
+        and for a fetch count the idle polls the gateway does not count."""
+        allowance = float(self.settings.count_slack)
+        if item.event.get("event_type") == "records.consumed":
+            seconds = (item.span[1] - item.span[0]) / 1000 + 1
+            allowance += self.settings.idle_fetches_per_second * seconds
+        return int(allowance)
+
+    def _beyond_gateway(self, item: _Waiting, budget: int) -> int:
+        """How many of a broker count's requests the gateway's `budget` (with the
+        tolerance) does not cover."""
+        requests = _requests(item.event)
+        covered = budget * (1 + self.settings.count_tolerance) + self._allowance(item)
+        return max(0, requests - int(covered))
+
+    def _why_unmatched(self, item: _Waiting, window_ms: int) -> tuple[str, dict[str, Any]]:
+        if item.count_key is None:
+            return "no gateway recorded this request", {}
+        budget = sum(count.left for count in self._overlapping_counts(item, window_ms))
+        requests = _requests(item.event)
+        if budget == 0:
+            return "no gateway recorded this request", {
+                "broker_requests": requests,
+                "gateway_requests": 0,
+                "unmatched_requests": requests,
+            }
+        return "the broker counted more requests than the gateways did", {
+            "broker_requests": requests,
+            "gateway_requests": budget,
+            "unmatched_requests": requests - budget,
+        }
 
     def _aggregate_wait_ms(self) -> int:
         return int(self.settings.aggregate_wait_seconds * 1000)
@@ -261,10 +350,10 @@ class BypassDetector:
     def _forget_before(self, limit_ms: int) -> None:
         for key in [k for k, v in self._requests.items() if max(r.at_ms for r in v) < limit_ms]:
             del self._requests[key]
-        for count in [k for k, v in self._counts.items() if max(e for _, e in v) < limit_ms]:
+        for count in [k for k, v in self._counts.items() if max(c.end_ms for c in v) < limit_ms]:
             del self._counts[count]
 
-    def _report(self, item: _Waiting, reason: str) -> None:
+    def _report(self, item: _Waiting, reason: str, more: dict[str, Any] | None = None) -> None:
         broker = from_dict(item.event)
         self.recorder.record(
             AuditEvent(
@@ -286,10 +375,36 @@ class BypassDetector:
                     "broker_event_id": broker.event_id,
                     "broker_event_type": broker.event_type,
                     "window_seconds": self.settings.window_seconds,
+                    **(more or {}),
                 },
             )
         )
         self.reported += 1
+
+    def _note_untrusted(self, now_ms: int) -> int:
+        """Record ``audit.degraded`` when gateway events were refused as evidence since
+        the last time; returns the events recorded (0 or 1)."""
+        total = sum(self.evidence.rejected.values())
+        if total == self._rejected_reported:
+            return 0
+        fresh, self._rejected_reported = total - self._rejected_reported, total
+        self.recorder.record(
+            AuditEvent(
+                timestamp=iso(now_ms),
+                event_type="audit.degraded",
+                event_id=event_id(f"bypass-untrusted/{total}", now_ms, 0),
+                actor=Actor(type="system", id="kaudit-bypass-detector"),
+                resource=Resource(type="audit_log", id="gateway-evidence"),
+                action=Action(
+                    operation="record",
+                    result="failure",
+                    error="gateway events in the audit log not trusted as evidence",
+                ),
+                context=Context(source=SOURCE),
+                details={"untrusted": fresh, "by_reason": dict(self.evidence.rejected)},
+            )
+        )
+        return 1
 
     @property
     def waiting(self) -> int:
@@ -346,8 +461,22 @@ def _broker_resource(event: dict[str, Any]) -> _ResourceKey | None:
 
 
 def _count_key(event: dict[str, Any]) -> _CountKey:
+    """Who counted what: principal, type, topic and client id. The client address is not
+    in it: the broker sees the gateway's, the gateway the client's own."""
     resource = event.get("resource") or {}
-    return (str((event.get("actor") or {}).get("id")), event["event_type"], str(resource.get("id")))
+    actor = event.get("actor") or {}
+    return (
+        str(actor.get("id")),
+        event["event_type"],
+        str(resource.get("id")),
+        actor.get("client_id"),
+    )
+
+
+def _requests(event: dict[str, Any]) -> int:
+    """The requests a produce/fetch count stands for (one when it does not say)."""
+    value = (event.get("details") or {}).get("requests")
+    return int(value) if isinstance(value, int) else 1
 
 
 def _ms(timestamp: str) -> int:

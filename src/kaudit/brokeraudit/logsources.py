@@ -2,7 +2,8 @@
 
 The detector holds broker events back until a gateway event matches them, so its cursor
 may never pass an event still waiting. Each source gives every line with the place just
-before it, and saves the cursor at the earliest place still waiting:
+before it and the writer stream it belongs to, and saves the cursor at the earliest
+place still waiting:
 
 - `LocalLogSource`: the local segment log, the cursor a file (one position).
 - `KafkaLogSource`: the Kafka log topic, the cursor the committed offsets of a consumer
@@ -23,13 +24,16 @@ from kaudit.log.kafka import KafkaLogReader
 from kaudit.log.segments import LogReader, Position
 
 _BATCH = 5_000
+LOCAL_STREAM = "local"
+"""The writer stream of every line of the local log: one writer's own file."""
 
 
 class LogSource(Protocol):
     """The audit log as the bypass detector reads it."""
 
-    def lines(self) -> Iterator[tuple[bytes, object]]:
-        """Each line the log gained since the last call, with the place just before it."""
+    def lines(self) -> Iterator[tuple[bytes, object, str | None]]:
+        """Each line the log gained since the last call, with the place just before it
+        and its writer stream (None: a Kafka record without the stream header)."""
 
     def lane(self, place: object) -> object:
         """The part of the log `place` is in; places of one lane come in log order."""
@@ -49,14 +53,14 @@ class LocalLogSource:
         self.cursor = cursor
         self._read_at = cursor.load()
 
-    def lines(self) -> Iterator[tuple[bytes, object]]:
+    def lines(self) -> Iterator[tuple[bytes, object, str | None]]:
         while True:
             lines, after = self.reader.read(self._read_at, _BATCH)
             if not lines:
                 return
             offset = after.offset - sum(len(line) for line in lines)
             for line in lines:
-                yield line, Position(after.segment, offset)
+                yield line, Position(after.segment, offset), LOCAL_STREAM
                 offset += len(line)
             self._read_at = after
 
@@ -82,10 +86,10 @@ class KafkaLogSource:
         self._next = self.reader.committed_offsets()
         self._saved = dict(self._next)
 
-    def lines(self) -> Iterator[tuple[bytes, object]]:
+    def lines(self) -> Iterator[tuple[bytes, object, str | None]]:
         for record in self.reader.records_from(self._next):
             self._next[record.partition] = record.offset + 1
-            yield record.line, (record.partition, record.offset)
+            yield record.line, (record.partition, record.offset), record.stream
 
     def lane(self, place: object) -> object:
         return place[0] if isinstance(place, tuple) else None

@@ -18,6 +18,7 @@ from kaudit.brokeraudit.reader import DecisionReader
 from kaudit.config import Config
 from kaudit.config.model import KafkaLog
 from kaudit.errors import UsageError
+from kaudit.integrity.chain import signing_key
 from kaudit.log.cursor import Cursor
 from kaudit.recorder.core import Recorder
 
@@ -37,7 +38,10 @@ def bypass_detector(config: Config, recorder: Recorder) -> BypassDetector | None
     else:
         cursor = Cursor.named(config.data_path / "broker-auditor", BYPASS_CURSOR)
         source = LocalLogSource(config.log_dir, cursor)
-    return BypassDetector(source, recorder, section.bypass)
+    signing = config.audit.integrity.signing
+    # With the HMAC key, a gateway event is evidence only with a valid signature.
+    key = signing_key(signing) if signing.enabled else None
+    return BypassDetector(source, recorder, section.bypass, hmac_key=key)
 
 
 def bypass_group(decision_group: str) -> str:

@@ -32,6 +32,18 @@ class BypassConfig(ConfigModel):
     aggregate_wait_seconds: float = Field(default=900.0, gt=0)
     """How long a broker's produce/fetch count waits for a gateway's count of the same
     client and topic (the gateway's window, `records_window_seconds`, plus a margin)."""
+    count_tolerance: float = Field(default=0.1, ge=0)
+    """How far, as a fraction of the requests it is matched with, a broker's produce/fetch
+    count may exceed the gateway's counts of the same client (principal, client id) and
+    topic: retries, and requests counted either side of a window's edge. Beyond it, the
+    difference is a bypass."""
+    count_slack: int = Field(default=10, ge=0)
+    """Requests a broker's count may exceed the gateway's by in any case."""
+    idle_fetches_per_second: float = Field(default=2.0, ge=0)
+    """Fetches per second a broker's fetch count may exceed the gateway's by, for a
+    consumer the gateway counted: the gateway counts a fetch only when it returned records
+    (or an error), the broker every one, and an idle consumer polls on (every
+    `fetch.wait.max.ms`, 500 ms by default)."""
 
 
 class BrokerAuditorConfig(KafkaConnection):
