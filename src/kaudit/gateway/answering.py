@@ -82,6 +82,7 @@ class Answering:
     handshake_version: int
     closed: bool
     client_gone: bool
+    to_client: list[Chunk] | None
 
     if TYPE_CHECKING:
 
@@ -242,6 +243,10 @@ class Answering:
             return None
 
     def send(self, frame: Chunk) -> None:
+        batch = self.to_client
+        if batch is not None:  # written with the read's other responses (flush_writes)
+            batch.append(frame)
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
 

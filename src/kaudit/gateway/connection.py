@@ -90,6 +90,10 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
         self.cut = CutThrough(shared.buffers)
         self.streaming: Pending | None = None
         self.streaming_acks = 1
+        # While a read's frames are handled, what they send each way is gathered here and
+        # written at once (`flush_writes`): one system call per read, not one per frame.
+        self.to_broker: list[Chunk] | None = None
+        self.to_client: list[Chunk] | None = None
         self.closed = False
         self.client_gone = False
         self.draining = False  # the gateway is stopping: no new requests
@@ -177,6 +181,7 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
     def close(self, reason: str, quiet: bool = False) -> None:
         if self.closed:
             return
+        self.flush_writes()  # what was handled before the close still goes out
         self.closed = True
         if not quiet:
             log.warning("closing connection from %s: %s", self.peer, reason)
@@ -256,8 +261,12 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
             if self.cut.left:
                 self._stream_request(nbytes)
                 return
-            for frame in self.frames.feed(bytes(self.reading[:nbytes])):
-                self.on_request(frame)
+            self.to_broker = []
+            try:
+                for frame in self.frames.feed(bytes(self.reading[:nbytes])):
+                    self.on_request(frame)
+            finally:
+                self.flush_writes()
             partial = self.frames.large_partial(STREAM_AT_LEAST)
             if partial is not None and self._start_streaming(partial):
                 first, size = self.frames.take_partial()
@@ -329,7 +338,14 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
 
     def write_idle(self) -> bool:
         """Whether everything written to the client has left the process."""
+        if self.to_client:
+            return False
         return self.transport is None or self.transport.get_write_buffer_size() == 0
+
+    def gather_writes(self) -> None:
+        """Gather what is sent to the client until `flush_writes` (the broker end calls
+        both around a read's whole responses)."""
+        self.to_client = []
 
     def on_request(self, frame: bytes) -> None:
         shared = self.shared
@@ -405,6 +421,10 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
         self._forward(frame)
 
     def _forward(self, frame: Chunk) -> None:
+        batch = self.to_broker
+        if batch is not None:
+            batch.append(frame)
+            return
         up = self.upstream
         if up is None or up.transport is None:
             # Kept until the broker connection is up; reading stops meanwhile, so this
@@ -413,6 +433,26 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
             self.pause_client_reading()
             return
         up.transport.write(frame)
+
+    def flush_writes(self) -> None:
+        """Write what the frames of the read being handled send each way, in order."""
+        to_broker, to_client = self.to_broker, self.to_client
+        self.to_broker = self.to_client = None
+        if to_broker:
+            if len(to_broker) == 1:
+                self._forward(to_broker[0])
+            else:
+                up = self.upstream
+                if up is None or up.transport is None:
+                    for frame in to_broker:
+                        self._forward(frame)
+                else:
+                    up.transport.writelines(to_broker)
+        if to_client and self.transport is not None and not self.transport.is_closing():
+            if len(to_client) == 1:
+                self.transport.write(to_client[0])
+            else:
+                self.transport.writelines(to_client)
 
     def _raw_sasl_over(self, frame: bytes) -> bool:
         """Whether this frame, in raw SASL mode, is a Kafka request, not a token. Only an

@@ -40,6 +40,10 @@ class ClientEnd(Protocol):
 
     def write_idle(self) -> bool: ...
 
+    def gather_writes(self) -> None: ...
+
+    def flush_writes(self) -> None: ...
+
     def close(self, reason: str, quiet: bool = False) -> None: ...
 
     def upstream_lost(self, exc: Exception | None) -> None: ...
@@ -94,8 +98,12 @@ class UpstreamSide(asyncio.BufferedProtocol):
                 conn.on_response(head, sent=True, pieces=whole, tail=tail)
                 self.cut.recycle(conn.write_idle())
                 return
-            for frame in self.frames.feed(bytes(self.reading[:nbytes])):
-                conn.on_response(frame)
+            conn.gather_writes()
+            try:
+                for frame in self.frames.feed(bytes(self.reading[:nbytes])):
+                    conn.on_response(frame)
+            finally:
+                conn.flush_writes()
             # The first piece must hold the correlation id (checked in on_response).
             if (
                 self.frames.large_partial(STREAM_AT_LEAST) is not None
