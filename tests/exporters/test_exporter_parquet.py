@@ -272,6 +272,55 @@ def test_lines_of_other_shapes_are_refused() -> None:
         lines_table([b'{"event_type": 3}'])
 
 
+def _edge_lines(pristine: Path, keys: Keys) -> list[bytes]:
+    """Log lines whose free-form members are cut at the edges: nested "integrity" and
+    "details" keys, details of 12 bytes or fewer (kept inline by Arrow's string views),
+    null, non-ASCII text, and signatures too long for integrity to be found from the end."""
+    config = Config.model_validate(_settings(pristine, keys, {"type": "store"}))
+    base = orjson.loads(log_lines(config)[0])
+    details: list[Any] = [
+        {"x": {"integrity": 1, "a": [1, 2]}, "é": "ü" * 20},
+        {"inner": {"details": {"integrity": {"x": "ø"}}}},
+        {"a": 1},
+        {},
+        None,
+        "ø" * 5,
+    ]
+    lines = []
+    for value in details:
+        for signature in (None, "s" * 600):
+            integrity = {"sequence_number": len(lines), "signature": signature}
+            integrity["previous_signature"] = None
+            lines.append(orjson.dumps({**base, "details": value, "integrity": integrity}))
+    return lines
+
+
+def test_free_form_members_are_cut_as_recorded(pristine: Path, keys: Keys) -> None:
+    lines = _edge_lines(pristine, keys)
+    check_rows(lines_table(lines), lines)
+
+
+def test_spooled_lines_that_are_not_events_are_set_aside(
+    pristine: Path, keys: Keys, tmp_path: Path
+) -> None:
+    """Lines of the spool that are not audit events (an edited spool: not JSON, an empty
+    line, a carriage return) go to rejected.jsonl; the others are exported row for row."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    folder = tmp_path / "export"
+    destination = {"type": "file", "path": str(folder), "encoding": "parquet"}
+    config = Config.model_validate(_settings(data, keys, destination))
+    good = log_lines(config)[:300]
+    bad = [b"not json", b"", b'{"event_type":"x"}', good[5] + b"\r"]
+    exporter = ParquetExporter(config.audit.destinations[0], config)  # type: ignore[arg-type]
+    exporter.send([*good[:100], bad[0], bad[1], *good[100:200], bad[2]])
+    exporter.send([bad[3], *good[200:]])
+    exporter.roll()
+    rejected = next((data / "exporters").glob("*.parquet-spool/rejected.jsonl"))
+    assert rejected.read_bytes().split(b"\n") == [*bad, b""]
+    check_rows(pa.concat_tables(pq.read_table(f) for f in folder.glob("dt=*/*.parquet")), good)
+
+
 # ----------------------------------------------------------------------- search an export
 
 

@@ -32,8 +32,10 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -41,8 +43,8 @@ import pyarrow.parquet as pq
 from kaudit.config import Config
 from kaudit.config.destinations import FileDestination, S3Destination
 from kaudit.errors import EventDecodeError, ExporterError
-from kaudit.exporters.parquet_format import SCHEMA, WRITE_OPTIONS, lines_table
-from kaudit.exporters.records import Progress, batch_key
+from kaudit.exporters.parquet_format import SCHEMA, WRITE_OPTIONS, ndjson_table
+from kaudit.exporters.records import Progress
 from kaudit.exporters.s3 import S3Exporter
 from kaudit.log.cursor import safe_name
 
@@ -61,6 +63,14 @@ small enough to hold in memory while rolling."""
 INCREASING_KEY = "kaudit.sequence_increasing"
 """File metadata saying each row's sequence number is above the row's before: no event
 is in the file twice (`kaudit search` then needs no event ids to count each once)."""
+
+_PARSE_BYTES = 8 << 20
+"""Lines are turned into columns this many bytes at a time: pieces that large keep the
+parsing threads busy, and memory freed by one is reused by the next (a whole file's
+worth at once costs as much again in page faults)."""
+
+_US_PER_DAY = 86_400_000_000
+_EPOCH = date(1970, 1, 1)
 
 _PART = re.compile(r"(\d{12})\.jsonl")
 
@@ -155,6 +165,9 @@ class ParquetExporter:
         """Size of the last files made over the size of their parts (Parquet against
         JSON Lines): how big the spooled parts will be as files."""
         self._bytes_made = 0
+        self._spooled: list[tuple[int, int, float]] | None = None
+        """Number, size and time written of each part in the spool, oldest first (read
+        from the folder once, then kept as parts are written and rolled)."""
         try:
             self.rolling.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -169,15 +182,23 @@ class ParquetExporter:
         """The parts in `folder`, oldest first."""
         return sorted(folder / n for n in os.listdir(folder) if _PART.fullmatch(n))
 
+    def _spool_parts(self) -> list[tuple[int, int, float]]:
+        if self._spooled is None:
+            self._spooled = []
+            for path in self._parts(self.spool):
+                stat = path.stat()
+                self._spooled.append((int(path.name[:12]), stat.st_size, stat.st_mtime))
+        return self._spooled
+
     def send(self, records: list[bytes]) -> None:
         if not records:
             return
         self._finish_roll()
+        data = b"".join(r if r.endswith(b"\n") else r + b"\n" for r in records)
         # A retry of this batch (a file could not be published) does not spool it again.
-        if not self._progress.start(batch_key(records)):
-            parts = self._parts(self.spool)
-            number = int(parts[-1].name[:12]) + 1 if parts else 0
-            data = b"".join(r if r.endswith(b"\n") else r + b"\n" for r in records)
+        if not self._progress.start(hashlib.sha256(data).hexdigest()):
+            spooled = self._spool_parts()
+            number = spooled[-1][0] + 1 if spooled else 0
             try:
                 _write_durably(self.spool / f"{number:012d}.jsonl", data)
             except OSError as exc:
@@ -185,18 +206,16 @@ class ParquetExporter:
                     f"{self.name}: cannot write to the spool {self.spool}: {exc.strerror}",
                     retryable=True,
                 ) from exc
+            spooled.append((number, len(data), time.time()))
             self._progress.advance(1)
         self._roll_when_due()
         self._progress.finish()
 
     def _roll_when_due(self) -> None:
-        parts = self._parts(self.spool)
-        if not parts:
-            return
-        sizes = [path.stat() for path in parts]
-        if (
-            sum(s.st_size for s in sizes) * self._ratio >= self.target_bytes
-            or time.time() - sizes[0].st_mtime >= self.max_age_s
+        spooled = self._spool_parts()
+        if spooled and (
+            sum(size for _, size, _ in spooled) * self._ratio >= self.target_bytes
+            or time.time() - spooled[0][2] >= self.max_age_s
         ):
             self.roll()
 
@@ -204,6 +223,7 @@ class ParquetExporter:
         """Make the files of the spooled parts now and publish them."""
         for path in self._parts(self.spool):
             os.replace(path, self.rolling / path.name)
+        self._spooled = []
         _fsync_dir(self.rolling)
         self._finish_roll()
 
@@ -214,20 +234,19 @@ class ParquetExporter:
         made: _File | None = None
         count = 0
         try:
-            for chunk in _chunks(parts):
-                table = self._table(chunk)
-                days = pc.strftime(table.column("time"), format="%Y-%m-%d").to_pylist()
+            for table in self._row_groups(parts):
+                days = table.column("time").cast(pa.int64()).to_numpy() // _US_PER_DAY
+                ends = [*(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist(), len(days)]
                 start = 0
-                for end in range(1, len(days) + 1):
-                    if end < len(days) and days[end] == days[start]:
-                        continue
-                    if made is not None and made.day != days[start]:
+                for end in ends:
+                    day = (_EPOCH + timedelta(days=int(days[start]))).isoformat()
+                    if made is not None and made.day != day:
                         self._publish_file(made)
                         made = None
                     if made is None:
                         path = self.spool / f"file-{count}.parquet"
                         writer = pq.ParquetWriter(path, SCHEMA, **WRITE_OPTIONS)
-                        made = _File(days[start], path, writer)
+                        made = _File(day, path, writer)
                         count += 1
                     made.write(table.slice(start, end - start))
                     start = end
@@ -243,18 +262,34 @@ class ParquetExporter:
         for path in parts:
             path.unlink()
 
-    def _table(self, lines: list[bytes]) -> pa.Table:
-        """The lines as a table; lines that are not audit events (the log holds none, but
-        a spool can be edited) are set aside in `rejected.jsonl`, with an error logged."""
+    def _row_groups(self, parts: list[Path]) -> Iterator[pa.Table]:
+        """The events of the parts, in order, ROW_GROUP_ROWS at a time (the last fewer)."""
+        pending: list[pa.Table] = []
+        rows = 0
+        for data in _pieces(parts):
+            table = self._table(data)
+            pending.append(table)
+            rows += table.num_rows
+            while rows >= ROW_GROUP_ROWS:
+                whole = pa.concat_tables(pending)
+                yield whole.slice(0, ROW_GROUP_ROWS)
+                pending, rows = [whole.slice(ROW_GROUP_ROWS)], rows - ROW_GROUP_ROWS
+        if rows:
+            yield pa.concat_tables(pending)
+
+    def _table(self, data: bytes) -> pa.Table:
+        """The lines of `data` as a table; lines that are not audit events (the log holds
+        none, but a spool can be edited) are set aside in `rejected.jsonl`, with an error
+        logged."""
         try:
-            return lines_table(lines)
+            return ndjson_table(data)
         except EventDecodeError:
             pass
         good, bad = [], []
-        for line in lines:
+        for line in data.split(b"\n")[:-1]:
             try:
-                lines_table([line])
-                good.append(line)
+                ndjson_table(line + b"\n")
+                good.append(line + b"\n")
             except EventDecodeError:
                 bad.append(line)
         with open(self.spool / "rejected.jsonl", "ab") as f:
@@ -265,7 +300,7 @@ class ParquetExporter:
             len(bad),
             self.spool / "rejected.jsonl",
         )
-        return lines_table(good) if good else SCHEMA.empty_table()
+        return ndjson_table(b"".join(good)) if good else SCHEMA.empty_table()
 
     def _publish_file(self, made: _File) -> None:
         made.close()
@@ -321,13 +356,26 @@ class ParquetExporter:
             self.s3.close()
 
 
-def _chunks(parts: list[Path]) -> Iterator[list[bytes]]:
-    """The lines of the parts, in order, ROW_GROUP_ROWS at a time (the last fewer)."""
+def _pieces(parts: list[Path]) -> Iterator[bytes]:
+    """The lines of the parts, in order, about _PARSE_BYTES of whole lines at a time (each
+    line ended by a newline)."""
     pending: list[bytes] = []
+    size = 0
     for path in parts:
-        pending.extend(path.read_bytes().splitlines())
-        while len(pending) >= ROW_GROUP_ROWS:
-            yield pending[:ROW_GROUP_ROWS]
-            pending = pending[ROW_GROUP_ROWS:]
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        pending.append(data)
+        size += len(data)
+        if size < _PARSE_BYTES:
+            continue
+        data = b"".join(pending)
+        start = 0
+        while len(data) - start >= _PARSE_BYTES:
+            cut = data.index(b"\n", start + _PARSE_BYTES - 1) + 1
+            yield data[start:cut]
+            start = cut
+        pending = [data[start:]] if start < len(data) else []
+        size = len(data) - start
     if pending:
-        yield pending
+        yield b"".join(pending)
