@@ -3,6 +3,8 @@
 - `kaudit.log.kafka.writer`: `KafkaLogSink`, the single writer of one log stream: an
   idempotent producer with acks=all, events keyed by resource, the stream's sequence
   kept across restarts (and recovered after an unclean stop).
+- `kaudit.log.kafka.records`: how a batch's lines become records (grouped by
+  partition, a few hundred lines to a record).
 - `kaudit.log.kafka.reader`: `KafkaLogReader`, which follows a consumer group (its
   committed offsets are an exporter's durable cursor) or reads every partition from the
   start without one (`kaudit tail kafka://…`), dropping duplicates by `event_id`.

@@ -11,6 +11,8 @@ A batch is appended when every record of it is acknowledged; events acknowledged
 a failure are not produced again when the recorder retries the batch (they are tracked
 by sequence number), while records that were in flight when a write timed out may reach
 the topic twice — delivery is at-least-once and readers drop duplicates by `event_id`.
+`append` is `send` and then `confirm` (which waits for the acknowledgements): the
+recorder's writer calls them apart and encodes its next batch in between.
 
 Each writer is one log stream with its own sequence numbers, and holds it: a second
 process on the same state directory is refused. Its stream id and next sequence number
@@ -29,7 +31,6 @@ import os
 import socket
 import time
 import uuid
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -42,6 +43,7 @@ from kaudit.errors import LogError, LogWriteError
 from kaudit.files import open_private
 from kaudit.log.kafka.client import ErrorTracker, client_base, describe, error_text
 from kaudit.log.kafka.reader import STREAM_HEADER, KafkaLogReader
+from kaudit.log.kafka.records import record_value, records
 from kaudit.log.kafka.topic import ensure_topic
 
 log = logging.getLogger("kaudit.log.kafka")
@@ -59,11 +61,6 @@ _DENIED = {
 _OFFSETS_REFRESH_S = 30.0
 _REPORT_GRACE_S = 2.0
 _STATE_SAVE_EVERY_S = 1.0
-# Lines per record: a record holds one partition's lines of a batch, in sequence order,
-# so a producer makes a few records per batch instead of one per event (the largest
-# cost of writing was produce() per event, and the broker's work per record).
-_RECORD_LINES = 256
-_RECORD_BYTES = 256 * 1024
 
 
 class KafkaLogSink:
@@ -337,7 +334,7 @@ class KafkaLogSink:
         replaced = False
         produced = self._produced
         for partition, chunk in self._records(lines, keys, todo):
-            value = _record_value([lines[i] for i in chunk])
+            value = record_value([lines[i] for i in chunk])
             produced.update(map(base.__add__, chunk))
             while True:
                 try:
@@ -386,41 +383,16 @@ class KafkaLogSink:
     def _records(
         self, lines: Sequence[bytes], keys: Sequence[bytes] | None, todo: list[int]
     ) -> Iterator[tuple[int | None, list[int]]]:
-        """(partition, indexes of the lines of one record) for the lines to produce: the
-        lines of one partition in sequence order, at most `_RECORD_LINES` lines and about
-        `_RECORD_BYTES` bytes to a record. A key goes to the partition librdkafka's
-        default partitioner would give it (CRC32), so a resource's events stay in one
-        partition, in order; lines without a key are spread over the partitions. While
-        the topic's partitions cannot be read (not allowed to describe it, no leader
-        yet), each line is a record of its own, keyed (partition None): the producer
-        then says what is wrong when it fails."""
+        """(partition, indexes of the lines of one record) for the lines to produce, as
+        kaudit.log.kafka.records groups them. While the topic's partitions cannot be
+        read (not allowed to describe it, no leader yet), each line is a record of its
+        own, keyed (partition None): the producer then says what is wrong when it fails."""
         count = self._partition_count()
         if count is None:
             for i in todo:
                 yield None, [i]
             return
-        by_partition: dict[int, list[int]] = {}
-        if keys is not None:
-            crc32 = zlib.crc32
-            for i in todo:
-                partition = crc32(keys[i]) % count
-                indexes = by_partition.get(partition)
-                if indexes is None:
-                    by_partition[partition] = [i]
-                else:
-                    indexes.append(i)
-        else:
-            for n, i in enumerate(todo):
-                by_partition.setdefault(n % count, []).append(i)
-        size_of = lines.__getitem__
-        for partition, indexes in by_partition.items():
-            start = 0
-            while start < len(indexes):
-                chunk = indexes[start : start + _RECORD_LINES]
-                if sum(map(len, map(size_of, chunk))) > _RECORD_BYTES:
-                    chunk = _first_bytes(chunk, lines)
-                yield partition, chunk
-                start += len(chunk)
+        yield from records(lines, keys, todo, count)
 
     def _partition_count(self) -> int | None:
         """The topic's partitions, None while they cannot be read (looked up again every
@@ -469,31 +441,6 @@ class KafkaLogSink:
         if self._watermarks is not None:
             self._watermarks.close()
         self._lock.close()
-
-
-def _first_bytes(chunk: list[int], lines: Sequence[bytes]) -> list[int]:
-    """The first lines of `chunk` that fit in `_RECORD_BYTES` (at least one)."""
-    size = 0
-    for n, i in enumerate(chunk):
-        size += len(lines[i])
-        if n and size > _RECORD_BYTES:
-            return chunk[:n]
-    return chunk
-
-
-def _record_value(lines: list[bytes]) -> bytes:
-    """One record's value: its lines joined by newlines, without a newline at the end.
-    The recorder's lines each end in one, so they are joined as they are, all but the
-    last: one copy of the record instead of one per line."""
-    last = lines[-1]
-    if last[-1:] == b"\n":
-        lines[-1] = last[:-1]
-    value = b"".join(lines)
-    if value.count(b"\n") == len(lines) - 1:
-        return value
-    # Some line ended without a newline (JSON lines hold none inside): join them by one.
-    lines[-1] = last
-    return b"\n".join(line[:-1] if line[-1:] == b"\n" else line for line in lines)
 
 
 def _lock_stream(path: Path, topic: str) -> IO[bytes]:
