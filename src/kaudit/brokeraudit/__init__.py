@@ -10,6 +10,10 @@ sends every authorization decision it keeps to a decision topic. Here:
 - `kaudit.brokeraudit.bypass`: `BypassDetector`, which reads the audit log behind its own
   cursor and records ``access.bypassed_gateway`` for client requests the broker
   authorized that no gateway recorded.
+- `kaudit.brokeraudit.counts`: matching the broker's produce/fetch counts with the
+  gateway's, by client and by magnitude.
+- `kaudit.brokeraudit.evidence`: which gateway events are trusted as evidence (intact
+  lines of a writer stream).
 - `kaudit.brokeraudit.logsources`: where it reads the log, the local segments or the Kafka
   log topic, each with its durable cursor.
 - `kaudit.brokeraudit.service`: both run together from the ``broker_auditor:`` section.

@@ -26,15 +26,9 @@ A listed address is necessary, not sufficient: behind NAT (Kubernetes SNAT gives
 on a node the node's address) a direct client can share it, so a decision from a gateway's
 address must still match a gateway event.
 
-Produce and fetch counts have no correlation id. A broker's count is matched with the
-gateway's counts of the same principal, type, topic and client id whose windows overlap
-it, and by magnitude: each gateway count is a budget of requests that the broker counts it
-overlaps draw on, so one gateway count cannot cover a second client that borrows the
-principal (and even the client id) from another host. A broker count may exceed what it
-draws by `count_tolerance` (a fraction: retries, requests either side of a window's edge)
-plus `count_slack` requests, and a fetch count by `idle_fetches_per_second` over its span
-(the gateway counts only the fetches that returned records, the broker every poll). What
-is beyond that, once its wait is over, is a bypass of the difference
+Produce and fetch counts have no correlation id: they are matched by principal, type,
+topic and client id, and by magnitude (`kaudit.brokeraudit.counts`); what a broker counted
+beyond the gateway's counts and their tolerance is a bypass of the difference
 (``details.unmatched_requests``).
 
 Only gateway events that are intact lines of a writer stream count as evidence
@@ -61,6 +55,7 @@ from typing import Any
 
 import orjson
 
+from kaudit.brokeraudit.counts import AGGREGATED, GatewayCounts
 from kaudit.brokeraudit.decisions import SOURCE, event_id, iso
 from kaudit.brokeraudit.evidence import DUPLICATE, GatewayEvidence
 from kaudit.brokeraudit.logsources import LogSource
@@ -70,13 +65,11 @@ from kaudit.events.model import Action, Actor, AuditEvent, Context, Resource
 from kaudit.recorder.core import Recorder
 
 EVENT_TYPE = "access.bypassed_gateway"
-_AGGREGATED = frozenset({"records.produced", "records.consumed"})
 # How far apart the gateway's events of one request may be stamped.
 _SAME_REQUEST_MS = 1000
 _IGNORED = frozenset({"access.denied", "audit.degraded", EVENT_TYPE})
 
 _RequestKey = tuple[str, int, str | None, str]
-_CountKey = tuple[str, str, str, str | None]
 _ResourceKey = tuple[str, str]
 CLUSTER: _ResourceKey = ("cluster", "kafka-cluster")
 # Kafka's resource types other than the cluster: any other gateway resource (acl, broker,
@@ -109,15 +102,6 @@ class _GatewayRequest:
 
 
 @dataclass
-class _GatewayCount:
-    """A gateway's produce/fetch count: its span, and the requests it has left to cover."""
-
-    start_ms: int
-    end_ms: int
-    left: int
-
-
-@dataclass
 class _Waiting:
     event: dict[str, Any]
     before: object
@@ -126,7 +110,8 @@ class _Waiting:
     deadline_ms: int
     key: _RequestKey | None
     resource: _ResourceKey | None
-    count_key: _CountKey | None
+    counted: bool
+    """A produce/fetch count (matched by `GatewayCounts`), not one request."""
     span: tuple[int, int]
 
 
@@ -148,7 +133,7 @@ class BypassDetector:
         self.clock = clock
         self._requests: dict[_RequestKey, list[_GatewayRequest]] = {}
         self._last_gateway_key: _RequestKey | None = None
-        self._counts: dict[_CountKey, list[_GatewayCount]] = {}
+        self._counts = GatewayCounts(settings)
         self._waiting: list[_Waiting] = []
         # Per lane of the log (a Kafka partition), where each gateway event read was, in
         # log order: the cursor stays before those a waiting decision could still match.
@@ -227,14 +212,13 @@ class BypassDetector:
                 fresh = _GatewayRequest(at, set())
                 fresh.add(named)
                 requests.append(fresh)
-        elif event["event_type"] in _AGGREGATED:
+        elif event["event_type"] in AGGREGATED:
             details = event.get("details") or {}
             span = (
                 _ms(details.get("first_seen") or event["timestamp"]),
                 _ms(details.get("last_seen") or event["timestamp"]),
             )
-            count = _GatewayCount(span[0], span[1], _requests(event))
-            self._counts.setdefault(_count_key(event), []).append(count)
+            self._counts.add(event, span)
 
     def _wait_for(self, event: dict[str, Any], before: object) -> None:
         at = _ms(event["timestamp"])
@@ -242,16 +226,14 @@ class BypassDetector:
         window_ms = int(self.settings.window_seconds * 1000)
         if key is not None:
             self._waiting.append(
-                _Waiting(event, before, at, at + window_ms, key, _broker_resource(event), None,
+                _Waiting(event, before, at, at + window_ms, key, _broker_resource(event), False,
                          (at, at))
             )  # fmt: skip
-        elif event["event_type"] in _AGGREGATED:
+        elif event["event_type"] in AGGREGATED:
             details = event.get("details") or {}
             span = (_ms(details.get("first_seen") or event["timestamp"]), at)
             deadline = span[1] + int(self.settings.aggregate_wait_seconds * 1000)
-            self._waiting.append(
-                _Waiting(event, before, at, deadline, None, None, _count_key(event), span)
-            )
+            self._waiting.append(_Waiting(event, before, at, deadline, None, None, True, span))
 
     def _settle(self, now_ms: int) -> int:
         window_ms = int(self.settings.window_seconds * 1000)
@@ -267,7 +249,10 @@ class BypassDetector:
                 # shares it. The request must match a gateway event too.
                 self.matched += 1
             elif now_ms >= item.deadline_ms:
-                self._report(item, *self._why_unmatched(item, window_ms))
+                if item.counted:
+                    self._report(item, *self._counts.shortfall(item.event, item.span, window_ms))
+                else:
+                    self._report(item, "no gateway recorded this request")
                 reported += 1
             else:
                 still.append(item)
@@ -290,59 +275,7 @@ class BypassDetector:
                 # A cluster decision covers the request, whatever it names.
                 return any(r.claim(CLUSTER) for r in near)
             return resource is not None and any(r.claim(resource) for r in near)
-        overlapping = self._overlapping_counts(item, window_ms)
-        budget = sum(count.left for count in overlapping)
-        beyond = self._beyond_gateway(item, budget)
-        if not overlapping or beyond > 0:
-            return False
-        # Draw the requests this count needs from the nearest gateway counts first.
-        need = max(0, _requests(item.event) - self._allowance(item))
-        for count in sorted(overlapping, key=lambda c: abs(c.end_ms - item.span[1])):
-            taken = min(count.left, need)
-            count.left -= taken
-            need -= taken
-        return True
-
-    def _overlapping_counts(self, item: _Waiting, window_ms: int) -> list[_GatewayCount]:
-        first, last = item.span
-        return [
-            count
-            for count in self._counts.get(item.count_key or ("", "", "", None), ())
-            if count.start_ms <= last + window_ms and count.end_ms >= first - window_ms
-        ]
-
-    def _allowance(self, item: _Waiting) -> int:
-        """Requests a broker count may have beyond the gateway's in any case: the slack,
-        and for a fetch count the idle polls the gateway does not count."""
-        allowance = float(self.settings.count_slack)
-        if item.event.get("event_type") == "records.consumed":
-            seconds = (item.span[1] - item.span[0]) / 1000 + 1
-            allowance += self.settings.idle_fetches_per_second * seconds
-        return int(allowance)
-
-    def _beyond_gateway(self, item: _Waiting, budget: int) -> int:
-        """How many of a broker count's requests the gateway's `budget` (with the
-        tolerance) does not cover."""
-        requests = _requests(item.event)
-        covered = budget * (1 + self.settings.count_tolerance) + self._allowance(item)
-        return max(0, requests - int(covered))
-
-    def _why_unmatched(self, item: _Waiting, window_ms: int) -> tuple[str, dict[str, Any]]:
-        if item.count_key is None:
-            return "no gateway recorded this request", {}
-        budget = sum(count.left for count in self._overlapping_counts(item, window_ms))
-        requests = _requests(item.event)
-        if budget == 0:
-            return "no gateway recorded this request", {
-                "broker_requests": requests,
-                "gateway_requests": 0,
-                "unmatched_requests": requests,
-            }
-        return "the broker counted more requests than the gateways did", {
-            "broker_requests": requests,
-            "gateway_requests": budget,
-            "unmatched_requests": requests - budget,
-        }
+        return item.counted and self._counts.cover(item.event, item.span, window_ms)
 
     def _aggregate_wait_ms(self) -> int:
         return int(self.settings.aggregate_wait_seconds * 1000)
@@ -350,8 +283,7 @@ class BypassDetector:
     def _forget_before(self, limit_ms: int) -> None:
         for key in [k for k, v in self._requests.items() if max(r.at_ms for r in v) < limit_ms]:
             del self._requests[key]
-        for count in [k for k, v in self._counts.items() if max(c.end_ms for c in v) < limit_ms]:
-            del self._counts[count]
+        self._counts.forget_before(limit_ms)
 
     def _report(self, item: _Waiting, reason: str, more: dict[str, Any] | None = None) -> None:
         broker = from_dict(item.event)
@@ -458,25 +390,6 @@ def _broker_resource(event: dict[str, Any]) -> _ResourceKey | None:
         return _pattern_resource(str(check.get("resource", "")))
     resource = event.get("resource") or {}
     return _resource(str(resource.get("type")), str(resource.get("id")))
-
-
-def _count_key(event: dict[str, Any]) -> _CountKey:
-    """Who counted what: principal, type, topic and client id. The client address is not
-    in it: the broker sees the gateway's, the gateway the client's own."""
-    resource = event.get("resource") or {}
-    actor = event.get("actor") or {}
-    return (
-        str(actor.get("id")),
-        event["event_type"],
-        str(resource.get("id")),
-        actor.get("client_id"),
-    )
-
-
-def _requests(event: dict[str, Any]) -> int:
-    """The requests a produce/fetch count stands for (one when it does not say)."""
-    value = (event.get("details") or {}).get("requests")
-    return int(value) if isinstance(value, int) else 1
 
 
 def _ms(timestamp: str) -> int:
