@@ -10,7 +10,8 @@ native line the other searches print. Globs on type, actor, resource and cluster
 turned into the list of distinct values they match with the very predicates of the
 index (`Filter.term_predicates`), and free text is matched on the line as the scan
 matches it (`schema.read_event`). An event exported twice (at-least-once delivery) is
-counted once, at its first place in log order.
+counted once, at its first place in log order. A search for the newest N reads the
+newest days first and stops at the files all older than the N-th newest match.
 """
 
 from __future__ import annotations
