@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,12 +30,29 @@ from kaudit.alerts.state import AlertRecord
 from kaudit.alerts.windows import Decision, GroupState
 from kaudit.config.alerts import AlertRule, BuiltinAlerts, Notify, OffHoursRule
 
-__all__ = ["PROBE_RULES", "CompiledRule", "Evaluator", "compile_rules", "dedup_key"]
+__all__ = [
+    "MAX_CLOCK_SKEW_S",
+    "PROBE_RULES",
+    "CompiledRule",
+    "Evaluator",
+    "compile_rules",
+    "dedup_key",
+]
 
 PROBE_RULES = ("log_integrity", "exporter_lag")
 """Built-in rules fed by the engine's own checks rather than by events."""
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+MAX_CLOCK_SKEW_S = 5.0
+"""How far ahead of the wall clock an event time may move windows. Windows slide by
+event time, and every window is expired up to the latest time seen: one event dated
+years ahead (a wrong clock, or a forged time) would otherwise empty every window at
+once and keep them empty until a restart. Such an event is still judged, its own
+timestamp kept in the alert's data, but counts at wall clock + this skew. Small,
+because an event dated within the skew still moves every window by up to the skew (a
+`30s` window would lose a sixth of its span to 5 s), while an honest host's clock is
+within a second of ours and its events are read after they were written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +282,11 @@ class Evaluator:
         """The last timestamp read, and its time (events written together share it)."""
         self._group_names: dict[str | tuple[str, ...], str] = {}
         self.watermark: float | None = None
-        """The latest event time seen: the clock windows slide by."""
+        """The latest event time seen, never past the wall clock by more than
+        `MAX_CLOCK_SKEW_S`: the clock windows slide by."""
+        self._ceiling = float("-inf")
+        """Wall clock + `MAX_CLOCK_SKEW_S`, as last read (read again when an event
+        time passes it)."""
 
     def load(self, saved: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Bring back saved group states (of rules still configured)."""
@@ -325,6 +347,10 @@ class Evaluator:
         if at is None:
             return _NO_ALERTS
         if self.watermark is None or at > self.watermark:
+            if at > self._ceiling:
+                self._ceiling = time.time() + MAX_CLOCK_SKEW_S
+                if at > self._ceiling:
+                    at = self._ceiling  # ahead of the clock: counted at the limit
             self.watermark = at
         alerts: list[AlertRecord] | None = None
         event_id: str | None = None
