@@ -1,15 +1,21 @@
 """What an attacker can feed the alert engine does not blind it: an event dated far ahead
-does not empty every window."""
+does not empty every window; groups made of chosen values are forgotten once done with
+and bounded in number."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+import kaudit
+from kaudit.alerts import AlertEngine, rules
 from kaudit.alerts.rules import MAX_CLOCK_SKEW_S, Evaluator, compile_rules
 from kaudit.alerts.state import AlertRecord
-from kaudit.config import load_config_text
+from kaudit.config import Config, load_config_text
 
 BRUTE_FORCE = """
 audit:
@@ -76,3 +82,114 @@ def test_an_event_dated_far_ahead_does_not_resolve_a_firing_window() -> None:
     assert [s.firing for (rule, _), s in ev.states.items() if rule == "builtin.auth_failures"] == [
         True
     ]
+
+
+def test_a_group_is_forgotten_once_resolved_and_past_its_cooldown() -> None:
+    # 200 addresses failing 5 times each: 200 alerts, then nothing kept once each window
+    # has emptied and its cooldown (30 minutes) has passed.
+    t0 = time.time() - 3 * 3600
+    ev = _evaluator(BRUTE_FORCE.replace("window: 5m}", "window: 5m, cooldown: 30m}"))
+    events = [_event("auth.failed", t0 + i, i, f"10.0.{i // 5 // 256}.{i // 5 % 256}")
+              for i in range(1000)]  # fmt: skip
+    fired = [a for a in _feed_only(ev, events) if a.status == "fired"]
+    assert len(fired) == 200
+    ev.changed()
+    resolved = ev.sweep(t0 + 1000 + 301)  # every window has emptied; cooldowns running
+    assert len(resolved) == 200
+    assert len(ev.states) == 200  # kept: a new burst now would still be held back
+    saved = ev.changed()
+    assert len(saved) == 200 and all(state is not None for _, _, state in saved)
+    assert ev.sweep(t0 + 1000 + 1801) == []
+    assert ev.states == {}
+    forgotten = ev.changed()
+    assert sorted(forgotten) == sorted(("builtin.auth_failures", g, None) for _, g, _ in saved)
+
+
+def test_groups_past_the_limit_are_counted_together_never_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rules, "MAX_GROUPS_PER_RULE", 50)
+    t0 = time.time() - 3600
+    ev = _evaluator(BRUTE_FORCE)
+    events = [_event("auth.failed", t0 + i, i, f"198.51.100.{i % 60}") for i in range(300)]
+    fired = [a for a in _feed_only(ev, events) if a.status == "fired"]
+    # 50 groups alert apart; the other 10 addresses' 50 events fall in the overflow
+    # group, which alerts (once: it keeps firing) and is counted.
+    assert len(fired) == 51
+    overflow = [a for a in fired if a.group == rules.OVERFLOW_GROUP]
+    assert len(overflow) == 1
+    assert overflow[0].data["alert"]["group"] == {"overflow": "past 50 groups"}
+    assert ev.overflowed == {"builtin.auth_failures": 50}
+    assert len(ev.states) == 51
+    # Once groups are forgotten, new ones are kept apart again.
+    ev.sweep(t0 + 300 + 301)
+    assert ev.states == {}
+    later = [_event("auth.failed", t0 + 1000 + i, 1000 + i, "192.0.2.1") for i in range(5)]
+    assert [a.group for a in _feed_only(ev, later)] == ['["192.0.2.1"]']
+
+
+def _feed_only(ev: Evaluator, events: list[dict[str, Any]]) -> list[AlertRecord]:
+    out: list[AlertRecord] = []
+    for event in events:
+        out += ev.judge(event, ev.candidates(event["event_type"]) or [])
+    return out
+
+
+def test_forgotten_groups_neither_repeat_nor_lose_alerts_across_restarts(
+    tmp_path: Path,
+) -> None:
+    config = _engine_config(tmp_path, "      cooldown: 10m\n")
+    minutes_ago = {"User:a": 8, "User:b": 20}  # A within its cooldown after this, B past it
+    _denied_at(config, minutes_ago)
+    engine = AlertEngine(config)
+    engine.drain()  # fires both, then resolves both by the clock: their windows are over
+    assert (engine.counters.alerts_fired, engine.counters.alerts_resolved) == (2, 2)
+    assert [group for _, group, _ in engine.store.groups()] == ['["User:a"]']
+    engine.close()
+
+    engine = AlertEngine(config)
+    assert engine.drain() == 0
+    assert engine.counters.alerts_fired == 0
+    # A new burst of A a minute later is still held back by A's cooldown; B, forgotten,
+    # alerts again.
+    _denied_at(config, {"User:a": 7, "User:b": 6})
+    engine.drain()
+    assert (engine.counters.alerts_fired, engine.counters.alerts_resolved) == (1, 1)
+    assert [a.group for a in engine.store.unrecorded()][-2:] == ['["User:b"]', '["User:b"]']
+    engine.close()
+
+
+def _denied_at(config: Config, minutes_ago: dict[str, int]) -> None:
+    """Three access.denied by each actor, that many minutes ago."""
+    with kaudit.open(config) as session:
+        for actor, minutes in minutes_ago.items():
+            for i in range(3):
+                at = time.time_ns() - (minutes * 60 - i) * 10**9
+                session.emit("access.denied", actor=actor, resource="topic:t", time_ns=at)
+
+
+def _engine_config(tmp_path: Path, extra: str = "") -> Config:
+    return load_config_text(f"""
+data_dir: {tmp_path}
+audit:
+  alerts:
+    - name: access-denied-spike
+      condition: "event_type == 'access.denied'"
+      threshold: 3
+      window: 5m
+      group_by: actor.id
+{extra}""")
+
+
+def test_the_engine_counts_and_says_when_groups_overflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(rules, "MAX_GROUPS_PER_RULE", 1)
+    config = _engine_config(tmp_path)
+    _denied_at(config, {"User:a": 1, "User:b": 1})
+    engine = AlertEngine(config)
+    engine.drain()
+    assert [a.group for a in engine.store.unrecorded()] == ['["User:a"]', rules.OVERFLOW_GROUP]
+    assert engine.counters.events_over_group_limit == 3
+    assert "3 events counted in overflow groups (access-denied-spike)" in caplog.text
+    engine.close()

@@ -32,7 +32,7 @@ import orjson
 
 from kaudit.alerts.notifiers import Notifier, build_notifier
 from kaudit.alerts.probes import ChainWatch, Probes
-from kaudit.alerts.rules import CompiledRule, Evaluator, compile_rules
+from kaudit.alerts.rules import MAX_GROUPS_PER_RULE, CompiledRule, Evaluator, compile_rules
 from kaudit.alerts.state import AlertRecord, StateStore
 from kaudit.config import Config
 from kaudit.config.alerts import alert_warnings
@@ -72,6 +72,8 @@ class AlertCounters:
     alerts_resolved: int = 0
     notifications_sent: int = 0
     notifications_failed: int = 0
+    events_over_group_limit: int = 0
+    """Events counted in a rule's overflow group (the rule kept the most groups)."""
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -246,6 +248,15 @@ class AlertEngine:
         if not alerts and not changed and last_seq is None:
             return
         self._unsaved_seq = None
+        over = sum(self.evaluator.overflowed.values())
+        if over > self.counters.events_over_group_limit:
+            log.warning(
+                "alerts: %d events counted in overflow groups (%s): a rule keeps at most %d groups",
+                over,
+                ", ".join(sorted(self.evaluator.overflowed)),
+                MAX_GROUPS_PER_RULE,
+            )
+            self.counters.events_over_group_limit = over
         meta: dict[str, Any] = {"counters": self.counters.as_dict()}
         if last_seq is not None:
             meta["last_sequence"] = last_seq

@@ -32,6 +32,8 @@ from kaudit.config.alerts import AlertRule, BuiltinAlerts, Notify, OffHoursRule
 
 __all__ = [
     "MAX_CLOCK_SKEW_S",
+    "MAX_GROUPS_PER_RULE",
+    "OVERFLOW_GROUP",
     "PROBE_RULES",
     "CompiledRule",
     "Evaluator",
@@ -53,6 +55,16 @@ timestamp kept in the alert's data, but counts at wall clock + this skew. Small,
 because an event dated within the skew still moves every window by up to the skew (a
 `30s` window would lose a sixth of its span to 5 s), while an honest host's clock is
 within a second of ours and its events are read after they were written."""
+
+MAX_GROUPS_PER_RULE = 10_000
+"""The most groups a rule keeps state for. Groups come from event values an attacker
+may choose (a client address, a principal): past this, a new group's events are
+counted together in the rule's `OVERFLOW_GROUP` (which alerts like any group) and in
+`Evaluator.overflowed`, never dropped, while memory and the state store stay bounded."""
+
+OVERFLOW_GROUP = "*overflow*"
+"""The group of a rule's events past `MAX_GROUPS_PER_RULE` groups (not a JSON array,
+so never the name of a real group)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +293,12 @@ class Evaluator:
         self._last_at: float | None = None
         """The last timestamp read, and its time (events written together share it)."""
         self._group_names: dict[str | tuple[str, ...], str] = {}
+        self._kept: dict[str, int] = {}
+        """The groups each grouped rule keeps state for (its overflow group aside)."""
+        self._forgotten: set[tuple[str, str]] = set()
+        """Groups forgotten by `sweep`, to delete from the state store."""
+        self.overflowed: dict[str, int] = {}
+        """Per rule, the events counted in its overflow group."""
         self.watermark: float | None = None
         """The latest event time seen, never past the wall clock by more than
         `MAX_CLOCK_SKEW_S`: the clock windows slide by."""
@@ -296,6 +314,8 @@ class Evaluator:
                 self.states[(name, group)] = GroupState.from_json(
                     data, rule.config.window, rule.config.threshold
                 )
+                if rule.group_getters and group != OVERFLOW_GROUP:
+                    self._kept[name] = self._kept.get(name, 0) + 1
 
     def candidates(self, event_type: Any) -> list[CompiledRule] | None:
         """The rules an event of this type may match by its type (and those tied to no
@@ -376,8 +396,11 @@ class Evaluator:
                 group, key = "", rule.key
             state = states.get(key)
             if state is None:
-                config = rule.config
-                state = states[key] = GroupState(config.window, config.threshold)
+                if rule.group_getters:
+                    group, key, state = self._new_group(rule, group)
+                else:
+                    config = rule.config
+                    state = states[key] = GroupState(config.window, config.threshold)
             dirty.add(key)
             if event_id is None:
                 event_id = str(self._event_id(event) or "")
@@ -391,6 +414,35 @@ class Evaluator:
             if state.window_s is None:
                 state.after_single()
         return _NO_ALERTS if alerts is None else alerts
+
+    def _new_group(self, rule: CompiledRule, group: str) -> tuple[str, tuple[str, str], GroupState]:
+        """A state for a group seen first, or the rule's overflow group's when the rule
+        keeps `MAX_GROUPS_PER_RULE` groups already."""
+        kept = self._kept.get(rule.name, 0)
+        if kept < MAX_GROUPS_PER_RULE:
+            self._kept[rule.name] = kept + 1
+        else:
+            self.overflowed[rule.name] = self.overflowed.get(rule.name, 0) + 1
+            group = OVERFLOW_GROUP
+        key = (rule.name, group)
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = GroupState(rule.config.window, rule.config.threshold)
+        return group, key, state
+
+    def _forgettable(self, rule: CompiledRule, state: GroupState, now: float | None) -> bool:
+        """Whether a group has nothing left to remember: its window empty, not firing
+        (resolved), and past the cooldown of its last firing (a firing again would be
+        allowed anyway, so forgetting it changes no decision)."""
+        if not state.idle:
+            return False
+        fired_at = state.fired_at
+        return fired_at is None or (now is not None and now - fired_at >= rule.config.cooldown)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        del self.states[key]
+        if key[1] != OVERFLOW_GROUP and self.rules[key[0]].group_getters:
+            self._kept[key[0]] -= 1
 
     def _group(self, rule: CompiledRule, event: Any) -> str:
         """The group's name: its values as a JSON array (kept per strings, as most
@@ -424,7 +476,12 @@ class Evaluator:
         alerts = []
         for key, state in list(self.states.items()):
             rule = self.rules[key[0]]
-            if rule.condition is None or state.window_s is None:
+            if rule.condition is None:
+                continue
+            if state.window_s is None:
+                if self._forgettable(rule, state, now):
+                    self._forget(key)
+                    self._forgotten.add(key)
                 continue
             before = state.count
             if state.check_resolved(now):
@@ -435,6 +492,9 @@ class Evaluator:
                 state.expire(now)
                 if state.count != before:
                     self.dirty.add(key)
+            if self._forgettable(rule, state, now):
+                self._forget(key)
+                self._forgotten.add(key)
         return alerts
 
     def observe(
@@ -470,13 +530,18 @@ class Evaluator:
 
     def changed(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """The groups changed since the last call, to save (None: forget it)."""
-        out: list[tuple[str, str, dict[str, Any] | None]] = []
+        out: list[tuple[str, str, dict[str, Any] | None]] = [
+            (name, group, None) for name, group in self._forgotten - self.dirty
+        ]
+        self._forgotten.clear()
         for key in self.dirty:
             state = self.states.get(key)
             if state is None:
+                out.append((key[0], key[1], None))
                 continue
-            if state.idle and state.fired_at is None:
-                del self.states[key]
+            rule = self.rules[key[0]]
+            if rule.condition is not None and self._forgettable(rule, state, self.watermark):
+                self._forget(key)
                 out.append((key[0], key[1], None))
             else:
                 out.append((key[0], key[1], state.to_json()))
@@ -494,7 +559,9 @@ class Evaluator:
     ) -> AlertRecord:
         status = "resolved" if decision == "resolve" else "fired"
         key = dedup_key(rule.name, group)
-        if rule.group_paths:
+        if group == OVERFLOW_GROUP:
+            groups = {"overflow": f"past {MAX_GROUPS_PER_RULE} groups"}
+        elif rule.group_paths:
             values = orjson.loads(group)
             groups = {".".join(p): v for p, v in zip(rule.group_paths, values, strict=False)}
         else:
