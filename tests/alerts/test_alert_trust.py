@@ -1,6 +1,7 @@
 """What an attacker can feed the alert engine does not blind it: an event dated far ahead
 does not empty every window; groups made of chosen values are forgotten once done with
-and bounded in number."""
+and bounded in number; a line the log's writer did not write is not judged, and cannot
+make a restart skip the log."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import kaudit
@@ -192,4 +194,62 @@ def test_the_engine_counts_and_says_when_groups_overflow(
     assert [a.group for a in engine.store.unrecorded()] == ['["User:a"]', rules.OVERFLOW_GROUP]
     assert engine.counters.events_over_group_limit == 3
     assert "3 events counted in overflow groups (access-denied-spike)" in caplog.text
+    engine.close()
+
+
+def _append(config: Config, *events: dict[str, Any]) -> None:
+    """Lines put in the log by someone other than its writer."""
+    (segment,) = config.log_dir.glob("*.jsonl")
+    with segment.open("ab") as f:
+        f.write(b"".join(orjson.dumps(event) + b"\n" for event in events))
+
+
+def _denied(session: Any) -> None:
+    session.emit("access.denied", actor="User:bob", resource="topic:t", result="denied",
+                 durable=True)  # fmt: skip
+
+
+def test_a_line_without_a_sequence_number_is_a_chain_break_and_not_judged(
+    tmp_path: Path,
+) -> None:
+    config = _engine_config(tmp_path, "  builtin_alerts:\n    log_integrity: {enabled: true}\n")
+    with kaudit.open(config) as session:
+        _denied(session)
+        _denied(session)
+    forged = {"event_type": "access.denied", "timestamp": _stamp(time.time()),
+              "actor": {"id": "User:bob"}}  # fmt: skip
+    _append(config, {**forged, "event_id": "evt_bare"},
+            {**forged, "event_id": "evt_text", "integrity": {"sequence_number": "2"}})  # fmt: skip
+    engine = AlertEngine(config)
+    engine.drain()
+    assert engine.counters.events_judged == 2  # the two real ones: no threshold of 3 met
+    (alert,) = engine.store.unrecorded()
+    assert alert.rule == "builtin.log_integrity"
+    assert alert.data["details"]["problem"] == (
+        "a line without an integer integrity.sequence_number follows event 1"
+    )
+    engine.close()
+
+
+def test_a_forged_huge_sequence_number_does_not_make_a_restart_skip_the_log(
+    tmp_path: Path,
+) -> None:
+    config = _engine_config(tmp_path)
+    with kaudit.open(config) as session:
+        _denied(session)
+        _denied(session)
+        engine = AlertEngine(config)
+        assert engine.drain() == 2
+        engine.close()
+        forged = {"event_type": "topic.created", "timestamp": _stamp(time.time()),
+                  "event_id": "evt_forged", "integrity": {"sequence_number": 10**12}}  # fmt: skip
+        _append(config, forged)
+        engine = AlertEngine(config)
+        assert engine.drain() == 1
+        engine.close()
+        _denied(session)  # the writer goes on with its own numbers
+    engine = AlertEngine(config)
+    assert engine.drain() == 1
+    assert engine.counters.events_judged == 1
+    assert engine.counters.alerts_fired == 1  # the window of three is met across restarts
     engine.close()

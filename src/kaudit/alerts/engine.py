@@ -123,9 +123,17 @@ class AlertEngine:
         self.store = StateStore(state_path(config))
         self.evaluator.load(self.store.groups())
         self.feed = feed if feed is not None else _feed(config)
-        self._skip_through = (
-            self.store.meta("last_sequence") if isinstance(self.feed, LocalFeed) else None
-        )
+        saved_sequence = self.store.meta("last_sequence")
+        self._skip_through = saved_sequence if isinstance(self.feed, LocalFeed) else None
+        self._reached: int | None = saved_sequence
+        """The highest sequence number reached through consecutive ones, saved as
+        `last_sequence` (what a restart skips through): a line whose number jumps ahead
+        moves it only once the next line follows on, so one forged line with a huge
+        number cannot make a restart skip the real events after it."""
+        self._previous: int | None = None
+        """The sequence number of the line read last."""
+        self._numbered = isinstance(self.feed, LocalFeed | KafkaFeed)
+        """Whether every line of the log carries a sequence number (kaudit's own logs)."""
         self.record = record
         self.poll_s = poll_s
         self.batch_max = batch_max
@@ -155,7 +163,8 @@ class AlertEngine:
         """Judge the next batch of the log; the number of lines read (0: caught up)."""
         lines, token = self.feed.read(self.batch_max)
         alerts: list[AlertRecord] = []
-        last_seq = None
+        reached, previous = self._reached, self._previous
+        numbered = self._numbered
         evaluator = self.evaluator
         skip = self._skip_through
         chain = self.chain
@@ -189,11 +198,22 @@ class AlertEngine:
             if type(seq) is int:
                 if skip is not None and seq <= skip:
                     continue
-                last_seq = seq
+                if reached is None or seq == reached + 1:
+                    reached = seq
+                elif previous is not None and seq == previous + 1 and seq > reached:
+                    reached = seq  # the log goes on past a gap (the chain watch says so)
+                previous = seq
                 if chain is not None:
                     broken = chain.check(integrity)
                     if broken is not None:
                         alerts.append(broken)
+            elif numbered or reached is not None:
+                # Not a line the writer wrote: a break in the chain, and not judged.
+                if chain is not None:
+                    broken = chain.unnumbered()
+                    if broken is not None:
+                        alerts.append(broken)
+                continue
             candidates = evaluator.candidates(event_type)
             if candidates is None:
                 continue
@@ -204,8 +224,9 @@ class AlertEngine:
             if raised:
                 alerts += raised
         self.counters.events_judged += judged
-        if last_seq is not None:
-            self._unsaved_seq = last_seq
+        self._previous = previous
+        if reached != self._reached:
+            self._reached = self._unsaved_seq = reached
         if lines:
             self._unsaved_token = token
         # While catching up on a backlog, state (with the alerts raised) and cursor are
