@@ -15,6 +15,7 @@ import pytest
 
 import kaudit
 from kaudit.alerts import AlertEngine, rules
+from kaudit.alerts.replay import replay
 from kaudit.alerts.rules import MAX_CLOCK_SKEW_S, Evaluator, compile_rules
 from kaudit.alerts.state import AlertRecord
 from kaudit.config import Config, load_config_text
@@ -253,3 +254,17 @@ def test_a_forged_huge_sequence_number_does_not_make_a_restart_skip_the_log(
     assert engine.counters.events_judged == 1
     assert engine.counters.alerts_fired == 1  # the window of three is met across restarts
     engine.close()
+
+
+def test_a_replay_is_not_swept_by_an_event_dated_far_ahead(tmp_path: Path) -> None:
+    now = time.time()
+    events = [*_burst(now - 100)[:5], _event("backup.failed", now + 10 * 365 * 86400, 99)]
+    events += _burst(now - 80, first_id=10)[:5]
+    config = load_config_text(BRUTE_FORCE)
+    alerts = list(replay(config, [orjson.dumps(event) for event in events]))
+    # The brute-force window fires once and is not resolved by the far-future event
+    # (replay sweeps by each event's time): its 5-minute window is still full.
+    assert [(a.rule, a.status) for a in alerts] == [
+        ("builtin.auth_failures", "fired"),
+        ("backup-failed", "fired"),
+    ]

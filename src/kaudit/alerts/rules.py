@@ -469,10 +469,15 @@ class Evaluator:
 
     def sweep(self, now: float | None = None) -> list[AlertRecord]:
         """Resolve the firing windows that have fallen back below their threshold by
-        `now` (default: the watermark), and forget idle groups."""
+        `now` (default: the watermark; never past the wall clock by more than
+        `MAX_CLOCK_SKEW_S`, as `kaudit alerts test` sweeps by each event's own time),
+        and forget idle groups."""
         now = self.watermark if now is None else max(now, self.watermark or now)
         if now is None:
             return []
+        if now > self._ceiling:
+            self._ceiling = time.time() + MAX_CLOCK_SKEW_S
+            now = min(now, self._ceiling)
         alerts = []
         for key, state in list(self.states.items()):
             rule = self.rules[key[0]]
