@@ -224,6 +224,7 @@ def test_a_line_without_a_sequence_number_is_a_chain_break_and_not_judged(
     engine = AlertEngine(config)
     engine.drain()
     assert engine.counters.events_judged == 2  # the two real ones: no threshold of 3 met
+    assert engine.counters.lines_unnumbered == 2
     (alert,) = engine.store.unrecorded()
     assert alert.rule == "builtin.log_integrity"
     assert alert.data["details"]["problem"] == (

@@ -74,6 +74,8 @@ class AlertCounters:
     notifications_failed: int = 0
     events_over_group_limit: int = 0
     """Events counted in a rule's overflow group (the rule kept the most groups)."""
+    lines_unnumbered: int = 0
+    """Lines without an integer sequence number, not judged (not the writer's)."""
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -176,7 +178,7 @@ class AlertEngine:
         projection = evaluator.projection
         whole = evaluator.judges_every_type
         loads, decode = orjson.loads, _decode_envelope
-        judged = 0
+        judged = unnumbered = 0
         integrity: Any
         for line in lines:
             event: Any = None
@@ -209,6 +211,7 @@ class AlertEngine:
                         alerts.append(broken)
             elif numbered or reached is not None:
                 # Not a line the writer wrote: a break in the chain, and not judged.
+                unnumbered += 1
                 if chain is not None:
                     broken = chain.unnumbered()
                     if broken is not None:
@@ -225,6 +228,13 @@ class AlertEngine:
                 alerts += raised
         self.counters.events_judged += judged
         self._previous = previous
+        if unnumbered:
+            self.counters.lines_unnumbered += unnumbered
+            log.warning(
+                "alerts: %d lines without an integer integrity.sequence_number (not written "
+                "by the log's writer) were not judged",
+                unnumbered,
+            )
         if reached != self._reached:
             self._reached = self._unsaved_seq = reached
         if lines:
