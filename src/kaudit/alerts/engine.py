@@ -32,7 +32,7 @@ import orjson
 
 from kaudit.alerts.notifiers import Notifier, build_notifier
 from kaudit.alerts.probes import ChainWatch, Probes
-from kaudit.alerts.rules import CompiledRule, Evaluator, compile_rules
+from kaudit.alerts.rules import MAX_GROUPS_PER_RULE, CompiledRule, Evaluator, compile_rules
 from kaudit.alerts.state import AlertRecord, StateStore
 from kaudit.config import Config
 from kaudit.config.alerts import alert_warnings
@@ -72,6 +72,10 @@ class AlertCounters:
     alerts_resolved: int = 0
     notifications_sent: int = 0
     notifications_failed: int = 0
+    events_over_group_limit: int = 0
+    """Events counted in a rule's overflow group (the rule kept the most groups)."""
+    lines_unnumbered: int = 0
+    """Lines without an integer sequence number, not judged (not the writer's)."""
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -121,9 +125,17 @@ class AlertEngine:
         self.store = StateStore(state_path(config))
         self.evaluator.load(self.store.groups())
         self.feed = feed if feed is not None else _feed(config)
-        self._skip_through = (
-            self.store.meta("last_sequence") if isinstance(self.feed, LocalFeed) else None
-        )
+        saved_sequence = self.store.meta("last_sequence")
+        self._skip_through = saved_sequence if isinstance(self.feed, LocalFeed) else None
+        self._reached: int | None = saved_sequence
+        """The highest sequence number reached through consecutive ones, saved as
+        `last_sequence` (what a restart skips through): a line whose number jumps ahead
+        moves it only once the next line follows on, so one forged line with a huge
+        number cannot make a restart skip the real events after it."""
+        self._previous: int | None = None
+        """The sequence number of the line read last."""
+        self._numbered = isinstance(self.feed, LocalFeed | KafkaFeed)
+        """Whether every line of the log carries a sequence number (kaudit's own logs)."""
         self.record = record
         self.poll_s = poll_s
         self.batch_max = batch_max
@@ -153,7 +165,8 @@ class AlertEngine:
         """Judge the next batch of the log; the number of lines read (0: caught up)."""
         lines, token = self.feed.read(self.batch_max)
         alerts: list[AlertRecord] = []
-        last_seq = None
+        reached, previous = self._reached, self._previous
+        numbered = self._numbered
         evaluator = self.evaluator
         skip = self._skip_through
         chain = self.chain
@@ -165,7 +178,7 @@ class AlertEngine:
         projection = evaluator.projection
         whole = evaluator.judges_every_type
         loads, decode = orjson.loads, _decode_envelope
-        judged = 0
+        judged = unnumbered = 0
         integrity: Any
         for line in lines:
             event: Any = None
@@ -187,11 +200,23 @@ class AlertEngine:
             if type(seq) is int:
                 if skip is not None and seq <= skip:
                     continue
-                last_seq = seq
+                if reached is None or seq == reached + 1:
+                    reached = seq
+                elif previous is not None and seq == previous + 1 and seq > reached:
+                    reached = seq  # the log goes on past a gap (the chain watch says so)
+                previous = seq
                 if chain is not None:
                     broken = chain.check(integrity)
                     if broken is not None:
                         alerts.append(broken)
+            elif numbered or reached is not None:
+                # Not a line the writer wrote: a break in the chain, and not judged.
+                unnumbered += 1
+                if chain is not None:
+                    broken = chain.unnumbered()
+                    if broken is not None:
+                        alerts.append(broken)
+                continue
             candidates = evaluator.candidates(event_type)
             if candidates is None:
                 continue
@@ -202,8 +227,16 @@ class AlertEngine:
             if raised:
                 alerts += raised
         self.counters.events_judged += judged
-        if last_seq is not None:
-            self._unsaved_seq = last_seq
+        self._previous = previous
+        if unnumbered:
+            self.counters.lines_unnumbered += unnumbered
+            log.warning(
+                "alerts: %d lines without an integer integrity.sequence_number (not written "
+                "by the log's writer) were not judged",
+                unnumbered,
+            )
+        if reached != self._reached:
+            self._reached = self._unsaved_seq = reached
         if lines:
             self._unsaved_token = token
         # While catching up on a backlog, state (with the alerts raised) and cursor are
@@ -246,6 +279,15 @@ class AlertEngine:
         if not alerts and not changed and last_seq is None:
             return
         self._unsaved_seq = None
+        over = sum(self.evaluator.overflowed.values())
+        if over > self.counters.events_over_group_limit:
+            log.warning(
+                "alerts: %d events counted in overflow groups (%s): a rule keeps at most %d groups",
+                over,
+                ", ".join(sorted(self.evaluator.overflowed)),
+                MAX_GROUPS_PER_RULE,
+            )
+            self.counters.events_over_group_limit = over
         meta: dict[str, Any] = {"counters": self.counters.as_dict()}
         if last_seq is not None:
             meta["last_sequence"] = last_seq

@@ -108,7 +108,8 @@ class Probes:
 
 class ChainWatch:
     """Checks the log's sequence numbers and HMAC links as the engine reads them; the
-    first break fires `log_integrity` (group `chain`) with where it is."""
+    first break fires `log_integrity` (group `chain`) with where it is. A line without
+    an integer sequence number (which the writer never writes) is a break too."""
 
     def __init__(self, evaluator: Evaluator, tail: list[Any] | None) -> None:
         self.evaluator = evaluator
@@ -130,6 +131,14 @@ class ChainWatch:
         self.sequence, self.signature = seq, signature if isinstance(signature, str) else None
         if problem is None:
             return None
+        return self._broken(problem, seq)
+
+    def unnumbered(self) -> AlertRecord | None:
+        """A line without an integer sequence number, read where one was due."""
+        where = "" if self.sequence is None else f" follows event {self.sequence}"
+        return self._broken(f"a line without an integer integrity.sequence_number{where}", None)
+
+    def _broken(self, problem: str, seq: int | None) -> AlertRecord | None:
         facts = {
             "event_type": "integrity.chain_broken",
             "resource": {"type": "log", "id": "audit log"},

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,12 +30,41 @@ from kaudit.alerts.state import AlertRecord
 from kaudit.alerts.windows import Decision, GroupState
 from kaudit.config.alerts import AlertRule, BuiltinAlerts, Notify, OffHoursRule
 
-__all__ = ["PROBE_RULES", "CompiledRule", "Evaluator", "compile_rules", "dedup_key"]
+__all__ = [
+    "MAX_CLOCK_SKEW_S",
+    "MAX_GROUPS_PER_RULE",
+    "OVERFLOW_GROUP",
+    "PROBE_RULES",
+    "CompiledRule",
+    "Evaluator",
+    "compile_rules",
+    "dedup_key",
+]
 
 PROBE_RULES = ("log_integrity", "exporter_lag")
 """Built-in rules fed by the engine's own checks rather than by events."""
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+MAX_CLOCK_SKEW_S = 5.0
+"""How far ahead of the wall clock an event time may move windows. Windows slide by
+event time, and every window is expired up to the latest time seen: one event dated
+years ahead (a wrong clock, or a forged time) would otherwise empty every window at
+once and keep them empty until a restart. Such an event is still judged, its own
+timestamp kept in the alert's data, but counts at wall clock + this skew. Small,
+because an event dated within the skew still moves every window by up to the skew (a
+`30s` window would lose a sixth of its span to 5 s), while an honest host's clock is
+within a second of ours and its events are read after they were written."""
+
+MAX_GROUPS_PER_RULE = 10_000
+"""The most groups a rule keeps state for. Groups come from event values an attacker
+may choose (a client address, a principal): past this, a new group's events are
+counted together in the rule's `OVERFLOW_GROUP` (which alerts like any group) and in
+`Evaluator.overflowed`, never dropped, while memory and the state store stay bounded."""
+
+OVERFLOW_GROUP = "*overflow*"
+"""The group of a rule's events past `MAX_GROUPS_PER_RULE` groups (not a JSON array,
+so never the name of a real group)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +293,18 @@ class Evaluator:
         self._last_at: float | None = None
         """The last timestamp read, and its time (events written together share it)."""
         self._group_names: dict[str | tuple[str, ...], str] = {}
+        self._kept: dict[str, int] = {}
+        """The groups each grouped rule keeps state for (its overflow group aside)."""
+        self._forgotten: set[tuple[str, str]] = set()
+        """Groups forgotten by `sweep`, to delete from the state store."""
+        self.overflowed: dict[str, int] = {}
+        """Per rule, the events counted in its overflow group."""
         self.watermark: float | None = None
-        """The latest event time seen: the clock windows slide by."""
+        """The latest event time seen, never past the wall clock by more than
+        `MAX_CLOCK_SKEW_S`: the clock windows slide by."""
+        self._ceiling = float("-inf")
+        """Wall clock + `MAX_CLOCK_SKEW_S`, as last read (read again when an event
+        time passes it)."""
 
     def load(self, saved: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Bring back saved group states (of rules still configured)."""
@@ -274,6 +314,8 @@ class Evaluator:
                 self.states[(name, group)] = GroupState.from_json(
                     data, rule.config.window, rule.config.threshold
                 )
+                if rule.group_getters and group != OVERFLOW_GROUP:
+                    self._kept[name] = self._kept.get(name, 0) + 1
 
     def candidates(self, event_type: Any) -> list[CompiledRule] | None:
         """The rules an event of this type may match by its type (and those tied to no
@@ -325,6 +367,10 @@ class Evaluator:
         if at is None:
             return _NO_ALERTS
         if self.watermark is None or at > self.watermark:
+            if at > self._ceiling:
+                self._ceiling = time.time() + MAX_CLOCK_SKEW_S
+                if at > self._ceiling:
+                    at = self._ceiling  # ahead of the clock: counted at the limit
             self.watermark = at
         alerts: list[AlertRecord] | None = None
         event_id: str | None = None
@@ -350,8 +396,11 @@ class Evaluator:
                 group, key = "", rule.key
             state = states.get(key)
             if state is None:
-                config = rule.config
-                state = states[key] = GroupState(config.window, config.threshold)
+                if rule.group_getters:
+                    group, key, state = self._new_group(rule, group)
+                else:
+                    config = rule.config
+                    state = states[key] = GroupState(config.window, config.threshold)
             dirty.add(key)
             if event_id is None:
                 event_id = str(self._event_id(event) or "")
@@ -365,6 +414,35 @@ class Evaluator:
             if state.window_s is None:
                 state.after_single()
         return _NO_ALERTS if alerts is None else alerts
+
+    def _new_group(self, rule: CompiledRule, group: str) -> tuple[str, tuple[str, str], GroupState]:
+        """A state for a group seen first, or the rule's overflow group's when the rule
+        keeps `MAX_GROUPS_PER_RULE` groups already."""
+        kept = self._kept.get(rule.name, 0)
+        if kept < MAX_GROUPS_PER_RULE:
+            self._kept[rule.name] = kept + 1
+        else:
+            self.overflowed[rule.name] = self.overflowed.get(rule.name, 0) + 1
+            group = OVERFLOW_GROUP
+        key = (rule.name, group)
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = GroupState(rule.config.window, rule.config.threshold)
+        return group, key, state
+
+    def _forgettable(self, rule: CompiledRule, state: GroupState, now: float | None) -> bool:
+        """Whether a group has nothing left to remember: its window empty, not firing
+        (resolved), and past the cooldown of its last firing (a firing again would be
+        allowed anyway, so forgetting it changes no decision)."""
+        if not state.idle:
+            return False
+        fired_at = state.fired_at
+        return fired_at is None or (now is not None and now - fired_at >= rule.config.cooldown)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        del self.states[key]
+        if key[1] != OVERFLOW_GROUP and self.rules[key[0]].group_getters:
+            self._kept[key[0]] -= 1
 
     def _group(self, rule: CompiledRule, event: Any) -> str:
         """The group's name: its values as a JSON array (kept per strings, as most
@@ -391,14 +469,24 @@ class Evaluator:
 
     def sweep(self, now: float | None = None) -> list[AlertRecord]:
         """Resolve the firing windows that have fallen back below their threshold by
-        `now` (default: the watermark), and forget idle groups."""
+        `now` (default: the watermark; never past the wall clock by more than
+        `MAX_CLOCK_SKEW_S`, as `kaudit alerts test` sweeps by each event's own time),
+        and forget idle groups."""
         now = self.watermark if now is None else max(now, self.watermark or now)
         if now is None:
             return []
+        if now > self._ceiling:
+            self._ceiling = time.time() + MAX_CLOCK_SKEW_S
+            now = min(now, self._ceiling)
         alerts = []
         for key, state in list(self.states.items()):
             rule = self.rules[key[0]]
-            if rule.condition is None or state.window_s is None:
+            if rule.condition is None:
+                continue
+            if state.window_s is None:
+                if self._forgettable(rule, state, now):
+                    self._forget(key)
+                    self._forgotten.add(key)
                 continue
             before = state.count
             if state.check_resolved(now):
@@ -409,6 +497,9 @@ class Evaluator:
                 state.expire(now)
                 if state.count != before:
                     self.dirty.add(key)
+            if self._forgettable(rule, state, now):
+                self._forget(key)
+                self._forgotten.add(key)
         return alerts
 
     def observe(
@@ -444,13 +535,18 @@ class Evaluator:
 
     def changed(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """The groups changed since the last call, to save (None: forget it)."""
-        out: list[tuple[str, str, dict[str, Any] | None]] = []
+        out: list[tuple[str, str, dict[str, Any] | None]] = [
+            (name, group, None) for name, group in self._forgotten - self.dirty
+        ]
+        self._forgotten.clear()
         for key in self.dirty:
             state = self.states.get(key)
             if state is None:
+                out.append((key[0], key[1], None))
                 continue
-            if state.idle and state.fired_at is None:
-                del self.states[key]
+            rule = self.rules[key[0]]
+            if rule.condition is not None and self._forgettable(rule, state, self.watermark):
+                self._forget(key)
                 out.append((key[0], key[1], None))
             else:
                 out.append((key[0], key[1], state.to_json()))
@@ -468,7 +564,9 @@ class Evaluator:
     ) -> AlertRecord:
         status = "resolved" if decision == "resolve" else "fired"
         key = dedup_key(rule.name, group)
-        if rule.group_paths:
+        if group == OVERFLOW_GROUP:
+            groups = {"overflow": f"past {MAX_GROUPS_PER_RULE} groups"}
+        elif rule.group_paths:
             values = orjson.loads(group)
             groups = {".".join(p): v for p, v in zip(rule.group_paths, values, strict=False)}
         else:
