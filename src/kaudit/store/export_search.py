@@ -10,7 +10,8 @@ native line the other searches print. Globs on type, actor, resource and cluster
 turned into the list of distinct values they match with the very predicates of the
 index (`Filter.term_predicates`), and free text is matched on the line as the scan
 matches it (`schema.read_event`). An event exported twice (at-least-once delivery) is
-counted once, at its first place in log order.
+counted once, at its first place in log order. A search for the newest N reads the
+newest days first and stops at the files all older than the N-th newest match.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -67,6 +69,8 @@ _DICTIONARY = [
 distinct values, never turned into one string per row."""
 _FILE_BITS = 40
 """`order` is the file's number above these bits and the row's position below them."""
+_US_PER_DAY = 86_400_000_000
+_EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +175,14 @@ class ExportSearch:
         except (OSError, pa.ArrowException) as exc:
             raise SearchError(f"cannot read {file.path}: {exc}") from exc
 
-    def _matching(self, flt: Filter, group_keys: Sequence[str] = ()) -> pa.Table:
+    def _matching(
+        self, flt: Filter, group_keys: Sequence[str] = (), newest: int | None = None
+    ) -> pa.Table:
         """The matching rows: `ts` (ms), `order` (file and position: log order), the
-        columns `group_keys` need; each event once, at its first place."""
+        columns `group_keys` need; each event once, at its first place. With `newest`,
+        at least the `newest` newest of them (all rows of their times), not all: files
+        are read newest day first, and once that many are found, a file whose times are
+        all older (its day, else its row groups' statistics say so) is not read."""
         self._opened.clear()  # a new search sees files as they are now
         predicates = flt.term_predicates()
         columns = {"time"}
@@ -182,8 +191,19 @@ class ExportSearch:
         if flt.result is not None:
             columns.add("action_result")
         tables = []
-        for number, file in self._files(flt):
+        files = list(self._files(flt))
+        # With files that overlap, an event's first place may be in any of them.
+        pruning = newest is not None and not self._overlap
+        if pruning:
+            files.sort(key=lambda item: (item[1].day, item[0]), reverse=True)
+        floor_us: int | None = None
+        """No row older than this (microseconds) can be among the newest."""
+        for number, file in files:
+            if floor_us is not None and _day_end_us(file.day) <= floor_us:
+                break  # this day and every one after it in `files` are older
             pf = self._open(file)
+            if floor_us is not None and (_max_time_us(pf) or floor_us) < floor_us:
+                continue
             wanted_columns = sorted(columns)
             if not _says_increasing(pf):
                 wanted_columns.append("sequence_number")
@@ -208,6 +228,8 @@ class ExportSearch:
                 if not self._overlap:
                     rows = _first_of_each(rows).drop_columns(["event_id"])
             tables.append(rows)
+            if pruning and newest and sum(t.num_rows for t in tables) >= newest:
+                tables, floor_us = _newest_rows(tables, newest)
         if not tables:
             return pa.table({"ts": pa.array([], pa.int64()), "order": pa.array([], pa.int64())})
         found = pa.concat_tables(tables)
@@ -237,7 +259,7 @@ class ExportSearch:
     # ------------------------------------------------------------------ answers
 
     def search(self, flt: Filter, limit: int | None) -> list[Hit]:
-        found = self._matching(flt)
+        found = self._matching(flt, newest=limit)
         if not found.num_rows:
             return []
         keys = [("ts", "descending"), ("order", "descending")]
@@ -359,6 +381,44 @@ def _first_of_each(rows: pa.Table) -> pa.Table:
     """Each event id once: the row of it that comes first in log order."""
     firsts = rows.group_by("event_id", use_threads=False).aggregate([("order", "min")])
     return rows.filter(pc.is_in(rows.column("order"), value_set=firsts["order_min"]))
+
+
+def _newest_rows(tables: list[pa.Table], newest: int) -> tuple[list[pa.Table], int]:
+    """The rows of `tables` that may be among the `newest` newest (by `ts`, in ms, as the
+    search orders them: all rows of the newest-th time are kept), and the time in
+    microseconds below which no row can be."""
+    times = pa.chunked_array([t.column("time").cast(pa.int64()) for t in tables], pa.int64())
+    kth = pc.min(pc.take(times, pc.select_k_unstable(times, newest, [("", "descending")])))
+    ms = pc.divide(kth, 1000).as_py()  # truncated, as `ts`
+    # The first microsecond whose time in ms (truncated toward zero) can be `ms`.
+    floor_us = ms * 1000 - 999
+    kept = [t.filter(pc.greater_equal(t.column("time").cast(pa.int64()), floor_us)) for t in tables]
+    return [t for t in kept if t.num_rows], floor_us
+
+
+def _day_end_us(day: str) -> int:
+    """The first microsecond after UTC day `day` (YYYY-MM-DD)."""
+    return (date.fromisoformat(day) - _EPOCH).days * _US_PER_DAY + _US_PER_DAY
+
+
+def _max_time_us(pf: pq.ParquetFile) -> int | None:
+    """The newest `time` of a file by its row groups' statistics; None when it has none."""
+    if pf.schema_arrow.field("time").type != TIME_TYPE:
+        return None
+    metadata = pf.metadata
+    leaf = next(
+        (i for i in range(metadata.num_columns) if metadata.schema.column(i).path == "time"), None
+    )
+    if leaf is None or not metadata.num_row_groups:
+        return None
+    newest = None
+    for group in range(metadata.num_row_groups):
+        statistics = metadata.row_group(group).column(leaf).statistics
+        if statistics is None or not statistics.has_min_max:
+            return None
+        value = int(statistics.max_raw)
+        newest = value if newest is None else max(newest, value)
+    return newest
 
 
 def _time(ms: int) -> pa.Scalar:
