@@ -2,7 +2,8 @@
 
 The objects under the prefix are listed once: objects of events, named by stream and
 sequence range (exporters/s3.py) or Parquet files (exporters/parquet.py, whose columns
-are checked against their `event` column, and their day against their name), and the
+are checked against their `event` column, their footer's statistics against their rows
+(exporters/parquet_footer.py), and their day against their name), and the
 signed checkpoints uploaded beside them (exporters/s3_checkpoints.py). The checkpoints
 are read first; then each object of events is streamed, gunzipped, into the verifier
 (`verify_parts` of kaudit.integrity.verify) in sequence order, one object open at a
@@ -36,6 +37,7 @@ from kaudit.config import load_config
 from kaudit.config.model import AwsAccess, S3Destination
 from kaudit.exporters.aws import AWS_ERRORS, aws_error, make_client
 from kaudit.exporters.parquet import PARQUET_KEY
+from kaudit.exporters.parquet_footer import footer_problem
 from kaudit.exporters.parquet_format import read_checked
 from kaudit.exporters.s3 import DATA_KEY
 from kaudit.exporters.s3_checkpoints import CHECKPOINT_KEY
@@ -123,11 +125,17 @@ class _Bucket:
 
     def parquet_opener(self, key: str, day: str) -> Callable[[], Any]:
         """A Parquet object's events as native lines, once its columns are checked to be
-        what its events say and its events to be of its day (an OSError when not)."""
+        what its events say, its events to be of its day, and its footer's statistics and
+        metadata to be what its rows say (an OSError when not)."""
 
         @contextmanager
         def open_events() -> Iterator[IO[bytes]]:
-            yield io.BytesIO(read_checked(self.read(key), day, key))
+            data = self.read(key)
+            lines = read_checked(data, day, key)
+            problem = footer_problem(data)
+            if problem is not None:
+                raise OSError(f"{key}: {problem}")
+            yield io.BytesIO(lines)
 
         return open_events
 
