@@ -517,3 +517,20 @@ def test_footer_statistics_that_hide_rows_from_engines_fail_verify(
     assert any(key.removeprefix(PREFIX) in m and f"column {column}:" in m for m in messages), (
         messages
     )
+
+
+def test_an_object_in_a_day_folder_that_kaudit_did_not_write_fails_verify(
+    s3_export: Config, moto: MotoServer, keys: Keys
+) -> None:
+    """Engines read every file of a `dt=` folder: a stray one adds rows to their answers."""
+    client = moto.client("s3")
+    key = next(k for k in _keys(moto) if k.endswith(".parquet"))
+    day = key.removeprefix(PREFIX).split("/")[0]
+    body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}{day}/x.parquet", Body=body)
+    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}{day}/", Body=b"")  # a folder marker
+    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}notes/readme.txt", Body=b"not read")
+    report = _verify(moto, keys)
+    assert not report.ok
+    assert [f.message.split(":")[0] for f in report.findings] == [f"{day}/x.parquet"]
+    assert any("2 other object(s)" in note for note in report.notes), report.notes
