@@ -467,3 +467,70 @@ def test_search_counts_an_event_exported_twice_once(
         assert export.search(flt, None) == index.search(flt, None), flt
         assert export.count_by(flt, ("type",)) == index.count_by(flt, ("type",)), flt
     index.close()
+
+
+def _footer_with(body: bytes, old: bytes, new: bytes) -> bytes:
+    """The Parquet file `body` with each `old` in its footer made `new` (as long): for a
+    number, both the statistics engines read and the deprecated ones beside them."""
+    length = int.from_bytes(body[-8:-4], "little")
+    footer = body[-8 - length : -8]
+    assert len(old) == len(new) and old in footer
+    return body[: -8 - length] + footer.replace(old, new) + body[-8:]
+
+
+@pytest.mark.parametrize("column", ["event_type", "time"])
+def test_footer_statistics_that_hide_rows_from_engines_fail_verify(
+    s3_export: Config, moto: MotoServer, keys: Keys, monkeypatch: pytest.MonkeyPatch, column: str
+) -> None:
+    """The first row group's min of `column` is raised in the footer: the rows (and so
+    the events the checkpoints sign) are untouched, but a query for that value skips the
+    row group."""
+    client = moto.client("s3")
+    key = next(k for k in _keys(moto) if k.endswith(".parquet"))
+    body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    group = pq.ParquetFile(io.BytesIO(body)).metadata.row_group(0)
+    chunk = next(
+        group.column(i)
+        for i in range(group.num_columns)
+        if group.column(i).path_in_schema == column
+    )
+    lowest = chunk.statistics.min
+    if column == "time":
+        micros = pc.cast(pa.scalar(lowest, pa.timestamp("us", tz="UTC")), pa.int64()).as_py()
+        old, new = (micros.to_bytes(8, "little"), (micros + 1).to_bytes(8, "little"))
+    else:
+        old, new = lowest.encode(), (lowest[:-1] + chr(ord(lowest[-1]) + 1)).encode()
+    tampered = _footer_with(body, old, new)
+    query = [(column, "=", lowest)]
+    found = pq.read_table(io.BytesIO(body), filters=query).num_rows
+    assert found and pq.read_table(io.BytesIO(tampered), filters=query).num_rows < found
+    client.put_object(Bucket=BUCKET, Key=key, Body=tampered)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    public = str(keys.signer.public)
+    result = CliRunner().invoke(
+        main, ["verify", f"s3://{BUCKET}/{PREFIX}", "--public-key", public, "--json"]
+    )
+    assert result.exit_code == 1, result.output
+    messages = [f["message"] for f in orjson.loads(result.output)["findings"]]
+    assert any(key.removeprefix(PREFIX) in m and f"column {column}:" in m for m in messages), (
+        messages
+    )
+
+
+def test_an_object_in_a_day_folder_that_kaudit_did_not_write_fails_verify(
+    s3_export: Config, moto: MotoServer, keys: Keys
+) -> None:
+    """Engines read every file of a `dt=` folder: a stray one adds rows to their answers."""
+    client = moto.client("s3")
+    key = next(k for k in _keys(moto) if k.endswith(".parquet"))
+    day = key.removeprefix(PREFIX).split("/")[0]
+    body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}{day}/x.parquet", Body=body)
+    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}{day}/", Body=b"")  # a folder marker
+    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}notes/readme.txt", Body=b"not read")
+    report = _verify(moto, keys)
+    assert not report.ok
+    assert [f.message.split(":")[0] for f in report.findings] == [f"{day}/x.parquet"]
+    assert any("2 other object(s)" in note for note in report.notes), report.notes

@@ -2,8 +2,11 @@
 
 The objects under the prefix are listed once: objects of events, named by stream and
 sequence range (exporters/s3.py) or Parquet files (exporters/parquet.py, whose columns
-are checked against their `event` column, and their day against their name), and the
-signed checkpoints uploaded beside them (exporters/s3_checkpoints.py). The checkpoints
+are checked against their `event` column, their footer's statistics against their rows
+(exporters/parquet_footer.py), and their day against their name), and the
+signed checkpoints uploaded beside them (exporters/s3_checkpoints.py). Any other object
+in a `dt=` folder is a finding, since query engines read every file there as events;
+other objects elsewhere under the prefix are only counted in a note. The checkpoints
 are read first; then each object of events is streamed, gunzipped, into the verifier
 (`verify_parts` of kaudit.integrity.verify) in sequence order, one object open at a
 time, so memory does not grow with the copy. With the public key the copy is checked
@@ -28,6 +31,7 @@ import io
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import IO, Any, cast
 from urllib.parse import unquote, urlsplit
@@ -36,12 +40,20 @@ from kaudit.config import load_config
 from kaudit.config.model import AwsAccess, S3Destination
 from kaudit.exporters.aws import AWS_ERRORS, aws_error, make_client
 from kaudit.exporters.parquet import PARQUET_KEY
+from kaudit.exporters.parquet_footer import footer_problem
 from kaudit.exporters.parquet_format import read_checked
 from kaudit.exporters.s3 import DATA_KEY
 from kaudit.exporters.s3_checkpoints import CHECKPOINT_KEY
 from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.store import StoredCheckpoint, parse_record
-from kaudit.integrity.verify import LogPart, VerifyReport, VerifyUsageError, verify_parts
+from kaudit.integrity.verify import (
+    Finding,
+    FindingKind,
+    LogPart,
+    VerifyReport,
+    VerifyUsageError,
+    verify_parts,
+)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -123,11 +135,17 @@ class _Bucket:
 
     def parquet_opener(self, key: str, day: str) -> Callable[[], Any]:
         """A Parquet object's events as native lines, once its columns are checked to be
-        what its events say and its events to be of its day (an OSError when not)."""
+        what its events say, its events to be of its day, and its footer's statistics and
+        metadata to be what its rows say (an OSError when not)."""
 
         @contextmanager
         def open_events() -> Iterator[IO[bytes]]:
-            yield io.BytesIO(read_checked(self.read(key), day, key))
+            data = self.read(key)
+            lines = read_checked(data, day, key)
+            problem = footer_problem(data)
+            if problem is not None:
+                raise OSError(f"{key}: {problem}")
+            yield io.BytesIO(lines)
 
         return open_events
 
@@ -177,6 +195,7 @@ def verify_s3(
     parts: list[LogPart] = []
     checkpoint_keys: list[str] = []
     others = 0
+    strays: list[str] = []
     streams: set[str] = set()
     for key in store.listing():
         rest = key[len(prefix) :]
@@ -187,7 +206,10 @@ def verify_s3(
         if found is None:
             table = PARQUET_KEY.fullmatch(rest)
             if table is None:
-                others += 1
+                if _read_by_engines(rest):
+                    strays.append(rest.lstrip("/"))
+                else:
+                    others += 1
                 continue
             streams.add(table.group(2))
             parts.append(
@@ -212,7 +234,8 @@ def verify_s3(
     notes = []
     if others:
         notes.append(
-            f"{others} other object(s) under the prefix are not kaudit's and were not read"
+            f"{others} other object(s) under the prefix, outside its dt= folders, are not "
+            "kaudit's and were not read"
         )
     if len(streams) > 1:
         notes.append(
@@ -225,7 +248,7 @@ def verify_s3(
             "local, checkpoints are on, and the destination exports every event in native "
             "format"
         )
-    return verify_parts(
+    report = verify_parts(
         store.where,
         parts,
         _checkpoint_records(store, checkpoint_keys),
@@ -240,6 +263,26 @@ def verify_s3(
         gone_name=_gone,
         notes=notes,
     )
+    if not strays:
+        return report
+    inserted = [
+        Finding(
+            FindingKind.INSERTED,
+            f"{name}: not an object kaudit writes, yet in a dt= folder of the export, which "
+            "query engines read as audit events (Athena's and Trino's table, DuckDB's "
+            "dt=*/*.parquet)",
+            segment=name,
+        )
+        for name in strays
+    ]
+    return replace(report, ok=False, findings=(*report.findings, *inserted))
+
+
+def _read_by_engines(rest: str) -> bool:
+    """Whether an object (its key after the prefix) is in a `dt=` folder of the export,
+    where query engines read every file as the table's (a key ending in `/` is a folder
+    marker, which they skip)."""
+    return rest.lstrip("/").startswith("dt=") and not rest.endswith("/")
 
 
 def verify_s3_source(
