@@ -534,3 +534,22 @@ def test_an_object_in_a_day_folder_that_kaudit_did_not_write_fails_verify(
     assert not report.ok
     assert [f.message.split(":")[0] for f in report.findings] == [f"{day}/x.parquet"]
     assert any("2 other object(s)" in note for note in report.notes), report.notes
+
+
+def test_a_copy_of_a_file_under_another_kaudit_name_fails_verify(
+    s3_export: Config, moto: MotoServer, keys: Keys
+) -> None:
+    """A copy whose name kaudit could have written (another digest) is read by engines as
+    well, counting its events twice; the name's digest gives it away."""
+    client = moto.client("s3")
+    key = next(k for k in _keys(moto) if k.endswith(".parquet"))
+    body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    found = PARQUET_KEY.fullmatch(key.removeprefix(PREFIX))
+    assert found is not None
+    copy = key.replace(found.group(5), "0" * 16)
+    client.put_object(Bucket=BUCKET, Key=copy, Body=body)
+    report = _verify(moto, keys)
+    assert not report.ok
+    (finding,) = report.findings
+    assert copy.removeprefix(PREFIX) in finding.message
+    assert "is not its content's" in finding.message

@@ -9,7 +9,8 @@ beside `timestamp`, the text as recorded.
 
 `event` is the native line itself, byte for byte. It is what the integrity checks sign
 (HMAC chain, Merkle tree), so an object is verified from it; and the other columns are
-checked to be what `event` says (`check_columns`), so what an engine reads is covered too.
+checked to be what `event` says (`check_columns`); the footer's statistics and metadata,
+which engines also answer from, are checked by exporters/parquet_footer.py.
 
 The columns are made from the lines as they are in the spool, a buffer of newline-ended
 lines, by Arrow (C++, on all cores), never event by event in Python: this runs for every

@@ -27,6 +27,7 @@ wrote (its object names, its client), and integrity knows nothing of exporters.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 from collections.abc import Callable, Iterator
@@ -133,10 +134,13 @@ class _Bucket:
 
         return open_events
 
-    def parquet_opener(self, key: str, day: str) -> Callable[[], Any]:
+    def parquet_opener(self, key: str, day: str, digest: str) -> Callable[[], Any]:
         """A Parquet object's events as native lines, once its columns are checked to be
         what its events say, its events to be of its day, and its footer's statistics and
-        metadata to be what its rows say (an OSError when not)."""
+        metadata to be what its rows say (an OSError when not). Once its events are read,
+        the digest in its name must be its content's: the exporter names a file by what
+        it holds, so a copy under another name (which engines would count twice) or a
+        renamed file is found, after what its events themselves show."""
 
         @contextmanager
         def open_events() -> Iterator[IO[bytes]]:
@@ -146,6 +150,13 @@ class _Bucket:
             if problem is not None:
                 raise OSError(f"{key}: {problem}")
             yield io.BytesIO(lines)
+            actual = hashlib.sha256(data).hexdigest()[: len(digest)]
+            if actual != digest:
+                raise OSError(
+                    f"{key}: the digest in its name ({digest}) is not its content's "
+                    f"({actual}): a copy or a renamed file, which query engines would read "
+                    "as well"
+                )
 
         return open_events
 
@@ -217,7 +228,7 @@ def verify_s3(
                     rest.lstrip("/"),
                     int(table.group(3)),
                     int(table.group(4)),
-                    store.parquet_opener(key, table.group(1)),
+                    store.parquet_opener(key, table.group(1), table.group(5)),
                 )
             )
             continue
