@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from typing import Protocol, cast
 
@@ -20,11 +19,6 @@ log = logging.getLogger("kaudit.gateway")
 STREAM_AT_LEAST = 64 * 1024
 """Produce requests and fetch responses at least this much larger than what has arrived
 are cut through."""
-
-CUT_READ_AT_LEAST = 512 * 1024
-"""While a fetch response is cut through, the broker's socket is readable only once this
-much of it (or the rest of it, if less) has arrived (SO_RCVLOWAT): fewer, larger reads
-and writes on, and so fewer wake-ups of the gateway and of the client."""
 
 
 class ClientEnd(Protocol):
@@ -69,24 +63,10 @@ class UpstreamSide(asyncio.BufferedProtocol):
         self.reading = conn.shared.read_buffer
         # A large fetch response is cut through: sent on as it arrives, audited once whole.
         self.cut = CutThrough(conn.shared.buffers)
-        self.sock: socket.socket | None = None  # plain TCP only: where SO_RCVLOWAT is set
-        self.lowat = 1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        if self.conn.shared.upstream_ssl is None:
-            self.sock = transport.get_extra_info("socket")
-
-    def _read_at_least(self, nbytes: int) -> None:
-        """Have the socket readable only once `nbytes` have arrived (1: any)."""
-        if nbytes != self.lowat and self.sock is not None:
-            self.lowat = nbytes
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
-            except OSError as exc:  # not offered here: reads as they come, as before
-                log.debug("SO_RCVLOWAT not set on the broker connection: %s", exc)
-                self.sock = None
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.cut.buffer() if self.cut.left else self.reading
@@ -110,10 +90,7 @@ class UpstreamSide(asyncio.BufferedProtocol):
                 piece, whole = self.cut.filled(nbytes)
                 if whole is None:
                     conn.send(piece)
-                    # Never more than the response's rest: that much is sure to come.
-                    self._read_at_least(min(self.cut.left, CUT_READ_AT_LEAST))
                     return
-                self._read_at_least(1)
                 # Under fail_closed the last byte waits until the response's counts are
                 # durable: without it the client cannot read the response.
                 tail = bytes(piece[-1:]) if conn.shared.fail_closed else None
@@ -136,7 +113,6 @@ class UpstreamSide(asyncio.BufferedProtocol):
                 first, size = self.frames.take_partial()
                 self.cut.start(first, size, conn.write_idle())
                 conn.send(first)
-                self._read_at_least(min(self.cut.left, CUT_READ_AT_LEAST))
         except ProtocolViolation as exc:
             conn.close(f"broker broke framing: {exc}")
         except Exception as exc:  # a bug in one response must not take the gateway down
