@@ -7,10 +7,14 @@ whose figures are what two brokers that differ in nothing show on this machine, 
 noise floor of every figure below (the JSON keeps its keys: "plugin" is then the second
 plain broker, and `compared` says so).
 
-- throughput: `--records` records produced by alice (an ACL-governed user, whose writes the
-  plugin counts) as one request each, on one broker at a time in alternating rounds;
-  `ratio` is the median over rounds of the plugin broker's rate over the plain one's
-  (target >= 0.97).
+- throughput: paired rounds too. Each broker gets a producer of its own, in a process of
+  its own, for alice (an ACL-governed user, whose writes the plugin counts); once both are
+  warmed up they start together and send one-record requests as fast as they are taken
+  for `--burst-seconds`. A round's rate is the requests acknowledged within that time.
+  Both brokers run flat out in the same seconds and share the machine's two cores, so the
+  machine's noise falls on both and a broker that needs more CPU a request gets fewer
+  requests done (one at a time, a busy spell during one broker's round decided the ratio).
+  `ratio` is the median over `--rounds` rounds of plugin rate / plain rate (target >= 0.97).
 - latency: paired rounds. One producer per broker, made and warmed up (connected,
   authenticated, metadata known) before any timing, so no round's tail holds a connection
   set-up. Then, in one loop, at each tick of `--rate` per second one request goes to each
@@ -32,13 +36,14 @@ plain broker, and `compared` says so).
 The last line printed is one JSON object with the figures, the per-round figures behind
 them and the load average. The brokers and their directories are removed at the end.
 
-    .venv/bin/python bench/broker_auditor.py [--records 10000] [--rate 2000] [--rounds 9] [--aa]
+    .venv/bin/python bench/broker_auditor.py [--burst-seconds 3] [--rate 2000] [--rounds 9] [--aa]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -47,6 +52,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -92,19 +99,77 @@ def prepare(info: KafkaInfo) -> None:
         time.sleep(0.2)
 
 
+def producer_config(info: KafkaInfo) -> dict[str, str | int | bool]:
+    return {
+        **info.client_config("alice"),
+        "linger.ms": 0,
+        "batch.num.messages": 1,
+        "acks": 1,
+        # Many requests in flight: the broker, not the round trip, sets the pace.
+        "max.in.flight.requests.per.connection": 1000,
+        "enable.idempotence": False,
+        "message.timeout.ms": 30000,
+    }
+
+
 def producer(info: KafkaInfo) -> Producer:
-    return Producer(
-        {
-            **info.client_config("alice"),
-            "linger.ms": 0,
-            "batch.num.messages": 1,
-            "acks": 1,
-            # Many requests in flight: the broker, not the round trip, sets the pace.
-            "max.in.flight.requests.per.connection": 1000,
-            "enable.idempotence": False,
-            "message.timeout.ms": 30000,
-        }
-    )
+    return Producer(producer_config(info))
+
+
+def flat_out(
+    config: dict[str, str | int | bool], seconds: float, start: Barrier, out: Queue[float]
+) -> None:
+    """In a process of its own: a warmed-up producer, then, from the moment every worker
+    is ready, requests as fast as they are taken for `seconds`; puts the requests per
+    second acknowledged within that time (-1 if any failed)."""
+    client = Producer(config)
+    failed: list[object] = []
+    acknowledged = [0]
+    deadline = [float("inf")]
+
+    def report(err: object, _msg: object) -> None:
+        if err is not None:
+            failed.append(err)
+        elif time.perf_counter() <= deadline[0]:
+            acknowledged[0] += 1
+
+    for _ in range(100):
+        client.produce(TOPIC, PAYLOAD, on_delivery=report)
+    client.flush(60)
+    start.wait()
+    acknowledged[0] = 0
+    deadline[0] = time.perf_counter() + seconds
+    while time.perf_counter() < deadline[0]:
+        try:
+            client.produce(TOPIC, PAYLOAD, on_delivery=report)
+        except BufferError:
+            client.poll(0.001)
+        client.poll(0)
+    client.flush(60)
+    out.put(-1.0 if failed else acknowledged[0] / seconds)
+
+
+def paired_rates(infos: dict[str, KafkaInfo], seconds: float) -> dict[str, float]:
+    """Requests per second of each broker, all produced to flat out in the same seconds,
+    each by a producer in a process of its own."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(len(infos))
+    queues = {name: context.Queue() for name in infos}
+    workers = {
+        name: context.Process(
+            target=flat_out, args=(producer_config(info), seconds, start, queues[name])
+        )
+        for name, info in infos.items()
+    }
+    for worker in workers.values():
+        worker.start()
+    rates = {name: queues[name].get(timeout=120 + seconds) for name in infos}
+    for worker in workers.values():
+        worker.join(30)
+    failed = [name for name, rate in rates.items() if rate < 0]
+    if failed:
+        raise SystemExit(f"{', '.join(failed)}: produce requests failed")
+    return rates
 
 
 def produce_rate(info: KafkaInfo, records: int) -> float | None:
@@ -216,7 +281,7 @@ def paired_median(values: dict[str, list[float]], name: str, op: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--burst-seconds", type=float, default=3.0)
     parser.add_argument("--rate", type=int, default=2_000)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=9)
@@ -244,13 +309,9 @@ def main() -> None:
             name: stack.enter_context(broker(name == "plugin" and not args.aa)) for name in names
         }
         for info in brokers.values():  # warm every JVM up alike before measuring
-            produce_rate(info, args.records // 4)
+            produce_rate(info, 2_000)
         for round_ in range(args.rounds):
-            order = names[round_ % len(names) :] + names[: round_ % len(names)]
-            for name in order:
-                rate = produce_rate(brokers[name], args.records)
-                if rate is None:
-                    raise SystemExit(f"{name}: produce requests failed")
+            for name, rate in paired_rates(brokers, args.burst_seconds).items():
                 rates[name].append(rate)
             print(
                 f"throughput round {round_ + 1}: "
@@ -304,7 +365,7 @@ def main() -> None:
         "paced_rate": args.rate,
         "rounds": args.rounds,
         "seconds_per_round": args.seconds,
-        "records_per_round": args.records,
+        "burst_seconds": args.burst_seconds,
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "note": "medians of paired rounds on a shared 2-core machine",
     }
