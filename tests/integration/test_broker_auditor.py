@@ -47,7 +47,11 @@ from kaudit.brokeraudit.service import bypass_detector, bypass_group
 from kaudit.config import load_config, load_config_text
 from kaudit.config.model import BrokerAuditorConfig, BypassConfig, KafkaLog
 from kaudit.demo import gateway_demo
-from kaudit.dev.broker_auditor import BrokerAuditorPlugin, broker_auditor_plugin
+from kaudit.dev.broker_auditor import (
+    DECISIONS_TOPIC,
+    BrokerAuditorPlugin,
+    broker_auditor_plugin,
+)
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.log.kafka import STREAM_HEADER, KafkaLogReader
 from kaudit.log.segments import LogReader
@@ -336,6 +340,58 @@ def test_management_operations_direct_to_the_broker_are_recorded(
         assert event["action"]["result"] == "unknown"
         assert event["authorization"]["allowed"] is True
         assert event["context"]["correlation_id"] is not None
+
+
+def test_a_client_id_like_the_auditors_hides_nothing(
+    kafka_tool: KafkaTool, decisions: Decisions, alice_config: dict[str, str]
+) -> None:
+    """The client id is the client's choice: alice calling herself kaudit-broker-auditor-x
+    to create and delete a topic is recorded, and so is her write into the auditor's
+    decision topic (recorded on its own, not just counted)."""
+    stem = f"own-{uuid.uuid4().hex[:8]}"
+    topic = f"{stem}-topic"
+    grant(kafka_tool, "User:alice", "--operation", "All", "--topic", stem,
+          "--resource-pattern-type", "prefixed")  # fmt: skip
+    grant(kafka_tool, "User:alice", "--operation", "Write", "--topic", DECISIONS_TOPIC)
+    disguise = {**alice_config, "client.id": "kaudit-broker-auditor-x"}
+    admin = AdminClient(disguise)
+
+    def created() -> bool:
+        try:
+            ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+        except KafkaException as exc:
+            if exc.args[0].code() == 29:  # the ACL has not reached the authorizer yet
+                return False
+            raise
+        return True
+
+    wait_for(created, "alice allowed to create topics by her new ACL")
+    ok(admin.delete_topics([topic]))
+    producer = Producer({**disguise, "message.timeout.ms": 10000})
+    errors: list[Any] = []
+    forged = orjson.dumps({"note": "not the auditor's"})  # JSON, yet no decision record
+    producer.produce(DECISIONS_TOPIC, forged, on_delivery=lambda e, _: errors.append(e))
+    producer.flush(15)
+    assert errors == [None]
+
+    def disguised(events: list[dict[str, Any]], event_type: str, resource: str) -> bool:
+        return any(
+            e["actor"]["id"] == "User:alice" and e["actor"]["client_id"] == disguise["client.id"]
+            for e in matching(events, event_type, resource)
+        )
+
+    decisions.wait(
+        "alice's operations under the auditor's client id recorded",
+        lambda events: (
+            disguised(events, "topic.created", topic)
+            and disguised(events, "topic.deleted", topic)
+            and disguised(events, "records.produced", DECISIONS_TOPIC)
+        ),
+    )
+    (write,) = [e for e in matching(decisions.events(), "records.produced", DECISIONS_TOPIC)
+                if e["actor"]["id"] == "User:alice"]  # fmt: skip
+    assert write["context"]["correlation_id"] is not None
+    assert write["authorization"]["checks"][0]["operation"] == "WRITE"
 
 
 @dataclass

@@ -3,8 +3,15 @@ package kaudit.broker;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Map;
+import java.util.Locale;
 import java.util.Set;
+import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.common.config.ConfigException;
+import org.apache.kafka.common.config.SaslConfigs;
+import org.apache.kafka.common.config.types.Password;
+import org.apache.kafka.common.security.JaasContext;
+import org.apache.kafka.common.security.auth.KafkaPrincipal;
+import org.apache.kafka.common.utils.SecurityUtils;
 
 /**
  * The auditor's own settings: broker properties under {@code kaudit.audit.}.
@@ -15,6 +22,12 @@ import org.apache.kafka.common.config.ConfigException;
  *       {@code topic.replication.factor} (-1: the broker's default), {@code topic.create}
  *       (true: create it when missing);
  *   <li>{@code producer.*}: extra producer settings (security, for instance);
+ *   <li>{@code principal}: the principal the broker gives the auditor's own producer
+ *       ({@code Type:name}). By default it is derived from {@code producer.*}: {@code
+ *       User:ANONYMOUS} over PLAINTEXT, {@code User:<username>} of a PLAIN or SCRAM login;
+ *       anything else (TLS certificates, Kerberos, OAuth, a custom principal builder) must
+ *       name it. Only this principal's WRITE, DESCRIBE and CREATE on the decision topic are
+ *       left out (they would feed themselves); anyone else's WRITE there is recorded;
  *   <li>{@code queue.capacity} (10000): decisions waiting to be sent; more are dropped and
  *       counted;
  *   <li>{@code aggregate.window.ms} (10000): produce, fetch and other allowed READ/WRITE
@@ -36,6 +49,7 @@ final class AuditorConfig {
     final short topicReplicationFactor;
     final boolean createTopic;
     final Map<String, Object> producer;
+    final Principals ownPrincipal;
     final int queueCapacity;
     final long aggregateWindowMs;
     final boolean includeDescribe;
@@ -65,6 +79,7 @@ final class AuditorConfig {
                 producer.put(entry.getKey().substring(producerPrefix.length()), entry.getValue());
             }
         }
+        ownPrincipal = Principals.of(ownPrincipal(configs, producer));
         // Replication and the like come in on the inter-broker listener. The controller
         // listeners are not excluded: a broker forwards clients' requests (CreateTopics,
         // CreateAcls...) to the controller over them, with the client's principal, address
@@ -90,6 +105,52 @@ final class AuditorConfig {
 
     static AuditorConfig from(Map<String, ?> configs) {
         return new AuditorConfig(configs);
+    }
+
+    /** The principal of the auditor's own producer: the {@code principal} setting, else the
+     * login its producer settings name. A client id proves nothing (the client picks it),
+     * so the auditor's own traffic is told by this principal and the decision topic. */
+    private static KafkaPrincipal ownPrincipal(Map<String, ?> configs, Map<String, Object> producer) {
+        String name = PREFIX + "principal";
+        Object explicit = configs.get(name);
+        if (explicit != null && !explicit.toString().isBlank()) {
+            try {
+                return SecurityUtils.parseKafkaPrincipal(explicit.toString().trim());
+            } catch (IllegalArgumentException e) {
+                throw new ConfigException(name, explicit, "expected a principal Type:name, "
+                        + "e.g. User:kaudit-auditor");
+            }
+        }
+        String protocol = text(producer.get(CommonClientConfigs.SECURITY_PROTOCOL_CONFIG), "PLAINTEXT")
+                .toUpperCase(Locale.ROOT);
+        if (protocol.equals("PLAINTEXT")) {
+            return KafkaPrincipal.ANONYMOUS;
+        }
+        String mechanism = text(producer.get(SaslConfigs.SASL_MECHANISM), SaslConfigs.DEFAULT_SASL_MECHANISM);
+        Object jaas = producer.get(SaslConfigs.SASL_JAAS_CONFIG);
+        if (protocol.startsWith("SASL_") && jaas != null
+                && (mechanism.equals("PLAIN") || mechanism.startsWith("SCRAM-"))) {
+            Password password = jaas instanceof Password given ? given : new Password(jaas.toString());
+            try {
+                String username = JaasContext.configEntryOption(
+                        JaasContext.loadClientContext(Map.of(SaslConfigs.SASL_JAAS_CONFIG, password))
+                                .configurationEntries(),
+                        "username", null);
+                if (username != null && !username.isBlank()) {
+                    return new KafkaPrincipal(KafkaPrincipal.USER_TYPE, username);
+                }
+            } catch (IllegalArgumentException e) {
+                // reported below: the login cannot be read, so the principal must be named
+            }
+        }
+        throw new ConfigException(name, null, "the auditor's own principal cannot be derived "
+                + "from " + PREFIX + "producer.* (security.protocol " + protocol + ", sasl.mechanism "
+                + mechanism + "): name it, e.g. User:kaudit-auditor, so that its own writes to "
+                + "the decision topic are told apart from anyone else's");
+    }
+
+    private static String text(Object value, String fallback) {
+        return value == null || value.toString().isBlank() ? fallback : value.toString().trim();
     }
 
     private static String required(Map<String, ?> configs, String name) {

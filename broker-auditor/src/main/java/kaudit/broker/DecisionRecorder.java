@@ -10,6 +10,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Collectors;
 import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.metrics.Gauge;
 import org.apache.kafka.common.metrics.PluginMetrics;
 import org.apache.kafka.common.security.auth.KafkaPrincipal;
@@ -26,7 +27,13 @@ import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
  * management operation (CREATE, DELETE, ALTER, ALTER_CONFIGS...). Allowed READ, WRITE and
  * IDEMPOTENT_WRITE (produce, fetch, group traffic) are counted per client and resource and
  * sent once per window. DESCRIBE, DESCRIBE_CONFIGS, CLUSTER_ACTION, the inter-broker
- * listener and super users are left out unless {@link AuditorConfig} includes them. The auditor's own clients are never recorded (their requests would feed themselves).
+ * listener and super users are left out unless {@link AuditorConfig} includes them.
+ *
+ * <p>The auditor's own sending is told by its principal ({@link AuditorConfig#ownPrincipal})
+ * and the resource, never by client id (which the client picks): only that principal's
+ * WRITE, DESCRIBE and CREATE on the decision topic are left out, as recording them would
+ * feed themselves. Anyone else's allowed WRITE on the decision topic is recorded one by
+ * one, never just counted: it is someone writing into the auditor's own records.
  *
  * <p>One request, one denial per resource: Kafka checks DESCRIBE on a resource to decide
  * whether to reveal that it exists, then the operation itself (DeleteTopics on a KRaft
@@ -41,7 +48,6 @@ import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
  */
 final class DecisionRecorder {
 
-    static final String OWN_CLIENT_ID = "kaudit-broker-auditor";
     static final long HOLD_MS = 50;
 
     /** The DESCRIBE denials one request thread holds (owned by whoever removed it from
@@ -98,10 +104,6 @@ final class DecisionRecorder {
                     && config.interBrokerListeners.contains(context.listenerName())) {
                 return;
             }
-            String clientId = context.clientId();
-            if (clientId != null && clientId.startsWith(OWN_CLIENT_ID)) {
-                return;
-            }
             if (!config.includeSuperUsers && superUsers.contains(context.principal())) {
                 return;
             }
@@ -109,6 +111,17 @@ final class DecisionRecorder {
             for (int i = 0; i < actions.size(); i++) {
                 Action action = actions.get(i);
                 boolean allowed = results.get(i) == AuthorizationResult.ALLOWED;
+                if (onDecisionTopic(action)) {
+                    if (config.ownPrincipal.contains(context.principal())
+                            && ownOperation(action.operation())) {
+                        continue;  // the auditor's own sending: recording it would feed itself
+                    }
+                    if (allowed && action.operation() == AclOperation.WRITE) {
+                        // Someone else writing into the auditor's topic: never just counted.
+                        enqueue(new Decision(now, context, action, true));
+                        continue;
+                    }
+                }
                 if (!wanted(action, allowed)) {
                     continue;
                 }
@@ -201,6 +214,18 @@ final class DecisionRecorder {
             return config.includeDescribe;
         }
         return true;
+    }
+
+    private boolean onDecisionTopic(Action action) {
+        ResourcePattern pattern = action.resourcePattern();
+        return pattern.resourceType() == ResourceType.TOPIC && pattern.name().equals(config.topic);
+    }
+
+    /** What the auditor's own clients do on its topic: create it, look it up, write to it. */
+    private static boolean ownOperation(AclOperation operation) {
+        return operation == AclOperation.WRITE
+                || operation == AclOperation.DESCRIBE
+                || operation == AclOperation.CREATE;
     }
 
     private static boolean counted(AclOperation operation) {

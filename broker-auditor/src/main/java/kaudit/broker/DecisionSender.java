@@ -42,6 +42,9 @@ import org.slf4j.LoggerFactory;
 final class DecisionSender implements Runnable {
 
     private static final Logger LOG = LoggerFactory.getLogger(DecisionSender.class);
+    /** Its clients' id prefix: for the broker's logs only; the client id proves nothing, so
+     * the auditor's own traffic is never told by it. */
+    static final String CLIENT_ID = "kaudit-broker-auditor";
     private static final int BATCH = 512;
     private static final long RETRY_MS = 500;
     private static final long RETRY_MAX_MS = 10_000;
@@ -157,7 +160,7 @@ final class DecisionSender implements Runnable {
         Map<String, Object> props = new HashMap<>(config.producer);
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, config.bootstrapServers);
         props.put(AdminClientConfig.CLIENT_ID_CONFIG,
-                DecisionRecorder.OWN_CLIENT_ID + "-" + role + "-" + node + suffix);
+                CLIENT_ID + "-" + role + "-" + node + suffix);
         if (!suffix.isEmpty()) {
             // Producer-only settings mean nothing to the admin client.
             props.keySet().retainAll(AdminClientConfig.configNames());
