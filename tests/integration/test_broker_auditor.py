@@ -394,6 +394,71 @@ def test_a_client_id_like_the_auditors_hides_nothing(
     assert write["authorization"]["checks"][0]["operation"] == "WRITE"
 
 
+def test_a_super_users_management_operations_are_recorded(
+    admin_sasl_config: dict[str, str], decisions: Decisions
+) -> None:
+    """A super user's credential used straight at the broker (admin over SASL) shows: the
+    topic it creates and deletes is recorded with its principal (on the resource the
+    authorizer is asked about: the cluster, whose CREATE and DELETE cover every topic)."""
+    topic = f"super-{uuid.uuid4().hex[:8]}"
+    client_id = f"stolen-admin-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({**admin_sasl_config, "client.id": client_id})
+    ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+    ok(admin.delete_topics([topic]))
+
+    def by_admin(events: list[dict[str, Any]]) -> set[str]:
+        return {
+            e["event_type"]
+            for e in events
+            if e["actor"]["id"] == "User:admin" and e["actor"]["client_id"] == client_id
+        }
+
+    decisions.wait(
+        "admin's topic created and deleted recorded",
+        lambda events: {"topic.created", "topic.deleted"} <= by_admin(events),
+    )
+
+
+def test_the_inter_broker_listener_hides_only_the_brokers_principal(
+    audited_broker: AuditedBroker, tmp_path: Path
+) -> None:
+    """With the brokers' principal named as another than the PLAINTEXT listener's, a client
+    on that listener (the inter-broker one) is recorded like any other: the listener's name
+    proves nothing. The plugin's own writes to its topic, over that same listener, are
+    still not recorded."""
+    info = audited_broker.restart({"broker.principals": "User:broker-elsewhere"})
+    try:
+        topic = f"interbroker-{uuid.uuid4().hex[:8]}"
+        create_topic(info.client_config(), topic)
+        client_id = f"plaintext-{uuid.uuid4().hex[:8]}"
+        plaintext = AdminClient({**info.client_config(), "client.id": client_id})
+        ok(plaintext.delete_topics([topic]))
+        config = load_config_text(
+            yaml.safe_dump({"data_dir": str(tmp_path / "audit")}), source="test", env={}
+        )
+        with AuditSession(config, source="broker") as session:
+            found = Decisions(decision_config(info), session.recorder, config.log_dir)
+            try:
+                found.wait(
+                    "the PLAINTEXT client's deletion recorded",
+                    lambda events: any(
+                        e["event_type"] == "topic.deleted"
+                        and e["actor"]["id"] == "User:ANONYMOUS"
+                        and e["actor"]["client_id"] == client_id
+                        for e in events
+                    ),
+                )
+                own = [
+                    e for e in matching(found.events(), "records.produced", DECISIONS_TOPIC)
+                    if e["actor"]["id"] == "User:ANONYMOUS"
+                ]  # fmt: skip
+                assert own == []
+            finally:
+                found.reader.close()
+    finally:
+        audited_broker.restart()
+
+
 @dataclass
 class BypassRig:
     """A gateway in front of the broker, and the decisions recorded into the gateway's own

@@ -1,8 +1,10 @@
 package kaudit.broker;
 
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Map;
+import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import org.apache.kafka.clients.CommonClientConfigs;
@@ -32,8 +34,17 @@ import org.apache.kafka.common.utils.SecurityUtils;
  *       counted;
  *   <li>{@code aggregate.window.ms} (10000): produce, fetch and other allowed READ/WRITE
  *       decisions are counted per client and resource over this window;
- *   <li>{@code include.describe}, {@code include.cluster.action}, {@code include.inter.broker},
- *       {@code include.super.users} (all false): record those allowed decisions too.
+ *   <li>{@code broker.principals} (none): the brokers' own principals ({@code Type:name},
+ *       separated by {@code ;}). Their requests on the inter-broker and controller listeners
+ *       are the inter-broker traffic left out unless {@code include.inter.broker}. A listener name
+ *       alone proves nothing (in a single-listener cluster every client uses it), so with
+ *       none named nothing is left out as inter-broker (replication is CLUSTER_ACTION, left
+ *       out on its own);
+ *   <li>{@code include.describe}, {@code include.cluster.action}, {@code include.inter.broker}
+ *       (all false): record those allowed decisions too;
+ *   <li>{@code include.super.users} (false): count super users' allowed produce and fetch
+ *       (READ, WRITE, IDEMPOTENT_WRITE) too. Their management operations are recorded
+ *       whatever this says: a stolen admin credential used directly must show.
  * </ul>
  *
  * A bad value is a {@link ConfigException} naming the property and what it accepts, so the
@@ -50,6 +61,7 @@ final class AuditorConfig {
     final boolean createTopic;
     final Map<String, Object> producer;
     final Principals ownPrincipal;
+    final Principals brokerPrincipals;
     final int queueCapacity;
     final long aggregateWindowMs;
     final boolean includeDescribe;
@@ -80,10 +92,11 @@ final class AuditorConfig {
             }
         }
         ownPrincipal = Principals.of(ownPrincipal(configs, producer));
-        // Replication and the like come in on the inter-broker listener. The controller
-        // listeners are not excluded: a broker forwards clients' requests (CreateTopics,
-        // CreateAcls...) to the controller over them, with the client's principal, address
-        // and correlation id, and the controller's own traffic needs CLUSTER_ACTION.
+        brokerPrincipals = principals(configs, "broker.principals");
+        // The brokers' own requests come in on the inter-broker and controller listeners.
+        // Only their principals are left out there: a broker forwards clients' requests
+        // (CreateTopics, CreateAcls...) to the controller with the client's principal,
+        // address and correlation id, and those are recorded.
         interBrokerListeners = new HashSet<>();
         Object interBroker = configs.get("inter.broker.listener.name");
         if (interBroker == null) {
@@ -147,6 +160,21 @@ final class AuditorConfig {
                 + "from " + PREFIX + "producer.* (security.protocol " + protocol + ", sasl.mechanism "
                 + mechanism + "): name it, e.g. User:kaudit-auditor, so that its own writes to "
                 + "the decision topic are told apart from anyone else's");
+    }
+
+    private static Principals principals(Map<String, ?> configs, String name) {
+        Object value = configs.get(PREFIX + name);
+        if (value == null || value.toString().isBlank()) {
+            return Principals.of(List.of());
+        }
+        try {
+            return Principals.of(Arrays.stream(value.toString().split(";"))
+                    .filter(entry -> !entry.isBlank())
+                    .toList());
+        } catch (IllegalArgumentException e) {
+            throw new ConfigException(PREFIX + name, value,
+                    "expected principals Type:name separated by ';', e.g. User:broker");
+        }
     }
 
     private static String text(Object value, String fallback) {

@@ -7,14 +7,14 @@ import java.util.Set;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.stream.Collectors;
 import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.resource.ResourcePattern;
 import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.metrics.Gauge;
 import org.apache.kafka.common.metrics.PluginMetrics;
 import org.apache.kafka.common.security.auth.KafkaPrincipal;
-import org.apache.kafka.common.utils.SecurityUtils;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import org.apache.kafka.server.authorizer.Action;
 import org.apache.kafka.server.authorizer.AuthorizableRequestContext;
 import org.apache.kafka.server.authorizer.AuthorizationResult;
@@ -26,8 +26,10 @@ import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
  * <p>Kept by default: every denial Kafka would log ({@code logIfDenied}) and every allowed
  * management operation (CREATE, DELETE, ALTER, ALTER_CONFIGS...). Allowed READ, WRITE and
  * IDEMPOTENT_WRITE (produce, fetch, group traffic) are counted per client and resource and
- * sent once per window. DESCRIBE, DESCRIBE_CONFIGS, CLUSTER_ACTION, the inter-broker
- * listener and super users are left out unless {@link AuditorConfig} includes them.
+ * sent once per window. DESCRIBE, DESCRIBE_CONFIGS, CLUSTER_ACTION, the brokers' own
+ * principals on the inter-broker and controller listeners, and super users' produce and
+ * fetch counts are left out unless {@link AuditorConfig} includes them (super users'
+ * management operations are always kept: a stolen admin credential must show).
  *
  * <p>The auditor's own sending is told by its principal ({@link AuditorConfig#ownPrincipal})
  * and the resource, never by client id (which the client picks): only that principal's
@@ -49,6 +51,7 @@ import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
 final class DecisionRecorder {
 
     static final long HOLD_MS = 50;
+    private static final Logger LOG = LoggerFactory.getLogger(DecisionRecorder.class);
 
     /** The DESCRIBE denials one request thread holds (owned by whoever removed it from
      * {@link #held}: that thread, or the sender releasing it). */
@@ -66,7 +69,7 @@ final class DecisionRecorder {
     final ConcurrentHashMap<Thread, Held> held = new ConcurrentHashMap<>();
 
     private final AuditorConfig config;
-    private final Set<KafkaPrincipal> superUsers;
+    private final Principals superUsers;
     final ArrayBlockingQueue<Decision> queue;
     final ConcurrentHashMap<Tally.Key, Tally> tallies = new ConcurrentHashMap<>();
     final AtomicLong dropped = new AtomicLong();
@@ -75,10 +78,7 @@ final class DecisionRecorder {
 
     DecisionRecorder(AuditorConfig config, Set<String> superUsers) {
         this.config = config;
-        // Compared as principals: no string is built on the request path.
-        this.superUsers = superUsers.stream()
-                .map(SecurityUtils::parseKafkaPrincipal)
-                .collect(Collectors.toUnmodifiableSet());
+        this.superUsers = Principals.of(superUsers);
         this.queue = new ArrayBlockingQueue<>(config.queueCapacity);
     }
 
@@ -87,6 +87,16 @@ final class DecisionRecorder {
         boolean controllerOnly = !serverInfo.endpoints().isEmpty()
                 && serverInfo.endpoints().stream()
                         .allMatch(e -> config.controllerListeners.contains(e.listener()));
+        if (!config.includeInterBroker && config.brokerPrincipals.isEmpty()) {
+            LOG.info("kaudit broker auditor: {}broker.principals is not set, so no request is "
+                    + "left out as inter-broker traffic (CLUSTER_ACTION, replication, is left "
+                    + "out on its own); name the brokers' own principals to leave theirs out",
+                    AuditorConfig.PREFIX);
+        } else if (!config.includeInterBroker) {
+            LOG.info("kaudit broker auditor: requests of {} on listener(s) {} and {} are left "
+                    + "out as inter-broker traffic", config.brokerPrincipals,
+                    config.interBrokerListeners, config.controllerListeners);
+        }
         sender = new DecisionSender(config, this, serverInfo.brokerId(),
                 controllerOnly ? "controller" : "broker");
         sender.start();
@@ -100,11 +110,11 @@ final class DecisionRecorder {
                 enqueue(pending.denials.values());
                 pending = null;
             }
+            KafkaPrincipal principal = context.principal();
             if (!config.includeInterBroker
-                    && config.interBrokerListeners.contains(context.listenerName())) {
-                return;
-            }
-            if (!config.includeSuperUsers && superUsers.contains(context.principal())) {
+                    && config.brokerPrincipals.contains(principal)
+                    && (config.interBrokerListeners.contains(context.listenerName())
+                            || config.controllerListeners.contains(context.listenerName()))) {
                 return;
             }
             long now = System.currentTimeMillis();
@@ -112,7 +122,7 @@ final class DecisionRecorder {
                 Action action = actions.get(i);
                 boolean allowed = results.get(i) == AuthorizationResult.ALLOWED;
                 if (onDecisionTopic(action)) {
-                    if (config.ownPrincipal.contains(context.principal())
+                    if (config.ownPrincipal.contains(principal)
                             && ownOperation(action.operation())) {
                         continue;  // the auditor's own sending: recording it would feed itself
                     }
@@ -144,7 +154,9 @@ final class DecisionRecorder {
                         enqueue(again);
                     }
                 } else if (allowed && counted(action.operation())) {
-                    count(context, action, now);
+                    if (config.includeSuperUsers || !superUsers.contains(principal)) {
+                        count(context, action, now);
+                    }
                 } else {
                     enqueue(new Decision(now, context, action, allowed));
                 }
