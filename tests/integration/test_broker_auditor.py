@@ -9,6 +9,7 @@ harness's fixtures (`kafka_tool`, `sasl_config`, `gateway_factory`...) use it.
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
@@ -43,6 +44,7 @@ from confluent_kafka.admin import (
 from gateway_fixtures import GatewayFactory
 
 from kaudit.brokeraudit import BypassDetector, DecisionReader
+from kaudit.brokeraudit.reader import BAD_HMAC, UNSIGNED
 from kaudit.brokeraudit.service import bypass_detector, bypass_group
 from kaudit.config import load_config, load_config_text
 from kaudit.config.model import BrokerAuditorConfig, BypassConfig, KafkaLog
@@ -54,6 +56,7 @@ from kaudit.dev.broker_auditor import (
 )
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.log.kafka import STREAM_HEADER, KafkaLogReader
+from kaudit.log.kafka.reader import HMAC_HEADER
 from kaudit.log.segments import LogReader
 from kaudit.recorder.core import Recorder
 from kaudit.session import AuditSession
@@ -453,6 +456,74 @@ def test_the_inter_broker_listener_hides_only_the_brokers_principal(
                     if e["actor"]["id"] == "User:ANONYMOUS"
                 ]  # fmt: skip
                 assert own == []
+            finally:
+                found.reader.close()
+    finally:
+        audited_broker.restart()
+
+
+def test_with_an_hmac_key_a_decision_not_from_the_auditor_is_refused(
+    audited_broker: AuditedBroker,
+    tmp_path: Path,
+    admin_sasl_config: dict[str, str],
+    bob_config: dict[str, str],
+) -> None:
+    """With the same HMAC key on the broker and in kaudit, a forged decision written into
+    the topic by someone allowed to write there (no HMAC, or a wrong one) is refused: not
+    recorded, counted, and noted once per reason as `audit.degraded`; the auditor's own
+    records (bob's denial) are taken."""
+    key = tmp_path / "decisions.key"
+    key.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+    topic = f"__kaudit_decisions_{uuid.uuid4().hex[:8]}"
+    info = audited_broker.restart({"topic": topic, "hmac.key.file": str(key)})
+    try:
+        client_id = f"signed-{uuid.uuid4().hex[:8]}"
+        bob = AdminClient({**bob_config, "client.id": client_id})
+        with pytest.raises(KafkaException):
+            ok(bob.delete_topics([f"nope-{uuid.uuid4().hex[:8]}"]))
+        forged = orjson.dumps({
+            "kind": "decision", "id": "1-forged-1", "node": 1, "role": "broker",
+            "time_ms": int(time.time() * 1000), "correlation_id": 1,
+            "principal": "User:mallory", "client_address": "10.9.9.9", "listener": "SASL",
+            "security_protocol": "SASL_PLAINTEXT", "client_id": "mallory", "api_key": 19,
+            "api_version": 7, "operation": "CREATE", "resource_type": "TOPIC",
+            "pattern_type": "LITERAL", "resource_name": "alibi", "allowed": True,
+        })  # fmt: skip
+        producer = Producer(admin_sasl_config)
+        errors: list[Any] = []
+        producer.produce(topic, forged, on_delivery=lambda e, _: errors.append(e))
+        producer.produce(topic, forged, headers=[(HMAC_HEADER, b"00" * 32)],
+                         on_delivery=lambda e, _: errors.append(e))  # fmt: skip
+        producer.flush(15)
+        assert errors == [None, None]
+        config = load_config_text(
+            yaml.safe_dump({"data_dir": str(tmp_path / "audit")}), source="test", env={}
+        )
+        section = decision_config(info, topic).model_copy(update={"hmac_key_file": str(key)})
+        with AuditSession(config, source="broker") as session:
+            found = Decisions(section, session.recorder, config.log_dir)
+            try:
+
+                def notes(events: list[dict[str, Any]]) -> list[str]:
+                    return [e["details"]["reason"] for e in events
+                            if e["event_type"] == "audit.degraded"
+                            and e["actor"]["id"] == "kaudit-broker-decision-reader"]  # fmt: skip
+
+                found.wait(
+                    "bob's denial taken and both forgeries refused",
+                    lambda events: (
+                        len(notes(events)) == 2
+                        and any(
+                            e["actor"]["client_id"] == client_id
+                            for e in events
+                            if e["event_type"] == "access.denied"
+                        )
+                    ),
+                )
+                events = found.events()
+                assert sorted(notes(events)) == sorted([UNSIGNED, BAD_HMAC])
+                assert not [e for e in events if e["actor"]["id"] == "User:mallory"]
+                assert found.reader.refused == {UNSIGNED: 1, BAD_HMAC: 1}
             finally:
                 found.reader.close()
     finally:

@@ -1,5 +1,8 @@
 package kaudit.broker;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -30,6 +33,11 @@ import org.apache.kafka.common.utils.SecurityUtils;
  *       anything else (TLS certificates, Kerberos, OAuth, a custom principal builder) must
  *       name it. Only this principal's WRITE, DESCRIBE and CREATE on the decision topic are
  *       left out (they would feed themselves); anyone else's WRITE there is recorded;
+ *   <li>{@code hmac.key.file} (none): a file holding the key (its bytes, trailing
+ *       whitespace left off; at least 16) of the HMAC-SHA256 the auditor puts on each
+ *       record (header {@code kaudit-hmac}), so kaudit refuses records someone else wrote
+ *       into the topic. Without it the records are unauthenticated: the broker log warns,
+ *       and only the auditor's principal may be allowed WRITE on the topic;
  *   <li>{@code queue.capacity} (10000): decisions waiting to be sent; more are dropped and
  *       counted;
  *   <li>{@code aggregate.window.ms} (10000): produce, fetch and other allowed READ/WRITE
@@ -61,6 +69,7 @@ final class AuditorConfig {
     final boolean createTopic;
     final Map<String, Object> producer;
     final Principals ownPrincipal;
+    final byte[] hmacKey;
     final Principals brokerPrincipals;
     final int queueCapacity;
     final long aggregateWindowMs;
@@ -92,6 +101,7 @@ final class AuditorConfig {
             }
         }
         ownPrincipal = Principals.of(ownPrincipal(configs, producer));
+        hmacKey = hmacKey(configs);
         brokerPrincipals = principals(configs, "broker.principals");
         // The brokers' own requests come in on the inter-broker and controller listeners.
         // Only their principals are left out there: a broker forwards clients' requests
@@ -160,6 +170,31 @@ final class AuditorConfig {
                 + "from " + PREFIX + "producer.* (security.protocol " + protocol + ", sasl.mechanism "
                 + mechanism + "): name it, e.g. User:kaudit-auditor, so that its own writes to "
                 + "the decision topic are told apart from anyone else's");
+    }
+
+    /** The HMAC key from {@code hmac.key.file}, or null when none is set. */
+    private static byte[] hmacKey(Map<String, ?> configs) {
+        String name = PREFIX + "hmac.key.file";
+        Object file = configs.get(name);
+        if (file == null || file.toString().isBlank()) {
+            return null;
+        }
+        byte[] key;
+        try {
+            key = Files.readAllBytes(Path.of(file.toString().trim()));
+        } catch (IOException | RuntimeException e) {
+            throw new ConfigException(name, file, "expected a readable file holding the HMAC "
+                    + "key (" + e + ")");
+        }
+        int end = key.length;
+        while (end > 0 && Character.isWhitespace(key[end - 1])) {
+            end--;
+        }
+        if (end < 16) {
+            throw new ConfigException(name, file, "expected a key of at least 16 bytes "
+                    + "(e.g. 32 random bytes, hex or base64 encoded), got " + end);
+        }
+        return Arrays.copyOf(key, end);
     }
 
     private static Principals principals(Map<String, ?> configs, String name) {
