@@ -9,6 +9,7 @@ harness's fixtures (`kafka_tool`, `sasl_config`, `gateway_factory`...) use it.
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import subprocess
 import sys
@@ -43,13 +44,19 @@ from confluent_kafka.admin import (
 from gateway_fixtures import GatewayFactory
 
 from kaudit.brokeraudit import BypassDetector, DecisionReader
+from kaudit.brokeraudit.reader import BAD_HMAC, UNSIGNED
 from kaudit.brokeraudit.service import bypass_detector, bypass_group
 from kaudit.config import load_config, load_config_text
 from kaudit.config.model import BrokerAuditorConfig, BypassConfig, KafkaLog
 from kaudit.demo import gateway_demo
-from kaudit.dev.broker_auditor import BrokerAuditorPlugin, broker_auditor_plugin
+from kaudit.dev.broker_auditor import (
+    DECISIONS_TOPIC,
+    BrokerAuditorPlugin,
+    broker_auditor_plugin,
+)
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.log.kafka import STREAM_HEADER, KafkaLogReader
+from kaudit.log.kafka.reader import HMAC_HEADER
 from kaudit.log.segments import LogReader
 from kaudit.recorder.core import Recorder
 from kaudit.session import AuditSession
@@ -336,6 +343,191 @@ def test_management_operations_direct_to_the_broker_are_recorded(
         assert event["action"]["result"] == "unknown"
         assert event["authorization"]["allowed"] is True
         assert event["context"]["correlation_id"] is not None
+
+
+def test_a_client_id_like_the_auditors_hides_nothing(
+    kafka_tool: KafkaTool, decisions: Decisions, alice_config: dict[str, str]
+) -> None:
+    """The client id is the client's choice: alice calling herself kaudit-broker-auditor-x
+    to create and delete a topic is recorded, and so is her write into the auditor's
+    decision topic (recorded on its own, not just counted)."""
+    stem = f"own-{uuid.uuid4().hex[:8]}"
+    topic = f"{stem}-topic"
+    grant(kafka_tool, "User:alice", "--operation", "All", "--topic", stem,
+          "--resource-pattern-type", "prefixed")  # fmt: skip
+    grant(kafka_tool, "User:alice", "--operation", "Write", "--topic", DECISIONS_TOPIC)
+    disguise = {**alice_config, "client.id": "kaudit-broker-auditor-x"}
+    admin = AdminClient(disguise)
+
+    def created() -> bool:
+        try:
+            ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+        except KafkaException as exc:
+            if exc.args[0].code() == 29:  # the ACL has not reached the authorizer yet
+                return False
+            raise
+        return True
+
+    wait_for(created, "alice allowed to create topics by her new ACL")
+    ok(admin.delete_topics([topic]))
+    producer = Producer({**disguise, "message.timeout.ms": 10000})
+    errors: list[Any] = []
+    forged = orjson.dumps({"note": "not the auditor's"})  # JSON, yet no decision record
+    producer.produce(DECISIONS_TOPIC, forged, on_delivery=lambda e, _: errors.append(e))
+    producer.flush(15)
+    assert errors == [None]
+
+    def disguised(events: list[dict[str, Any]], event_type: str, resource: str) -> bool:
+        return any(
+            e["actor"]["id"] == "User:alice" and e["actor"]["client_id"] == disguise["client.id"]
+            for e in matching(events, event_type, resource)
+        )
+
+    decisions.wait(
+        "alice's operations under the auditor's client id recorded",
+        lambda events: (
+            disguised(events, "topic.created", topic)
+            and disguised(events, "topic.deleted", topic)
+            and disguised(events, "records.produced", DECISIONS_TOPIC)
+        ),
+    )
+    (write,) = [e for e in matching(decisions.events(), "records.produced", DECISIONS_TOPIC)
+                if e["actor"]["id"] == "User:alice"]  # fmt: skip
+    assert write["context"]["correlation_id"] is not None
+    assert write["authorization"]["checks"][0]["operation"] == "WRITE"
+
+
+def test_a_super_users_management_operations_are_recorded(
+    admin_sasl_config: dict[str, str], decisions: Decisions
+) -> None:
+    """A super user's credential used straight at the broker (admin over SASL) shows: the
+    topic it creates and deletes is recorded with its principal (on the resource the
+    authorizer is asked about: the cluster, whose CREATE and DELETE cover every topic)."""
+    topic = f"super-{uuid.uuid4().hex[:8]}"
+    client_id = f"stolen-admin-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({**admin_sasl_config, "client.id": client_id})
+    ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+    ok(admin.delete_topics([topic]))
+
+    def by_admin(events: list[dict[str, Any]]) -> set[str]:
+        return {
+            e["event_type"]
+            for e in events
+            if e["actor"]["id"] == "User:admin" and e["actor"]["client_id"] == client_id
+        }
+
+    decisions.wait(
+        "admin's topic created and deleted recorded",
+        lambda events: {"topic.created", "topic.deleted"} <= by_admin(events),
+    )
+
+
+def test_the_inter_broker_listener_hides_only_the_brokers_principal(
+    audited_broker: AuditedBroker, tmp_path: Path
+) -> None:
+    """With the brokers' principal named as another than the PLAINTEXT listener's, a client
+    on that listener (the inter-broker one) is recorded like any other: the listener's name
+    proves nothing. The plugin's own writes to its topic, over that same listener, are
+    still not recorded."""
+    info = audited_broker.restart({"broker.principals": "User:broker-elsewhere"})
+    try:
+        topic = f"interbroker-{uuid.uuid4().hex[:8]}"
+        create_topic(info.client_config(), topic)
+        client_id = f"plaintext-{uuid.uuid4().hex[:8]}"
+        plaintext = AdminClient({**info.client_config(), "client.id": client_id})
+        ok(plaintext.delete_topics([topic]))
+        config = load_config_text(
+            yaml.safe_dump({"data_dir": str(tmp_path / "audit")}), source="test", env={}
+        )
+        with AuditSession(config, source="broker") as session:
+            found = Decisions(decision_config(info), session.recorder, config.log_dir)
+            try:
+                found.wait(
+                    "the PLAINTEXT client's deletion recorded",
+                    lambda events: any(
+                        e["event_type"] == "topic.deleted"
+                        and e["actor"]["id"] == "User:ANONYMOUS"
+                        and e["actor"]["client_id"] == client_id
+                        for e in events
+                    ),
+                )
+                own = [
+                    e for e in matching(found.events(), "records.produced", DECISIONS_TOPIC)
+                    if e["actor"]["id"] == "User:ANONYMOUS"
+                ]  # fmt: skip
+                assert own == []
+            finally:
+                found.reader.close()
+    finally:
+        audited_broker.restart()
+
+
+def test_with_an_hmac_key_a_decision_not_from_the_auditor_is_refused(
+    audited_broker: AuditedBroker,
+    tmp_path: Path,
+    admin_sasl_config: dict[str, str],
+    bob_config: dict[str, str],
+) -> None:
+    """With the same HMAC key on the broker and in kaudit, a forged decision written into
+    the topic by someone allowed to write there (no HMAC, or a wrong one) is refused: not
+    recorded, counted, and noted once per reason as `audit.degraded`; the auditor's own
+    records (bob's denial) are taken."""
+    key = tmp_path / "decisions.key"
+    key.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+    topic = f"__kaudit_decisions_{uuid.uuid4().hex[:8]}"
+    info = audited_broker.restart({"topic": topic, "hmac.key.file": str(key)})
+    try:
+        client_id = f"signed-{uuid.uuid4().hex[:8]}"
+        bob = AdminClient({**bob_config, "client.id": client_id})
+        with pytest.raises(KafkaException):
+            ok(bob.delete_topics([f"nope-{uuid.uuid4().hex[:8]}"]))
+        forged = orjson.dumps({
+            "kind": "decision", "id": "1-forged-1", "node": 1, "role": "broker",
+            "time_ms": int(time.time() * 1000), "correlation_id": 1,
+            "principal": "User:mallory", "client_address": "10.9.9.9", "listener": "SASL",
+            "security_protocol": "SASL_PLAINTEXT", "client_id": "mallory", "api_key": 19,
+            "api_version": 7, "operation": "CREATE", "resource_type": "TOPIC",
+            "pattern_type": "LITERAL", "resource_name": "alibi", "allowed": True,
+        })  # fmt: skip
+        producer = Producer(admin_sasl_config)
+        errors: list[Any] = []
+        producer.produce(topic, forged, on_delivery=lambda e, _: errors.append(e))
+        producer.produce(topic, forged, headers=[(HMAC_HEADER, b"00" * 32)],
+                         on_delivery=lambda e, _: errors.append(e))  # fmt: skip
+        producer.flush(15)
+        assert errors == [None, None]
+        config = load_config_text(
+            yaml.safe_dump({"data_dir": str(tmp_path / "audit")}), source="test", env={}
+        )
+        section = decision_config(info, topic).model_copy(update={"hmac_key_file": str(key)})
+        with AuditSession(config, source="broker") as session:
+            found = Decisions(section, session.recorder, config.log_dir)
+            try:
+
+                def notes(events: list[dict[str, Any]]) -> list[str]:
+                    return [e["details"]["reason"] for e in events
+                            if e["event_type"] == "audit.degraded"
+                            and e["actor"]["id"] == "kaudit-broker-decision-reader"]  # fmt: skip
+
+                found.wait(
+                    "bob's denial taken and both forgeries refused",
+                    lambda events: (
+                        len(notes(events)) == 2
+                        and any(
+                            e["actor"]["client_id"] == client_id
+                            for e in events
+                            if e["event_type"] == "access.denied"
+                        )
+                    ),
+                )
+                events = found.events()
+                assert sorted(notes(events)) == sorted([UNSIGNED, BAD_HMAC])
+                assert not [e for e in events if e["actor"]["id"] == "User:mallory"]
+                assert found.reader.refused == {UNSIGNED: 1, BAD_HMAC: 1}
+            finally:
+                found.reader.close()
+    finally:
+        audited_broker.restart()
 
 
 @dataclass

@@ -269,3 +269,23 @@ def _dropped(record: BrokerRecord) -> AuditEvent:
             "role": record.role,
         },
     )
+
+
+def refused_note(topic: str, partition: int, offset: int, reason: str, ms: int) -> AuditEvent:
+    """The `audit.degraded` note kaudit records (once per reason and reader) when it
+    refuses a record of the decision topic that does not carry the plugin's valid HMAC:
+    someone other than the auditor wrote it, or it was altered."""
+    return AuditEvent(
+        timestamp=iso(ms),
+        event_type="audit.degraded",
+        event_id=event_id(f"{topic}/{partition}/{offset}/{reason}", ms, 0),
+        actor=Actor(type="system", id="kaudit-broker-decision-reader"),
+        resource=Resource(type="audit_log", id=f"broker-decisions:{topic}"),
+        action=Action(
+            operation="verify",
+            result="failure",
+            error=f"broker decision record refused: {reason}",
+        ),
+        context=Context(source=SOURCE),
+        details={"reason": reason, "topic": topic, "partition": partition, "offset": offset},
+    )

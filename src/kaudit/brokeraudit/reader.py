@@ -6,16 +6,27 @@ commits a batch only once the recorder has made its events durable: a record tha
 plugin had acknowledged is recorded even if kaudit stops in between (at least once; the
 event ids derived from record ids let readers drop a record read twice). A record that
 is not a decision record is logged and counted, never recorded as if it were one.
+
+With an HMAC key (`hmac_key` / `hmac_key_file`, the brokers' ``kaudit.audit.hmac.key.file``),
+a record without the plugin's valid HMAC-SHA256 of its value is refused: counted per
+reason (`refused`), logged, and recorded once per reason as an `audit.degraded` note,
+never as decisions. Anyone allowed to write into the topic could otherwise forge them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
+import time
+from collections import Counter
+from pathlib import Path
 
-from kaudit.brokeraudit.decisions import parse, to_events
+from kaudit.brokeraudit.decisions import parse, refused_note, to_events
 from kaudit.config.model import BrokerAuditorConfig
-from kaudit.errors import EventDecodeError
+from kaudit.config.secrets import reveal
+from kaudit.errors import ConfigError, ConfigIssue, EventDecodeError
 from kaudit.log.kafka import KafkaLogReader, LogRecord
 from kaudit.recorder.core import Recorder
 
@@ -23,6 +34,31 @@ log = logging.getLogger("kaudit.brokeraudit")
 
 _BATCH = 500
 _DURABLE_TIMEOUT_S = 30.0
+_SHORTEST_KEY = 16
+UNSIGNED = "no HMAC"
+BAD_HMAC = "HMAC does not match"
+
+
+def hmac_key(config: BrokerAuditorConfig) -> bytes | None:
+    """The decision records' HMAC key (trailing whitespace left off, as the plugin does),
+    or None when none is configured."""
+    if config.hmac_key_file:
+        try:
+            key = Path(config.hmac_key_file).expanduser().read_bytes().rstrip()
+        except OSError as exc:
+            issue = ConfigIssue("broker_auditor.hmac_key_file", f"cannot read it ({exc})")
+            raise ConfigError([issue]) from exc
+    elif config.hmac_key is not None:
+        key = (reveal(config.hmac_key) or "").encode().rstrip()
+    else:
+        return None
+    if len(key) < _SHORTEST_KEY:
+        message = (
+            f"the HMAC key has {len(key)} bytes; at least {_SHORTEST_KEY} are needed (the "
+            "same key as the brokers' kaudit.audit.hmac.key.file)"
+        )
+        raise ConfigError([ConfigIssue("broker_auditor.hmac_key", message)])
+    return key
 
 
 class DecisionReader:
@@ -38,6 +74,15 @@ class DecisionReader:
         self.records_read = 0
         self.events_recorded = 0
         self.invalid = 0
+        self.refused: Counter[str] = Counter()
+        self.key = hmac_key(config)
+        if self.key is None:
+            log.warning(
+                "broker_auditor: no hmac_key, so the records of %s are taken unauthenticated; "
+                "allow WRITE on that topic to the auditor's principal alone, or anyone who may "
+                "write there can forge decisions",
+                config.topic,
+            )
 
     def poll_once(self) -> int:
         """Read one batch, record its events durably, commit it; the records read."""
@@ -54,8 +99,35 @@ class DecisionReader:
         self.records_read += len(records)
         return len(records)
 
+    def _refusal(self, record: LogRecord) -> str | None:
+        """Why `record` is refused (no HMAC, a wrong one), or None if it is the plugin's."""
+        if self.key is None:
+            return None
+        if record.hmac is None:
+            return UNSIGNED
+        expected = hmac.new(self.key, record.line, hashlib.sha256).hexdigest().encode()
+        return None if hmac.compare_digest(expected, record.hmac) else BAD_HMAC
+
     def _record(self, records: list[LogRecord]) -> None:
         for record in records:
+            reason = self._refusal(record)
+            if reason is not None:
+                self.refused[reason] += 1
+                log.warning(
+                    "broker decision topic %s partition %d offset %d: refused (%s)",
+                    self.config.topic, record.partition, record.offset, reason,
+                )  # fmt: skip
+                if self.refused[reason] == 1:
+                    self.recorder.record(
+                        refused_note(
+                            self.config.topic,
+                            record.partition,
+                            record.offset,
+                            reason,
+                            int(time.time() * 1000),
+                        )
+                    )
+                continue
             try:
                 events = to_events(parse(record.line))
             except (EventDecodeError, ValueError, TypeError, KeyError) as exc:

@@ -11,10 +11,11 @@ a gateway's record before calling a request a bypass.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kaudit.config.connections import KafkaConnection
-from kaudit.config.fields import ConfigModel
+from kaudit.config.fields import ConfigModel, config_error
+from kaudit.config.secrets import Secret
 
 __all__ = ["BrokerAuditorConfig", "BypassConfig"]
 
@@ -52,3 +53,19 @@ class BrokerAuditorConfig(KafkaConnection):
     topic: str = Field(default="__kaudit_broker_decisions", min_length=1)
     group: str = Field(default="kaudit-broker-auditor", min_length=1)
     bypass: BypassConfig = BypassConfig()
+    hmac_key: Secret | None = None
+    """The key of the HMAC-SHA256 the plugin puts on each record (the brokers'
+    ``kaudit.audit.hmac.key.file`` holds the same), e.g. ``${KAUDIT_BROKER_HMAC_KEY}``:
+    records without a valid one are refused, not recorded. Unset (and no
+    `hmac_key_file`), records are taken unauthenticated, with a warning at start."""
+    hmac_key_file: str | None = None
+    """A file holding that key (its bytes, trailing whitespace left off), instead of
+    `hmac_key`."""
+
+    @model_validator(mode="after")
+    def _one_hmac_key(self) -> BrokerAuditorConfig:
+        if self.hmac_key is not None and self.hmac_key_file:
+            raise config_error(
+                "broker_auditor", "give the HMAC key as hmac_key or hmac_key_file, not both"
+            )
+        return self

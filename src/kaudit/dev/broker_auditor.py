@@ -6,8 +6,11 @@ a jar cached under ``<cache>/broker-auditor/<hash>/`` — the hash covers the mo
 sources and the Kafka version it is built against, so a changed plugin or Kafka builds
 anew and an unchanged one never twice — and `BrokerAuditorPlugin`, what `LocalKafka`
 adds to a broker that runs it: the jar on the classpath, ``authorizer.class.name`` and
-the ``kaudit.audit.*`` settings (the decision topic on the broker's own PLAINTEXT
-listener, whose principal is a super user, so the plugin's own traffic is not recorded).
+the ``kaudit.audit.*`` settings: the decision topic on the broker's own PLAINTEXT
+listener, and ``User:ANONYMOUS`` (that listener's principal, which the broker itself uses
+to reach its peers and the controller) as the brokers' principal, so the harness's
+PLAINTEXT traffic counts as the broker's own and is left out, as in a real cluster the
+brokers' principal's is. Clients on the SASL listener, super users included, are recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ AUTHORIZER_CLASS = "kaudit.broker.AuditingAuthorizer"
 DECISIONS_TOPIC = "__kaudit_broker_decisions"
 """The topic the plugin sends its decision records to unless ``kaudit.audit.topic`` says
 otherwise."""
+BROKER_PRINCIPAL = "User:ANONYMOUS"
+"""The local broker's own principal: its PLAINTEXT listener's, which it uses as the
+inter-broker and controller path."""
 JAR_NAME = "kaudit-broker-auditor.jar"
 _COMPLETE = ".complete"
 _MVN_TIMEOUT_S = 900.0
@@ -142,6 +148,7 @@ class BrokerAuditorPlugin:
         return {
             "authorizer.class.name": AUTHORIZER_CLASS,
             "kaudit.audit.bootstrap.servers": f"{host}:{ports.plaintext}",
+            "kaudit.audit.broker.principals": BROKER_PRINCIPAL,
             **{f"kaudit.audit.{key}": value for key, value in self.settings.items()},
         }
 

@@ -32,6 +32,8 @@ from kaudit.log.kafka.client import (
 )
 
 STREAM_HEADER = "kaudit_stream"
+HMAC_HEADER = "kaudit-hmac"
+"""The header of the broker auditor's HMAC-SHA256 (hex) of a decision record's value."""
 _GROUP_SESSION_TIMEOUT_MS = 10_000
 _LEADERLESS = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
@@ -41,15 +43,24 @@ _LEADERLESS = {
 
 
 class LogRecord:
-    """One record of the Kafka log: the event line and where it is."""
+    """One record of the Kafka log: the event line and where it is (and, from the broker
+    auditor's decision topic, the HMAC its writer put on the record: `HMAC_HEADER`)."""
 
-    __slots__ = ("line", "offset", "partition", "stream")
+    __slots__ = ("hmac", "line", "offset", "partition", "stream")
 
-    def __init__(self, line: bytes, partition: int, offset: int, stream: str | None) -> None:
+    def __init__(
+        self,
+        line: bytes,
+        partition: int,
+        offset: int,
+        stream: str | None,
+        hmac: bytes | None = None,
+    ) -> None:
         self.line = line
         self.partition = partition
         self.offset = offset
         self.stream = stream
+        self.hmac = hmac
 
     @property
     def sequence(self) -> int | None:
@@ -183,12 +194,16 @@ class KafkaLogReader:
         """The event lines of one Kafka record (a writer puts several in one, a line
         each), each with the record's place and stream."""
         stream = None
+        tag = None
         for key, value in msg.headers() or ():
             if key == STREAM_HEADER and value is not None:
                 stream = value.decode()
+            elif key == HMAC_HEADER:
+                tag = value
         partition, offset = msg.partition(), msg.offset()
         return [
-            LogRecord(line, partition, offset, stream) for line in (msg.value() or b"").split(b"\n")
+            LogRecord(line, partition, offset, stream, tag)
+            for line in (msg.value() or b"").split(b"\n")
         ]
 
     def lines(self, *, follow: bool = False) -> Iterator[bytes]:

@@ -7,13 +7,14 @@ import java.util.Set;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.stream.Collectors;
 import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.metrics.Gauge;
 import org.apache.kafka.common.metrics.PluginMetrics;
 import org.apache.kafka.common.security.auth.KafkaPrincipal;
-import org.apache.kafka.common.utils.SecurityUtils;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import org.apache.kafka.server.authorizer.Action;
 import org.apache.kafka.server.authorizer.AuthorizableRequestContext;
 import org.apache.kafka.server.authorizer.AuthorizationResult;
@@ -25,8 +26,16 @@ import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
  * <p>Kept by default: every denial Kafka would log ({@code logIfDenied}) and every allowed
  * management operation (CREATE, DELETE, ALTER, ALTER_CONFIGS...). Allowed READ, WRITE and
  * IDEMPOTENT_WRITE (produce, fetch, group traffic) are counted per client and resource and
- * sent once per window. DESCRIBE, DESCRIBE_CONFIGS, CLUSTER_ACTION, the inter-broker
- * listener and super users are left out unless {@link AuditorConfig} includes them. The auditor's own clients are never recorded (their requests would feed themselves).
+ * sent once per window. DESCRIBE, DESCRIBE_CONFIGS, CLUSTER_ACTION, the brokers' own
+ * principals on the inter-broker and controller listeners, and super users' produce and
+ * fetch counts are left out unless {@link AuditorConfig} includes them (super users'
+ * management operations are always kept: a stolen admin credential must show).
+ *
+ * <p>The auditor's own sending is told by its principal ({@link AuditorConfig#ownPrincipal})
+ * and the resource, never by client id (which the client picks): only that principal's
+ * WRITE, DESCRIBE and CREATE on the decision topic are left out, as recording them would
+ * feed themselves. Anyone else's allowed WRITE on the decision topic is recorded one by
+ * one, never just counted: it is someone writing into the auditor's own records.
  *
  * <p>One request, one denial per resource: Kafka checks DESCRIBE on a resource to decide
  * whether to reveal that it exists, then the operation itself (DeleteTopics on a KRaft
@@ -41,8 +50,8 @@ import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
  */
 final class DecisionRecorder {
 
-    static final String OWN_CLIENT_ID = "kaudit-broker-auditor";
     static final long HOLD_MS = 50;
+    private static final Logger LOG = LoggerFactory.getLogger(DecisionRecorder.class);
 
     /** The DESCRIBE denials one request thread holds (owned by whoever removed it from
      * {@link #held}: that thread, or the sender releasing it). */
@@ -60,7 +69,7 @@ final class DecisionRecorder {
     final ConcurrentHashMap<Thread, Held> held = new ConcurrentHashMap<>();
 
     private final AuditorConfig config;
-    private final Set<KafkaPrincipal> superUsers;
+    private final Principals superUsers;
     final ArrayBlockingQueue<Decision> queue;
     final ConcurrentHashMap<Tally.Key, Tally> tallies = new ConcurrentHashMap<>();
     final AtomicLong dropped = new AtomicLong();
@@ -69,10 +78,7 @@ final class DecisionRecorder {
 
     DecisionRecorder(AuditorConfig config, Set<String> superUsers) {
         this.config = config;
-        // Compared as principals: no string is built on the request path.
-        this.superUsers = superUsers.stream()
-                .map(SecurityUtils::parseKafkaPrincipal)
-                .collect(Collectors.toUnmodifiableSet());
+        this.superUsers = Principals.of(superUsers);
         this.queue = new ArrayBlockingQueue<>(config.queueCapacity);
     }
 
@@ -81,6 +87,16 @@ final class DecisionRecorder {
         boolean controllerOnly = !serverInfo.endpoints().isEmpty()
                 && serverInfo.endpoints().stream()
                         .allMatch(e -> config.controllerListeners.contains(e.listener()));
+        if (!config.includeInterBroker && config.brokerPrincipals.isEmpty()) {
+            LOG.info("kaudit broker auditor: {}broker.principals is not set, so no request is "
+                    + "left out as inter-broker traffic (CLUSTER_ACTION, replication, is left "
+                    + "out on its own); name the brokers' own principals to leave theirs out",
+                    AuditorConfig.PREFIX);
+        } else if (!config.includeInterBroker) {
+            LOG.info("kaudit broker auditor: requests of {} on listener(s) {} and {} are left "
+                    + "out as inter-broker traffic", config.brokerPrincipals,
+                    config.interBrokerListeners, config.controllerListeners);
+        }
         sender = new DecisionSender(config, this, serverInfo.brokerId(),
                 controllerOnly ? "controller" : "broker");
         sender.start();
@@ -94,21 +110,28 @@ final class DecisionRecorder {
                 enqueue(pending.denials.values());
                 pending = null;
             }
+            KafkaPrincipal principal = context.principal();
             if (!config.includeInterBroker
-                    && config.interBrokerListeners.contains(context.listenerName())) {
-                return;
-            }
-            String clientId = context.clientId();
-            if (clientId != null && clientId.startsWith(OWN_CLIENT_ID)) {
-                return;
-            }
-            if (!config.includeSuperUsers && superUsers.contains(context.principal())) {
+                    && config.brokerPrincipals.contains(principal)
+                    && (config.interBrokerListeners.contains(context.listenerName())
+                            || config.controllerListeners.contains(context.listenerName()))) {
                 return;
             }
             long now = System.currentTimeMillis();
             for (int i = 0; i < actions.size(); i++) {
                 Action action = actions.get(i);
                 boolean allowed = results.get(i) == AuthorizationResult.ALLOWED;
+                if (onDecisionTopic(action)) {
+                    if (config.ownPrincipal.contains(principal)
+                            && ownOperation(action.operation())) {
+                        continue;  // the auditor's own sending: recording it would feed itself
+                    }
+                    if (allowed && action.operation() == AclOperation.WRITE) {
+                        // Someone else writing into the auditor's topic: never just counted.
+                        enqueue(new Decision(now, context, action, true));
+                        continue;
+                    }
+                }
                 if (!wanted(action, allowed)) {
                     continue;
                 }
@@ -131,7 +154,9 @@ final class DecisionRecorder {
                         enqueue(again);
                     }
                 } else if (allowed && counted(action.operation())) {
-                    count(context, action, now);
+                    if (config.includeSuperUsers || !superUsers.contains(principal)) {
+                        count(context, action, now);
+                    }
                 } else {
                     enqueue(new Decision(now, context, action, allowed));
                 }
@@ -201,6 +226,18 @@ final class DecisionRecorder {
             return config.includeDescribe;
         }
         return true;
+    }
+
+    private boolean onDecisionTopic(Action action) {
+        ResourcePattern pattern = action.resourcePattern();
+        return pattern.resourceType() == ResourceType.TOPIC && pattern.name().equals(config.topic);
+    }
+
+    /** What the auditor's own clients do on its topic: create it, look it up, write to it. */
+    private static boolean ownOperation(AclOperation operation) {
+        return operation == AclOperation.WRITE
+                || operation == AclOperation.DESCRIBE
+                || operation == AclOperation.CREATE;
     }
 
     private static boolean counted(AclOperation operation) {

@@ -1,8 +1,11 @@
 package kaudit.broker;
 
+import java.nio.charset.StandardCharsets;
+import java.security.GeneralSecurityException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -12,6 +15,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
@@ -37,11 +42,19 @@ import org.slf4j.LoggerFactory;
  * <p>Record kinds: {@code decision} (one decision, with its correlation id), {@code aggregate}
  * (a window's count of one client's allowed READ/WRITE on one resource: count, first_ms,
  * last_ms) and {@code dropped}. Each has an {@code id} unique to this run of this node
- * ({@code <node>-<run>-<n>}) so kaudit can drop a record it reads twice.
+ * ({@code <node>-<run>-<n>}) so kaudit can drop a record it reads twice. With an HMAC key
+ * ({@code hmac.key.file}) each record carries the HMAC-SHA256 of its value (hex) in the
+ * {@code kaudit-hmac} header, so kaudit can refuse records someone else wrote.
  */
 final class DecisionSender implements Runnable {
 
     private static final Logger LOG = LoggerFactory.getLogger(DecisionSender.class);
+    /** Its clients' id prefix: for the broker's logs only; the client id proves nothing, so
+     * the auditor's own traffic is never told by it. */
+    static final String CLIENT_ID = "kaudit-broker-auditor";
+    /** The record header holding the HMAC-SHA256 of the record's value, hex encoded. */
+    static final String HMAC_HEADER = "kaudit-hmac";
+    private static final String HMAC_ALGORITHM = "HmacSHA256";
     private static final int BATCH = 512;
     private static final long RETRY_MS = 500;
     private static final long RETRY_MAX_MS = 10_000;
@@ -53,6 +66,8 @@ final class DecisionSender implements Runnable {
     private final String role;
     private final String run = UUID.randomUUID().toString().substring(0, 8);
     private final Thread thread;
+    /** Used on the sender's thread only (a Mac is not thread-safe). */
+    private final Mac mac;
     private long sequence;
     private long reportedDrops;
     private volatile boolean closing;
@@ -65,11 +80,28 @@ final class DecisionSender implements Runnable {
 
     DecisionSender(AuditorConfig config, DecisionRecorder recorder, int node, String role) {
         this.config = config;
+        this.mac = config.hmacKey == null ? null : hmac(config.hmacKey);
+        if (mac == null) {
+            LOG.warn("kaudit broker auditor: {}hmac.key.file is not set, so its decision records "
+                    + "are unauthenticated: allow WRITE on topic {} to the auditor's principal "
+                    + "({}) alone, or anyone who may write there can forge decisions",
+                    AuditorConfig.PREFIX, config.topic, config.ownPrincipal);
+        }
         this.recorder = recorder;
         this.node = node;
         this.role = role;
         this.thread = new Thread(this, "kaudit-broker-auditor-" + role + "-" + node);
         this.thread.setDaemon(true);
+    }
+
+    private static Mac hmac(byte[] key) {
+        try {
+            Mac mac = Mac.getInstance(HMAC_ALGORITHM);
+            mac.init(new SecretKeySpec(key, HMAC_ALGORITHM));
+            return mac;
+        } catch (GeneralSecurityException e) {
+            throw new IllegalStateException("HMAC-SHA256 is not available in this JVM", e);
+        }
     }
 
     void start() {
@@ -157,7 +189,7 @@ final class DecisionSender implements Runnable {
         Map<String, Object> props = new HashMap<>(config.producer);
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, config.bootstrapServers);
         props.put(AdminClientConfig.CLIENT_ID_CONFIG,
-                DecisionRecorder.OWN_CLIENT_ID + "-" + role + "-" + node + suffix);
+                CLIENT_ID + "-" + role + "-" + node + suffix);
         if (!suffix.isEmpty()) {
             // Producer-only settings mean nothing to the admin client.
             props.keySet().retainAll(AdminClientConfig.configNames());
@@ -219,7 +251,12 @@ final class DecisionSender implements Runnable {
     }
 
     private void produce(String key, String value) {
-        producer.send(new ProducerRecord<>(config.topic, key, value), (metadata, error) -> {
+        ProducerRecord<String, String> record = new ProducerRecord<>(config.topic, key, value);
+        if (mac != null) {
+            byte[] tag = mac.doFinal(value.getBytes(StandardCharsets.UTF_8));
+            record.headers().add(HMAC_HEADER, HexFormat.of().formatHex(tag).getBytes(StandardCharsets.US_ASCII));
+        }
+        producer.send(record, (metadata, error) -> {
             if (error == null) {
                 sent.incrementAndGet();
             } else if (failed.incrementAndGet() == 1) {
