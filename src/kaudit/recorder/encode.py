@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -312,10 +312,31 @@ class ItemEncoder:
         )
 
 
-def _unserialisable(details: Any, exc: Exception) -> dict[str, str]:
-    """What is kept of details that cannot be serialised: what they were, and why."""
+_SAFE_DEPTH = 32
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """`value` with what JSON cannot hold named by its type: mappings, lists and plain
+    values stay, keyed as they were, so the redactor still finds sensitive keys and values
+    in them (a repr() of the whole would carry a password past it into the log)."""
+    if value is None or type(value) in (str, bool, float):
+        return value
+    if type(value) is int:
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if depth >= _SAFE_DEPTH:
+        return "<nested too deep>"
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value]
+    return f"<unserialisable {type(value).__name__}>"
+
+
+def _unserialisable(details: Any, exc: Exception) -> dict[str, Any]:
+    """What is kept of details that cannot be serialised: what they were, as far as JSON
+    holds it (redacted as any details), and why."""
     log.error("audit event with unserialisable details kept without them: %s", exc)
-    return {"unserialisable_details": repr(details)[:2000], "error": str(exc)}
+    return {"unserialisable_details": _json_safe(details), "error": str(exc)}
 
 
 def key_of(item: Any) -> bytes:
