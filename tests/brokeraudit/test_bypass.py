@@ -388,3 +388,27 @@ def test_without_the_key_an_unsigned_gateway_line_of_the_stream_is_still_taken(
     found = detector(signed, T0 + 6000)
     assert found.poll() == 0 and found.matched == 1
     assert found.evidence.rejected == {"a second line for a sequence number": 1}
+
+
+def test_an_unsigned_line_of_another_source_cannot_push_real_gateway_lines_out(
+    signed: AuditSession,
+) -> None:
+    """With the key, every line's signature is checked before its sequence number counts:
+    a forged, unsigned line of any source numbered far ahead must not make the writer's
+    own later gateway lines look out of order (every real request would be a bypass)."""
+    signed.record(broker_event(1))
+    signed.flush()
+    real = [line for _, line in LogReader(signed.config.log_dir).iter_lines()][-1]
+    seq = orjson.loads(real)["integrity"]["sequence_number"]
+    ahead = real.replace(b'"source":"broker"', b'"source":"sdk"').replace(
+        b'"sequence_number":%d' % seq, b'"sequence_number":%d' % (seq + 1000)
+    )
+    inject(
+        signed, ahead.split(b'"signature":')[0] + b'"signature":null,"previous_signature":null}}'
+    )
+    signed.record(gateway_event(1))
+    signed.flush()
+    found = detector(signed, T0 + 6000, hmac_key=HMAC_KEY.encode())
+    polled = found.poll()
+    assert (polled, found.matched, dict(found.evidence.rejected)) == (0, 1, {})
+    assert bypasses(signed) == []

@@ -180,7 +180,7 @@ class BypassDetector:
         source = (event.get("context") or {}).get("source")
         event_type = event.get("event_type")
         lane = self.source.lane(before)
-        untrusted = self.evidence.note(line, stream, lane, judge=source == "gateway")
+        untrusted = self.evidence.note(line, stream, lane)
         if event_type in _IGNORED:
             return
         if source == "gateway":

@@ -49,11 +49,12 @@ class GatewayEvidence:
         self._seen: dict[str, OrderedDict[int, tuple[int, str | None]]] = {}
         self.rejected: Counter[str] = Counter()
 
-    def note(self, line: bytes, stream: str | None, lane: object, *, judge: bool) -> str | None:
+    def note(self, line: bytes, stream: str | None, lane: object) -> str | None:
         """Take any line of the log in (its sequence number and signature are what the
-        next lines of its stream are checked against); with `judge`, also check its
-        signature. Returns why the line is no evidence (`DUPLICATE` for a copy of a line
-        already read), None when it is."""
+        next lines of its stream are checked against), once its signature verifies when
+        there is a key: a line of any source that does not verify changes nothing, so a
+        forged one cannot push the writer's own lines out of order. Returns why the line is
+        no evidence (`DUPLICATE` for a copy of a line already read), None when it is."""
         if stream is None:
             return "no writer stream header"
         body = line.rstrip(b"\n")
@@ -72,7 +73,7 @@ class GatewayEvidence:
         if last is not None and seq < last:
             return "a sequence number out of order"
         why = None
-        if self.hmac_key is not None and judge:
+        if self.hmac_key is not None:
             if signature is None:
                 why = "not signed"
             elif not verify_signature(self.hmac_key, body):
