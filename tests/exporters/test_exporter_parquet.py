@@ -553,3 +553,24 @@ def test_a_copy_of_a_file_under_another_kaudit_name_fails_verify(
     (finding,) = report.findings
     assert copy.removeprefix(PREFIX) in finding.message
     assert "is not its content's" in finding.message
+
+
+def test_a_copy_under_another_stream_name_with_the_same_digest_fails_verify(
+    s3_export: Config, moto: MotoServer, keys: Keys
+) -> None:
+    """Only the stream part of the name changed: the digest is the content's, yet two
+    names for one content is a copy."""
+    client = moto.client("s3")
+    key = next(k for k in _keys(moto) if k.endswith(".parquet"))
+    body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    found = PARQUET_KEY.fullmatch(key.removeprefix(PREFIX))
+    assert found is not None
+    copy = key.replace(f"/{found.group(2)}_", "/other_")
+    assert copy != key
+    client.put_object(Bucket=BUCKET, Key=copy, Body=body)
+    report = _verify(moto, keys)
+    assert not report.ok
+    (finding,) = report.findings
+    assert copy.removeprefix(PREFIX) in finding.message
+    assert key.removeprefix(PREFIX) in finding.message
+    assert "one content digest under two names" in finding.message

@@ -207,6 +207,10 @@ def verify_s3(
     checkpoint_keys: list[str] = []
     others = 0
     strays: list[str] = []
+    # A Parquet file's digest is its content's, so one digest under two names is a copy
+    # (kaudit writes the same events again under the same name): engines count it twice.
+    named_by_digest: dict[str, str] = {}
+    copies: list[tuple[str, str]] = []
     streams: set[str] = set()
     for key in store.listing():
         rest = key[len(prefix) :]
@@ -223,6 +227,10 @@ def verify_s3(
                     others += 1
                 continue
             streams.add(table.group(2))
+            name = rest.lstrip("/")
+            first_named = named_by_digest.setdefault(table.group(5), name)
+            if first_named != name:
+                copies.append((name, first_named))
             parts.append(
                 LogPart(
                     rest.lstrip("/"),
@@ -274,7 +282,7 @@ def verify_s3(
         gone_name=_gone,
         notes=notes,
     )
-    if not strays:
+    if not strays and not copies:
         return report
     inserted = [
         Finding(
@@ -285,6 +293,14 @@ def verify_s3(
             segment=name,
         )
         for name in strays
+    ] + [
+        Finding(
+            FindingKind.INSERTED,
+            f"{name}: the same content as {original} (one content digest under two names): "
+            "one is a copy, whose events query engines would count twice",
+            segment=name,
+        )
+        for name, original in copies
     ]
     return replace(report, ok=False, findings=(*report.findings, *inserted))
 
