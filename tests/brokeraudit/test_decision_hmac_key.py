@@ -35,3 +35,15 @@ def test_a_short_unreadable_or_doubled_key_is_refused(tmp_path: Path) -> None:
         hmac_key(section(hmac_key_file=str(tmp_path / "missing")))
     with pytest.raises(ValidationError, match="not both"):
         section(hmac_key="0123456789abcdef", hmac_key_file=str(tmp_path / "key"))
+
+
+def test_a_key_file_ending_in_bytes_java_calls_whitespace_reads_as_the_plugin_reads_it(
+    tmp_path: Path,
+) -> None:
+    """The plugin leaves off what Character.isWhitespace calls whitespace, 0x1C-0x1F
+    included; a binary key ending so must give both sides the same key."""
+    raw = bytes(range(0x20, 0x40)) + b"\x1f\x1c\t\n"
+    (tmp_path / "key").write_bytes(raw)
+    assert hmac_key(section(hmac_key_file=str(tmp_path / "key"))) == bytes(range(0x20, 0x40))
+    (tmp_path / "key").write_bytes(bytes(range(0x20, 0x40)) + b"\x80")
+    assert hmac_key(section(hmac_key_file=str(tmp_path / "key"))).endswith(b"\x80")  # type: ignore[union-attr]

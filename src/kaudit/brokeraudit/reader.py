@@ -37,6 +37,10 @@ _DURABLE_TIMEOUT_S = 30.0
 _SHORTEST_KEY = 16
 UNSIGNED = "no HMAC"
 BAD_HMAC = "HMAC does not match"
+# What the plugin leaves off the end of its key file: the bytes Java's
+# Character.isWhitespace calls whitespace, 0x1C to 0x1F among them (bytes.rstrip() keeps
+# those, and the two sides would hold different keys).
+_KEY_TRAILER = b" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
 
 
 def hmac_key(config: BrokerAuditorConfig) -> bytes | None:
@@ -44,12 +48,12 @@ def hmac_key(config: BrokerAuditorConfig) -> bytes | None:
     or None when none is configured."""
     if config.hmac_key_file:
         try:
-            key = Path(config.hmac_key_file).expanduser().read_bytes().rstrip()
+            key = Path(config.hmac_key_file).expanduser().read_bytes().rstrip(_KEY_TRAILER)
         except OSError as exc:
             issue = ConfigIssue("broker_auditor.hmac_key_file", f"cannot read it ({exc})")
             raise ConfigError([issue]) from exc
     elif config.hmac_key is not None:
-        key = (reveal(config.hmac_key) or "").encode().rstrip()
+        key = (reveal(config.hmac_key) or "").encode().rstrip(_KEY_TRAILER)
     else:
         return None
     if len(key) < _SHORTEST_KEY:
