@@ -177,8 +177,10 @@ def to_ocsf(event: AuditEvent) -> dict[str, Any]:
         "status": _STATUS.get(result, (2, "Failure"))[1],
         "actor": _actor(event),
     }
-    detail = event.action.error or ("Access denied" if result == "denied" else None)
-    if detail:
+    error = event.action.error
+    # An empty error is still what was recorded: kept, so nothing of the event is lost.
+    detail = error if error is not None else ("Access denied" if result == "denied" else None)
+    if detail is not None:
         out["status_detail"] = detail
     duration = event.action.duration_ms
     # OCSF's duration is a 64-bit count of milliseconds; anything else stays in unmapped.
