@@ -147,6 +147,18 @@ def ok(futures: dict[Any, Any]) -> None:
         future.result(timeout=30)
 
 
+def created(admin: AdminClient, topic: str) -> bool:
+    """Whether `admin` created `topic`; False while a new ACL has not yet reached the
+    authorizer (TOPIC_AUTHORIZATION_FAILED)."""
+    try:
+        ok(admin.create_topics([NewTopic(topic, 1, 1)]))
+    except KafkaException as exc:
+        if exc.args[0].code() == 29:
+            return False
+        raise
+    return True
+
+
 def test_acl_command_and_denials_behave_as_kafkas_own(
     kafka: KafkaInfo,
     kafka_tool: KafkaTool,
@@ -282,17 +294,7 @@ def test_management_operations_direct_to_the_broker_are_recorded(
     grant(kafka_tool, "User:alice", "--operation", "Alter", "--operation", "AlterConfigs",
           "--cluster")  # fmt: skip
     admin = AdminClient({**alice_config, "client.id": "mgmt-direct"})
-
-    def created() -> bool:
-        try:
-            ok(admin.create_topics([NewTopic(topic, 1, 1)]))
-        except KafkaException as exc:
-            if exc.args[0].code() == 29:  # the ACL has not reached the authorizer yet
-                return False
-            raise
-        return True
-
-    wait_for(created, "alice allowed to create topics by her new ACL")
+    wait_for(lambda: created(admin, topic), "alice allowed to create topics by her new ACL")
     ok(admin.create_partitions([NewPartitions(topic, 2)]))
     resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
         ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)
@@ -358,17 +360,7 @@ def test_a_client_id_like_the_auditors_hides_nothing(
     grant(kafka_tool, "User:alice", "--operation", "Write", "--topic", DECISIONS_TOPIC)
     disguise = {**alice_config, "client.id": "kaudit-broker-auditor-x"}
     admin = AdminClient(disguise)
-
-    def created() -> bool:
-        try:
-            ok(admin.create_topics([NewTopic(topic, 1, 1)]))
-        except KafkaException as exc:
-            if exc.args[0].code() == 29:  # the ACL has not reached the authorizer yet
-                return False
-            raise
-        return True
-
-    wait_for(created, "alice allowed to create topics by her new ACL")
+    wait_for(lambda: created(admin, topic), "alice allowed to create topics by her new ACL")
     ok(admin.delete_topics([topic]))
     producer = Producer({**disguise, "message.timeout.ms": 10000})
     errors: list[Any] = []
@@ -599,14 +591,7 @@ def test_through_the_gateway_is_matched_and_direct_is_a_bypass(
           "--topic", stem, "--resource-pattern-type", "prefixed")  # fmt: skip
 
     def create(settings: dict[str, str], topic: str) -> bool:
-        admin = AdminClient(settings)  # referenced until its futures resolve
-        try:
-            ok(admin.create_topics([NewTopic(topic, 1, 1)]))
-        except KafkaException as exc:
-            if exc.args[0].code() == 29:
-                return False
-            raise
-        return True
+        return created(AdminClient(settings), topic)
 
     wait_for(lambda: create(gw.client({**alice_config, "client.id": "via-gw"}), via),
              "alice's topic created through the gateway")  # fmt: skip
