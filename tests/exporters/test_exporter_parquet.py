@@ -35,7 +35,7 @@ from kaudit.errors import ConfigError, EventDecodeError, ExporterError
 from kaudit.events.model import AuthCheck, Authorization
 from kaudit.exporters.parquet import PARQUET_KEY, ParquetExporter
 from kaudit.exporters.parquet_format import COLUMNS, lines_table
-from kaudit.exporters.s3_verify import verify_s3
+from kaudit.exporters.export_verify import verify_s3
 from kaudit.generate import generate
 from kaudit.integrity.keys import KeyRing
 from kaudit.log.segments import LogReader
@@ -574,3 +574,66 @@ def test_a_copy_under_another_stream_name_with_the_same_digest_fails_verify(
     assert copy.removeprefix(PREFIX) in finding.message
     assert key.removeprefix(PREFIX) in finding.message
     assert "one content digest under two names" in finding.message
+
+
+@pytest.fixture
+def folder_export(pristine: Path, keys: Keys, tmp_path: Path) -> Path:
+    """The sealed log exported by a `file` destination with `encoding: parquet`."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    folder = tmp_path / "export"
+    destination = {
+        "type": "file",
+        "path": str(folder),
+        "encoding": "parquet",
+        "parquet": {"max_age_secs": 0},
+    }
+    runner = drain(Config.model_validate(_settings(data, keys, destination)))
+    assert runner.metrics.sent == GENERATED + 2 and runner.metrics.failed == 0
+    return folder
+
+
+def _verify_folder(folder: Path, keys: Keys) -> Any:
+    return CliRunner().invoke(
+        main,
+        ["verify", str(folder), "--public-key", str(keys.signer.public), "--json"]
+        + ["--hmac-key-env", HMAC_ENV],
+        catch_exceptions=False,
+    )
+
+
+def test_a_parquet_folder_verifies_against_the_checkpoints_copied_beside_it(
+    folder_export: Path, keys: Keys
+) -> None:
+    assert list(folder_export.glob("checkpoints/*.checkpoints.jsonl"))
+    result = _verify_folder(folder_export, keys)
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.output)
+    assert report["ok"] and report["events"] == GENERATED + 2, report
+    other = CliRunner().invoke(
+        main, ["verify", str(folder_export), "--public-key", str(keys.other.public)]
+    )
+    assert other.exit_code == 1, other.output  # signed by someone else
+
+
+def test_a_changed_deleted_or_stray_file_of_a_parquet_folder_fails_verify(
+    folder_export: Path, keys: Keys
+) -> None:
+    files = sorted(folder_export.glob("dt=*/*.parquet"))
+    assert len(files) >= 3
+    changed, deleted = files[0], files[1]
+    table = pq.read_table(changed)
+    values = table.column("actor_id").to_pylist()
+    values[1] = "User:nobody"
+    table = table.set_column(COLUMNS.index("actor_id"), "actor_id", pa.array(values, pa.string()))
+    pq.write_table(table, changed)
+    deleted.unlink()
+    (files[2].parent / "extra.parquet").write_bytes(files[2].read_bytes())
+    result = _verify_folder(folder_export, keys)
+    assert result.exit_code == 1, result.output
+    messages = " | ".join(f["message"] for f in orjson.loads(result.output)["findings"])
+    assert str(changed.relative_to(folder_export)) in messages, messages
+    assert "extra.parquet" in messages, messages
+    gone = PARQUET_KEY.fullmatch(str(deleted.relative_to(folder_export)))
+    assert gone is not None
+    assert f"..{int(gone.group(4))} are missing: the file holding them" in messages, messages

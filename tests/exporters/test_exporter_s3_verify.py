@@ -31,7 +31,7 @@ import kaudit
 from kaudit.cli import main
 from kaudit.config import Config
 from kaudit.config.model import AwsAccess
-from kaudit.exporters.s3_verify import verify_s3
+from kaudit.exporters.export_verify import verify_s3
 from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.verify import VerifyReport, VerifyUsageError
 from kaudit.log.segments import list_segments

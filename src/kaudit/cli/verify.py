@@ -117,7 +117,8 @@ def verify(
     checkpoints on the topic's companion `<topic>.checkpoints`) or an
     s3://bucket/prefix S3 destination's copy (against the checkpoints uploaded beside
     it; endpoint and credentials from the s3 destination in -c, else --endpoint-url and
-    the environment). With --public-key the signed Merkle checkpoints are checked
+    the environment), or a file destination's folder of Parquet files (against the
+    checkpoints copied beside them). With --public-key the signed Merkle checkpoints are checked
     (modified, missing, inserted, reordered and truncated events, bad or unknown
     signatures); with --hmac-key-env also each event's HMAC and the chain.
     """

@@ -18,9 +18,10 @@ they would make a file of `parquet.target_size_mb` or their first event has wait
 Rolling is crash safe: the parts being rolled are moved to `rolling/` first, and a roll
 found there on start is finished, with the same names, before new events are taken.
 
-On S3, the writer's signed checkpoints follow the files (exporters/s3_checkpoints.py),
-never ahead of the events uploaded, so `kaudit verify s3://…` checks Parquet objects as
-it checks JSON Lines ones (exporters/s3_verify.py).
+The writer's signed checkpoints follow the files (exporters/s3_checkpoints.py), to the
+bucket or to the folder's `checkpoints/`, never ahead of the events published, so
+`kaudit verify s3://…` (or `kaudit verify <folder>`) checks Parquet files against them as
+it checks JSON Lines objects (exporters/export_verify.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from kaudit.errors import EventDecodeError, ExporterError
 from kaudit.exporters.parquet_format import SCHEMA, WRITE_OPTIONS, ndjson_table
 from kaudit.exporters.records import Progress
 from kaudit.exporters.s3 import S3Exporter
+from kaudit.exporters.s3_checkpoints import CheckpointShipper, checkpoint_shipper
 from kaudit.log.cursor import safe_name
 
 log = logging.getLogger("kaudit.exporters.parquet")
@@ -150,10 +152,16 @@ class ParquetExporter:
         self.max_age_s = destination.parquet.max_age_secs
         self.s3: S3Exporter | None = None
         self.folder: Path | None = None
+        self.checkpoints: CheckpointShipper | None
+        """Copies the log's checkpoints beside the files (None: not for this log)."""
         if isinstance(destination, S3Destination):
             self.s3 = S3Exporter(destination, config)
+            self.checkpoints = self.s3.checkpoints
         else:
             self.folder = Path(destination.path).expanduser()
+            self.checkpoints = checkpoint_shipper(
+                destination, config, f"the folder {self.folder}", "", self._write_file
+            )
         self.spool = config.data_path / "exporters" / f"{safe_name(self.name)}.parquet-spool"
         self.rolling = self.spool / "rolling"
         self.files_written = 0
@@ -315,8 +323,8 @@ class ParquetExporter:
         self.last_name = name
         self.files_written += 1
         self._published_through = high
-        if self.s3 is not None and self.s3.checkpoints is not None:
-            self.s3.checkpoints.ship(high)
+        if self.checkpoints is not None:
+            self.checkpoints.ship(high)
 
     def _publish(self, name: str, body: bytes, low: int, high: int) -> None:
         if self.s3 is not None:
@@ -330,6 +338,10 @@ class ParquetExporter:
                 f"{self.s3.prefix}{name}", body, metadata, "application/vnd.apache.parquet"
             )
             return
+        self._write_file(name, body)
+
+    def _write_file(self, name: str, body: bytes) -> None:
+        """`body` as the file `name` under the folder, durably."""
         assert self.folder is not None
         target = self.folder / name
         try:
@@ -344,12 +356,14 @@ class ParquetExporter:
 
     def idle(self, delivered_through: int | None) -> None:
         """Caught up with the log: publish a file whose events have waited long enough,
-        then (S3) upload the checkpoints covering what is published."""
+        then copy the checkpoints covering what is published."""
         self._finish_roll()
         self._roll_when_due()
+        published = self._published_through if self._parts(self.spool) else delivered_through
         if self.s3 is not None:
-            spooled = bool(self._parts(self.spool))
-            self.s3.idle(self._published_through if spooled else delivered_through)
+            self.s3.idle(published)
+        elif self.checkpoints is not None:
+            self.checkpoints.ship(published)
 
     def close(self) -> None:
         if self.s3 is not None:

@@ -13,7 +13,7 @@ scoped to the prefix, once at start, keeping other rules of the bucket.
 With checkpoints on (`integrity.checkpoints`, a local log) and the whole log exported in
 native format, the writer's signed checkpoints are uploaded under `<prefix>checkpoints/`
 once their events are (exporters/s3_checkpoints.py), so `kaudit verify s3://…` can check
-the copy with the public key alone (exporters/s3_verify.py reads it back).
+the copy with the public key alone (exporters/export_verify.py reads it back).
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kaudit.config import Config
-from kaudit.config.model import LocalLog, S3Destination
+from kaudit.config.model import S3Destination
 from kaudit.errors import ExporterError
 from kaudit.exporters.aws import AWS_ERRORS, aws_error, error_code, http_status, make_client
 from kaudit.exporters.records import batch_key, render_lines
-from kaudit.exporters.s3_checkpoints import CheckpointShipper
-from kaudit.log.cursor import safe_name
+from kaudit.exporters.s3_checkpoints import checkpoint_shipper
 
 log = logging.getLogger("kaudit.exporters.s3")
 
@@ -63,34 +62,10 @@ class S3Exporter:
         self.last_key: str | None = None
         """The key of the last object written."""
         self.objects_written = 0
-        self.checkpoints = self._checkpoint_shipper(config)
+        self.checkpoints = checkpoint_shipper(
+            destination, config, "S3", self.prefix, self._put_checkpoints
+        )
         """Uploads the log's checkpoints beside the objects (None: not for this log)."""
-
-    def _checkpoint_shipper(self, config: Config) -> CheckpointShipper | None:
-        destination = self.destination
-        if not config.audit.integrity.checkpoints.enabled:
-            return None
-        if not isinstance(config.audit.log, LocalLog):
-            log.info(
-                "%s: the Kafka log's checkpoints stay on its companion topic; they are "
-                "not copied to S3",
-                self.name,
-            )
-            return None
-        if (
-            destination.format != "native"
-            or list(destination.events) != ["*"]
-            or destination.exclude_events
-        ):
-            log.warning(
-                "%s: checkpoints are not copied to S3: they sign the whole log in native "
-                "format, and this destination exports %s",
-                self.name,
-                "a selection of events" if destination.format == "native" else destination.format,
-            )
-            return None
-        state = config.data_path / "exporters" / f"{safe_name(self.name)}.checkpoints.json"
-        return CheckpointShipper(config.log_dir, state, self.prefix, self._put_checkpoints)
 
     def send(self, records: list[bytes]) -> None:
         if not records:

@@ -1,10 +1,12 @@
-"""Copying the local log's signed checkpoints to the S3 destination, beside its objects.
+"""Copying the local log's signed checkpoints beside an export: an S3 destination's
+objects, or the Parquet files of a `file` destination's folder.
 
-An export checked on its own (`kaudit verify s3://…` with the public key alone) needs the
+An export checked on its own (`kaudit verify s3://…`, or `kaudit verify` of the folder,
+with the public key alone) needs the
 writer's signed checkpoints next to the events, as the external anchor the integrity
 design speaks of: a bucket whose objects were changed, deleted or cut short no longer
 matches them. The records are uploaded as the local log keeps them (integrity/store.py),
-several to an object named `<prefix>checkpoints/<first size>-<last size>-<digest>
+several to an object (or file) named `<prefix>checkpoints/<first size>-<last size>-<digest>
 .checkpoints.jsonl`, and only once the events they cover are uploaded (a checkpoint of
 size n after event n - 1): so the copy never holds a checkpoint ahead of its events
 unless events were taken away. While the destination is idle the writer's heartbeat
@@ -25,8 +27,11 @@ from pathlib import Path
 
 import orjson
 
+from kaudit.config import Config
+from kaudit.config.model import DestinationBase, LocalLog
 from kaudit.files import open_private
 from kaudit.integrity.store import checkpoint_files
+from kaudit.log.cursor import safe_name
 
 log = logging.getLogger("kaudit.exporters.s3")
 
@@ -144,3 +149,42 @@ class CheckpointShipper:
             if len(records) < _MAX_RECORDS_PER_OBJECT:
                 self.uploaded += shipped
                 return shipped
+
+
+def checkpoint_shipper(
+    destination: DestinationBase,
+    config: Config,
+    where: str,
+    prefix: str,
+    upload: Callable[[str, bytes], None],
+) -> CheckpointShipper | None:
+    """The shipper copying the log's checkpoints beside `destination`'s export (`where`
+    names it in messages), or None when they cannot sign what it exports: checkpoints
+    off, a Kafka log (its checkpoints stay on the companion topic), or a destination
+    exporting a selection of events or another format than native."""
+    name = destination.display_name
+    if not config.audit.integrity.checkpoints.enabled:
+        return None
+    if not isinstance(config.audit.log, LocalLog):
+        log.info(
+            "%s: the Kafka log's checkpoints stay on its companion topic; they are "
+            "not copied to %s",
+            name,
+            where,
+        )
+        return None
+    if (
+        destination.format != "native"
+        or list(destination.events) != ["*"]
+        or destination.exclude_events
+    ):
+        log.warning(
+            "%s: checkpoints are not copied to %s: they sign the whole log in native "
+            "format, and this destination exports %s",
+            name,
+            where,
+            "a selection of events" if destination.format == "native" else destination.format,
+        )
+        return None
+    state = config.data_path / "exporters" / f"{safe_name(name)}.checkpoints.json"
+    return CheckpointShipper(config.log_dir, state, prefix, upload)

@@ -1,12 +1,12 @@
 """`kaudit verify` and `kaudit prove` as library calls: a SOURCE and options in, a report
 or a proof out, so the command line only parses options and prints.
 
-`verify_source` tells the sources apart and hands each to its verifier: a local log
-(or data) directory and a JSON Lines export to kaudit.integrity.verify, a `kafka://`
-log to its per-stream verifier, an `s3://` copy to exporters/s3_verify.py (which is why
-this lives above the exporters). `prove_source` makes an inclusion or a consistency
-proof from a local or a Kafka log. Usage errors are `UsageError`s naming the option at
-fault, as the command line spells it.
+`verify_source` tells the sources apart and hands each to its verifier: a local log (or
+data) directory and a JSON Lines export to kaudit.integrity.verify, a `kafka://` log to
+its per-stream verifier, an `s3://` copy or a folder of Parquet files to
+exporters/export_verify.py (which is why this lives above the exporters). `prove_source`
+makes an inclusion or a consistency proof from a local or a Kafka log. Usage errors are
+`UsageError`s naming the option at fault, as the command line spells it.
 
 The verifiers of Kafka and S3 are imported when asked for: they load the Kafka and AWS
 clients, which verifying a local log does not need.
@@ -92,10 +92,11 @@ def verify_source(
 ) -> VerifyReport | StreamReports:
     """Verify SOURCE: a local log (or data) directory, a JSON Lines file (an export), a
     kafka://[user[:password]@]host:port/topic Kafka log (each writer stream against its
-    checkpoints on the companion topic: a `StreamReports`) or an s3://bucket/prefix S3
+    checkpoints on the companion topic: a `StreamReports`), an s3://bucket/prefix S3
     destination's copy (against the checkpoints uploaded beside it; endpoint and
     credentials from the s3 destination in `config_path`, else `endpoint_url` and the
-    environment).
+    environment) or a `file` destination's folder of Parquet files (against the
+    checkpoints copied beside them).
 
     `anchors` (checkpoint files kept apart from the log) apply to a log directory,
     `config_path` and `endpoint_url` to S3. `progress` is called with the number of
@@ -105,7 +106,7 @@ def verify_source(
     if source.startswith("s3://"):
         if anchors:
             raise VerifyUsageError("--anchor applies to a log directory, not an S3 prefix")
-        from kaudit.exporters.s3_verify import verify_s3_source
+        from kaudit.exporters.export_verify import verify_s3_source
 
         return verify_s3_source(
             source,
@@ -119,6 +120,22 @@ def verify_source(
         )
     if endpoint_url:
         raise VerifyUsageError("--endpoint-url applies to an s3:// SOURCE")
+    folder = Path(source).expanduser()
+    if "://" not in source and folder.is_dir() and resolve_log_dir(folder) is None:
+        from kaudit.exporters.export_verify import is_parquet_folder, verify_folder_source
+
+        if is_parquet_folder(folder):
+            if anchors:
+                raise VerifyUsageError("--anchor applies to a log directory, not a Parquet export")
+            return verify_folder_source(
+                folder,
+                verifiers=verifiers,
+                hmac_key=hmac_key,
+                since=since,
+                until=until,
+                progress=progress,
+                config_path=config_path,
+            )
     try:
         kind, path = open_source(source)
     except KauditError as exc:

@@ -1,27 +1,31 @@
-"""Verifying an S3 destination's copy of the audit log: `kaudit verify s3://bucket/prefix`.
+"""Verifying an export's copy of the audit log: an S3 destination's objects
+(`kaudit verify s3://bucket/prefix`) or a `file` destination's folder of Parquet files
+(`kaudit verify <folder>`).
 
-The objects under the prefix are listed once: objects of events, named by stream and
-sequence range (exporters/s3.py) or Parquet files (exporters/parquet.py, whose columns
-are checked against their `event` column, their footer's statistics against their rows
-(exporters/parquet_footer.py), and their day against their name), and the
-signed checkpoints uploaded beside them (exporters/s3_checkpoints.py). Any other object
-in a `dt=` folder is a finding, since query engines read every file there as events;
-other objects elsewhere under the prefix are only counted in a note. The checkpoints
-are read first; then each object of events is streamed, gunzipped, into the verifier
-(`verify_parts` of kaudit.integrity.verify) in sequence order, one object open at a
-time, so memory does not grow with the copy. With the public key the copy is checked
-against the checkpoints: changed, deleted, inserted and reordered events, a deleted
-object and a cut-off end are all found.
+The objects under the prefix (or the files under the folder) are listed once: objects of
+events, named by stream and sequence range (exporters/s3.py) or Parquet files
+(exporters/parquet.py, whose columns are checked against their `event` column, their
+footer's statistics against their rows (exporters/parquet_footer.py), and their day
+against their name), and the signed checkpoints uploaded beside them
+(exporters/s3_checkpoints.py). Any other object in a `dt=` folder is a finding, since
+query engines read every file there as events; other objects elsewhere under the prefix
+are only counted in a note. The checkpoints are read first; then each object of events
+is streamed, gunzipped, into the verifier (`verify_parts` of kaudit.integrity.verify) in
+sequence order, one object open at a time, so memory does not grow with the copy. With
+the public key the copy is checked against the checkpoints: changed, deleted, inserted
+and reordered events, a deleted object and a cut-off end are all found.
 
 The objects of all streams under the prefix are checked as one log: a local log has one
 writer, whose events may carry the host of whoever sent them (the stream in the name).
 
 Listing needs s3:ListBucket and reading s3:GetObject. When the bucket cannot be listed
-(no such bucket, access denied, no credentials, no answer) nothing was verified: that
-is a `VerifyUsageError`, not a finding.
+(no such bucket, access denied, no credentials, no answer) nothing was verified: that is
+a `VerifyUsageError`, not a finding.
 
-This lives with the exporters, not in kaudit.integrity: it reads what the S3 exporter
-wrote (its object names, its client), and integrity knows nothing of exporters.
+A folder is read as a bucket is, its files' paths (with `/`) being the objects' keys.
+
+This lives with the exporters, not in kaudit.integrity: it reads what the exporters
+wrote (their object names, the S3 client), and integrity knows nothing of exporters.
 """
 
 from __future__ import annotations
@@ -34,17 +38,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import IO, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from kaudit.config import load_config
-from kaudit.config.model import AwsAccess, S3Destination
+from kaudit.config.destinations import FileDestination, ParquetFiles, S3Destination
+from kaudit.config.model import AwsAccess
 from kaudit.exporters.aws import AWS_ERRORS, aws_error, make_client
 from kaudit.exporters.parquet import PARQUET_KEY
 from kaudit.exporters.parquet_footer import footer_problem
 from kaudit.exporters.parquet_format import read_checked
 from kaudit.exporters.s3 import DATA_KEY
-from kaudit.exporters.s3_checkpoints import CHECKPOINT_KEY
+from kaudit.exporters.s3_checkpoints import CHECKPOINT_KEY, CHECKPOINTS_DIR
 from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.store import StoredCheckpoint, parse_record
 from kaudit.integrity.verify import (
@@ -85,7 +91,80 @@ class _Body(io.RawIOBase):
         return len(data)
 
 
-class _Bucket:
+class _Export:
+    """Where an export lies, listed and read by key: `where` names it, `prefix` is the
+    part of every key before the export's own names."""
+
+    where: str
+    prefix: str
+
+    def listing(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    def read(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def opener(self, key: str) -> Callable[[], Any]:
+        raise NotImplementedError
+
+    def parquet_opener(self, key: str, day: str, digest: str) -> Callable[[], Any]:
+        """A Parquet object's events as native lines, once its columns are checked to be
+        what its events say, its events to be of its day, and its footer's statistics and
+        metadata to be what its rows say (an OSError when not). Once its events are read,
+        the digest in its name must be its content's: the exporter names a file by what
+        it holds, so a copy under another name (which engines would count twice) or a
+        renamed file is found, after what its events themselves show."""
+
+        @contextmanager
+        def open_events() -> Iterator[IO[bytes]]:
+            data = self.read(key)
+            lines = read_checked(data, day, key)
+            problem = footer_problem(data)
+            if problem is not None:
+                raise OSError(f"{key}: {problem}")
+            yield io.BytesIO(lines)
+            actual = hashlib.sha256(data).hexdigest()[: len(digest)]
+            if actual != digest:
+                raise OSError(
+                    f"{key}: the digest in its name ({digest}) is not its content's "
+                    f"({actual}): a copy or a renamed file, which query engines would read "
+                    "as well"
+                )
+
+        return open_events
+
+
+class _Folder(_Export):
+    """The files under a local folder (a `file` destination's Parquet export)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.prefix = ""
+        self.where = str(folder)
+
+    def listing(self) -> Iterator[str]:
+        for top, dirs, files in os.walk(self.folder, onerror=self._unlisted):
+            dirs.sort()
+            base = Path(top).relative_to(self.folder).as_posix()
+            for name in sorted(files):
+                yield name if base == "." else f"{base}/{name}"
+
+    def _unlisted(self, exc: OSError) -> None:
+        raise VerifyUsageError(f"cannot list {self.where}: {exc}")
+
+    def read(self, key: str) -> bytes:
+        return (self.folder / key).read_bytes()
+
+    def opener(self, key: str) -> Callable[[], Any]:
+        @contextmanager
+        def open_events() -> Iterator[IO[bytes]]:
+            with gzip.open(self.folder / key, "rb") as f:
+                yield cast(IO[bytes], f)
+
+        return open_events
+
+
+class _Bucket(_Export):
     """The objects under one prefix of one bucket, and reading them."""
 
     def __init__(self, access: AwsAccess, bucket: str, prefix: str) -> None:
@@ -134,35 +213,9 @@ class _Bucket:
 
         return open_events
 
-    def parquet_opener(self, key: str, day: str, digest: str) -> Callable[[], Any]:
-        """A Parquet object's events as native lines, once its columns are checked to be
-        what its events say, its events to be of its day, and its footer's statistics and
-        metadata to be what its rows say (an OSError when not). Once its events are read,
-        the digest in its name must be its content's: the exporter names a file by what
-        it holds, so a copy under another name (which engines would count twice) or a
-        renamed file is found, after what its events themselves show."""
-
-        @contextmanager
-        def open_events() -> Iterator[IO[bytes]]:
-            data = self.read(key)
-            lines = read_checked(data, day, key)
-            problem = footer_problem(data)
-            if problem is not None:
-                raise OSError(f"{key}: {problem}")
-            yield io.BytesIO(lines)
-            actual = hashlib.sha256(data).hexdigest()[: len(digest)]
-            if actual != digest:
-                raise OSError(
-                    f"{key}: the digest in its name ({digest}) is not its content's "
-                    f"({actual}): a copy or a renamed file, which query engines would read "
-                    "as well"
-                )
-
-        return open_events
-
 
 def _checkpoint_records(
-    bucket: _Bucket, keys: list[str]
+    bucket: _Export, keys: list[str]
 ) -> Iterator[tuple[str, int, StoredCheckpoint | str]]:
     for key in keys:
         name = key[len(bucket.prefix) :].lstrip("/")
@@ -180,6 +233,10 @@ def _checkpoint_records(
 
 def _gone(lo: int, hi: int) -> str:
     return f"{lo:012d}-{hi:012d}-….jsonl.gz"
+
+
+def _gone_file(lo: int, hi: int) -> str:
+    return f"dt=…/…_{lo:012d}-{hi:012d}-….parquet"
 
 
 def verify_s3(
@@ -202,7 +259,68 @@ def verify_s3(
     events it covers, which wait up to the destination's `batch_interval_secs` (60 by
     default) to be sent, and the next upload may be one more interval away.
     """
-    store = _Bucket(access, bucket, prefix)
+    return _verify_export(
+        _Bucket(access, bucket, prefix),
+        verifiers=verifiers,
+        hmac_key=hmac_key,
+        since=since,
+        until=until,
+        now=now,
+        progress=progress,
+        heartbeat_grace=heartbeat_grace,
+    )
+
+
+def is_parquet_folder(folder: Path) -> bool:
+    """Whether `folder` holds a `file` destination's Parquet export (`dt=` folders or the
+    `checkpoints/` copied beside them), rather than a log."""
+    try:
+        return any(
+            (entry.name.startswith("dt=") or entry.name == CHECKPOINTS_DIR.rstrip("/"))
+            and entry.is_dir()
+            for entry in os.scandir(folder)
+        )
+    except OSError:
+        return False
+
+
+def verify_folder(
+    folder: Path,
+    *,
+    verifiers: KeyRing | None,
+    hmac_key: bytes | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    heartbeat_grace: timedelta = timedelta(seconds=130),
+) -> VerifyReport:
+    """Verify a `file` destination's folder of Parquet files against the checkpoints
+    copied beside them, as `verify_s3` does a bucket."""
+    return _verify_export(
+        _Folder(folder),
+        verifiers=verifiers,
+        hmac_key=hmac_key,
+        since=since,
+        until=until,
+        now=now,
+        progress=progress,
+        heartbeat_grace=heartbeat_grace,
+    )
+
+
+def _verify_export(
+    store: _Export,
+    *,
+    verifiers: KeyRing | None,
+    hmac_key: bytes | None,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime | None,
+    progress: Callable[[int], None] | None,
+    heartbeat_grace: timedelta,
+) -> VerifyReport:
+    prefix = store.prefix
     parts: list[LogPart] = []
     checkpoint_keys: list[str] = []
     others = 0
@@ -212,6 +330,7 @@ def verify_s3(
     named_by_digest: dict[str, str] = {}
     copies: list[tuple[str, str]] = []
     streams: set[str] = set()
+    parquet = False
     for key in store.listing():
         rest = key[len(prefix) :]
         if CHECKPOINT_KEY.fullmatch(rest):
@@ -227,6 +346,7 @@ def verify_s3(
                     others += 1
                 continue
             streams.add(table.group(2))
+            parquet = True
             name = rest.lstrip("/")
             first_named = named_by_digest.setdefault(table.group(5), name)
             if first_named != name:
@@ -246,9 +366,9 @@ def verify_s3(
         )
     if not parts and not checkpoint_keys:
         raise VerifyUsageError(
-            f"{store.where} holds no objects of a kaudit S3 destination "
-            "(<stream>/<first>-<last>-<digest>.jsonl.gz, or "
-            "dt=<day>/<stream>_<first>-<last>-<digest>.parquet)"
+            f"{store.where} holds no objects of a kaudit export "
+            "(an s3 destination's <stream>/<first>-<last>-<digest>.jsonl.gz, or "
+            "dt=<day>/<stream>_<first>-<last>-<digest>.parquet files)"
         )
     notes = []
     if others:
@@ -278,8 +398,8 @@ def verify_s3(
         now=now,
         progress=progress,
         heartbeat_grace=heartbeat_grace,
-        noun="object",
-        gone_name=_gone,
+        noun="object" if isinstance(store, _Bucket) else "file",
+        gone_name=_gone_file if parquet else _gone,
         notes=notes,
     )
     if not strays and not copies:
@@ -372,4 +492,40 @@ def verify_s3_source(
         # A checkpoint is uploaded after its events, which wait up to a batch interval to
         # be sent, and the next upload is up to one more away.
         heartbeat_grace=timedelta(seconds=10 + 2 * batch_interval),
+    )
+
+
+def verify_folder_source(
+    folder: Path,
+    *,
+    verifiers: KeyRing | None,
+    hmac_key: bytes | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+) -> VerifyReport:
+    """`kaudit verify <folder>` of a `file` destination's Parquet export: its files
+    against the checkpoints copied beside them. The last checkpoint may lag the log by
+    up to twice the time a file waits to be complete (`parquet.max_age_secs`, from the
+    file destination writing `folder` in `config_path`, else its default)."""
+    max_age = ParquetFiles.model_fields["max_age_secs"].default
+    if config_path:
+        resolved = folder.expanduser().resolve()
+        for destination in load_config(config_path).audit.all_destinations:
+            if (
+                isinstance(destination, FileDestination)
+                and destination.encoding == "parquet"
+                and Path(destination.path).expanduser().resolve() == resolved
+            ):
+                max_age = destination.parquet.max_age_secs
+                break
+    return verify_folder(
+        folder,
+        verifiers=verifiers,
+        hmac_key=hmac_key,
+        since=since,
+        until=until,
+        progress=progress,
+        heartbeat_grace=timedelta(seconds=10 + 2 * max_age),
     )
