@@ -284,31 +284,6 @@ def is_parquet_folder(folder: Path) -> bool:
         return False
 
 
-def verify_folder(
-    folder: Path,
-    *,
-    verifiers: KeyRing | None,
-    hmac_key: bytes | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    now: datetime | None = None,
-    progress: Callable[[int], None] | None = None,
-    heartbeat_grace: timedelta = timedelta(seconds=130),
-) -> VerifyReport:
-    """Verify a `file` destination's folder of Parquet files against the checkpoints
-    copied beside them, as `verify_s3` does a bucket."""
-    return _verify_export(
-        _Folder(folder),
-        verifiers=verifiers,
-        hmac_key=hmac_key,
-        since=since,
-        until=until,
-        now=now,
-        progress=progress,
-        heartbeat_grace=heartbeat_grace,
-    )
-
-
 def _verify_export(
     store: _Export,
     *,
@@ -520,12 +495,13 @@ def verify_folder_source(
             ):
                 max_age = destination.parquet.max_age_secs
                 break
-    return verify_folder(
-        folder,
+    return _verify_export(
+        _Folder(folder),
         verifiers=verifiers,
         hmac_key=hmac_key,
         since=since,
         until=until,
+        now=None,
         progress=progress,
         heartbeat_grace=timedelta(seconds=10 + 2 * max_age),
     )
