@@ -18,7 +18,8 @@ import kaudit
 from kaudit.alerts import AlertEngine, rules
 from kaudit.alerts.engine import state_path
 from kaudit.alerts.replay import replay
-from kaudit.alerts.rules import MAX_CLOCK_SKEW_S, Evaluator, compile_rules
+from kaudit.alerts.rules import MAX_CLOCK_SKEW_S, Evaluator
+from kaudit.alerts.ruleset import compile_rules
 from kaudit.alerts.state import AlertRecord
 from kaudit.config import Config, load_config_text
 

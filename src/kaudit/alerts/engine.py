@@ -34,7 +34,8 @@ import orjson
 
 from kaudit.alerts.notifiers import Notifier, build_notifier
 from kaudit.alerts.probes import ChainWatch, Probes
-from kaudit.alerts.rules import MAX_GROUPS_PER_RULE, CompiledRule, Evaluator, compile_rules
+from kaudit.alerts.rules import MAX_GROUPS_PER_RULE, Evaluator
+from kaudit.alerts.ruleset import CompiledRule, compile_rules
 from kaudit.alerts.state import AlertRecord, StateStore
 from kaudit.config import Config
 from kaudit.config.alerts import alert_warnings
