@@ -422,3 +422,44 @@ def test_a_batch_given_up_at_close_is_not_taken_for_the_next_one(
     metrics = recorder.metrics()
     assert metrics["kaudit_events_written_total"] == 4  # before, after-1, after-2, degraded
     assert metrics["kaudit_events_dropped_total"] == 1
+
+
+def test_a_batch_given_up_in_part_counts_each_event_once(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    """The topic takes records of up to 20 kB: a batch holding a larger event (random:
+    compression leaves it as large) fails in the partition of that event only. Given up at close, its events the broker took are
+    counted written, the others lost, and the batch after it is written whole."""
+    create_topic(kafka.client_config(), unique_topic, 3, {"max.message.bytes": "20000"})
+    config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic)
+    sink = KafkaLogSink(config.audit.log, tmp_path / "kafka-log")  # type: ignore[arg-type]
+    recorder = Recorder(sink, RecorderSettings(failure_policy="fail_open", batch_max_events=7))
+
+    def emit(name: str, size: int = 0) -> None:
+        recorder.emit("topic.deleted", actor="User:u", resource=f"topic:{name}",
+                      details={"pad": os.urandom(size).hex()})  # fmt: skip
+
+    emit("big-0", 50_000)  # a batch of its own, retried until close gives it up
+    wait_for(lambda: recorder.metrics()["kaudit_log_write_errors_total"] >= 1, "a failed write")
+    for i in range(6):
+        emit(f"given-up-{i}")
+    emit("big-1", 50_000)  # with the six before: one batch, partly taken, given up
+    after = [f"after-{i}" for i in range(6)]
+    for name in after:
+        emit(name)
+    with pytest.raises(AuditUnavailableError):
+        recorder.close(timeout=0)
+    events = _read_all(kafka.bootstrap_servers, unique_topic)
+    written = [e["resource"]["id"] for e in events if e["event_type"] == "topic.deleted"]
+    assert set(after) <= set(written)
+    assert "big-0" not in written and "big-1" not in written
+    assert any(name.startswith("given-up-") for name in written)  # taken, though given up
+    by_sequence: dict[int, set[str]] = {}
+    for e in events:
+        by_sequence.setdefault(e["integrity"]["sequence_number"], set()).add(e["event_id"])
+    assert all(len(ids) == 1 for ids in by_sequence.values()), "a number names two events"
+    metrics = recorder.metrics()
+    assert metrics["kaudit_events_written_total"] == len(events)
+    assert metrics["kaudit_events_dropped_total"] == 14 - len(written)
+    [degraded] = [e for e in events if e["event_type"] == "audit.degraded"]
+    assert degraded["details"]["dropped_events"] == 14 - len(written)

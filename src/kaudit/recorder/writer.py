@@ -258,13 +258,18 @@ class Writer:
     def _give_up(self, lines: list[bytes]) -> None:
         """A batch the log did not take by the deadline of close: the log drops what it
         still holds of it (and keeps its sequence numbers from being reused if some of it
-        may have been written); its events are counted lost and, like dropped ones,
-        reported once the log takes a batch again."""
+        may have been written). Its lines the log says it has are counted written (and
+        are durable for the checkpoints); the others are counted lost and, like dropped
+        events, reported once the log takes a batch again: no event is both."""
         abandon = getattr(self.sink, "abandon", None)
-        if callable(abandon):
-            abandon()
-        self.queue.count_lost(len(lines), report=True)
-        self.unwritten += len(lines)
+        kept = [lines[i] for i in abandon()] if callable(abandon) else []
+        if kept:
+            self.written += len(kept)
+            if self.sealer is not None:
+                self.sealer.appended(kept)
+        lost = len(lines) - len(kept)
+        self.queue.count_lost(lost, report=True)
+        self.unwritten += lost
 
     def _appended(self, lines: list[bytes], started: float) -> None:
         """What follows a durable batch: counts, the checkpoints, and drop reports."""

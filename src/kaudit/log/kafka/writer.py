@@ -332,13 +332,12 @@ class KafkaLogSink:
         self._producer.poll(0)  # serve error callbacks: a fatal error replaces the producer
         self._replace_fatal_producer()
         if len(self._producer) == 0:
-            # Everything produced before is reported: what did not fail is acknowledged.
-            retry = self._failed & self._produced
-            done = self._produced - retry
-        else:
-            done, retry = self._produced, set()
+            # Everything produced before is reported: what did not fail is acknowledged,
+            # what failed is produced again (and counts as produced only once it is).
+            self._produced -= self._failed
         self._failure = None
-        todo = [i for i in range(len(lines)) if base + i not in done or base + i in retry]
+        done = self._produced
+        todo = [i for i in range(len(lines)) if base + i not in done]
         self._failed.clear()
         produce = self._producer.produce
         topic = self.topic
@@ -395,31 +394,47 @@ class KafkaLogSink:
         if time.monotonic() - self._saved_at >= _STATE_SAVE_EVERY_S:
             self._save_state()
 
-    def abandon(self) -> None:
-        """Give up the batch being appended: the recorder counts its events lost. Its
-        records still queued are purged, never to be delivered for it or taken for another
-        batch's. If any of its records was handed to the producer, it may be in the topic
-        (acknowledged, or in flight when purged): the batch's sequence numbers are then
+    def abandon(self) -> list[int]:
+        """Give up the batch being appended; the indexes of its lines that were
+        acknowledged (in the topic: the recorder counts them written, the rest lost).
+        Its records still queued are purged, never to be delivered for it or taken for
+        another batch's. If any of its records was handed to the producer, some may be in
+        the topic beyond those acknowledged (a record that timed out or was purged in
+        flight may still have been written): the batch's sequence numbers are then
         spent, so that no number ever names two events; the verifier sees the gap, and
         the recorder's audit.degraded event says how many events were lost."""
-        batch, produced = self._batch, bool(self._produced)
+        batch, produced = self._batch, self._produced
         self._batch = None
-        if produced:
-            self._producer.purge()
-            with contextlib.suppress(KafkaException, SystemError):
-                self._producer.poll(0)  # the purged records are reported (and ignored)
-        self._produced.clear()
-        self._failed.clear()
+        acknowledged: list[int] = []
         if batch is not None and produced:
+            held, errors = self._producer, self._errors
+            if len(held):
+                # What follows goes through a new producer: purging records in flight
+                # leaves an idempotent producer to recover its sequence state first.
+                self._producer = self._new_producer()
+                held.purge()  # blocking: every purged record is reported...
+            with contextlib.suppress(KafkaException, SystemError):
+                held.poll(0)  # ...here, as failed
             first, count, _ = batch
+            # Only failures are reported: what did not fail was acknowledged once every
+            # record is reported, unless the producer failed fatally (then its reports
+            # may be missing, and nothing is known to be in the topic).
+            if len(held) == 0 and not errors.producer_fatal:
+                delivered = produced - self._failed
+                acknowledged = [i for i in range(count) if first + i in delivered]
             self.next_sequence = max(self.next_sequence, first + count)
             log.error(
-                "kafka audit log %s: %d events given up; sequence numbers %d-%d are not used again",
+                "kafka audit log %s: %d of %d events given up; sequence numbers %d-%d are "
+                "not used again",
                 self.topic,
+                count - len(acknowledged),
                 count,
                 first,
                 first + count - 1,
             )
+        self._produced = set()
+        self._failed.clear()
+        return acknowledged
 
     def _records(
         self, lines: Sequence[bytes], keys: Sequence[bytes] | None, todo: list[int]
