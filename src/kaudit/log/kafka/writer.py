@@ -423,6 +423,7 @@ class KafkaLogSink:
                 delivered = produced - self._failed
                 acknowledged = [i for i in range(count) if first + i in delivered]
             self.next_sequence = max(self.next_sequence, first + count)
+            self._appended_at = time.monotonic()  # saved at close: the numbers stay spent
             log.error(
                 "kafka audit log %s: %d of %d events given up; sequence numbers %d-%d are "
                 "not used again",
