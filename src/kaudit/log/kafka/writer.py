@@ -12,8 +12,9 @@ a failure are not produced again when the recorder retries the batch (they are t
 by sequence number, for that batch only: its first sequence number, size and first
 line), while records that were in flight when a write timed out may reach the topic
 twice — delivery is at-least-once and readers drop duplicates by `event_id`. A batch the
-recorder gives up on (`abandon`, at close) has its queued records purged and, if any of
-them was produced, its sequence numbers spent: one may be in the topic already, so no
+recorder gives up on (`abandon`, at close) has its queued records purged and its
+acknowledged events told back (those are written, the rest lost) and, if any of its
+records was produced, its sequence numbers spent: one may be in the topic already, so no
 later event is given the same number.
 `append` is `send` and then `confirm` (which waits for the acknowledgements): the
 recorder's writer calls them apart and encodes its next batch in between.
