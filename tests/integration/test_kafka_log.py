@@ -428,8 +428,9 @@ def test_a_batch_given_up_in_part_counts_each_event_once(
     kafka: KafkaInfo, unique_topic: str, tmp_path: Path
 ) -> None:
     """The topic takes records of up to 20 kB: a batch holding a larger event (random:
-    compression leaves it as large) fails in the partition of that event only. Given up at close, its events the broker took are
-    counted written, the others lost, and the batch after it is written whole."""
+    compression leaves it as large) fails in the partition of that event only. Given up
+    at close, its events the broker took are counted written, the others lost, and the
+    batch after it is written whole."""
     create_topic(kafka.client_config(), unique_topic, 3, {"max.message.bytes": "20000"})
     config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic)
     sink = KafkaLogSink(config.audit.log, tmp_path / "kafka-log")  # type: ignore[arg-type]
