@@ -14,7 +14,8 @@ import orjson
 
 from kaudit.alerts.compiled import path_getter
 from kaudit.alerts.projection import Projection
-from kaudit.alerts.rules import CompiledRule, Evaluator, compile_rules
+from kaudit.alerts.rules import Evaluator
+from kaudit.alerts.ruleset import CompiledRule, compile_rules
 from kaudit.alerts.state import AlertRecord
 from kaudit.config import load_config, load_config_text
 

@@ -11,7 +11,8 @@ import pytest
 from alert_servers import SmtpServer
 
 from kaudit.alerts.notifiers import build_notifier
-from kaudit.alerts.rules import Evaluator, compile_rules
+from kaudit.alerts.rules import Evaluator
+from kaudit.alerts.ruleset import compile_rules
 from kaudit.alerts.state import AlertRecord
 from kaudit.config import load_config_text
 from kaudit.config.alerts import Notify

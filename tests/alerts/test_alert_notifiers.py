@@ -14,7 +14,8 @@ import pytest
 from alert_servers import AlertReceiver
 
 from kaudit.alerts.notifiers import build_notifier
-from kaudit.alerts.rules import Evaluator, compile_rules, dedup_key
+from kaudit.alerts.rules import Evaluator, dedup_key
+from kaudit.alerts.ruleset import compile_rules
 from kaudit.alerts.state import AlertRecord
 from kaudit.config import load_config_text
 from kaudit.config.alerts import Notify

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kaudit.alerts.rules import Evaluator, compile_rules, dedup_key
+from kaudit.alerts.rules import Evaluator, dedup_key
+from kaudit.alerts.ruleset import compile_rules
 from kaudit.alerts.state import AlertRecord
 from kaudit.config import load_config_text
 

@@ -5,6 +5,7 @@ make a restart skip the log."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +16,10 @@ import pytest
 
 import kaudit
 from kaudit.alerts import AlertEngine, rules
+from kaudit.alerts.engine import state_path
 from kaudit.alerts.replay import replay
-from kaudit.alerts.rules import MAX_CLOCK_SKEW_S, Evaluator, compile_rules
+from kaudit.alerts.rules import MAX_CLOCK_SKEW_S, Evaluator
+from kaudit.alerts.ruleset import compile_rules
 from kaudit.alerts.state import AlertRecord
 from kaudit.config import Config, load_config_text
 
@@ -254,6 +257,60 @@ def test_a_forged_huge_sequence_number_does_not_make_a_restart_skip_the_log(
     assert engine.drain() == 1
     assert engine.counters.events_judged == 1
     assert engine.counters.alerts_fired == 1  # the window of three is met across restarts
+    engine.close()
+
+
+def test_forged_consecutive_numbers_do_not_make_a_restart_skip_real_events(
+    tmp_path: Path,
+) -> None:
+    """Two forged lines numbered H and H+1 look like the log going on: the engine still
+    resumes where it read to in the log, so the real events after them are judged after a
+    restart; the jump in numbers fires log_integrity."""
+    config = _engine_config(tmp_path, "  builtin_alerts:\n    log_integrity: {enabled: true}\n")
+    high = 10**12
+    with kaudit.open(config) as session:
+        _denied(session)
+        forged = {"event_type": "topic.created", "timestamp": _stamp(time.time()),
+                  "actor": {"id": "User:x"}}  # fmt: skip
+        _append(config, *({**forged, "event_id": f"evt_forged_{seq}",
+                           "integrity": {"sequence_number": seq}}
+                          for seq in (high, high + 1)))  # fmt: skip
+        engine = AlertEngine(config)
+        assert engine.drain() == 3
+        [broken] = engine.store.unrecorded()
+        assert broken.rule == "builtin.log_integrity"
+        assert broken.data["details"]["problem"] == f"sequence number {high} follows 0"
+        engine.close()
+        _denied(session)  # the writer goes on with its own numbers: 1, 2
+        _denied(session)
+    engine = AlertEngine(config)
+    assert engine.drain() == 2
+    assert engine.counters.events_judged == 2
+    fired = [a for a in engine.store.unrecorded() if a.rule == "access-denied-spike"]
+    assert [a.status for a in fired] == ["fired"]  # the third denial, across the restart
+    engine.close()
+
+
+def test_a_state_saved_before_positions_resumes_at_the_cursor_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state store of an earlier kaudit has only the sequence number reached: the
+    engine resumes at the cursor (not past that number) and says why."""
+    config = _engine_config(tmp_path)
+    with kaudit.open(config) as session:
+        _denied(session)
+        engine = AlertEngine(config)
+        assert engine.drain() == 1
+        engine.close()
+        with sqlite3.connect(state_path(config)) as db:  # as an earlier kaudit left it
+            db.execute("DELETE FROM meta WHERE key = 'position'")
+            db.execute("UPDATE meta SET value = '1000000000000' WHERE key = 'last_sequence'")
+        _denied(session)
+        _denied(session)
+    engine = AlertEngine(config)
+    assert "holds no position in the log; resuming at the cursor" in caplog.text
+    assert engine.drain() == 2
+    assert engine.counters.alerts_fired == 1
     engine.close()
 
 

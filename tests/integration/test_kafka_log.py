@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,16 @@ from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.errors import AuditUnavailableError, LogError
 from kaudit.log.kafka import KafkaLogReader, KafkaLogSink
 from kaudit.reading import iter_lines
-from support.kafka import KafkaTool, create_topic, grant, grant_topic, kafka_log, read_messages
+from kaudit.recorder.core import Recorder, RecorderSettings
+from support.kafka import (
+    KafkaTool,
+    create_topic,
+    grant,
+    grant_topic,
+    kafka_log,
+    read_messages,
+    wait_for,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -349,3 +360,107 @@ def test_writing_resumes_once_the_acl_is_granted(
     degraded = [e for e in events if e["event_type"] == "audit.degraded"]
     assert degraded and degraded[0]["details"]["dropped_events"] == dropped
     assert types.count("topic.deleted") == 20 - dropped
+
+
+def test_a_batch_given_up_at_close_is_not_taken_for_the_next_one(
+    own_broker: LocalKafka, tmp_path: Path
+) -> None:
+    """Close gives up a batch whose record a paused broker holds; the broker then answers
+    while close still writes. The next batch is written whole, under sequence numbers
+    the given-up one never had (its record may be in the topic), and the given-up event is
+    counted lost and reported in audit.degraded, never counted written."""
+    info = own_broker.status()
+    assert info is not None and info.pid is not None
+    topic = "__oprtr_audit_log"
+    config = _log_config(tmp_path, info.bootstrap_servers, topic, user=None, write_timeout_ms=1000)
+    sink = KafkaLogSink(config.audit.log, tmp_path / "kafka-log")  # type: ignore[arg-type]
+    recorder = Recorder(sink, RecorderSettings(failure_policy="fail_open"))
+
+    def emit(resource: str, *, durable: bool = False) -> None:
+        recorder.emit("topic.deleted", actor="User:u", resource=resource, durable=durable)
+
+    def taken() -> int:
+        metrics = recorder.metrics()  # received: taken by the writer, or still queued
+        return int(metrics["kaudit_events_received_total"]) - int(metrics["kaudit_queue_depth"])
+
+    def dropped() -> int:
+        return int(recorder.metrics()["kaudit_events_dropped_total"])
+
+    emit("topic:before", durable=True)  # the producer has its id: records go in flight
+    failures: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            recorder.close(timeout=0.1)
+        except BaseException as exc:
+            failures.append(exc)
+
+    os.kill(info.pid, signal.SIGSTOP)
+    try:
+        emit("topic:given-up")
+        wait_for(lambda: taken() == 2, "the writer sending the event")
+        emit("topic:after-1")
+        emit("topic:after-2")
+        closing = threading.Thread(target=close)
+        closing.start()
+        wait_for(lambda: dropped() == 1, "the batch given up")
+    finally:
+        os.kill(info.pid, signal.SIGCONT)
+    closing.join(60)
+    assert not closing.is_alive()
+    [failure] = failures
+    assert isinstance(failure, AuditUnavailableError) and "1 audit events" in str(failure)
+    events = _read_all(info.bootstrap_servers, topic)
+    resources = [e["resource"]["id"] for e in events if e["event_type"] == "topic.deleted"]
+    assert {"before", "after-1", "after-2"} <= set(resources)
+    by_sequence: dict[int, set[str]] = {}
+    for e in events:
+        by_sequence.setdefault(e["integrity"]["sequence_number"], set()).add(e["event_id"])
+    assert all(len(ids) == 1 for ids in by_sequence.values()), "a number names two events"
+    [degraded] = [e for e in events if e["event_type"] == "audit.degraded"]
+    assert degraded["details"]["dropped_events"] == 1
+    metrics = recorder.metrics()
+    assert metrics["kaudit_events_written_total"] == 4  # before, after-1, after-2, degraded
+    assert metrics["kaudit_events_dropped_total"] == 1
+
+
+def test_a_batch_given_up_in_part_counts_each_event_once(
+    kafka: KafkaInfo, unique_topic: str, tmp_path: Path
+) -> None:
+    """The topic takes records of up to 20 kB: a batch holding a larger event (random:
+    compression leaves it as large) fails in the partition of that event only. Given up
+    at close, its events the broker took are counted written, the others lost, and the
+    batch after it is written whole."""
+    create_topic(kafka.client_config(), unique_topic, 3, {"max.message.bytes": "20000"})
+    config = _log_config(tmp_path, kafka.sasl_bootstrap_servers, unique_topic)
+    sink = KafkaLogSink(config.audit.log, tmp_path / "kafka-log")  # type: ignore[arg-type]
+    recorder = Recorder(sink, RecorderSettings(failure_policy="fail_open", batch_max_events=7))
+
+    def emit(name: str, size: int = 0) -> None:
+        recorder.emit("topic.deleted", actor="User:u", resource=f"topic:{name}",
+                      details={"pad": os.urandom(size).hex()})  # fmt: skip
+
+    emit("big-0", 50_000)  # a batch of its own, retried until close gives it up
+    wait_for(lambda: recorder.metrics()["kaudit_log_write_errors_total"] >= 1, "a failed write")
+    for i in range(6):
+        emit(f"given-up-{i}")
+    emit("big-1", 50_000)  # with the six before: one batch, partly taken, given up
+    after = [f"after-{i}" for i in range(6)]
+    for name in after:
+        emit(name)
+    with pytest.raises(AuditUnavailableError):
+        recorder.close(timeout=0)
+    events = _read_all(kafka.bootstrap_servers, unique_topic)
+    written = [e["resource"]["id"] for e in events if e["event_type"] == "topic.deleted"]
+    assert set(after) <= set(written)
+    assert "big-0" not in written and "big-1" not in written
+    assert any(name.startswith("given-up-") for name in written)  # taken, though given up
+    by_sequence: dict[int, set[str]] = {}
+    for e in events:
+        by_sequence.setdefault(e["integrity"]["sequence_number"], set()).add(e["event_id"])
+    assert all(len(ids) == 1 for ids in by_sequence.values()), "a number names two events"
+    metrics = recorder.metrics()
+    assert metrics["kaudit_events_written_total"] == len(events)
+    assert metrics["kaudit_events_dropped_total"] == 14 - len(written)
+    [degraded] = [e for e in events if e["event_type"] == "audit.degraded"]
+    assert degraded["details"]["dropped_events"] == 14 - len(written)

@@ -5,7 +5,8 @@ The engine (`engine`) reads the log behind its own durable cursor, like an expor
 runs inside `kaudit run` when rules are configured (`audit.alerts`, the OSO seed's
 `enterprise.audit.alerts`, and the enabled `audit.builtin_alerts`). Its parts, one job
 each: `conditions` (rule-engine expressions over events), `windows` (one group's sliding
-window and firing state), `rules` (compiled rules, built-ins, the evaluator), `state`
+window and firing state), `ruleset` (configured and built-in rules, compiled),
+`rules` (the evaluator: an event's rules, its groups, firings and resolutions), `state`
 (the SQLite state and notification log), `probes` (built-in rules fed by checks instead
 of events), `notifiers/` (slack, pagerduty, email, teams, webhook), `replay`
 (`kaudit alerts test`) and `status` (`kaudit alerts status`).

@@ -4,9 +4,11 @@ notifications until they are delivered.
 
 It reads like an exporter (the exporters' `LocalFeed` / `KafkaFeed` with a cursor named
 `kaudit-alerts`), but a batch's work is saved in the state store first (group windows,
-new alerts, their pending notifications and the sequence number reached, in one
-transaction) and the cursor after; events at or before the saved sequence number are
-not judged again, so a stop between the two repeats nothing. `alert.fired` and
+new alerts, their pending notifications and, on the local log, the reading position
+reached, in one transaction) and the cursor after; a restart reads the local log from
+the position saved with the work, so a stop between the two repeats nothing. The
+position is where reading got to in the segments, never a number read from a line: the
+content of the log cannot make a restart skip events. `alert.fired` and
 `alert.resolved` are recorded through `record` (the session's recorder, handed in by
 whoever runs the engine: the engine itself never imports the write path) and marked
 recorded once durable. Notifications go out from a delivery loop of their own, so a slow
@@ -32,15 +34,17 @@ import orjson
 
 from kaudit.alerts.notifiers import Notifier, build_notifier
 from kaudit.alerts.probes import ChainWatch, Probes
-from kaudit.alerts.rules import MAX_GROUPS_PER_RULE, CompiledRule, Evaluator, compile_rules
+from kaudit.alerts.rules import MAX_GROUPS_PER_RULE, Evaluator
+from kaudit.alerts.ruleset import CompiledRule, compile_rules
 from kaudit.alerts.state import AlertRecord, StateStore
 from kaudit.config import Config
 from kaudit.config.alerts import alert_warnings
 from kaudit.config.model import KafkaLog
 from kaudit.config.secrets import mask
-from kaudit.errors import ExporterError
+from kaudit.errors import ExporterError, LogError
 from kaudit.exporters.feeds import Feed, KafkaFeed, LocalFeed
 from kaudit.log.cursor import Cursor
+from kaudit.log.segments import Position
 
 __all__ = ["CURSOR_NAME", "AlertCounters", "AlertEngine", "Record", "has_rules", "state_path"]
 
@@ -125,13 +129,12 @@ class AlertEngine:
         self.store = StateStore(state_path(config))
         self.evaluator.load(self.store.groups())
         self.feed = feed if feed is not None else _feed(config)
-        saved_sequence = self.store.meta("last_sequence")
-        self._skip_through = saved_sequence if isinstance(self.feed, LocalFeed) else None
-        self._reached: int | None = saved_sequence
+        self._reached: int | None = self.store.meta("last_sequence")
         """The highest sequence number reached through consecutive ones, saved as
-        `last_sequence` (what a restart skips through): a line whose number jumps ahead
-        moves it only once the next line follows on, so one forged line with a huge
-        number cannot make a restart skip the real events after it."""
+        `last_sequence` and shown with the cursor; only shown: a restart resumes at the
+        saved position, whatever numbers the lines carry."""
+        if isinstance(self.feed, LocalFeed):
+            self._resume(self.feed)
         self._previous: int | None = None
         """The sequence number of the line read last."""
         self._numbered = isinstance(self.feed, LocalFeed | KafkaFeed)
@@ -168,7 +171,6 @@ class AlertEngine:
         reached, previous = self._reached, self._previous
         numbered = self._numbered
         evaluator = self.evaluator
-        skip = self._skip_through
         chain = self.chain
         # Every line is decoded once, into what the rules read (the evaluator's
         # projection). When some condition is left to rule-engine (which may read
@@ -198,8 +200,6 @@ class AlertEngine:
                 continue
             seq = integrity.get("sequence_number") if type(integrity) is dict else None
             if type(seq) is int:
-                if skip is not None and seq <= skip:
-                    continue
                 if reached is None or seq == reached + 1:
                     reached = seq
                 elif previous is not None and seq == previous + 1 and seq > reached:
@@ -257,7 +257,8 @@ class AlertEngine:
             alerts += evaluator.sweep(None if lines else self._now())
             alerts += self.probes.run_if_due(time.time())
             seq = self._unsaved_seq
-            self._save(alerts, seq)
+            token = self._unsaved_token
+            self._save(alerts, seq, token if isinstance(token, Position) else None)
             if self._unsaved_token is not None:
                 self.feed.commit(self._unsaved_token, seq)
                 self._unsaved_token = None
@@ -274,9 +275,32 @@ class AlertEngine:
         (events stop arriving, the windows still empty)."""
         return time.time()
 
-    def _save(self, alerts: list[AlertRecord], last_seq: int | None) -> None:
+    def _resume(self, feed: LocalFeed) -> None:
+        """Read the local log from the position saved with the engine's work (at or
+        past the cursor file, which is saved after the work)."""
+        saved = self.store.meta("position")
+        if isinstance(saved, list) and len(saved) == 2 and all(type(n) is int for n in saved):
+            feed.seek(Position(saved[0], saved[1]))
+            return
+        if saved is not None:
+            raise LogError(
+                f"alerts state {self.store.path}: saved position {saved!r} is not "
+                "[segment, offset]; move the file aside to judge the log from the cursor"
+            )
+        if self.store.meta("last_sequence") is not None:
+            log.warning(
+                "alerts: the state in %s is from an earlier kaudit and holds no position "
+                "in the log; resuming at the cursor %s (if it stopped between saving the "
+                "two, the events of its last batch are judged again)",
+                self.store.path,
+                feed.cursor.path,
+            )
+
+    def _save(
+        self, alerts: list[AlertRecord], last_seq: int | None, position: Position | None
+    ) -> None:
         changed = self.evaluator.changed()
-        if not alerts and not changed and last_seq is None:
+        if not alerts and not changed and last_seq is None and position is None:
             return
         self._unsaved_seq = None
         over = sum(self.evaluator.overflowed.values())
@@ -291,6 +315,8 @@ class AlertEngine:
         meta: dict[str, Any] = {"counters": self.counters.as_dict()}
         if last_seq is not None:
             meta["last_sequence"] = last_seq
+        if position is not None:
+            meta["position"] = [position.segment, position.offset]
         if self.chain is not None and self.chain.tail is not None:
             meta["chain_tail"] = self.chain.tail
         self.store.save_batch(meta=meta, groups=changed, alerts=alerts)

@@ -16,7 +16,8 @@ from typing import Any
 import msgspec
 import orjson
 
-from kaudit.alerts.rules import Evaluator, compile_rules, event_time
+from kaudit.alerts.rules import Evaluator, event_time
+from kaudit.alerts.ruleset import compile_rules
 from kaudit.alerts.state import AlertRecord
 from kaudit.config import Config
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kaudit.alerts.engine import AlertEngine
-from kaudit.alerts.rules import compile_rules
+from kaudit.alerts.ruleset import compile_rules
 from kaudit.config import Config
 
 log = logging.getLogger("kaudit.alerts")

@@ -1,9 +1,9 @@
 """The alert engine's memory: one SQLite file (`<data_dir>/alerts/state.sqlite`).
 
 It holds, changed together in one transaction per batch of the log:
-- `meta`: the sequence number of the last event the rules have seen (events at or before
-  it are not judged again after a restart, even when the log cursor was not yet saved)
-  and the engine's counters;
+- `meta`: on the local log, the position the rules have read to (a restart resumes
+  there, even when the log cursor was not yet saved), the sequence number reached, the
+  chain's tail and the engine's counters;
 - `groups`: each (rule, group)'s window and firing state (`GroupState` as JSON);
 - `alerts`: every firing and resolution, with its count, the ids of its events and the
   data its templates render, and whether its `alert.fired`/`alert.resolved` event is in

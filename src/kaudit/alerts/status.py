@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaudit.alerts.rules import Evaluator, compile_rules
+from kaudit.alerts.rules import Evaluator
+from kaudit.alerts.ruleset import compile_rules
 from kaudit.alerts.state import StateStore
 from kaudit.config import Config
 

@@ -36,7 +36,7 @@ def alerts_test(config_path: str, source: str | None, since: str | None) -> None
     """Replay a log against the rules without sending anything: one JSON line per alert
     that would have fired or resolved, with its time; a count on stderr."""
     from kaudit.alerts import replay, would_fire
-    from kaudit.alerts.rules import compile_rules
+    from kaudit.alerts.ruleset import compile_rules
     from kaudit.config.alerts import alert_warnings
     from kaudit.reading import configured_source, iter_lines
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from kaudit.config.model import KafkaLog
 from kaudit.log.cursor import Cursor
-from kaudit.log.segments import LogReader
+from kaudit.log.segments import LogReader, Position
 
 
 class Feed(Protocol):
@@ -51,6 +51,11 @@ class LocalFeed:
     def rewind(self) -> None:
         """Read again from the saved position (what was read since was not delivered)."""
         self._read_at = self._position
+
+    def seek(self, position: Position) -> None:
+        """Read from `position` on: a reader that saves its position with its own work
+        (the alert engine) resumes where that work stopped, not at the cursor file."""
+        self._position = self._read_at = position
 
     def commit(self, token: Any, sequence: int | None) -> None:
         self.cursor.save(token, sequence=sequence)

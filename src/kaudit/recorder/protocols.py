@@ -11,7 +11,9 @@ class LogSink(Protocol):
     """What the recorder needs of an audit log: sequenced, all-or-nothing batch appends.
 
     A sink that partitions by resource (the Kafka log) sets `keyed = True` and is given
-    one key (`type:id` of the event's resource) per line.
+    one key (`type:id` of the event's resource) per line. A sink that may hold part of a
+    failed batch (the Kafka log) has `abandon()`, called when the writer gives the batch
+    up at close: it returns the indexes of the lines it has written all the same.
     """
 
     next_sequence: int

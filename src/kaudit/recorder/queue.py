@@ -178,10 +178,15 @@ class AuditQueue:
             with self._space:
                 self._space.notify_all()
 
-    def count_lost(self, events: int) -> None:
-        """Count events that were accepted but will never be written."""
+    def count_lost(self, events: int, *, report: bool = False) -> None:
+        """Count events that were accepted but will never be written; with `report`,
+        they are also in the next audit.degraded event (the writer gave them up)."""
         with self._counts_lock:
             self.dropped_total += events
+            if report and events:
+                if self._dropped_unreported == 0:
+                    self._first_drop_ns = time.time_ns()
+                self._dropped_unreported += events
 
     @property
     def has_unreported_drops(self) -> bool:

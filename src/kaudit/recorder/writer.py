@@ -4,7 +4,9 @@ to the log, and reports dropped events as `audit.degraded` once writing works ag
 
 Events already in the queue are never dropped because the log failed: the writer keeps
 its batch and retries with backoff (kaudit.retry.Backoff) until the log takes it, or
-until the deadline of close() has passed.
+until the deadline of close() has passed. A batch given up then is counted lost, reported
+in the audit.degraded event if the log takes a later batch, and the log is told
+(`abandon`, where it has one) so that nothing of it is taken for a later batch's.
 
 A log that sends a batch and is told later that it is durable (the Kafka log: `send`,
 then `confirm` once every record is acknowledged) has its next batch encoded while the
@@ -208,8 +210,7 @@ class Writer:
                 try:
                     self._append_with_retry(lines, batch.keys, confirm)
                 except LogWriteError:
-                    self.queue.count_lost(len(lines))
-                    self.unwritten += len(lines)
+                    self._give_up(lines)
                     raise
                 self._appended(lines, batch.started)
         except BaseException as exc:
@@ -250,10 +251,25 @@ class Writer:
         try:
             self._append_with_retry(lines, keys)
         except LogWriteError:
-            self.queue.count_lost(len(lines))
-            self.unwritten += len(lines)
+            self._give_up(lines)
             raise
         self._appended(lines, started)
+
+    def _give_up(self, lines: list[bytes]) -> None:
+        """A batch the log did not take by the deadline of close: the log drops what it
+        still holds of it (and keeps its sequence numbers from being reused if some of it
+        may have been written). Its lines the log says it has are counted written (and
+        are durable for the checkpoints); the others are counted lost and, like dropped
+        events, reported once the log takes a batch again: no event is both."""
+        abandon = getattr(self.sink, "abandon", None)
+        kept = [lines[i] for i in abandon()] if callable(abandon) else []
+        if kept:
+            self.written += len(kept)
+            if self.sealer is not None:
+                self.sealer.appended(kept)
+        lost = len(lines) - len(kept)
+        self.queue.count_lost(lost, report=True)
+        self.unwritten += lost
 
     def _appended(self, lines: list[bytes], started: float) -> None:
         """What follows a durable batch: counts, the checkpoints, and drop reports."""

@@ -9,8 +9,13 @@ record). Every record carries the writer's stream id in a `kaudit_stream` header
 
 A batch is appended when every record of it is acknowledged; events acknowledged before
 a failure are not produced again when the recorder retries the batch (they are tracked
-by sequence number), while records that were in flight when a write timed out may reach
-the topic twice — delivery is at-least-once and readers drop duplicates by `event_id`.
+by sequence number, for that batch only: its first sequence number, size and first
+line), while records that were in flight when a write timed out may reach the topic
+twice — delivery is at-least-once and readers drop duplicates by `event_id`. A batch the
+recorder gives up on (`abandon`, at close) has its queued records purged and its
+acknowledged events told back (those are written, the rest lost) and, if any of its
+records was produced, its sequence numbers spent: one may be in the topic already, so no
+later event is given the same number.
 `append` is `send` and then `confirm` (which waits for the acknowledgements): the
 recorder's writer calls them apart and encodes its next batch in between.
 
@@ -58,6 +63,8 @@ _DENIED = {
 }
 
 
+_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
+
 _OFFSETS_REFRESH_S = 30.0
 _REPORT_GRACE_S = 2.0
 _STATE_SAVE_EVERY_S = 1.0
@@ -91,6 +98,9 @@ class KafkaLogSink:
         # and not failed has been acked (acks=all).
         self._produced: set[int] = set()
         self._failed: set[int] = set()
+        # Which batch those belong to: (first sequence number, size, first line). A batch
+        # renumbered from the same sequence after another was given up is not that one.
+        self._batch: tuple[int, int, bytes] | None = None
         self._failure: str | None = None
         self._failure_code: int | None = None
         self._offsets_at = time.monotonic()
@@ -253,7 +263,7 @@ class KafkaLogSink:
         # sequence number is read from its value: failures are rare, records many.
         if err is None:
             return
-        if err.code() != KafkaError._PURGE_QUEUE:  # purging is ours, not the cause
+        if err.code() not in _PURGED:  # purging is ours, not the cause
             self._failure = error_text(err)
             self._failure_code = err.code()
         for line in (msg.value() or b"").split(b"\n"):
@@ -311,21 +321,24 @@ class KafkaLogSink:
         deadline = time.monotonic() + self.config.write_timeout_ms / 1000 + _REPORT_GRACE_S
         self._sending = (deadline, len(lines), lines[-1] if lines else None)
         base = self.next_sequence
-        if self._produced and min(self._produced) != base:
-            self._produced.clear()  # a different batch than the failed one: start afresh
+        batch = (base, len(lines), lines[0] if lines else b"")
+        if batch != self._batch:
+            # A different batch than the one produced before: nothing of that one counts
+            # as produced or failed for this one (a given-up batch was `abandon`ed).
+            self._batch = batch
+            self._produced.clear()
             self._failed.clear()
         # Records of an earlier attempt still queued are waited for, not produced again.
         self._drain(deadline)
         self._producer.poll(0)  # serve error callbacks: a fatal error replaces the producer
         self._replace_fatal_producer()
         if len(self._producer) == 0:
-            # Everything produced before is reported: what did not fail is acknowledged.
-            retry = self._failed & self._produced
-            done = self._produced - retry
-        else:
-            done, retry = self._produced, set()
+            # Everything produced before is reported: what did not fail is acknowledged,
+            # what failed is produced again (and counts as produced only once it is).
+            self._produced -= self._failed
         self._failure = None
-        todo = [i for i in range(len(lines)) if base + i not in done or base + i in retry]
+        done = self._produced
+        todo = [i for i in range(len(lines)) if base + i not in done]
         self._failed.clear()
         produce = self._producer.produce
         topic = self.topic
@@ -366,19 +379,64 @@ class KafkaLogSink:
         batch is then appended. LogWriteError when one failed or the write timed out."""
         deadline, count, last = self._sending
         drained = self._drain(deadline)
-        if not drained or self._failed:
-            missing = len(self._failed) if drained else len(self._producer)
+        failed = self._failed & self._produced  # late reports of an abandoned batch aside
+        if not drained or failed:
+            missing = len(failed) if drained else len(self._producer)
             raise LogWriteError(self._explain(missing or self._todo, count))
         self.next_sequence += count
         if last is not None:
             self.last_line = last.rstrip(b"\n")
         self._produced.clear()
+        self._batch = None
         self._appended_at = time.monotonic()
         # The state is a lower bound for recovery, which reads our records past the saved
         # offsets: saving it (an fsync) once a second instead of after every batch loses
         # nothing, while at 100k events/s it was a tenth of the writer's time.
         if time.monotonic() - self._saved_at >= _STATE_SAVE_EVERY_S:
             self._save_state()
+
+    def abandon(self) -> list[int]:
+        """Give up the batch being appended; the indexes of its lines that were
+        acknowledged (in the topic: the recorder counts them written, the rest lost).
+        Its records still queued are purged, never to be delivered for it or taken for
+        another batch's. If any of its records was handed to the producer, some may be in
+        the topic beyond those acknowledged (a record that timed out or was purged in
+        flight may still have been written): the batch's sequence numbers are then
+        spent, so that no number ever names two events; the verifier sees the gap, and
+        the recorder's audit.degraded event says how many events were lost."""
+        batch, produced = self._batch, self._produced
+        self._batch = None
+        acknowledged: list[int] = []
+        if batch is not None and produced:
+            held, errors = self._producer, self._errors
+            if len(held):
+                # What follows goes through a new producer: purging records in flight
+                # leaves an idempotent producer to recover its sequence state first.
+                self._producer = self._new_producer()
+                held.purge()  # blocking: every purged record is reported...
+            with contextlib.suppress(KafkaException, SystemError):
+                held.poll(0)  # ...here, as failed
+            first, count, _ = batch
+            # Only failures are reported: what did not fail was acknowledged once every
+            # record is reported, unless the producer failed fatally (then its reports
+            # may be missing, and nothing is known to be in the topic).
+            if len(held) == 0 and not errors.producer_fatal:
+                delivered = produced - self._failed
+                acknowledged = [i for i in range(count) if first + i in delivered]
+            self.next_sequence = max(self.next_sequence, first + count)
+            self._appended_at = time.monotonic()  # saved at close: the numbers stay spent
+            log.error(
+                "kafka audit log %s: %d of %d events given up; sequence numbers %d-%d are "
+                "not used again",
+                self.topic,
+                count - len(acknowledged),
+                count,
+                first,
+                first + count - 1,
+            )
+        self._produced = set()
+        self._failed.clear()
+        return acknowledged
 
     def _records(
         self, lines: Sequence[bytes], keys: Sequence[bytes] | None, todo: list[int]
