@@ -33,9 +33,9 @@ from kaudit.config import Config
 from kaudit.config.model import AwsAccess
 from kaudit.errors import ConfigError, EventDecodeError, ExporterError
 from kaudit.events.model import AuthCheck, Authorization
+from kaudit.exporters.export_verify import verify_s3
 from kaudit.exporters.parquet import PARQUET_KEY, ParquetExporter
 from kaudit.exporters.parquet_format import COLUMNS, lines_table
-from kaudit.exporters.export_verify import verify_s3
 from kaudit.generate import generate
 from kaudit.integrity.keys import KeyRing
 from kaudit.log.segments import LogReader
@@ -594,12 +594,8 @@ def folder_export(pristine: Path, keys: Keys, tmp_path: Path) -> Path:
 
 
 def _verify_folder(folder: Path, keys: Keys) -> Any:
-    return CliRunner().invoke(
-        main,
-        ["verify", str(folder), "--public-key", str(keys.signer.public), "--json"]
-        + ["--hmac-key-env", HMAC_ENV],
-        catch_exceptions=False,
-    )
+    args = ["verify", str(folder), "--public-key", str(keys.signer.public), "--json"]
+    return CliRunner().invoke(main, [*args, "--hmac-key-env", HMAC_ENV], catch_exceptions=False)
 
 
 def test_a_parquet_folder_verifies_against_the_checkpoints_copied_beside_it(
