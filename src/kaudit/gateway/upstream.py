@@ -2,8 +2,8 @@
 whole one to the client end (connection), cutting large fetch responses through to the
 client as they arrive, to be audited once whole.
 
-A response cut through is passed on in writes of at least `CUT_WRITE_AT_LEAST` (and its
-last bytes at once): reads from the broker bring what it sent since the last one (125-160
+A response cut through is passed on in writes of at least `CUT_WRITE_AT_LEAST` (its
+end as it comes): reads from the broker bring what it sent since the last one (125-160
 KiB on average, measured; a broker's socket send buffer is 100 KiB by default), and one
 write to the client per read cost a system call and a wake-up of the client each. Reads
 go on as the bytes come, so the broker is never kept waiting.
@@ -27,8 +27,9 @@ STREAM_AT_LEAST = 64 * 1024
 are cut through."""
 
 CUT_WRITE_AT_LEAST = 512 * 1024
-"""What of a response being cut through is gathered before it is written to the client
-(the response's last bytes are written as soon as they arrive)."""
+"""What of a response being cut through is gathered before it is written to the client;
+its last `CUT_WRITE_AT_LEAST` bytes are written as they arrive, so that the response
+is complete at the client as soon as it would be without gathering."""
 
 
 class ClientEnd(Protocol):
@@ -105,7 +106,12 @@ class UpstreamSide(asyncio.BufferedProtocol):
                 if whole is None:
                     self.unsent.append(piece)
                     self.unsent_bytes += nbytes
-                    if self.unsent_bytes >= CUT_WRITE_AT_LEAST:
+                    # Near its end, written as it comes: what is gathered then would
+                    # only be written after the last byte, keeping the client waiting.
+                    if (
+                        self.unsent_bytes >= CUT_WRITE_AT_LEAST
+                        or self.cut.left < CUT_WRITE_AT_LEAST
+                    ):
                         self._send_unsent()
                     return
                 # Under fail_closed the last byte waits until the response's counts are
