@@ -363,7 +363,7 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
                 f"run {run + 1}: produce {direct_p:,.0f} direct / {gw_p:,.0f} gateway msgs/s; "
                 f"consume {direct_c:,.0f} / {gw_c:,.0f} / {closed_c:,.0f} fail_closed (first "
                 f"record {direct_first:.0f} / {gw_first:.0f} ms); gateway CPU s/MiB produce "
-                f"{cpu_p / mib_moved:.4f} consume {cpu_c / mib_moved:.4f}; p50/p99 ms direct "
+                f"{cpu_p / mib_moved:.6f} consume {cpu_c / mib_moved:.6f}; p50/p99 ms direct "
                 f"{d50:.2f}/{d99:.2f}, fail_open {o50:.2f}/{o99:.2f}, fail_closed "
                 f"{c50:.2f}/{c99:.2f}; gateway CPU {cpu_us:.0f} µs/request",
                 flush=True,
@@ -409,8 +409,8 @@ def measure(info: KafkaInfo, work: Path, args: argparse.Namespace) -> dict[str, 
         "fail_closed_consume_ratio": round(
             median("fail_closed_consume") / median("direct_consume"), 3
         ),
-        "gateway_cpu_s_per_mb_produce": round(median("cpu_s_per_mb_produce"), 4),
-        "gateway_cpu_s_per_mb_consume": round(median("cpu_s_per_mb_consume"), 4),
+        "gateway_cpu_s_per_mb_produce": round(median("cpu_s_per_mb_produce"), 6),
+        "gateway_cpu_s_per_mb_consume": round(median("cpu_s_per_mb_consume"), 6),
         "gateway_cpu_us_per_request": round(median("cpu_us_per_request"), 1),
         "metadata_30k_partitions_rewrite_ms": round(metadata_rewrite_ms(), 2),
         "load_average_1m": round(os.getloadavg()[0], 2),

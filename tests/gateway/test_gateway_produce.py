@@ -109,12 +109,13 @@ def test_arbitrary_bytes_are_summarised_or_refused(data: bytes, version: int) ->
     st.sampled_from([9, 10, 12, 13]),
     st.lists(st.tuples(st.integers(0, 50), st.integers(0, 300)), min_size=1, max_size=4),
     st.integers(1, 200),
+    st.sampled_from(["orders", "o" * 200]),  # a name of 127+ bytes has a longer length
 )
 def test_a_request_in_one_piece_reads_as_in_many(
-    version: int, batches: list[tuple[int, int]], cut: int
+    version: int, batches: list[tuple[int, int]], cut: int, name: str
 ) -> None:
     records = b"".join(batch(n, size) for n, size in batches)
-    ident: Any = uuid.uuid4() if version >= 13 else "orders"
+    ident: Any = uuid.uuid4() if version >= 13 else name
     frame = produce_frame(version, -1, [(ident, [records, records[:90]]), (ident, [None])])
     whole = summarize_produce_request([frame], version)  # read in place
     pieces = summarize_produce_request(split(frame, [cut, cut * 7]), version)
@@ -122,11 +123,15 @@ def test_a_request_in_one_piece_reads_as_in_many(
 
 
 def produce_response_frame(
-    version: int, codes: list[list[int]], messages: bool, new_leader: bool = False
+    version: int,
+    codes: list[list[int]],
+    messages: bool,
+    new_leader: bool = False,
+    name: str = "t",
 ) -> tuple[bytes, list[Any]]:
     schema = load_response_schema(0, version)
     module = importlib.import_module(schema.__module__)
-    idents: list[Any] = [uuid.uuid4() if version >= 13 else f"t{n}" for n in range(len(codes))]
+    idents: list[Any] = [uuid.uuid4() if version >= 13 else f"{name}{n}" for n in range(len(codes))]
     extra: dict[str, Any] = {}
     if version >= 8 and messages:
         errors = (
@@ -161,11 +166,12 @@ def produce_response_frame(
     st.integers(3, 13),
     st.lists(st.lists(st.sampled_from([0, 0, 6, 19, 29]), max_size=3), max_size=3),
     st.booleans(),
+    st.sampled_from(["t", "t" * 200]),  # a name of 127+ bytes has a longer length
 )
 def test_produce_responses_are_read_in_place_as_kio_reads_them(
-    version: int, codes: list[list[int]], messages: bool
+    version: int, codes: list[list[int]], messages: bool, name: str
 ) -> None:
-    frame, idents = produce_response_frame(version, codes, messages)
+    frame, idents = produce_response_frame(version, codes, messages, name=name)
     result = summarize_produce_response(frame, version)
     assert result is not None
     expected = {

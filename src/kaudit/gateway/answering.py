@@ -115,7 +115,8 @@ class Answering:
         self._on_response(frame, sent, pieces, tail)
         if self.sasl.logins and self.frames.max_bytes != self.shared.max_frame_bytes:
             self._trust_frames()
-        answer_refused(self)
+        if self.pending and self.pending[0].refused:
+            answer_refused(self)
 
     def _on_response(
         self, frame: bytes, sent: bool, pieces: list[Chunk] | None, tail: bytes | None

@@ -55,6 +55,7 @@ log = logging.getLogger("kaudit.gateway")
 
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_REQUEST_HEAD = struct.Struct(">hhi")  # api key, version, correlation id
 _PRODUCE_HEAD_BYTES = 12  # size prefix, api key, version, correlation id
 
 
@@ -359,7 +360,7 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
             return
         if len(frame) < 12:
             raise ProtocolViolation(f"request of {len(frame) - 4} bytes has no header")
-        key, version, correlation_id = struct.unpack_from(">hhi", frame, 4)
+        key, version, correlation_id = _REQUEST_HEAD.unpack_from(frame, 4)
         if refuse_unoffered(self, frame, key, version):
             return
         request: Any = None

@@ -27,6 +27,9 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _BATCH_HEAD = 61  # record batch v2 header; recordsCount at 57, batchLength at 8
 _LEGACY_HEAD = 12  # offset(8) + message size(4)
+_NOTHING_MORE = b"\x01\x00\x00"
+"""A flexible produce response partition's end when it has no record errors, no error
+message and no tagged fields (no new leader): empty array, null string, no fields."""
 
 
 @dataclass(slots=True)
@@ -109,19 +112,25 @@ def _summarize(pieces: Sequence[Chunk], version: int, head_only: bool) -> Produc
 def _summarize_flexible(data: Chunk, version: int) -> ProduceSummary:
     """`_summarize` of a whole flexible (v9+) request in one piece: the common case, on
     every small produce request, so it reads the bytes directly, with the one-byte
-    varints (every length under 127) inline."""
+    varints (every length under 127) and empty tagged-field sections inline."""
     end = len(data)
     size = _I16.unpack_from(data, 12)[0]  # client id: a legacy nullable string
-    pos = 14 + max(size, 0)
-    client_id = str(data[14:pos], "utf-8", "replace") if size >= 0 else None
-    pos = skip_tagged_fields(data, pos)  # request header v2
-    size, pos = read_uvarint(data, pos)
+    if size >= 0:
+        pos = 14 + size
+        client_id: str | None = str(data[14:pos], "utf-8", "replace")
+    else:
+        pos, client_id = 14, None
+    pos = skip_tagged_fields(data, pos) if data[pos] else pos + 1  # request header v2
+    size = data[pos]
+    if size < 0x80:
+        pos += 1
+    else:
+        size, pos = read_uvarint(data, pos)
     transactional_id = None
     if size:
         transactional_id = str(data[pos : pos + size - 1], "utf-8", "replace")
         pos += size - 1
-    acks = _I16.unpack_from(data, pos)[0]
-    summary = ProduceSummary(client_id, transactional_id, acks)
+    summary = ProduceSummary(client_id, transactional_id, _I16.unpack_from(data, pos)[0])
     topics = summary.topics
     pos += 6  # acks, timeout_ms
     count, pos = read_uvarint(data, pos)
@@ -130,13 +139,29 @@ def _summarize_flexible(data: Chunk, version: int) -> ProduceSummary:
             topic: Any = uuid.UUID(bytes=bytes(data[pos : pos + 16]))
             pos += 16
         else:
-            size, pos = read_uvarint(data, pos)
+            size = data[pos]
+            if size < 0x80:
+                pos += 1
+            else:
+                size, pos = read_uvarint(data, pos)
             topic = str(data[pos : pos + size - 1], "utf-8", "replace") if size else ""
             pos += max(size - 1, 0)
         produced = TopicProduced(topic)
-        partitions, pos = read_uvarint(data, pos)
+        partitions = data[pos]
+        if partitions < 0x80:
+            pos += 1
+        else:
+            partitions, pos = read_uvarint(data, pos)
         for _ in range(partitions - 1):
-            size, pos = read_uvarint(data, pos + 4)  # after the partition index
+            pos += 4  # the partition index
+            size = data[pos]
+            if size < 0x80:
+                pos += 1
+            elif data[pos + 1] < 0x80:  # records under 16 KiB: a two-byte length
+                size = (size & 0x7F) | data[pos + 1] << 7
+                pos += 2
+            else:
+                size, pos = read_uvarint(data, pos)
             size -= 1
             if size > 0:
                 if pos + size > end:
@@ -144,8 +169,8 @@ def _summarize_flexible(data: Chunk, version: int) -> ProduceSummary:
                 produced.nbytes += size
                 produced.records += _count_flat(data, pos, size)
                 pos += size
-            pos = skip_tagged_fields(data, pos)
-        pos = skip_tagged_fields(data, pos)
+            pos = skip_tagged_fields(data, pos) if data[pos] else pos + 1
+        pos = skip_tagged_fields(data, pos) if data[pos] else pos + 1
         topics.append(produced)
     if pos > end:
         raise ValueError("the request ends early")
@@ -196,12 +221,19 @@ def summarize_produce_response(frame: Chunk, version: int) -> ProduceResult | No
             count = _I32.unpack_from(data, pos)[0]
             pos += 4
         codes: dict[Any, int] = {}
+        # A partition's fixed fields: index, error code, base offset, log append time
+        # (v2+), log start offset (v5+).
+        fixed = 6 + 8 + (8 if version >= 2 else 0) + (8 if version >= 5 else 0)
         for _ in range(count):
             if version >= 13:
                 topic: Any = uuid.UUID(bytes=bytes(data[pos : pos + 16]))
                 pos += 16
             elif flexible:
-                size, pos = read_uvarint(data, pos)
+                size = data[pos]
+                if size < 0x80:  # every topic name under 127 bytes: a one-byte length
+                    pos += 1
+                else:
+                    size, pos = read_uvarint(data, pos)
                 topic = str(data[pos : pos + size - 1], "utf-8", "replace") if size else ""
                 pos += max(size - 1, 0)
             else:
@@ -218,7 +250,10 @@ def summarize_produce_response(frame: Chunk, version: int) -> ProduceResult | No
             for _ in range(partitions):
                 error = _I16.unpack_from(data, pos + 4)[0]  # after the partition index
                 code = code or error
-                pos += 6 + 8 + (8 if version >= 2 else 0) + (8 if version >= 5 else 0)
+                pos += fixed
+                if flexible and data[pos : pos + 3] == _NOTHING_MORE:
+                    pos += 3  # the common case, read at once
+                    continue
                 if version >= 8:
                     pos = _skip_record_errors(data, pos, flexible)
                     pos = _skip_string(data, pos, flexible)  # error_message
