@@ -260,8 +260,11 @@ class Recording:
             if journal.behind or journal.failed:
                 waits.append(journal.when_synced)
         left = len(waits)
+        give_up: asyncio.TimerHandle | None = None
 
         def settle(error: str | None) -> None:
+            if give_up is not None:
+                give_up.cancel()  # a timer per held response would outlive it by seconds
             if not held.ready:
                 conn.durable(held, error)
 
@@ -277,8 +280,8 @@ class Recording:
         for wait in waits:
             wait(part)
         pending = held.pending
-        if not (pending.api_key in CHANGES_STATE and not pending.refused):
-            loop.call_later(
+        if not held.ready and not (pending.api_key in CHANGES_STATE and not pending.refused):
+            give_up = loop.call_later(
                 self.durable_timeout, settle, f"not durable after {self.durable_timeout:g}s"
             )
 
