@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kaudit.errors import EventDecodeError
-from kaudit.exporters.parquet_format import SCHEMA, WRITE_OPTIONS, ndjson_table
+from kaudit.exporters.parquet_format import POOL, SCHEMA, WRITE_OPTIONS, ndjson_table
 
 log = logging.getLogger("kaudit.exporters.parquet")
 
@@ -118,7 +118,8 @@ def daily_files(
                     made = None
                 if made is None:
                     path = spool / f"{prefix}-{count}.parquet"
-                    made = DayFile(day, path, pq.ParquetWriter(path, SCHEMA, **WRITE_OPTIONS))
+                    writer = pq.ParquetWriter(path, SCHEMA, memory_pool=POOL, **WRITE_OPTIONS)
+                    made = DayFile(day, path, writer)
                     count += 1
                 made.write(table.slice(start, end - start))
                 start = end
@@ -140,11 +141,11 @@ def _row_groups(pieces: Iterable[bytes], spool: Path) -> Iterator[pa.Table]:
         pending.append(table)
         rows += table.num_rows
         while rows >= ROW_GROUP_ROWS:
-            whole = pa.concat_tables(pending)
+            whole = pa.concat_tables(pending, memory_pool=POOL)
             yield whole.slice(0, ROW_GROUP_ROWS)
             pending, rows = [whole.slice(ROW_GROUP_ROWS)], rows - ROW_GROUP_ROWS
     if rows:
-        yield pa.concat_tables(pending)
+        yield pa.concat_tables(pending, memory_pool=POOL)
 
 
 def _table(data: bytes, spool: Path) -> pa.Table:
