@@ -149,7 +149,10 @@ class ParquetExporter:
         if not records:
             return
         self._finish_roll()
-        data = b"".join(r if r.endswith(b"\n") else r + b"\n" for r in records)
+        if any(r.endswith(b"\n") for r in records):
+            data = b"".join(r if r.endswith(b"\n") else r + b"\n" for r in records)
+        else:  # as the runner gives them: joined in one copy
+            data = b"\n".join([*records, b""])
         # A retry of this batch (a file could not be published) does not spool it again.
         if not self._progress.start(hashlib.sha256(data).hexdigest()):
             spooled = self._spool_parts()
