@@ -106,7 +106,7 @@ def daily_files(
     made: DayFile | None = None
     count = 0
     try:
-        for table in _row_groups(pieces, spool):
+        for table in _ahead(_row_groups(pieces, spool)):
             days = table.column("time").cast(pa.int64()).to_numpy() // _US_PER_DAY
             ends = [*(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist(), len(days)]
             start = 0
@@ -130,6 +130,47 @@ def daily_files(
     finally:
         if made is not None:
             made.discard()
+
+
+_END = object()
+
+
+def _ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """`tables`, each made while the one before is being written: in a thread of its own,
+    one ahead (parsing and encoding both run in Arrow's C++, without Python's lock, so
+    they take both cores; one row group more is held in memory)."""
+    slot: queue.Queue[tuple[object, Exception | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def make() -> None:
+        try:
+            for table in tables:
+                slot.put((table, None))
+                if stop.is_set():
+                    break
+        except Exception as exc:  # raised by the reader, below
+            slot.put((_END, exc))
+            return
+        slot.put((_END, None))
+
+    thread = threading.Thread(target=make, name="parquet-parse", daemon=True)
+    thread.start()
+    ended = False
+    try:
+        while True:
+            item, error = slot.get()
+            if item is _END:
+                ended = True
+                if error is not None:
+                    raise error
+                return
+            assert isinstance(item, pa.Table)
+            yield item
+    finally:
+        stop.set()
+        while not ended:  # the maker stops after the table it is making
+            ended = slot.get()[0] is _END
+        thread.join()
 
 
 def _row_groups(pieces: Iterable[bytes], spool: Path) -> Iterator[pa.Table]:
