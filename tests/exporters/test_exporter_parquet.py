@@ -352,6 +352,33 @@ def test_files_made_ahead_are_the_files_a_roll_makes(
     assert names[0] == names[1]
 
 
+def test_an_exporter_closed_before_its_roll_leaves_the_spool_to_the_next(
+    pristine: Path, keys: Keys, tmp_path: Path
+) -> None:
+    """Closing stops the converter and removes what it made; the spooled parts stay, and
+    the next exporter on the same spool (a restart) exports them."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    folder = tmp_path / "export"
+    destination = {"type": "file", "path": str(folder), "encoding": "parquet"}
+    config = Config.model_validate(_settings(data, keys, destination))
+    lines = log_lines(config)
+    exporter = ParquetExporter(config.audit.destinations[0], config)  # type: ignore[arg-type]
+    exporter.send(lines[:600])
+    exporter.send(lines[600:])
+    exporter.close()
+    assert sorted(p.name for p in exporter.spool.iterdir()) == [
+        "000000000000.jsonl",
+        "000000000001.jsonl",
+        "rolling",
+    ]
+    assert not list(folder.glob("dt=*/*.parquet"))
+    restarted = ParquetExporter(config.audit.destinations[0], config)  # type: ignore[arg-type]
+    restarted.roll()
+    restarted.close()
+    check_rows(pa.concat_tables(pq.read_table(f) for f in folder.glob("dt=*/*.parquet")), lines)
+
+
 # ----------------------------------------------------------------------- search an export
 
 

@@ -239,6 +239,10 @@ def pieces(parts: Iterable[bytes]) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
+class _Discarded(Exception):
+    """The converter's files are no longer wanted: it stops at the next part."""
+
+
 class Converter:
     """Makes the daily files of the parts it is given, in order, in a thread of its own
     (the parsing, encoding and compressing run in Arrow's C++ without Python's lock)."""
@@ -250,6 +254,7 @@ class Converter:
         self._files: list[DayFile] = []
         self._error: Exception | None = None
         self._ended = False
+        self._discarded = False
         self._queue: queue.SimpleQueue[tuple[Path, bytes | None] | None] = queue.SimpleQueue()
         self._queued = 0
         self._lock = threading.Lock()
@@ -277,7 +282,8 @@ class Converter:
         return None
 
     def discard(self) -> None:
-        """Stop, and remove the files made."""
+        """Stop (after the piece being converted), and remove the files made."""
+        self._discarded = True
         self._queue.put(None)
         self._thread.join()
         for made in self._files:
@@ -286,6 +292,8 @@ class Converter:
 
     def _parts(self) -> Iterator[bytes]:
         while (item := self._queue.get()) is not None:
+            if self._discarded:
+                raise _Discarded
             path, data = item
             if data is None:
                 data = path.read_bytes()
