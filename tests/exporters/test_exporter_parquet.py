@@ -321,6 +321,64 @@ def test_spooled_lines_that_are_not_events_are_set_aside(
     check_rows(pa.concat_tables(pq.read_table(f) for f in folder.glob("dt=*/*.parquet")), good)
 
 
+def test_files_made_ahead_are_the_files_a_roll_makes(
+    pristine: Path, keys: Keys, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The files converted while the batches are spooled are, byte for byte (the same
+    names, so the same digests), those a roll makes of the parts at once: here when
+    converting ahead fails (its file's path is taken by a folder) and the roll converts
+    the parts itself."""
+    names = []
+    for run in ("ahead", "at-roll"):
+        data = tmp_path / run / "data"
+        shutil.copytree(pristine, data)
+        folder = tmp_path / run / "export"
+        destination = {"type": "file", "path": str(folder), "encoding": "parquet"}
+        config = Config.model_validate(_settings(data, keys, destination))
+        lines = log_lines(config)
+        exporter = ParquetExporter(config.audit.destinations[0], config)  # type: ignore[arg-type]
+        if run == "at-roll":
+            (exporter.spool / "ahead-0.parquet").mkdir()
+        for start in range(0, len(lines), 250):
+            exporter.send(lines[start : start + 250])
+        caplog.clear()
+        exporter.roll()
+        exporter.close()
+        assert ("converting ahead failed" in caplog.text) == (run == "at-roll")
+        files = sorted(folder.glob("dt=*/*.parquet"))
+        check_rows(pa.concat_tables(pq.read_table(f) for f in files), lines)
+        assert len({f.parent.name for f in files}) >= 3
+        names.append([f.relative_to(folder) for f in files])
+    assert names[0] == names[1]
+
+
+def test_an_exporter_closed_before_its_roll_leaves_the_spool_to_the_next(
+    pristine: Path, keys: Keys, tmp_path: Path
+) -> None:
+    """Closing stops the converter and removes what it made; the spooled parts stay, and
+    the next exporter on the same spool (a restart) exports them."""
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data)
+    folder = tmp_path / "export"
+    destination = {"type": "file", "path": str(folder), "encoding": "parquet"}
+    config = Config.model_validate(_settings(data, keys, destination))
+    lines = log_lines(config)
+    exporter = ParquetExporter(config.audit.destinations[0], config)  # type: ignore[arg-type]
+    exporter.send(lines[:600])
+    exporter.send(lines[600:])
+    exporter.close()
+    assert sorted(p.name for p in exporter.spool.iterdir()) == [
+        "000000000000.jsonl",
+        "000000000001.jsonl",
+        "rolling",
+    ]
+    assert not list(folder.glob("dt=*/*.parquet"))
+    restarted = ParquetExporter(config.audit.destinations[0], config)  # type: ignore[arg-type]
+    restarted.roll()
+    restarted.close()
+    check_rows(pa.concat_tables(pq.read_table(f) for f in folder.glob("dt=*/*.parquet")), lines)
+
+
 # ----------------------------------------------------------------------- search an export
 
 

@@ -14,7 +14,8 @@ saves its cursor once `send` returns. So each batch is first written durably to 
 folder (`<data_dir>/exporters/<name>.parquet-spool/`, one JSON Lines part per batch: the
 log's lines as they are, the cheapest thing to write), and the parts become Parquet when
 they would make a file of `parquet.target_size_mb` or their first event has waited
-`parquet.max_age_secs`: read in chunks of ROW_GROUP_ROWS, one file per day they hold.
+`parquet.max_age_secs`, one file per day they hold (exporters/parquet_files.py). The
+files are made ahead, in a thread, as the parts are spooled; the roll publishes them.
 Rolling is crash safe: the parts being rolled are moved to `rolling/` first, and a roll
 found there on start is finished, with the same names, before new events are taken.
 
@@ -32,47 +33,33 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, timedelta
+from contextlib import closing
 from pathlib import Path
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from kaudit.config import Config
 from kaudit.config.destinations import FileDestination, S3Destination
-from kaudit.errors import EventDecodeError, ExporterError
-from kaudit.exporters.parquet_format import SCHEMA, WRITE_OPTIONS, ndjson_table
-from kaudit.exporters.records import Progress
+from kaudit.errors import ExporterError
+from kaudit.exporters.parquet_files import (
+    INCREASING_KEY,
+    ROW_GROUP_ROWS,
+    Converter,
+    DayFile,
+    daily_files,
+    pieces,
+)
 from kaudit.exporters.s3 import S3Exporter
 from kaudit.exporters.s3_checkpoints import CheckpointShipper, checkpoint_shipper
 from kaudit.log.cursor import safe_name
 
 log = logging.getLogger("kaudit.exporters.parquet")
 
+__all__ = ["INCREASING_KEY", "PARQUET_KEY", "ROW_GROUP_ROWS", "ParquetExporter", "parquet_name"]
+
 PARQUET_KEY = re.compile(
     r"/?dt=(\d{4}-\d{2}-\d{2})/([^/]+)_(\d{12})-(\d{12})-([0-9a-f]{16})\.parquet"
 )
 """What follows the prefix (or folder) in the name of a Parquet file of events: day,
 stream, first and last sequence number, content digest."""
-
-ROW_GROUP_ROWS = 65_536
-"""Rows per row group of a finished file: large enough for engines to read efficiently,
-small enough to hold in memory while rolling."""
-
-INCREASING_KEY = "kaudit.sequence_increasing"
-"""File metadata saying each row's sequence number is above the row's before: no event
-is in the file twice (`kaudit search` then needs no event ids to count each once)."""
-
-_PARSE_BYTES = 8 << 20
-"""Lines are turned into columns this many bytes at a time: pieces that large keep the
-parsing threads busy, and memory freed by one is reused by the next (a whole file's
-worth at once costs as much again in page faults)."""
-
-_US_PER_DAY = 86_400_000_000
-_EPOCH = date(1970, 1, 1)
 
 _PART = re.compile(r"(\d{12})\.jsonl")
 
@@ -99,43 +86,6 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-
-
-@dataclass
-class _File:
-    """A Parquet file being made of one day's events, in the spool."""
-
-    day: str
-    path: Path
-    writer: pq.ParquetWriter
-    low: int | None = None
-    high: int | None = None
-    stream: str = "kaudit"
-    rows: int = 0
-    increasing: bool = True
-    """Whether every sequence number is above the one before (no event twice)."""
-
-    def write(self, table: pa.Table) -> None:
-        if not self.rows:
-            first = table.slice(0, 1).to_pylist()[0]
-            self.stream = first["context_host"] or first["context_cluster_id"] or "kaudit"
-            self.low = first["sequence_number"]
-        seqs = table.column("sequence_number")
-        self.increasing = self.increasing and not seqs.null_count
-        if self.increasing:
-            after = seqs[0].as_py() > self.high if self.rows and self.high is not None else True
-            later = pc.greater(seqs[1:], seqs[:-1]) if len(seqs) > 1 else None
-            self.increasing = after and (later is None or pc.all(later).as_py())
-        last = seqs[table.num_rows - 1]
-        if last.is_valid:
-            self.high = last.as_py()
-        self.rows += table.num_rows
-        self.writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-
-    def close(self) -> None:
-        if self.increasing:
-            self.writer.add_key_value_metadata({INCREASING_KEY: "true"})
-        self.writer.close()
 
 
 class ParquetExporter:
@@ -168,16 +118,23 @@ class ParquetExporter:
         self.last_name: str | None = None
         """The name (under the prefix or folder) of the last file written."""
         self._published_through: int | None = None
-        self._progress = Progress()
+        self._unfinished: bytes | None = None
+        """The batch spooled by a `send` that then failed (a file could not be published):
+        the runner's retry of it is not spooled again. Compared whole, which costs nothing
+        when no send failed, where a digest of every batch was a third of `send`'s time."""
         self._ratio = 0.15
         """Size of the last files made over the size of their parts (Parquet against
         JSON Lines): how big the spooled parts will be as files."""
         self._bytes_made = 0
+        self._converter: Converter | None = None
+        """Making the files of the parts in the spool ahead of their roll."""
         self._spooled: list[tuple[int, int, float]] | None = None
         """Number, size and time written of each part in the spool, oldest first (read
         from the folder once, then kept as parts are written and rolled)."""
         try:
             self.rolling.mkdir(parents=True, exist_ok=True)
+            for unfinished in self.spool.glob("*.parquet"):  # of a roll cut short
+                unfinished.unlink()
         except OSError as exc:
             raise ExporterError(
                 f"{self.name}: cannot create the spool folder {self.spool}: {exc.strerror}",
@@ -202,22 +159,36 @@ class ParquetExporter:
         if not records:
             return
         self._finish_roll()
-        data = b"".join(r if r.endswith(b"\n") else r + b"\n" for r in records)
-        # A retry of this batch (a file could not be published) does not spool it again.
-        if not self._progress.start(hashlib.sha256(data).hexdigest()):
+        if any(r.endswith(b"\n") for r in records):
+            data = b"".join(r if r.endswith(b"\n") else r + b"\n" for r in records)
+        else:  # as the runner gives them: joined in one copy
+            data = b"\n".join([*records, b""])
+        if data != self._unfinished:
             spooled = self._spool_parts()
             number = spooled[-1][0] + 1 if spooled else 0
+            path = self.spool / f"{number:012d}.jsonl"
             try:
-                _write_durably(self.spool / f"{number:012d}.jsonl", data)
+                _write_durably(path, data)
             except OSError as exc:
                 raise ExporterError(
                     f"{self.name}: cannot write to the spool {self.spool}: {exc.strerror}",
                     retryable=True,
                 ) from exc
             spooled.append((number, len(data), time.time()))
-            self._progress.advance(1)
+            self._unfinished = data
+            self._convert_ahead(path, data)
         self._roll_when_due()
-        self._progress.finish()
+        self._unfinished = None
+
+    def _convert_ahead(self, path: Path, data: bytes) -> None:
+        """Hand the part just spooled to the converter (started with the parts spooled
+        before, if there is none)."""
+        if self._converter is None:
+            self._converter = Converter(self.spool)
+            for before in self._parts(self.spool):
+                if before != path:
+                    self._converter.add(before)
+        self._converter.add(path, data)
 
     def _roll_when_due(self) -> None:
         spooled = self._spool_parts()
@@ -229,96 +200,55 @@ class ParquetExporter:
 
     def roll(self) -> None:
         """Make the files of the spooled parts now and publish them."""
+        ahead: tuple[list[str], list[DayFile]] | None = None
+        if self._converter is not None:
+            converter, self._converter = self._converter, None
+            made = converter.finish()
+            ahead = None if made is None else (converter.names, made)
         for path in self._parts(self.spool):
             os.replace(path, self.rolling / path.name)
         self._spooled = []
         _fsync_dir(self.rolling)
-        self._finish_roll()
+        self._finish_roll(ahead)
 
-    def _finish_roll(self) -> None:
+    def _finish_roll(self, ahead: tuple[list[str], list[DayFile]] | None = None) -> None:
+        """Publish the files of the parts in `rolling/`, then remove the parts. `ahead`:
+        the names of the parts the converter took and the files it made of them, used
+        when those are the parts in `rolling/` (else the files are made now)."""
         parts = self._parts(self.rolling)
-        if not parts:
-            return
-        made: _File | None = None
-        count = 0
+        made = ahead[1] if ahead is not None else []
         try:
-            for table in self._row_groups(parts):
-                days = table.column("time").cast(pa.int64()).to_numpy() // _US_PER_DAY
-                ends = [*(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist(), len(days)]
-                start = 0
-                for end in ends:
-                    day = (_EPOCH + timedelta(days=int(days[start]))).isoformat()
-                    if made is not None and made.day != day:
-                        self._publish_file(made)
-                        made = None
-                    if made is None:
-                        path = self.spool / f"file-{count}.parquet"
-                        writer = pq.ParquetWriter(path, SCHEMA, **WRITE_OPTIONS)
-                        made = _File(day, path, writer)
-                        count += 1
-                    made.write(table.slice(start, end - start))
-                    start = end
-            if made is not None:
-                self._publish_file(made)
-                made = None
+            if not parts:
+                return
+            if ahead is not None and ahead[0] == [p.name for p in parts]:
+                self._publish_files(iter(made))
+            else:
+                lines = pieces(p.read_bytes() for p in parts)
+                with closing(daily_files(lines, self.spool, "file")) as files:
+                    self._publish_files(files)
         finally:
-            if made is not None:
-                made.writer.close()
+            for unpublished in made:
+                unpublished.path.unlink(missing_ok=True)
         size = sum(path.stat().st_size for path in parts)
         self._ratio = self._bytes_made / size if size else self._ratio
         self._bytes_made = 0
         for path in parts:
             path.unlink()
 
-    def _row_groups(self, parts: list[Path]) -> Iterator[pa.Table]:
-        """The events of the parts, in order, ROW_GROUP_ROWS at a time (the last fewer)."""
-        pending: list[pa.Table] = []
-        rows = 0
-        for data in _pieces(parts):
-            table = self._table(data)
-            pending.append(table)
-            rows += table.num_rows
-            while rows >= ROW_GROUP_ROWS:
-                whole = pa.concat_tables(pending)
-                yield whole.slice(0, ROW_GROUP_ROWS)
-                pending, rows = [whole.slice(ROW_GROUP_ROWS)], rows - ROW_GROUP_ROWS
-        if rows:
-            yield pa.concat_tables(pending)
-
-    def _table(self, data: bytes) -> pa.Table:
-        """The lines of `data` as a table; lines that are not audit events (the log holds
-        none, but a spool can be edited) are set aside in `rejected.jsonl`, with an error
-        logged."""
-        try:
-            return ndjson_table(data)
-        except EventDecodeError:
-            pass
-        good, bad = [], []
-        for line in data.split(b"\n")[:-1]:
+    def _publish_files(self, files: Iterator[DayFile]) -> None:
+        for made in files:
             try:
-                ndjson_table(line + b"\n")
-                good.append(line + b"\n")
-            except EventDecodeError:
-                bad.append(line)
-        with open(self.spool / "rejected.jsonl", "ab") as f:
-            f.write(b"".join(line + b"\n" for line in bad))
-        log.error(
-            "%s: %d line(s) of the spool are not audit events; set aside in %s",
-            self.name,
-            len(bad),
-            self.spool / "rejected.jsonl",
-        )
-        return ndjson_table(b"".join(good)) if good else SCHEMA.empty_table()
+                self._publish_file(made)
+            finally:
+                made.path.unlink(missing_ok=True)
 
-    def _publish_file(self, made: _File) -> None:
-        made.close()
+    def _publish_file(self, made: DayFile) -> None:
         body = made.path.read_bytes()
         low = made.low if made.low is not None else 0
         high = made.high if made.high is not None else low + made.rows - 1
         digest = hashlib.sha256(body).hexdigest()[:16]
         name = parquet_name(made.day, made.stream, low, high, digest)
         self._publish(name, body, low, high)
-        made.path.unlink()
         self._bytes_made += len(body)
         self.last_name = name
         self.files_written += 1
@@ -366,30 +296,8 @@ class ParquetExporter:
             self.checkpoints.ship(published)
 
     def close(self) -> None:
+        if self._converter is not None:
+            self._converter.discard()
+            self._converter = None
         if self.s3 is not None:
             self.s3.close()
-
-
-def _pieces(parts: list[Path]) -> Iterator[bytes]:
-    """The lines of the parts, in order, about _PARSE_BYTES of whole lines at a time (each
-    line ended by a newline)."""
-    pending: list[bytes] = []
-    size = 0
-    for path in parts:
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            data += b"\n"
-        pending.append(data)
-        size += len(data)
-        if size < _PARSE_BYTES:
-            continue
-        data = b"".join(pending)
-        start = 0
-        while len(data) - start >= _PARSE_BYTES:
-            cut = data.index(b"\n", start + _PARSE_BYTES - 1) + 1
-            yield data[start:cut]
-            start = cut
-        pending = [data[start:]] if start < len(data) else []
-        size = len(data) - start
-    if pending:
-        yield b"".join(pending)
