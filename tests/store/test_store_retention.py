@@ -316,7 +316,9 @@ def test_parquet_days_wholly_before_the_cutoff_go(tmp_path: Path) -> None:
     )  # fmt: skip
     record_traffic(config, 2000, START, START + timedelta(days=4))
     export(config)
-    days = sorted(p.name for p in out.iterdir())
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert checkpoints  # the signed checkpoints are copied beside the files
+    days = sorted(p.name for p in out.iterdir() if p.name != "checkpoints")
     assert days == ["dt=2026-01-01", "dt=2026-01-02", "dt=2026-01-03", "dt=2026-01-04"]
     (out / "dt=2026-01-01" / "notes.txt").write_text("not the exporter's")
     # Two days back from the middle of 2026-01-05: before 12:00 on 2026-01-03.
@@ -324,10 +326,12 @@ def test_parquet_days_wholly_before_the_cutoff_go(tmp_path: Path) -> None:
 
     dry = apply_retention(config, now=now, dry_run=True)
     assert {p.parent.name for p in dry.files} == {"dt=2026-01-01", "dt=2026-01-02"}
-    assert sorted(p.name for p in out.iterdir()) == days
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", *days]
 
     apply_retention(config, now=now)
-    assert sorted(p.name for p in out.iterdir()) == ["dt=2026-01-01", *days[2:]]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "dt=2026-01-01", *days[2:]]
+    # The checkpoints stay, as a local log's (verify reports the removed days as missing).
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints
     assert [p.name for p in (out / "dt=2026-01-01").iterdir()] == ["notes.txt"]
     cutoff_ms = to_ms(now - timedelta(days=2))
     kept = [
