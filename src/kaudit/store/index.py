@@ -22,6 +22,7 @@ process ends first, the cursor has not moved past it and it is read from the log
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sqlite3
@@ -78,6 +79,25 @@ def _rollback(c: sqlite3.Connection) -> None:
     full disk or an I/O error), so the error raised is the one that happened."""
     if c.in_transaction:
         c.execute("ROLLBACK")
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector held off while a part is decoded.
+
+    Decoding makes a few objects per event that live as long as the part (its fields,
+    words and lines), so the collector would run every few hundred events and look at
+    the part's objects again each time, for nothing: they hold no cycles. Held off, it
+    runs once after the part (about a fifth of `schema.read_event`'s CPU). A caller that
+    had disabled the collector keeps it disabled."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass
@@ -222,7 +242,8 @@ class EventIndex:
         try:
             self._settle()  # a part whose commit failed goes first
             for at in range(0, len(lines), PART_EVENTS):
-                chunk = self._prepare(lines[at : at + PART_EVENTS])
+                with _collector_paused():
+                    chunk = self._prepare(lines[at : at + PART_EVENTS])
                 self._settle()
                 if chunk.rows:
                     # In flight before it is written, so a part that cannot be written
