@@ -8,11 +8,13 @@ daily counts in `rollups` in the same transaction), removing events older than a
 How it is fast enough to keep up with the log (see bench/search.py): each line is
 decoded once, and only the members the index reads (`schema.read_event`); WAL, so
 searches read while events are added; a batch goes in parts of a few thousand events,
-one transaction each, the rows and lines added with `executemany` and consecutive ids,
-the full-text words and the commit handed to a writer thread while the next part is
-decoded (also across batches: `submit` returns before the last part is committed, and
-`unsettled_since` tells the exporter when it is); duplicate event ids are found with
-one lookup per part rather than one per event; only five indexes (see `schema.DDL`).
+one transaction each, with consecutive ids: the lines, counts and terms added with
+`executemany`, the event rows, the full-text words and the commit handed to a writer
+thread while the next part is decoded (Python's collector held off meanwhile), which
+splits the CPU about evenly between the two threads (also across batches: `submit`
+returns before the last part is committed, and `unsettled_since` tells the exporter
+when it is); duplicate event ids are found with one lookup per part rather than one
+per event; only five indexes (see `schema.DDL`).
 Durability: `synchronous=FULL` makes a committed batch survive a power loss, which the
 exporter's cursor relies on (it moves only past batches `unsettled_since` says are
 committed). A part whose commit failed is kept and written again first by the next
@@ -33,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import orjson
 
 from kaudit.errors import StoreError
@@ -56,6 +59,14 @@ FIELD_COLUMNS = (
     "ts, event_type, actor, resource_type, resource_id, result, cluster, event_id, seq, source"
 )
 """The events table's columns in the order of `schema.Fields`."""
+
+_INSERT_EVENTS = (
+    f"INSERT INTO events (id, {FIELD_COLUMNS}) SELECT ? + key, "
+    + ", ".join(f"value ->> {i}" for i in range(len(FIELD_COLUMNS.split(","))))
+    + " FROM json_each(?)"
+)
+"""Rows of consecutive ids from a JSON array of arrays of `FIELD_COLUMNS` (as
+`msgspec.json` writes a list of `schema.Fields`)."""
 
 PART_EVENTS = 10000
 """Events per transaction (see `submit`): two parts to the exporter's batch, so one is
@@ -309,8 +320,9 @@ class EventIndex:
         return chunk
 
     def _write_chunk(self, chunk: _Chunk) -> Future[int]:
-        """Begin a transaction, add the rows and lines of `chunk`, and leave the words
-        and the commit to the writer thread: its future gives the number added."""
+        """Begin a transaction, add the lines, counts and terms of `chunk`, and leave the
+        event rows, the words and the commit to the writer thread: its future gives the
+        number added."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -329,13 +341,6 @@ class EventIndex:
                 texts = [texts[i] for i in keep]
                 blocks = self._blocks.pack([chunk.lines[i] for i in keep], rows)
             first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
-            # Without an id, each row gets the largest id so far plus one: `first`,
-            # `first + 1`... (this transaction is the only writer).
-            c.executemany(
-                "INSERT INTO events (ts, event_type, actor, resource_type, resource_id, "
-                "result, cluster, event_id, seq, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
             self._blocks.insert(c, first, blocks)
             # Counted in Python: ~150 groups a part; a GROUP BY in SQLite cost four times
             # as much (it sorts the part's rows).
@@ -344,17 +349,22 @@ class EventIndex:
             resources = {(f.resource_type, f.resource_id) for f in rows}
             terms = rollups.terms(counts) | {("resource", f"{t}:{i}") for t, i in resources}
             c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(terms))
+            records = msgspec.json.encode(rows).decode()
             words = orjson.dumps(texts).decode()
         except BaseException:
             _rollback(c)
             raise
-        return self._writer.submit(self._commit_words, first, words, len(rows))
+        return self._writer.submit(self._commit_rows, first, records, words, len(rows))
 
-    def _commit_words(self, first: int, words: str, count: int) -> int:
-        """On the writer thread: the full-text rows of ids `first`... and the commit.
-        One statement each, so SQLite does all of it without taking Python's lock."""
+    def _commit_rows(self, first: int, records: str, words: str, count: int) -> int:
+        """On the writer thread: the event rows and the full-text rows of ids `first`...,
+        and the commit. One statement each, so SQLite does all of it without taking
+        Python's lock: `executemany` takes it back for every row, and waits for it while
+        the next part is decoded. The rows come as one JSON array of `FIELD_COLUMNS`
+        arrays, which costs SQLite a little more to read than bound values."""
         c = self.conn
         try:
+            c.execute(_INSERT_EVENTS, (first, records))
             c.execute(
                 "INSERT INTO events_text (rowid, words) SELECT ? + key, value FROM json_each(?)",
                 (first, words),
