@@ -29,6 +29,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -85,6 +86,35 @@ class _Chunk:
     lines: list[bytes] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     blocks: list[Packed] = field(default_factory=list)
+    derived: _Derived | None = None
+
+
+@dataclass
+class _Derived:
+    """What a part's rows and words give to write, made while the part before it is
+    being committed (`EventIndex._prepare`), so the time the writer thread waits for the
+    next part is only the SQLite statements that must run in order."""
+
+    counts: Counter[rollups.RollupKey]
+    terms: list[tuple[str, str]]
+    records: str
+    """The rows as a JSON array of `FIELD_COLUMNS` arrays (`_INSERT_EVENTS`)."""
+    words: str
+    """The words of each row, as a JSON array of strings."""
+
+
+def _derive(rows: list[Fields], texts: list[str]) -> _Derived:
+    # Counted in Python: ~150 groups a part; a GROUP BY in SQLite cost four times as
+    # much (it sorts the part's rows).
+    counts = rollups.counts(rows)
+    resources = {(f.resource_type, f.resource_id) for f in rows}
+    terms = rollups.terms(counts) | {("resource", f"{t}:{i}") for t, i in resources}
+    return _Derived(
+        counts,
+        sorted(terms),
+        msgspec.json.encode(rows).decode(),
+        orjson.dumps(texts).decode(),
+    )
 
 
 def _rollback(c: sqlite3.Connection) -> None:
@@ -319,6 +349,7 @@ class EventIndex:
             chunk.texts.append(text)
         if chunk.rows:
             chunk.blocks = self._blocks.pack(chunk.lines, chunk.rows)
+            chunk.derived = _derive(chunk.rows, chunk.texts)
         return chunk
 
     def _write_chunk(self, chunk: _Chunk) -> Future[int]:
@@ -336,27 +367,22 @@ class EventIndex:
                     (orjson.dumps(chunk.ids).decode(),),
                 )
             }
-            rows, texts, blocks = chunk.rows, chunk.texts, chunk.blocks
-            if known:
+            rows, blocks, derived = chunk.rows, chunk.blocks, chunk.derived
+            if known or derived is None:
                 keep = [i for i, eid in enumerate(chunk.ids) if eid not in known]
                 rows = [rows[i] for i in keep]
-                texts = [texts[i] for i in keep]
                 blocks = self._blocks.pack([chunk.lines[i] for i in keep], rows)
+                derived = _derive(rows, [chunk.texts[i] for i in keep])
             first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
             self._blocks.insert(c, first, blocks)
-            # Counted in Python: ~150 groups a part; a GROUP BY in SQLite cost four times
-            # as much (it sorts the part's rows).
-            counts = rollups.counts(rows)
-            rollups.add(c, counts)
-            resources = {(f.resource_type, f.resource_id) for f in rows}
-            terms = rollups.terms(counts) | {("resource", f"{t}:{i}") for t, i in resources}
-            c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(terms))
-            records = msgspec.json.encode(rows).decode()
-            words = orjson.dumps(texts).decode()
+            rollups.add(c, derived.counts)
+            c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", derived.terms)
         except BaseException:
             _rollback(c)
             raise
-        return self._writer.submit(self._commit_rows, first, records, words, len(rows))
+        return self._writer.submit(
+            self._commit_rows, first, derived.records, derived.words, len(rows)
+        )
 
     def _commit_rows(self, first: int, records: str, words: str, count: int) -> int:
         """On the writer thread: the event rows and the full-text rows of ids `first`...,
