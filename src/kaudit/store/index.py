@@ -69,12 +69,12 @@ _INSERT_EVENTS = (
 """Rows of consecutive ids from a JSON array of arrays of `FIELD_COLUMNS` (as
 `msgspec.json` writes a list of `schema.Fields`)."""
 
-PART_EVENTS = 20000
-"""Events per transaction (see `submit`): the exporter's whole batch, which is decoded
-while the batch before it commits (`submit` returns before its last part is committed).
-Each commit writes every index page it changed and a full-text segment to merge later:
-10,000 made twice the commits, for about 5 % more CPU per event (bench/search.py, 1M:
-25.0 against 23.6-24.3 us); 5,000 about 5 % more again; 40,000 gained nothing more."""
+PART_EVENTS = 10000
+"""Events per transaction (see `submit`): two parts to the exporter's batch, so one is
+decoded while the other commits. 20,000 (one part a batch) took about 5 % less CPU
+(half the commits) but left the threads less time to overlap: slower by the clock
+(bench/search.py, 1M, quiet machine: 53,000 against 59,000 events/s); 5,000 made twice
+the commits and full-text segments to merge, for about 5 % more CPU per event."""
 
 
 @dataclass
@@ -283,7 +283,10 @@ class EventIndex:
         if self.readonly:
             raise StoreError(f"search index {self.path} was opened read-only")
         try:
-            self._settle()  # a part whose commit failed goes first
+            flight = self._in_flight
+            if flight is not None and flight.future is None:
+                self._settle()  # a part whose commit failed goes first
+            # A part still committing is waited for only once the next one is decoded.
             for at in range(0, len(lines), PART_EVENTS):
                 with _collector_paused():
                     chunk = self._prepare(lines[at : at + PART_EVENTS])
