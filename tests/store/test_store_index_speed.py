@@ -223,3 +223,28 @@ def test_a_part_whose_commit_failed_is_written_again_and_nothing_is_lost(
         assert [h.line for h in reversed(search.search(Filter(), None))] == lines
     finally:
         search.close()
+
+
+def test_rows_written_by_the_writer_thread_keep_every_field_exactly(tmp_path: Path) -> None:
+    """The writer thread adds a part's rows from one JSON array: quotes, backslashes,
+    control and non-ASCII characters, missing clusters and sources, and large sequence
+    numbers come back as the fields read from each line."""
+    config = make_config(tmp_path)
+    record_traffic(config, 40, START, END)
+    lines = []
+    for i, line in enumerate(log_lines(config)):
+        event = orjson.loads(line)
+        event["actor"]["id"] = f'User:\u00e9l\u00e8ve "{i}" \\ \t\u2603\U0001f600'
+        event["resource"]["id"] = f"topic-{i}-\u00fc\u00df"
+        if i % 3 == 0:
+            event["context"]["cluster_id"] = None
+            event["context"]["source"] = ""
+        event["integrity"]["sequence_number"] = 2**62 + i if i % 2 else None
+        lines.append(orjson.dumps(event))
+    with EventIndex(tmp_path / "fields.sqlite") as index:
+        assert index.add(lines) == 40
+        stored = index.conn.execute(
+            f"SELECT {index_module.FIELD_COLUMNS} FROM events ORDER BY id"
+        ).fetchall()
+    assert [tuple(row) for row in stored] == [tuple(read_event(line)[0]) for line in lines]
+    assert {type(row[0]) for row in stored} == {int}

@@ -64,6 +64,14 @@ def test_rollups_count_the_rows_after_indexing_retention_and_a_reindex(tmp_path:
     export(config)
     assert assert_agree(path) == 900
 
+    # A batch of which only some events are new counts only those.
+    partial = tmp_path / "partial.sqlite"
+    lines = log_lines(config)
+    with EventIndex(partial) as index:
+        index.add(lines[:300])
+        assert index.add(lines[200:600]) == 300
+    assert assert_agree(partial) == 600
+
     # Retention cuts an hour in two.
     cutoff = datetime(2026, 9, 2, 13, 17, 42, tzinfo=UTC)
     with EventIndex(path) as index:

@@ -8,11 +8,13 @@ daily counts in `rollups` in the same transaction), removing events older than a
 How it is fast enough to keep up with the log (see bench/search.py): each line is
 decoded once, and only the members the index reads (`schema.read_event`); WAL, so
 searches read while events are added; a batch goes in parts of a few thousand events,
-one transaction each, the rows and lines added with `executemany` and consecutive ids,
-the full-text words and the commit handed to a writer thread while the next part is
-decoded (also across batches: `submit` returns before the last part is committed, and
-`unsettled_since` tells the exporter when it is); duplicate event ids are found with
-one lookup per part rather than one per event; only five indexes (see `schema.DDL`).
+one transaction each, with consecutive ids: the lines, counts and terms added with
+`executemany`, the event rows, the full-text words and the commit handed to a writer
+thread while the next part is decoded (Python's collector held off meanwhile), which
+splits the CPU about evenly between the two threads (also across batches: `submit`
+returns before the last part is committed, and `unsettled_since` tells the exporter
+when it is); duplicate event ids are found with one lookup per part rather than one
+per event; only five indexes (see `schema.DDL`).
 Durability: `synchronous=FULL` makes a committed batch survive a power loss, which the
 exporter's cursor relies on (it moves only past batches `unsettled_since` says are
 committed). A part whose commit failed is kept and written again first by the next
@@ -22,16 +24,19 @@ process ends first, the cursor has not moved past it and it is read from the log
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import orjson
 
 from kaudit.errors import StoreError
@@ -56,10 +61,20 @@ FIELD_COLUMNS = (
 )
 """The events table's columns in the order of `schema.Fields`."""
 
+_INSERT_EVENTS = (
+    f"INSERT INTO events (id, {FIELD_COLUMNS}) SELECT ? + key, "
+    + ", ".join(f"value ->> {i}" for i in range(len(FIELD_COLUMNS.split(","))))
+    + " FROM json_each(?)"
+)
+"""Rows of consecutive ids from a JSON array of arrays of `FIELD_COLUMNS` (as
+`msgspec.json` writes a list of `schema.Fields`)."""
+
 PART_EVENTS = 10000
 """Events per transaction (see `submit`): two parts to the exporter's batch, so one is
-decoded while the other commits; 5,000 made twice the commits and full-text segments
-to merge, for about 5 % more CPU per event (bench/search.py, 1M)."""
+decoded while the other commits. 20,000 (one part a batch) took about 5 % less CPU
+(half the commits) but left the threads less time to overlap: slower by the clock
+(bench/search.py, 1M, quiet machine: 53,000 against 59,000 events/s); 5,000 made twice
+the commits and full-text segments to merge, for about 5 % more CPU per event."""
 
 
 @dataclass
@@ -71,6 +86,35 @@ class _Chunk:
     lines: list[bytes] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     blocks: list[Packed] = field(default_factory=list)
+    derived: _Derived | None = None
+
+
+@dataclass
+class _Derived:
+    """What a part's rows and words give to write, made while the part before it is
+    being committed (`EventIndex._prepare`), so the time the writer thread waits for the
+    next part is only the SQLite statements that must run in order."""
+
+    counts: Counter[rollups.RollupKey]
+    terms: list[tuple[str, str]]
+    records: str
+    """The rows as a JSON array of `FIELD_COLUMNS` arrays (`_INSERT_EVENTS`)."""
+    words: str
+    """The words of each row, as a JSON array of strings."""
+
+
+def _derive(rows: list[Fields], texts: list[str]) -> _Derived:
+    # Counted in Python: ~150 groups a part; a GROUP BY in SQLite cost four times as
+    # much (it sorts the part's rows).
+    counts = rollups.counts(rows)
+    resources = {(f.resource_type, f.resource_id) for f in rows}
+    terms = rollups.terms(counts) | {("resource", f"{t}:{i}") for t, i in resources}
+    return _Derived(
+        counts,
+        sorted(terms),
+        msgspec.json.encode(rows).decode(),
+        orjson.dumps(texts).decode(),
+    )
 
 
 def _rollback(c: sqlite3.Connection) -> None:
@@ -78,6 +122,25 @@ def _rollback(c: sqlite3.Connection) -> None:
     full disk or an I/O error), so the error raised is the one that happened."""
     if c.in_transaction:
         c.execute("ROLLBACK")
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector held off while a part is decoded.
+
+    Decoding makes a few objects per event that live as long as the part (its fields,
+    words and lines), so the collector would run every few hundred events and look at
+    the part's objects again each time, for nothing: they hold no cycles. Held off, it
+    runs once after the part (about a fifth of `schema.read_event`'s CPU). A caller that
+    had disabled the collector keeps it disabled."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass
@@ -220,9 +283,13 @@ class EventIndex:
         if self.readonly:
             raise StoreError(f"search index {self.path} was opened read-only")
         try:
-            self._settle()  # a part whose commit failed goes first
+            flight = self._in_flight
+            if flight is not None and flight.future is None:
+                self._settle()  # a part whose commit failed goes first
+            # A part still committing is waited for only once the next one is decoded.
             for at in range(0, len(lines), PART_EVENTS):
-                chunk = self._prepare(lines[at : at + PART_EVENTS])
+                with _collector_paused():
+                    chunk = self._prepare(lines[at : at + PART_EVENTS])
                 self._settle()
                 if chunk.rows:
                     # In flight before it is written, so a part that cannot be written
@@ -285,11 +352,13 @@ class EventIndex:
             chunk.texts.append(text)
         if chunk.rows:
             chunk.blocks = self._blocks.pack(chunk.lines, chunk.rows)
+            chunk.derived = _derive(chunk.rows, chunk.texts)
         return chunk
 
     def _write_chunk(self, chunk: _Chunk) -> Future[int]:
-        """Begin a transaction, add the rows and lines of `chunk`, and leave the words
-        and the commit to the writer thread: its future gives the number added."""
+        """Begin a transaction, add the lines, counts and terms of `chunk`, and leave the
+        event rows, the words and the commit to the writer thread: its future gives the
+        number added."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -301,39 +370,32 @@ class EventIndex:
                     (orjson.dumps(chunk.ids).decode(),),
                 )
             }
-            rows, texts, blocks = chunk.rows, chunk.texts, chunk.blocks
-            if known:
+            rows, blocks, derived = chunk.rows, chunk.blocks, chunk.derived
+            if known or derived is None:
                 keep = [i for i, eid in enumerate(chunk.ids) if eid not in known]
                 rows = [rows[i] for i in keep]
-                texts = [texts[i] for i in keep]
                 blocks = self._blocks.pack([chunk.lines[i] for i in keep], rows)
+                derived = _derive(rows, [chunk.texts[i] for i in keep])
             first = (c.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
-            # Without an id, each row gets the largest id so far plus one: `first`,
-            # `first + 1`... (this transaction is the only writer).
-            c.executemany(
-                "INSERT INTO events (ts, event_type, actor, resource_type, resource_id, "
-                "result, cluster, event_id, seq, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
             self._blocks.insert(c, first, blocks)
-            # Counted in Python: ~150 groups a part; a GROUP BY in SQLite cost four times
-            # as much (it sorts the part's rows).
-            counts = rollups.counts(rows)
-            rollups.add(c, counts)
-            resources = {(f.resource_type, f.resource_id) for f in rows}
-            terms = rollups.terms(counts) | {("resource", f"{t}:{i}") for t, i in resources}
-            c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", sorted(terms))
-            words = orjson.dumps(texts).decode()
+            rollups.add(c, derived.counts)
+            c.executemany("INSERT OR IGNORE INTO terms VALUES (?, ?)", derived.terms)
         except BaseException:
             _rollback(c)
             raise
-        return self._writer.submit(self._commit_words, first, words, len(rows))
+        return self._writer.submit(
+            self._commit_rows, first, derived.records, derived.words, len(rows)
+        )
 
-    def _commit_words(self, first: int, words: str, count: int) -> int:
-        """On the writer thread: the full-text rows of ids `first`... and the commit.
-        One statement each, so SQLite does all of it without taking Python's lock."""
+    def _commit_rows(self, first: int, records: str, words: str, count: int) -> int:
+        """On the writer thread: the event rows and the full-text rows of ids `first`...,
+        and the commit. One statement each, so SQLite does all of it without taking
+        Python's lock: `executemany` takes it back for every row, and waits for it while
+        the next part is decoded. The rows come as one JSON array of `FIELD_COLUMNS`
+        arrays, which costs SQLite a little more to read than bound values."""
         c = self.conn
         try:
+            c.execute(_INSERT_EVENTS, (first, records))
             c.execute(
                 "INSERT INTO events_text (rowid, words) SELECT ? + key, value FROM json_each(?)",
                 (first, words),

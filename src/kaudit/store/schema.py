@@ -305,7 +305,8 @@ class _Event(msgspec.Struct, gc=False):
 
 
 _decode_event = msgspec.json.Decoder(_Event).decode
-_NO_DETAILS = frozenset((b"null", b"{}"))
+_NO_DETAILS = frozenset(("null", "{}"))
+_new_tuple = tuple.__new__
 
 
 def read_event(line: bytes) -> tuple[Fields, str]:
@@ -335,18 +336,6 @@ def read_event(line: bytes) -> tuple[Fields, str]:
     actor, resource, action, context = ev.actor, ev.resource, ev.action, ev.context
     integrity = ev.integrity
     seq = integrity.sequence_number if integrity is not None else None
-    fields = Fields(
-        ts,
-        ev.event_type,
-        actor.id,
-        resource.type,
-        resource.id,
-        action.result,
-        _text_or_none(context.cluster_id) if context is not None else None,
-        ev.event_id,
-        seq if type(seq) is int else None,
-        _text_or_none(context.source) if context is not None else None,
-    )
     parts: list[str | None] = [
         ev.event_type,
         actor.id,
@@ -358,19 +347,44 @@ def read_event(line: bytes) -> tuple[Fields, str]:
         action.operation,
         action.error,
     ]
+    cluster = source = None
     if context is not None:
+        # A cluster or source as `_text_or_none` reads it, inline: this runs per event.
+        cluster, source = context.cluster_id, context.source
+        if type(cluster) is not str or not cluster:
+            cluster = None
+        if type(source) is not str or not source:
+            source = None
         parts.append(context.correlation_id)
         api = context.api
         if type(api) is dict and type(api.get("name")) is str:
             parts.append(api["name"])
     if ev.authorization is not None:
         _authorization_words(ev.authorization, parts)
-    details = bytes(ev.details)
-    if b"\\" in details:
+    # Read as text straight from the line's bytes (no copy of them first).
+    details = str(ev.details, "utf-8")
+    if "\\" in details:
         # Escapes (`\n`, `\u00e9`) would make words of their own: read the values.
-        details = orjson.dumps(orjson.loads(details))
+        details = orjson.dumps(orjson.loads(details)).decode()
     if details not in _NO_DETAILS:
-        parts.append(details.decode())
+        parts.append(details)
+    # `tuple.__new__` makes the same named tuple as `Fields(...)` without the call of
+    # its Python-level constructor.
+    fields = _new_tuple(
+        Fields,
+        (
+            ts,
+            ev.event_type,
+            actor.id,
+            resource.type,
+            resource.id,
+            action.result,
+            cluster,
+            ev.event_id,
+            seq if type(seq) is int else None,
+            source,
+        ),
+    )
     # Members left out (None) and empty ones have no words.
     return fields, " ".join(filter(None, parts))
 
