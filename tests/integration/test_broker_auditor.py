@@ -281,6 +281,78 @@ def test_every_allowed_produce_request_is_counted_once(
     assert requests(decisions.events()) == 401
 
 
+def test_counting_produce_is_switched_off_and_on_at_runtime_and_both_switches_are_recorded(
+    kafka: KafkaInfo,
+    kafka_tool: KafkaTool,
+    decisions: Decisions,
+    sasl_config: Callable[..., dict[str, str]],
+    admin_sasl_config: dict[str, str],
+    unique_topic: str,
+) -> None:
+    """kaudit.audit.include.data.access is a dynamic broker config: set to false on the
+    running broker, alice's produce requests are no longer counted; removed again, they
+    are. The AlterConfigs that turned counting off and the one that turned it back on are
+    both recorded (config.changed by the super user)."""
+    create_topic(kafka.client_config(), unique_topic)
+    grant(kafka_tool, "User:alice", "--operation", "Write", "--operation", "Describe",
+          "--topic", unique_topic)  # fmt: skip
+    producer = Producer({**sasl_config("alice"), "linger.ms": 0, "batch.num.messages": 1})
+
+    def produce(count: int) -> int:
+        delivered: list[Any] = []
+        for _ in range(count):
+            producer.produce(
+                unique_topic, b"x", on_delivery=lambda err, _: delivered.append(err is None)
+            )
+        producer.flush(30)
+        return sum(delivered)
+
+    admin = AdminClient({**admin_sasl_config, "client.id": "switch-counting"})
+    broker = ConfigResource(ResourceType.BROKER, "1")  # the local broker's node.id
+
+    def switch(count: bool) -> None:
+        operation = AlterConfigOpType.DELETE if count else AlterConfigOpType.SET
+        entry = ConfigEntry("kaudit.audit.include.data.access", "false",
+                            incremental_operation=operation)  # fmt: skip
+        ok(admin.incremental_alter_configs([ConfigResource(
+            ResourceType.BROKER, broker.name, incremental_configs=[entry])]))  # fmt: skip
+
+        def applied() -> bool:
+            # The broker answers DescribeConfigs once its authorizer was reconfigured.
+            described = admin.describe_configs([broker])[broker].result(timeout=30)
+            return ("kaudit.audit.include.data.access" in described) is not count
+
+        wait_for(applied, f"counting {'on' if count else 'off'} on the broker")
+
+    wait_for(lambda: produce(1) == 1, "alice allowed to write by her new ACL")
+    switch(count=False)
+    try:
+        assert produce(50) == 50
+    finally:
+        switch(count=True)
+    assert produce(7) == 7
+
+    def requests(events: list[dict[str, Any]]) -> int:
+        return sum(
+            e["details"]["requests"]
+            for e in matching(events, "records.produced", unique_topic)
+            if e["actor"]["id"] == "User:alice"
+        )
+
+    def switches(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            e for e in events
+            if e["event_type"] == "config.changed" and e["actor"]["client_id"] == "switch-counting"
+        ]  # fmt: skip
+
+    decisions.wait(
+        "the requests made while counting was on counted, and both switches recorded",
+        lambda events: requests(events) >= 8 and len(switches(events)) >= 2,
+    )
+    assert requests(decisions.events()) == 8
+    assert {e["actor"]["id"] for e in switches(decisions.events())} == {"User:admin"}
+
+
 def test_management_operations_direct_to_the_broker_are_recorded(
     kafka: KafkaInfo, kafka_tool: KafkaTool, decisions: Decisions, alice_config: dict[str, str]
 ) -> None:

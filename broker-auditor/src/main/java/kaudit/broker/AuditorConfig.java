@@ -52,7 +52,15 @@ import org.apache.kafka.common.utils.SecurityUtils;
  *       (all false): record those allowed decisions too;
  *   <li>{@code include.super.users} (false): count super users' allowed produce and fetch
  *       (READ, WRITE, IDEMPOTENT_WRITE) too. Their management operations are recorded
- *       whatever this says: a stolen admin credential used directly must show.
+ *       whatever this says: a stolen admin credential used directly must show;
+ *   <li>{@code include.data.access} (true): count allowed produce and fetch (READ, WRITE,
+ *       IDEMPOTENT_WRITE) at all. A dynamic broker config: {@code kafka-configs --alter
+ *       --entity-type brokers --entity-default --add-config kaudit.audit.include.data.access=false}
+ *       turns the counting off on a running cluster (under a load spike, or where only
+ *       management operations and denials matter) and {@code =true} back on, without a
+ *       restart. Off, bypass detection sees no produce or fetch; denials, management
+ *       operations (that AlterConfigs itself included) and anyone else's write on the
+ *       decision topic are recorded either way.
  * </ul>
  *
  * A bad value is a {@link ConfigException} naming the property and what it accepts, so the
@@ -77,6 +85,7 @@ final class AuditorConfig {
     final boolean includeClusterAction;
     final boolean includeInterBroker;
     final boolean includeSuperUsers;
+    final boolean includeDataAccess;
     final Set<String> interBrokerListeners;
     final Set<String> controllerListeners;
     final String nodeId;
@@ -93,6 +102,7 @@ final class AuditorConfig {
         includeClusterAction = flag(configs, "include.cluster.action", false);
         includeInterBroker = flag(configs, "include.inter.broker", false);
         includeSuperUsers = flag(configs, "include.super.users", false);
+        includeDataAccess = includeDataAccess(configs);
         producer = new HashMap<>();
         String producerPrefix = PREFIX + "producer.";
         for (Map.Entry<String, ?> entry : configs.entrySet()) {
@@ -128,6 +138,13 @@ final class AuditorConfig {
 
     static AuditorConfig from(Map<String, ?> configs) {
         return new AuditorConfig(configs);
+    }
+
+    /** The one setting a running broker may change ({@link AuditingAuthorizer#reconfigure}). */
+    static final String INCLUDE_DATA_ACCESS = PREFIX + "include.data.access";
+
+    static boolean includeDataAccess(Map<String, ?> configs) {
+        return flag(configs, "include.data.access", true);
     }
 
     /** The principal of the auditor's own producer: the {@code principal} setting, else the
