@@ -54,6 +54,7 @@ from kaudit.dev.broker_auditor import (
     BrokerAuditorPlugin,
     broker_auditor_plugin,
 )
+from kaudit.dev.errors import KafkaStartError
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.log.kafka import STREAM_HEADER, KafkaLogReader
 from kaudit.log.kafka.reader import HMAC_HEADER
@@ -351,6 +352,21 @@ def test_counting_produce_is_switched_off_and_on_at_runtime_and_both_switches_ar
     )
     assert requests(decisions.events()) == 8
     assert {e["actor"]["id"] for e in switches(decisions.events())} == {"User:admin"}
+
+
+def test_over_plaintext_the_broker_refuses_to_start_until_the_auditors_principal_is_named(
+    audited_broker: AuditedBroker, tmp_path: Path
+) -> None:
+    """The auditor's producer on a PLAINTEXT listener is User:ANONYMOUS to the broker, as
+    is every client there; without kaudit.audit.principal naming it, the broker does not
+    start, and its log says what to set."""
+    unnamed = BrokerAuditorPlugin(audited_broker.plugin.jar, {"principal": ""})
+    broker = LocalKafka(tmp_path / "kafka", broker_auditor=unnamed)
+    try:
+        with pytest.raises(KafkaStartError, match=r"kaudit\.audit\.principal=User:ANONYMOUS"):
+            broker.start()
+    finally:
+        broker.stop()
 
 
 def test_management_operations_direct_to_the_broker_are_recorded(

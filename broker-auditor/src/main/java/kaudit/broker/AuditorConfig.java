@@ -29,10 +29,13 @@ import org.apache.kafka.common.utils.SecurityUtils;
  *   <li>{@code producer.*}: extra producer settings (security, for instance);
  *   <li>{@code principal}: the principal the broker gives the auditor's own producer
  *       ({@code Type:name}). By default it is derived from {@code producer.*}: {@code
- *       User:ANONYMOUS} over PLAINTEXT, {@code User:<username>} of a PLAIN or SCRAM login;
- *       anything else (TLS certificates, Kerberos, OAuth, a custom principal builder) must
- *       name it. Only this principal's WRITE, DESCRIBE and CREATE on the decision topic are
- *       left out (they would feed themselves); anyone else's WRITE there is recorded;
+ *       User:<username>} of a PLAIN or SCRAM login; anything else (TLS certificates,
+ *       Kerberos, OAuth, a custom principal builder) must name it. Over PLAINTEXT it must be
+ *       named too: the broker would see the auditor as {@code User:ANONYMOUS}, as it sees
+ *       every client of a PLAINTEXT listener, so naming it is the operator's statement that
+ *       no client but the auditor (and the brokers) reaches that listener. Only this
+ *       principal's WRITE, DESCRIBE and CREATE on the decision topic are left out (they would
+ *       feed themselves); anyone else's WRITE there is recorded;
  *   <li>{@code hmac.key.file} (none): a file holding the key (its bytes, trailing
  *       whitespace left off; at least 16) of the HMAC-SHA256 the auditor puts on each
  *       record (header {@code kaudit-hmac}), so kaudit refuses records someone else wrote
@@ -164,7 +167,15 @@ final class AuditorConfig {
         String protocol = text(producer.get(CommonClientConfigs.SECURITY_PROTOCOL_CONFIG), "PLAINTEXT")
                 .toUpperCase(Locale.ROOT);
         if (protocol.equals("PLAINTEXT")) {
-            return KafkaPrincipal.ANONYMOUS;
+            throw new ConfigException(name, null, "the auditor's producer reaches the decision "
+                    + "topic over PLAINTEXT (" + PREFIX + "producer.security.protocol), where the "
+                    + "broker gives it User:ANONYMOUS, the principal of every client of that "
+                    + "listener: their writes to the decision topic would pass as the auditor's "
+                    + "own and go unrecorded. Give the auditor a login (" + PREFIX
+                    + "producer.security.protocol=SASL_PLAINTEXT or SASL_SSL with PLAIN or SCRAM "
+                    + "credentials in " + PREFIX + "producer.sasl.jaas.config), or, if only the "
+                    + "brokers and the auditor can reach that listener, say so with " + name
+                    + "=User:ANONYMOUS");
         }
         String mechanism = text(producer.get(SaslConfigs.SASL_MECHANISM), SaslConfigs.DEFAULT_SASL_MECHANISM);
         Object jaas = producer.get(SaslConfigs.SASL_JAAS_CONFIG);
