@@ -37,13 +37,14 @@ both sides alike and is averaged over hundreds of pairs instead of nine rounds.
   all counting samples minus that of all others (`added_p99_pooled_ms`, with its
   interval) is the check that the plugin brings no rare stall that a median over pairs
   would pass over; the machine's own stalls make it the noisier figure.
-- throughput: the same producer flat out (at most 1,000 records waiting), slices of
-  `--burst-slice-ms`; a slice's rate is the acknowledgements that arrive within it. The
-  broker handles a connection's requests one at a time, so what is acknowledged in a
-  slice was authorized in it. `ratio` is the median over pairs of (counting rate / other
-  rate), with a bootstrap interval; `ratio_pooled` all counting requests per second over
-  all others. `broker_cpu_busy` is the broker's CPU seconds per second during these
-  slices: near 1.0 (its one core) the broker, not the client, set the pace.
+- throughput: a second producer like it (its own connection) flat out, at most 1,000
+  records waiting, in slices of `--burst-slice-ms`; a slice's rate is the acknowledgements
+  that arrive within it. The broker handles a connection's requests one at a time, so what
+  is acknowledged in a slice was authorized in it. `ratio` is the median over pairs of
+  (counting rate / other rate), with a bootstrap interval; `ratio_pooled` all counting
+  requests per second over all others. `broker_cpu_busy` is the broker's CPU seconds per
+  second during these slices: near 1.0 (its one core) the broker, not the client, set the
+  pace.
 - CPU: the broker JVM's CPU time (user + system, /proc) in each kind of latency slice,
   per 1,000 requests; `cpu_ratio` is on over off.
 - noise: with two or more CPUs allowed, the broker's threads are pinned to one core and
@@ -150,8 +151,6 @@ def producer_config(info: KafkaInfo) -> dict[str, str | int | bool]:
         "acks": 1,
         # Many requests in flight: the broker, not the round trip, sets the pace.
         "max.in.flight.requests.per.connection": 1000,
-        # At most 1,000 records waiting when flat out: no backlog worth seconds.
-        "queue.buffering.max.messages": 1000,
         "enable.idempotence": False,
         "message.timeout.ms": 30000,
     }
@@ -364,15 +363,18 @@ def main() -> None:
     with broker() as info:
         pid = info.pid or 0
         pinned = pin(pid)
-        client = Producer(producer_config(info))
+        client = Producer(producer_config(info))  # paced: room for a stall's backlog
+        # Flat out, at most 1,000 records waiting: no backlog worth seconds.
+        flat_out = Producer({**producer_config(info), "queue.buffering.max.messages": 1000})
         switch = CountingSwitch(info, args.aa)
         # Warm-up: JIT of both paths, the connection, the switch, the pacing loop.
         for count in (True, False, True, False):
             switch.settle(count)
-            delivered(client, 5_000)
+            delivered(client, 2_000)
+            delivered(flat_out, 5_000)
         run_slices(client, switch, pid, slice_order(4, rng), args.slice_ms / 1000, args.rate)
         bursts = run_slices(
-            client, switch, pid, slice_order(args.burst_pairs, rng), args.burst_slice_ms / 1000,
+            flat_out, switch, pid, slice_order(args.burst_pairs, rng), args.burst_slice_ms / 1000,
             None,
         )  # fmt: skip
         print(f"throughput: {len(bursts)} slices", flush=True)
@@ -380,7 +382,7 @@ def main() -> None:
             client, switch, pid, slice_order(args.pairs, rng), args.slice_ms / 1000, args.rate
         )
         switch.settle(True)
-        del client, switch  # the clients end before their broker stops
+        del client, flat_out, switch  # the clients end before their broker stops
 
     burst_pairs = pairs_of(bursts)
     latency_pairs = pairs_of(slices)
