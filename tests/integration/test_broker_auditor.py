@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -799,6 +799,61 @@ def test_a_stolen_credential_producing_directly_is_a_bypass_beside_the_apps_traf
             "no writer stream header": 1,
             "a second line for a sequence number": 1,
         }
+
+
+@pytest.mark.parametrize("bypass_rig", ["local"], indirect=True)
+def test_an_idle_consumer_through_the_gateway_is_no_bypass(
+    bypass_rig: BypassRig, kafka_tool: KafkaTool, alice_config: dict[str, str]
+) -> None:
+    """A consumer reading an empty topic through the gateway polls the broker again and
+    again with nothing to return; the broker counts each fetch, and so does the gateway
+    (fetches that returned nothing included), so none of them is a bypass."""
+    gw, reader = bypass_rig.gw, bypass_rig.reader
+    topic = f"quiet-{uuid.uuid4().hex[:8]}"
+    create_topic(bypass_rig.kafka_info.client_config(), topic)
+    group = f"idle-{uuid.uuid4().hex[:8]}"  # librdkafka wants one, even to assign()
+    grant(kafka_tool, "User:alice", "--operation", "Read", "--operation", "Describe",
+          "--topic", topic, "--group", group)  # fmt: skip
+    consumer = Consumer(gw.client({
+        **alice_config, "client.id": "idle-reader", "group.id": group,
+        "enable.auto.commit": False, "fetch.wait.max.ms": 100,
+    }))  # fmt: skip
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    detector = bypass_rig.detector()
+
+    def fetches(events: list[dict[str, Any]], source: str) -> int:
+        return sum(
+            e["details"]["requests"]
+            for e in matching(events, "records.consumed", topic)
+            if e["context"]["source"] == source and e["actor"]["client_id"] == "idle-reader"
+        )
+
+    def polled_for_a_while() -> bool:
+        message = consumer.poll(0.2)
+        assert message is None or message.error() is not None, "nothing to read, ever"
+        reader.poll_once()
+        events = bypass_rig.events()  # flushes the gateway's records
+        detector.poll()
+        return fetches(events, "broker") >= 20
+
+    try:
+        wait_for(polled_for_a_while, "idle fetches counted by the broker")
+    finally:
+        consumer.close()
+    reader.poll_once()
+    bypass_rig.ahead[0] = 2000.0  # past every wait, produce/fetch counts' included
+    detector.poll()
+    detector.close()
+    events = bypass_rig.events()
+    bypasses = [
+        e for e in events
+        if e["event_type"] == "access.bypassed_gateway" and e["actor"]["client_id"] == "idle-reader"
+    ]  # fmt: skip
+    assert bypasses == [], [(e["resource"], e["details"]) for e in bypasses]
+    consumed = matching(events, "records.consumed", topic)
+    gateway_counts = [e for e in consumed if e["context"]["source"] == "gateway"]
+    assert fetches(events, "gateway") >= 20
+    assert all(e["details"]["count"] == 0 for e in gateway_counts)
 
 
 def forge_gateway_counts(log: KafkaLog, kafka: KafkaInfo, topic: str) -> None:
