@@ -24,18 +24,20 @@ both sides alike and is averaged over hundreds of pairs instead of nine rounds.
   (on) the config with AlterConfigs and polls DescribeConfigs, which the broker answers
   from the configs it applies after reconfiguring the authorizer. Requests sent while a
   switch is pending still go out at the same pace, but belong to no slice.
-- latency: one warmed-up producer (alice over SASL, an ACL-governed user whose writes
-  the plugin counts; acks=1, linger.ms=0, one record a request) sends `--rate` requests
-  a second without pause for the whole run; each is timed from produce() to its delivery
-  report and belongs to the slice it was sent in (`--slice-ms` long; a request still in
-  flight when the next switch applies is authorized under the next slice's state; at a
-  few ms a request against a switch of ~40 ms, that is only tail requests, and it dilutes
-  the difference rather than biasing it, both directions alike). `added_p99_ms` is, as
-  in the paired rounds before, the median over pairs of (p99 of the counting slice - p99
-  of the other), with a 95 % bootstrap interval (`added_p99_ci_ms`) from resampling
-  whole pairs (samples within a slice are not independent; the pairs are). The p99 of
-  all counting samples minus that of all others (`added_p99_pooled_ms`, with its
-  interval) is the check that the plugin brings no rare stall that a median over pairs
+- latency: one warmed-up producer (alice over SASL, an ACL-governed user whose writes the
+  plugin counts; acks=1, linger.ms=0, one record a request) sends `--rate` requests a
+  second without pause for the whole run; each is timed by librdkafka from produce() to
+  the broker's acknowledgement (Message.latency(): when this process gets to run the
+  delivery report does not count; between ticks it sleeps rather than spins, leaving the
+  cores to the broker) and belongs to the slice it was sent in (`--slice-ms` long; a
+  request still in flight when the next switch applies is authorized under the next
+  slice's state; at a few ms a request against a switch of ~40 ms, that is only tail
+  requests, and it dilutes the difference rather than biasing it, both directions alike).
+  `added_p99_ms` is, as in the paired rounds before, the median over pairs of (p99 of the
+  counting slice - p99 of the other), with a 95 % bootstrap interval (`added_p99_ci_ms`)
+  from resampling whole pairs (samples within a slice are not independent; the pairs are).
+  The p99 of all counting samples minus that of all others (`added_p99_pooled_ms`, with
+  its interval) is the check that the plugin brings no rare stall that a median over pairs
   would pass over; the machine's own stalls make it the noisier figure.
 - throughput: a second producer like it (its own connection) flat out, at most 1,000
   records waiting, in slices of `--burst-slice-ms`; a slice's rate is the acknowledgements
@@ -80,7 +82,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -274,14 +276,18 @@ def run_slices(
         elif current[0] is not None:
             current[0].acknowledged += 1
 
-    def timed(out: list[float] | None, sent: float) -> Callable[[object, object], None]:
-        def report(err: object, _msg: object) -> None:
+    def timed(out: list[float] | None) -> Callable[[object, Message], None]:
+        def report(err: object, msg: Message) -> None:
             if err is not None:
                 failed.append(err)
             elif out is not None:
-                out.append((time.perf_counter() - sent) * 1000)
+                # librdkafka's own time from produce() to the acknowledgement: when this
+                # process got to run the callback does not count.
+                out.append((msg.latency() or 0.0) * 1000)
 
         return report
+
+    unattributed = timed(None)
 
     next_index = 0
     switch.request(order[0])
@@ -290,12 +296,15 @@ def run_slices(
     while next_index < len(order) or current[0] is not None:
         if rate:
             due = started + tick * interval
-            while time.perf_counter() < due:
-                client.poll(0)
+            # Sleep to the tick rather than spin: the cores are the broker's and others'.
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
         now = time.perf_counter()
         running = current[0]
         if running is None and next_index < len(order) and switch.applied():
             running = current[0] = Slice(order[next_index], now, cpu_s=cpu_seconds(broker_pid))
+            running.report = timed(running.latencies_ms)
             next_index += 1
         elif running is not None and now >= running.started + slice_s:
             running.ended = now
@@ -307,8 +316,8 @@ def run_slices(
             else:
                 break
         if rate:
-            out = running.latencies_ms if running is not None else None
-            client.produce(TOPIC, PAYLOAD, on_delivery=timed(out, time.perf_counter()))
+            report = running.report if running is not None else unattributed
+            client.produce(TOPIC, PAYLOAD, on_delivery=report)
             tick += 1
         else:
             try:
@@ -349,6 +358,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="authorize() rounds")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
+        "--no-pin", action="store_true", help="leave the broker and this process unpinned"
+    )
+    parser.add_argument(
         "--aa", action="store_true", help="A/A run: both kinds of slice count (noise floor)"
     )
     args = parser.parse_args()
@@ -362,7 +374,7 @@ def main() -> None:
 
     with broker() as info:
         pid = info.pid or 0
-        pinned = pin(pid)
+        pinned = None if args.no_pin else pin(pid)
         client = Producer(producer_config(info))  # paced: room for a stall's backlog
         # Flat out, at most 1,000 records waiting: no backlog worth seconds.
         flat_out = Producer({**producer_config(info), "queue.buffering.max.messages": 1000})

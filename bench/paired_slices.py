@@ -24,6 +24,8 @@ class Slice:
     latencies_ms: list[float] = field(default_factory=list)
     acknowledged: int = 0
     cpu_s: float = 0.0
+    report: Callable[..., None] | None = None
+    """The delivery report that adds a request's latency to `latencies_ms`."""
 
 
 def pairs_of(slices: Sequence[Slice]) -> list[tuple[Slice, Slice]]:
