@@ -62,7 +62,7 @@ The last line printed is one JSON object with the figures and the load average. 
 broker and its directory are removed at the end.
 
     .venv/bin/python bench/broker_auditor.py [--rate 2000] [--slice-ms 250] [--pairs 160]
-        [--burst-slice-ms 500] [--burst-pairs 30] [--aa]
+        [--burst-slice-ms 300] [--burst-pairs 100] [--aa]
 """
 
 from __future__ import annotations
@@ -351,8 +351,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2_000)
     parser.add_argument("--slice-ms", type=float, default=250.0)
     parser.add_argument("--pairs", type=int, default=160, help="pairs of latency slices")
-    parser.add_argument("--burst-slice-ms", type=float, default=500.0)
-    parser.add_argument("--burst-pairs", type=int, default=30, help="pairs of flat-out slices")
+    parser.add_argument("--burst-slice-ms", type=float, default=300.0)
+    parser.add_argument("--burst-pairs", type=int, default=100, help="pairs of flat-out slices")
     parser.add_argument("--resamples", type=int, default=1_000)
     parser.add_argument("--calls", type=int, default=1_000_000, help="authorize() calls a round")
     parser.add_argument("--rounds", type=int, default=9, help="authorize() rounds")
