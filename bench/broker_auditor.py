@@ -51,9 +51,9 @@ both sides alike and is averaged over hundreds of pairs instead of nine rounds.
   per 1,000 requests; `cpu_ratio` is on over off.
 - noise: with two or more CPUs allowed, the broker's threads are pinned to one core and
   this process (and its librdkafka threads) to another, so the client never takes the
-  broker's core; other processes on the machine still run on both (`load_average`).
-  The broker and its clients are warmed up (JIT, connections, metadata, a few switches)
-  before anything is timed.
+  broker's core (`--no-pin` leaves both to the scheduler); other processes on the machine
+  still run on both cores (`load_average`). The broker and its clients are warmed up (JIT,
+  connections, metadata, a few switches) before anything is timed.
 - `--aa`: an A/A run. The two kinds of slice both count (the switch sets the config to
   true, or deletes it), with the same switching; the figures are then the method's
   noise floor, and `compared` says so.
