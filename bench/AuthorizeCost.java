@@ -2,7 +2,10 @@
 // StandardAuthorizer and kaudit.broker.AuditingAuthorizer (which delegates to one), each
 // with the same ACL, asked the same question in a loop on one thread. Run from source by
 // bench/broker_auditor.py (java -cp <kafka libs>:<plugin jar> bench/AuthorizeCost.java);
-// prints one JSON line of median nanoseconds per call.
+// prints one JSON line of median nanoseconds per call. A third authorizer is the plugin with
+// counting switched off (kaudit.audit.include.data.access=false): bench/broker_auditor.py
+// compares the plugin counting against it, so its cost over StandardAuthorizer's
+// (`off_plain_ns`, produce only) is what that comparison leaves out.
 //
 // The plugin's decision topic points at a closed port, so its sender never sends: what is
 // timed is the request path alone (the copy into the queue or the count), which is all the
@@ -62,10 +65,16 @@ public class AuthorizeCost {
     }
 
     static ClusterMetadataAuthorizer authorizer(ClusterMetadataAuthorizer authorizer) {
-        Map<String, Object> configs = new HashMap<>();
+        return authorizer(authorizer, Map.of());
+    }
+
+    static ClusterMetadataAuthorizer authorizer(
+            ClusterMetadataAuthorizer authorizer, Map<String, Object> extra) {
+        Map<String, Object> configs = new HashMap<>(extra);
         configs.put("super.users", "User:admin");
         configs.put("node.id", "1");
         configs.put("kaudit.audit.bootstrap.servers", "127.0.0.1:1");
+        configs.put("kaudit.audit.principal", "User:kaudit-auditor");
         configs.put("kaudit.audit.producer.reconnect.backoff.ms", "60000");
         authorizer.configure(configs);
         // As the broker does (Plugin.wrapInstance): StandardAuthorizer counts its answers.
@@ -110,6 +119,10 @@ public class AuthorizeCost {
         ClusterMetadataAuthorizer audited =
                 authorizer((ClusterMetadataAuthorizer) Class.forName("kaudit.broker.AuditingAuthorizer")
                         .getDeclaredConstructor().newInstance());
+        ClusterMetadataAuthorizer off =
+                authorizer((ClusterMetadataAuthorizer) Class.forName("kaudit.broker.AuditingAuthorizer")
+                        .getDeclaredConstructor().newInstance(),
+                        Map.of("kaudit.audit.include.data.access", "false"));
         ResourcePattern orders = new ResourcePattern(ResourceType.TOPIC, "orders", PatternType.LITERAL);
         Map<String, Object[]> cases = new HashMap<>();
         // Produce: an allowed WRITE, counted per client and topic.
@@ -125,20 +138,24 @@ public class AuthorizeCost {
             List<Action> actions = (List<Action>) cases.get(name)[1];
             nanosPerCall(plain, context, actions, calls);
             nanosPerCall(audited, context, actions, calls);
+            nanosPerCall(off, context, actions, calls);
             List<Double> plainNs = new ArrayList<>();
             List<Double> auditedNs = new ArrayList<>();
+            List<Double> offNs = new ArrayList<>();
             for (int round = 0; round < rounds; round++) {
                 plainNs.add(nanosPerCall(plain, context, actions, calls));
                 auditedNs.add(nanosPerCall(audited, context, actions, calls));
+                offNs.add(nanosPerCall(off, context, actions, calls));
             }
             if (out.length() > 1) {
                 out.append(',');
             }
-            out.append(String.format("\"%s_plain_ns\":%.1f,\"%s_plugin_ns\":%.1f",
-                    name, median(plainNs), name, median(auditedNs)));
+            out.append(String.format("\"%s_plain_ns\":%.1f,\"%s_plugin_ns\":%.1f,\"%s_off_ns\":%.1f",
+                    name, median(plainNs), name, median(auditedNs), name, median(offNs)));
         }
         System.out.println(out.append('}'));
         audited.close();
+        off.close();
         plain.close();
         System.exit(0);
     }

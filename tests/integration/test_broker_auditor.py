@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -54,6 +54,7 @@ from kaudit.dev.broker_auditor import (
     BrokerAuditorPlugin,
     broker_auditor_plugin,
 )
+from kaudit.dev.errors import KafkaStartError
 from kaudit.dev.kafka import KafkaInfo, LocalKafka
 from kaudit.log.kafka import STREAM_HEADER, KafkaLogReader
 from kaudit.log.kafka.reader import HMAC_HEADER
@@ -279,6 +280,93 @@ def test_every_allowed_produce_request_is_counted_once(
 
     decisions.wait("alice's 401 produce requests counted", lambda events: requests(events) >= 401)
     assert requests(decisions.events()) == 401
+
+
+def test_counting_produce_is_switched_off_and_on_at_runtime_and_both_switches_are_recorded(
+    kafka: KafkaInfo,
+    kafka_tool: KafkaTool,
+    decisions: Decisions,
+    sasl_config: Callable[..., dict[str, str]],
+    admin_sasl_config: dict[str, str],
+    unique_topic: str,
+) -> None:
+    """kaudit.audit.include.data.access is a dynamic broker config: set to false on the
+    running broker, alice's produce requests are no longer counted; removed again, they
+    are. The AlterConfigs that turned counting off and the one that turned it back on are
+    both recorded (config.changed by the super user)."""
+    create_topic(kafka.client_config(), unique_topic)
+    grant(kafka_tool, "User:alice", "--operation", "Write", "--operation", "Describe",
+          "--topic", unique_topic)  # fmt: skip
+    producer = Producer({**sasl_config("alice"), "linger.ms": 0, "batch.num.messages": 1})
+
+    def produce(count: int) -> int:
+        delivered: list[Any] = []
+        for _ in range(count):
+            producer.produce(
+                unique_topic, b"x", on_delivery=lambda err, _: delivered.append(err is None)
+            )
+        producer.flush(30)
+        return sum(delivered)
+
+    admin = AdminClient({**admin_sasl_config, "client.id": "switch-counting"})
+    broker = ConfigResource(ResourceType.BROKER, "1")  # the local broker's node.id
+
+    def switch(count: bool) -> None:
+        operation = AlterConfigOpType.DELETE if count else AlterConfigOpType.SET
+        entry = ConfigEntry("kaudit.audit.include.data.access", "false",
+                            incremental_operation=operation)  # fmt: skip
+        ok(admin.incremental_alter_configs([ConfigResource(
+            ResourceType.BROKER, broker.name, incremental_configs=[entry])]))  # fmt: skip
+
+        def applied() -> bool:
+            # The broker answers DescribeConfigs once its authorizer was reconfigured.
+            described = admin.describe_configs([broker])[broker].result(timeout=30)
+            return ("kaudit.audit.include.data.access" in described) is not count
+
+        wait_for(applied, f"counting {'on' if count else 'off'} on the broker")
+
+    wait_for(lambda: produce(1) == 1, "alice allowed to write by her new ACL")
+    switch(count=False)
+    try:
+        assert produce(50) == 50
+    finally:
+        switch(count=True)
+    assert produce(7) == 7
+
+    def requests(events: list[dict[str, Any]]) -> int:
+        return sum(
+            e["details"]["requests"]
+            for e in matching(events, "records.produced", unique_topic)
+            if e["actor"]["id"] == "User:alice"
+        )
+
+    def switches(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            e for e in events
+            if e["event_type"] == "config.changed" and e["actor"]["client_id"] == "switch-counting"
+        ]  # fmt: skip
+
+    decisions.wait(
+        "the requests made while counting was on counted, and both switches recorded",
+        lambda events: requests(events) >= 8 and len(switches(events)) >= 2,
+    )
+    assert requests(decisions.events()) == 8
+    assert {e["actor"]["id"] for e in switches(decisions.events())} == {"User:admin"}
+
+
+def test_over_plaintext_the_broker_refuses_to_start_until_the_auditors_principal_is_named(
+    audited_broker: AuditedBroker, tmp_path: Path
+) -> None:
+    """The auditor's producer on a PLAINTEXT listener is User:ANONYMOUS to the broker, as
+    is every client there; without kaudit.audit.principal naming it, the broker does not
+    start, and its log says what to set."""
+    unnamed = BrokerAuditorPlugin(audited_broker.plugin.jar, {"principal": ""})
+    broker = LocalKafka(tmp_path / "kafka", broker_auditor=unnamed)
+    try:
+        with pytest.raises(KafkaStartError, match=r"kaudit\.audit\.principal=User:ANONYMOUS"):
+            broker.start()
+    finally:
+        broker.stop()
 
 
 def test_management_operations_direct_to_the_broker_are_recorded(
@@ -711,6 +799,82 @@ def test_a_stolen_credential_producing_directly_is_a_bypass_beside_the_apps_traf
             "no writer stream header": 1,
             "a second line for a sequence number": 1,
         }
+
+
+@pytest.mark.parametrize("bypass_rig", ["local"], indirect=True)
+@pytest.mark.parametrize("client", ["librdkafka", "java"])
+def test_an_idle_consumer_through_the_gateway_is_no_bypass(
+    bypass_rig: BypassRig,
+    kafka_tool: KafkaTool,
+    alice_config: dict[str, str],
+    client_properties: Callable[..., Path],
+    client: str,
+) -> None:
+    """A consumer reading an empty topic through the gateway polls the broker again and
+    again with nothing to return; the broker counts each fetch, and so does the gateway
+    (fetches that returned nothing included, and the Java client's incremental fetch
+    sessions, whose idle fetches name no topic), so none of them is a bypass."""
+    gw, reader = bypass_rig.gw, bypass_rig.reader
+    topic = f"quiet-{uuid.uuid4().hex[:8]}"
+    create_topic(bypass_rig.kafka_info.client_config(), topic)
+    group = f"idle-{uuid.uuid4().hex[:8]}"  # librdkafka wants one, even to assign()
+    grant(kafka_tool, "User:alice", "--operation", "Read", "--operation", "Describe",
+          "--topic", topic, "--group", group)  # fmt: skip
+    detector = bypass_rig.detector()
+
+    def fetches(events: list[dict[str, Any]], source: str) -> int:
+        return sum(
+            e["details"]["requests"]
+            for e in matching(events, "records.consumed", topic)
+            if e["context"]["source"] == source and e["actor"]["client_id"] == "idle-reader"
+        )
+
+    def broker_counted(poll: Callable[[], None]) -> Callable[[], bool]:
+        def counted() -> bool:
+            poll()
+            reader.poll_once()
+            events = bypass_rig.events()  # flushes the gateway's records
+            detector.poll()
+            return fetches(events, "broker") >= 20
+
+        return counted
+
+    if client == "java":
+        # Assigned, not subscribed: no group; it polls for 5 s with nothing to read.
+        kafka_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--topic", topic,
+                   "--partition", "0", "--offset", "earliest", "--timeout-ms", "5000",
+                   "--consumer-property", "client.id=idle-reader",
+                   "--consumer-property", "fetch.max.wait.ms=100",
+                   "--command-config", str(client_properties("alice")),
+                   bootstrap=gw.bootstrap, check=False)  # fmt: skip
+        wait_for(broker_counted(lambda: None), "idle fetches counted by the broker")
+    else:
+        consumer = Consumer(gw.client({
+            **alice_config, "client.id": "idle-reader", "group.id": group,
+            "enable.auto.commit": False, "fetch.wait.max.ms": 100,
+        }))  # fmt: skip
+        consumer.assign([TopicPartition(topic, 0, 0)])
+
+        def poll() -> None:
+            message = consumer.poll(0.2)
+            assert message is None or message.error() is not None, "nothing to read, ever"
+
+        try:
+            wait_for(broker_counted(poll), "idle fetches counted by the broker")
+        finally:
+            consumer.close()
+    reader.poll_once()
+    bypass_rig.ahead[0] = 2000.0  # past every wait, produce/fetch counts' included
+    detector.poll()
+    detector.close()
+    events = bypass_rig.events()
+    # The decision topic holds the module's earlier tests too: this test's topic only.
+    bypasses = matching(events, "access.bypassed_gateway", topic)
+    assert bypasses == [], [(e["resource"], e["details"]) for e in bypasses]
+    consumed = matching(events, "records.consumed", topic)
+    gateway_counts = [e for e in consumed if e["context"]["source"] == "gateway"]
+    assert fetches(events, "gateway") >= 20
+    assert all(e["details"]["count"] == 0 for e in gateway_counts)
 
 
 def forge_gateway_counts(log: KafkaLog, kafka: KafkaInfo, topic: str) -> None:

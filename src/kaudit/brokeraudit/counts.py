@@ -10,8 +10,9 @@ client id) from another host, nor the same direct traffic counted by several bro
 
 A broker count may exceed what it draws by `count_tolerance` (a fraction: retries,
 requests either side of a window's edge) plus `count_slack` requests, and a fetch count by
-`idle_fetches_per_second` over its span: the gateway counts only the fetches that returned
-records (or an error), the broker every poll. Beyond that, the difference is a bypass.
+`idle_fetches_per_second` over its span: both sides count every poll, records or not, and
+a consumer polls several times a second, so fetch counts drift most at windows' edges.
+Beyond that, the difference is a bypass.
 """
 
 from __future__ import annotations

@@ -42,9 +42,9 @@ class BypassConfig(ConfigModel):
     """Requests a broker's count may exceed the gateway's by in any case."""
     idle_fetches_per_second: float = Field(default=2.0, ge=0)
     """Fetches per second a broker's fetch count may exceed the gateway's by, for a
-    consumer the gateway counted: the gateway counts a fetch only when it returned records
-    (or an error), the broker every one, and an idle consumer polls on (every
-    `fetch.wait.max.ms`, 500 ms by default)."""
+    consumer the gateway counted: both count every fetch, records or not, but a consumer
+    polls on (every `fetch.wait.max.ms`, 500 ms by default), so the counts of a window's
+    edges differ most."""
 
 
 class BrokerAuditorConfig(KafkaConnection):

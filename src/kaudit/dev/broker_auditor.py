@@ -149,6 +149,8 @@ class BrokerAuditorPlugin:
             "authorizer.class.name": AUTHORIZER_CLASS,
             "kaudit.audit.bootstrap.servers": f"{host}:{ports.plaintext}",
             "kaudit.audit.broker.principals": BROKER_PRINCIPAL,
+            # Its producer uses that PLAINTEXT listener, the broker's own path, too.
+            "kaudit.audit.principal": BROKER_PRINCIPAL,
             **{f"kaudit.audit.{key}": value for key, value in self.settings.items()},
         }
 

@@ -7,7 +7,9 @@ keyed by (record type, principal, client id, source address, topic, result), and
 with `count`, `bytes`, `requests`, `first_seen` and `last_seen`. A denied request still
 counts, under its own key, and its record yields `access.denied`.
 
-`records.consumed` counts what was delivered to the client. A fetch answer that arrives
+`records.consumed` counts what was delivered to the client, and every fetch of a topic
+as a request, also one that returned nothing (an idle consumer's polls: the broker counts
+them too, and its auditor's counts are matched with these). A fetch answer that arrives
 after the client went away (the gateway keeps the broker connection to audit requests in
 flight) was read from the broker but never reached anyone: its records are counted apart,
 as `undelivered` and `undelivered_bytes`, in the same record.

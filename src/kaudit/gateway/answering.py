@@ -77,6 +77,7 @@ class Answering:
     peer: str
     software: tuple[str | None, str | None]
     contexts: dict[tuple[Any, ...], RequestContext]
+    fetch_session: dict[Any, set[int]]
     security_protocol: str
     raw_sasl: bool
     handshake_version: int

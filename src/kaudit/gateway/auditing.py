@@ -75,6 +75,8 @@ class AuditedConnection(Protocol):
     """The client went away: answers arriving now are not delivered to it."""
     contexts: dict[tuple[Any, ...], RequestContext]
     """Produce/fetch count contexts already made (see records_context)."""
+    fetch_session: dict[Any, set[int]]
+    """The partitions of the client's incremental fetch session (see fetched_topics)."""
 
 
 def request_context(
@@ -290,25 +292,59 @@ def _audit_fetch(conn: AuditedConnection, pending: Pending, response: Any) -> bo
     if delivered:
         _note_consumption(conn, pending, response)
     recording = conn.recording
+    asked = fetched_topics(conn, request)
     if not recording.records("records.consumed"):
         return False
     ctx = records_context(conn, pending)
     for topic in response.topics:
         ident = topic.topic
+        asked.discard(ident)
         name = ident if isinstance(ident, str) else shared.topic_name(ident)
         denied = [c for c in topic.error_codes if c in AUTHORIZATION_ERRORS]
         code = denied[0] if denied else response.error_code
-        if topic.records or code:
-            recording.aggregator.add(
-                "records.consumed",
-                ctx,
-                name,
-                topic.records,
-                topic.nbytes,
-                code,
-                delivered=delivered,
-            )
+        recording.aggregator.add(
+            "records.consumed",
+            ctx,
+            name,
+            topic.records,
+            topic.nbytes,
+            code,
+            delivered=delivered,
+        )
+    # A fetch that returned nothing from a topic still read it, and the broker (its
+    # auditor too) counts it: an idle consumer's polls are counted, with no records.
+    for ident in asked:
+        name = ident if isinstance(ident, str) else shared.topic_name(ident)
+        recording.aggregator.add(
+            "records.consumed", ctx, name, 0, 0, response.error_code, delivered=delivered
+        )
     return recording.counts_wait  # counted into the window's record, as for produce
+
+
+def fetched_topics(conn: AuditedConnection, request: Any) -> set[Any]:
+    """The topics (names, or ids from v13) a client fetch reads, as the broker authorizes
+    them: those it names, and in an incremental fetch session (KIP-227, epoch > 0) every
+    topic of the session, which the broker reads on each fetch although the request names
+    only the partitions that changed. The session is the connection's: a client keeps one
+    per broker connection. Epoch 0 starts one with what the request names; -1 has none."""
+    epoch = int(getattr(request, "session_epoch", -1))
+    session = conn.fetch_session
+    if epoch <= 0:
+        session.clear()
+    for forgotten in getattr(request, "forgotten_topics_data", ()):
+        ident = getattr(forgotten, "topic", None) or forgotten.topic_id
+        partitions = session.get(ident)
+        if partitions is not None:
+            partitions.difference_update(int(p) for p in forgotten.partitions)
+            if not partitions:
+                del session[ident]
+    for topic in request.topics:
+        ident = getattr(topic, "topic", None) or topic.topic_id
+        session.setdefault(ident, set()).update(int(p.partition) for p in topic.partitions)
+    topics = set(session)
+    if epoch < 0:
+        session.clear()
+    return topics
 
 
 def _note_consumption(conn: AuditedConnection, pending: Pending, summary: FetchSummary) -> None:

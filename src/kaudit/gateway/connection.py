@@ -83,6 +83,7 @@ class ClientConnection(Answering, asyncio.BufferedProtocol):
         self.peer: str = "?"
         self.software: tuple[str | None, str | None] = (None, None)
         self.contexts: dict[tuple[Any, ...], RequestContext] = {}
+        self.fetch_session: dict[Any, set[int]] = {}
         self.security_protocol = "PLAINTEXT"
         self.cert_principal: str | None = None
         self.raw_sasl = False  # after a SaslHandshake v0: tokens come without headers

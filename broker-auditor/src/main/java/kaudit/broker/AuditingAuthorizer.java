@@ -8,6 +8,7 @@ import java.util.Set;
 import java.util.concurrent.CompletionStage;
 import java.util.stream.Collectors;
 import org.apache.kafka.common.Endpoint;
+import org.apache.kafka.common.Reconfigurable;
 import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.acl.AclBinding;
 import org.apache.kafka.common.acl.AclBindingFilter;
@@ -21,6 +22,8 @@ import org.apache.kafka.server.authorizer.Action;
 import org.apache.kafka.server.authorizer.AuthorizableRequestContext;
 import org.apache.kafka.server.authorizer.AuthorizationResult;
 import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Kafka's StandardAuthorizer, with a record of its decisions sent to kaudit.
@@ -32,10 +35,13 @@ import org.apache.kafka.server.authorizer.AuthorizerServerInfo;
  * and never throws into {@code authorize()}: a full queue drops the decision and counts it.
  * Configured with {@code authorizer.class.name=kaudit.broker.AuditingAuthorizer} on brokers
  * and controllers; its own settings are the {@code kaudit.audit.*} properties
- * ({@link AuditorConfig}).
+ * ({@link AuditorConfig}). One of them, {@code kaudit.audit.include.data.access}, is a dynamic
+ * broker config: Kafka passes its changes to {@link #reconfigure}.
  */
-public final class AuditingAuthorizer implements ClusterMetadataAuthorizer, Monitorable {
+public final class AuditingAuthorizer
+        implements ClusterMetadataAuthorizer, Monitorable, Reconfigurable {
 
+    private static final Logger LOG = LoggerFactory.getLogger(AuditingAuthorizer.class);
     private final StandardAuthorizer delegate = new StandardAuthorizer();
     private DecisionRecorder recorder;
     private PluginMetrics metrics;
@@ -47,6 +53,24 @@ public final class AuditingAuthorizer implements ClusterMetadataAuthorizer, Moni
         if (metrics != null) {
             recorder.registerMetrics(metrics);
         }
+    }
+
+    @Override
+    public Set<String> reconfigurableConfigs() {
+        return Set.of(AuditorConfig.INCLUDE_DATA_ACCESS);
+    }
+
+    @Override
+    public void validateReconfiguration(Map<String, ?> configs) {
+        AuditorConfig.includeDataAccess(configs);
+    }
+
+    @Override
+    public void reconfigure(Map<String, ?> configs) {
+        boolean include = AuditorConfig.includeDataAccess(configs);
+        recorder.includeDataAccess(include);
+        LOG.info("kaudit broker auditor: allowed produce and fetch are {} ({}={})",
+                include ? "counted" : "no longer counted", AuditorConfig.INCLUDE_DATA_ACCESS, include);
     }
 
     @Override

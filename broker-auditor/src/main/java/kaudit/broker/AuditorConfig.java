@@ -29,10 +29,13 @@ import org.apache.kafka.common.utils.SecurityUtils;
  *   <li>{@code producer.*}: extra producer settings (security, for instance);
  *   <li>{@code principal}: the principal the broker gives the auditor's own producer
  *       ({@code Type:name}). By default it is derived from {@code producer.*}: {@code
- *       User:ANONYMOUS} over PLAINTEXT, {@code User:<username>} of a PLAIN or SCRAM login;
- *       anything else (TLS certificates, Kerberos, OAuth, a custom principal builder) must
- *       name it. Only this principal's WRITE, DESCRIBE and CREATE on the decision topic are
- *       left out (they would feed themselves); anyone else's WRITE there is recorded;
+ *       User:<username>} of a PLAIN or SCRAM login; anything else (TLS certificates,
+ *       Kerberos, OAuth, a custom principal builder) must name it. Over PLAINTEXT it must be
+ *       named too: the broker would see the auditor as {@code User:ANONYMOUS}, as it sees
+ *       every client of a PLAINTEXT listener, so naming it is the operator's statement that
+ *       no client but the auditor (and the brokers) reaches that listener. Only this
+ *       principal's WRITE, DESCRIBE and CREATE on the decision topic are left out (they would
+ *       feed themselves); anyone else's WRITE there is recorded;
  *   <li>{@code hmac.key.file} (none): a file holding the key (its bytes, trailing
  *       whitespace left off; at least 16) of the HMAC-SHA256 the auditor puts on each
  *       record (header {@code kaudit-hmac}), so kaudit refuses records someone else wrote
@@ -52,7 +55,15 @@ import org.apache.kafka.common.utils.SecurityUtils;
  *       (all false): record those allowed decisions too;
  *   <li>{@code include.super.users} (false): count super users' allowed produce and fetch
  *       (READ, WRITE, IDEMPOTENT_WRITE) too. Their management operations are recorded
- *       whatever this says: a stolen admin credential used directly must show.
+ *       whatever this says: a stolen admin credential used directly must show;
+ *   <li>{@code include.data.access} (true): count allowed produce and fetch (READ, WRITE,
+ *       IDEMPOTENT_WRITE) at all. A dynamic broker config: {@code kafka-configs --alter
+ *       --entity-type brokers --entity-default --add-config kaudit.audit.include.data.access=false}
+ *       turns the counting off on a running cluster (under a load spike, or where only
+ *       management operations and denials matter) and {@code =true} back on, without a
+ *       restart. Off, bypass detection sees no produce or fetch; denials, management
+ *       operations (that AlterConfigs itself included) and anyone else's write on the
+ *       decision topic are recorded either way.
  * </ul>
  *
  * A bad value is a {@link ConfigException} naming the property and what it accepts, so the
@@ -77,6 +88,7 @@ final class AuditorConfig {
     final boolean includeClusterAction;
     final boolean includeInterBroker;
     final boolean includeSuperUsers;
+    final boolean includeDataAccess;
     final Set<String> interBrokerListeners;
     final Set<String> controllerListeners;
     final String nodeId;
@@ -93,6 +105,7 @@ final class AuditorConfig {
         includeClusterAction = flag(configs, "include.cluster.action", false);
         includeInterBroker = flag(configs, "include.inter.broker", false);
         includeSuperUsers = flag(configs, "include.super.users", false);
+        includeDataAccess = includeDataAccess(configs);
         producer = new HashMap<>();
         String producerPrefix = PREFIX + "producer.";
         for (Map.Entry<String, ?> entry : configs.entrySet()) {
@@ -130,6 +143,13 @@ final class AuditorConfig {
         return new AuditorConfig(configs);
     }
 
+    /** The one setting a running broker may change ({@link AuditingAuthorizer#reconfigure}). */
+    static final String INCLUDE_DATA_ACCESS = PREFIX + "include.data.access";
+
+    static boolean includeDataAccess(Map<String, ?> configs) {
+        return flag(configs, "include.data.access", true);
+    }
+
     /** The principal of the auditor's own producer: the {@code principal} setting, else the
      * login its producer settings name. A client id proves nothing (the client picks it),
      * so the auditor's own traffic is told by this principal and the decision topic. */
@@ -147,7 +167,15 @@ final class AuditorConfig {
         String protocol = text(producer.get(CommonClientConfigs.SECURITY_PROTOCOL_CONFIG), "PLAINTEXT")
                 .toUpperCase(Locale.ROOT);
         if (protocol.equals("PLAINTEXT")) {
-            return KafkaPrincipal.ANONYMOUS;
+            throw new ConfigException(name, null, "the auditor's producer reaches the decision "
+                    + "topic over PLAINTEXT (" + PREFIX + "producer.security.protocol), where the "
+                    + "broker gives it User:ANONYMOUS, the principal of every client of that "
+                    + "listener: their writes to the decision topic would pass as the auditor's "
+                    + "own and go unrecorded. Give the auditor a login (" + PREFIX
+                    + "producer.security.protocol=SASL_PLAINTEXT or SASL_SSL with PLAIN or SCRAM "
+                    + "credentials in " + PREFIX + "producer.sasl.jaas.config), or, if only the "
+                    + "brokers and the auditor can reach that listener, say so with " + name
+                    + "=User:ANONYMOUS");
         }
         String mechanism = text(producer.get(SaslConfigs.SASL_MECHANISM), SaslConfigs.DEFAULT_SASL_MECHANISM);
         Object jaas = producer.get(SaslConfigs.SASL_JAAS_CONFIG);

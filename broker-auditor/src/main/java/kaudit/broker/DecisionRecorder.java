@@ -75,9 +75,12 @@ final class DecisionRecorder {
     final AtomicLong dropped = new AtomicLong();
     final AtomicLong observeErrors = new AtomicLong();
     private DecisionSender sender;
+    /** {@link AuditorConfig#includeDataAccess}, changed on a running broker. */
+    private volatile boolean includeDataAccess;
 
     DecisionRecorder(AuditorConfig config, Set<String> superUsers) {
         this.config = config;
+        this.includeDataAccess = config.includeDataAccess;
         this.superUsers = Principals.of(superUsers);
         this.queue = new ArrayBlockingQueue<>(config.queueCapacity);
     }
@@ -102,9 +105,18 @@ final class DecisionRecorder {
         sender.start();
     }
 
+    void includeDataAccess(boolean include) {
+        includeDataAccess = include;
+    }
+
     void observe(
             AuthorizableRequestContext context, List<Action> actions, List<AuthorizationResult> results) {
         try {
+            // Counting off: a request of allowed produce and fetch alone costs no more than this
+            // check (a DESCRIBE denial this thread holds is released by the sender).
+            if (!includeDataAccess && dataAccessOnly(actions, results)) {
+                return;
+            }
             Held pending = held.isEmpty() ? null : held.remove(Thread.currentThread());
             if (pending != null && pending.context != context) {
                 enqueue(pending.denials.values());
@@ -224,6 +236,19 @@ final class DecisionRecorder {
         }
         if (operation == AclOperation.DESCRIBE || operation == AclOperation.DESCRIBE_CONFIGS) {
             return config.includeDescribe;
+        }
+        return true;
+    }
+
+    /** Allowed READ, WRITE and IDEMPOTENT_WRITE alone, none on the decision topic. */
+    private boolean dataAccessOnly(List<Action> actions, List<AuthorizationResult> results) {
+        for (int i = 0; i < actions.size(); i++) {
+            Action action = actions.get(i);
+            if (results.get(i) != AuthorizationResult.ALLOWED
+                    || !counted(action.operation())
+                    || onDecisionTopic(action)) {
+                return false;
+            }
         }
         return true;
     }
