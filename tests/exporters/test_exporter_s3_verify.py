@@ -32,6 +32,7 @@ from kaudit.cli import main
 from kaudit.config import Config
 from kaudit.config.model import AwsAccess
 from kaudit.exporters.export_verify import verify_s3
+from kaudit.exporters.records import batch_key
 from kaudit.integrity.keys import KeyRing
 from kaudit.integrity.verify import VerifyReport, VerifyUsageError
 from kaudit.log.segments import list_segments
@@ -217,7 +218,8 @@ def test_a_batch_delivered_twice_is_no_finding(export: Export) -> None:
     key = export.data_keys()[2]
     low, high = _range(key)
     lines = export.lines(key) + export.lines(export.data_keys()[3])[:10]
-    again = key.rsplit("/", 1)[0] + f"/{low:012d}-{high + 10:012d}-{'a' * 16}.jsonl.gz"
+    digest = batch_key(lines)  # the exporter names an object by the lines it holds
+    again = key.rsplit("/", 1)[0] + f"/{low:012d}-{high + 10:012d}-{digest}.jsonl.gz"
     export.put(again, lines)
     report = export.verify("both")
     assert report.ok, _show(report)
@@ -226,6 +228,26 @@ def test_a_batch_delivered_twice_is_no_finding(export: Export) -> None:
 
 
 # ----------------------------------------------------------------------------- tamper
+
+
+def test_a_copy_of_an_object_under_another_name_is_found(export: Export) -> None:
+    """Intact events under a name the exporter did not give them (another digest, or the
+    same one under another stream) would be counted twice by query engines."""
+    key = export.data_keys()[2]
+    lines = export.lines(key)
+    stream, name = key.removeprefix(PREFIX).split("/")
+    renamed = f"{PREFIX}{stream}/{name[:26]}{'0' * 16}.jsonl.gz"
+    export.put(renamed, lines)
+    export.put(f"{PREFIX}other/{name}", lines)
+    report = export.verify("both")
+    assert not report.ok
+    messages = [f.message for f in report.findings]
+    assert _kinds(report) == ["inserted", "inserted"], _show(report)
+    same = [m for m in messages if "the same content as" in m]  # either may be the copy
+    assert len(same) == 1 and f"other/{name}" in same[0] and key.removeprefix(PREFIX) in same[0]
+    assert any(
+        m.startswith(f"{renamed.removeprefix(PREFIX)}: the digest in its name") for m in messages
+    ), messages
 
 
 @pytest.mark.parametrize("mode", MODES)

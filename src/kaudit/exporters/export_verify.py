@@ -17,6 +17,10 @@ and reordered events, a deleted object and a cut-off end are all found.
 
 The objects of all streams under the prefix are checked as one log: a local log has one
 writer, whose events may carry the host of whoever sent them (the stream in the name).
+The digest in an object's name is its content's (a Parquet file's bytes, a JSON Lines
+object's native lines), so one that is not, or one digest under two names, is a copy or
+a renamed object, which query engines would count twice: a finding when the events
+themselves verify, else a note beside their findings.
 
 Listing needs s3:ListBucket and reading s3:GetObject. When the bucket cannot be listed
 (no such bucket, access denied, no credentials, no answer) nothing was verified: that is
@@ -214,6 +218,44 @@ class _Bucket(_Export):
         return open_events
 
 
+class _HashingReader:
+    """A file whose reads are hashed as they go."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.hashed = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        self.hashed.update(data)
+        return data
+
+
+def _digest_taken(
+    open_events: Callable[[], Any], name: str, digest: str, misnamed: dict[str, str]
+) -> Callable[[], Any]:
+    """`open_events` of a JSON Lines object, whose events are hashed as the verifier
+    reads them (it only calls `read`), the rest once it is done: the exporter names an
+    object by the digest of the native lines it holds, so when the name's digest is not
+    theirs, `misnamed[name]` says so (a copy under another name, or a renamed object)."""
+
+    @contextmanager
+    def open_hashed() -> Iterator[IO[bytes]]:
+        with open_events() as f:
+            reader = _HashingReader(f)
+            yield cast(IO[bytes], reader)
+            while reader.read(1 << 20):
+                pass
+        actual = reader.hashed.hexdigest()[: len(digest)]
+        if actual != digest:
+            misnamed[name] = (
+                f"{name}: the digest in its name ({digest}) is not its events' ({actual}): a "
+                "copy or a renamed object, whose events query engines would count twice"
+            )
+
+    return open_hashed
+
+
 def _checkpoint_records(
     bucket: _Export, keys: list[str]
 ) -> Iterator[tuple[str, int, StoredCheckpoint | str]]:
@@ -300,9 +342,11 @@ def _verify_export(
     checkpoint_keys: list[str] = []
     others = 0
     strays: list[str] = []
-    # A Parquet file's digest is its content's, so one digest under two names is a copy
-    # (kaudit writes the same events again under the same name): engines count it twice.
+    # An object's digest is its content's (a Parquet file's bytes, a JSON Lines object's
+    # events), so one digest under two names is a copy (kaudit writes the same events
+    # again under the same name): engines count it twice.
     named_by_digest: dict[str, str] = {}
+    misnamed: dict[str, str] = {}
     copies: list[tuple[str, str]] = []
     streams: set[str] = set()
     parquet = False
@@ -336,9 +380,12 @@ def _verify_export(
             )
             continue
         streams.add(found.group(1))
-        parts.append(
-            LogPart(rest.lstrip("/"), int(found.group(2)), int(found.group(3)), store.opener(key))
-        )
+        name = rest.lstrip("/")
+        first_named = named_by_digest.setdefault(found.group(4), name)
+        if first_named != name:
+            copies.append((name, first_named))
+        opener = _digest_taken(store.opener(key), name, found.group(4), misnamed)
+        parts.append(LogPart(name, int(found.group(2)), int(found.group(3)), opener))
     if not parts and not checkpoint_keys:
         raise VerifyUsageError(
             f"{store.where} holds no objects of a kaudit export "
@@ -377,26 +424,34 @@ def _verify_export(
         gone_name=_gone_file if parquet else _gone,
         notes=notes,
     )
-    if not strays and not copies:
+    if misnamed and not report.ok:
+        # Its events' own findings say more; a copy is then one more thing to look at.
+        report = replace(report, notes=(*report.notes, *misnamed.values()))
+        misnamed = {}
+    if not strays and not copies and not misnamed:
         return report
-    inserted = [
-        Finding(
-            FindingKind.INSERTED,
-            f"{name}: not an object kaudit writes, yet in a dt= folder of the export, which "
-            "query engines read as audit events (Athena's and Trino's table, DuckDB's "
-            "dt=*/*.parquet)",
-            segment=name,
-        )
-        for name in strays
-    ] + [
-        Finding(
-            FindingKind.INSERTED,
-            f"{name}: the same content as {original} (one content digest under two names): "
-            "one is a copy, whose events query engines would count twice",
-            segment=name,
-        )
-        for name, original in copies
-    ]
+    inserted = (
+        [
+            Finding(
+                FindingKind.INSERTED,
+                f"{name}: not an object kaudit writes, yet in a dt= folder of the export, which "
+                "query engines read as audit events (Athena's and Trino's table, DuckDB's "
+                "dt=*/*.parquet)",
+                segment=name,
+            )
+            for name in strays
+        ]
+        + [
+            Finding(
+                FindingKind.INSERTED,
+                f"{name}: the same content as {original} (one content digest under two names): "
+                "one is a copy, whose events query engines would count twice",
+                segment=name,
+            )
+            for name, original in copies
+        ]
+        + [Finding(FindingKind.INSERTED, text, segment=name) for name, text in misnamed.items()]
+    )
     return replace(report, ok=False, findings=(*report.findings, *inserted))
 
 
