@@ -90,7 +90,7 @@ class GatewayCounts:
 
     def _allowance(self, event: dict[str, Any], span: tuple[int, int]) -> int:
         """Requests a broker count may have beyond the gateway's in any case: the slack,
-        and for a fetch count the idle polls the gateway does not count."""
+        and for a fetch count the polls that fell on the other side of a window's edge."""
         allowance = float(self.settings.count_slack)
         if event.get("event_type") == "records.consumed":
             seconds = (span[1] - span[0]) / 1000 + 1
