@@ -22,7 +22,7 @@ import queue
 import threading
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kaudit.errors import EventDecodeError
-from kaudit.exporters.parquet_format import POOL, SCHEMA, WRITE_OPTIONS, ndjson_table
+from kaudit.exporters.parquet_format import (
+    EPOCH_DAY,
+    POOL,
+    SCHEMA,
+    US_PER_DAY,
+    WRITE_OPTIONS,
+    ndjson_table,
+)
 
 log = logging.getLogger("kaudit.exporters.parquet")
 
@@ -51,9 +58,6 @@ worth at once costs as much again in page faults)."""
 _QUEUED_BYTES = 64 << 20
 """At most this many bytes of parts wait in memory for the converter; parts beyond are
 read back from the spool when their turn comes (page cache, most likely)."""
-
-_US_PER_DAY = 86_400_000_000
-_EPOCH = date(1970, 1, 1)
 
 
 @dataclass
@@ -107,11 +111,11 @@ def daily_files(
     count = 0
     try:
         for table in _ahead(_row_groups(pieces, spool)):
-            days = table.column("time").cast(pa.int64()).to_numpy() // _US_PER_DAY
+            days = table.column("time").cast(pa.int64()).to_numpy() // US_PER_DAY
             ends = [*(np.flatnonzero(days[1:] != days[:-1]) + 1).tolist(), len(days)]
             start = 0
             for end in ends:
-                day = (_EPOCH + timedelta(days=int(days[start]))).isoformat()
+                day = (EPOCH_DAY + timedelta(days=int(days[start]))).isoformat()
                 if made is not None and made.day != day:
                     made.close()
                     yield made

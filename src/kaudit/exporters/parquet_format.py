@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, date
 
 import numpy as np
 import orjson
@@ -109,6 +109,9 @@ _NESTED = pa.schema(
 """What Arrow's JSON reader takes from each line (free-form members are read apart)."""
 
 TIME_TYPE = pa.timestamp("us", tz="UTC")
+US_PER_DAY = 86_400_000_000
+"""Microseconds in a UTC day of `time`: a row's `dt=` day is its time over this."""
+EPOCH_DAY = date(1970, 1, 1)
 
 
 def _memory_pool() -> pa.MemoryPool:

@@ -37,7 +37,7 @@ from kaudit.config.model import AwsAccess, S3Destination
 from kaudit.config.secrets import reveal
 from kaudit.errors import SearchError
 from kaudit.exporters.parquet import INCREASING_KEY, PARQUET_KEY
-from kaudit.exporters.parquet_format import TIME_TYPE
+from kaudit.exporters.parquet_format import EPOCH_DAY, TIME_TYPE, US_PER_DAY
 from kaudit.store.query import Filter, Hit, check_group_keys
 from kaudit.store.schema import MS_PER_DAY, NotAnEvent, day_name, read_event
 
@@ -69,8 +69,6 @@ _DICTIONARY = [
 distinct values, never turned into one string per row."""
 _FILE_BITS = 40
 """`order` is the file's number above these bits and the row's position below them."""
-_US_PER_DAY = 86_400_000_000
-_EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +396,7 @@ def _newest_rows(tables: list[pa.Table], newest: int) -> tuple[list[pa.Table], i
 
 def _day_end_us(day: str) -> int:
     """The first microsecond after UTC day `day` (YYYY-MM-DD)."""
-    return (date.fromisoformat(day) - _EPOCH).days * _US_PER_DAY + _US_PER_DAY
+    return (date.fromisoformat(day) - EPOCH_DAY).days * US_PER_DAY + US_PER_DAY
 
 
 def _max_time_us(pf: pq.ParquetFile) -> int | None:
