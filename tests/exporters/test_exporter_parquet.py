@@ -215,12 +215,20 @@ def test_s3_parquet_objects_verify_against_their_checkpoints(
     assert report.events == GENERATED + 2
 
 
+def _events_named(key: str) -> int:
+    """How many events a file's name says it holds (the first day's file may hold one
+    only, when the test runs just after midnight)."""
+    found = PARQUET_KEY.search(key)
+    assert found is not None
+    return int(found.group(4)) - int(found.group(3)) + 1
+
+
 @pytest.mark.parametrize("column", ["actor_id", "event"])
 def test_a_changed_cell_of_a_parquet_object_is_found(
     s3_export: Config, moto: MotoServer, keys: Keys, column: str
 ) -> None:
     client = moto.client("s3")
-    key = next(k for k in _keys(moto) if k.endswith(".parquet"))
+    key = max((k for k in _keys(moto) if k.endswith(".parquet")), key=_events_named)
     table = pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
     values = table.column(column).to_pylist()
     values[1] = values[1].replace("User:", "User:x") if column == "actor_id" else values[1] + " "
@@ -673,16 +681,21 @@ def test_a_parquet_folder_verifies_against_the_checkpoints_copied_beside_it(
 def test_a_changed_deleted_or_stray_file_of_a_parquet_folder_fails_verify(
     folder_export: Path, keys: Keys
 ) -> None:
-    files = sorted(folder_export.glob("dt=*/*.parquet"))
+    files = sorted(folder_export.glob("dt=*/*.parquet"))  # in sequence order
     assert len(files) >= 3
-    changed, deleted = files[0], files[1]
+    # The largest file but the last is changed and the one after it deleted (the
+    # unreadable and the missing events are then one range ending with the deleted
+    # file's); another one is copied.
+    at = max(range(len(files) - 1), key=lambda i: _events_named(str(files[i])))
+    changed, deleted = files[at], files[at + 1]
+    copied = files[at - 1] if at else files[at + 2]
     table = pq.read_table(changed)
     values = table.column("actor_id").to_pylist()
     values[1] = "User:nobody"
     table = table.set_column(COLUMNS.index("actor_id"), "actor_id", pa.array(values, pa.string()))
     pq.write_table(table, changed)
     deleted.unlink()
-    (files[2].parent / "extra.parquet").write_bytes(files[2].read_bytes())
+    (copied.parent / "extra.parquet").write_bytes(copied.read_bytes())
     result = _verify_folder(folder_export, keys)
     assert result.exit_code == 1, result.output
     messages = " | ".join(f["message"] for f in orjson.loads(result.output)["findings"])
